@@ -1,0 +1,540 @@
+package codec
+
+import (
+	"bytes"
+	"encoding/binary"
+	"fmt"
+	"math"
+	"unicode/utf8"
+
+	"github.com/vmihailenco/msgpack/v5/msgpcode"
+)
+
+// maxDepth is the deepest nesting of arrays and maps the decoder walks
+// through, in ignored trailing envelope fields and in bodies given to
+// UnmarshalValue. It bounds the recursion of the msgpack library's decoder.
+const maxDepth = 256
+
+// Decode decodes the envelope encoded in data into e.
+//
+// e.Body aliases data: it is a sub-slice of the input, not a copy, so data
+// must not be modified or reused (for example returned to a pool) while e.Body
+// is in use. Use DecodeCopy when the envelope must outlive data. The string
+// fields and headers are copied out of data in a single allocation.
+//
+// An empty body and an empty or nil header map decode as nil. Trailing array
+// elements beyond the 11 of version 1 are checked and ignored. On error e is
+// left unchanged and the error wraps ErrTruncated, ErrVersion, ErrMalformed or
+// ErrTooLarge.
+func Decode(data []byte, e *Envelope) error {
+	return decode(data, e, false)
+}
+
+// DecodeCopy is like Decode but e.Body is a copy, so e does not alias data.
+func DecodeCopy(data []byte, e *Envelope) error {
+	return decode(data, e, true)
+}
+
+func decode(data []byte, e *Envelope, copyBody bool) error {
+	d := reader{data: data}
+
+	n, err := d.arrayLen("envelope")
+	if err != nil {
+		return err
+	}
+	if n == 0 {
+		return fieldErr("version", ErrMalformed, "empty array, not an envelope")
+	}
+	version, err := d.uint("version")
+	if err != nil {
+		return err
+	}
+	if version != Version {
+		return fieldErr("version", ErrVersion, "version %d, this decoder reads %d", version, Version)
+	}
+	if n < envelopeFields {
+		return fieldErr("envelope", ErrMalformed, "array of %d elements, version 1 has %d", n, envelopeFields)
+	}
+
+	var out Envelope
+	idStart, idEnd, isNil, err := d.bin("id")
+	if err != nil {
+		return err
+	}
+	if isNil || idEnd-idStart != len(out.ID) {
+		return fieldErr("id", ErrMalformed, "want bin of 16 bytes, got %d bytes", idEnd-idStart)
+	}
+	copy(out.ID[:], data[idStart:idEnd])
+
+	kind, err := d.uint("kind")
+	if err != nil {
+		return err
+	}
+	if kind > math.MaxUint8 {
+		return fieldErr("kind", ErrMalformed, "%d out of range 0-255", kind)
+	}
+	out.Kind = Kind(kind)
+
+	typeStart, typeEnd, err := d.str("type")
+	if err != nil {
+		return err
+	}
+	prio, err := d.uint("priority")
+	if err != nil {
+		return err
+	}
+	if prio > math.MaxUint8 {
+		return fieldErr("priority", ErrMalformed, "%d out of range 0-255", prio)
+	}
+	out.Priority = uint8(prio)
+	if out.Timestamp, err = d.int("timestamp"); err != nil {
+		return err
+	}
+	senderStart, senderEnd, err := d.str("sender")
+	if err != nil {
+		return err
+	}
+	if out.Seq, err = d.uint("seq"); err != nil {
+		return err
+	}
+	topicStart, topicEnd, err := d.str("topic")
+	if err != nil {
+		return err
+	}
+
+	// Headers: validate them and measure them first, then copy every string
+	// of the envelope out of data with one allocation.
+	nHeaders, err := d.mapLen("headers")
+	if err != nil {
+		return err
+	}
+	headersStart := d.pos
+	strBytes := (typeEnd - typeStart) + (senderEnd - senderStart) + (topicEnd - topicStart)
+	for range 2 * nHeaders {
+		s, e, err := d.str("headers")
+		if err != nil {
+			return err
+		}
+		strBytes += e - s
+	}
+	headersEnd := d.pos
+
+	bodyStart, bodyEnd, _, err := d.bin("body")
+	if err != nil {
+		return err
+	}
+	if err := d.skip("envelope", n-envelopeFields); err != nil {
+		return err
+	}
+	if d.pos != len(data) {
+		return fieldErr("envelope", ErrMalformed, "%d trailing bytes after the envelope", len(data)-d.pos)
+	}
+
+	if strBytes > 0 {
+		// One string holding everything from the type to the end of the
+		// headers; each field is a substring of it. The few bytes of
+		// integers in between are cheaper than one allocation per field.
+		base := typeStart
+		all := string(data[base:headersEnd])
+		out.Type = all[typeStart-base : typeEnd-base]
+		out.Sender = all[senderStart-base : senderEnd-base]
+		out.Topic = all[topicStart-base : topicEnd-base]
+		if nHeaders > 0 {
+			out.Headers = make(map[string]string, nHeaders)
+			h := reader{data: data, pos: headersStart}
+			for range nHeaders {
+				ks, ke, _ := h.str("headers") // validated above
+				vs, ve, _ := h.str("headers")
+				k := all[ks-base : ke-base]
+				if _, dup := out.Headers[k]; dup {
+					return fieldErr("headers", ErrMalformed, "duplicate key %q", k)
+				}
+				out.Headers[k] = all[vs-base : ve-base]
+			}
+		}
+	} else if nHeaders > 0 {
+		// Only possible with a single header of empty key and value: any
+		// second one would duplicate it.
+		if nHeaders > 1 {
+			return fieldErr("headers", ErrMalformed, `duplicate key ""`)
+		}
+		out.Headers = map[string]string{"": ""}
+	}
+
+	if bodyEnd > bodyStart {
+		if copyBody {
+			out.Body = bytes.Clone(data[bodyStart:bodyEnd])
+		} else {
+			out.Body = data[bodyStart:bodyEnd:bodyEnd]
+		}
+	}
+	*e = out
+	return nil
+}
+
+// fieldErr builds the error for a field: "codec: field F: detail: sentinel".
+func fieldErr(field string, sentinel error, format string, args ...any) error {
+	return fmt.Errorf("codec: field %s: %s: %w", field, fmt.Sprintf(format, args...), sentinel)
+}
+
+// reader reads MessagePack values from data, checking every length against
+// the bytes that remain before using it. Its methods take the name of the
+// field being read, for error messages.
+type reader struct {
+	data []byte
+	pos  int
+}
+
+func (d *reader) remaining() int { return len(d.data) - d.pos }
+
+// code reads one type code.
+func (d *reader) code(field string) (byte, error) {
+	if d.pos >= len(d.data) {
+		return 0, fieldErr(field, ErrTruncated, "input ends at byte %d, want a value", d.pos)
+	}
+	c := d.data[d.pos]
+	d.pos++
+	return c, nil
+}
+
+// fixed reads the n-byte big-endian number that follows a type code.
+func (d *reader) fixed(field string, n int) (uint64, error) {
+	if d.remaining() < n {
+		return 0, fieldErr(field, ErrTruncated, "input ends at byte %d inside a %d-byte number", len(d.data), n)
+	}
+	b := d.data[d.pos : d.pos+n]
+	d.pos += n
+	switch n {
+	case 1:
+		return uint64(b[0]), nil
+	case 2:
+		return uint64(binary.BigEndian.Uint16(b)), nil
+	case 4:
+		return uint64(binary.BigEndian.Uint32(b)), nil
+	}
+	return binary.BigEndian.Uint64(b), nil
+}
+
+// integer reads any MessagePack integer. neg reports whether it is negative,
+// in which case v holds its two's complement.
+func (d *reader) integer(field string) (v uint64, neg bool, err error) {
+	c, err := d.code(field)
+	if err != nil {
+		return 0, false, err
+	}
+	switch {
+	case msgpcode.IsFixedNum(c):
+		if c <= msgpcode.PosFixedNumHigh {
+			return uint64(c), false, nil
+		}
+		return uint64(int64(int8(c))), true, nil
+	case c == msgpcode.Uint8:
+		v, err = d.fixed(field, 1)
+		return v, false, err
+	case c == msgpcode.Uint16:
+		v, err = d.fixed(field, 2)
+		return v, false, err
+	case c == msgpcode.Uint32:
+		v, err = d.fixed(field, 4)
+		return v, false, err
+	case c == msgpcode.Uint64:
+		v, err = d.fixed(field, 8)
+		return v, false, err
+	case c == msgpcode.Int8:
+		v, err = d.fixed(field, 1)
+		s := int64(int8(v))
+		return uint64(s), s < 0, err
+	case c == msgpcode.Int16:
+		v, err = d.fixed(field, 2)
+		s := int64(int16(v))
+		return uint64(s), s < 0, err
+	case c == msgpcode.Int32:
+		v, err = d.fixed(field, 4)
+		s := int64(int32(v))
+		return uint64(s), s < 0, err
+	case c == msgpcode.Int64:
+		v, err = d.fixed(field, 8)
+		s := int64(v)
+		return uint64(s), s < 0, err
+	}
+	return 0, false, fieldErr(field, ErrMalformed, "want integer, got %s", describe(c))
+}
+
+// uint reads a non-negative integer in any MessagePack integer format.
+func (d *reader) uint(field string) (uint64, error) {
+	v, neg, err := d.integer(field)
+	if err != nil {
+		return 0, err
+	}
+	if neg {
+		return 0, fieldErr(field, ErrMalformed, "negative value %d", int64(v))
+	}
+	return v, nil
+}
+
+// int reads a signed 64-bit integer in any MessagePack integer format.
+func (d *reader) int(field string) (int64, error) {
+	v, neg, err := d.integer(field)
+	if err != nil {
+		return 0, err
+	}
+	if !neg && v > math.MaxInt64 {
+		return 0, fieldErr(field, ErrMalformed, "%d out of int64 range", v)
+	}
+	return int64(v), nil
+}
+
+// span checks that n bytes remain and returns their bounds.
+func (d *reader) span(field string, n uint64) (start, end int, err error) {
+	if n > uint64(d.remaining()) {
+		return 0, 0, fieldErr(field, ErrTooLarge, "declares %d bytes, %d remain", n, d.remaining())
+	}
+	start = d.pos
+	d.pos += int(n)
+	return start, d.pos, nil
+}
+
+// str reads a str and returns the bounds of its bytes, which must be UTF-8.
+func (d *reader) str(field string) (start, end int, err error) {
+	c, err := d.code(field)
+	if err != nil {
+		return 0, 0, err
+	}
+	var n uint64
+	switch {
+	case msgpcode.IsFixedString(c):
+		n = uint64(c & msgpcode.FixedStrMask)
+	case c == msgpcode.Str8:
+		n, err = d.fixed(field, 1)
+	case c == msgpcode.Str16:
+		n, err = d.fixed(field, 2)
+	case c == msgpcode.Str32:
+		n, err = d.fixed(field, 4)
+	default:
+		return 0, 0, fieldErr(field, ErrMalformed, "want str, got %s", describe(c))
+	}
+	if err != nil {
+		return 0, 0, err
+	}
+	start, end, err = d.span(field, n)
+	if err != nil {
+		return 0, 0, err
+	}
+	if !utf8.Valid(d.data[start:end]) {
+		return 0, 0, fieldErr(field, ErrMalformed, "str is not valid UTF-8")
+	}
+	return start, end, nil
+}
+
+// bin reads a bin, or nil, and returns the bounds of its bytes.
+func (d *reader) bin(field string) (start, end int, isNil bool, err error) {
+	c, err := d.code(field)
+	if err != nil {
+		return 0, 0, false, err
+	}
+	var n uint64
+	switch c {
+	case msgpcode.Nil:
+		return d.pos, d.pos, true, nil
+	case msgpcode.Bin8:
+		n, err = d.fixed(field, 1)
+	case msgpcode.Bin16:
+		n, err = d.fixed(field, 2)
+	case msgpcode.Bin32:
+		n, err = d.fixed(field, 4)
+	default:
+		return 0, 0, false, fieldErr(field, ErrMalformed, "want bin, got %s", describe(c))
+	}
+	if err != nil {
+		return 0, 0, false, err
+	}
+	start, end, err = d.span(field, n)
+	return start, end, false, err
+}
+
+// arrayLen reads an array header. The count is not checked against the
+// remaining input: the caller reads the elements one by one.
+func (d *reader) arrayLen(field string) (int, error) {
+	c, err := d.code(field)
+	if err != nil {
+		return 0, err
+	}
+	var n uint64
+	switch {
+	case c >= msgpcode.FixedArrayLow && c <= msgpcode.FixedArrayHigh:
+		return int(c & msgpcode.FixedArrayMask), nil
+	case c == msgpcode.Array16:
+		n, err = d.fixed(field, 2)
+	case c == msgpcode.Array32:
+		n, err = d.fixed(field, 4)
+	default:
+		return 0, fieldErr(field, ErrMalformed, "want array, got %s", describe(c))
+	}
+	return int(n), err
+}
+
+// mapLen reads a map header, or nil (0 entries), and checks that the input
+// has room for the announced entries: at least 2 bytes each.
+func (d *reader) mapLen(field string) (int, error) {
+	c, err := d.code(field)
+	if err != nil {
+		return 0, err
+	}
+	var n uint64
+	switch {
+	case c == msgpcode.Nil:
+		return 0, nil
+	case c >= msgpcode.FixedMapLow && c <= msgpcode.FixedMapHigh:
+		n = uint64(c & msgpcode.FixedMapMask)
+	case c == msgpcode.Map16:
+		n, err = d.fixed(field, 2)
+	case c == msgpcode.Map32:
+		n, err = d.fixed(field, 4)
+	default:
+		return 0, fieldErr(field, ErrMalformed, "want map or nil, got %s", describe(c))
+	}
+	if err != nil {
+		return 0, err
+	}
+	if 2*n > uint64(d.remaining()) {
+		return 0, fieldErr(field, ErrTooLarge, "declares %d entries, %d bytes remain", n, d.remaining())
+	}
+	return int(n), nil
+}
+
+// skip reads and discards count values of any type, checking them as it goes.
+// It does not recurse: nesting is tracked in a fixed-size stack and limited to
+// maxDepth. A declared length or element count larger than the remaining
+// input is ErrTooLarge (an element takes at least one byte).
+func (d *reader) skip(field string, count int) error {
+	if count == 0 {
+		return nil
+	}
+	if count > d.remaining() {
+		return fieldErr(field, ErrTooLarge, "declares %d more elements, %d bytes remain", count, d.remaining())
+	}
+	var stack [maxDepth + 1]int // elements left at each level
+	depth := 0
+	stack[0] = count
+	for {
+		for stack[depth] == 0 {
+			if depth == 0 {
+				return nil
+			}
+			depth--
+		}
+		stack[depth]--
+
+		c, err := d.code(field)
+		if err != nil {
+			return err
+		}
+		var elems uint64 // elements of an array or map; 2 per map entry
+		var size uint64  // bytes of payload
+		var err2 error
+		switch {
+		case c <= msgpcode.PosFixedNumHigh, c >= msgpcode.NegFixedNumLow,
+			c == msgpcode.Nil, c == msgpcode.False, c == msgpcode.True:
+		case msgpcode.IsFixedString(c):
+			size = uint64(c & msgpcode.FixedStrMask)
+		case c >= msgpcode.FixedArrayLow && c <= msgpcode.FixedArrayHigh:
+			elems = uint64(c & msgpcode.FixedArrayMask)
+		case c >= msgpcode.FixedMapLow && c <= msgpcode.FixedMapHigh:
+			elems = 2 * uint64(c&msgpcode.FixedMapMask)
+		case c == msgpcode.Uint8, c == msgpcode.Int8:
+			size = 1
+		case c == msgpcode.Uint16, c == msgpcode.Int16:
+			size = 2
+		case c == msgpcode.Uint32, c == msgpcode.Int32, c == msgpcode.Float:
+			size = 4
+		case c == msgpcode.Uint64, c == msgpcode.Int64, c == msgpcode.Double:
+			size = 8
+		case c == msgpcode.Str8, c == msgpcode.Bin8:
+			size, err2 = d.fixed(field, 1)
+		case c == msgpcode.Str16, c == msgpcode.Bin16:
+			size, err2 = d.fixed(field, 2)
+		case c == msgpcode.Str32, c == msgpcode.Bin32:
+			size, err2 = d.fixed(field, 4)
+		case c == msgpcode.FixExt1:
+			size = 1 + 1
+		case c == msgpcode.FixExt2:
+			size = 1 + 2
+		case c == msgpcode.FixExt4:
+			size = 1 + 4
+		case c == msgpcode.FixExt8:
+			size = 1 + 8
+		case c == msgpcode.FixExt16:
+			size = 1 + 16
+		case c == msgpcode.Ext8:
+			size, err2 = d.fixed(field, 1)
+			size++ // the ext type byte
+		case c == msgpcode.Ext16:
+			size, err2 = d.fixed(field, 2)
+			size++
+		case c == msgpcode.Ext32:
+			size, err2 = d.fixed(field, 4)
+			size++
+		case c == msgpcode.Array16:
+			elems, err2 = d.fixed(field, 2)
+		case c == msgpcode.Array32:
+			elems, err2 = d.fixed(field, 4)
+		case c == msgpcode.Map16:
+			elems, err2 = d.fixed(field, 2)
+			elems *= 2
+		case c == msgpcode.Map32:
+			elems, err2 = d.fixed(field, 4)
+			elems *= 2
+		default: // 0xc1, never used
+			return fieldErr(field, ErrMalformed, "invalid type code %#02x at byte %d", c, d.pos-1)
+		}
+		if err2 != nil {
+			return err2
+		}
+		if size > 0 {
+			if _, _, err := d.span(field, size); err != nil {
+				return err
+			}
+		}
+		if elems > 0 {
+			if elems > uint64(d.remaining()) {
+				return fieldErr(field, ErrTooLarge, "declares %d elements, %d bytes remain", elems, d.remaining())
+			}
+			if depth == maxDepth {
+				return fieldErr(field, ErrTooLarge, "nesting deeper than %d", maxDepth)
+			}
+			depth++
+			stack[depth] = int(elems)
+		}
+	}
+}
+
+// describe names the MessagePack type of code c, for error messages.
+func describe(c byte) string {
+	switch {
+	case c <= msgpcode.PosFixedNumHigh:
+		return "positive fixint"
+	case c >= msgpcode.NegFixedNumLow:
+		return "negative fixint"
+	case msgpcode.IsFixedString(c), c == msgpcode.Str8, c == msgpcode.Str16, c == msgpcode.Str32:
+		return "str"
+	case c >= msgpcode.FixedArrayLow && c <= msgpcode.FixedArrayHigh, c == msgpcode.Array16, c == msgpcode.Array32:
+		return "array"
+	case c >= msgpcode.FixedMapLow && c <= msgpcode.FixedMapHigh, c == msgpcode.Map16, c == msgpcode.Map32:
+		return "map"
+	case c == msgpcode.Bin8, c == msgpcode.Bin16, c == msgpcode.Bin32:
+		return "bin"
+	case c == msgpcode.Nil:
+		return "nil"
+	case c == msgpcode.False, c == msgpcode.True:
+		return "bool"
+	case c == msgpcode.Float, c == msgpcode.Double:
+		return "float"
+	case c >= msgpcode.Uint8 && c <= msgpcode.Uint64:
+		return "uint"
+	case c >= msgpcode.Int8 && c <= msgpcode.Int64:
+		return "int"
+	case c >= msgpcode.FixExt1 && c <= msgpcode.FixExt16, c >= msgpcode.Ext8 && c <= msgpcode.Ext32:
+		return "ext"
+	}
+	return fmt.Sprintf("invalid code %#02x", c)
+}
