@@ -1,0 +1,18 @@
+package socket
+
+import "context"
+
+// dealerRouter: Send round-robins over ready peers, Recv fair-queues. No
+// envelope is added or removed.
+type dealerRouter struct{ lb }
+
+func (r *dealerRouter) send(ctx context.Context, m Msg) error {
+	_, err := r.lb.send(ctx, m, nil)
+	return err
+}
+func (r *dealerRouter) recv(ctx context.Context) (Msg, error) {
+	m, _, err := r.s.fq.pop(ctx, nil)
+	return m, err
+}
+func (r *dealerRouter) incoming(_ *pipe, m Msg) (Msg, bool) { return m, true }
+func (r *dealerRouter) command(*pipe, string, []byte)       {}

@@ -1,0 +1,42 @@
+// Package socket is zpeer's socket engine: the ZeroMQ socket types REQ, REP,
+// PUB, SUB, PUSH, PULL, DEALER and ROUTER with the semantics of ZeroMQ RFC 28
+// (REQ/REP), 29 (PUB/SUB) and 30 (PUSH/PULL), spoken over ZMTP 3 so that any
+// libzmq, pyzmq, JeroMQ or zmq4 peer of the matching type can talk to them.
+//
+// The ZMTP greeting and security handshake come from
+// github.com/go-zeromq/zmq4 (zmq4.Open, zmq4.Security). Everything after the
+// handshake is this package's: one pipe per connected peer with a bounded
+// send queue (the high-water mark), a writer goroutine that coalesces queued
+// frames into few write system calls, a reader goroutine that checks every
+// frame's declared size against the socket's limit before allocating, and
+// the routing of each socket type (round-robin over ready peers for PUSH,
+// REQ and DEALER; fair-queueing for PULL and the receiving side of every
+// type; publisher-side prefix filtering for PUB; identity routing for
+// ROUTER).
+//
+// Endpoints are tcp://host:port (port 0 or * picks a free port; Bind returns
+// the real endpoint) and ipc:///path (a Unix domain socket). A socket binds
+// and connects any number of endpoints. Connect is asynchronous: connecting
+// to a peer that is not up yet is normal, and every connected endpoint is
+// re-dialled with exponential backoff and jitter for as long as it stays
+// connected.
+//
+// Delivery semantics, per type:
+//
+//   - PUSH, REQ, DEALER: Send picks the next ready peer round-robin; a peer
+//     is ready while its queue is below the send high-water mark. When no
+//     peer is ready Send blocks until one is or the context ends, or, with
+//     WithNoBlock, fails at once with ErrWouldBlock.
+//   - PUB: Send never blocks. A subscriber whose queue is full misses the
+//     message; the drop is counted in Stats (and per peer).
+//   - REP, ROUTER: replies go to the peer that asked (REP) or the peer named
+//     by the first frame (ROUTER); an unknown or departed peer is an error
+//     (ErrNoPeer), never a silent misroute.
+//   - Receiving (PULL, SUB, REP, DEALER, ROUTER, REQ): messages are
+//     fair-queued across peers, at most the receive high-water mark per peer
+//     in memory; a peer beyond that is back-pressured through TCP.
+//
+// What this package is not: it does not know about envelopes, typed values,
+// acknowledgements or discovery. Those live in codec/, pattern/ and
+// discovery/, on top of it.
+package socket

@@ -1,0 +1,40 @@
+package socket
+
+import "errors"
+
+// Sentinel errors. Errors returned by this package wrap one of these (or a
+// context error) so callers can test them with errors.Is.
+var (
+	// ErrClosed is returned by operations on a closed socket.
+	ErrClosed = errors.New("socket: closed")
+	// ErrTimeout is returned when a blocking operation's context deadline
+	// passes. It wraps context.DeadlineExceeded too.
+	ErrTimeout = errors.New("socket: timeout")
+	// ErrWouldBlock is returned by Send on a WithNoBlock socket when no
+	// peer can take the message now.
+	ErrWouldBlock = errors.New("socket: would block")
+	// ErrNoPeers is returned by Send on a WithNoBlock socket with no
+	// connected peer at all.
+	ErrNoPeers = errors.New("socket: no peers")
+	// ErrNoPeer is returned when a reply or ROUTER message names a peer that
+	// is not (or no longer) connected.
+	ErrNoPeer = errors.New("socket: no such peer")
+	// ErrPeerLost is returned by a REQ socket's Recv when the peer that was
+	// sent the request disconnects before replying.
+	ErrPeerLost = errors.New("socket: peer lost before reply")
+	// ErrState is returned when an operation is not allowed in the socket's
+	// current state (REQ Send twice, REP Send before Recv) or by its type
+	// (Send on PULL, Recv on PUSH, Subscribe on PUB).
+	ErrState = errors.New("socket: operation not allowed in this state")
+	// ErrTooLarge is returned by Send for a message over the maximum message
+	// size, and is the reason a connection is dropped when a peer announces
+	// a larger frame.
+	ErrTooLarge = errors.New("socket: message too large")
+	// ErrEndpoint is returned for a malformed or unsupported endpoint.
+	ErrEndpoint = errors.New("socket: bad endpoint")
+	// ErrProtocol is the reason a connection is dropped when the peer
+	// violates ZMTP (bad greeting, bad frame flags, garbage).
+	ErrProtocol = errors.New("socket: protocol error")
+	// ErrEmpty is returned by Send for a message with no frames.
+	ErrEmpty = errors.New("socket: empty message")
+)

@@ -1,0 +1,133 @@
+package socket
+
+import (
+	"bufio"
+	"encoding/binary"
+	"fmt"
+	"net"
+)
+
+// ZMTP 3 framing constants (RFC 23).
+const (
+	flagMore    = 0x01
+	flagLong    = 0x02
+	flagCommand = 0x04
+	flagsValid  = flagMore | flagLong | flagCommand
+
+	greetingLen       = 64
+	handshakeFrameMax = 64 << 10 // READY/HELLO/... commands during the handshake
+	readBufSize       = 64 << 10
+)
+
+// guardConn is the net.Conn handed to zmq4.Open. It buffers reads and, while
+// zmq4 performs the greeting and security handshake, parses the ZMTP stream
+// as it passes: the greeting signature is checked byte by byte and every
+// frame header's declared size is checked before zmq4 sees it (zmq4 would
+// otherwise allocate whatever size a header announces). Reads never cross a
+// frame boundary, so once the handshake is done the bytes that follow it are
+// still in br for the pipe's own frame reader.
+type guardConn struct {
+	net.Conn
+	br *bufio.Reader
+
+	greetPos int // bytes of the greeting already passed through
+	hdr      [9]byte
+	hdrLen   int // size of the pending header (0: none parsed)
+	hdrPos   int // bytes of hdr already returned
+	bodyLeft uint64
+}
+
+func newGuardConn(c net.Conn) *guardConn {
+	return &guardConn{Conn: c, br: bufio.NewReaderSize(c, readBufSize)}
+}
+
+func (g *guardConn) Read(p []byte) (int, error) {
+	if len(p) == 0 {
+		return 0, nil
+	}
+	switch {
+	case g.greetPos < greetingLen:
+		return g.readGreeting(p)
+	case g.bodyLeft > 0:
+		if uint64(len(p)) > g.bodyLeft {
+			p = p[:g.bodyLeft]
+		}
+		n, err := g.br.Read(p)
+		g.bodyLeft -= uint64(n)
+		return n, err
+	}
+	if g.hdrLen == 0 {
+		if err := g.parseHeader(); err != nil {
+			return 0, err
+		}
+	}
+	n := copy(p, g.hdr[g.hdrPos:g.hdrLen])
+	g.hdrPos += n
+	if g.hdrPos == g.hdrLen {
+		g.hdrLen, g.hdrPos = 0, 0
+	}
+	return n, nil
+}
+
+func (g *guardConn) readGreeting(p []byte) (int, error) {
+	if want := greetingLen - g.greetPos; len(p) > want {
+		p = p[:want]
+	}
+	n, err := g.br.Read(p)
+	for i := 0; i < n; i++ {
+		if err := checkGreetingByte(g.greetPos+i, p[i]); err != nil {
+			return 0, err
+		}
+	}
+	g.greetPos += n
+	return n, err
+}
+
+// checkGreetingByte validates the parts of a ZMTP greeting that tell a ZMTP
+// peer from anything else: the signature (0xFF, 8 bytes, 0x7F) and major
+// version 3 or later.
+func checkGreetingByte(pos int, b byte) error {
+	switch {
+	case pos == 0 && b != 0xFF:
+		return fmt.Errorf("%w: not a ZMTP greeting (first byte 0x%02x)", ErrProtocol, b)
+	case pos == 9 && b&0x01 == 0:
+		return fmt.Errorf("%w: not a ZMTP greeting (signature byte 0x%02x)", ErrProtocol, b)
+	case pos == 10 && b < 3:
+		return fmt.Errorf("%w: ZMTP version %d not supported (need 3)", ErrProtocol, b)
+	}
+	return nil
+}
+
+func (g *guardConn) parseHeader() error {
+	b, err := g.br.Peek(2)
+	if err != nil {
+		return err
+	}
+	flags := b[0]
+	if flags&^flagsValid != 0 {
+		return fmt.Errorf("%w: reserved frame flag bits set (0x%02x)", ErrProtocol, flags)
+	}
+	hl := 2
+	if flags&flagLong != 0 {
+		hl = 9
+	}
+	b, err = g.br.Peek(hl)
+	if err != nil {
+		return err
+	}
+	size := uint64(b[1])
+	if hl == 9 {
+		size = binary.BigEndian.Uint64(b[1:9])
+	}
+	if size > handshakeFrameMax {
+		return fmt.Errorf("%w: handshake frame of %d bytes (limit %d)", ErrTooLarge, size, handshakeFrameMax)
+	}
+	copy(g.hdr[:], b[:hl])
+	g.br.Discard(hl)
+	g.hdrLen, g.hdrPos, g.bodyLeft = hl, 0, size
+	return nil
+}
+
+// Write goes straight to the connection: during the handshake only zmq4
+// writes, and afterwards only the pipe's writer does.
+func (g *guardConn) Write(p []byte) (int, error) { return g.Conn.Write(p) }

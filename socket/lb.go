@@ -1,0 +1,122 @@
+package socket
+
+import (
+	"context"
+	"errors"
+	"sync"
+)
+
+// lb load-balances sends round-robin over the pipes that are ready (below
+// their high-water mark), as PUSH, DEALER and REQ do (RFC 28, 30). A slow
+// peer's queue fills and it is skipped until it drains, so it gets fewer
+// messages rather than holding the others up.
+type lb struct {
+	s     *Socket
+	mu    sync.Mutex
+	pipes []*pipe
+	next  int
+}
+
+func (l *lb) attach(p *pipe) {
+	l.mu.Lock()
+	l.pipes = append(l.pipes, p)
+	l.mu.Unlock()
+}
+
+func (l *lb) detach(p *pipe) {
+	l.mu.Lock()
+	for i, q := range l.pipes {
+		if q == p {
+			copy(l.pipes[i:], l.pipes[i+1:])
+			l.pipes[len(l.pipes)-1] = nil
+			l.pipes = l.pipes[:len(l.pipes)-1]
+			break
+		}
+	}
+	l.mu.Unlock()
+}
+
+// send queues m on the next ready pipe, waiting for one if needed. before,
+// if not nil, runs just before the message is queued on the chosen pipe.
+func (l *lb) send(ctx context.Context, m Msg, before func(*pipe)) (*pipe, error) {
+	for {
+		wait := l.s.readyWait()
+		n := 0
+		for tried := 0; ; tried++ {
+			l.mu.Lock()
+			n = len(l.pipes)
+			if tried >= n {
+				l.mu.Unlock()
+				break
+			}
+			if l.next >= n {
+				l.next = 0
+			}
+			p := l.pipes[l.next]
+			l.next++
+			l.mu.Unlock()
+			if !p.ready() {
+				continue
+			}
+			if before != nil {
+				before(p)
+			}
+			if err := p.enqueue(m, false); err == nil {
+				return p, nil
+			}
+		}
+		if l.s.opts.NoBlock {
+			if n == 0 {
+				return nil, ErrNoPeers
+			}
+			return nil, ErrWouldBlock
+		}
+		select {
+		case <-wait:
+		case <-l.s.closing:
+			return nil, ErrClosed
+		case <-ctx.Done():
+			return nil, ctxErr(ctx)
+		}
+	}
+}
+
+// sendTo queues m on one given pipe, waiting while it is full. It fails with
+// ErrNoPeer once the pipe is gone.
+func sendTo(ctx context.Context, s *Socket, p *pipe, m Msg) error {
+	for {
+		wait := s.readyWait()
+		err := p.enqueue(m, false)
+		switch {
+		case err == nil:
+			return nil
+		case errors.Is(err, ErrClosed):
+			return ErrNoPeer
+		case s.opts.NoBlock:
+			return ErrWouldBlock
+		}
+		select {
+		case <-wait:
+		case <-p.done:
+			return ErrNoPeer
+		case <-s.closing:
+			return ErrClosed
+		case <-ctx.Done():
+			return ctxErr(ctx)
+		}
+	}
+}
+
+func errState(s *Socket, op string) error {
+	return &stateError{op: op, typ: s.typ}
+}
+
+type stateError struct {
+	op  string
+	typ Type
+}
+
+func (e *stateError) Error() string {
+	return "socket: " + e.op + " is not allowed on a " + e.typ.String() + " socket"
+}
+func (e *stateError) Unwrap() error { return ErrState }

@@ -1,0 +1,43 @@
+package socket
+
+// Msg is one ZeroMQ message: one or more frames sent and received
+// atomically. On a ROUTER socket the first frame is the peer's identity: it
+// is prepended on receive and consumed on send.
+//
+// Send takes ownership of the frames: the caller must not modify them after
+// Send returns, because small frames are copied into the peer's queue but
+// large ones are written straight from the caller's memory. Received frames
+// belong to the caller; small ones share backing arrays with other received
+// messages, so appending to a frame copies it (the capacity is clipped).
+type Msg struct {
+	Frames [][]byte
+}
+
+// NewMsg returns a message with the given frames.
+func NewMsg(frames ...[]byte) Msg { return Msg{Frames: frames} }
+
+// NewMsgString returns a message with one frame per string.
+func NewMsgString(frames ...string) Msg {
+	m := Msg{Frames: make([][]byte, len(frames))}
+	for i, f := range frames {
+		m.Frames[i] = []byte(f)
+	}
+	return m
+}
+
+// Size is the total number of body bytes over all frames.
+func (m Msg) Size() int {
+	n := 0
+	for _, f := range m.Frames {
+		n += len(f)
+	}
+	return n
+}
+
+// Body returns the last frame, or nil for an empty message.
+func (m Msg) Body() []byte {
+	if len(m.Frames) == 0 {
+		return nil
+	}
+	return m.Frames[len(m.Frames)-1]
+}

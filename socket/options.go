@@ -1,0 +1,199 @@
+package socket
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/go-zeromq/zmq4"
+)
+
+// Option configures a Socket. Options are applied in order by New; a nil
+// option is skipped and the first error is returned.
+type Option func(*Options) error
+
+// Options holds a socket's settings. The zero value is not useful; New
+// starts from DefaultOptions.
+type Options struct {
+	SendHWM          int           // messages queued per peer before it counts as full
+	RecvHWM          int           // messages held per peer on the receiving side
+	MaxMsgSize       int64         // largest accepted message (sum of frames), in bytes
+	ReconnectMin     time.Duration // first re-dial delay
+	ReconnectMax     time.Duration // cap of the exponential re-dial delay
+	HeartbeatIvl     time.Duration // ZMTP PING interval; 0 disables heartbeats
+	HeartbeatTimeout time.Duration // no traffic for this long drops the peer
+	HandshakeTimeout time.Duration // greeting + security handshake deadline
+	Linger           time.Duration // how long Close waits for queued messages
+	NoBlock          bool          // Send fails with ErrWouldBlock instead of blocking
+	Identity         []byte        // ZMTP identity announced to ROUTER peers
+	Security         zmq4.Security // handshake mechanism (NULL by default)
+	Logger           *slog.Logger
+	EventHandler     func(Event)
+	EventBuffer      int
+
+	lowLatency *bool
+}
+
+// DefaultOptions returns the settings New starts from.
+func DefaultOptions() Options {
+	return Options{
+		SendHWM:          1000,
+		RecvHWM:          1000,
+		MaxMsgSize:       64 << 20,
+		ReconnectMin:     100 * time.Millisecond,
+		ReconnectMax:     5 * time.Second,
+		HeartbeatIvl:     5 * time.Second,
+		HeartbeatTimeout: 15 * time.Second,
+		HandshakeTimeout: 5 * time.Second,
+		Linger:           time.Second,
+		Logger:           slog.New(slog.DiscardHandler),
+		EventBuffer:      256,
+	}
+}
+
+// WithSendHWM sets the per-peer send high-water mark, in messages (default
+// 1000). A PUB drops for a peer at the mark; PUSH, REQ and DEALER skip the
+// peer, and block when every peer is at its mark.
+func WithSendHWM(n int) Option {
+	return func(o *Options) error {
+		if n < 1 {
+			return fmt.Errorf("socket: send HWM %d: must be at least 1", n)
+		}
+		o.SendHWM = n
+		return nil
+	}
+}
+
+// WithRecvHWM sets the per-peer receive high-water mark, in messages
+// (default 1000).
+func WithRecvHWM(n int) Option {
+	return func(o *Options) error {
+		if n < 1 {
+			return fmt.Errorf("socket: recv HWM %d: must be at least 1", n)
+		}
+		o.RecvHWM = n
+		return nil
+	}
+}
+
+// WithMaxMsgSize sets the largest message accepted from a peer or by Send
+// (default 64 MiB). A peer announcing a larger frame is disconnected before
+// anything is allocated for it.
+func WithMaxMsgSize(n int64) Option {
+	return func(o *Options) error {
+		if n < 1 {
+			return fmt.Errorf("socket: max message size %d: must be positive", n)
+		}
+		o.MaxMsgSize = n
+		return nil
+	}
+}
+
+// WithReconnect sets the re-dial backoff: the first delay and the cap
+// (defaults 100ms and 5s). Each failure doubles the delay, with ±20% jitter.
+func WithReconnect(min, max time.Duration) Option {
+	return func(o *Options) error {
+		if min <= 0 || max < min {
+			return fmt.Errorf("socket: reconnect backoff %v..%v: need 0 < min <= max", min, max)
+		}
+		o.ReconnectMin, o.ReconnectMax = min, max
+		return nil
+	}
+}
+
+// WithHeartbeat sets the ZMTP PING interval and the silence after which a
+// peer is dropped (defaults 5s and 15s). An interval of 0 disables PINGs and
+// the timeout; PINGs from peers are always answered.
+func WithHeartbeat(interval, timeout time.Duration) Option {
+	return func(o *Options) error {
+		if interval < 0 || (interval > 0 && timeout < interval) {
+			return fmt.Errorf("socket: heartbeat %v/%v: need interval >= 0 and timeout >= interval", interval, timeout)
+		}
+		o.HeartbeatIvl, o.HeartbeatTimeout = interval, timeout
+		return nil
+	}
+}
+
+// WithHandshakeTimeout bounds the ZMTP greeting and handshake (default 5s).
+func WithHandshakeTimeout(d time.Duration) Option {
+	return func(o *Options) error {
+		if d <= 0 {
+			return errors.New("socket: handshake timeout must be positive")
+		}
+		o.HandshakeTimeout = d
+		return nil
+	}
+}
+
+// WithLinger sets how long Close keeps trying to write queued messages
+// (default 1s; 0 discards them at once).
+func WithLinger(d time.Duration) Option {
+	return func(o *Options) error {
+		if d < 0 {
+			return errors.New("socket: linger must not be negative")
+		}
+		o.Linger = d
+		return nil
+	}
+}
+
+// WithNoBlock makes Send fail at once with ErrWouldBlock (or ErrNoPeers)
+// instead of waiting for a ready peer.
+func WithNoBlock() Option {
+	return func(o *Options) error { o.NoBlock = true; return nil }
+}
+
+// WithIdentity sets the identity this socket announces in its ZMTP READY
+// command; a ROUTER peer addresses this socket by it. At most 255 bytes, not
+// starting with a zero byte (reserved for generated identities).
+func WithIdentity(id []byte) Option {
+	return func(o *Options) error {
+		if len(id) == 0 || len(id) > 255 || id[0] == 0 {
+			return errors.New("socket: identity must be 1..255 bytes and not start with 0x00")
+		}
+		o.Identity = append([]byte(nil), id...)
+		return nil
+	}
+}
+
+// WithSecurity sets the ZMTP security mechanism (zmq4's security/null or
+// security/plain, or any zmq4.Security). The default is NULL.
+func WithSecurity(sec zmq4.Security) Option {
+	return func(o *Options) error {
+		if sec == nil {
+			return errors.New("socket: nil security")
+		}
+		o.Security = sec
+		return nil
+	}
+}
+
+// WithLogger sets the logger for connection-level events (rejected peers,
+// protocol errors). The default discards.
+func WithLogger(l *slog.Logger) Option {
+	return func(o *Options) error {
+		if l == nil {
+			return errors.New("socket: nil logger")
+		}
+		o.Logger = l
+		return nil
+	}
+}
+
+// WithEventHandler registers a function called for every Event, in order, on
+// a goroutine of its own (never on an I/O goroutine). A slow handler delays
+// later events; events beyond the buffer are dropped and counted.
+func WithEventHandler(fn func(Event)) Option {
+	return func(o *Options) error { o.EventHandler = fn; return nil }
+}
+
+// WithLowLatency chooses how queued messages reach the network. When on,
+// Send writes on the caller's goroutine whenever the peer's queue is idle,
+// saving a goroutine hand-off per message: the lowest latency for
+// request/reply traffic. When off, a writer goroutine per peer coalesces
+// everything queued since its last write into one system call: the highest
+// throughput for streams. On by default for REQ and REP, off for the rest.
+func WithLowLatency(on bool) Option {
+	return func(o *Options) error { o.lowLatency = &on; return nil }
+}

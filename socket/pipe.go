@@ -1,0 +1,551 @@
+package socket
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/go-zeromq/zmq4"
+)
+
+const (
+	bigFrame     = 16 << 10  // frames at least this large are written from the caller's memory
+	keepBatchCap = 256 << 10 // larger batch buffers are dropped after use, not kept
+	slabSize     = 32 << 10  // received small frames are carved from slabs this size
+	slabFrameMax = 1 << 10   // ... when they are at most this large
+)
+
+var (
+	errHeartbeat = errors.New("socket: heartbeat timeout")
+	errPeerError = errors.New("socket: peer sent ERROR")
+	errFull      = errors.New("socket: peer queue full")
+)
+
+// batch is a run of encoded ZMTP frames waiting to be written: small frames
+// copied into tail, large ones referenced where they are.
+type batch struct {
+	segs net.Buffers
+	tail []byte
+	mem  []byte // tail's reusable backing array
+	msgs int
+}
+
+func (b *batch) empty() bool { return len(b.segs) == 0 && len(b.tail) == 0 }
+
+func (b *batch) appendFrame(flags byte, body []byte) {
+	if len(body) > 255 {
+		flags |= flagLong
+		b.tail = append(b.tail, flags)
+		b.tail = binary.BigEndian.AppendUint64(b.tail, uint64(len(body)))
+	} else {
+		b.tail = append(b.tail, flags, byte(len(body)))
+	}
+	if len(body) >= bigFrame {
+		b.segs = append(b.segs, b.tail, body)
+		b.tail = b.tail[len(b.tail):len(b.tail)]
+		return
+	}
+	b.tail = append(b.tail, body...)
+}
+
+func (b *batch) appendCommand(name string, body []byte) {
+	n := 1 + len(name) + len(body)
+	flags := byte(flagCommand)
+	if n > 255 {
+		b.tail = append(b.tail, flags|flagLong)
+		b.tail = binary.BigEndian.AppendUint64(b.tail, uint64(n))
+	} else {
+		b.tail = append(b.tail, flags, byte(n))
+	}
+	b.tail = append(b.tail, byte(len(name)))
+	b.tail = append(b.tail, name...)
+	b.tail = append(b.tail, body...)
+}
+
+// writeTo writes the batch in one writev (or write) call and resets it,
+// keeping the tail's memory for reuse.
+func (b *batch) writeTo(w io.Writer) error {
+	var err error
+	if len(b.segs) == 0 {
+		_, err = w.Write(b.tail)
+	} else {
+		if len(b.tail) > 0 {
+			b.segs = append(b.segs, b.tail)
+		}
+		segs := b.segs
+		_, err = segs.WriteTo(w)
+		clear(b.segs)
+		b.segs = b.segs[:0]
+		b.tail = b.mem[:0]
+	}
+	if len(b.segs) == 0 && cap(b.tail) > cap(b.mem) {
+		b.mem = b.tail[:0] // the tail grew into a new array: keep that one
+	}
+	if cap(b.mem) > keepBatchCap {
+		b.mem = nil
+	}
+	b.tail = b.mem[:0]
+	b.msgs = 0
+	return err
+}
+
+// pipe is one connected peer.
+type pipe struct {
+	s        *Socket
+	conn     net.Conn
+	br       *bufio.Reader
+	sec      zmq4.Security
+	encrypt  bool
+	endpoint string
+	remote   string
+	peerType string
+	identity []byte // peer's announced identity (ROUTER: routing id)
+	lowLat   bool
+
+	// send side, guarded by wmu
+	wmu     sync.Mutex
+	out     *batch
+	spare   *batch
+	queued  int // messages in out plus those being written
+	writing bool
+	wclosed bool
+	kick    chan struct{}
+
+	// receive side, guarded by the socket's fair queue mutex
+	inq      []Msg
+	inHead   int
+	inActive bool
+	space    chan struct{}
+
+	lastRecv atomic.Int64
+	done     chan struct{}
+	once     sync.Once
+	err      error
+	stats    counters
+
+	// routing state owned by the socket type
+	subs    subscriptions // PUB: what this peer subscribed to
+	routeID []byte        // ROUTER: the id this peer is addressed by
+}
+
+func newPipe(s *Socket, c net.Conn, br *bufio.Reader, zc *zmq4.Conn, endpoint string) *pipe {
+	p := &pipe{
+		s:        s,
+		conn:     c,
+		br:       br,
+		sec:      s.opts.Security,
+		endpoint: endpoint,
+		remote:   c.RemoteAddr().String(),
+		peerType: zc.Peer.Meta["Socket-Type"],
+		identity: []byte(zc.Peer.Meta["Identity"]),
+		lowLat:   s.lowLatency,
+		out:      &batch{},
+		spare:    &batch{},
+		kick:     make(chan struct{}, 1),
+		space:    make(chan struct{}, 1),
+		done:     make(chan struct{}),
+	}
+	if t := p.sec.Type(); t != zmq4.NullSecurity && t != zmq4.PlainSecurity {
+		p.encrypt = true
+	}
+	p.lastRecv.Store(time.Now().UnixNano())
+	return p
+}
+
+// start runs the pipe's reader and writer goroutines.
+func (p *pipe) start() {
+	p.s.wg.Add(2)
+	go p.readLoop()
+	go p.writeLoop()
+}
+
+// terminate closes the connection and removes the pipe from its socket. The
+// first error given is the reason reported.
+func (p *pipe) terminate(err error) {
+	p.once.Do(func() {
+		p.err = err
+		p.wmu.Lock()
+		p.wclosed = true
+		p.wmu.Unlock()
+		p.conn.Close()
+		close(p.done)
+		p.s.detach(p, err)
+	})
+}
+
+func (p *pipe) isDone() bool {
+	select {
+	case <-p.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// ready reports whether the pipe can take another message without going
+// over its high-water mark.
+func (p *pipe) ready() bool {
+	p.wmu.Lock()
+	ok := !p.wclosed && p.queued < p.s.opts.SendHWM
+	p.wmu.Unlock()
+	return ok
+}
+
+// enqueue adds a message to the send queue. Unless force is set it fails
+// with errFull at the high-water mark. It fails with ErrClosed once the
+// pipe is gone.
+func (p *pipe) enqueue(m Msg, force bool) error {
+	p.wmu.Lock()
+	if p.wclosed {
+		p.wmu.Unlock()
+		return ErrClosed
+	}
+	if !force && p.queued >= p.s.opts.SendHWM {
+		p.wmu.Unlock()
+		return errFull
+	}
+	if p.encrypt {
+		if err := p.appendEncrypted(m); err != nil {
+			p.wmu.Unlock()
+			return err
+		}
+	} else {
+		last := len(m.Frames) - 1
+		for i, f := range m.Frames {
+			var fl byte
+			if i < last {
+				fl = flagMore
+			}
+			p.out.appendFrame(fl, f)
+		}
+	}
+	p.out.msgs++
+	p.queued++
+	p.stats.msgsOut.Add(1)
+	p.stats.bytesOut.Add(uint64(m.Size()))
+	if p.writing {
+		p.wmu.Unlock()
+		return nil
+	}
+	if p.lowLat {
+		p.writing = true
+		p.flushLocked() // unlocks
+		return nil
+	}
+	p.wmu.Unlock()
+	select {
+	case p.kick <- struct{}{}:
+	default:
+	}
+	return nil
+}
+
+func (p *pipe) appendEncrypted(m Msg) error {
+	last := len(m.Frames) - 1
+	for i, f := range m.Frames {
+		var buf bytes.Buffer
+		if _, err := p.sec.Encrypt(&buf, f); err != nil {
+			return fmt.Errorf("socket: encrypt: %w", err)
+		}
+		var fl byte
+		if i < last {
+			fl = flagMore
+		}
+		p.out.appendFrame(fl, buf.Bytes())
+	}
+	return nil
+}
+
+// command queues a ZMTP command (PING, PONG, SUBSCRIBE...), ignoring the
+// high-water mark.
+func (p *pipe) command(name string, body []byte) {
+	p.wmu.Lock()
+	if p.wclosed {
+		p.wmu.Unlock()
+		return
+	}
+	p.out.appendCommand(name, body)
+	writing := p.writing
+	p.wmu.Unlock()
+	if !writing {
+		select {
+		case p.kick <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// flushLocked writes everything queued, releasing wmu during each write.
+// The caller holds wmu and has set p.writing; flushLocked returns with wmu
+// released and p.writing cleared.
+func (p *pipe) flushLocked() {
+	for !p.out.empty() && !p.wclosed {
+		b := p.out
+		p.out, p.spare = p.spare, nil
+		n := b.msgs
+		p.wmu.Unlock()
+
+		err := b.writeTo(p.conn)
+
+		p.wmu.Lock()
+		p.spare = b
+		wasFull := p.queued >= p.s.opts.SendHWM
+		p.queued -= n
+		if err != nil {
+			p.writing = false
+			p.wmu.Unlock()
+			p.terminate(fmt.Errorf("socket: write: %w", err))
+			return
+		}
+		if wasFull && p.queued < p.s.opts.SendHWM {
+			p.s.signalReady()
+		}
+	}
+	p.writing = false
+	p.wmu.Unlock()
+}
+
+func (p *pipe) writeLoop() {
+	defer p.s.wg.Done()
+	var tick <-chan time.Time
+	if ivl := p.s.opts.HeartbeatIvl; ivl > 0 {
+		t := time.NewTicker(ivl)
+		defer t.Stop()
+		tick = t.C
+	}
+	for {
+		select {
+		case <-p.done:
+			return
+		case <-p.kick:
+		case now := <-tick:
+			if now.Sub(time.Unix(0, p.lastRecv.Load())) > p.s.opts.HeartbeatTimeout {
+				p.terminate(fmt.Errorf("%w: no traffic for %v", errHeartbeat, p.s.opts.HeartbeatTimeout))
+				return
+			}
+			ttl := make([]byte, 2)
+			binary.BigEndian.PutUint16(ttl, uint16(min(p.s.opts.HeartbeatTimeout/(100*time.Millisecond), 0xFFFF)))
+			p.command(zmq4.CmdPing, ttl)
+		}
+		p.wmu.Lock()
+		if p.writing {
+			p.wmu.Unlock()
+			continue
+		}
+		p.writing = true
+		p.flushLocked()
+	}
+}
+
+// drain waits until the send queue is empty or the deadline passes.
+func (p *pipe) drain(deadline time.Time) {
+	for {
+		p.wmu.Lock()
+		empty := p.queued == 0 && p.out.empty() && !p.writing
+		p.wmu.Unlock()
+		if empty || p.isDone() || !time.Now().Before(deadline) {
+			return
+		}
+		select {
+		case <-p.done:
+			return
+		case <-time.After(time.Millisecond):
+		}
+	}
+}
+
+// readLoop reads messages until the connection fails, handing them to the
+// socket type's incoming filter and then to the fair queue in batches.
+func (p *pipe) readLoop() {
+	defer p.s.wg.Done()
+	var (
+		batch  []Msg
+		frames [][]byte
+		total  int64
+		slab   []byte
+		fslab  [][]byte
+		max    = p.s.opts.MaxMsgSize
+	)
+	fail := func(err error) {
+		if len(batch) > 0 {
+			p.s.fq.push(p, batch)
+		}
+		p.terminate(err)
+	}
+	for {
+		// Deliver what we have before a read that may block.
+		if len(batch) > 0 && !p.frameBuffered() {
+			p.s.fq.push(p, batch)
+			batch = batch[:0]
+		}
+		var hdr [9]byte
+		if _, err := io.ReadFull(p.br, hdr[:2]); err != nil {
+			fail(readErr(err))
+			return
+		}
+		flags := hdr[0]
+		if flags&^flagsValid != 0 {
+			p.s.rejected.Add(1)
+			fail(fmt.Errorf("%w: reserved frame flag bits set (0x%02x)", ErrProtocol, flags))
+			return
+		}
+		size := uint64(hdr[1])
+		if flags&flagLong != 0 {
+			if _, err := io.ReadFull(p.br, hdr[2:9]); err != nil {
+				fail(readErr(err))
+				return
+			}
+			size = binary.BigEndian.Uint64(hdr[1:9])
+		}
+		p.lastRecv.Store(time.Now().UnixNano())
+		if flags&flagCommand != 0 {
+			if flags&flagMore != 0 || len(frames) > 0 {
+				p.s.rejected.Add(1)
+				fail(fmt.Errorf("%w: command frame inside a message", ErrProtocol))
+				return
+			}
+			if size > uint64(min(max, handshakeFrameMax)) {
+				p.s.rejected.Add(1)
+				fail(fmt.Errorf("%w: command of %d bytes", ErrTooLarge, size))
+				return
+			}
+			body := make([]byte, size)
+			if _, err := io.ReadFull(p.br, body); err != nil {
+				fail(readErr(err))
+				return
+			}
+			if err := p.handleCommand(body); err != nil {
+				fail(err)
+				return
+			}
+			continue
+		}
+		if size > uint64(max) || total+int64(size) > max {
+			p.s.rejected.Add(1)
+			fail(fmt.Errorf("%w: peer sent a %d-byte frame (limit %d per message)", ErrTooLarge, size, max))
+			return
+		}
+		total += int64(size)
+		var body []byte
+		if size <= slabFrameMax {
+			if len(slab) < int(size) {
+				slab = make([]byte, slabSize)
+			}
+			body = slab[:size:size]
+			slab = slab[size:]
+		} else {
+			body = make([]byte, size)
+		}
+		if _, err := io.ReadFull(p.br, body); err != nil {
+			fail(readErr(err))
+			return
+		}
+		if p.encrypt {
+			var buf bytes.Buffer
+			if _, err := p.sec.Decrypt(&buf, body); err != nil {
+				fail(fmt.Errorf("%w: decrypt: %v", ErrProtocol, err))
+				return
+			}
+			body = buf.Bytes()
+		}
+		frames = append(frames, body)
+		if flags&flagMore != 0 {
+			continue
+		}
+		// A complete message: carve its frame slice from a slab too.
+		if len(fslab) < len(frames) {
+			fslab = make([][]byte, max64(256, len(frames)))
+		}
+		fs := fslab[:len(frames):len(frames)]
+		fslab = fslab[len(frames):]
+		copy(fs, frames)
+		clear(frames)
+		frames = frames[:0]
+		p.stats.msgsIn.Add(1)
+		p.stats.bytesIn.Add(uint64(total))
+		total = 0
+		if m, ok := p.s.r.incoming(p, Msg{Frames: fs}); ok {
+			batch = append(batch, m)
+			if len(batch) >= 128 {
+				p.s.fq.push(p, batch)
+				batch = batch[:0]
+			}
+		}
+	}
+}
+
+func max64(a, b int) int {
+	if a > b {
+		return a
+	}
+	return b
+}
+
+// frameBuffered reports whether a whole next frame is already buffered, so
+// that reading it cannot block.
+func (p *pipe) frameBuffered() bool {
+	n := p.br.Buffered()
+	if n < 2 {
+		return false
+	}
+	h, _ := p.br.Peek(min(n, 9))
+	size := uint64(h[1])
+	hl := 2
+	if h[0]&flagLong != 0 {
+		if len(h) < 9 {
+			return false
+		}
+		hl = 9
+		size = binary.BigEndian.Uint64(h[1:9])
+	}
+	return uint64(n-hl) >= size
+}
+
+func readErr(err error) error {
+	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+		return io.EOF
+	}
+	return err
+}
+
+func (p *pipe) handleCommand(body []byte) error {
+	if len(body) == 0 || int(body[0]) > len(body)-1 {
+		p.s.rejected.Add(1)
+		return fmt.Errorf("%w: malformed command", ErrProtocol)
+	}
+	name := string(body[1 : 1+body[0]])
+	data := body[1+body[0]:]
+	switch name {
+	case zmq4.CmdPing:
+		// PING: 2-byte TTL then up to 16 bytes of context, echoed in PONG.
+		var ctx []byte
+		if len(data) > 2 {
+			ctx = data[2:min(len(data), 18)]
+		}
+		p.command(zmq4.CmdPong, ctx)
+	case zmq4.CmdPong:
+	case zmq4.CmdSubscribe, "CANCEL":
+		p.s.r.command(p, name, data)
+	case zmq4.CmdError:
+		reason := ""
+		if len(data) > 0 && int(data[0]) <= len(data)-1 {
+			reason = string(data[1 : 1+data[0]])
+		}
+		return fmt.Errorf("%w: %q", errPeerError, reason)
+	}
+	return nil
+}
+
+func (p *pipe) peerStats() PeerStats {
+	p.wmu.Lock()
+	q := p.queued
+	p.wmu.Unlock()
+	return PeerStats{Endpoint: p.endpoint, Remote: p.remote, PeerType: p.peerType, Identity: p.routeID, Queued: q, Counters: p.stats.snapshot()}
+}

@@ -1,0 +1,131 @@
+package socket
+
+import (
+	"bytes"
+	"context"
+	"sync"
+	"sync/atomic"
+)
+
+// subscriptions is what one SUB peer asked a PUB for: prefixes with a count
+// (the same prefix subscribed twice needs two cancels, as in libzmq).
+type subscriptions struct {
+	mu  sync.RWMutex
+	m   map[string]int
+	all int // count of the empty prefix
+}
+
+func (s *subscriptions) add(prefix []byte, on bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(prefix) == 0 {
+		if on {
+			s.all++
+		} else if s.all > 0 {
+			s.all--
+		}
+		return
+	}
+	if s.m == nil {
+		s.m = make(map[string]int)
+	}
+	k := string(prefix)
+	if on {
+		s.m[k]++
+		return
+	}
+	if s.m[k] <= 1 {
+		delete(s.m, k)
+	} else {
+		s.m[k]--
+	}
+}
+
+func (s *subscriptions) match(topic []byte) bool {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.all > 0 {
+		return true
+	}
+	for k := range s.m {
+		if len(topic) >= len(k) && string(topic[:len(k)]) == k {
+			return true
+		}
+	}
+	return false
+}
+
+// pubRouter fans each message out to the peers whose subscriptions match its
+// first frame. It never blocks: a peer whose queue is full misses the
+// message, and the drop is counted.
+type pubRouter struct {
+	s     *Socket
+	mu    sync.Mutex
+	pipes atomic.Pointer[[]*pipe] // copy-on-write for lock-free Send
+}
+
+func newPubRouter(s *Socket) *pubRouter {
+	r := &pubRouter{s: s}
+	r.pipes.Store(&[]*pipe{})
+	return r
+}
+
+func (r *pubRouter) attach(p *pipe) {
+	r.mu.Lock()
+	old := *r.pipes.Load()
+	n := append(append(make([]*pipe, 0, len(old)+1), old...), p)
+	r.pipes.Store(&n)
+	r.mu.Unlock()
+}
+
+func (r *pubRouter) detach(p *pipe) {
+	r.mu.Lock()
+	old := *r.pipes.Load()
+	n := make([]*pipe, 0, len(old))
+	for _, q := range old {
+		if q != p {
+			n = append(n, q)
+		}
+	}
+	r.pipes.Store(&n)
+	r.mu.Unlock()
+}
+
+func (r *pubRouter) send(_ context.Context, m Msg) error {
+	topic := m.Frames[0]
+	for _, p := range *r.pipes.Load() {
+		if !p.subs.match(topic) {
+			continue
+		}
+		if err := p.enqueue(m, false); err != nil {
+			p.stats.drops.Add(1)
+			r.s.stats.drops.Add(1)
+		}
+	}
+	return nil
+}
+
+func (r *pubRouter) recv(context.Context) (Msg, error) { return Msg{}, errState(r.s, "Recv") }
+
+// incoming takes ZMTP 3.0 subscription messages (0x01 prefix subscribes,
+// 0x00 cancels); anything else a SUB sends is dropped.
+func (r *pubRouter) incoming(p *pipe, m Msg) (Msg, bool) {
+	if len(m.Frames) == 1 && len(m.Frames[0]) > 0 {
+		switch f := m.Frames[0]; f[0] {
+		case 1:
+			p.subs.add(f[1:], true)
+			return Msg{}, false
+		case 0:
+			p.subs.add(f[1:], false)
+			return Msg{}, false
+		}
+	}
+	p.stats.drops.Add(1)
+	r.s.stats.drops.Add(1)
+	return Msg{}, false
+}
+
+// command takes ZMTP 3.1 SUBSCRIBE and CANCEL commands.
+func (r *pubRouter) command(p *pipe, name string, data []byte) {
+	p.subs.add(bytes.Clone(data), name == "SUBSCRIBE")
+}

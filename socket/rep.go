@@ -1,0 +1,71 @@
+package socket
+
+import (
+	"context"
+	"fmt"
+	"sync"
+)
+
+// repRouter: Recv fair-queues requests, keeps their envelope (every frame up
+// to and including the empty delimiter) and the peer; Send must follow and
+// goes back to that peer with the envelope restored (RFC 28).
+type repRouter struct {
+	s        *Socket
+	mu       sync.Mutex
+	mustSend bool
+	cur      *pipe
+	env      [][]byte
+}
+
+func newRepRouter(s *Socket) *repRouter { return &repRouter{s: s} }
+
+func (r *repRouter) attach(*pipe)                  {}
+func (r *repRouter) detach(*pipe)                  {}
+func (r *repRouter) command(*pipe, string, []byte) {}
+
+// incoming drops requests without an envelope delimiter.
+func (r *repRouter) incoming(p *pipe, m Msg) (Msg, bool) {
+	for _, f := range m.Frames {
+		if len(f) == 0 {
+			return m, true
+		}
+	}
+	p.stats.drops.Add(1)
+	r.s.stats.drops.Add(1)
+	return Msg{}, false
+}
+
+func (r *repRouter) recv(ctx context.Context) (Msg, error) {
+	r.mu.Lock()
+	if r.mustSend {
+		r.mu.Unlock()
+		return Msg{}, fmt.Errorf("%w: REP must send the reply before receiving again", ErrState)
+	}
+	r.mu.Unlock()
+	m, p, err := r.s.fq.pop(ctx, nil)
+	if err != nil {
+		return Msg{}, err
+	}
+	i := 0
+	for len(m.Frames[i]) != 0 {
+		i++
+	}
+	r.mu.Lock()
+	r.mustSend, r.cur, r.env = true, p, m.Frames[:i+1]
+	r.mu.Unlock()
+	return Msg{Frames: m.Frames[i+1:]}, nil
+}
+
+func (r *repRouter) send(ctx context.Context, m Msg) error {
+	r.mu.Lock()
+	if !r.mustSend {
+		r.mu.Unlock()
+		return fmt.Errorf("%w: REP must receive a request before sending", ErrState)
+	}
+	p, env := r.cur, r.env
+	r.mustSend, r.cur, r.env = false, nil, nil
+	r.mu.Unlock()
+	frames := make([][]byte, 0, len(env)+len(m.Frames))
+	frames = append(append(frames, env...), m.Frames...)
+	return sendTo(ctx, r.s, p, Msg{Frames: frames})
+}

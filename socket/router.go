@@ -1,0 +1,81 @@
+package socket
+
+import (
+	"context"
+	"encoding/binary"
+	"fmt"
+	"math/rand/v2"
+	"sync"
+)
+
+// routerRouter: every received message is prefixed with the sending peer's
+// routing id; Send takes the routing id from the first frame and queues the
+// rest to that peer (RFC 28 ROUTER). A peer that announced an Identity in its
+// handshake is addressed by it (unless another connected peer already has
+// it); the others get a generated 5-byte id starting with 0x00, as libzmq
+// does.
+type routerRouter struct {
+	s    *Socket
+	mu   sync.Mutex
+	byID map[string]*pipe
+	next uint32
+}
+
+func newRouterRouter(s *Socket) *routerRouter {
+	return &routerRouter{s: s, byID: make(map[string]*pipe), next: rand.Uint32()}
+}
+
+func (r *routerRouter) attach(p *pipe) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	id := p.identity
+	if len(id) == 0 || id[0] == 0 || r.byID[string(id)] != nil {
+		id = make([]byte, 5)
+		for {
+			r.next++
+			binary.BigEndian.PutUint32(id[1:], r.next)
+			if r.byID[string(id)] == nil {
+				break
+			}
+		}
+	}
+	p.routeID = id
+	r.byID[string(id)] = p
+}
+
+func (r *routerRouter) detach(p *pipe) {
+	r.mu.Lock()
+	if r.byID[string(p.routeID)] == p {
+		delete(r.byID, string(p.routeID))
+	}
+	r.mu.Unlock()
+}
+
+func (r *routerRouter) command(*pipe, string, []byte) {}
+
+func (r *routerRouter) incoming(p *pipe, m Msg) (Msg, bool) {
+	frames := make([][]byte, 0, len(m.Frames)+1)
+	frames = append(append(frames, p.routeID), m.Frames...)
+	return Msg{Frames: frames}, true
+}
+
+func (r *routerRouter) recv(ctx context.Context) (Msg, error) {
+	m, _, err := r.s.fq.pop(ctx, nil)
+	return m, err
+}
+
+func (r *routerRouter) send(ctx context.Context, m Msg) error {
+	if len(m.Frames) < 2 {
+		return fmt.Errorf("%w: a ROUTER message needs a routing id frame and a body", ErrEmpty)
+	}
+	r.mu.Lock()
+	p := r.byID[string(m.Frames[0])]
+	r.mu.Unlock()
+	if p == nil {
+		return fmt.Errorf("%w: routing id %x", ErrNoPeer, m.Frames[0])
+	}
+	if err := sendTo(ctx, r.s, p, Msg{Frames: m.Frames[1:]}); err != nil {
+		return fmt.Errorf("socket: ROUTER send to %x: %w", m.Frames[0], err)
+	}
+	return nil
+}

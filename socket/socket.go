@@ -1,0 +1,572 @@
+package socket
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"net"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/go-zeromq/zmq4"
+	"github.com/go-zeromq/zmq4/security/null"
+)
+
+var errAbort = errors.New("socket: aborted")
+
+// router is the routing of one socket type.
+type router interface {
+	attach(p *pipe)
+	detach(p *pipe)
+	send(ctx context.Context, m Msg) error
+	recv(ctx context.Context) (Msg, error)
+	// incoming runs on the pipe's reader goroutine for every message; it
+	// returns the message to queue for Recv, or false to consume it.
+	incoming(p *pipe, m Msg) (Msg, bool)
+	// command handles SUBSCRIBE and CANCEL commands.
+	command(p *pipe, name string, data []byte)
+}
+
+// Socket is a ZeroMQ socket of one type. All methods are safe for
+// concurrent use; Close is idempotent.
+type Socket struct {
+	typ        Type
+	opts       Options
+	r          router
+	fq         *fairQueue
+	ev         *events
+	lowLatency bool
+
+	mu        sync.Mutex
+	pipes     map[*pipe]struct{}
+	listeners map[string]*listener
+	dialers   map[string]*dialer
+	closed    bool
+
+	readyMu sync.Mutex
+	readyCh chan struct{}
+
+	closing chan struct{}
+	wg      sync.WaitGroup
+
+	stats                                       counters
+	connects, disconnects, reconnects, rejected atomic.Uint64
+}
+
+type listener struct {
+	ep       endpoint
+	bound    string
+	ln       net.Listener
+	accepted map[*pipe]struct{}
+}
+
+type dialer struct {
+	ep     endpoint
+	stop   chan struct{}
+	ctx    context.Context // cancelled with stop, to abort a dial in progress
+	cancel context.CancelFunc
+	pipe   *pipe
+}
+
+func (d *dialer) halt() {
+	close(d.stop)
+	d.cancel()
+}
+
+// New creates a socket of type t.
+func New(t Type, opts ...Option) (*Socket, error) {
+	if !t.valid() {
+		return nil, fmt.Errorf("socket: unknown socket type %d", t)
+	}
+	o := DefaultOptions()
+	for _, opt := range opts {
+		if opt == nil {
+			continue
+		}
+		if err := opt(&o); err != nil {
+			return nil, err
+		}
+	}
+	if o.Security == nil {
+		o.Security = null.Security()
+	}
+	s := &Socket{
+		typ:       t,
+		opts:      o,
+		pipes:     make(map[*pipe]struct{}),
+		listeners: make(map[string]*listener),
+		dialers:   make(map[string]*dialer),
+		readyCh:   make(chan struct{}),
+		closing:   make(chan struct{}),
+	}
+	s.fq = newFairQueue(o.RecvHWM, s.closing)
+	s.ev = newEvents(o.EventHandler, o.EventBuffer)
+	switch t {
+	case PUSH:
+		s.r = &pushRouter{lb: lb{s: s}}
+	case PULL:
+		s.r = &pullRouter{s: s}
+	case PUB:
+		s.r = newPubRouter(s)
+	case SUB:
+		s.r = newSubRouter(s)
+	case REQ:
+		s.r = newReqRouter(s)
+		s.lowLatency = true
+	case REP:
+		s.r = newRepRouter(s)
+		s.lowLatency = true
+	case DEALER:
+		s.r = &dealerRouter{lb: lb{s: s}}
+	case ROUTER:
+		s.r = newRouterRouter(s)
+	}
+	if o.lowLatency != nil {
+		s.lowLatency = *o.lowLatency
+	}
+	return s, nil
+}
+
+// Type returns the socket's type.
+func (s *Socket) Type() Type { return s.typ }
+
+// Events returns a channel of connection events. It is buffered; events
+// that find it full are dropped and counted in Stats.EventsDropped. It is
+// never closed.
+func (s *Socket) Events() <-chan Event { return s.ev.ch }
+
+// Bind listens on ep and returns the endpoint actually bound (with the real
+// port when ep asked for port 0 or *).
+func (s *Socket) Bind(ep string) (string, error) {
+	e, err := parseEndpoint(ep, true)
+	if err != nil {
+		return "", err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return "", ErrClosed
+	}
+	if e.network == "unix" {
+		// Like libzmq, take over a stale socket file.
+		if fi, err := os.Lstat(e.addr); err == nil && fi.Mode()&os.ModeSocket != 0 {
+			os.Remove(e.addr)
+		}
+	}
+	ln, err := net.Listen(e.network, e.addr)
+	if err != nil {
+		return "", fmt.Errorf("socket: bind %s: %w", ep, err)
+	}
+	if ul, ok := ln.(*net.UnixListener); ok {
+		ul.SetUnlinkOnClose(true)
+	}
+	l := &listener{ep: e, bound: boundEndpoint(e, ln.Addr()), ln: ln, accepted: make(map[*pipe]struct{})}
+	s.listeners[l.bound] = l
+	s.wg.Add(1)
+	go s.acceptLoop(l)
+	s.ev.emit(Event{Kind: EventListening, Endpoint: l.bound})
+	return l.bound, nil
+}
+
+// Unbind stops listening on ep (as given to Bind or as Bind returned it) and
+// closes the connections accepted there.
+func (s *Socket) Unbind(ep string) error {
+	s.mu.Lock()
+	l := s.listeners[ep]
+	if l == nil {
+		for _, cand := range s.listeners {
+			if cand.ep.raw == ep {
+				l = cand
+				break
+			}
+		}
+	}
+	if l == nil {
+		s.mu.Unlock()
+		return fmt.Errorf("%w %q: not bound", ErrEndpoint, ep)
+	}
+	delete(s.listeners, l.bound)
+	var ps []*pipe
+	for p := range l.accepted {
+		ps = append(ps, p)
+	}
+	s.mu.Unlock()
+	l.ln.Close()
+	for _, p := range ps {
+		p.terminate(fmt.Errorf("socket: unbound %s", ep))
+	}
+	return nil
+}
+
+// Connect starts connecting to ep and returns at once: the peer need not be
+// up yet. The endpoint is re-dialled with exponential backoff whenever the
+// connection fails or drops, until Disconnect or Close. Connecting twice to
+// the same endpoint is an error.
+func (s *Socket) Connect(ep string) error {
+	e, err := parseEndpoint(ep, false)
+	if err != nil {
+		return err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return ErrClosed
+	}
+	if _, dup := s.dialers[ep]; dup {
+		return fmt.Errorf("%w %q: already connected", ErrEndpoint, ep)
+	}
+	d := &dialer{ep: e, stop: make(chan struct{})}
+	d.ctx, d.cancel = context.WithCancel(context.Background())
+	s.dialers[ep] = d
+	s.wg.Add(1)
+	go s.dialLoop(d)
+	return nil
+}
+
+// Disconnect stops re-dialling ep and closes its connection.
+func (s *Socket) Disconnect(ep string) error {
+	s.mu.Lock()
+	d := s.dialers[ep]
+	if d == nil {
+		s.mu.Unlock()
+		return fmt.Errorf("%w %q: not connected", ErrEndpoint, ep)
+	}
+	delete(s.dialers, ep)
+	p := d.pipe
+	s.mu.Unlock()
+	d.halt()
+	if p != nil {
+		p.terminate(fmt.Errorf("socket: disconnected %s", ep))
+	}
+	return nil
+}
+
+// Send sends one message according to the socket type's routing. It blocks
+// (see the package documentation for which types block and when) until the
+// message is queued for a peer, ctx ends, or the socket closes.
+func (s *Socket) Send(ctx context.Context, m Msg) error {
+	if len(m.Frames) == 0 {
+		return ErrEmpty
+	}
+	if int64(m.Size()) > s.opts.MaxMsgSize {
+		return fmt.Errorf("%w: %d bytes (limit %d)", ErrTooLarge, m.Size(), s.opts.MaxMsgSize)
+	}
+	if s.isClosed() {
+		return ErrClosed
+	}
+	return s.r.send(ctx, m)
+}
+
+// SendBytes sends a one-frame message.
+func (s *Socket) SendBytes(ctx context.Context, b []byte) error {
+	return s.Send(ctx, Msg{Frames: [][]byte{b}})
+}
+
+// Recv returns the next message, fair-queued over peers. It blocks until a
+// message arrives, ctx ends, or the socket closes; messages already received
+// are still returned after Close.
+func (s *Socket) Recv(ctx context.Context) (Msg, error) {
+	return s.r.recv(ctx)
+}
+
+// Subscribe adds a topic prefix on a SUB socket ("" receives everything). It
+// is sent to every connected publisher and to every one that connects later.
+func (s *Socket) Subscribe(prefix string) error {
+	r, ok := s.r.(*subRouter)
+	if !ok {
+		return fmt.Errorf("%w: Subscribe on a %s socket", ErrState, s.typ)
+	}
+	return r.subscribe(prefix, true)
+}
+
+// Unsubscribe removes a prefix added by Subscribe.
+func (s *Socket) Unsubscribe(prefix string) error {
+	r, ok := s.r.(*subRouter)
+	if !ok {
+		return fmt.Errorf("%w: Unsubscribe on a %s socket", ErrState, s.typ)
+	}
+	return r.subscribe(prefix, false)
+}
+
+// Peers returns the number of connected peers.
+func (s *Socket) Peers() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.pipes)
+}
+
+// Endpoints returns the bound endpoints (as Bind returned them).
+func (s *Socket) Endpoints() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var eps []string
+	for ep := range s.listeners {
+		eps = append(eps, ep)
+	}
+	return eps
+}
+
+// Stats returns a snapshot of the socket's counters.
+func (s *Socket) Stats() Stats {
+	s.mu.Lock()
+	ps := make([]PeerStats, 0, len(s.pipes))
+	for p := range s.pipes {
+		ps = append(ps, p.peerStats())
+	}
+	s.mu.Unlock()
+	st := Stats{
+		Peers:         len(ps),
+		Connects:      s.connects.Load(),
+		Disconnects:   s.disconnects.Load(),
+		Reconnects:    s.reconnects.Load(),
+		Rejected:      s.rejected.Load(),
+		EventsDropped: s.ev.dropped.Load(),
+		PerPeer:       ps,
+	}
+	// Per-socket message counters are the sum over pipes alive and gone.
+	st.Counters = s.stats.snapshot()
+	for _, p := range ps {
+		st.MsgsIn += p.MsgsIn
+		st.MsgsOut += p.MsgsOut
+		st.BytesIn += p.BytesIn
+		st.BytesOut += p.BytesOut
+	}
+	return st
+}
+
+// Close stops listening and dialling, gives queued messages up to the linger
+// time to be written, closes every connection and waits for the socket's
+// goroutines to end. Blocked Send and Recv calls return ErrClosed. Close is
+// idempotent.
+func (s *Socket) Close() error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return nil
+	}
+	s.closed = true
+	for _, l := range s.listeners {
+		l.ln.Close()
+	}
+	for _, d := range s.dialers {
+		d.halt()
+	}
+	s.listeners, s.dialers = map[string]*listener{}, map[string]*dialer{}
+	ps := make([]*pipe, 0, len(s.pipes))
+	for p := range s.pipes {
+		ps = append(ps, p)
+	}
+	s.mu.Unlock()
+
+	deadline := time.Now().Add(s.opts.Linger)
+	for _, p := range ps {
+		p.drain(deadline)
+	}
+	close(s.closing)
+	for _, p := range ps {
+		p.terminate(ErrClosed)
+	}
+	s.wg.Wait()
+	s.ev.close()
+	return nil
+}
+
+func (s *Socket) isClosed() bool {
+	select {
+	case <-s.closing:
+		return true
+	default:
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.closed
+}
+
+func (s *Socket) acceptLoop(l *listener) {
+	defer s.wg.Done()
+	delay := 5 * time.Millisecond
+	for {
+		c, err := l.ln.Accept()
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				return
+			}
+			// Out of file descriptors and the like: back off, retry.
+			s.opts.Logger.Warn("accept failed", "endpoint", l.bound, "err", err)
+			select {
+			case <-time.After(delay):
+			case <-s.closing:
+				return
+			}
+			delay = min(2*delay, time.Second)
+			continue
+		}
+		delay = 5 * time.Millisecond
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			p, err := s.handshake(c, l.bound, true)
+			if err != nil {
+				return
+			}
+			s.mu.Lock()
+			if _, still := s.listeners[l.bound]; !still || s.closed {
+				s.mu.Unlock()
+				p.terminate(ErrClosed)
+				return
+			}
+			l.accepted[p] = struct{}{}
+			s.mu.Unlock()
+			s.wg.Add(1)
+			go func() {
+				defer s.wg.Done()
+				<-p.done
+				s.mu.Lock()
+				delete(l.accepted, p)
+				s.mu.Unlock()
+			}()
+		}()
+	}
+}
+
+func (s *Socket) dialLoop(d *dialer) {
+	defer s.wg.Done()
+	delay := s.opts.ReconnectMin
+	first := true
+	var nd net.Dialer
+	for {
+		select {
+		case <-d.stop:
+			return
+		default:
+		}
+		if !first {
+			s.reconnects.Add(1)
+		}
+		first = false
+		ctx, cancel := context.WithTimeout(d.ctx, s.opts.HandshakeTimeout)
+		c, err := nd.DialContext(ctx, d.ep.network, d.ep.addr)
+		cancel()
+		var p *pipe
+		if err == nil {
+			p, err = s.handshake(c, d.ep.raw, false)
+		} else {
+			s.ev.emit(Event{Kind: EventRetry, Endpoint: d.ep.raw, Err: err})
+		}
+		if err == nil {
+			s.mu.Lock()
+			select {
+			case <-d.stop:
+				s.mu.Unlock()
+				p.terminate(ErrClosed)
+				return
+			default:
+			}
+			d.pipe = p
+			s.mu.Unlock()
+			delay = s.opts.ReconnectMin
+			select {
+			case <-p.done:
+			case <-d.stop:
+				p.terminate(ErrClosed)
+				return
+			}
+		}
+		// back off with ±20% jitter
+		j := time.Duration(float64(delay) * (0.8 + 0.4*rand.Float64()))
+		t := time.NewTimer(j)
+		select {
+		case <-t.C:
+		case <-d.stop:
+			t.Stop()
+			return
+		}
+		delay = min(2*delay, s.opts.ReconnectMax)
+	}
+}
+
+// handshake runs the ZMTP greeting and security handshake through zmq4 over
+// a guarded connection, then starts a pipe for the peer.
+func (s *Socket) handshake(c net.Conn, ep string, server bool) (*pipe, error) {
+	if tc, ok := c.(*net.TCPConn); ok {
+		tc.SetNoDelay(true)
+	}
+	g := newGuardConn(c)
+	c.SetDeadline(time.Now().Add(s.opts.HandshakeTimeout))
+	zc, err := zmq4.Open(g, s.opts.Security, s.typ.zmq(), zmq4.SocketIdentity(s.opts.Identity), server, nil)
+	if err == nil {
+		err = c.SetDeadline(time.Time{})
+	}
+	if err != nil {
+		c.Close()
+		s.rejected.Add(1)
+		s.opts.Logger.Info("peer rejected", "endpoint", ep, "remote", c.RemoteAddr().String(), "err", err)
+		s.ev.emit(Event{Kind: EventRejected, Endpoint: ep, Remote: c.RemoteAddr().String(), Err: err})
+		return nil, err
+	}
+	p := newPipe(s, c, g.br, zc, ep)
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		c.Close()
+		return nil, ErrClosed
+	}
+	s.pipes[p] = struct{}{}
+	s.mu.Unlock()
+	s.connects.Add(1)
+	s.r.attach(p)
+	p.start()
+	s.ev.emit(Event{Kind: EventConnected, Endpoint: ep, Remote: p.remote, PeerType: p.peerType})
+	s.signalReady()
+	return p, nil
+}
+
+// detach is called once per pipe when it terminates.
+func (s *Socket) detach(p *pipe, err error) {
+	s.mu.Lock()
+	_, ok := s.pipes[p]
+	delete(s.pipes, p)
+	s.mu.Unlock()
+	if !ok {
+		return
+	}
+	// keep the dead pipe's counters in the socket totals
+	st := p.stats.snapshot()
+	s.stats.msgsIn.Add(st.MsgsIn)
+	s.stats.msgsOut.Add(st.MsgsOut)
+	s.stats.bytesIn.Add(st.BytesIn)
+	s.stats.bytesOut.Add(st.BytesOut)
+	s.disconnects.Add(1)
+	s.r.detach(p)
+	if errors.Is(err, ErrProtocol) || errors.Is(err, ErrTooLarge) {
+		s.opts.Logger.Warn("peer dropped", "endpoint", p.endpoint, "remote", p.remote, "err", err)
+		s.ev.emit(Event{Kind: EventRejected, Endpoint: p.endpoint, Remote: p.remote, PeerType: p.peerType, Err: err})
+	}
+	s.ev.emit(Event{Kind: EventDisconnected, Endpoint: p.endpoint, Remote: p.remote, PeerType: p.peerType, Err: err})
+	s.signalReady()
+}
+
+// readyWait returns a channel closed at the next signalReady.
+func (s *Socket) readyWait() <-chan struct{} {
+	s.readyMu.Lock()
+	defer s.readyMu.Unlock()
+	return s.readyCh
+}
+
+// signalReady wakes senders waiting for a peer to become ready.
+func (s *Socket) signalReady() {
+	s.readyMu.Lock()
+	close(s.readyCh)
+	s.readyCh = make(chan struct{})
+	s.readyMu.Unlock()
+}
+
+func ctxErr(ctx context.Context) error {
+	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		return fmt.Errorf("%w: %w", ErrTimeout, ctx.Err())
+	}
+	return ctx.Err()
+}

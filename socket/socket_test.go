@@ -1,0 +1,155 @@
+package socket
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+func TestPushPull(t *testing.T) {
+	pull := newSock(t, PULL)
+	push := newSock(t, PUSH)
+	connect(t, push, bind(t, pull))
+	for i := range 100 {
+		send(t, push, fmt.Sprint(i))
+	}
+	for i := range 100 {
+		if got := recvString(t, pull); got[0] != fmt.Sprint(i) {
+			t.Fatalf("message %d: got %q", i, got)
+		}
+	}
+}
+
+func TestPushRoundRobin(t *testing.T) {
+	push := newSock(t, PUSH)
+	ep := bind(t, push)
+	pulls := []*Socket{newSock(t, PULL), newSock(t, PULL), newSock(t, PULL)}
+	for _, p := range pulls {
+		connect(t, p, ep)
+	}
+	waitPeers(t, push, 3)
+	for i := range 300 {
+		send(t, push, fmt.Sprint(i))
+	}
+	for i, p := range pulls {
+		for range 100 {
+			recvString(t, p)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
+		_, err := p.Recv(ctx)
+		cancel()
+		if !errors.Is(err, ErrTimeout) {
+			t.Fatalf("puller %d got more than its share (err=%v)", i, err)
+		}
+	}
+}
+
+func TestReqRep(t *testing.T) {
+	rep := newSock(t, REP)
+	req := newSock(t, REQ)
+	connect(t, req, bind(t, rep))
+	for i := range 50 {
+		send(t, req, "ping", fmt.Sprint(i))
+		got := recvString(t, rep)
+		if !slices.Equal(got, []string{"ping", fmt.Sprint(i)}) {
+			t.Fatalf("rep got %q", got)
+		}
+		send(t, rep, "pong", fmt.Sprint(i))
+		if got := recvString(t, req); !slices.Equal(got, []string{"pong", fmt.Sprint(i)}) {
+			t.Fatalf("req got %q", got)
+		}
+	}
+	// strict alternation
+	send(t, req, "x")
+	if err := req.Send(ctxT(t), NewMsgString("y")); !errors.Is(err, ErrState) {
+		t.Fatalf("second Send: %v, want ErrState", err)
+	}
+	if err := rep.Send(ctxT(t), NewMsgString("y")); !errors.Is(err, ErrState) {
+		t.Fatalf("REP Send before Recv: %v, want ErrState", err)
+	}
+}
+
+func TestPubSub(t *testing.T) {
+	pub := newSock(t, PUB)
+	ep := bind(t, pub)
+	subA := newSock(t, SUB)
+	subB := newSock(t, SUB)
+	subA.Subscribe("a.")
+	subB.Subscribe("")
+	connect(t, subA, ep)
+	connect(t, subB, ep)
+	// subscriptions travel after the handshake: publish until both see one
+	waitFor(t, "subscriptions", func() bool {
+		pub.Send(ctxT(t), NewMsgString("a.sync", "x"))
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
+		defer cancel()
+		_, errA := subA.Recv(ctx)
+		_, errB := subB.Recv(ctx)
+		return errA == nil && errB == nil
+	})
+	// drain
+	drain := func(s *Socket) {
+		for {
+			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
+			_, err := s.Recv(ctx)
+			cancel()
+			if err != nil {
+				return
+			}
+		}
+	}
+	drain(subA)
+	drain(subB)
+	send(t, pub, "b.1", "body")
+	send(t, pub, "a.1", "body")
+	if got := recvString(t, subA); got[0] != "a.1" {
+		t.Fatalf("subA got %q, want a.1 only", got)
+	}
+	if got := recvString(t, subB); got[0] != "b.1" {
+		t.Fatalf("subB got %q first", got)
+	}
+	if got := recvString(t, subB); got[0] != "a.1" {
+		t.Fatalf("subB got %q second", got)
+	}
+}
+
+func TestDealerRouter(t *testing.T) {
+	router := newSock(t, ROUTER)
+	ep := bind(t, router)
+	d1 := newSock(t, DEALER, WithIdentity([]byte("d1")))
+	d2 := newSock(t, DEALER)
+	connect(t, d1, ep)
+	connect(t, d2, ep)
+	send(t, d1, "from1")
+	send(t, d2, "from2")
+	ids := map[string][]byte{}
+	for range 2 {
+		m, err := router.Recv(ctxT(t))
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids[string(m.Frames[1])] = m.Frames[0]
+	}
+	if string(ids["from1"]) != "d1" {
+		t.Fatalf("d1 routing id = %q", ids["from1"])
+	}
+	if len(ids["from2"]) != 5 || ids["from2"][0] != 0 {
+		t.Fatalf("generated routing id = %x", ids["from2"])
+	}
+	if err := router.Send(ctxT(t), NewMsg(ids["from2"], []byte("to2"))); err != nil {
+		t.Fatal(err)
+	}
+	if got := recvString(t, d2); got[0] != "to2" {
+		t.Fatalf("d2 got %q", got)
+	}
+	if err := router.Send(ctxT(t), NewMsg([]byte("nobody"), []byte("x"))); !errors.Is(err, ErrNoPeer) {
+		t.Fatalf("send to unknown id: %v", err)
+	}
+}

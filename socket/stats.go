@@ -1,0 +1,45 @@
+package socket
+
+import "sync/atomic"
+
+// Counters are message and byte counts. Bytes count frame bodies, not ZMTP
+// framing.
+type Counters struct {
+	MsgsIn, MsgsOut   uint64
+	BytesIn, BytesOut uint64
+	Drops             uint64 // messages a PUB dropped for a full peer, or received messages discarded by routing (REQ late replies, bad envelopes)
+}
+
+// PeerStats are one connected peer's counters.
+type PeerStats struct {
+	Endpoint string
+	Remote   string
+	PeerType string
+	Identity []byte
+	Queued   int // messages waiting in the send queue
+	Counters
+}
+
+// Stats is a snapshot of a socket's counters.
+type Stats struct {
+	Counters
+	Peers         int
+	Connects      uint64 // successful handshakes
+	Disconnects   uint64
+	Reconnects    uint64 // dials after the first per endpoint
+	Rejected      uint64 // connections refused for bad greetings, handshakes, oversized or malformed frames
+	EventsDropped uint64
+	PerPeer       []PeerStats
+}
+
+type counters struct {
+	msgsIn, msgsOut, bytesIn, bytesOut, drops atomic.Uint64
+}
+
+func (c *counters) snapshot() Counters {
+	return Counters{
+		MsgsIn: c.msgsIn.Load(), MsgsOut: c.msgsOut.Load(),
+		BytesIn: c.bytesIn.Load(), BytesOut: c.bytesOut.Load(),
+		Drops: c.drops.Load(),
+	}
+}

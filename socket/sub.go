@@ -1,0 +1,85 @@
+package socket
+
+import (
+	"context"
+	"sync"
+)
+
+// subRouter keeps the socket's subscriptions, sends them to every publisher
+// (again after each reconnect) and filters what arrives by them too, in case
+// a publisher does not filter.
+type subRouter struct {
+	s     *Socket
+	mu    sync.Mutex
+	subs  subscriptions
+	count map[string]int
+	pipes map[*pipe]struct{}
+}
+
+func newSubRouter(s *Socket) *subRouter {
+	return &subRouter{s: s, count: make(map[string]int), pipes: make(map[*pipe]struct{})}
+}
+
+func subMsg(prefix string, on bool) Msg {
+	f := make([]byte, 1+len(prefix))
+	if on {
+		f[0] = 1
+	}
+	copy(f[1:], prefix)
+	return Msg{Frames: [][]byte{f}}
+}
+
+func (r *subRouter) subscribe(prefix string, on bool) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if !on && r.count[prefix] == 0 {
+		return nil
+	}
+	if on {
+		r.count[prefix]++
+	} else if r.count[prefix]--; r.count[prefix] == 0 {
+		delete(r.count, prefix)
+	}
+	r.subs.add([]byte(prefix), on)
+	m := subMsg(prefix, on)
+	for p := range r.pipes {
+		p.enqueue(m, true)
+	}
+	return nil
+}
+
+func (r *subRouter) attach(p *pipe) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.pipes[p] = struct{}{}
+	for prefix, n := range r.count {
+		m := subMsg(prefix, true)
+		for range n {
+			p.enqueue(m, true)
+		}
+	}
+}
+
+func (r *subRouter) detach(p *pipe) {
+	r.mu.Lock()
+	delete(r.pipes, p)
+	r.mu.Unlock()
+}
+
+func (r *subRouter) incoming(p *pipe, m Msg) (Msg, bool) {
+	if r.subs.match(m.Frames[0]) {
+		return m, true
+	}
+	p.stats.drops.Add(1)
+	r.s.stats.drops.Add(1)
+	return Msg{}, false
+}
+
+func (r *subRouter) command(*pipe, string, []byte) {}
+
+func (r *subRouter) send(context.Context, Msg) error { return errState(r.s, "Send") }
+
+func (r *subRouter) recv(ctx context.Context) (Msg, error) {
+	m, _, err := r.s.fq.pop(ctx, nil)
+	return m, err
+}
