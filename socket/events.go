@@ -41,6 +41,7 @@ type Event struct {
 	Endpoint string // the endpoint bound or connected
 	Remote   string // the peer's network address, when known
 	PeerType string // the peer's socket type, after the handshake
+	PeerID   []byte // ROUTER: the routing id the peer is addressed by
 	Err      error  // the reason, for disconnected, rejected and retry
 	Time     time.Time
 }

@@ -11,6 +11,10 @@ package socket
 // messages, so appending to a frame copies it (the capacity is clipped).
 type Msg struct {
 	Frames [][]byte
+	// Priority above zero puts the message in the peer's urgent lane: it is
+	// written before every ordinary message still waiting in that peer's
+	// queue. Receivers see no difference; it is not sent on the wire.
+	Priority uint8
 }
 
 // NewMsg returns a message with the given frames.

@@ -113,6 +113,8 @@ type pipe struct {
 	wmu     sync.Mutex
 	out     *batch
 	spare   *batch
+	urgent  *batch // messages with Priority > 0: written before out
+	uspare  *batch
 	queued  int // messages in out plus those being written
 	writing bool
 	wclosed bool
@@ -148,6 +150,8 @@ func newPipe(s *Socket, c net.Conn, br *bufio.Reader, zc *zmq4.Conn, endpoint st
 		lowLat:   s.lowLatency,
 		out:      &batch{},
 		spare:    &batch{},
+		urgent:   &batch{},
+		uspare:   &batch{},
 		kick:     make(chan struct{}, 1),
 		space:    make(chan struct{}, 1),
 		done:     make(chan struct{}),
@@ -211,8 +215,12 @@ func (p *pipe) enqueue(m Msg, force bool) error {
 		p.wmu.Unlock()
 		return errFull
 	}
+	b := p.out
+	if m.Priority > 0 {
+		b = p.urgent
+	}
 	if p.encrypt {
-		if err := p.appendEncrypted(m); err != nil {
+		if err := appendEncrypted(b, p.sec, m); err != nil {
 			p.wmu.Unlock()
 			return err
 		}
@@ -223,10 +231,10 @@ func (p *pipe) enqueue(m Msg, force bool) error {
 			if i < last {
 				fl = flagMore
 			}
-			p.out.appendFrame(fl, f)
+			b.appendFrame(fl, f)
 		}
 	}
-	p.out.msgs++
+	b.msgs++
 	p.queued++
 	p.stats.msgsOut.Add(1)
 	p.stats.bytesOut.Add(uint64(m.Size()))
@@ -247,18 +255,18 @@ func (p *pipe) enqueue(m Msg, force bool) error {
 	return nil
 }
 
-func (p *pipe) appendEncrypted(m Msg) error {
+func appendEncrypted(b *batch, sec zmq4.Security, m Msg) error {
 	last := len(m.Frames) - 1
 	for i, f := range m.Frames {
 		var buf bytes.Buffer
-		if _, err := p.sec.Encrypt(&buf, f); err != nil {
+		if _, err := sec.Encrypt(&buf, f); err != nil {
 			return fmt.Errorf("socket: encrypt: %w", err)
 		}
 		var fl byte
 		if i < last {
 			fl = flagMore
 		}
-		p.out.appendFrame(fl, buf.Bytes())
+		b.appendFrame(fl, buf.Bytes())
 	}
 	return nil
 }
@@ -271,7 +279,7 @@ func (p *pipe) command(name string, body []byte) {
 		p.wmu.Unlock()
 		return
 	}
-	p.out.appendCommand(name, body)
+	p.urgent.appendCommand(name, body)
 	writing := p.writing
 	p.wmu.Unlock()
 	if !writing {
@@ -286,16 +294,29 @@ func (p *pipe) command(name string, body []byte) {
 // The caller holds wmu and has set p.writing; flushLocked returns with wmu
 // released and p.writing cleared.
 func (p *pipe) flushLocked() {
-	for !p.out.empty() && !p.wclosed {
-		b := p.out
-		p.out, p.spare = p.spare, nil
+	for (!p.urgent.empty() || !p.out.empty()) && !p.wclosed {
+		// Urgent messages (and commands) first: they overtake everything
+		// that has not reached the kernel yet.
+		var b *batch
+		urgent := !p.urgent.empty()
+		if urgent {
+			b = p.urgent
+			p.urgent, p.uspare = p.uspare, nil
+		} else {
+			b = p.out
+			p.out, p.spare = p.spare, nil
+		}
 		n := b.msgs
 		p.wmu.Unlock()
 
 		err := b.writeTo(p.conn)
 
 		p.wmu.Lock()
-		p.spare = b
+		if urgent {
+			p.uspare = b
+		} else {
+			p.spare = b
+		}
 		wasFull := p.queued >= p.s.opts.SendHWM
 		p.queued -= n
 		if err != nil {
@@ -348,7 +369,7 @@ func (p *pipe) writeLoop() {
 func (p *pipe) drain(deadline time.Time) {
 	for {
 		p.wmu.Lock()
-		empty := p.queued == 0 && p.out.empty() && !p.writing
+		empty := p.queued == 0 && p.out.empty() && p.urgent.empty() && !p.writing
 		p.wmu.Unlock()
 		if empty || p.isDone() || !time.Now().Before(deadline) {
 			return

@@ -519,7 +519,7 @@ func (s *Socket) handshake(c net.Conn, ep string, server bool) (*pipe, error) {
 	s.connects.Add(1)
 	s.r.attach(p)
 	p.start()
-	s.ev.emit(Event{Kind: EventConnected, Endpoint: ep, Remote: p.remote, PeerType: p.peerType})
+	s.ev.emit(Event{Kind: EventConnected, Endpoint: ep, Remote: p.remote, PeerType: p.peerType, PeerID: p.routeID})
 	s.signalReady()
 	return p, nil
 }
@@ -543,9 +543,9 @@ func (s *Socket) detach(p *pipe, err error) {
 	s.r.detach(p)
 	if errors.Is(err, ErrProtocol) || errors.Is(err, ErrTooLarge) {
 		s.opts.Logger.Warn("peer dropped", "endpoint", p.endpoint, "remote", p.remote, "err", err)
-		s.ev.emit(Event{Kind: EventRejected, Endpoint: p.endpoint, Remote: p.remote, PeerType: p.peerType, Err: err})
+		s.ev.emit(Event{Kind: EventRejected, Endpoint: p.endpoint, Remote: p.remote, PeerType: p.peerType, PeerID: p.routeID, Err: err})
 	}
-	s.ev.emit(Event{Kind: EventDisconnected, Endpoint: p.endpoint, Remote: p.remote, PeerType: p.peerType, Err: err})
+	s.ev.emit(Event{Kind: EventDisconnected, Endpoint: p.endpoint, Remote: p.remote, PeerType: p.peerType, PeerID: p.routeID, Err: err})
 	s.signalReady()
 }
 
