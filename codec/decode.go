@@ -43,7 +43,7 @@ func decode(data []byte, e *Envelope, copyBody bool) error {
 		return err
 	}
 	if n == 0 {
-		return fieldErr("version", ErrMalformed, "empty array, not an envelope")
+		return fieldErr("envelope", ErrMalformed, "empty array, not an envelope")
 	}
 	version, err := d.uint("version")
 	if err != nil {
@@ -61,7 +61,10 @@ func decode(data []byte, e *Envelope, copyBody bool) error {
 	if err != nil {
 		return err
 	}
-	if isNil || idEnd-idStart != len(out.ID) {
+	if isNil {
+		return fieldErr("id", ErrMalformed, "want bin of 16 bytes, got nil")
+	}
+	if idEnd-idStart != len(out.ID) {
 		return fieldErr("id", ErrMalformed, "want bin of 16 bytes, got %d bytes", idEnd-idStart)
 	}
 	copy(out.ID[:], data[idStart:idEnd])
@@ -411,7 +414,7 @@ func (d *reader) skip(field string, count int) error {
 		return nil
 	}
 	if count > d.remaining() {
-		return fieldErr(field, ErrTooLarge, "declares %d more elements, %d bytes remain", count, d.remaining())
+		return fieldErr(field, ErrTooLarge, "declares %d elements more, %d bytes remain", count, d.remaining())
 	}
 	var stack [maxDepth + 1]int // elements left at each level
 	depth := 0
@@ -430,7 +433,8 @@ func (d *reader) skip(field string, count int) error {
 			return err
 		}
 		var elems uint64 // elements of an array or map; 2 per map entry
-		var size uint64  // bytes of payload
+		var fixed int    // bytes of a fixed-size payload: numbers, fixext
+		var size uint64  // bytes of a payload whose length is declared
 		var err2 error
 		switch {
 		case c <= msgpcode.PosFixedNumHigh, c >= msgpcode.NegFixedNumLow,
@@ -442,38 +446,44 @@ func (d *reader) skip(field string, count int) error {
 		case c >= msgpcode.FixedMapLow && c <= msgpcode.FixedMapHigh:
 			elems = 2 * uint64(c&msgpcode.FixedMapMask)
 		case c == msgpcode.Uint8, c == msgpcode.Int8:
-			size = 1
+			fixed = 1
 		case c == msgpcode.Uint16, c == msgpcode.Int16:
-			size = 2
+			fixed = 2
 		case c == msgpcode.Uint32, c == msgpcode.Int32, c == msgpcode.Float:
-			size = 4
+			fixed = 4
 		case c == msgpcode.Uint64, c == msgpcode.Int64, c == msgpcode.Double:
-			size = 8
+			fixed = 8
+		case c == msgpcode.FixExt1:
+			fixed = 1 + 1 // ext type, data
+		case c == msgpcode.FixExt2:
+			fixed = 1 + 2
+		case c == msgpcode.FixExt4:
+			fixed = 1 + 4
+		case c == msgpcode.FixExt8:
+			fixed = 1 + 8
+		case c == msgpcode.FixExt16:
+			fixed = 1 + 16
 		case c == msgpcode.Str8, c == msgpcode.Bin8:
 			size, err2 = d.fixed(field, 1)
 		case c == msgpcode.Str16, c == msgpcode.Bin16:
 			size, err2 = d.fixed(field, 2)
 		case c == msgpcode.Str32, c == msgpcode.Bin32:
 			size, err2 = d.fixed(field, 4)
-		case c == msgpcode.FixExt1:
-			size = 1 + 1
-		case c == msgpcode.FixExt2:
-			size = 1 + 2
-		case c == msgpcode.FixExt4:
-			size = 1 + 4
-		case c == msgpcode.FixExt8:
-			size = 1 + 8
-		case c == msgpcode.FixExt16:
-			size = 1 + 16
 		case c == msgpcode.Ext8:
 			size, err2 = d.fixed(field, 1)
-			size++ // the ext type byte
+			if err2 == nil {
+				_, err2 = d.fixed(field, 1) // ext type
+			}
 		case c == msgpcode.Ext16:
 			size, err2 = d.fixed(field, 2)
-			size++
+			if err2 == nil {
+				_, err2 = d.fixed(field, 1)
+			}
 		case c == msgpcode.Ext32:
 			size, err2 = d.fixed(field, 4)
-			size++
+			if err2 == nil {
+				_, err2 = d.fixed(field, 1)
+			}
 		case c == msgpcode.Array16:
 			elems, err2 = d.fixed(field, 2)
 		case c == msgpcode.Array32:
@@ -489,6 +499,12 @@ func (d *reader) skip(field string, count int) error {
 		}
 		if err2 != nil {
 			return err2
+		}
+		if fixed > 0 {
+			if d.remaining() < fixed {
+				return fieldErr(field, ErrTruncated, "input ends at byte %d inside a %d-byte value", len(d.data), fixed)
+			}
+			d.pos += fixed
 		}
 		if size > 0 {
 			if _, _, err := d.span(field, size); err != nil {

@@ -43,6 +43,9 @@ func AppendValue(dst []byte, v any) ([]byte, error) {
 // from a 5-byte input. Errors from the library (a value of the wrong type for
 // v) are wrapped together with ErrMalformed.
 func UnmarshalValue(data []byte, v any) error {
+	if len(data) == 0 {
+		return fieldErr("value", ErrTruncated, "no input")
+	}
 	d := reader{data: data}
 	if err := d.skip("value", 1); err != nil {
 		return err
