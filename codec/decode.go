@@ -126,8 +126,10 @@ func decode(data []byte, e *Envelope, copyBody bool) error {
 	if err != nil {
 		return err
 	}
-	if err := d.skip("envelope", n-envelopeFields); err != nil {
-		return err
+	if n > envelopeFields {
+		if err := d.skip("envelope", n-envelopeFields); err != nil {
+			return err
+		}
 	}
 	if d.pos != len(data) {
 		return fieldErr("envelope", ErrMalformed, "%d trailing bytes after the envelope", len(data)-d.pos)

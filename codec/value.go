@@ -9,7 +9,8 @@ import (
 // MarshalValue encodes v as MessagePack for use as an envelope body. The bytes
 // are those of msgpack.Marshal(v) from github.com/vmihailenco/msgpack/v5, with
 // its default settings: structs become maps keyed by field name (or the
-// `msgpack` tag), integers keep their Go width. A []byte becomes a msgpack bin
+// `msgpack` tag); int and uint take the smallest integer format, sized types
+// (int64, uint32, ...) their full width. A []byte becomes a msgpack bin
 // and a string a msgpack str; neither is passed through unwrapped, so a peer
 // in another language always decodes a body with msgpack.
 func MarshalValue(v any) ([]byte, error) {
