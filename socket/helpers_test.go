@@ -76,3 +76,28 @@ func send(t testing.TB, s *Socket, frames ...string) {
 		t.Fatalf("Send: %v", err)
 	}
 }
+
+func allSubscribed(subs []*Socket) bool {
+	for _, s := range subs {
+		ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+		_, err := s.Recv(ctx)
+		cancel()
+		if err != nil {
+			return false
+		}
+	}
+	return true
+}
+
+func drainAll(s *Socket) {
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
+		_, err := s.Recv(ctx)
+		cancel()
+		if err != nil {
+			return
+		}
+	}
+}
+
+func timeoutFor(n int) time.Duration { return 2*time.Second + time.Duration(n)*time.Microsecond }

@@ -17,7 +17,6 @@ import (
 
 const (
 	bigFrame     = 16 << 10  // frames at least this large are written from the caller's memory
-	keepBatchCap = 256 << 10 // larger batch buffers are dropped after use, not kept
 	slabSize     = 32 << 10  // received small frames are carved from slabs this size
 	slabFrameMax = 1 << 10   // ... when they are at most this large
 )
@@ -28,72 +27,121 @@ var (
 	errFull      = errors.New("socket: peer queue full")
 )
 
+// chunkSize is the unit of send-queue memory: small frames are copied into
+// pooled chunks of this size, so a growing queue never reallocates and
+// copies what it already holds.
+const chunkSize = 32 << 10
+
+type chunk [chunkSize]byte
+
+var chunkPool = sync.Pool{New: func() any { return new(chunk) }}
+
 // batch is a run of encoded ZMTP frames waiting to be written: small frames
-// copied into tail, large ones referenced where they are.
+// copied into chunks, large ones referenced where they are. It is written
+// with one writev.
 type batch struct {
-	segs net.Buffers
-	tail []byte
-	mem  []byte // tail's reusable backing array
-	msgs int
+	segs  net.Buffers // sealed segments, in order
+	cur   []byte      // the chunk being filled; cur[start:] is not sealed yet
+	start int
+	owned []*chunk // chunks to recycle after the write
+	msgs  int
 }
 
-func (b *batch) empty() bool { return len(b.segs) == 0 && len(b.tail) == 0 }
+func (b *batch) empty() bool { return len(b.segs) == 0 && len(b.cur) == b.start }
 
-func (b *batch) appendFrame(flags byte, body []byte) {
-	if len(body) > 255 {
-		flags |= flagLong
-		b.tail = append(b.tail, flags)
-		b.tail = binary.BigEndian.AppendUint64(b.tail, uint64(len(body)))
-	} else {
-		b.tail = append(b.tail, flags, byte(len(body)))
-	}
-	if len(body) >= bigFrame {
-		b.segs = append(b.segs, b.tail, body)
-		b.tail = b.tail[len(b.tail):len(b.tail)]
+// room makes sure the current chunk has n free bytes (n <= chunkSize).
+func (b *batch) room(n int) {
+	if b.cur != nil && cap(b.cur)-len(b.cur) >= n {
 		return
 	}
-	b.tail = append(b.tail, body...)
+	b.seal()
+	c := chunkPool.Get().(*chunk)
+	b.owned = append(b.owned, c)
+	b.cur, b.start = c[:0], 0
+}
+
+func (b *batch) seal() {
+	if len(b.cur) > b.start {
+		b.segs = append(b.segs, b.cur[b.start:])
+		b.start = len(b.cur)
+	}
+}
+
+func (b *batch) appendHeader(flags byte, size int) {
+	if size > 255 {
+		b.cur = append(b.cur, flags|flagLong)
+		b.cur = binary.BigEndian.AppendUint64(b.cur, uint64(size))
+	} else {
+		b.cur = append(b.cur, flags, byte(size))
+	}
+}
+
+func (b *batch) appendFrame(flags byte, body []byte) {
+	if len(body) >= bigFrame {
+		b.room(9)
+		b.appendHeader(flags, len(body))
+		b.seal()
+		b.segs = append(b.segs, body)
+		return
+	}
+	b.room(9 + len(body))
+	b.appendHeader(flags, len(body))
+	b.cur = append(b.cur, body...)
 }
 
 func (b *batch) appendCommand(name string, body []byte) {
 	n := 1 + len(name) + len(body)
-	flags := byte(flagCommand)
-	if n > 255 {
-		b.tail = append(b.tail, flags|flagLong)
-		b.tail = binary.BigEndian.AppendUint64(b.tail, uint64(n))
-	} else {
-		b.tail = append(b.tail, flags, byte(n))
+	if n+9 > chunkSize {
+		return // commands we send are tiny; never happens
 	}
-	b.tail = append(b.tail, byte(len(name)))
-	b.tail = append(b.tail, name...)
-	b.tail = append(b.tail, body...)
+	b.room(9 + n)
+	b.appendHeader(flagCommand, n)
+	b.cur = append(b.cur, byte(len(name)))
+	b.cur = append(b.cur, name...)
+	b.cur = append(b.cur, body...)
 }
 
 // writeTo writes the batch in one writev (or write) call and resets it,
-// keeping the tail's memory for reuse.
+// recycling its chunks.
 func (b *batch) writeTo(w io.Writer) error {
+	b.seal()
 	var err error
-	if len(b.segs) == 0 {
-		_, err = w.Write(b.tail)
+	if len(b.segs) == 1 {
+		_, err = w.Write(b.segs[0])
 	} else {
-		if len(b.tail) > 0 {
-			b.segs = append(b.segs, b.tail)
-		}
 		segs := b.segs
 		_, err = segs.WriteTo(w)
-		clear(b.segs)
-		b.segs = b.segs[:0]
-		b.tail = b.mem[:0]
 	}
-	if len(b.segs) == 0 && cap(b.tail) > cap(b.mem) {
-		b.mem = b.tail[:0] // the tail grew into a new array: keep that one
-	}
-	if cap(b.mem) > keepBatchCap {
-		b.mem = nil
-	}
-	b.tail = b.mem[:0]
-	b.msgs = 0
+	clear(b.segs)
+	b.segs = b.segs[:0]
+	b.reset()
 	return err
+}
+
+// reset drops the batch's content, keeping its last chunk for reuse.
+func (b *batch) reset() {
+	keep := len(b.owned) - 1
+	for i, c := range b.owned {
+		if i != keep {
+			chunkPool.Put(c)
+		}
+	}
+	if keep >= 0 {
+		c := b.owned[keep]
+		clear(b.owned)
+		b.owned = append(b.owned[:0], c)
+		b.cur, b.start = c[:0], 0
+	}
+	b.msgs = 0
+}
+
+// release gives every chunk back to the pool.
+func (b *batch) release() {
+	for _, c := range b.owned {
+		chunkPool.Put(c)
+	}
+	clear(b.owned)
+	b.owned, b.cur, b.start, b.segs = b.owned[:0], nil, 0, nil
 }
 
 // pipe is one connected peer.
@@ -177,6 +225,8 @@ func (p *pipe) terminate(err error) {
 		p.err = err
 		p.wmu.Lock()
 		p.wclosed = true
+		p.out.release()
+		p.urgent.release()
 		p.wmu.Unlock()
 		p.conn.Close()
 		close(p.done)
