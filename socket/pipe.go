@@ -16,9 +16,9 @@ import (
 )
 
 const (
-	bigFrame     = 16 << 10  // frames at least this large are written from the caller's memory
-	slabSize     = 32 << 10  // received small frames are carved from slabs this size
-	slabFrameMax = 1 << 10   // ... when they are at most this large
+	bigFrame     = 16 << 10 // frames at least this large are written from the caller's memory
+	slabSize     = 32 << 10 // received small frames are carved from slabs this size
+	slabFrameMax = 1 << 10  // ... when they are at most this large
 )
 
 var (
