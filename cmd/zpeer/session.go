@@ -1,0 +1,631 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/zpeer/zpeer/codec"
+	"github.com/zpeer/zpeer/socket"
+)
+
+// session is one run of a socket command.
+type session struct {
+	a       *app
+	sc      sockCmd
+	o       *sockOpts
+	raw     bool
+	headers map[string]string
+	out     *lineWriter
+	status  *statusLine
+
+	seq   uint64
+	sent  atomic.Uint64
+	recvd atomic.Uint64
+	bad   atomic.Uint64 // received messages that could not be decoded
+	start time.Time
+
+	mu      sync.Mutex
+	sock    *socket.Socket
+	bound   []string         // the endpoints bound, as Bind returned them
+	dialErr map[string]error // the last dial error per connect endpoint
+	disc    io.Closer        // discovery, when --discover is given
+}
+
+func (a *app) runSocket(ctx context.Context, sc sockCmd, o *sockOpts, args []string) (err error) {
+	s := &session{
+		a: a, sc: sc, o: o,
+		raw:     o.codec == "raw",
+		out:     newLineWriter(a.stdout),
+		dialErr: make(map[string]error),
+		start:   time.Now(),
+	}
+	if len(o.headers) > 0 {
+		s.headers = make(map[string]string, len(o.headers))
+		for _, h := range o.headers {
+			k, v, _ := strings.Cut(h, "=")
+			s.headers[k] = v
+		}
+	}
+	if err := s.open(ctx, true); err != nil {
+		return err
+	}
+	if !sameTerminal(a.stdout, a.stderr) {
+		s.status = startStatus(a.stderr, &a.errMu, 250*time.Millisecond, s.statusText)
+	}
+	defer func() {
+		s.status.Stop()
+		s.close()
+		if cerr := s.out.Close(); err == nil && cerr != nil {
+			err = fmt.Errorf("writing output: %w", cerr)
+		}
+		if _, ok := errInterrupted(ctx); ok || o.verbose {
+			a.errorf("zpeer: %s", s.summary())
+		}
+	}()
+
+	switch {
+	case sc.typ == socket.REQ:
+		err = s.runReq(ctx, args)
+	case sc.typ == socket.DEALER:
+		err = s.runDealer(ctx, args)
+	case sc.role&roleSend != 0:
+		err = s.runSend(ctx, args)
+	default:
+		err = s.runRecv(ctx)
+	}
+	if in, ok := errInterrupted(ctx); ok {
+		// Stopped by a signal: whatever the loop returned, that is the
+		// outcome.
+		return in
+	}
+	return err
+}
+
+// newSocket creates the command's socket with its options.
+func (s *session) newSocket() (*socket.Socket, error) {
+	opts := []socket.Option{
+		socket.WithLinger(s.o.linger),
+		socket.WithEventHandler(s.event),
+		socket.WithReconnect(50*time.Millisecond, 2*time.Second),
+	}
+	if s.o.identity != "" {
+		opts = append(opts, socket.WithIdentity([]byte(s.o.identity)))
+	}
+	sock, err := socket.New(s.sc.typ, opts...)
+	if err != nil {
+		return nil, usageError{err}
+	}
+	if s.sc.typ == socket.SUB {
+		topics := s.o.topics
+		if len(topics) == 0 {
+			topics = []string{""}
+		}
+		for _, t := range topics {
+			if err := sock.Subscribe(t); err != nil {
+				sock.Close()
+				return nil, err
+			}
+		}
+	}
+	return sock, nil
+}
+
+// open creates the socket, binds, connects and starts discovery. first is
+// false when req reopens its socket after a lost reply: it then binds the
+// endpoints it got the first time, quietly.
+func (s *session) open(ctx context.Context, first bool) error {
+	sock, err := s.newSocket()
+	if err != nil {
+		return err
+	}
+	binds := s.o.binds
+	if !first {
+		binds = s.bound
+	}
+	var bound []string
+	for _, ep := range binds {
+		real, err := sock.Bind(ep)
+		if err != nil {
+			sock.Close()
+			return err
+		}
+		bound = append(bound, real)
+		if first {
+			s.a.errorf("bound %s", real)
+		}
+	}
+	for _, ep := range s.o.connects {
+		if err := sock.Connect(ep); err != nil {
+			sock.Close()
+			return err
+		}
+	}
+	s.mu.Lock()
+	s.sock, s.bound = sock, bound
+	s.mu.Unlock()
+	if s.o.discover != "" {
+		if first {
+			if err := s.startDiscovery(ctx); err != nil {
+				sock.Close()
+				return err
+			}
+		} else {
+			s.rediscover()
+		}
+	}
+	return nil
+}
+
+// close stops discovery (with its goodbye announcements) and closes the
+// socket, lingering for queued messages.
+func (s *session) close() {
+	s.mu.Lock()
+	sock, disc := s.sock, s.disc
+	s.sock, s.disc = nil, nil
+	s.mu.Unlock()
+	if disc != nil {
+		disc.Close()
+	}
+	if sock != nil {
+		sock.Close()
+	}
+}
+
+func (s *session) socket() *socket.Socket {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.sock
+}
+
+// event records dial failures (to explain an unreachable peer) and logs
+// connections with --verbose.
+func (s *session) event(ev socket.Event) {
+	s.mu.Lock()
+	switch ev.Kind {
+	case socket.EventRetry:
+		s.dialErr[ev.Endpoint] = ev.Err
+	case socket.EventConnected:
+		delete(s.dialErr, ev.Endpoint)
+	}
+	s.mu.Unlock()
+	if !s.o.verbose {
+		return
+	}
+	switch ev.Kind {
+	case socket.EventConnected:
+		s.logf("connected %s (%s peer %s)", ev.Endpoint, ev.PeerType, ev.Remote)
+	case socket.EventDisconnected:
+		s.logf("disconnected %s (%s peer %s): %v", ev.Endpoint, ev.PeerType, ev.Remote, ev.Err)
+	case socket.EventRejected:
+		s.logf("rejected %s %s: %v", ev.Endpoint, ev.Remote, ev.Err)
+	}
+}
+
+// logf writes one line on standard error, clearing the status line first.
+func (s *session) logf(format string, args ...any) {
+	s.a.errMu.Lock()
+	defer s.a.errMu.Unlock()
+	s.status.clear()
+	fmt.Fprintf(s.a.stderr, "zpeer: "+format+"\n", args...)
+}
+
+func (s *session) summary() string {
+	el := time.Since(s.start).Seconds()
+	sum := fmt.Sprintf("sent %d, received %d in %.1fs", s.sent.Load(), s.recvd.Load(), el)
+	if n := s.bad.Load(); n > 0 {
+		sum += fmt.Sprintf(", %d undecodable", n)
+	}
+	return sum
+}
+
+func (s *session) statusText() string {
+	el := max(time.Since(s.start).Seconds(), 1e-3)
+	peers := 0
+	if sock := s.socket(); sock != nil {
+		peers = sock.Peers()
+	}
+	sent, recvd := s.sent.Load(), s.recvd.Load()
+	return fmt.Sprintf("%s: %d peers, sent %d (%.0f/s), received %d (%.0f/s)",
+		s.sc.name, peers, sent, float64(sent)/el, recvd, float64(recvd)/el)
+}
+
+// unreachable explains why no peer is there: the dial errors seen so far.
+func (s *session) unreachable() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.dialErr) == 0 {
+		return ""
+	}
+	eps := make([]string, 0, len(s.dialErr))
+	for ep := range s.dialErr {
+		eps = append(eps, ep)
+	}
+	sort.Strings(eps)
+	parts := make([]string, len(eps))
+	for i, ep := range eps {
+		parts[i] = fmt.Sprintf("cannot reach %s: %s", ep, rootCause(s.dialErr[ep]))
+	}
+	return strings.Join(parts, "; ")
+}
+
+// rootCause is the innermost useful text of a network error: "connection
+// refused" rather than the whole dial chain.
+func rootCause(err error) string {
+	var errno syscall.Errno
+	if errors.As(err, &errno) {
+		return errno.Error()
+	}
+	var dns *net.DNSError
+	if errors.As(err, &dns) {
+		return dns.Error()
+	}
+	var op *net.OpError
+	if errors.As(err, &op) && op.Err != nil {
+		return op.Err.Error()
+	}
+	return strings.TrimPrefix(err.Error(), "socket: ")
+}
+
+// opContext bounds one operation by --timeout.
+func (s *session) opContext(ctx context.Context) (context.Context, context.CancelFunc) {
+	if s.o.timeout > 0 {
+		return context.WithTimeout(ctx, s.o.timeout)
+	}
+	return context.WithCancel(ctx)
+}
+
+func isTimeout(err error) bool {
+	return errors.Is(err, socket.ErrTimeout) || errors.Is(err, context.DeadlineExceeded)
+}
+
+// source yields the messages to send: the MESSAGE arguments (repeated up to
+// --count when it is larger), or else the lines of standard input.
+type source struct {
+	args  []string
+	i     int
+	cycle bool
+	lines chan []byte
+	errc  chan error
+}
+
+func (s *session) source(args []string) *source {
+	if len(args) > 0 {
+		return &source{args: args, cycle: s.o.count > len(args)}
+	}
+	src := &source{lines: make(chan []byte, 64), errc: make(chan error, 1)}
+	go func() {
+		sc := bufio.NewScanner(s.a.stdin)
+		sc.Buffer(make([]byte, 0, 64<<10), 64<<20)
+		for sc.Scan() {
+			line := sc.Bytes()
+			line = line[:len(line)-len(trailingCR(line))]
+			src.lines <- append([]byte(nil), line...)
+		}
+		src.errc <- sc.Err()
+		close(src.lines)
+	}()
+	return src
+}
+
+func trailingCR(b []byte) []byte {
+	if len(b) > 0 && b[len(b)-1] == '\r' {
+		return b[len(b)-1:]
+	}
+	return nil
+}
+
+// next returns the next message, or ok false at the end.
+func (src *source) next(ctx context.Context) (msg []byte, ok bool, err error) {
+	if src.lines == nil {
+		if src.i >= len(src.args) {
+			if !src.cycle || len(src.args) == 0 {
+				return nil, false, nil
+			}
+			src.i = 0
+		}
+		src.i++
+		return []byte(src.args[src.i-1]), true, nil
+	}
+	select {
+	case line, ok := <-src.lines:
+		if !ok {
+			if err := <-src.errc; err != nil {
+				return nil, false, fmt.Errorf("reading standard input: %w", err)
+			}
+			return nil, false, nil
+		}
+		return line, true, nil
+	case <-ctx.Done():
+		return nil, false, ctx.Err()
+	}
+}
+
+// envelope builds the envelope of one outgoing message.
+func (s *session) envelope(kind codec.Kind, topic string, body []byte) *codec.Envelope {
+	s.seq++
+	return &codec.Envelope{
+		ID:        codec.NewID(),
+		Kind:      kind,
+		Type:      s.o.msgType,
+		Priority:  s.o.priority,
+		Timestamp: time.Now().UnixNano(),
+		Sender:    s.o.name,
+		Seq:       s.seq,
+		Topic:     topic,
+		Headers:   s.headers,
+		Body:      body,
+	}
+}
+
+// frames encodes one outgoing message: raw, the body itself; msgpack, the
+// envelope. pub puts the topic frame first, for subscription filtering.
+func (s *session) frames(kind codec.Kind, text []byte) ([][]byte, error) {
+	body, err := encodeBody(s.raw, s.o.body, text)
+	if err != nil {
+		return nil, err
+	}
+	topic, pub := "", s.sc.typ == socket.PUB
+	if pub && len(s.o.topics) > 0 {
+		topic = s.o.topics[0]
+	}
+	if s.raw {
+		if pub && topic != "" {
+			return [][]byte{[]byte(topic), body}, nil
+		}
+		return [][]byte{body}, nil
+	}
+	env, err := s.envelope(kind, topic, body).AppendEncode(nil)
+	if err != nil {
+		return nil, err
+	}
+	if pub {
+		return [][]byte{[]byte(topic), env}, nil
+	}
+	return [][]byte{env}, nil
+}
+
+// print writes one received message to standard output.
+func (s *session) print(m *message) error {
+	if s.o.json {
+		return s.out.JSON(m.record())
+	}
+	return s.out.Line(m.line(s.sc.typ == socket.SUB))
+}
+
+// received decodes and prints one received message; a message that does
+// not decode is reported on standard error and skipped (nil, nil).
+func (s *session) received(frames [][]byte, routingID []byte) (*message, error) {
+	m, err := decodeMessage(frames, s.raw, s.sc.typ == socket.SUB)
+	m.routingID = routingID
+	if err != nil {
+		s.bad.Add(1)
+		s.logf("skipped a message: %v", err)
+		return nil, nil
+	}
+	s.recvd.Add(1)
+	return m, s.print(m)
+}
+
+// waitPeers waits, up to --timeout, for n peers (pub: n subscribers).
+func (s *session) waitPeers(ctx context.Context, n int) error {
+	if n <= 0 {
+		return nil
+	}
+	ctx, cancel := s.opContext(ctx)
+	defer cancel()
+	t := time.NewTicker(10 * time.Millisecond)
+	defer t.Stop()
+	for {
+		if s.readyPeers() >= n {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			if isTimeout(ctx.Err()) {
+				return s.noPeerError(fmt.Sprintf("%d of %d peers ready after %s", s.readyPeers(), n, s.o.timeout))
+			}
+			return ctx.Err()
+		case <-t.C:
+		}
+	}
+}
+
+// readyPeers counts connected peers; on a PUB, the peers that have sent
+// their subscriptions (the only traffic a subscriber sends).
+func (s *session) readyPeers() int {
+	sock := s.socket()
+	if sock == nil {
+		return 0
+	}
+	if s.sc.typ != socket.PUB {
+		return sock.Peers()
+	}
+	n := 0
+	for _, p := range sock.Stats().PerPeer {
+		if p.MsgsIn > 0 {
+			n++
+		}
+	}
+	return n
+}
+
+func (s *session) noPeerError(what string) error {
+	if why := s.unreachable(); why != "" {
+		return fmt.Errorf("%s (%s)", why, what)
+	}
+	return errors.New("no peer: " + what)
+}
+
+// pause waits --interval between messages.
+func (s *session) pause(ctx context.Context) error {
+	if s.o.interval <= 0 {
+		return nil
+	}
+	t := time.NewTimer(s.o.interval)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// runSend is pub and push: send every message, then linger on close.
+func (s *session) runSend(ctx context.Context, args []string) error {
+	peers := s.o.peers
+	if s.sc.typ == socket.PUB && !s.o.peersSet {
+		peers = len(s.o.connects)
+		if len(s.o.binds) == 0 && s.o.discover != "" {
+			peers = 1
+		}
+	}
+	if err := s.waitPeers(ctx, peers); err != nil {
+		return err
+	}
+	src := s.source(args)
+	for s.o.count == 0 || s.sent.Load() < uint64(s.o.count) {
+		text, ok, err := src.next(ctx)
+		if err != nil || !ok {
+			return err
+		}
+		if s.sent.Load() > 0 {
+			if err := s.pause(ctx); err != nil {
+				return err
+			}
+		}
+		frames, err := s.frames(codec.KindData, text)
+		if err != nil {
+			return err
+		}
+		sctx, cancel := s.opContext(ctx)
+		err = s.socket().Send(sctx, socket.Msg{Frames: frames, Priority: s.o.priority})
+		cancel()
+		if err != nil {
+			if isTimeout(err) && ctx.Err() == nil {
+				return s.noPeerError(fmt.Sprintf("no peer took message %d within %s", s.sent.Load()+1, s.o.timeout))
+			}
+			return err
+		}
+		s.sent.Add(1)
+	}
+	return nil
+}
+
+// runRecv is rep, sub, pull and router: receive, print, and answer (rep,
+// router) until --count or --timeout.
+func (s *session) runRecv(ctx context.Context) error {
+	for s.o.count == 0 || s.recvd.Load() < uint64(s.o.count) {
+		rctx, cancel := s.opContext(ctx)
+		m, err := s.socket().Recv(rctx)
+		cancel()
+		if err != nil {
+			if isTimeout(err) && ctx.Err() == nil {
+				return fmt.Errorf("no message within %s (received %d)", s.o.timeout, s.recvd.Load())
+			}
+			return err
+		}
+		frames, routingID, prefix := m.Frames, []byte(nil), [][]byte(nil)
+		if s.sc.typ == socket.ROUTER {
+			routingID, prefix, frames = splitRouter(frames)
+		}
+		msg, err := s.received(frames, routingID)
+		if err != nil {
+			return err
+		}
+		if s.sc.role&roleReply == 0 {
+			continue
+		}
+		reply := s.reply(ctx, msg, frames)
+		if s.sc.typ == socket.ROUTER {
+			reply = append(append([][]byte{routingID}, prefix...), reply...)
+		}
+		sctx, cancel := s.opContext(ctx)
+		err = s.socket().Send(sctx, socket.Msg{Frames: reply, Priority: s.o.priority})
+		cancel()
+		if err != nil {
+			if errors.Is(err, socket.ErrNoPeer) {
+				s.logf("the peer left before its reply: %v", err)
+				continue
+			}
+			return err
+		}
+		s.sent.Add(1)
+	}
+	return nil
+}
+
+// splitRouter splits what a ROUTER receives into the routing id, the
+// envelope up to and including the empty delimiter (from REQ and
+// delimiter-using DEALER peers), and the message.
+func splitRouter(frames [][]byte) (id []byte, prefix, msg [][]byte) {
+	id, rest := frames[0], frames[1:]
+	for i, f := range rest {
+		if len(f) == 0 {
+			return id, rest[:i+1], rest[i+1:]
+		}
+	}
+	return id, nil, rest
+}
+
+// reply builds the answer to one request: the request's body unchanged, or
+// --exec's output. A request that could not be decoded (msg nil) gets an
+// error reply, since a REP must answer before it can receive again.
+func (s *session) reply(ctx context.Context, msg *message, frames [][]byte) [][]byte {
+	kind, body := codec.KindReply, []byte(nil)
+	var req *codec.Envelope
+	switch {
+	case msg == nil:
+		kind, body = codec.KindError, mustMarshal("zpeer: the request is not a zpeer envelope")
+	case s.o.exec == "":
+		if s.raw {
+			return frames
+		}
+		body, req = msg.env.Body, &msg.env
+	default:
+		req = &msg.env
+		out, err := s.runExec(ctx, msg.bodyText())
+		if err != nil {
+			s.logf("--exec: %v", err)
+			if !s.raw {
+				kind, body = codec.KindError, mustMarshal(err.Error())
+				break
+			}
+		}
+		if body, err = encodeBody(s.raw, s.o.body, out); err != nil {
+			s.logf("%v", err)
+			kind, body = codec.KindError, mustMarshal(err.Error())
+		}
+	}
+	if s.raw {
+		return [][]byte{body}
+	}
+	env := s.envelope(kind, "", body)
+	if req != nil {
+		env.ID = req.ID // the reply carries the request's id
+		if env.Type == "" {
+			env.Type = req.Type
+		}
+	}
+	b, err := env.AppendEncode(nil)
+	if err != nil {
+		env.Kind, env.Body = codec.KindError, mustMarshal(err.Error())
+		b, _ = env.AppendEncode(nil)
+	}
+	return [][]byte{b}
+}
+
+func mustMarshal(s string) []byte {
+	b, _ := codec.MarshalValue(s)
+	return b
+}

@@ -1,0 +1,264 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/zpeer/zpeer/codec"
+	"github.com/zpeer/zpeer/socket"
+)
+
+// sockOpts are the flags of the socket commands.
+type sockOpts struct {
+	binds    []string
+	connects []string
+	discover string
+	ifaces   []string
+	codec    string
+	topics   []string
+	count    int
+	timeout  time.Duration
+	retries  int
+	json     bool
+	exec     string
+	msgType  string
+	priority uint8
+	headers  []string
+	body     string
+	peers    int
+	peersSet bool // --peers was given
+	linger   time.Duration
+	interval time.Duration
+	identity string
+	name     string
+	verbose  bool
+}
+
+// role says what a socket command does with messages.
+type role uint8
+
+const (
+	roleSend    role = 1 << iota // sends MESSAGE arguments or stdin lines
+	roleRecv                     // prints what it receives
+	roleReply                    // answers each request (rep, router)
+	roleRequest                  // waits for a reply to each message (req, dealer)
+)
+
+type sockCmd struct {
+	name    string
+	typ     socket.Type
+	role    role
+	short   string
+	long    string
+	example string
+}
+
+var sockCmds = []sockCmd{
+	{
+		name: "req", typ: socket.REQ, role: roleSend | roleRecv | roleRequest,
+		short: "Send requests and print the replies",
+		long: `req sends each MESSAGE argument, or else each line of standard input, as one
+request, waits for its reply and prints it. With no reply within --timeout it
+tries again (--retries times, on a fresh connection, as ZeroMQ's "lazy pirate"
+does) and then exits 1.`,
+		example: `  zpeer req --connect tcp://127.0.0.1:5555 hello world
+  printf 'a\nb\n' | zpeer req --connect tcp://127.0.0.1:5555 --timeout 2s --retries 3 --json`,
+	},
+	{
+		name: "rep", typ: socket.REP, role: roleRecv | roleReply,
+		short: "Answer requests: echo them, or reply with a command's output",
+		long: `rep prints each request it receives and answers it: with the request's body
+unchanged, or with the standard output of --exec CMD run with the request on
+its standard input.`,
+		example: `  zpeer rep --bind 'tcp://*:5555'
+  zpeer rep --bind tcp://127.0.0.1:5555 --exec 'tr a-z A-Z' --count 1`,
+	},
+	{
+		name: "pub", typ: socket.PUB, role: roleSend,
+		short: "Publish messages under a topic",
+		long: `pub publishes each MESSAGE argument, or else each line of standard input,
+under --topic. When connecting, it first waits (up to --timeout) for the
+subscribers it connects to, so that the first messages are not lost.`,
+		example: `  zpeer pub --bind 'tcp://*:5556' --topic weather --interval 1s sunny
+  zpeer pub --connect tcp://127.0.0.1:5556 --topic logs < app.log`,
+	},
+	{
+		name: "sub", typ: socket.SUB, role: roleRecv,
+		short: "Subscribe to topics and print what is published",
+		long: `sub subscribes to each --topic prefix (everything by default) and prints
+each publication as TOPIC BODY, or BODY alone when it has no topic.`,
+		example: `  zpeer sub --connect tcp://127.0.0.1:5556 --topic weather --count 3
+  zpeer sub --bind 'tcp://*:5556' --json | jq .body`,
+	},
+	{
+		name: "push", typ: socket.PUSH, role: roleSend,
+		short: "Push messages to workers, load-balanced",
+		long: `push sends each MESSAGE argument, or else each line of standard input, to
+the next ready worker (pull) round-robin. A send waits up to --timeout for a
+worker.`,
+		example: `  seq 100 | zpeer push --connect tcp://127.0.0.1:5557
+  zpeer push --bind 'tcp://*:5557' --count 1000 job`,
+	},
+	{
+		name: "pull", typ: socket.PULL, role: roleRecv,
+		short: "Pull messages from pushers and print them",
+		long:  `pull prints each message it receives, fair-queued over its pushers.`,
+		example: `  zpeer pull --bind 'tcp://*:5557' --count 100
+  zpeer pull --bind tcp://127.0.0.1:5557 --json`,
+	},
+	{
+		name: "dealer", typ: socket.DEALER, role: roleSend | roleRecv | roleRequest,
+		short: "Send requests without waiting for each reply, print the replies",
+		long: `dealer sends each MESSAGE argument, or else each line of standard input, as
+a request (after an empty delimiter frame, so rep and router peers alike can
+answer it) without waiting, and prints the replies as they come. It exits when
+every request has had a reply, or 1 when --timeout passes without one.`,
+		example: `  zpeer dealer --connect tcp://127.0.0.1:5555 one two three
+  seq 1000 | zpeer dealer --connect tcp://127.0.0.1:5555 --identity me --json`,
+	},
+	{
+		name: "router", typ: socket.ROUTER, role: roleRecv | roleReply,
+		short: "Answer requests from many peers at once",
+		long: `router prints each request it receives and answers the peer that sent it,
+with the body unchanged or with the standard output of --exec CMD. It takes
+requests from req and dealer peers alike; --json shows each peer's routing id.`,
+		example: `  zpeer router --bind 'tcp://*:5555' --json
+  zpeer router --bind tcp://127.0.0.1:5555 --exec 'wc -c'`,
+	},
+}
+
+func (a *app) socketCommands() []*cobra.Command {
+	cmds := make([]*cobra.Command, 0, len(sockCmds))
+	for _, sc := range sockCmds {
+		cmds = append(cmds, a.socketCommand(sc))
+	}
+	return cmds
+}
+
+func (a *app) socketCommand(sc sockCmd) *cobra.Command {
+	o := &sockOpts{}
+	use := sc.name + " [flags]"
+	if sc.role&roleSend != 0 {
+		use += " [MESSAGE...]"
+	}
+	cmd := &cobra.Command{
+		Use:     use,
+		Short:   sc.short,
+		Long:    sc.long,
+		Example: sc.example,
+		Args: func(_ *cobra.Command, args []string) error {
+			if sc.role&roleSend == 0 && len(args) > 0 {
+				return usagef("%s takes no MESSAGE arguments (got %q)", sc.name, args[0])
+			}
+			return nil
+		},
+		RunE: runE(func(cmd *cobra.Command, args []string) error {
+			o.peersSet = cmd.Flags().Changed("peers")
+			if err := o.validate(sc); err != nil {
+				return err
+			}
+			return a.runSocket(cmd.Context(), sc, o, args)
+		}),
+	}
+	f := cmd.Flags()
+	f.SortFlags = false
+	f.StringArrayVarP(&o.binds, "bind", "b", nil, "listen on `EP` (tcp://host:port, tcp://*:0, ipc:///path); repeatable")
+	f.StringArrayVarP(&o.connects, "connect", "c", nil, "connect to `EP`; repeatable")
+	f.StringVarP(&o.discover, "discover", "d", "", "announce (with --bind) or find and connect to (without) the peers of `SERVICE` over mDNS")
+	f.StringArrayVar(&o.ifaces, "iface", nil, "network interface `NAME` for --discover (lo: this machine only); repeatable, default all multicast interfaces")
+	f.StringVar(&o.codec, "codec", "msgpack", "`CODEC`: msgpack (zpeer envelopes) or raw (plain ZeroMQ frames, for any ZeroMQ peer)")
+	switch sc.typ {
+	case socket.PUB:
+		f.StringArrayVarP(&o.topics, "topic", "t", nil, "publish under topic `T`")
+	case socket.SUB:
+		f.StringArrayVarP(&o.topics, "topic", "t", nil, "subscribe to topic prefix `T`; repeatable, default everything")
+	}
+	countHelp := "stop after `N` messages received (0: no limit)"
+	if sc.role&roleSend != 0 {
+		countHelp = "stop after `N` messages sent, repeating the MESSAGE arguments if needed (0: each message once)"
+	}
+	f.IntVarP(&o.count, "count", "n", 0, countHelp)
+	timeout, timeoutHelp := time.Duration(0), "give up when no message comes for `D` (0: wait for ever)"
+	switch {
+	case sc.role&roleRequest != 0:
+		timeout, timeoutHelp = 5*time.Second, "give up when a reply takes longer than `D`"
+	case sc.role&roleSend != 0:
+		timeout, timeoutHelp = 5*time.Second, "give up when no peer takes a message within `D` (0: wait for ever)"
+	}
+	f.DurationVar(&o.timeout, "timeout", timeout, timeoutHelp)
+	if sc.typ == socket.REQ {
+		f.IntVar(&o.retries, "retries", 0, "resend a request that had no reply `N` more times, on a fresh connection")
+	}
+	if sc.role&roleRecv != 0 {
+		f.BoolVar(&o.json, "json", false, "print one JSON object per message received (body, topic, id, type, priority, timestamp, sequence, sender, headers)")
+	}
+	if sc.role&roleReply != 0 {
+		f.StringVarP(&o.exec, "exec", "e", "", "reply with the standard output of shell command `CMD`, run with the request on its standard input")
+	}
+	if sc.role&(roleSend|roleReply) != 0 {
+		f.StringVar(&o.body, "body", bodyText, "msgpack body of what is sent: text (a string), json (each message is JSON, sent as the same MessagePack value) or bin (the bytes as they are)")
+		f.StringVar(&o.msgType, "type", "", "message type `T` in the envelope")
+		f.Uint8Var(&o.priority, "priority", 0, "message priority `P` (0-255; above 0 jumps the queue)")
+		f.StringArrayVarP(&o.headers, "header", "H", nil, "envelope header `KEY=VALUE`; repeatable")
+	}
+	if sc.role&roleSend != 0 {
+		peersHelp := "wait for `N` connected peers before sending"
+		if sc.typ == socket.PUB {
+			peersHelp = "wait for `N` subscribers before publishing (default: one per --connect)"
+		}
+		f.IntVar(&o.peers, "peers", 0, peersHelp)
+		f.DurationVar(&o.interval, "interval", 0, "pause `D` between messages")
+	}
+	if sc.typ == socket.REQ || sc.typ == socket.DEALER {
+		f.StringVar(&o.identity, "identity", "", "routing `ID` announced to router peers")
+	}
+	f.StringVar(&o.name, "name", defaultName(), "node `NAME`: the sender in envelopes and discovery")
+	f.DurationVar(&o.linger, "linger", time.Second, "on exit, wait up to `D` for queued messages to go out")
+	f.BoolVarP(&o.verbose, "verbose", "v", false, "log connections and a final count on standard error")
+	return cmd
+}
+
+func defaultName() string {
+	h, err := os.Hostname()
+	if err != nil || h == "" {
+		h = "zpeer"
+	}
+	return fmt.Sprintf("%s-%d", h, os.Getpid())
+}
+
+// validate checks the flags before anything touches the network.
+func (o *sockOpts) validate(sc sockCmd) error {
+	if _, err := codec.Lookup(o.codec); err != nil {
+		return usagef("unknown codec %q (want %s)", o.codec, strings.Join(codec.Names(), " or "))
+	}
+	if len(o.binds) == 0 && len(o.connects) == 0 && o.discover == "" {
+		return usagef("%s needs --bind, --connect or --discover", sc.name)
+	}
+	if len(o.ifaces) > 0 && o.discover == "" {
+		return usagef("--iface needs --discover")
+	}
+	switch o.body {
+	case "", bodyText, bodyJSON, bodyBin:
+	default:
+		return usagef("unknown --body %q (want text, json or bin)", o.body)
+	}
+	if o.count < 0 || o.retries < 0 || o.peers < 0 || o.timeout < 0 || o.interval < 0 || o.linger < 0 {
+		return usagef("--count, --retries, --peers, --timeout, --interval and --linger cannot be negative")
+	}
+	if sc.typ == socket.PUB && len(o.topics) > 1 {
+		return usagef("pub publishes under one --topic (got %d)", len(o.topics))
+	}
+	for _, h := range o.headers {
+		if k, _, ok := strings.Cut(h, "="); !ok || k == "" {
+			return usagef("bad --header %q: want KEY=VALUE", h)
+		}
+	}
+	if o.json && sc.role&roleRecv == 0 {
+		return usagef("--json applies to commands that receive")
+	}
+	return nil
+}
