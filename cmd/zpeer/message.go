@@ -77,9 +77,9 @@ func fromJSONNumbers(v any) any {
 
 // message is one received message, decoded as far as the codec allows.
 type message struct {
-	frames    [][]byte // the application frames: routing id and delimiter removed
-	routingID []byte   // ROUTER: the peer's routing id
-	topic     []byte   // SUB: the envelope's topic, or else the topic frame
+	frames    [][]byte       // the application frames: routing id and delimiter removed
+	routingID []byte         // ROUTER: the peer's routing id
+	topic     []byte         // SUB: the envelope's topic, or else the topic frame
 	env       codec.Envelope // msgpack: the decoded envelope; raw: Body only
 	raw       bool
 }
