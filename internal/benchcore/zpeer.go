@@ -1,0 +1,139 @@
+package benchcore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/zpeer/zpeer/socket"
+)
+
+// ZpeerStack is zpeer's socket engine under test.
+type ZpeerStack struct {
+	// Options are applied to every socket after the harness's own
+	// (linger 0, so that closing a topology never waits).
+	Options []socket.Option
+}
+
+// Zpeer returns the zpeer stack with default socket options.
+func Zpeer(opts ...socket.Option) *ZpeerStack { return &ZpeerStack{Options: opts} }
+
+// Name implements Stack.
+func (*ZpeerStack) Name() string { return "zpeer" }
+
+func (z *ZpeerStack) newSocket(t socket.Type) (*socket.Socket, error) {
+	return socket.New(t, append([]socket.Option{socket.WithLinger(0)}, z.Options...)...)
+}
+
+// topo builds one bound socket and n connected ones, and waits until the
+// bound one sees all n peers.
+func (z *ZpeerStack) topo(ctx context.Context, bt, ct socket.Type, n int, setup func(*socket.Socket) error) (*socket.Socket, []*socket.Socket, func() error, error) {
+	var all []*socket.Socket
+	closeAll := func() error {
+		var errs []error
+		for i := len(all) - 1; i >= 0; i-- {
+			errs = append(errs, all[i].Close())
+		}
+		return errors.Join(errs...)
+	}
+	fail := func(err error) (*socket.Socket, []*socket.Socket, func() error, error) {
+		closeAll()
+		return nil, nil, nil, err
+	}
+	b, err := z.newSocket(bt)
+	if err != nil {
+		return fail(err)
+	}
+	all = append(all, b)
+	ep, err := b.Bind("tcp://127.0.0.1:0")
+	if err != nil {
+		return fail(err)
+	}
+	var cs []*socket.Socket
+	for range n {
+		c, err := z.newSocket(ct)
+		if err != nil {
+			return fail(err)
+		}
+		all = append(all, c)
+		cs = append(cs, c)
+		if setup != nil {
+			if err := setup(c); err != nil {
+				return fail(err)
+			}
+		}
+		if err := c.Connect(ep); err != nil {
+			return fail(err)
+		}
+	}
+	if err := WaitFor(ctx, func() bool { return b.Peers() >= n }); err != nil {
+		return fail(fmt.Errorf("zpeer: %d peers on %s: %w", n, ep, err))
+	}
+	return b, cs, closeAll, nil
+}
+
+// Pipeline implements Stack: PUSH binds, n PULLs connect.
+func (z *ZpeerStack) Pipeline(ctx context.Context, n int) (*Topology, error) {
+	push, pulls, closeAll, err := z.topo(ctx, socket.PUSH, socket.PULL, n, nil)
+	if err != nil {
+		return nil, err
+	}
+	t := &Topology{Send: zconn{push}, Close: closeAll}
+	for _, p := range pulls {
+		t.Recv = append(t.Recv, zconn{p})
+	}
+	return t, nil
+}
+
+// PubSub implements Stack: PUB binds, n SUBs subscribe to everything and
+// connect.
+func (z *ZpeerStack) PubSub(ctx context.Context, n int) (*Topology, error) {
+	pub, subs, closeAll, err := z.topo(ctx, socket.PUB, socket.SUB, n, func(s *socket.Socket) error { return s.Subscribe("") })
+	if err != nil {
+		return nil, err
+	}
+	t := &Topology{Send: zconn{pub}, Close: closeAll}
+	for _, s := range subs {
+		t.Recv = append(t.Recv, zconn{s})
+	}
+	return t, nil
+}
+
+// ReqRep implements Stack: REP binds, REQ connects.
+func (z *ZpeerStack) ReqRep(ctx context.Context) (*Topology, error) {
+	rep, reqs, closeAll, err := z.topo(ctx, socket.REP, socket.REQ, 1, nil)
+	if err != nil {
+		return nil, err
+	}
+	return &Topology{Client: zconn{reqs[0]}, Server: zconn{rep}, Close: closeAll}, nil
+}
+
+// zconn adapts a socket the way an application uses it: one frame per
+// message, built at the call.
+type zconn struct{ s *socket.Socket }
+
+func (c zconn) Send(ctx context.Context, b []byte) error {
+	return c.s.Send(ctx, socket.Msg{Frames: [][]byte{b}})
+}
+
+func (c zconn) Recv(ctx context.Context) ([]byte, error) {
+	m, err := c.s.Recv(ctx)
+	return m.Body(), err
+}
+
+func (c zconn) Close() error { return c.s.Close() }
+
+// WaitFor polls cond every millisecond until it holds or ctx ends.
+func WaitFor(ctx context.Context, cond func() bool) error {
+	t := time.NewTicker(time.Millisecond)
+	defer t.Stop()
+	for !cond() {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-t.C:
+		}
+	}
+	return nil
+}
