@@ -174,6 +174,7 @@ type pipe struct {
 	inActive bool
 	space    chan struct{}
 
+	hdr      [9]byte // frame header being read (reader goroutine only)
 	lastRecv atomic.Int64
 	done     chan struct{}
 	once     sync.Once
@@ -456,8 +457,8 @@ func (p *pipe) readLoop() {
 			p.s.fq.push(p, batch)
 			batch = batch[:0]
 		}
-		var hdr [9]byte
-		if _, err := io.ReadFull(p.br, hdr[:2]); err != nil {
+		hdr := p.hdr[:]
+		if err := readFull(p.br, hdr[:2]); err != nil {
 			fail(readErr(err))
 			return
 		}
@@ -469,7 +470,7 @@ func (p *pipe) readLoop() {
 		}
 		size := uint64(hdr[1])
 		if flags&flagLong != 0 {
-			if _, err := io.ReadFull(p.br, hdr[2:9]); err != nil {
+			if err := readFull(p.br, hdr[2:9]); err != nil {
 				fail(readErr(err))
 				return
 			}
@@ -488,7 +489,7 @@ func (p *pipe) readLoop() {
 				return
 			}
 			body := make([]byte, size)
-			if _, err := io.ReadFull(p.br, body); err != nil {
+			if err := readFull(p.br, body); err != nil {
 				fail(readErr(err))
 				return
 			}
@@ -514,7 +515,7 @@ func (p *pipe) readLoop() {
 		} else {
 			body = make([]byte, size)
 		}
-		if _, err := io.ReadFull(p.br, body); err != nil {
+		if err := readFull(p.br, body); err != nil {
 			fail(readErr(err))
 			return
 		}
@@ -550,6 +551,25 @@ func (p *pipe) readLoop() {
 			}
 		}
 	}
+}
+
+// readFull is io.ReadFull on the concrete reader, so that the buffer does
+// not escape to the heap.
+func readFull(r *bufio.Reader, buf []byte) error {
+	for n := 0; n < len(buf); {
+		m, err := r.Read(buf[n:])
+		n += m
+		if err != nil {
+			if n == len(buf) {
+				return nil
+			}
+			if n > 0 && err == io.EOF {
+				return io.ErrUnexpectedEOF
+			}
+			return err
+		}
+	}
+	return nil
 }
 
 func max64(a, b int) int {
