@@ -1,0 +1,190 @@
+package pattern
+
+import (
+	"encoding/binary"
+	"encoding/hex"
+	"math/rand/v2"
+	"time"
+
+	"github.com/zpeer/zpeer/codec"
+)
+
+// Message is a received value with the envelope metadata it came with.
+type Message[T any] struct {
+	Value     T
+	ID        codec.ID
+	Type      string
+	Topic     string
+	Priority  uint8
+	Sender    string // the sending pattern's name (WithName)
+	Seq       uint64 // per-sender sequence number (per topic for a Publisher)
+	Timestamp time.Time
+	Headers   map[string]string
+}
+
+// CallOption adjusts one message sent by Request, Publish or Push.
+type CallOption func(*callOpts)
+
+type callOpts struct {
+	priority    uint8
+	prioritySet bool
+	msgType     string
+	typeSet     bool
+	headers     map[string]string
+}
+
+// Priority sends one message at priority p, overriding WithPriority. Where
+// messages queue on the sender (a peer's send queue, an acked Pusher's
+// queue) higher priorities go first; p > 0 also puts the message in the
+// socket's urgent lane, ahead of every ordinary message queued for the peer.
+func Priority(p uint8) CallOption {
+	return func(c *callOpts) { c.priority, c.prioritySet = p, true }
+}
+
+// Header adds an envelope header to one message.
+func Header(key, value string) CallOption {
+	return func(c *callOpts) {
+		if c.headers == nil {
+			c.headers = make(map[string]string)
+		}
+		c.headers[key] = value
+	}
+}
+
+// MsgType sets the envelope Type of one message, overriding WithType.
+func MsgType(t string) CallOption {
+	return func(c *callOpts) { c.msgType, c.typeSet = t, true }
+}
+
+// stamp fills the envelope's metadata from the pattern's options and the
+// call's options.
+func stamp(e *codec.Envelope, o *options, opts []CallOption) {
+	e.Priority = o.priority
+	e.Type = o.msgType
+	e.Sender = o.name
+	e.Timestamp = time.Now().UnixNano()
+	if len(opts) == 0 {
+		return
+	}
+	var c callOpts
+	for _, f := range opts {
+		if f != nil {
+			f(&c)
+		}
+	}
+	if c.prioritySet {
+		e.Priority = c.priority
+	}
+	if c.typeSet {
+		e.Type = c.msgType
+	}
+	e.Headers = c.headers
+}
+
+func newName() string {
+	var b [8]byte
+	binary.BigEndian.PutUint64(b[:], rand.Uint64())
+	return hex.EncodeToString(b[:])
+}
+
+// encodeEnvelope returns e's wire encoding in a new slice of exactly the
+// right size: the socket takes ownership of what it is given.
+func encodeEnvelope(e *codec.Envelope) ([]byte, error) {
+	return codec.Encode(e)
+}
+
+// marshalBody appends v's MessagePack encoding to dst. []byte and string
+// values are written directly (the same bytes codec.MarshalValue writes,
+// without its reflection); everything else goes through codec.AppendValue.
+func marshalBody[T any](dst []byte, v T) ([]byte, error) {
+	switch x := any(v).(type) {
+	case []byte:
+		if x == nil {
+			return append(dst, 0xc0), nil
+		}
+		switch n := len(x); {
+		case n < 256:
+			dst = append(dst, 0xc4, byte(n))
+		case n <= 0xffff:
+			dst = append(dst, 0xc5, byte(n>>8), byte(n))
+		default:
+			dst = append(dst, 0xc6)
+			dst = binary.BigEndian.AppendUint32(dst, uint32(n))
+		}
+		return append(dst, x...), nil
+	case string:
+		switch n := len(x); {
+		case n < 32:
+			dst = append(dst, 0xa0|byte(n))
+		case n < 256:
+			dst = append(dst, 0xd9, byte(n))
+		case n <= 0xffff:
+			dst = append(dst, 0xda, byte(n>>8), byte(n))
+		default:
+			dst = append(dst, 0xdb)
+			dst = binary.BigEndian.AppendUint32(dst, uint32(n))
+		}
+		return append(dst, x...), nil
+	}
+	return codec.AppendValue(dst, v)
+}
+
+// unmarshalBody decodes a body into *v. A []byte target gets a copy of a
+// bin (or str) body without going through reflection; everything else goes
+// through codec.UnmarshalValue, which bounds what it allocates.
+func unmarshalBody[T any](data []byte, v *T) error {
+	if p, ok := any(v).(*[]byte); ok {
+		if b, ok := binBody(data); ok {
+			*p = b
+			return nil
+		}
+	}
+	if err := codec.UnmarshalValue(data, v); err != nil {
+		return badMessage("body: %v", err)
+	}
+	return nil
+}
+
+// binBody returns a copy of the payload of a msgpack bin or str value that
+// spans all of data, or nil for msgpack nil.
+func binBody(data []byte) ([]byte, bool) {
+	if len(data) == 0 {
+		return nil, false
+	}
+	var n, h int
+	switch c := data[0]; {
+	case c == 0xc0 && len(data) == 1:
+		return nil, true
+	case c == 0xc4 || c == 0xd9:
+		if len(data) < 2 {
+			return nil, false
+		}
+		n, h = int(data[1]), 2
+	case c == 0xc5 || c == 0xda:
+		if len(data) < 3 {
+			return nil, false
+		}
+		n, h = int(binary.BigEndian.Uint16(data[1:])), 3
+	case c == 0xc6 || c == 0xdb:
+		if len(data) < 5 {
+			return nil, false
+		}
+		n, h = int(binary.BigEndian.Uint32(data[1:])), 5
+	case c&0xe0 == 0xa0:
+		n, h = int(c&0x1f), 1
+	default:
+		return nil, false
+	}
+	if len(data)-h != n {
+		return nil, false
+	}
+	return append(make([]byte, 0, n), data[h:]...), true
+}
+
+// toMessage builds a Message from a decoded envelope and its value.
+func toMessage[T any](e *codec.Envelope, v T) Message[T] {
+	return Message[T]{
+		Value: v, ID: e.ID, Type: e.Type, Topic: e.Topic, Priority: e.Priority,
+		Sender: e.Sender, Seq: e.Seq, Timestamp: time.Unix(0, e.Timestamp), Headers: e.Headers,
+	}
+}

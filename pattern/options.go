@@ -1,0 +1,356 @@
+package pattern
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"runtime"
+	"time"
+
+	"github.com/zpeer/zpeer/socket"
+)
+
+// Option configures a pattern. Constructors start from the documented
+// defaults, apply the options in order, skip nil ones and return the first
+// error. An option that does not apply to the pattern being built (WithAck on
+// a Requester, say) is an error wrapping ErrOption rather than silently
+// ignored.
+type Option func(*options) error
+
+type optBit uint32
+
+const (
+	oBind optBit = 1 << iota
+	oConnect
+	oSocket
+	oTimeout
+	oRetries
+	oWorkers
+	oAck
+	oAckTimeout
+	oMaxDeliveries
+	oDedup
+	oCredit
+	oMaxPending
+	oName
+	oPriority
+	oType
+	oTopics
+	oOnGap
+	oOnDead
+	oLogger
+	oDiscovery
+)
+
+var optNames = map[optBit]string{
+	oBind: "WithBind", oConnect: "WithConnect", oSocket: "WithSocketOptions",
+	oTimeout: "WithTimeout", oRetries: "WithRetries", oWorkers: "WithWorkers",
+	oAck: "WithAck", oAckTimeout: "WithAckTimeout", oMaxDeliveries: "WithMaxDeliveries",
+	oDedup: "WithDedupWindow", oCredit: "WithCredit", oMaxPending: "WithMaxPending",
+	oName: "WithName", oPriority: "WithPriority", oType: "WithType", oTopics: "WithTopics",
+	oOnGap: "WithOnGap", oOnDead: "WithOnDead", oLogger: "WithLogger", oDiscovery: "WithDiscovery",
+}
+
+// options common to every pattern.
+const oCommon = oBind | oConnect | oSocket | oName | oLogger | oDiscovery
+
+type options struct {
+	used          optBit
+	binds         []string
+	connects      []string
+	sockOpts      []socket.Option
+	timeout       time.Duration
+	retries       int
+	workers       int
+	ack           bool
+	ackTimeout    time.Duration
+	maxDeliveries int
+	dedupWindow   int
+	credit        int
+	maxPending    int
+	name          string
+	priority      uint8
+	msgType       string
+	topics        []string
+	onGap         func(Gap)
+	onDead        func(DeadLetter)
+	logger        *slog.Logger
+	discovery     Discovery
+}
+
+func defaultOptions() options {
+	return options{
+		timeout:       2 * time.Second,
+		retries:       2,
+		workers:       runtime.GOMAXPROCS(0),
+		ackTimeout:    30 * time.Second,
+		maxDeliveries: 5,
+		dedupWindow:   4096,
+		credit:        256,
+		maxPending:    65536,
+		logger:        slog.New(slog.DiscardHandler),
+	}
+}
+
+// buildOptions applies opts over the defaults and checks that each one
+// applies to the pattern called what (allowed is its set of options).
+func buildOptions(what string, allowed optBit, opts []Option) (options, error) {
+	o := defaultOptions()
+	for _, opt := range opts {
+		if opt == nil {
+			continue
+		}
+		before := o.used
+		if err := opt(&o); err != nil {
+			return o, err
+		}
+		if extra := (o.used &^ before) &^ (allowed | oCommon); extra != 0 {
+			return o, fmt.Errorf("%w: %s does not apply to %s", ErrOption, optNames[extra&-extra], what)
+		}
+	}
+	if o.name == "" {
+		o.name = newName()
+	}
+	return o, nil
+}
+
+func optErr(format string, args ...any) error {
+	return fmt.Errorf("%w: "+format, append([]any{ErrOption}, args...)...)
+}
+
+// WithBind makes the pattern's socket listen on ep (tcp://127.0.0.1:0 picks
+// a free port; the pattern's Endpoints method tells which). May be repeated.
+func WithBind(ep string) Option {
+	return func(o *options) error {
+		if ep == "" {
+			return optErr("WithBind: empty endpoint")
+		}
+		o.used |= oBind
+		o.binds = append(o.binds, ep)
+		return nil
+	}
+}
+
+// WithConnect makes the pattern connect to ep. Connecting is asynchronous:
+// the peer need not be up yet, and a lost connection is re-dialled. May be
+// repeated.
+func WithConnect(ep string) Option {
+	return func(o *options) error {
+		if ep == "" {
+			return optErr("WithConnect: empty endpoint")
+		}
+		o.used |= oConnect
+		o.connects = append(o.connects, ep)
+		return nil
+	}
+}
+
+// WithSocketOptions passes options to every socket the pattern creates,
+// after the pattern's own (so they win): high-water marks, heartbeats,
+// security, identity, low-latency mode.
+func WithSocketOptions(opts ...socket.Option) Option {
+	return func(o *options) error {
+		o.used |= oSocket
+		o.sockOpts = append(o.sockOpts, opts...)
+		return nil
+	}
+}
+
+// WithTimeout sets how long a Requester waits for the reply to one attempt
+// before it abandons it and tries again (default 2s). The Request's context
+// bounds the whole call, retries included.
+func WithTimeout(d time.Duration) Option {
+	return func(o *options) error {
+		if d <= 0 {
+			return optErr("WithTimeout(%v): must be positive", d)
+		}
+		o.used |= oTimeout
+		o.timeout = d
+		return nil
+	}
+}
+
+// WithRetries sets how many times a Requester resends a request after the
+// first attempt went unanswered (default 2, so 3 attempts in all). 0 means a
+// single attempt.
+func WithRetries(n int) Option {
+	return func(o *options) error {
+		if n < 0 {
+			return optErr("WithRetries(%d): must not be negative", n)
+		}
+		o.used |= oRetries
+		o.retries = n
+		return nil
+	}
+}
+
+// WithWorkers sets how many handler calls a Replier or Puller runs at once
+// (default GOMAXPROCS).
+func WithWorkers(n int) Option {
+	return func(o *options) error {
+		if n < 1 {
+			return optErr("WithWorkers(%d): must be at least 1", n)
+		}
+		o.used |= oWorkers
+		o.workers = n
+		return nil
+	}
+}
+
+// WithAck selects the acknowledged (at-least-once) pipeline for a Pusher or
+// Puller. Both ends must agree: an acked Pusher speaks ROUTER and an acked
+// Puller DEALER, which a fire-and-forget PUSH or PULL peer refuses at the
+// handshake.
+func WithAck() Option {
+	return func(o *options) error {
+		o.used |= oAck
+		o.ack = true
+		return nil
+	}
+}
+
+// WithAckTimeout sets how long an acked Pusher waits for a message's
+// acknowledgement before it redelivers it (default 30s). Make it longer
+// than the slowest handler: a message redelivered while still being
+// processed is processed again elsewhere (the first puller suppresses its
+// own duplicate).
+func WithAckTimeout(d time.Duration) Option {
+	return func(o *options) error {
+		if d <= 0 {
+			return optErr("WithAckTimeout(%v): must be positive", d)
+		}
+		o.used |= oAckTimeout
+		o.ackTimeout = d
+		return nil
+	}
+}
+
+// WithMaxDeliveries sets how many times an acked Pusher delivers a message
+// before it declares it dead (default 5).
+func WithMaxDeliveries(n int) Option {
+	return func(o *options) error {
+		if n < 1 {
+			return optErr("WithMaxDeliveries(%d): must be at least 1", n)
+		}
+		o.used |= oMaxDeliveries
+		o.maxDeliveries = n
+		return nil
+	}
+}
+
+// WithDedupWindow sets how many recently processed message ids an acked
+// Puller remembers to drop redelivered duplicates (default 4096).
+func WithDedupWindow(n int) Option {
+	return func(o *options) error {
+		if n < 1 {
+			return optErr("WithDedupWindow(%d): must be at least 1", n)
+		}
+		o.used |= oDedup
+		o.dedupWindow = n
+		return nil
+	}
+}
+
+// WithCredit sets how many unacknowledged messages an acked Puller accepts
+// from each Pusher at a time (default 256). A Pusher sends only to pullers
+// with free credit, so a busy puller gets no more work until it catches up.
+func WithCredit(n int) Option {
+	return func(o *options) error {
+		if n < 1 || n > 1<<20 {
+			return optErr("WithCredit(%d): must be 1..1048576", n)
+		}
+		o.used |= oCredit
+		o.credit = n
+		return nil
+	}
+}
+
+// WithMaxPending bounds how many messages an acked Pusher holds, queued and
+// unacknowledged together (default 65536). Push blocks while it is full.
+func WithMaxPending(n int) Option {
+	return func(o *options) error {
+		if n < 1 {
+			return optErr("WithMaxPending(%d): must be at least 1", n)
+		}
+		o.used |= oMaxPending
+		o.maxPending = n
+		return nil
+	}
+}
+
+// WithName sets the sender name stamped in every envelope (default: 16
+// random hex digits, new for every pattern). A Subscriber tells publishers
+// apart by it, so two publishers must not share a name.
+func WithName(name string) Option {
+	return func(o *options) error {
+		o.used |= oName
+		o.name = name
+		return nil
+	}
+}
+
+// WithPriority sets the default priority of what the pattern sends (default
+// 0). Higher goes first where messages queue on the sender; see Priority for
+// one message.
+func WithPriority(p uint8) Option {
+	return func(o *options) error {
+		o.used |= oPriority
+		o.priority = p
+		return nil
+	}
+}
+
+// WithType sets the envelope Type stamped on what the pattern sends (default
+// empty).
+func WithType(t string) Option {
+	return func(o *options) error {
+		o.used |= oType
+		o.msgType = t
+		return nil
+	}
+}
+
+// WithTopics subscribes a Subscriber to topic prefixes from the start (""
+// is every topic). Subscribe adds more later.
+func WithTopics(prefixes ...string) Option {
+	return func(o *options) error {
+		o.used |= oTopics
+		o.topics = append(o.topics, prefixes...)
+		return nil
+	}
+}
+
+// WithOnGap registers a function a Subscriber calls when it sees that it
+// missed messages of a publisher's topic. It runs on the goroutine that
+// called Recv, before Recv returns the message that revealed the gap.
+func WithOnGap(fn func(Gap)) Option {
+	return func(o *options) error {
+		o.used |= oOnGap
+		o.onGap = fn
+		return nil
+	}
+}
+
+// WithOnDead registers a function an acked Pusher calls for every message it
+// gives up on. It runs on a goroutine of its own, in order, never on an I/O
+// goroutine.
+func WithOnDead(fn func(DeadLetter)) Option {
+	return func(o *options) error {
+		o.used |= oOnDead
+		o.onDead = fn
+		return nil
+	}
+}
+
+// WithLogger sets the logger for handler errors, recovered panics, dead
+// messages and dropped malformed input (default: discard).
+func WithLogger(l *slog.Logger) Option {
+	return func(o *options) error {
+		if l == nil {
+			return errors.New("pattern: nil logger")
+		}
+		o.used |= oLogger
+		o.logger = l
+		return nil
+	}
+}

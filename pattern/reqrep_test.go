@@ -1,0 +1,275 @@
+package pattern
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/zpeer/zpeer/codec"
+	"github.com/zpeer/zpeer/socket"
+)
+
+type addReq struct{ A, B int }
+type addResp struct{ Sum int }
+
+func adder(_ context.Context, r addReq) (addResp, error) { return addResp{r.A + r.B}, nil }
+
+func newAdder(t *testing.T, opts ...Option) *Replier[addReq, addResp] {
+	t.Helper()
+	rp, err := NewReplier(adder, append([]Option{WithBind(loopback)}, opts...)...)
+	return cleanup(t, rp, err)
+}
+
+func TestRequestReply(t *testing.T) {
+	rp := newAdder(t)
+	rq, err := NewRequester[addReq, addResp](WithConnect(ep(t, rp)))
+	rq = cleanup(t, rq, err)
+	for i := range 20 {
+		got, err := rq.Request(ctxT(t), addReq{i, 1})
+		if err != nil {
+			t.Fatalf("request %d: %v", i, err)
+		}
+		if got.Sum != i+1 {
+			t.Fatalf("request %d: sum %d", i, got.Sum)
+		}
+	}
+	st := rq.Stats()
+	if st.Sent != 20 || st.Delivered != 20 || st.Latency.Count != 20 || st.Latency.P50 <= 0 {
+		t.Fatalf("stats: %+v", st)
+	}
+	if rs := rp.Stats(); rs.Delivered != 20 || rs.Sent != 20 {
+		t.Fatalf("replier stats: %+v", rs)
+	}
+}
+
+func TestRequestConcurrent(t *testing.T) {
+	rp := newAdder(t, WithWorkers(4))
+	rq, err := NewRequester[addReq, addResp](WithConnect(ep(t, rp)))
+	rq = cleanup(t, rq, err)
+	var wg sync.WaitGroup
+	var bad atomic.Int32
+	for g := range 16 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range 50 {
+				got, err := rq.Request(ctxT(t), addReq{g * 1000, i})
+				if err != nil || got.Sum != g*1000+i {
+					bad.Add(1)
+					t.Errorf("g%d i%d: %v %v", g, i, got, err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if bad.Load() == 0 && rq.Stats().Delivered != 800 {
+		t.Fatalf("stats: %+v", rq.Stats())
+	}
+}
+
+func TestRequestHandlerError(t *testing.T) {
+	rp, err := NewReplier(func(_ context.Context, s string) (string, error) {
+		switch s {
+		case "fail":
+			return "", errors.New("no such thing")
+		case "panic":
+			panic("boom")
+		}
+		return strings.ToUpper(s), nil
+	}, WithBind(loopback))
+	rp = cleanup(t, rp, err)
+	rq, err := NewRequester[string, string](WithConnect(ep(t, rp)), WithTimeout(5*time.Second))
+	rq = cleanup(t, rq, err)
+
+	var re *RemoteError
+	_, err = rq.Request(ctxT(t), "fail")
+	if !errors.Is(err, ErrRemote) || !errors.As(err, &re) || re.Message != "no such thing" || re.Panic {
+		t.Fatalf("handler error: got %v", err)
+	}
+	_, err = rq.Request(ctxT(t), "panic")
+	if !errors.As(err, &re) || !re.Panic || re.Message != "boom" {
+		t.Fatalf("panic: got %v", err)
+	}
+	// the replier survived
+	if got, err := rq.Request(ctxT(t), "ok"); err != nil || got != "OK" {
+		t.Fatalf("after panic: %q %v", got, err)
+	}
+	if st := rp.Stats(); st.Panics != 1 || st.Errors != 2 {
+		t.Fatalf("replier stats: %+v", st)
+	}
+}
+
+func TestRequestTimeoutNoReplier(t *testing.T) {
+	rq, err := NewRequester[string, string](WithConnect("tcp://127.0.0.1:1"), WithTimeout(50*time.Millisecond), WithRetries(1))
+	rq = cleanup(t, rq, err)
+	start := time.Now()
+	_, err = rq.Request(ctxT(t), "x")
+	if !errors.Is(err, ErrTimeout) {
+		t.Fatalf("got %v", err)
+	}
+	if d := time.Since(start); d > 2*time.Second {
+		t.Fatalf("took %v", d)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
+	defer cancel()
+	rq2, err := NewRequester[string, string](WithConnect("tcp://127.0.0.1:1"))
+	rq2 = cleanup(t, rq2, err)
+	if _, err := rq2.Request(ctx, "x"); !errors.Is(err, ErrTimeout) || !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("ctx deadline: got %v", err)
+	}
+}
+
+// A replier that hangs: the attempt times out, the retry goes to the other
+// replier, and the hung one's late reply is discarded.
+func TestRequestFailoverOnTimeout(t *testing.T) {
+	release := make(chan struct{})
+	var hungCalls atomic.Int32
+	hung, err := NewReplier(func(ctx context.Context, s string) (string, error) {
+		hungCalls.Add(1)
+		select {
+		case <-release:
+		case <-ctx.Done():
+		}
+		return "late " + s, nil
+	}, WithBind(loopback))
+	hung = cleanup(t, hung, err)
+	good, err := NewReplier(func(_ context.Context, s string) (string, error) { return "good " + s, nil }, WithBind(loopback))
+	good = cleanup(t, good, err)
+
+	rq, err := NewRequester[string, string](WithConnect(ep(t, hung)), WithConnect(ep(t, good)),
+		WithTimeout(100*time.Millisecond), WithRetries(3))
+	rq = cleanup(t, rq, err)
+	waitFor(t, "both repliers", func() bool { return rq.Peers() == 2 })
+	for i := range 6 {
+		got, err := rq.Request(ctxT(t), fmt.Sprint(i))
+		if err != nil || got != "good "+fmt.Sprint(i) {
+			t.Fatalf("request %d: %q %v", i, got, err)
+		}
+	}
+	if hungCalls.Load() == 0 {
+		t.Fatal("no request went to the hung replier; the test proves nothing")
+	}
+	close(release)
+	waitFor(t, "late replies discarded", func() bool { return rq.Stats().Late >= 1 })
+	if st := rq.Stats(); st.Retried == 0 {
+		t.Fatalf("stats: %+v", st)
+	}
+}
+
+// Kill a replier while it holds a request: the request succeeds on the
+// other one, well before the attempt timeout, because the lost connection
+// fails it over at once.
+func TestRequestFailoverOnReplierDeath(t *testing.T) {
+	inHandler := make(chan struct{}, 1)
+	victim, err := NewReplier(func(ctx context.Context, s string) (string, error) {
+		inHandler <- struct{}{}
+		<-ctx.Done() // hangs until killed
+		return "", ctx.Err()
+	}, WithBind(loopback))
+	victim = cleanup(t, victim, err)
+	rq, err := NewRequester[string, string](WithConnect(ep(t, victim)), WithTimeout(10*time.Second))
+	rq = cleanup(t, rq, err)
+	waitFor(t, "victim connected", func() bool { return rq.Peers() == 1 })
+
+	type result struct {
+		s   string
+		err error
+	}
+	done := make(chan result, 1)
+	start := time.Now()
+	go func() {
+		s, err := rq.Request(ctxT(t), "x")
+		done <- result{s, err}
+	}()
+	<-inHandler // the victim holds the request
+	survivor := newStringReplier(t, "survivor")
+	if err := rq.Connect(ep(t, survivor)); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "survivor connected", func() bool { return rq.Peers() == 2 })
+	victim.Close()
+	res := <-done
+	if res.err != nil || res.s != "survivor x" {
+		t.Fatalf("got %q, %v", res.s, res.err)
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Fatalf("fail-over took %v: it waited for the timeout", d)
+	}
+	if st := rq.Stats(); st.Retried != 1 {
+		t.Fatalf("stats: %+v", st)
+	}
+}
+
+func newStringReplier(t *testing.T, name string) *Replier[string, string] {
+	t.Helper()
+	rp, err := NewReplier(func(_ context.Context, s string) (string, error) { return name + " " + s, nil }, WithBind(loopback))
+	return cleanup(t, rp, err)
+}
+
+// A plain REQ socket speaking envelopes gets answers from a Replier:
+// [delimiter, envelope] in, the same shape out.
+func TestReplierAnswersPlainREQ(t *testing.T) {
+	rp := newAdder(t)
+	req, err := socket.New(socket.REQ)
+	req = cleanup(t, req, err)
+	if err := req.Connect(ep(t, rp)); err != nil {
+		t.Fatal(err)
+	}
+	body, _ := codec.MarshalValue(addReq{2, 3})
+	env := codec.Envelope{ID: codec.NewID(), Kind: codec.KindData, Body: body}
+	frame, _ := codec.Encode(&env)
+	if err := req.Send(ctxT(t), socket.NewMsg(frame)); err != nil {
+		t.Fatal(err)
+	}
+	m, err := req.Recv(ctxT(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(m.Frames) != 1 {
+		t.Fatalf("reply has %d frames", len(m.Frames))
+	}
+	var out codec.Envelope
+	if err := codec.Decode(m.Frames[0], &out); err != nil {
+		t.Fatal(err)
+	}
+	var resp addResp
+	if err := codec.UnmarshalValue(out.Body, &resp); err != nil {
+		t.Fatal(err)
+	}
+	if out.ID != env.ID || out.Kind != codec.KindReply || resp.Sum != 5 {
+		t.Fatalf("reply %+v sum %d", out, resp.Sum)
+	}
+}
+
+func TestRequesterClose(t *testing.T) {
+	rq, err := NewRequester[string, string](WithConnect("tcp://127.0.0.1:1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() {
+		_, err := rq.Request(context.Background(), "x")
+		done <- err
+	}()
+	waitFor(t, "request waiting", func() bool { return rq.Stats().Sent == 1 })
+	rq.Close()
+	rq.Close()
+	if err := <-done; !errors.Is(err, ErrClosed) {
+		t.Fatalf("got %v", err)
+	}
+	if _, err := rq.Request(context.Background(), "x"); !errors.Is(err, ErrClosed) {
+		t.Fatalf("after close: %v", err)
+	}
+}
+
+func TestOptionNotApplicable(t *testing.T) {
+	if _, err := NewRequester[string, string](WithAck()); !errors.Is(err, ErrOption) {
+		t.Fatalf("got %v", err)
+	}
+}
