@@ -1,0 +1,451 @@
+package discovery
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+	"net"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/miekg/dns"
+)
+
+// Announcer publishes one socket as a DNS-SD service instance over mDNS
+// and answers queries for it until Close, which sends goodbyes.
+//
+// The records, for service "telemetry", node 3f2a..., socket PUB:
+//
+//	_telemetry._tcp.local.             PTR  pub-3f2a...-1._telemetry._tcp.local.
+//	pub-3f2a...-1._telemetry._tcp.local. SRV  0 0 <port> zp-3f2a...-1.local.
+//	pub-3f2a...-1._telemetry._tcp.local. TXT  "zpeer=1" "node=3f2a..." "type=PUB" "rev=1" "ep=tcp://*:5555" ...
+//	zp-3f2a...-1.local.                A    <address of the interface the answer goes out on>
+//
+// It announces on start and on every change (twice, one second apart, as
+// RFC 6762 section 8.3 asks) and needs no probing: the node id in the
+// instance and host names makes them unique.
+type Announcer struct {
+	o        options
+	ifaces   []net.Interface
+	conn     *mconn
+	svcName  string // "_telemetry._tcp.local."
+	instName string // escaped, fully qualified
+	instance string // as shown to users
+	host     string // "zp-<node>-<n>.local."
+	service  string
+
+	mu        sync.Mutex
+	closed    bool
+	typ       string
+	endpoints []string
+	meta      map[string]string
+	rev       uint64
+	txt       []string
+	port      uint16
+	tokens    map[int]*bucket
+
+	kick      chan struct{}
+	cancel    context.CancelFunc
+	wg        sync.WaitGroup
+	closeOnce sync.Once
+}
+
+var announceSeq atomic.Uint64
+
+// Announce starts announcing a socket of type socketType (REQ, REP, PUB,
+// SUB, PUSH, PULL, DEALER, ROUTER, ...) bound at endpoints (preferred
+// first, e.g. "tcp://0.0.0.0:5555"; a wildcard host is replaced by each
+// watcher with the address the announcement came from) under the
+// application service name service (see ServiceType).
+//
+// Options: WithLoopback or WithInterfaces, WithMeta, WithTTL, WithNodeID,
+// WithInstance. The first announcement has been sent when Announce returns.
+func Announce(service, socketType string, endpoints []string, opts ...Option) (*Announcer, error) {
+	o, err := buildOptions(opts)
+	if err != nil {
+		return nil, err
+	}
+	svc, err := serviceName(service)
+	if err != nil {
+		return nil, err
+	}
+	typ, err := parseSocketType(socketType)
+	if err != nil {
+		return nil, err
+	}
+	port, err := checkEndpoints(endpoints)
+	if err != nil {
+		return nil, err
+	}
+	seq := announceSeq.Add(1)
+	instance := o.instance
+	if instance == "" {
+		instance = fmt.Sprintf("%s-%s-%d", strings.ToLower(typ), o.node, seq)
+	}
+	a := &Announcer{
+		o:         o,
+		service:   svc,
+		svcName:   "_" + svc + "._tcp.local.",
+		instance:  instance,
+		host:      fmt.Sprintf("zp-%s-%d.local.", o.node, seq),
+		typ:       typ,
+		endpoints: append([]string(nil), endpoints...),
+		meta:      maps.Clone(o.meta),
+		rev:       1,
+		port:      port,
+		tokens:    make(map[int]*bucket),
+		kick:      make(chan struct{}, 1),
+	}
+	a.instName = escapeLabel(instance) + "." + a.svcName
+	if a.txt, err = a.encode(); err != nil {
+		return nil, err
+	}
+	ifaces, err := selectInterfaces(&a.o)
+	if err != nil {
+		return nil, err
+	}
+	if a.conn, err = openMDNS(ifaces); err != nil {
+		return nil, err
+	}
+	a.ifaces = a.conn.ifaces
+	ctx, cancel := context.WithCancel(context.Background())
+	a.cancel = cancel
+	a.wg.Add(2)
+	go a.serve()
+	go a.repeat(ctx)
+	a.announce(a.ttl())
+	a.kick <- struct{}{}
+	return a, nil
+}
+
+// checkEndpoints validates endpoints and returns the SRV port: the port of
+// the first tcp endpoint, or 0 when there is none (ipc only).
+func checkEndpoints(endpoints []string) (uint16, error) {
+	if len(endpoints) == 0 {
+		return 0, fmt.Errorf("%w: no endpoint to announce", ErrInvalidEndpoint)
+	}
+	var port uint16
+	for _, ep := range endpoints {
+		if err := checkEndpoint(ep); err != nil {
+			return 0, err
+		}
+		if p, err := endpointPort(ep); err == nil && port == 0 {
+			port = p
+		}
+	}
+	return port, nil
+}
+
+func (a *Announcer) encode() ([]string, error) {
+	return encodeTXT(txtData{node: a.o.node, typ: a.typ, rev: a.rev, endpoints: a.endpoints, meta: a.meta})
+}
+
+// Instance returns the DNS-SD instance name.
+func (a *Announcer) Instance() string { return a.instance }
+
+// NodeID returns the node id published in the announcement.
+func (a *Announcer) NodeID() string { return a.o.node }
+
+// SetMeta replaces the application metadata (same rules as WithMeta) and
+// announces the change; watchers report PeerUpdated.
+func (a *Announcer) SetMeta(meta map[string]string) error {
+	if err := checkMeta(meta); err != nil {
+		return err
+	}
+	return a.update(func() { a.meta = maps.Clone(meta) })
+}
+
+// SetEndpoints replaces the announced endpoints and announces the change;
+// watchers report PeerUpdated.
+func (a *Announcer) SetEndpoints(endpoints ...string) error {
+	port, err := checkEndpoints(endpoints)
+	if err != nil {
+		return err
+	}
+	return a.update(func() {
+		a.endpoints = append([]string(nil), endpoints...)
+		a.port = port
+	})
+}
+
+func (a *Announcer) update(change func()) error {
+	a.mu.Lock()
+	if a.closed {
+		a.mu.Unlock()
+		return ErrClosed
+	}
+	oldMeta, oldEps, oldPort := a.meta, a.endpoints, a.port
+	change()
+	a.rev++
+	txt, err := a.encode()
+	if err != nil {
+		a.meta, a.endpoints, a.port = oldMeta, oldEps, oldPort
+		a.rev--
+		a.mu.Unlock()
+		return err
+	}
+	a.txt = txt
+	a.mu.Unlock()
+	a.announce(a.ttl())
+	select {
+	case a.kick <- struct{}{}:
+	default:
+	}
+	return nil
+}
+
+// Close sends goodbyes (records with TTL 0), so that watchers report the
+// peer down at once, and stops answering. It is idempotent.
+func (a *Announcer) Close() error {
+	a.closeOnce.Do(func() {
+		a.mu.Lock()
+		a.closed = true
+		a.mu.Unlock()
+		a.cancel()
+		// Twice, against the loss of one packet.
+		a.announce(0)
+		a.announce(0)
+		a.conn.close()
+		a.wg.Wait()
+	})
+	return nil
+}
+
+func (a *Announcer) ttl() uint32 { return uint32(a.o.ttl / time.Second) }
+
+// repeat sends the second announcement one second after each first one.
+func (a *Announcer) repeat(ctx context.Context) {
+	defer a.wg.Done()
+	t := time.NewTimer(time.Hour)
+	t.Stop()
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-a.kick:
+			t.Reset(time.Second)
+		case <-t.C:
+			a.announce(a.ttl())
+		}
+	}
+}
+
+// announce multicasts every record on every interface, with ttl (0 for a
+// goodbye).
+func (a *Announcer) announce(ttl uint32) {
+	for _, ifi := range a.ifaces {
+		m := new(dns.Msg)
+		m.Response = true
+		m.Authoritative = true
+		m.Compress = true
+		if !a.answer(&m.Answer, ifi, ttl, true, recAll) {
+			continue
+		}
+		if b, err := m.Pack(); err == nil {
+			_ = a.conn.multicast(b, ifi.Index)
+		}
+	}
+}
+
+// Which records an answer holds.
+const (
+	recPTR = 1 << iota
+	recSRV
+	recTXT
+	recA
+	recMeta // _services._dns-sd._udp PTR
+	recAll  = recPTR | recSRV | recTXT | recA
+)
+
+// answer appends the chosen records, as they are on interface ifi, to rrs.
+// It returns false when the interface has no address to announce.
+func (a *Announcer) answer(rrs *[]dns.RR, ifi net.Interface, ttl uint32, flush bool, which int) bool {
+	addrs := announceAddrs(ifi, a.o.loopback)
+	if len(addrs) == 0 {
+		return false
+	}
+	a.mu.Lock()
+	txt, port := a.txt, a.port
+	a.mu.Unlock()
+	class := uint16(dns.ClassINET)
+	if flush {
+		class |= 1 << 15 // cache-flush: unique records (RFC 6762 section 10.2)
+	}
+	hdr := func(name string, t uint16, cl uint16, ttl uint32) dns.RR_Header {
+		return dns.RR_Header{Name: name, Rrtype: t, Class: cl, Ttl: ttl}
+	}
+	if which&recMeta != 0 {
+		*rrs = append(*rrs, &dns.PTR{Hdr: hdr("_services._dns-sd._udp.local.", dns.TypePTR, dns.ClassINET, ttl), Ptr: a.svcName})
+	}
+	if which&recPTR != 0 {
+		*rrs = append(*rrs, &dns.PTR{Hdr: hdr(a.svcName, dns.TypePTR, dns.ClassINET, ttl), Ptr: a.instName})
+	}
+	if which&recSRV != 0 {
+		*rrs = append(*rrs, &dns.SRV{Hdr: hdr(a.instName, dns.TypeSRV, class, ttl), Port: port, Target: a.host})
+	}
+	if which&recTXT != 0 {
+		*rrs = append(*rrs, &dns.TXT{Hdr: hdr(a.instName, dns.TypeTXT, class, ttl), Txt: txt})
+	}
+	if which&recA != 0 {
+		attl := ttl
+		if attl > 120 {
+			attl = 120 // RFC 6762 section 10: host records 120 s
+		}
+		for _, ip := range addrs {
+			*rrs = append(*rrs, &dns.A{Hdr: hdr(a.host, dns.TypeA, class, attl), A: ip})
+		}
+	}
+	return true
+}
+
+// serve answers queries until the socket is closed.
+func (a *Announcer) serve() {
+	defer a.wg.Done()
+	buf := make([]byte, 9000)
+	for {
+		n, ifIndex, src, err := a.conn.recv(buf)
+		if err != nil {
+			a.mu.Lock()
+			closed := a.closed
+			a.mu.Unlock()
+			if closed || isClosedErr(err) {
+				return
+			}
+			continue
+		}
+		if n < 12 || buf[2]&0x80 != 0 { // too short, or a response
+			continue
+		}
+		q, err := unpackMDNS(buf[:n])
+		if err != nil || q.Response || q.Opcode != dns.OpcodeQuery {
+			continue
+		}
+		a.handleQuery(q, ifIndex, src)
+	}
+}
+
+func (a *Announcer) handleQuery(q *dns.Msg, ifIndex int, src *net.UDPAddr) {
+	var ifi net.Interface
+	for _, i := range a.ifaces {
+		if i.Index == ifIndex {
+			ifi = i
+		}
+	}
+	legacy := src != nil && src.Port != mdnsPort
+	want := 0
+	for _, qs := range q.Question {
+		if c := qs.Qclass &^ (1 << 15); c != dns.ClassINET && c != dns.ClassANY {
+			continue
+		}
+		name := strings.ToLower(qs.Name)
+		t := qs.Qtype
+		switch {
+		case name == a.svcName && (t == dns.TypePTR || t == dns.TypeANY):
+			want |= recPTR
+		case name == strings.ToLower(a.instName):
+			switch t {
+			case dns.TypeSRV:
+				want |= recSRV
+			case dns.TypeTXT:
+				want |= recTXT
+			case dns.TypeANY:
+				want |= recSRV | recTXT
+			}
+		case name == a.host && (t == dns.TypeA || t == dns.TypeANY):
+			want |= recA
+		case name == "_services._dns-sd._udp.local." && (t == dns.TypePTR || t == dns.TypeANY):
+			want |= recMeta
+		}
+	}
+	if want == 0 || a.knownAnswer(q) && want == recPTR {
+		return
+	}
+	if !a.allow(ifIndex) {
+		return
+	}
+	ttl := a.ttl()
+	m := new(dns.Msg)
+	m.Response = true
+	m.Authoritative = true
+	m.Compress = true
+	if legacy {
+		// RFC 6762 section 6.7: a reply to the querier's port, with its
+		// id and questions, short TTLs and no cache-flush bit.
+		m.Id = q.Id
+		m.Question = q.Question
+		if ttl > 10 {
+			ttl = 10
+		}
+	}
+	if !a.answer(&m.Answer, ifi, ttl, !legacy, want) {
+		return
+	}
+	// Additional records (RFC 6763 section 12): whatever completes the
+	// answer.
+	extra := 0
+	if want&recPTR != 0 {
+		extra |= recSRV | recTXT | recA
+	}
+	if want&(recSRV) != 0 {
+		extra |= recA
+	}
+	extra &^= want
+	if extra != 0 {
+		a.answer(&m.Extra, ifi, ttl, !legacy, extra)
+	}
+	b, err := m.Pack()
+	if err != nil {
+		return
+	}
+	if legacy {
+		_ = a.conn.unicast(b, ifIndex, src)
+		return
+	}
+	// Answers go to the group even for QU questions (RFC 6762 section 5.4
+	// allows it): unicast to port 5353 reaches only one of the sockets
+	// sharing the port.
+	_ = a.conn.multicast(b, ifIndex)
+}
+
+// knownAnswer reports whether the query already lists our PTR record with
+// at least half its TTL (known-answer suppression, RFC 6762 section 7.1).
+func (a *Announcer) knownAnswer(q *dns.Msg) bool {
+	for _, rr := range q.Answer {
+		if p, ok := rr.(*dns.PTR); ok && strings.EqualFold(p.Hdr.Name, a.svcName) &&
+			strings.EqualFold(p.Ptr, a.instName) && p.Hdr.Ttl >= a.ttl()/2 {
+			return true
+		}
+	}
+	return false
+}
+
+// bucket limits answers per interface: 20 per second, bursts of 20.
+type bucket struct {
+	tokens float64
+	last   time.Time
+}
+
+func (a *Announcer) allow(ifIndex int) bool {
+	const rate, burst = 20.0, 20.0
+	now := time.Now()
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	b := a.tokens[ifIndex]
+	if b == nil {
+		b = &bucket{tokens: burst, last: now}
+		a.tokens[ifIndex] = b
+	}
+	b.tokens = min(burst, b.tokens+now.Sub(b.last).Seconds()*rate)
+	b.last = now
+	if b.tokens < 1 {
+		return false
+	}
+	b.tokens--
+	return true
+}
+
+func isClosedErr(err error) bool { return errors.Is(err, net.ErrClosed) }

@@ -1,0 +1,47 @@
+// Package discovery lets zpeer programs find each other with no address
+// typed in: a socket that binds announces itself, and a socket that
+// connects watches for compatible peers and connects to each one as it
+// appears and disconnects when it goes.
+//
+// On one LAN it uses multicast DNS service discovery (DNS-SD over mDNS,
+// RFC 6762 and 6763), so any DNS-SD browser (avahi-browse, dns-sd,
+// python-zeroconf) lists zpeer peers too. Beyond one LAN, a fixed list of
+// peers and DNS SRV records (a Kubernetes headless service, Consul DNS)
+// feed the same events. docs/discovery.md documents the naming, the TXT
+// schema, the timings and the limits.
+//
+// Announce (a socket that binds):
+//
+//	a, err := discovery.Announce("telemetry", "PUB", []string{"tcp://0.0.0.0:5555"},
+//		discovery.WithMeta(map[string]string{"region": "eu"}))
+//	...
+//	defer a.Close() // sends goodbyes: watchers see the peer leave at once
+//
+// Watch (a socket that connects):
+//
+//	w, err := discovery.NewWatcher("telemetry")
+//	...
+//	defer w.Close()
+//	for ev := range w.Events() {
+//		fmt.Println(ev.Kind, ev.Peer.Type, ev.Peer.Endpoint(), ev.Peer.Meta)
+//	}
+//
+// Auto-connect a socket (anything with Connect and Disconnect):
+//
+//	go discovery.AutoConnect(ctx, w, sub, "SUB") // SUB connects to every PUB
+//
+// WithLoopback runs everything on the loopback interface and announces
+// 127.0.0.1: the single-machine mode of demos and tests, which sends
+// nothing on the network.
+//
+// Liveness does not rest on mDNS caches. A Watcher browses afresh every
+// refresh period (WithRefresh), hears goodbyes at once, reports a peer that
+// stopped answering down after the expiry time (WithExpiry), and takes
+// hints from the socket layer: Touch when a peer was heard from,
+// ReportUnreachable when its connection was lost.
+//
+// The package does not open ZeroMQ connections itself (that is package
+// socket's job, through the Connector interface), does not carry messages,
+// and does not secure anything: announcements are unauthenticated, and any
+// host on the link can announce any service.
+package discovery

@@ -1,0 +1,286 @@
+package discovery
+
+import (
+	"bufio"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+)
+
+// helperEnv selects the helper-process mode of the test binary: the tests
+// re-execute themselves as separate peers (to kill one with SIGKILL, or to
+// run one inside a network namespace).
+const helperEnv = "ZPEER_DISCOVERY_HELPER"
+
+func TestMain(m *testing.M) {
+	if cfg := os.Getenv(helperEnv); cfg != "" {
+		os.Exit(helperMain(cfg))
+	}
+	goleak.VerifyTestMain(m)
+}
+
+// helperConfig is passed to a helper process as JSON in helperEnv.
+type helperConfig struct {
+	Service  string        `json:"service"`
+	Node     string        `json:"node"`
+	Loopback bool          `json:"loopback"`
+	Endpoint string        `json:"endpoint"`
+	Watch    bool          `json:"watch"`
+	Refresh  time.Duration `json:"refresh"`
+	Expiry   time.Duration `json:"expiry"`
+}
+
+// helperLine is one line a helper prints on stdout.
+type helperLine struct {
+	Kind     string `json:"kind"` // ready, up, updated, down, error
+	Node     string `json:"node,omitempty"`
+	Endpoint string `json:"endpoint,omitempty"`
+	Reason   string `json:"reason,omitempty"`
+	Err      string `json:"err,omitempty"`
+}
+
+// helperMain announces (and optionally watches) until stdin is closed, then
+// closes gracefully. It exits on its own after two minutes at most.
+func helperMain(raw string) int {
+	var cfg helperConfig
+	out := json.NewEncoder(os.Stdout)
+	var mu sync.Mutex
+	emit := func(l helperLine) {
+		mu.Lock()
+		defer mu.Unlock()
+		_ = out.Encode(l)
+	}
+	if err := json.Unmarshal([]byte(raw), &cfg); err != nil {
+		emit(helperLine{Kind: "error", Err: err.Error()})
+		return 2
+	}
+	opts := []Option{WithNodeID(cfg.Node), WithRefresh(cfg.Refresh), WithExpiry(cfg.Expiry)}
+	if cfg.Loopback {
+		opts = append(opts, WithLoopback())
+	}
+	a, err := Announce(cfg.Service, "PUB", []string{cfg.Endpoint}, opts...)
+	if err != nil {
+		emit(helperLine{Kind: "error", Err: err.Error()})
+		return 2
+	}
+	var w *Watcher
+	done := make(chan struct{})
+	if cfg.Watch {
+		if w, err = NewWatcher(cfg.Service, opts...); err != nil {
+			emit(helperLine{Kind: "error", Err: err.Error()})
+			return 2
+		}
+		go func() {
+			defer close(done)
+			for ev := range w.Events() {
+				emit(helperLine{Kind: ev.Kind.String(), Node: ev.Peer.Node, Endpoint: ev.Peer.Endpoint(), Reason: ev.Reason})
+			}
+		}()
+	} else {
+		close(done)
+	}
+	emit(helperLine{Kind: "ready", Node: cfg.Node})
+	stdin := make(chan struct{})
+	go func() {
+		_, _ = io.Copy(io.Discard, os.Stdin)
+		close(stdin)
+	}()
+	select {
+	case <-stdin:
+	case <-time.After(2 * time.Minute):
+	}
+	if w != nil {
+		w.Close()
+	}
+	<-done
+	a.Close()
+	return 0
+}
+
+// helperProc is a running helper process.
+type helperProc struct {
+	cmd   *exec.Cmd
+	stdin io.WriteCloser
+	lines chan helperLine
+}
+
+// startHelper runs the test binary as a helper peer, prefixed by wrap
+// (e.g. "ip netns exec NS") if given. It waits for the helper's "ready".
+// The process is killed at the end of the test if still running.
+func startHelper(t testing.TB, cfg helperConfig, wrap ...string) *helperProc {
+	t.Helper()
+	raw, _ := json.Marshal(cfg)
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	argv := append(append([]string(nil), wrap...), exe, "-test.run=^$")
+	cmd := exec.Command(argv[0], argv[1:]...)
+	cmd.Env = append(os.Environ(), helperEnv+"="+string(raw))
+	cmd.Stderr = os.Stderr
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	h := &helperProc{cmd: cmd, stdin: stdin, lines: make(chan helperLine, 256)}
+	readerDone := make(chan struct{})
+	go func() {
+		defer close(readerDone)
+		defer close(h.lines)
+		sc := bufio.NewScanner(stdout)
+		for sc.Scan() {
+			var l helperLine
+			if json.Unmarshal(sc.Bytes(), &l) == nil {
+				h.lines <- l
+			}
+		}
+	}()
+	t.Cleanup(func() {
+		if cmd.ProcessState == nil {
+			_ = cmd.Process.Kill()
+			_ = cmd.Wait()
+		}
+		<-readerDone
+	})
+	l := h.next(t, 20*time.Second, func(l helperLine) bool { return l.Kind == "ready" || l.Kind == "error" })
+	if l.Kind == "error" {
+		t.Fatalf("helper %s: %s", cfg.Node, l.Err)
+	}
+	return h
+}
+
+// next returns the first line matching ok, failing the test after timeout.
+func (h *helperProc) next(t testing.TB, timeout time.Duration, ok func(helperLine) bool) helperLine {
+	t.Helper()
+	deadline := time.NewTimer(timeout)
+	defer deadline.Stop()
+	for {
+		select {
+		case l, open := <-h.lines:
+			if !open {
+				t.Fatalf("helper exited while waiting")
+			}
+			if ok(l) {
+				return l
+			}
+		case <-deadline.C:
+			t.Fatalf("helper: no matching line within %v", timeout)
+		}
+	}
+}
+
+// stop closes the helper's stdin (graceful close with goodbyes) and waits.
+func (h *helperProc) stop(t testing.TB) {
+	t.Helper()
+	h.stdin.Close()
+	if err := h.cmd.Wait(); err != nil {
+		t.Errorf("helper: %v", err)
+	}
+}
+
+// kill kills the helper with SIGKILL: no goodbye.
+func (h *helperProc) kill(t testing.TB) {
+	t.Helper()
+	_ = h.cmd.Process.Signal(syscall.SIGKILL)
+	_ = h.cmd.Wait()
+}
+
+// uniqueService returns a service name no other test (or test run) uses:
+// "zt" and 10 random hex digits.
+func uniqueService(t testing.TB) string {
+	t.Helper()
+	var b [5]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		t.Fatal(err)
+	}
+	return "zt" + hex.EncodeToString(b[:])
+}
+
+// uniqueNode returns a node id for a test peer.
+func uniqueNode(t testing.TB, name string) string {
+	t.Helper()
+	var b [4]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		t.Fatal(err)
+	}
+	return name + "-" + hex.EncodeToString(b[:])
+}
+
+// Test timings on loopback: fast refresh, short expiry.
+const (
+	testRefresh = 200 * time.Millisecond
+	testExpiry  = time.Second
+)
+
+func loopbackOpts(node string) []Option {
+	return []Option{WithLoopback(), WithNodeID(node), WithRefresh(testRefresh), WithExpiry(testExpiry)}
+}
+
+// waitEvent returns the first event from ch that matches ok, failing the
+// test after timeout.
+func waitEvent(t testing.TB, ch <-chan Event, timeout time.Duration, ok func(Event) bool) Event {
+	t.Helper()
+	deadline := time.NewTimer(timeout)
+	defer deadline.Stop()
+	for {
+		select {
+		case ev, open := <-ch:
+			if !open {
+				t.Fatalf("event channel closed while waiting")
+			}
+			if ok(ev) {
+				return ev
+			}
+		case <-deadline.C:
+			t.Fatalf("no matching event within %v", timeout)
+			return Event{}
+		}
+	}
+}
+
+// eventually polls cond every 10 ms until it holds, failing the test after
+// timeout.
+func eventually(t testing.TB, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	tk := time.NewTicker(10 * time.Millisecond)
+	defer tk.Stop()
+	for !cond() {
+		select {
+		case <-ctx.Done():
+			t.Fatalf("timed out after %v waiting for %s", timeout, what)
+		case <-tk.C:
+		}
+	}
+}
+
+// nodesOf returns the sorted node ids of peers.
+func nodesOf(peers []Peer) string {
+	var ns []string
+	for _, p := range peers {
+		ns = append(ns, p.Node)
+	}
+	return fmt.Sprint(ns)
+}
+
+var _ = strings.TrimSpace

@@ -1,0 +1,295 @@
+package discovery
+
+import (
+	"fmt"
+	"maps"
+	"net"
+	"strings"
+	"time"
+)
+
+// Option configures an Announcer or a Watcher. Options are applied in
+// order; a nil Option is skipped; the first error is returned by Announce
+// or NewWatcher. Each option says whom it concerns; the other side ignores
+// it, so one option list can serve both.
+type Option func(*options) error
+
+// Defaults.
+const (
+	// DefaultTTL is the TTL of announced records. It matters to DNS-SD
+	// caches (avahi, python-zeroconf, Bonjour); zpeer watchers use their
+	// own expiry instead.
+	DefaultTTL = 120 * time.Second
+	// DefaultRefresh is how often a Watcher starts a fresh browse (mDNS)
+	// or a fresh lookup (DNS SRV).
+	DefaultRefresh = 5 * time.Second
+	// DefaultUnreachableTimeout is how long a Watcher waits, after
+	// ReportUnreachable, for a source to confirm the peer before it
+	// reports the peer down.
+	DefaultUnreachableTimeout = time.Second
+)
+
+// DefaultExpiry returns the expiry used when WithExpiry is not given:
+// three refresh periods and one second, so that a peer must miss three
+// fresh browses in a row to be reported down. With the default refresh it
+// is 16 s.
+func DefaultExpiry(refresh time.Duration) time.Duration { return 3*refresh + time.Second }
+
+type srvSpec struct {
+	name       string
+	socketType string
+}
+
+type options struct {
+	interfaces  []string
+	loopback    bool
+	ttl         time.Duration
+	refresh     time.Duration
+	expiry      time.Duration
+	unreachable time.Duration
+	meta        map[string]string
+	node        string
+	instance    string
+	noMDNS      bool
+	static      []Peer
+	srv         []srvSpec
+	dnsServer   string
+}
+
+func buildOptions(opts []Option) (options, error) {
+	o := options{
+		ttl:         DefaultTTL,
+		refresh:     DefaultRefresh,
+		unreachable: DefaultUnreachableTimeout,
+	}
+	for _, opt := range opts {
+		if opt == nil {
+			continue
+		}
+		if err := opt(&o); err != nil {
+			return o, err
+		}
+	}
+	if o.expiry == 0 {
+		o.expiry = DefaultExpiry(o.refresh)
+	}
+	if o.expiry <= o.refresh {
+		return o, fmt.Errorf("%w: expiry %v must be longer than refresh %v", ErrInvalidOption, o.expiry, o.refresh)
+	}
+	if o.loopback && len(o.interfaces) > 0 {
+		return o, fmt.Errorf("%w: WithLoopback and WithInterfaces exclude each other", ErrInvalidOption)
+	}
+	if o.node == "" {
+		o.node = NodeID()
+	}
+	return o, nil
+}
+
+// WithInterfaces restricts mDNS to the named interfaces (Announcer and
+// Watcher). By default every interface that is up, multicast-capable and
+// has an IPv4 address is used. Naming the loopback interface is allowed; it
+// then announces its own addresses like any other interface (see
+// WithLoopback for the single-machine mode).
+func WithInterfaces(names ...string) Option {
+	return func(o *options) error {
+		if len(names) == 0 {
+			return fmt.Errorf("%w: WithInterfaces needs at least one name", ErrInvalidOption)
+		}
+		for _, n := range names {
+			if n == "" {
+				return fmt.Errorf("%w: empty interface name", ErrInvalidOption)
+			}
+		}
+		o.interfaces = append([]string(nil), names...)
+		return nil
+	}
+}
+
+// WithLoopback selects the single-machine mode (Announcer and Watcher):
+// mDNS runs on the loopback interface only and announces 127.0.0.1. Nothing
+// is sent on any other interface. Demos and tests use it.
+func WithLoopback() Option {
+	return func(o *options) error {
+		o.loopback = true
+		return nil
+	}
+}
+
+// WithTTL sets the TTL of the announced records (Announcer), 1 s to 75 min;
+// the default is DefaultTTL. Foreign DNS-SD caches forget a peer that was
+// killed (no goodbye) after this time.
+func WithTTL(d time.Duration) Option {
+	return func(o *options) error {
+		if d < time.Second || d > 75*time.Minute {
+			return fmt.Errorf("%w: TTL %v outside 1s..75m", ErrInvalidOption, d)
+		}
+		o.ttl = d
+		return nil
+	}
+}
+
+// WithRefresh sets how often a Watcher starts a fresh mDNS browse and
+// re-resolves DNS SRV names; the default is DefaultRefresh. It must be at
+// least 50 ms.
+func WithRefresh(d time.Duration) Option {
+	return func(o *options) error {
+		if d < 50*time.Millisecond {
+			return fmt.Errorf("%w: refresh %v below 50ms", ErrInvalidOption, d)
+		}
+		o.refresh = d
+		return nil
+	}
+}
+
+// WithExpiry sets how long a Watcher keeps an mDNS peer that no longer
+// answers before reporting it down (ReasonExpired). It must be longer than
+// the refresh period; the default is DefaultExpiry(refresh). A peer killed
+// without a goodbye is reported down between expiry and expiry plus one
+// check period (a tenth of the expiry, at most 1 s).
+func WithExpiry(d time.Duration) Option {
+	return func(o *options) error {
+		if d <= 0 {
+			return fmt.Errorf("%w: expiry %v", ErrInvalidOption, d)
+		}
+		o.expiry = d
+		return nil
+	}
+}
+
+// WithUnreachableTimeout sets how long a Watcher waits, after
+// ReportUnreachable, for a fresh sighting of the peer before reporting it
+// down (ReasonUnreachable). The default is DefaultUnreachableTimeout.
+func WithUnreachableTimeout(d time.Duration) Option {
+	return func(o *options) error {
+		if d <= 0 {
+			return fmt.Errorf("%w: unreachable timeout %v", ErrInvalidOption, d)
+		}
+		o.unreachable = d
+		return nil
+	}
+}
+
+// WithMeta adds application metadata to an announcement (Announcer). Each
+// key=value becomes one TXT entry and must fit in 255 bytes
+// (ErrTXTTooLong); keys are printable ASCII without '=', compared without
+// case, and must not be one of the schema's keys (ErrInvalidMeta). Later
+// calls add to earlier ones.
+func WithMeta(meta map[string]string) Option {
+	return func(o *options) error {
+		if err := checkMeta(meta); err != nil {
+			return err
+		}
+		if o.meta == nil {
+			o.meta = make(map[string]string, len(meta))
+		}
+		maps.Copy(o.meta, meta)
+		return checkMeta(o.meta)
+	}
+}
+
+// WithNodeID replaces the process node id (see NodeID) for one Announcer or
+// Watcher: 1 to 32 characters from [0-9A-Za-z_-]. A Watcher ignores
+// announcements carrying its own node id.
+func WithNodeID(id string) Option {
+	return func(o *options) error {
+		if !validNodeID(id) {
+			return fmt.Errorf("%w: node id %q", ErrInvalidOption, id)
+		}
+		o.node = id
+		return nil
+	}
+}
+
+// WithInstance sets the DNS-SD instance name of an announcement
+// (Announcer), as DNS-SD browsers show it: 1 to 63 bytes of UTF-8 text
+// without control characters. The default is "<type>-<node>-<n>", e.g.
+// "pub-3f2a9c1b5d7e8f00-1". Two announcements of one service on a network
+// must not share an instance name.
+func WithInstance(name string) Option {
+	return func(o *options) error {
+		if name == "" || len(name) > 63 {
+			return fmt.Errorf("%w: instance name %q must be 1 to 63 bytes", ErrInvalidOption, name)
+		}
+		for i := 0; i < len(name); i++ {
+			if name[i] < 0x20 || name[i] == 0x7f {
+				return fmt.Errorf("%w: instance name %q has a control character", ErrInvalidOption, name)
+			}
+		}
+		o.instance = name
+		return nil
+	}
+}
+
+// WithoutMDNS turns mDNS browsing off in a Watcher, which then reports only
+// the peers of WithStatic and WithSRV.
+func WithoutMDNS() Option {
+	return func(o *options) error {
+		o.noMDNS = true
+		return nil
+	}
+}
+
+// WithStatic adds fixed peers to a Watcher. Each needs a socket Type and at
+// least one endpoint; Key, Source and Service are filled in. Static peers
+// are up from the start, never expire, and are not reported down by
+// ReportUnreachable (the socket layer keeps reconnecting to them).
+func WithStatic(peers ...Peer) Option {
+	return func(o *options) error {
+		for _, p := range peers {
+			t, err := parseSocketType(p.Type)
+			if err != nil {
+				return err
+			}
+			if len(p.Endpoints) == 0 {
+				return fmt.Errorf("%w: static peer without endpoint", ErrInvalidEndpoint)
+			}
+			for _, ep := range p.Endpoints {
+				if err := checkEndpoint(ep); err != nil {
+					return err
+				}
+			}
+			p = p.clone()
+			p.Type = t
+			o.static = append(o.static, p)
+		}
+		return nil
+	}
+}
+
+// WithSRV adds a DNS SRV source to a Watcher: name is looked up over
+// unicast DNS every refresh period, e.g.
+// "_zmq._tcp.telemetry.default.svc.cluster.local" (a Kubernetes headless
+// service) or "telemetry.service.consul". Every SRV record is one peer;
+// TXT records at the SRV target (or at name, for all targets) in the
+// zpeer schema give its node id, type, endpoints and metadata. socketType
+// fallbackType (may be empty)
+// is used for peers whose TXT gives no type.
+func WithSRV(name, fallbackType string) Option {
+	return func(o *options) error {
+		if strings.TrimSuffix(name, ".") == "" {
+			return fmt.Errorf("%w: empty SRV name", ErrInvalidOption)
+		}
+		st := ""
+		if fallbackType != "" {
+			t, err := parseSocketType(fallbackType)
+			if err != nil {
+				return err
+			}
+			st = t
+		}
+		o.srv = append(o.srv, srvSpec{name: name, socketType: st})
+		return nil
+	}
+}
+
+// WithDNSServer sets the unicast DNS server ("host:port") used by WithSRV
+// sources. The default is the first nameserver of /etc/resolv.conf.
+func WithDNSServer(addr string) Option {
+	return func(o *options) error {
+		if _, _, err := net.SplitHostPort(addr); err != nil {
+			return fmt.Errorf("%w: DNS server %q: %v", ErrInvalidOption, addr, err)
+		}
+		o.dnsServer = addr
+		return nil
+	}
+}

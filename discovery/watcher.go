@@ -1,0 +1,480 @@
+package discovery
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"sort"
+	"sync"
+	"time"
+)
+
+// Watcher reports the peers of one service as events: PeerUp, PeerUpdated
+// and PeerDown. Its sources are mDNS (unless WithoutMDNS), static peers
+// (WithStatic) and DNS SRV names (WithSRV); all feed the same events.
+//
+// mDNS liveness does not rest on grandcat/zeroconf alone, which reports
+// each instance once per browse and never reports removals: the Watcher
+// starts a fresh browse every refresh period, listens itself for goodbyes
+// (TTL 0) and for announcements, and reports a peer down when it has not
+// been seen for the expiry time. The socket layer adds what it knows
+// through Touch and ReportUnreachable.
+//
+// Announcements carrying the Watcher's own node id (NodeID or WithNodeID)
+// are ignored.
+type Watcher struct {
+	o       options
+	service string
+	ctx     context.Context
+	cancel  context.CancelFunc
+	wg      sync.WaitGroup
+	sources []source
+
+	mu        sync.Mutex
+	closed    bool
+	peers     map[string]*peerState
+	tombs     map[string]tomb
+	subs      map[*subscription]struct{}
+	events    *subscription
+	closeOnce sync.Once
+}
+
+// source feeds a Watcher.
+type source interface {
+	// run feeds the watcher until ctx is done.
+	run(ctx context.Context)
+	// refresh asks for a fresh look now; it does not block.
+	refresh()
+}
+
+type peerState struct {
+	p          Peer
+	src        string // the source that owns the peer
+	rev        uint64 // announcement revision (mDNS)
+	sig        string // what the announcement said, to detect changes
+	expires    bool   // mDNS peers expire; static and SRV peers are listed
+	immune     bool   // static peers ignore ReportUnreachable
+	lastSeen   time.Time
+	suspect    time.Time // down at this time unless confirmed; zero: not suspect
+	reportedAt time.Time // when ReportUnreachable was last called
+}
+
+// tomb keeps a peer that said goodbye from being revived by an answer
+// that was sent before the goodbye but handled after it.
+type tomb struct {
+	until time.Time
+	rev   uint64
+}
+
+const tombstone = time.Second
+
+// NewWatcher starts watching the application service name service (see
+// ServiceType; it may be empty when WithoutMDNS is given).
+//
+// Options: WithLoopback or WithInterfaces, WithRefresh, WithExpiry,
+// WithUnreachableTimeout, WithNodeID, WithoutMDNS, WithStatic, WithSRV,
+// WithDNSServer.
+func NewWatcher(service string, opts ...Option) (*Watcher, error) {
+	o, err := buildOptions(opts)
+	if err != nil {
+		return nil, err
+	}
+	w := &Watcher{
+		o:     o,
+		peers: make(map[string]*peerState),
+		tombs: make(map[string]tomb),
+		subs:  make(map[*subscription]struct{}),
+	}
+	if service != "" || !o.noMDNS {
+		if w.service, err = serviceName(service); err != nil {
+			return nil, err
+		}
+	}
+	if len(o.static) > 0 {
+		w.sources = append(w.sources, &staticSource{w: w, peers: o.static})
+	}
+	for _, spec := range o.srv {
+		s, err := newSRVSource(w, spec)
+		if err != nil {
+			return nil, err
+		}
+		w.sources = append(w.sources, s)
+	}
+	if !o.noMDNS {
+		s, err := newMDNSSource(w)
+		if err != nil {
+			return nil, err
+		}
+		w.sources = append(w.sources, s)
+	}
+	if len(w.sources) == 0 {
+		return nil, fmt.Errorf("%w: WithoutMDNS and no static or SRV peers: nothing to watch", ErrInvalidOption)
+	}
+	w.ctx, w.cancel = context.WithCancel(context.Background())
+	w.wg.Add(1 + len(w.sources))
+	go w.janitor()
+	for _, s := range w.sources {
+		go func() {
+			defer w.wg.Done()
+			s.run(w.ctx)
+		}()
+	}
+	return w, nil
+}
+
+// NodeID returns the node id whose announcements this Watcher ignores.
+func (w *Watcher) NodeID() string { return w.o.node }
+
+// Events returns the Watcher's event channel. The first call subscribes:
+// it delivers PeerUp for every peer already known, then every event as it
+// happens; later calls return the same channel. Events wait in an
+// unbounded queue until read. The channel is closed by Close.
+func (w *Watcher) Events() <-chan Event {
+	w.mu.Lock()
+	s := w.events
+	w.mu.Unlock()
+	if s != nil {
+		return s.ch
+	}
+	s = w.subscribe(context.Background())
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.events == nil {
+		w.events = s
+		return s.ch
+	}
+	s.cancel()
+	return w.events.ch
+}
+
+// Subscribe returns a new event channel, independent of Events and of
+// other subscriptions: PeerUp for every peer already known, then every
+// event as it happens. It is closed when ctx is done or the Watcher is
+// closed. AutoConnect uses one.
+func (w *Watcher) Subscribe(ctx context.Context) <-chan Event {
+	return w.subscribe(ctx).ch
+}
+
+// Peers returns the peers that are up, sorted by Key.
+func (w *Watcher) Peers() []Peer {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	out := make([]Peer, 0, len(w.peers))
+	for _, st := range w.peers {
+		out = append(out, st.p.clone())
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Key < out[j].Key })
+	return out
+}
+
+// Refresh starts a fresh mDNS browse and DNS SRV lookup now, without
+// waiting for the refresh period.
+func (w *Watcher) Refresh() {
+	for _, s := range w.sources {
+		s.refresh()
+	}
+}
+
+// Touch tells the Watcher that the socket layer heard from the peer at
+// endpoint (a message or a heartbeat; endpoint as given to
+// Connector.Connect): the peer counts as seen now, which postpones its
+// expiry and cancels a pending ReportUnreachable.
+func (w *Watcher) Touch(endpoint string) {
+	now := time.Now()
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for _, st := range w.peers {
+		if slices.Contains(st.p.Endpoints, endpoint) {
+			if now.After(st.lastSeen) {
+				st.lastSeen = now
+			}
+			st.suspect = time.Time{}
+		}
+	}
+}
+
+// ReportUnreachable tells the Watcher that the socket layer lost its
+// connection to endpoint (as given to Connector.Connect) or missed its
+// heartbeats. The Watcher starts a fresh browse and lookup at once; unless
+// a source confirms the peer within the unreachable timeout
+// (WithUnreachableTimeout, default 1 s), the peer is reported down with
+// ReasonUnreachable. A peer that still answers mDNS stays up: the process
+// is alive, and the socket layer keeps reconnecting. Static peers ignore
+// it.
+func (w *Watcher) ReportUnreachable(endpoint string) {
+	now := time.Now()
+	hit := false
+	w.mu.Lock()
+	for _, st := range w.peers {
+		if st.immune || !slices.Contains(st.p.Endpoints, endpoint) {
+			continue
+		}
+		st.reportedAt = now
+		if st.suspect.IsZero() {
+			st.suspect = now.Add(w.o.unreachable)
+		}
+		hit = true
+	}
+	w.mu.Unlock()
+	if hit {
+		w.Refresh()
+	}
+}
+
+// Close stops the Watcher and closes its event channels. It does not
+// report the known peers down. It is idempotent and returns nil.
+func (w *Watcher) Close() error {
+	w.closeOnce.Do(func() {
+		w.mu.Lock()
+		w.closed = true
+		w.mu.Unlock()
+		w.cancel()
+		w.wg.Wait()
+	})
+	return nil
+}
+
+// janitor reports peers down when they expire or stay unreachable.
+func (w *Watcher) janitor() {
+	defer w.wg.Done()
+	tick := min(w.o.expiry, w.o.unreachable) / 10
+	tick = max(5*time.Millisecond, min(tick, time.Second))
+	t := time.NewTicker(tick)
+	defer t.Stop()
+	for {
+		select {
+		case <-w.ctx.Done():
+			return
+		case now := <-t.C:
+			w.expire(now)
+		}
+	}
+}
+
+func (w *Watcher) expire(now time.Time) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	keys := make([]string, 0, len(w.peers))
+	for k := range w.peers {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		st := w.peers[k]
+		switch {
+		case st.expires && now.Sub(st.lastSeen) > w.o.expiry:
+			w.downLocked(k, st, ReasonExpired, now)
+		case !st.suspect.IsZero() && now.After(st.suspect):
+			w.downLocked(k, st, ReasonUnreachable, now)
+		}
+	}
+	for k, t := range w.tombs {
+		if now.After(t.until) {
+			delete(w.tombs, k)
+		}
+	}
+}
+
+func (w *Watcher) downLocked(key string, st *peerState, reason string, now time.Time) {
+	delete(w.peers, key)
+	w.emitLocked(Event{Kind: PeerDown, Peer: st.p, Reason: reason, Time: now})
+}
+
+// self reports whether a node id is the Watcher's own.
+func (w *Watcher) self(node string) bool { return node != "" && node == w.o.node }
+
+// seen records an mDNS sighting of p at revision rev. sig summarises what
+// the announcement said; a different sig at the same or a newer revision
+// is reported as PeerUpdated. Older revisions only count as liveness.
+func (w *Watcher) seen(src string, p Peer, rev uint64, sig string, at time.Time) {
+	if w.self(p.Node) {
+		return
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.closed {
+		return
+	}
+	if t, ok := w.tombs[p.Key]; ok && at.Before(t.until) && rev <= t.rev {
+		return
+	}
+	st := w.peers[p.Key]
+	if st == nil {
+		w.peers[p.Key] = &peerState{p: p, src: src, rev: rev, sig: sig, expires: true, lastSeen: at}
+		w.emitLocked(Event{Kind: PeerUp, Peer: p, Time: at})
+		return
+	}
+	w.confirmLocked(st, at)
+	if rev < st.rev || st.src != src {
+		return
+	}
+	st.rev = rev
+	if sig != st.sig {
+		st.sig = sig
+		st.p = p
+		w.emitLocked(Event{Kind: PeerUpdated, Peer: p, Time: at})
+	}
+}
+
+// confirmLocked counts a sighting at time at as proof of life.
+func (w *Watcher) confirmLocked(st *peerState, at time.Time) {
+	if at.After(st.lastSeen) {
+		st.lastSeen = at
+	}
+	if !st.suspect.IsZero() && !at.Before(st.reportedAt) {
+		st.suspect = time.Time{}
+	}
+}
+
+// alive records that the peer with key answered, without new data.
+func (w *Watcher) alive(key string, at time.Time) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if st := w.peers[key]; st != nil {
+		w.confirmLocked(st, at)
+	}
+}
+
+// gone handles a goodbye for key at revision rev.
+func (w *Watcher) gone(key string, rev uint64, at time.Time) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.closed {
+		return
+	}
+	st := w.peers[key]
+	if st != nil && rev < st.rev {
+		return // a goodbye for a revision already replaced
+	}
+	if t := w.tombs[key]; rev < t.rev {
+		rev = t.rev
+	}
+	w.tombs[key] = tomb{until: at.Add(tombstone), rev: rev}
+	if st != nil {
+		w.downLocked(key, st, ReasonGoodbye, at)
+	}
+}
+
+// replace sets the complete list of peers of a listing source (static,
+// SRV): new peers are up, changed ones updated, missing ones down.
+func (w *Watcher) replace(src string, peers []Peer, immune bool, at time.Time) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.closed {
+		return
+	}
+	keep := make(map[string]bool, len(peers))
+	for _, p := range peers {
+		if w.self(p.Node) {
+			continue
+		}
+		keep[p.Key] = true
+		st := w.peers[p.Key]
+		if st == nil {
+			w.peers[p.Key] = &peerState{p: p, src: src, immune: immune, lastSeen: at}
+			w.emitLocked(Event{Kind: PeerUp, Peer: p, Time: at})
+			continue
+		}
+		if st.src != src {
+			continue
+		}
+		w.confirmLocked(st, at)
+		if !st.p.same(p) {
+			st.p = p
+			w.emitLocked(Event{Kind: PeerUpdated, Peer: p, Time: at})
+		}
+	}
+	keys := make([]string, 0)
+	for k, st := range w.peers {
+		if st.src == src && !keep[k] {
+			keys = append(keys, k)
+		}
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		w.downLocked(k, w.peers[k], ReasonRemoved, at)
+	}
+}
+
+// subscription is one event stream: a queue filled under w.mu and a
+// goroutine that hands events to the reader, so that no source ever
+// blocks on a slow reader.
+type subscription struct {
+	ch     chan Event
+	queue  []Event
+	wake   chan struct{}
+	cancel context.CancelFunc
+}
+
+func (w *Watcher) subscribe(ctx context.Context) *subscription {
+	ctx, cancel := context.WithCancel(ctx)
+	s := &subscription{ch: make(chan Event), wake: make(chan struct{}, 1), cancel: cancel}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.closed {
+		cancel()
+		close(s.ch)
+		return s
+	}
+	keys := make([]string, 0, len(w.peers))
+	for k := range w.peers {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	now := time.Now()
+	for _, k := range keys {
+		s.queue = append(s.queue, Event{Kind: PeerUp, Peer: w.peers[k].p.clone(), Time: now})
+	}
+	w.subs[s] = struct{}{}
+	w.wg.Add(1)
+	go w.deliver(ctx, s)
+	return s
+}
+
+func (w *Watcher) deliver(ctx context.Context, s *subscription) {
+	defer w.wg.Done()
+	defer close(s.ch)
+	defer func() {
+		w.mu.Lock()
+		delete(w.subs, s)
+		w.mu.Unlock()
+		s.cancel()
+	}()
+	for {
+		w.mu.Lock()
+		if len(s.queue) == 0 {
+			w.mu.Unlock()
+			select {
+			case <-s.wake:
+				continue
+			case <-ctx.Done():
+				return
+			case <-w.ctx.Done():
+				return
+			}
+		}
+		ev := s.queue[0]
+		s.queue[0] = Event{}
+		s.queue = s.queue[1:]
+		w.mu.Unlock()
+		select {
+		case s.ch <- ev:
+		case <-ctx.Done():
+			return
+		case <-w.ctx.Done():
+			return
+		}
+	}
+}
+
+func (w *Watcher) emitLocked(ev Event) {
+	for s := range w.subs {
+		e := ev
+		e.Peer = ev.Peer.clone()
+		s.queue = append(s.queue, e)
+		select {
+		case s.wake <- struct{}{}:
+		default:
+		}
+	}
+}
