@@ -1,0 +1,338 @@
+package pattern
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"sync"
+
+	"github.com/zpeer/zpeer/codec"
+	"github.com/zpeer/zpeer/socket"
+)
+
+// Publisher publishes typed values on topics to every Subscriber whose
+// subscription is a prefix of the topic. It is a PUB socket: each message is
+// two frames, [topic, envelope], so any ZeroMQ SUB can filter it by topic.
+//
+// Publish never blocks: a subscriber whose queue is full (WithSocketOptions
+// with socket.WithSendHWM sets its size, 1000 messages by default) misses the
+// message, and the drop is counted in Stats.Dropped and per subscriber in
+// Stats.Peers. Each topic has its own sequence number, 1, 2, 3, ..., so a
+// subscriber can tell exactly what it missed.
+type Publisher[T any] struct {
+	o    options
+	sock *socket.Socket
+	c    counters
+
+	mu     sync.Mutex // serialises sequence numbering and sending, so seqs go out in order
+	topics map[string]*topicState
+	closed bool
+
+	ctx    context.Context // for discovery
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+}
+
+type topicState struct {
+	seq   uint64
+	frame []byte // the topic as a frame; shared by every message, never modified
+}
+
+// NewPublisher creates a Publisher.
+//
+// Options: WithBind, WithConnect, WithPriority, WithType, WithName,
+// WithSocketOptions, WithLogger, WithDiscovery.
+func NewPublisher[T any](opts ...Option) (*Publisher[T], error) {
+	o, err := buildOptions("Publisher", oPriority|oType, opts)
+	if err != nil {
+		return nil, err
+	}
+	s, err := socket.New(socket.PUB, o.sockOpts...)
+	if err != nil {
+		return nil, err
+	}
+	p := &Publisher[T]{o: o, sock: s, topics: make(map[string]*topicState)}
+	if err := setup(s, o); err != nil {
+		s.Close()
+		return nil, err
+	}
+	p.ctx, p.cancel = context.WithCancel(context.Background())
+	runDiscovery(p.ctx, &p.wg, &p.o, s)
+	return p, nil
+}
+
+// Publish sends v on topic to every subscriber of a matching prefix. It
+// does not block on slow or absent subscribers; ctx is only checked for
+// cancellation. It fails with ErrClosed after Close.
+func (p *Publisher[T]) Publish(ctx context.Context, topic string, v T, opts ...CallOption) error {
+	if err := ctx.Err(); err != nil {
+		return ctxError(ctx)
+	}
+	bp := codec.GetBuffer()
+	defer codec.PutBuffer(bp)
+	body, err := marshalBody(*bp, v)
+	if err != nil {
+		return err
+	}
+	*bp = body
+	env := codec.Envelope{ID: codec.NewID(), Kind: codec.KindData, Topic: topic, Body: body}
+	stamp(&env, &p.o, opts)
+
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed {
+		return ErrClosed
+	}
+	ts := p.topics[topic]
+	if ts == nil {
+		ts = &topicState{frame: []byte(topic)}
+		p.topics[topic] = ts
+	}
+	env.Seq = ts.seq + 1
+	frame, err := encodeEnvelope(&env)
+	if err != nil {
+		return err
+	}
+	if err := p.sock.Send(ctx, socket.Msg{Frames: [][]byte{ts.frame, frame}, Priority: env.Priority}); err != nil {
+		return err
+	}
+	ts.seq++
+	p.c.sent.Add(1)
+	return nil
+}
+
+// Connect connects the Publisher's socket to ep (for a publisher that dials
+// its subscribers).
+func (p *Publisher[T]) Connect(ep string) error { return p.sock.Connect(ep) }
+
+// Disconnect undoes Connect.
+func (p *Publisher[T]) Disconnect(ep string) error { return p.sock.Disconnect(ep) }
+
+// Endpoints returns the bound endpoints, with real port numbers.
+func (p *Publisher[T]) Endpoints() []string { return p.sock.Endpoints() }
+
+// Subscribers returns the number of connected subscribers.
+func (p *Publisher[T]) Subscribers() int { return p.sock.Peers() }
+
+// Stats returns the Publisher's counters: Sent (messages published),
+// Dropped (copies not queued for a full subscriber, once per subscriber) and
+// per connected subscriber in Peers: queued, dropped and their ratio.
+func (p *Publisher[T]) Stats() Stats {
+	var s Stats
+	p.c.fill(&s)
+	st := p.sock.Stats()
+	addSocket(&s.Socket, st)
+	s.Dropped = st.Drops
+	for _, ps := range st.PerPeer {
+		s.Peers = append(s.Peers, PeerStats{Remote: ps.Remote, Sent: ps.MsgsOut, Dropped: ps.Drops,
+			Reliability: ratio(ps.MsgsOut, ps.Drops)})
+	}
+	return s
+}
+
+// Close closes the Publisher, giving queued messages the socket's linger
+// time to be written. Close is idempotent.
+func (p *Publisher[T]) Close() error {
+	p.mu.Lock()
+	p.closed = true
+	p.mu.Unlock()
+	p.cancel()
+	err := p.sock.Close()
+	p.wg.Wait()
+	return err
+}
+
+// Subscriber receives typed values published on the topics it subscribed
+// to. It is a SUB socket; messages from any ZeroMQ PUB that sends [topic,
+// envelope] are accepted.
+//
+// It tracks each publisher's per-topic sequence numbers (publishers are told
+// apart by their envelope Sender, see WithName). A hole in them is a gap:
+// the messages in it were dropped on the way, most often by the publisher
+// because this subscriber fell behind. Gaps are counted in Stats.Gaps and
+// per publisher in Stats.Sources, and reported to the WithOnGap callback.
+//
+// A subscriber that joins late, or subscribes to a topic late, starts from
+// the next message published: nothing is replayed, and what was published
+// before is not counted as missed. The first message seen from a publisher
+// on a topic sets the baseline. A sequence number that goes backwards (the
+// publisher restarted under the same name) sets a new baseline.
+type Subscriber[T any] struct {
+	o    options
+	sock *socket.Socket
+	c    counters
+	recv chan struct{} // semaphore: one receiver at a time keeps sequence checks in order
+
+	mu      sync.Mutex
+	streams map[streamKey]uint64 // last seq per publisher and topic
+	sources map[string]*SourceStats
+	ctx     context.Context
+	cancel  context.CancelFunc
+	wg      sync.WaitGroup
+}
+
+type streamKey struct{ sender, topic string }
+
+// NewSubscriber creates a Subscriber. Give it topics with WithTopics or
+// Subscribe; with none it receives nothing.
+//
+// Options: WithConnect, WithBind, WithTopics, WithOnGap, WithName,
+// WithSocketOptions, WithLogger, WithDiscovery.
+func NewSubscriber[T any](opts ...Option) (*Subscriber[T], error) {
+	o, err := buildOptions("Subscriber", oTopics|oOnGap, opts)
+	if err != nil {
+		return nil, err
+	}
+	s, err := socket.New(socket.SUB, o.sockOpts...)
+	if err != nil {
+		return nil, err
+	}
+	sub := &Subscriber[T]{o: o, sock: s, recv: make(chan struct{}, 1),
+		streams: make(map[streamKey]uint64), sources: make(map[string]*SourceStats)}
+	sub.ctx, sub.cancel = context.WithCancel(context.Background())
+	for _, t := range o.topics {
+		if err := s.Subscribe(t); err != nil {
+			s.Close()
+			return nil, err
+		}
+	}
+	if err := setup(s, o); err != nil {
+		s.Close()
+		return nil, err
+	}
+	runDiscovery(sub.ctx, &sub.wg, &sub.o, s)
+	return sub, nil
+}
+
+// Subscribe adds a topic prefix ("" is every topic).
+func (s *Subscriber[T]) Subscribe(prefix string) error { return s.sock.Subscribe(prefix) }
+
+// Unsubscribe removes a prefix added by Subscribe or WithTopics.
+func (s *Subscriber[T]) Unsubscribe(prefix string) error { return s.sock.Unsubscribe(prefix) }
+
+// Connect connects to a publisher at ep.
+func (s *Subscriber[T]) Connect(ep string) error { return s.sock.Connect(ep) }
+
+// Disconnect undoes Connect.
+func (s *Subscriber[T]) Disconnect(ep string) error { return s.sock.Disconnect(ep) }
+
+// Endpoints returns the bound endpoints, with real port numbers.
+func (s *Subscriber[T]) Endpoints() []string { return s.sock.Endpoints() }
+
+// Publishers returns the number of connected publishers.
+func (s *Subscriber[T]) Publishers() int { return s.sock.Peers() }
+
+// Recv returns the next message. Messages that do not decode (not [topic,
+// envelope], or a body that is not a T) are skipped and counted in
+// Stats.Dropped. Recv may be called from several goroutines; messages are
+// taken one at a time, in arrival order. It fails with ctx's error or, once
+// the Subscriber is closed and what it had received is consumed, ErrClosed.
+func (s *Subscriber[T]) Recv(ctx context.Context) (Message[T], error) {
+	for {
+		env, gap, err := s.next(ctx)
+		if err != nil {
+			return Message[T]{}, err
+		}
+		if gap.Missed > 0 && s.o.onGap != nil {
+			s.o.onGap(gap)
+		}
+		var v T
+		if err := unmarshalBody(env.Body, &v); err != nil {
+			s.c.dropped.Add(1)
+			s.o.logger.Debug("pattern: subscriber dropped a message", "err", err)
+			continue
+		}
+		s.c.delivered.Add(1)
+		return toMessage(&env, v), nil
+	}
+}
+
+// next takes one envelope off the socket and checks its sequence number.
+func (s *Subscriber[T]) next(ctx context.Context) (codec.Envelope, Gap, error) {
+	select {
+	case s.recv <- struct{}{}:
+	case <-ctx.Done():
+		return codec.Envelope{}, Gap{}, ctxError(ctx)
+	}
+	defer func() { <-s.recv }()
+	for {
+		m, err := s.sock.Recv(ctx)
+		if err != nil {
+			if errors.Is(err, socket.ErrClosed) {
+				err = ErrClosed
+			}
+			return codec.Envelope{}, Gap{}, err
+		}
+		var env codec.Envelope
+		if len(m.Frames) != 2 || codec.Decode(m.Frames[1], &env) != nil || env.Kind != codec.KindData {
+			s.c.dropped.Add(1)
+			continue
+		}
+		if env.Topic == "" {
+			env.Topic = string(m.Frames[0])
+		}
+		return env, s.track(&env), nil
+	}
+}
+
+// track updates the sequence state of env's stream and returns the gap it
+// reveals, if any.
+func (s *Subscriber[T]) track(env *codec.Envelope) Gap {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	src := s.sources[env.Sender]
+	if src == nil {
+		src = &SourceStats{Sender: env.Sender}
+		s.sources[env.Sender] = src
+	}
+	src.Delivered++
+	k := streamKey{env.Sender, env.Topic}
+	last, seen := s.streams[k]
+	s.streams[k] = env.Seq
+	if !seen || env.Seq <= last || env.Seq == 0 {
+		return Gap{}
+	}
+	missed := env.Seq - last - 1
+	if missed == 0 {
+		return Gap{}
+	}
+	src.Gaps += missed
+	s.c.gaps.Add(missed)
+	return Gap{Sender: env.Sender, Topic: env.Topic, From: last + 1, To: env.Seq - 1, Missed: missed}
+}
+
+// Stats returns the Subscriber's counters: Delivered (messages returned by
+// Recv), Gaps (messages known missed), Dropped (undecodable messages) and
+// per publisher in Sources: delivered, missed and reliability (delivered /
+// sent).
+func (s *Subscriber[T]) Stats() Stats {
+	var st Stats
+	s.c.fill(&st)
+	addSocket(&st.Socket, s.sock.Stats())
+	s.mu.Lock()
+	for _, src := range s.sources {
+		ss := *src
+		ss.Reliability = ratio(ss.Delivered, ss.Gaps)
+		st.Sources = append(st.Sources, ss)
+	}
+	s.mu.Unlock()
+	slices.SortFunc(st.Sources, func(a, b SourceStats) int {
+		switch {
+		case a.Sender < b.Sender:
+			return -1
+		case a.Sender > b.Sender:
+			return 1
+		}
+		return 0
+	})
+	return st
+}
+
+// Close closes the Subscriber. Blocked Recv calls return ErrClosed once the
+// messages already received are consumed. Close is idempotent.
+func (s *Subscriber[T]) Close() error {
+	s.cancel()
+	err := s.sock.Close()
+	s.wg.Wait()
+	return err
+}
