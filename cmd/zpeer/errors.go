@@ -31,7 +31,22 @@ func usagef(format string, args ...any) error {
 // interrupted is the cause of the command context when a signal stops zpeer.
 type interrupted struct{ sig syscall.Signal }
 
-func (e interrupted) Error() string { return "interrupted by " + e.sig.String() }
+func (e interrupted) Error() string {
+	switch e.sig {
+	case syscall.SIGINT:
+		return "interrupted (SIGINT)"
+	case syscall.SIGTERM:
+		return "stopped (SIGTERM)"
+	}
+	return "stopped by " + e.sig.String()
+}
+
+// reported wraps an error that has already been told to the user: it
+// sets the exit code but prints nothing more.
+type reported struct{ err error }
+
+func (e reported) Error() string { return e.err.Error() }
+func (e reported) Unwrap() error { return e.err }
 
 // code follows the shell convention: 128 + the signal number.
 func (e interrupted) code() int { return 128 + int(e.sig) }

@@ -42,6 +42,9 @@ func (a *app) execute(ctx context.Context, args []string) int {
 		// argument count, bad flag value) is a usage error.
 		err = usageError{err}
 	}
+	if errors.As(err, new(reported)) {
+		return exitCode(err)
+	}
 	line := errorLine(err)
 	if exitCode(err) == exitUsage {
 		path := "zpeer"

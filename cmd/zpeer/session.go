@@ -68,7 +68,10 @@ func (a *app) runSocket(ctx context.Context, sc sockCmd, o *sockOpts, args []str
 		if cerr := s.out.Close(); err == nil && cerr != nil {
 			err = fmt.Errorf("writing output: %w", cerr)
 		}
-		if _, ok := errInterrupted(ctx); ok || o.verbose {
+		if in, ok := errInterrupted(ctx); ok {
+			a.errorf("zpeer: %s: %s", in, s.summary())
+			err = reported{in}
+		} else if o.verbose {
 			a.errorf("zpeer: %s", s.summary())
 		}
 	}()
@@ -82,11 +85,6 @@ func (a *app) runSocket(ctx context.Context, sc sockCmd, o *sockOpts, args []str
 		err = s.runSend(ctx, args)
 	default:
 		err = s.runRecv(ctx)
-	}
-	if in, ok := errInterrupted(ctx); ok {
-		// Stopped by a signal: whatever the loop returned, that is the
-		// outcome.
-		return in
 	}
 	return err
 }
@@ -166,18 +164,40 @@ func (s *session) open(ctx context.Context, first bool) error {
 	return nil
 }
 
-// close stops discovery (with its goodbye announcements) and closes the
-// socket, lingering for queued messages.
+// close closes the socket, lingering for queued messages, and stops
+// discovery, with its goodbye announcements.
 func (s *session) close() {
 	s.mu.Lock()
 	sock, disc := s.sock, s.disc
 	s.sock, s.disc = nil, nil
 	s.mu.Unlock()
+	// The socket first, so that queued messages still go out while the
+	// connections discovery made are up; then the goodbyes.
+	if sock != nil {
+		drainQueues(sock, s.o.linger)
+		sock.Close()
+	}
 	if disc != nil {
 		disc.Close()
 	}
-	if sock != nil {
-		sock.Close()
+}
+
+// drainQueues waits up to linger for every peer's send queue to be written
+// out. Socket.Close lingers only for the connections it accepted: it stops
+// its dialers first, and a dialler closes its connection at once, dropping
+// what is still queued there. Until the socket package drains dialled pipes
+// too, zpeer waits here.
+func drainQueues(sock *socket.Socket, linger time.Duration) {
+	deadline := time.Now().Add(linger)
+	for time.Now().Before(deadline) {
+		queued := 0
+		for _, p := range sock.Stats().PerPeer {
+			queued += p.Queued
+		}
+		if queued == 0 {
+			return
+		}
+		time.Sleep(2 * time.Millisecond)
 	}
 }
 
@@ -198,6 +218,7 @@ func (s *session) event(ev socket.Event) {
 		delete(s.dialErr, ev.Endpoint)
 	}
 	s.mu.Unlock()
+	s.discoveryHint(ev)
 	if !s.o.verbose {
 		return
 	}
