@@ -42,9 +42,7 @@ func TestRequestReply(t *testing.T) {
 	if st.Sent != 20 || st.Delivered != 20 || st.Latency.Count != 20 || st.Latency.P50 <= 0 {
 		t.Fatalf("stats: %+v", st)
 	}
-	if rs := rp.Stats(); rs.Delivered != 20 || rs.Sent != 20 {
-		t.Fatalf("replier stats: %+v", rs)
-	}
+	waitFor(t, "replier stats", func() bool { rs := rp.Stats(); return rs.Delivered == 20 && rs.Sent == 20 })
 }
 
 func TestRequestConcurrent(t *testing.T) {
