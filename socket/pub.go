@@ -9,45 +9,53 @@ import (
 
 // subscriptions is what one SUB peer asked a PUB for: prefixes with a count
 // (the same prefix subscribed twice needs two cancels, as in libzmq).
+// Matching reads an immutable snapshot, so the publisher's hot path takes no
+// lock and writes no shared memory.
 type subscriptions struct {
-	mu  sync.RWMutex
-	m   map[string]int
-	all int // count of the empty prefix
+	mu    sync.Mutex
+	count map[string]int
+	snap  atomic.Pointer[subSnapshot]
+}
+
+type subSnapshot struct {
+	all      bool
+	prefixes []string
 }
 
 func (s *subscriptions) add(prefix []byte, on bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if len(prefix) == 0 {
-		if on {
-			s.all++
-		} else if s.all > 0 {
-			s.all--
-		}
-		return
-	}
-	if s.m == nil {
-		s.m = make(map[string]int)
+	if s.count == nil {
+		s.count = make(map[string]int)
 	}
 	k := string(prefix)
-	if on {
-		s.m[k]++
-		return
+	switch {
+	case on:
+		s.count[k]++
+	case s.count[k] <= 1:
+		delete(s.count, k)
+	default:
+		s.count[k]--
 	}
-	if s.m[k] <= 1 {
-		delete(s.m, k)
-	} else {
-		s.m[k]--
+	snap := &subSnapshot{}
+	for p := range s.count {
+		if p == "" {
+			snap.all = true
+		}
+		snap.prefixes = append(snap.prefixes, p)
 	}
+	s.snap.Store(snap)
 }
 
 func (s *subscriptions) match(topic []byte) bool {
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	if s.all > 0 {
+	snap := s.snap.Load()
+	if snap == nil {
+		return false
+	}
+	if snap.all {
 		return true
 	}
-	for k := range s.m {
+	for _, k := range snap.prefixes {
 		if len(topic) >= len(k) && string(topic[:len(k)]) == k {
 			return true
 		}
