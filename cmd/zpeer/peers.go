@@ -40,6 +40,11 @@ last seen. With --watch it streams up, updated and down events instead, until
 			if len(o.services) == 0 {
 				return usagef("peers needs --service (discovery browses one service at a time)")
 			}
+			for _, svc := range o.services {
+				if _, err := discovery.ServiceType(svc); err != nil {
+					return usageError{err}
+				}
+			}
 			if o.count < 0 || o.wait < 0 || o.timeout < 0 {
 				return usagef("--count, --wait and --timeout cannot be negative")
 			}

@@ -9,6 +9,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/zpeer/zpeer/codec"
+	"github.com/zpeer/zpeer/discovery"
 	"github.com/zpeer/zpeer/socket"
 )
 
@@ -200,7 +201,7 @@ func (a *app) socketCommand(sc sockCmd) *cobra.Command {
 		f.StringVarP(&o.exec, "exec", "e", "", "reply with the standard output of shell command `CMD`, run with the request on its standard input")
 	}
 	if sc.role&(roleSend|roleReply) != 0 {
-		f.StringVar(&o.body, "body", bodyText, "msgpack body of what is sent: text (a string), json (each message is JSON, sent as the same MessagePack value) or bin (the bytes as they are)")
+		f.StringVar(&o.body, "body", bodyText, "`FORMAT` of the msgpack body sent: text (a string), json (each message is JSON, sent as the same MessagePack value) or bin (the bytes as they are)")
 		f.StringVar(&o.msgType, "type", "", "message type `T` in the envelope")
 		f.Uint8Var(&o.priority, "priority", 0, "message priority `P` (0-255; above 0 jumps the queue)")
 		f.StringArrayVarP(&o.headers, "header", "H", nil, "envelope header `KEY=VALUE`; repeatable")
@@ -216,7 +217,7 @@ func (a *app) socketCommand(sc sockCmd) *cobra.Command {
 	if sc.typ == socket.REQ || sc.typ == socket.DEALER {
 		f.StringVar(&o.identity, "identity", "", "routing `ID` announced to router peers")
 	}
-	f.StringVar(&o.name, "name", defaultName(), "node `NAME`: the sender in envelopes and discovery")
+	f.StringVar(&o.name, "name", "", "node `NAME`: the sender in envelopes and discovery (default HOST-PID)")
 	f.DurationVar(&o.linger, "linger", time.Second, "on exit, wait up to `D` for queued messages to go out")
 	f.BoolVarP(&o.verbose, "verbose", "v", false, "log connections and a final count on standard error")
 	return cmd
@@ -232,6 +233,14 @@ func defaultName() string {
 
 // validate checks the flags before anything touches the network.
 func (o *sockOpts) validate(sc sockCmd) error {
+	if o.name == "" {
+		o.name = defaultName()
+	}
+	if o.discover != "" {
+		if _, err := discovery.ServiceType(o.discover); err != nil {
+			return usageError{err}
+		}
+	}
 	if _, err := codec.Lookup(o.codec); err != nil {
 		return usagef("unknown codec %q (want %s)", o.codec, strings.Join(codec.Names(), " or "))
 	}
