@@ -48,7 +48,7 @@ func (g *guardConn) Read(p []byte) (int, error) {
 	switch {
 	case g.greetPos < greetingLen:
 		return g.readGreeting(p)
-	case g.bodyLeft > 0:
+	case g.bodyLeft > 0 && g.hdrLen == 0: // the header first, even when read in pieces
 		if uint64(len(p)) > g.bodyLeft {
 			p = p[:g.bodyLeft]
 		}
