@@ -79,12 +79,7 @@ func NewWatcher(service string, opts ...Option) (*Watcher, error) {
 	if err != nil {
 		return nil, err
 	}
-	w := &Watcher{
-		o:     o,
-		peers: make(map[string]*peerState),
-		tombs: make(map[string]tomb),
-		subs:  make(map[*subscription]struct{}),
-	}
+	w := newWatcher(o)
 	if service != "" || !o.noMDNS {
 		if w.service, err = serviceName(service); err != nil {
 			return nil, err
@@ -110,6 +105,21 @@ func NewWatcher(service string, opts ...Option) (*Watcher, error) {
 	if len(w.sources) == 0 {
 		return nil, fmt.Errorf("%w: WithoutMDNS and no static or SRV peers: nothing to watch", ErrInvalidOption)
 	}
+	w.start()
+	return w, nil
+}
+
+func newWatcher(o options) *Watcher {
+	return &Watcher{
+		o:     o,
+		peers: make(map[string]*peerState),
+		tombs: make(map[string]tomb),
+		subs:  make(map[*subscription]struct{}),
+	}
+}
+
+// start runs the janitor and the sources.
+func (w *Watcher) start() {
 	w.ctx, w.cancel = context.WithCancel(context.Background())
 	w.wg.Add(1 + len(w.sources))
 	go w.janitor()
@@ -119,7 +129,6 @@ func NewWatcher(service string, opts ...Option) (*Watcher, error) {
 			s.run(w.ctx)
 		}()
 	}
-	return w, nil
 }
 
 // NodeID returns the node id whose announcements this Watcher ignores.
