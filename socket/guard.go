@@ -107,6 +107,11 @@ func (g *guardConn) parseHeader() error {
 	if flags&^flagsValid != 0 {
 		return fmt.Errorf("%w: reserved frame flag bits set (0x%02x)", ErrProtocol, flags)
 	}
+	if flags&flagMore != 0 {
+		// Only single-frame commands belong in a handshake; zmq4 would
+		// gather chained frames without limit.
+		return fmt.Errorf("%w: multi-frame message during the handshake", ErrProtocol)
+	}
 	hl := 2
 	if flags&flagLong != 0 {
 		hl = 9
