@@ -27,8 +27,8 @@ var (
 	// (Send on PULL, Recv on PUSH, Subscribe on PUB).
 	ErrState = errors.New("socket: operation not allowed in this state")
 	// ErrTooLarge is returned by Send for a message over the maximum message
-	// size, and is the reason a connection is dropped when a peer announces
-	// a larger frame.
+	// size or with more than 65536 frames, and is the reason a connection is
+	// dropped when a peer announces a larger frame or sends more frames.
 	ErrTooLarge = errors.New("socket: message too large")
 	// ErrEndpoint is returned for a malformed or unsupported endpoint.
 	ErrEndpoint = errors.New("socket: bad endpoint")

@@ -19,6 +19,7 @@ const (
 	bigFrame     = 16 << 10 // frames at least this large are written from the caller's memory
 	slabSize     = 32 << 10 // received small frames are carved from slabs this size
 	slabFrameMax = 1 << 10  // ... when they are at most this large
+	maxFrames    = 1 << 16  // frames in one message, sent or received
 )
 
 var (
@@ -502,6 +503,12 @@ func (p *pipe) readLoop() {
 		if size > uint64(max) || total+int64(size) > max {
 			p.s.rejected.Add(1)
 			fail(fmt.Errorf("%w: peer sent a %d-byte frame (limit %d per message)", ErrTooLarge, size, max))
+			return
+		}
+		if len(frames) >= maxFrames {
+			// Empty frames cost no body bytes but a slice header each.
+			p.s.rejected.Add(1)
+			fail(fmt.Errorf("%w: peer sent over %d frames in one message", ErrTooLarge, maxFrames))
 			return
 		}
 		total += int64(size)

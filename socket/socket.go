@@ -254,6 +254,9 @@ func (s *Socket) Send(ctx context.Context, m Msg) error {
 	if int64(m.Size()) > s.opts.MaxMsgSize {
 		return fmt.Errorf("%w: %d bytes (limit %d)", ErrTooLarge, m.Size(), s.opts.MaxMsgSize)
 	}
+	if len(m.Frames) > maxFrames {
+		return fmt.Errorf("%w: %d frames (limit %d)", ErrTooLarge, len(m.Frames), maxFrames)
+	}
 	if s.isClosed() {
 		return ErrClosed
 	}
