@@ -191,7 +191,7 @@ func stream(ctx context.Context, top *Topology, p Params) (Sample, error) {
 		}
 		s.Latency = h
 	} else {
-		s.Detail = fmt.Sprintf("lost %d of %d; latency not sampled", s.Sent-s.Delivered, s.Sent)
+		s.Detail = fmt.Sprintf("received %d of %d sent; latency not sampled", s.Delivered, s.Sent)
 	}
 	if err := errors.Join(serr, rerr); err != nil {
 		return s, err
@@ -345,7 +345,15 @@ type rx struct {
 // receive runs r's receive loop until ctx ends. seen, if not nil, is a
 // bitmap over sequence numbers shared by all receivers.
 func (x *rx) receive(ctx context.Context, r Receiver, base time.Time, seen []atomic.Uint64) {
+	done := ctx.Done()
 	for {
+		// Stop on time even where messages keep coming and the stack's
+		// Recv looks at ctx only when it has to wait.
+		select {
+		case <-done:
+			return
+		default:
+		}
 		b, err := r.Recv(ctx)
 		if err != nil {
 			if ctx.Err() == nil {

@@ -1,0 +1,155 @@
+package bench
+
+import (
+	"context"
+	"errors"
+	"syscall"
+	"time"
+
+	zmq "github.com/pebbe/zmq4"
+
+	"github.com/zpeer/zpeer/internal/benchcore"
+)
+
+// Libzmq is libzmq (the C library, Debian's libzmq5) through
+// github.com/pebbe/zmq4, with default options (HWM 1000, one I/O thread)
+// and linger 0. A libzmq socket is used by one goroutine at a time, so
+// calls poll the context every 100 ms through the send and receive
+// time-outs instead of being interrupted.
+type Libzmq struct{}
+
+// Name implements benchcore.Stack.
+func (Libzmq) Name() string { return benchcore.RefLibzmq }
+
+const zmqPoll = 100 * time.Millisecond
+
+type zmqTopo struct {
+	zctx  *zmq.Context
+	socks []*zmq.Socket
+}
+
+func (t *zmqTopo) socket(typ zmq.Type) (*zmq.Socket, error) {
+	s, err := t.zctx.NewSocket(typ)
+	if err != nil {
+		return nil, err
+	}
+	t.socks = append(t.socks, s)
+	for _, err := range []error{s.SetLinger(0), s.SetRcvtimeo(zmqPoll), s.SetSndtimeo(zmqPoll)} {
+		if err != nil {
+			return nil, err
+		}
+	}
+	return s, nil
+}
+
+func (t *zmqTopo) close() error {
+	var errs []error
+	for _, s := range t.socks {
+		if err := s.Close(); err != nil && !errors.Is(err, zmq.ErrorSocketClosed) {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(append(errs, t.zctx.Term())...)
+}
+
+// build binds one socket of type bt on 127.0.0.1 and connects n of type ct.
+func (Libzmq) build(bt, ct zmq.Type, n int, setup func(*zmq.Socket) error) (*zmqTopo, *zmq.Socket, []*zmq.Socket, error) {
+	zctx, err := zmq.NewContext()
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	t := &zmqTopo{zctx: zctx}
+	fail := func(err error) (*zmqTopo, *zmq.Socket, []*zmq.Socket, error) {
+		t.close()
+		return nil, nil, nil, err
+	}
+	b, err := t.socket(bt)
+	if err != nil {
+		return fail(err)
+	}
+	if err := b.Bind("tcp://127.0.0.1:*"); err != nil {
+		return fail(err)
+	}
+	ep, err := b.GetLastEndpoint()
+	if err != nil {
+		return fail(err)
+	}
+	var cs []*zmq.Socket
+	for range n {
+		c, err := t.socket(ct)
+		if err != nil {
+			return fail(err)
+		}
+		if setup != nil {
+			if err := setup(c); err != nil {
+				return fail(err)
+			}
+		}
+		if err := c.Connect(ep); err != nil {
+			return fail(err)
+		}
+		cs = append(cs, c)
+	}
+	return t, b, cs, nil
+}
+
+func (l Libzmq) topo(bt, ct zmq.Type, n int, setup func(*zmq.Socket) error) (*benchcore.Topology, error) {
+	t, b, cs, err := l.build(bt, ct, n, setup)
+	if err != nil {
+		return nil, err
+	}
+	top := &benchcore.Topology{Send: zmqConn{b}, Close: t.close}
+	for _, c := range cs {
+		top.Recv = append(top.Recv, zmqConn{c})
+	}
+	return top, nil
+}
+
+// Pipeline implements benchcore.Stack.
+func (l Libzmq) Pipeline(ctx context.Context, n int) (*benchcore.Topology, error) {
+	return l.topo(zmq.PUSH, zmq.PULL, n, nil)
+}
+
+// PubSub implements benchcore.Stack.
+func (l Libzmq) PubSub(ctx context.Context, n int) (*benchcore.Topology, error) {
+	return l.topo(zmq.PUB, zmq.SUB, n, func(s *zmq.Socket) error { return s.SetSubscribe("") })
+}
+
+// ReqRep implements benchcore.Stack.
+func (l Libzmq) ReqRep(ctx context.Context) (*benchcore.Topology, error) {
+	t, rep, reqs, err := l.build(zmq.REP, zmq.REQ, 1, nil)
+	if err != nil {
+		return nil, err
+	}
+	return &benchcore.Topology{Client: zmqConn{reqs[0]}, Server: zmqConn{rep}, Close: t.close}, nil
+}
+
+type zmqConn struct{ s *zmq.Socket }
+
+func again(err error) bool { return zmq.AsErrno(err) == zmq.Errno(syscall.EAGAIN) }
+
+func (c zmqConn) Send(ctx context.Context, b []byte) error {
+	for {
+		_, err := c.s.SendBytes(b, 0)
+		if err == nil || !again(err) {
+			return err
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+	}
+}
+
+func (c zmqConn) Recv(ctx context.Context) ([]byte, error) {
+	for {
+		b, err := c.s.RecvBytes(0)
+		if err == nil || !again(err) {
+			return b, err
+		}
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+	}
+}
+
+func (c zmqConn) Close() error { return c.s.Close() }
