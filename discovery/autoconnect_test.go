@@ -233,7 +233,7 @@ func TestWatcherSinkRules(t *testing.T) {
 		t.Fatalf("%v %+v", e.Kind, e.Peer)
 	}
 	w.seen("mdns", mpeer("a", "PUB", "tcp://h:9"), 1, "v1", now) // older revision
-	w.gone("mdns:a", 1, now)                                      // goodbye of an older revision
+	w.gone("mdns:a", 1, now)                                     // goodbye of an older revision
 	w.seen("mdns", mpeer("a", "PUB", "tcp://h:2"), 3, "v3", now)
 	if e := next(); e.Kind != PeerUpdated || e.Peer.Endpoint() != "tcp://h:2" {
 		t.Fatalf("%v %+v", e.Kind, e.Peer)

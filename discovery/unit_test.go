@@ -92,9 +92,9 @@ func TestTXTRoundTrip(t *testing.T) {
 
 func TestTXTDecodeRules(t *testing.T) {
 	for _, tc := range []struct {
-		name string
-		txt  []string
-		ok   bool
+		name  string
+		txt   []string
+		ok    bool
 		check func(txtData) bool
 	}{
 		{"no marker", []string{"node=a", "type=PUB"}, false, nil},
