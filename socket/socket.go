@@ -354,9 +354,7 @@ func (s *Socket) Close() error {
 	for _, l := range s.listeners {
 		l.ln.Close()
 	}
-	for _, d := range s.dialers {
-		d.halt()
-	}
+	ds := s.dialers
 	s.listeners, s.dialers = map[string]*listener{}, map[string]*dialer{}
 	ps := make([]*pipe, 0, len(s.pipes))
 	for p := range s.pipes {
@@ -367,6 +365,11 @@ func (s *Socket) Close() error {
 	deadline := time.Now().Add(s.opts.Linger)
 	for _, p := range ps {
 		p.drain(deadline)
+	}
+	// Only now stop the dialers: a dialer ends its connection when stopped,
+	// which would throw away what the linger time is for.
+	for _, d := range ds {
+		d.halt()
 	}
 	close(s.closing)
 	for _, p := range ps {
