@@ -44,6 +44,7 @@ type Socket struct {
 	pipes     map[*pipe]struct{}
 	listeners map[string]*listener
 	dialers   map[string]*dialer
+	shaking   map[net.Conn]struct{} // connections in the handshake
 	closed    bool
 
 	readyMu sync.Mutex
@@ -99,6 +100,7 @@ func New(t Type, opts ...Option) (*Socket, error) {
 		pipes:     make(map[*pipe]struct{}),
 		listeners: make(map[string]*listener),
 		dialers:   make(map[string]*dialer),
+		shaking:   make(map[net.Conn]struct{}),
 		readyCh:   make(chan struct{}),
 		closing:   make(chan struct{}),
 	}
@@ -355,6 +357,9 @@ func (s *Socket) Close() error {
 		l.ln.Close()
 	}
 	ds := s.dialers
+	for c := range s.shaking {
+		c.Close() // do not wait out a stalled handshake's timeout
+	}
 	s.listeners, s.dialers = map[string]*listener{}, map[string]*dialer{}
 	ps := make([]*pipe, 0, len(s.pipes))
 	for p := range s.pipes {
@@ -502,9 +507,25 @@ func (s *Socket) handshake(c net.Conn, ep string, server bool) (*pipe, error) {
 	}
 	g := newGuardConn(c)
 	c.SetDeadline(time.Now().Add(s.opts.HandshakeTimeout))
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		c.Close()
+		return nil, ErrClosed
+	}
+	s.shaking[c] = struct{}{}
+	s.mu.Unlock()
 	zc, err := zmq4.Open(g, s.opts.Security, s.typ.zmq(), zmq4.SocketIdentity(s.opts.Identity), server, nil)
 	if err == nil {
 		err = c.SetDeadline(time.Time{})
+	}
+	s.mu.Lock()
+	delete(s.shaking, c)
+	closed := s.closed
+	s.mu.Unlock()
+	if closed {
+		c.Close()
+		return nil, ErrClosed
 	}
 	if err != nil {
 		c.Close()
