@@ -41,3 +41,21 @@ func Select(list string) ([]benchcore.Stack, error) {
 	}
 	return out, nil
 }
+
+// AllScenarios lists the standard scenarios and the stack-specific ones of
+// sts, in run order.
+func AllScenarios(sts []benchcore.Stack) []benchcore.Scenario {
+	out := benchcore.Scenarios()
+	seen := map[string]bool{}
+	for _, st := range sts {
+		if es, ok := st.(benchcore.ExtraStack); ok {
+			for _, e := range es.Extras() {
+				if !seen[e.Scenario.Name] {
+					seen[e.Scenario.Name] = true
+					out = append(out, e.Scenario)
+				}
+			}
+		}
+	}
+	return out
+}

@@ -106,8 +106,10 @@ func Scenarios() []Scenario {
 			Desc: "PUB->8 SUBs, 64 B, publisher as fast as it goes; deliveries/s summed over subscribers"},
 		Scenario{Name: "fault/puller-killed", Kind: Fault, Fault: FaultPullerKilled, Size: 64, Peers: 2,
 			Desc: "PUSH->2 PULLs at a paced rate; one puller closes half-way; unique delivered / sent"},
-		Scenario{Name: "fault/slow-subscriber", Kind: Fault, Fault: FaultSlowSub, Size: 64, Peers: 2,
-			Desc: "PUB->2 SUBs at a paced rate; one stops reading for the middle half; the healthy subscriber's delivered / sent"},
+		// 1 KiB so that what the stalled subscriber misses outgrows the
+		// kernel's socket buffers and reaches the stack's own queues.
+		Scenario{Name: "fault/slow-subscriber", Kind: Fault, Fault: FaultSlowSub, Size: KiB, Peers: 2,
+			Desc: "PUB->2 SUBs, 1 KiB at a paced rate; one stops reading for the middle half; the healthy subscriber's delivered / sent"},
 	)
 	return s
 }

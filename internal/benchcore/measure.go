@@ -57,6 +57,9 @@ func Measure(ctx context.Context, st Stack, p Params) (Sample, error) {
 	return Sample{}, fmt.Errorf("benchcore: unknown scenario kind %q", sc.Kind)
 }
 
+// Flush flushes s if it is a Flusher.
+func Flush(s Sender) error { return flush(s) }
+
 func flush(s Sender) error {
 	if f, ok := s.(Flusher); ok {
 		return f.Flush()

@@ -288,3 +288,8 @@ func ratio(v float64) string {
 	}
 	return fmt.Sprintf("%.2f×", v)
 }
+
+// Machine describes where the numbers come from: CPUs, OS and Go.
+func Machine() string {
+	return fmt.Sprintf("%d CPUs, %s/%s, %s", runtime.NumCPU(), runtime.GOOS, runtime.GOARCH, runtime.Version())
+}
