@@ -49,6 +49,11 @@ type helperLine struct {
 	Endpoint string `json:"endpoint,omitempty"`
 	Reason   string `json:"reason,omitempty"`
 	Err      string `json:"err,omitempty"`
+	// Time is when the event was decided, or when leaving started
+	// (Unix nanoseconds; helpers share the machine's clock).
+	Time int64 `json:"time,omitempty"`
+	// CloseNanos is how long the Announcer and Watcher took to close.
+	CloseNanos int64 `json:"close_nanos,omitempty"`
 }
 
 // helperMain announces (and optionally watches) until stdin is closed, then
@@ -85,7 +90,8 @@ func helperMain(raw string) int {
 		go func() {
 			defer close(done)
 			for ev := range w.Events() {
-				emit(helperLine{Kind: ev.Kind.String(), Node: ev.Peer.Node, Endpoint: ev.Peer.Endpoint(), Reason: ev.Reason})
+				emit(helperLine{Kind: ev.Kind.String(), Node: ev.Peer.Node, Endpoint: ev.Peer.Endpoint(), Reason: ev.Reason,
+					Time: ev.Time.UnixNano()})
 			}
 		}()
 	} else {
@@ -101,11 +107,15 @@ func helperMain(raw string) int {
 	case <-stdin:
 	case <-time.After(2 * time.Minute):
 	}
+	// Goodbyes first, as a program shutting down should.
+	start := time.Now()
+	emit(helperLine{Kind: "leaving", Node: cfg.Node, Time: start.UnixNano()})
+	a.Close()
 	if w != nil {
 		w.Close()
 	}
 	<-done
-	a.Close()
+	emit(helperLine{Kind: "closed", Node: cfg.Node, CloseNanos: int64(time.Since(start))})
 	return 0
 }
 
@@ -188,13 +198,26 @@ func (h *helperProc) next(t testing.TB, timeout time.Duration, ok func(helperLin
 	}
 }
 
-// stop closes the helper's stdin (graceful close with goodbyes) and waits.
-func (h *helperProc) stop(t testing.TB) {
+// stop closes the helper's stdin (graceful close with goodbyes), waits
+// for it to exit and returns when it started leaving.
+func (h *helperProc) stop(t testing.TB) time.Time {
 	t.Helper()
 	h.stdin.Close()
+	var leaving time.Time
+	for l := range h.lines {
+		switch l.Kind {
+		case "leaving":
+			leaving = time.Unix(0, l.Time)
+		case "closed":
+			if d := time.Duration(l.CloseNanos); d > 2*time.Second {
+				t.Errorf("helper %s took %v to close", l.Node, d)
+			}
+		}
+	}
 	if err := h.cmd.Wait(); err != nil {
 		t.Errorf("helper: %v", err)
 	}
+	return leaving
 }
 
 // kill kills the helper with SIGKILL: no goodbye.
