@@ -1,0 +1,366 @@
+package pattern
+
+import (
+	"context"
+	"errors"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/zpeer/zpeer/codec"
+	"github.com/zpeer/zpeer/socket"
+)
+
+// ackPuller is the acknowledged mode of a Puller: one DEALER socket per
+// pusher endpoint, a shared pool of workers, and per-socket batched acks.
+type ackPuller[T any] struct {
+	pl   *Puller[T]
+	jobs chan pullJob
+	wg   sync.WaitGroup // receivers and workers
+	awg  sync.WaitGroup // ackers
+
+	mu    sync.Mutex
+	socks map[string]*pullSock
+
+	dmu    sync.Mutex
+	inprog map[codec.ID]*pullSock   // being processed: the socket of the first copy
+	extra  map[codec.ID][]*pullSock // duplicates that arrived meanwhile
+	done   map[codec.ID]struct{}    // recently processed
+	ring   []codec.ID
+	pos    int
+}
+
+type pullJob struct {
+	ps   *pullSock
+	id   codec.ID
+	body []byte
+}
+
+// pullSock is the connection to one pusher endpoint.
+type pullSock struct {
+	ep   string
+	sock *socket.Socket
+	up   atomic.Int32
+	kick chan struct{}
+	stop chan struct{}
+
+	amu   sync.Mutex
+	ids   []byte // acks due, 16 bytes each
+	spare []byte
+}
+
+func newAckPuller[T any](pl *Puller[T]) *ackPuller[T] {
+	return &ackPuller[T]{pl: pl, jobs: make(chan pullJob, pl.o.credit), socks: make(map[string]*pullSock),
+		inprog: make(map[codec.ID]*pullSock), extra: make(map[codec.ID][]*pullSock),
+		done: make(map[codec.ID]struct{}, pl.o.dedupWindow), ring: make([]codec.ID, pl.o.dedupWindow)}
+}
+
+func (a *ackPuller[T]) start() {
+	for range a.pl.o.workers {
+		a.wg.Add(1)
+		go a.worker()
+	}
+}
+
+func (a *ackPuller[T]) connect(ep string) error {
+	ps := &pullSock{ep: ep, kick: make(chan struct{}, 1), stop: make(chan struct{})}
+	sopts := append([]socket.Option{
+		socket.WithNoBlock(),
+		socket.WithEventHandler(func(ev socket.Event) { a.event(ps, ev) }),
+	}, a.pl.o.sockOpts...)
+	s, err := socket.New(socket.DEALER, sopts...)
+	if err != nil {
+		return err
+	}
+	ps.sock = s
+	a.mu.Lock()
+	if a.pl.ctx.Err() != nil {
+		a.mu.Unlock()
+		s.Close()
+		return ErrClosed
+	}
+	if a.socks[ep] != nil {
+		a.mu.Unlock()
+		s.Close()
+		return &endpointError{ep, "already connected"}
+	}
+	a.socks[ep] = ps
+	a.wg.Add(1)
+	a.awg.Add(1)
+	a.mu.Unlock()
+	go a.receiver(ps)
+	go a.acker(ps)
+	if err := s.Connect(ep); err != nil {
+		a.disconnect(ep)
+		return err
+	}
+	return nil
+}
+
+type endpointError struct{ ep, what string }
+
+func (e *endpointError) Error() string {
+	return "pattern: endpoint " + strconv.Quote(e.ep) + ": " + e.what
+}
+func (e *endpointError) Unwrap() error { return socket.ErrEndpoint }
+
+func (a *ackPuller[T]) disconnect(ep string) error {
+	a.mu.Lock()
+	ps := a.socks[ep]
+	delete(a.socks, ep)
+	a.mu.Unlock()
+	if ps == nil {
+		return &endpointError{ep, "not connected"}
+	}
+	close(ps.stop)
+	return ps.sock.Close()
+}
+
+func (a *ackPuller[T]) peers() int {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	n := 0
+	for _, ps := range a.socks {
+		n += int(ps.up.Load())
+	}
+	return n
+}
+
+// event runs on the socket's event goroutine: every new connection starts
+// with a hello announcing the credit.
+func (a *ackPuller[T]) event(ps *pullSock, ev socket.Event) {
+	switch ev.Kind {
+	case socket.EventConnected:
+		ps.up.Add(1)
+		env := codec.Envelope{Kind: codec.KindAck, Sender: a.pl.o.name, Timestamp: time.Now().UnixNano(),
+			Headers: map[string]string{creditHeader: strconv.Itoa(a.pl.o.credit)}}
+		if frame, err := encodeEnvelope(&env); err == nil {
+			ps.sock.Send(context.Background(), socket.Msg{Frames: [][]byte{empty, frame}})
+		}
+		// Acks left over from the last connection settle messages the
+		// pusher may have requeued: send them now.
+		ps.wake()
+	case socket.EventDisconnected:
+		ps.up.Add(-1)
+	}
+}
+
+func (ps *pullSock) wake() {
+	select {
+	case ps.kick <- struct{}{}:
+	default:
+	}
+}
+
+func (a *ackPuller[T]) receiver(ps *pullSock) {
+	defer a.wg.Done()
+	c := &a.pl.c
+	for {
+		m, err := ps.sock.Recv(a.pl.ctx)
+		if err != nil {
+			return
+		}
+		select {
+		case <-ps.stop:
+			return
+		default:
+		}
+		n := len(m.Frames)
+		var env codec.Envelope
+		if n == 0 || codec.Decode(m.Frames[n-1], &env) != nil || env.Kind != codec.KindData {
+			c.dropped.Add(1)
+			continue
+		}
+		a.dmu.Lock()
+		if _, ok := a.done[env.ID]; ok {
+			a.dmu.Unlock()
+			c.dups.Add(1)
+			ps.ack(env.ID)
+			continue
+		}
+		if _, ok := a.inprog[env.ID]; ok {
+			a.extra[env.ID] = append(a.extra[env.ID], ps)
+			a.dmu.Unlock()
+			c.dups.Add(1)
+			continue
+		}
+		a.inprog[env.ID] = ps
+		a.dmu.Unlock()
+		select {
+		case a.jobs <- pullJob{ps, env.ID, env.Body}:
+		case <-a.pl.ctx.Done():
+			return
+		}
+	}
+}
+
+func (a *ackPuller[T]) worker() {
+	defer a.wg.Done()
+	ctx := a.pl.ctx
+	for {
+		var j pullJob
+		select {
+		case j = <-a.jobs:
+		case <-ctx.Done():
+			return
+		}
+		err := a.pl.handle(j.body)
+		if err != nil && ctx.Err() != nil && errors.Is(err, context.Canceled) {
+			continue // closing: neither ack nor nack; the pusher redelivers
+		}
+		a.finish(j.id, err)
+	}
+}
+
+// finish acks (or nacks) every copy of id received so far.
+func (a *ackPuller[T]) finish(id codec.ID, err error) {
+	a.dmu.Lock()
+	first := a.inprog[id]
+	more := a.extra[id]
+	delete(a.inprog, id)
+	if more != nil {
+		delete(a.extra, id)
+	}
+	if err == nil {
+		if old := a.ring[a.pos]; len(a.done) >= len(a.ring) {
+			delete(a.done, old)
+		}
+		a.ring[a.pos] = id
+		a.pos = (a.pos + 1) % len(a.ring)
+		a.done[id] = struct{}{}
+	}
+	a.dmu.Unlock()
+	for i := -1; i < len(more); i++ {
+		ps := first
+		if i >= 0 {
+			ps = more[i]
+		}
+		if ps == nil {
+			continue
+		}
+		if err == nil {
+			ps.ack(id)
+			a.pl.c.acked.Add(1)
+		} else {
+			a.nack(ps, id, err)
+		}
+	}
+}
+
+func (ps *pullSock) ack(id codec.ID) {
+	ps.amu.Lock()
+	ps.ids = append(ps.ids, id[:]...)
+	ps.amu.Unlock()
+	ps.wake()
+}
+
+func (a *ackPuller[T]) nack(ps *pullSock, id codec.ID, cause error) {
+	bp := codec.GetBuffer()
+	defer codec.PutBuffer(bp)
+	body, _ := marshalBody(*bp, cause.Error())
+	*bp = body
+	env := codec.Envelope{ID: id, Kind: codec.KindNack, Sender: a.pl.o.name, Timestamp: time.Now().UnixNano(), Body: body}
+	if frame, err := encodeEnvelope(&env); err == nil {
+		// Best effort: a lost nack becomes an ack timeout at the pusher.
+		ps.sock.Send(context.Background(), socket.Msg{Frames: [][]byte{empty, frame}})
+	}
+}
+
+// acker sends the acks due on ps in batches: whatever accumulated while
+// the previous batch was being sent goes out in one message.
+func (a *ackPuller[T]) acker(ps *pullSock) {
+	defer a.awg.Done()
+	var retry *time.Timer
+	var retryC <-chan time.Time
+	defer func() {
+		if retry != nil {
+			retry.Stop()
+		}
+	}()
+	for {
+		select {
+		case <-ps.kick:
+		case <-retryC:
+		case <-ps.stop:
+			a.flush(ps)
+			return
+		}
+		retryC = nil
+		if !a.flush(ps) {
+			if retry == nil {
+				retry = time.NewTimer(10 * time.Millisecond)
+			} else {
+				retry.Reset(10 * time.Millisecond)
+			}
+			retryC = retry.C
+		}
+	}
+}
+
+// flush sends the acks due on ps; it reports false when they could not be
+// sent and are kept for later.
+func (a *ackPuller[T]) flush(ps *pullSock) bool {
+	ps.amu.Lock()
+	ids := ps.ids
+	ps.ids = ps.spare[:0]
+	ps.spare = nil
+	ps.amu.Unlock()
+	if len(ids) == 0 {
+		ps.amu.Lock()
+		ps.spare = ids
+		ps.amu.Unlock()
+		return true
+	}
+	bp := codec.GetBuffer()
+	body, _ := marshalBody(*bp, ids)
+	*bp = body
+	env := codec.Envelope{Kind: codec.KindAck, Sender: a.pl.o.name, Timestamp: time.Now().UnixNano(), Body: body}
+	frame, err := encodeEnvelope(&env)
+	codec.PutBuffer(bp)
+	if err == nil {
+		err = ps.sock.Send(context.Background(), socket.Msg{Frames: [][]byte{empty, frame}})
+	}
+	ps.amu.Lock()
+	defer ps.amu.Unlock()
+	if err == nil {
+		ps.spare = ids[:0]
+		return true
+	}
+	// Keep them, oldest first, but no more than the dedup window's worth.
+	ids = append(ids, ps.ids...)
+	if max := 16 * len(a.ring); len(ids) > max {
+		ids = ids[len(ids)-max:]
+	}
+	ps.ids = ids
+	return false
+}
+
+func (a *ackPuller[T]) stats(s *Stats) {
+	a.mu.Lock()
+	socks := make([]*pullSock, 0, len(a.socks))
+	for _, ps := range a.socks {
+		socks = append(socks, ps)
+	}
+	a.mu.Unlock()
+	for _, ps := range socks {
+		addSocket(&s.Socket, ps.sock.Stats())
+	}
+}
+
+// close runs after the Puller's context is cancelled: it waits for the
+// receivers and workers, flushes the acks due and closes the sockets.
+func (a *ackPuller[T]) close() {
+	a.wg.Wait()
+	a.mu.Lock()
+	socks := a.socks
+	a.socks = map[string]*pullSock{}
+	a.mu.Unlock()
+	for _, ps := range socks {
+		close(ps.stop)
+	}
+	a.awg.Wait()
+	for _, ps := range socks {
+		ps.sock.Close()
+	}
+}

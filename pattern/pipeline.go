@@ -1,0 +1,392 @@
+package pattern
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"runtime/debug"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/zpeer/zpeer/codec"
+	"github.com/zpeer/zpeer/socket"
+)
+
+// Pusher hands typed work items to a pool of Pullers, load-balanced over the
+// pullers that are ready. It works in one of two modes, and its pullers must
+// use the same one:
+//
+// Fire-and-forget (the default) is a PUSH socket sending one frame, the
+// envelope. Push returns once the message is queued for a ready puller
+// (blocking while none is); nothing is confirmed, and what a puller had
+// received but not processed when it died is lost. It is the fastest mode
+// and any ZeroMQ PULL peer can receive from it.
+//
+// Acknowledged (WithAck) is at-least-once delivery over a ROUTER socket.
+// Each Puller announces how many messages it will hold (its credit,
+// WithCredit) and the Pusher sends only to pullers with free credit, round
+// robin, so work goes to pullers that are ready and a busy one is not sent
+// more. The Pusher keeps every message until it is acknowledged. A message
+// is redelivered, preferably to another puller, when its acknowledgement
+// does not come within WithAckTimeout, when the puller's handler fails (the
+// puller nacks it), or at once when the puller's connection drops. After
+// WithMaxDeliveries deliveries it is declared dead: counted in Stats.Dead,
+// logged, and handed to the WithOnDead callback, never dropped silently.
+// Messages waiting for credit are queued by priority (see Priority), then in
+// push order; a redelivered message goes ahead of those pushed after it.
+type Pusher[T any] struct {
+	o    options
+	sock *socket.Socket
+	c    counters
+	ack  *ackPusher[T] // nil in fire-and-forget mode
+	seq  atomic.Uint64
+	ctx  context.Context
+	stop context.CancelFunc
+	wg   sync.WaitGroup
+
+	closeMu sync.Mutex
+	closed  bool
+}
+
+// NewPusher creates a Pusher.
+//
+// Options: WithBind, WithConnect, WithAck, WithAckTimeout, WithMaxDeliveries,
+// WithMaxPending, WithOnDead, WithPriority, WithType, WithName,
+// WithSocketOptions, WithLogger, WithDiscovery.
+func NewPusher[T any](opts ...Option) (*Pusher[T], error) {
+	o, err := buildOptions("Pusher", oAck|oAckTimeout|oMaxDeliveries|oMaxPending|oOnDead|oPriority|oType, opts)
+	if err != nil {
+		return nil, err
+	}
+	if !o.ack && o.used&(oAckTimeout|oMaxDeliveries|oMaxPending|oOnDead) != 0 {
+		return nil, optErr("WithAckTimeout, WithMaxDeliveries, WithMaxPending and WithOnDead need WithAck")
+	}
+	p := &Pusher[T]{o: o}
+	p.ctx, p.stop = context.WithCancel(context.Background())
+	if o.ack {
+		p.ack = newAckPusher(p)
+		sopts := append([]socket.Option{socket.WithNoBlock(), socket.WithEventHandler(p.ack.event)}, o.sockOpts...)
+		p.sock, err = socket.New(socket.ROUTER, sopts...)
+	} else {
+		p.sock, err = socket.New(socket.PUSH, o.sockOpts...)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if err := setup(p.sock, o); err != nil {
+		p.Close()
+		return nil, err
+	}
+	if p.ack != nil {
+		p.ack.start()
+	}
+	runDiscovery(p.ctx, &p.wg, &p.o, p.sock)
+	return p, nil
+}
+
+// Push sends v to one puller. In fire-and-forget mode it blocks until a
+// puller is ready to take the message or ctx ends. In acknowledged mode it
+// returns once the Pusher has taken custody of the message, blocking only
+// while WithMaxPending messages are already held; delivery, redelivery and
+// acknowledgement happen in the background (see Drain and Stats).
+func (p *Pusher[T]) Push(ctx context.Context, v T, opts ...CallOption) error {
+	if p.ctx.Err() != nil {
+		return ErrClosed
+	}
+	bp := codec.GetBuffer()
+	defer codec.PutBuffer(bp)
+	body, err := marshalBody(*bp, v)
+	if err != nil {
+		return err
+	}
+	*bp = body
+	env := codec.Envelope{ID: codec.NewID(), Kind: codec.KindData, Body: body}
+	stamp(&env, &p.o, opts)
+	if p.ack != nil {
+		return p.ack.push(ctx, &env, v)
+	}
+	env.Seq = p.seq.Add(1)
+	frame, err := encodeEnvelope(&env)
+	if err != nil {
+		return err
+	}
+	if err := p.sock.Send(ctx, socket.Msg{Frames: [][]byte{frame}, Priority: env.Priority}); err != nil {
+		if errors.Is(err, socket.ErrClosed) {
+			return ErrClosed
+		}
+		return err
+	}
+	p.c.sent.Add(1)
+	return nil
+}
+
+// Drain waits until everything pushed so far is settled: in acknowledged
+// mode, acknowledged or dead; in fire-and-forget mode, written to the
+// network. It fails with ctx's error or ErrClosed.
+func (p *Pusher[T]) Drain(ctx context.Context) error {
+	if p.ack != nil {
+		return p.ack.drain(ctx)
+	}
+	for {
+		queued := 0
+		for _, ps := range p.sock.Stats().PerPeer {
+			queued += ps.Queued
+		}
+		if queued == 0 {
+			return nil
+		}
+		select {
+		case <-time.After(time.Millisecond):
+		case <-ctx.Done():
+			return ctxError(ctx)
+		case <-p.ctx.Done():
+			return ErrClosed
+		}
+	}
+}
+
+// Connect connects the Pusher's socket to ep (for a pusher that dials
+// fire-and-forget pullers; acknowledged pullers connect to the pusher).
+func (p *Pusher[T]) Connect(ep string) error { return p.sock.Connect(ep) }
+
+// Disconnect undoes Connect.
+func (p *Pusher[T]) Disconnect(ep string) error { return p.sock.Disconnect(ep) }
+
+// Endpoints returns the bound endpoints, with real port numbers.
+func (p *Pusher[T]) Endpoints() []string { return p.sock.Endpoints() }
+
+// Pullers returns the number of connected pullers.
+func (p *Pusher[T]) Pullers() int { return p.sock.Peers() }
+
+// Stats returns the Pusher's counters: Sent (first deliveries), and in
+// acknowledged mode Acked, Retried (redeliveries), Dead, Late (acks for
+// messages already settled), Pending (messages held), the push-to-ack
+// Latency and per puller in Peers: deliveries, free credit, in flight.
+func (p *Pusher[T]) Stats() Stats {
+	var s Stats
+	p.c.fill(&s)
+	addSocket(&s.Socket, p.sock.Stats())
+	if p.ack != nil {
+		p.ack.stats(&s)
+	}
+	return s
+}
+
+// Close stops the Pusher. In acknowledged mode, messages not yet
+// acknowledged are abandoned (call Drain first to wait for them); queued
+// messages get the socket's linger time to be written. Close is idempotent.
+func (p *Pusher[T]) Close() error {
+	p.closeMu.Lock()
+	defer p.closeMu.Unlock()
+	if p.closed {
+		return nil
+	}
+	p.closed = true
+	p.stop()
+	if p.ack != nil {
+		p.ack.wg.Wait()
+	}
+	var err error
+	if p.sock != nil {
+		err = p.sock.Close()
+	}
+	p.wg.Wait()
+	if p.ack != nil {
+		p.ack.notes.close()
+	}
+	return err
+}
+
+// Puller takes work items from Pushers and runs a handler on each, up to
+// WithWorkers at once. Its mode must match its pushers' (see Pusher).
+//
+// Fire-and-forget: a PULL socket, fair-queued over the pushers; a handler
+// error is counted and logged, and the message is gone.
+//
+// Acknowledged (WithAck): one DEALER socket per pusher endpoint, announcing
+// WithCredit. After the handler returns nil the message is acknowledged
+// (acknowledgements are batched); after it returns an error or panics it is
+// nacked and the pusher redelivers it, preferably elsewhere. The ids of the
+// last WithDedupWindow processed messages are remembered, and a redelivered
+// message whose id is among them is acknowledged without being processed
+// again (counted in Stats.Duplicates); a duplicate that arrives while the
+// first copy is still being processed waits for that outcome. An acked
+// Puller must connect to its pushers (WithConnect, Connect, WithDiscovery):
+// acknowledgements go back on the connection the message came on.
+//
+// The handler's context is cancelled when the Puller closes; a handler
+// that then returns the context's error is neither acked nor nacked, and
+// the pusher redelivers the message when the connection drops.
+type Puller[T any] struct {
+	o      options
+	h      func(context.Context, T) error
+	c      counters
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+
+	sock *socket.Socket // fire-and-forget
+	ack  *ackPuller[T]  // acknowledged
+
+	closeMu sync.Mutex
+	closed  bool
+}
+
+// NewPuller creates a Puller that runs h on each message.
+//
+// Options: WithConnect, WithBind (fire-and-forget only), WithAck, WithCredit,
+// WithDedupWindow, WithWorkers, WithName, WithSocketOptions, WithLogger,
+// WithDiscovery.
+func NewPuller[T any](h func(ctx context.Context, v T) error, opts ...Option) (*Puller[T], error) {
+	if h == nil {
+		return nil, optErr("NewPuller: nil handler")
+	}
+	o, err := buildOptions("Puller", oAck|oCredit|oDedup|oWorkers, opts)
+	if err != nil {
+		return nil, err
+	}
+	if o.ack && len(o.binds) > 0 {
+		return nil, optErr("WithBind: an acknowledged Puller connects to its pushers")
+	}
+	if !o.ack && o.used&(oCredit|oDedup) != 0 {
+		return nil, optErr("WithCredit and WithDedupWindow need WithAck")
+	}
+	pl := &Puller[T]{o: o, h: h}
+	pl.ctx, pl.cancel = context.WithCancel(context.Background())
+	if o.ack {
+		pl.ack = newAckPuller(pl)
+		for _, ep := range o.connects {
+			if err := pl.ack.connect(ep); err != nil {
+				pl.Close()
+				return nil, err
+			}
+		}
+		pl.ack.start()
+	} else {
+		if pl.sock, err = socket.New(socket.PULL, o.sockOpts...); err != nil {
+			return nil, err
+		}
+		if err := setup(pl.sock, o); err != nil {
+			pl.Close()
+			return nil, err
+		}
+		for range o.workers {
+			pl.wg.Add(1)
+			go pl.worker()
+		}
+	}
+	runDiscovery(pl.ctx, &pl.wg, &pl.o, pl)
+	return pl, nil
+}
+
+func (pl *Puller[T]) worker() {
+	defer pl.wg.Done()
+	for {
+		m, err := pl.sock.Recv(pl.ctx)
+		if err != nil {
+			return
+		}
+		var env codec.Envelope
+		if len(m.Frames) != 1 || codec.Decode(m.Frames[0], &env) != nil || env.Kind != codec.KindData {
+			pl.c.dropped.Add(1)
+			continue
+		}
+		if err := pl.handle(env.Body); err != nil && pl.ctx.Err() == nil {
+			pl.o.logger.Warn("pattern: puller handler failed", "id", env.ID, "err", err)
+		}
+	}
+}
+
+// handle decodes body and runs the handler on it, recovering a panic.
+func (pl *Puller[T]) handle(body []byte) (err error) {
+	var v T
+	if err := unmarshalBody(body, &v); err != nil {
+		pl.c.dropped.Add(1)
+		return err
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			pl.c.panics.Add(1)
+			pl.o.logger.Error("pattern: puller handler panicked", "panic", r, "stack", string(debug.Stack()))
+			err = fmt.Errorf("panic: %v", r)
+		}
+		pl.c.delivered.Add(1)
+		if err != nil {
+			pl.c.errors.Add(1)
+		}
+	}()
+	return pl.h(pl.ctx, v)
+}
+
+// Connect connects to a pusher at ep.
+func (pl *Puller[T]) Connect(ep string) error {
+	if pl.ack != nil {
+		return pl.ack.connect(ep)
+	}
+	return pl.sock.Connect(ep)
+}
+
+// Disconnect undoes Connect.
+func (pl *Puller[T]) Disconnect(ep string) error {
+	if pl.ack != nil {
+		return pl.ack.disconnect(ep)
+	}
+	return pl.sock.Disconnect(ep)
+}
+
+// Endpoints returns the bound endpoints (fire-and-forget mode), with real
+// port numbers.
+func (pl *Puller[T]) Endpoints() []string {
+	if pl.sock == nil {
+		return nil
+	}
+	return pl.sock.Endpoints()
+}
+
+// Pushers returns the number of connected pushers.
+func (pl *Puller[T]) Pushers() int {
+	if pl.ack != nil {
+		return pl.ack.peers()
+	}
+	return pl.sock.Peers()
+}
+
+// Stats returns the Puller's counters: Delivered (handler calls finished),
+// Errors, Panics, Dropped (undecodable messages) and in acknowledged mode
+// Acked and Duplicates.
+func (pl *Puller[T]) Stats() Stats {
+	var s Stats
+	pl.c.fill(&s)
+	if pl.sock != nil {
+		addSocket(&s.Socket, pl.sock.Stats())
+	}
+	if pl.ack != nil {
+		pl.ack.stats(&s)
+	}
+	return s
+}
+
+// Close stops taking messages, cancels the handlers' context, waits for
+// running handlers, sends the acknowledgements still due (within the
+// socket's linger time) and closes the sockets. Messages received but not
+// processed are not acknowledged; an acknowledged pusher redelivers them.
+// Close is idempotent.
+func (pl *Puller[T]) Close() error {
+	pl.closeMu.Lock()
+	defer pl.closeMu.Unlock()
+	if pl.closed {
+		return nil
+	}
+	pl.closed = true
+	pl.cancel()
+	if pl.ack != nil {
+		pl.ack.close()
+	}
+	var err error
+	if pl.sock != nil {
+		err = pl.sock.Close()
+	}
+	pl.wg.Wait()
+	return err
+}
