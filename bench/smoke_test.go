@@ -13,7 +13,7 @@ import (
 // delivered, never how fast: CI machines are noisy.
 func TestScenariosSmoke(t *testing.T) {
 	cfg := benchcore.Config{
-		Runs: 1, Duration: 40 * time.Millisecond, MaxMsgs: 2000, Rate: 20000,
+		Runs: 1, Duration: 40 * time.Millisecond, MaxMsgs: 2000, MaxBytes: 16 << 20, Rate: 20000,
 		Drain: 2 * time.Second, Idle: 300 * time.Millisecond, Setup: 5 * time.Second,
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 55*time.Second)

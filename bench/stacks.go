@@ -9,7 +9,7 @@ import (
 
 // Stacks returns every stack, zpeer first and the references last.
 func Stacks() []benchcore.Stack {
-	return []benchcore.Stack{benchcore.Zpeer(), Libzmq{}, GoZMQ4{}, Mangos{}, NATS{}, TCP{}}
+	return append(benchcore.ZpeerStacks(), Libzmq{}, GoZMQ4{}, Mangos{}, NATS{}, TCP{})
 }
 
 // StackNames lists the names Stacks returns.
@@ -40,22 +40,4 @@ func Select(list string) ([]benchcore.Stack, error) {
 		out = append(out, s)
 	}
 	return out, nil
-}
-
-// AllScenarios lists the standard scenarios and the stack-specific ones of
-// sts, in run order.
-func AllScenarios(sts []benchcore.Stack) []benchcore.Scenario {
-	out := benchcore.Scenarios()
-	seen := map[string]bool{}
-	for _, st := range sts {
-		if es, ok := st.(benchcore.ExtraStack); ok {
-			for _, e := range es.Extras() {
-				if !seen[e.Scenario.Name] {
-					seen[e.Scenario.Name] = true
-					out = append(out, e.Scenario)
-				}
-			}
-		}
-	}
-	return out
 }

@@ -14,6 +14,7 @@ type Config struct {
 	Runs      int           // repetitions of every measurement (default 5); medians are reported
 	Duration  time.Duration // sending time of one measurement (default 1s)
 	MaxMsgs   int           // messages sent in one measurement at most (default 10,000,000)
+	MaxBytes  int64         // payload bytes sent in one measurement at most (default 4 GiB)
 	Rate      int           // messages/s of the paced fault scenarios (default 50,000)
 	Scenarios []string      // scenario names or name prefixes ("pushpull", "reqrep/64B"); empty runs all
 	// Drain is how long receivers may take, once sending stopped, to take
@@ -29,6 +30,7 @@ const (
 	DefaultRuns     = 5
 	DefaultDuration = time.Second
 	DefaultMaxMsgs  = 10_000_000
+	DefaultMaxBytes = 4 << 30
 	DefaultRate     = 50_000
 )
 
@@ -41,6 +43,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.MaxMsgs <= 0 {
 		c.MaxMsgs = DefaultMaxMsgs
+	}
+	if c.MaxBytes <= 0 {
+		c.MaxBytes = DefaultMaxBytes
 	}
 	if c.Rate <= 0 {
 		c.Rate = DefaultRate
@@ -145,7 +150,7 @@ func Selected(name string, filter []string) bool {
 type Params struct {
 	Scenario Scenario
 	Duration time.Duration
-	MaxMsgs  int
+	MaxMsgs  int // already lowered to what MaxBytes allows at the scenario's size
 	Rate     int
 	Drain    time.Duration
 	Idle     time.Duration

@@ -5,15 +5,19 @@ import (
 	"errors"
 )
 
-// Run measures the selected scenarios on zpeer alone.
+// Run measures the selected scenarios on zpeer alone: its socket engine
+// and its typed patterns (see ZpeerStacks).
 func Run(ctx context.Context, cfg Config, progress func(done, total int)) ([]Result, error) {
-	return RunStacks(ctx, cfg, []Stack{Zpeer()}, progress)
+	return RunStacks(ctx, cfg, ZpeerStacks(), progress)
 }
+
+// ZpeerStacks returns zpeer's stacks: the socket engine, then the typed
+// patterns.
+func ZpeerStacks() []Stack { return []Stack{Zpeer(), ZpeerTyped()} }
 
 type plan struct {
 	sc     Scenario
 	stacks []Stack
-	extra  map[string]func(context.Context, Params) (Sample, error) // by stack name
 }
 
 // RunStacks measures the selected scenarios on every stack, interleaving
@@ -28,27 +32,6 @@ func RunStacks(ctx context.Context, cfg Config, stacks []Stack, progress func(do
 	for _, sc := range Scenarios() {
 		if Selected(sc.Name, cfg.Scenarios) {
 			plans = append(plans, &plan{sc: sc, stacks: stacks})
-		}
-	}
-	// Stack-specific scenarios run only on the stacks that have them.
-	byName := map[string]*plan{}
-	for _, st := range stacks {
-		es, ok := st.(ExtraStack)
-		if !ok {
-			continue
-		}
-		for _, e := range es.Extras() {
-			if !Selected(e.Scenario.Name, cfg.Scenarios) {
-				continue
-			}
-			pl := byName[e.Scenario.Name]
-			if pl == nil {
-				pl = &plan{sc: e.Scenario, extra: map[string]func(context.Context, Params) (Sample, error){}}
-				byName[e.Scenario.Name] = pl
-				plans = append(plans, pl)
-			}
-			pl.stacks = append(pl.stacks, st)
-			pl.extra[st.Name()] = e.Run
 		}
 	}
 
@@ -73,13 +56,10 @@ func RunStacks(ctx context.Context, cfg Config, stacks []Stack, progress func(do
 					continue
 				}
 				p := Params{Scenario: pl.sc, Duration: cfg.Duration, MaxMsgs: cfg.MaxMsgs, Rate: cfg.Rate, Drain: cfg.Drain, Idle: cfg.Idle, Setup: cfg.Setup}
-				var s Sample
-				var err error
-				if fn := pl.extra[st.Name()]; fn != nil {
-					s, err = fn(ctx, p)
-				} else {
-					s, err = Measure(ctx, st, p)
+				if lim := cfg.MaxBytes / int64(max(pl.sc.Size, 1)); lim < int64(p.MaxMsgs) {
+					p.MaxMsgs = int(max(lim, 1))
 				}
+				s, err := Measure(ctx, st, p)
 				switch {
 				case errors.Is(err, ErrNotSupported):
 					na[k] = true

@@ -11,7 +11,7 @@ import (
 // smokeConfig runs every scenario briefly: it checks that the harness and
 // the stack move messages, not how fast.
 func smokeConfig() Config {
-	return Config{Runs: 1, Duration: 50 * time.Millisecond, MaxMsgs: 2000, Rate: 20000, Drain: 2 * time.Second, Idle: 300 * time.Millisecond, Setup: 5 * time.Second}
+	return Config{Runs: 1, Duration: 50 * time.Millisecond, MaxMsgs: 2000, MaxBytes: 16 << 20, Rate: 20000, Drain: 2 * time.Second, Idle: 300 * time.Millisecond, Setup: 5 * time.Second}
 }
 
 func TestScenariosSmoke(t *testing.T) {
@@ -21,13 +21,16 @@ func TestScenariosSmoke(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(rs) < len(Scenarios()) {
-		t.Fatalf("%d results for %d scenarios", len(rs), len(Scenarios()))
+	if want := len(Scenarios()) * len(ZpeerStacks()); len(rs) != want {
+		t.Fatalf("%d results, want %d", len(rs), want)
 	}
 	for _, r := range rs {
-		t.Run(r.Scenario, func(t *testing.T) {
-			if r.NA || r.Runs == 0 {
-				t.Fatalf("%s: no measurement (na=%v, err=%q)", r.Scenario, r.NA, r.Err)
+		t.Run(r.Scenario+"/"+r.Stack, func(t *testing.T) {
+			if r.NA {
+				t.Skipf("%s cannot do %s", r.Stack, r.Scenario)
+			}
+			if r.Runs == 0 {
+				t.Fatalf("%s: no measurement: %s", r.Scenario, r.Err)
 			}
 			if r.Delivered == 0 || r.Sent == 0 {
 				t.Fatalf("%s: delivered %d of %d", r.Scenario, r.Delivered, r.Sent)

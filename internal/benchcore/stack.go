@@ -75,16 +75,3 @@ type Stack interface {
 	// ReqRep connects one requester to one replier.
 	ReqRep(ctx context.Context) (*Topology, error)
 }
-
-// An ExtraStack offers scenarios of its own (zpeer's typed patterns) that
-// other stacks show as "n/a".
-type ExtraStack interface {
-	Stack
-	Extras() []Extra
-}
-
-// An Extra is a stack-specific scenario: Run makes one bounded measurement.
-type Extra struct {
-	Scenario Scenario
-	Run      func(ctx context.Context, p Params) (Sample, error)
-}

@@ -32,6 +32,7 @@ func run() error {
 	flag.IntVar(&cfg.Runs, "runs", benchcore.DefaultRuns, "repetitions of every measurement; medians are reported")
 	flag.DurationVar(&cfg.Duration, "duration", benchcore.DefaultDuration, "sending time of one measurement")
 	flag.IntVar(&cfg.MaxMsgs, "max-msgs", benchcore.DefaultMaxMsgs, "messages sent in one measurement at most")
+	flag.Int64Var(&cfg.MaxBytes, "max-bytes", benchcore.DefaultMaxBytes, "payload bytes sent in one measurement at most")
 	flag.IntVar(&cfg.Rate, "rate", benchcore.DefaultRate, "messages/s of the paced fault scenarios")
 	flag.StringVar(&scenarios, "scenarios", "", "comma-separated scenario names or prefixes (default all; see -list)")
 	flag.StringVar(&stacks, "stacks", "", "comma-separated stacks (default all: "+strings.Join(bench.StackNames(), ",")+")")
@@ -49,7 +50,7 @@ func run() error {
 		cfg.Scenarios = strings.Split(scenarios, ",")
 	}
 	if list {
-		for _, sc := range bench.AllScenarios(sts) {
+		for _, sc := range benchcore.Scenarios() {
 			fmt.Printf("%-24s %s\n", sc.Name, sc.Desc)
 		}
 		fmt.Println("stacks:", strings.Join(bench.StackNames(), ", "))

@@ -1,0 +1,154 @@
+package benchcore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/zpeer/zpeer/pattern"
+	"github.com/zpeer/zpeer/socket"
+)
+
+// TypedStack is zpeer's typed patterns under test, carrying []byte values
+// in the msgpack envelope (id, sequence number, timestamp): what an
+// application built on pattern/ gets, end to end. PubSub is a Publisher and
+// Subscribers on one topic; ReqRep a Requester and a Replier whose handler
+// echoes. Pipeline is n/a until pattern/ has Pusher and Puller.
+type TypedStack struct{}
+
+// ZpeerTyped returns the typed-pattern stack.
+func ZpeerTyped() *TypedStack { return &TypedStack{} }
+
+// Name implements Stack.
+func (*TypedStack) Name() string { return "zpeer-typed" }
+
+const typedTopic = "bench"
+
+func typedOpts(extra ...pattern.Option) []pattern.Option {
+	return append([]pattern.Option{pattern.WithSocketOptions(socket.WithLinger(0))}, extra...)
+}
+
+// closers closes in reverse order.
+type closers []func() error
+
+func (c closers) close() error {
+	var errs []error
+	for i := len(c) - 1; i >= 0; i-- {
+		errs = append(errs, c[i]())
+	}
+	return errors.Join(errs...)
+}
+
+// Pipeline implements Stack.
+func (*TypedStack) Pipeline(context.Context, int) (*Topology, error) {
+	return nil, ErrNotSupported
+}
+
+// PubSub implements Stack.
+func (*TypedStack) PubSub(ctx context.Context, n int) (*Topology, error) {
+	pub, err := pattern.NewPublisher[[]byte](typedOpts(pattern.WithBind("tcp://127.0.0.1:0"))...)
+	if err != nil {
+		return nil, err
+	}
+	cs := closers{pub.Close}
+	fail := func(err error) (*Topology, error) {
+		cs.close()
+		return nil, err
+	}
+	eps := pub.Endpoints()
+	if len(eps) != 1 {
+		return fail(fmt.Errorf("zpeer-typed: publisher endpoints %v", eps))
+	}
+	t := &Topology{Send: typedPub{pub}}
+	for range n {
+		sub, err := pattern.NewSubscriber[[]byte](typedOpts(pattern.WithConnect(eps[0]), pattern.WithTopics(typedTopic))...)
+		if err != nil {
+			return fail(err)
+		}
+		cs = append(cs, sub.Close)
+		t.Recv = append(t.Recv, typedSub{sub})
+	}
+	if err := WaitFor(ctx, func() bool { return pub.Subscribers() >= n }); err != nil {
+		return fail(fmt.Errorf("zpeer-typed: %d subscribers: %w", n, err))
+	}
+	t.Close = cs.close
+	return t, nil
+}
+
+type typedPub struct{ p *pattern.Publisher[[]byte] }
+
+func (p typedPub) Send(ctx context.Context, b []byte) error {
+	return p.p.Publish(ctx, typedTopic, b)
+}
+
+type typedSub struct{ s *pattern.Subscriber[[]byte] }
+
+func (s typedSub) Recv(ctx context.Context) ([]byte, error) {
+	m, err := s.s.Recv(ctx)
+	return m.Value, err
+}
+
+func (s typedSub) Close() error { return s.s.Close() }
+
+// ReqRep implements Stack.
+func (*TypedStack) ReqRep(ctx context.Context) (*Topology, error) {
+	rep, err := pattern.NewReplier(func(_ context.Context, req []byte) ([]byte, error) { return req, nil },
+		typedOpts(pattern.WithBind("tcp://127.0.0.1:0"))...)
+	if err != nil {
+		return nil, err
+	}
+	cs := closers{rep.Close}
+	fail := func(err error) (*Topology, error) {
+		cs.close()
+		return nil, err
+	}
+	eps := rep.Endpoints()
+	if len(eps) != 1 {
+		return fail(fmt.Errorf("zpeer-typed: replier endpoints %v", eps))
+	}
+	req, err := pattern.NewRequester[[]byte, []byte](typedOpts(pattern.WithConnect(eps[0]))...)
+	if err != nil {
+		return fail(err)
+	}
+	cs = append(cs, req.Close)
+	// Wait until a request goes through.
+	for {
+		rctx, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
+		_, err := req.Request(rctx, []byte("ping"))
+		cancel()
+		if err == nil {
+			break
+		}
+		if ctx.Err() != nil {
+			return fail(fmt.Errorf("zpeer-typed: replier not reached: %w", err))
+		}
+	}
+	return &Topology{Client: &typedReq{r: req}, Server: typedRep{}, Close: cs.close}, nil
+}
+
+// typedReq: Send keeps the request, Recv makes the call.
+type typedReq struct {
+	r   *pattern.Requester[[]byte, []byte]
+	req []byte
+}
+
+func (c *typedReq) Send(_ context.Context, b []byte) error {
+	c.req = b
+	return nil
+}
+
+func (c *typedReq) Recv(ctx context.Context) ([]byte, error) {
+	return c.r.Request(ctx, c.req)
+}
+
+// typedRep: the Replier answers on its own workers; the harness's echo
+// loop has nothing to do but wait.
+type typedRep struct{}
+
+func (typedRep) Recv(ctx context.Context) ([]byte, error) {
+	<-ctx.Done()
+	return nil, ctx.Err()
+}
+
+func (typedRep) Send(context.Context, []byte) error { return nil }
