@@ -22,10 +22,10 @@ type Config struct {
 	// networks (default 3 each).
 	Subscribers, Workers int
 	// PubRate and PushRate pace the publisher and the pusher, in
-	// messages per second (defaults 10,000 and 5,000).
+	// messages per second (defaults 10,000 and 3,000).
 	PubRate, PushRate int
 	// Work is the time a pipeline worker spends on each job (default
-	// 200µs).
+	// 500µs); each worker runs 4 jobs at once.
 	Work time.Duration
 	// Log, when set, receives one line per step.
 	Log func(format string, args ...any)
@@ -51,10 +51,10 @@ func (c *Config) defaults() {
 		c.PubRate = 10_000
 	}
 	if c.PushRate <= 0 {
-		c.PushRate = 5_000
+		c.PushRate = 3_000
 	}
 	if c.Work <= 0 {
-		c.Work = 200 * time.Microsecond
+		c.Work = 500 * time.Microsecond
 	}
 	if c.Log == nil {
 		c.Log = func(string, ...any) {}

@@ -62,6 +62,7 @@ func (n *network) pipeline(ctx context.Context) (Figures, error) {
 			return nil
 		},
 			pattern.WithAck(),
+			pattern.WithWorkers(4),
 			pattern.WithDiscovery(n.find(svc, "PULL", fmt.Sprintf("jobs-worker-%s-%d", n.tag, i+1))),
 			pattern.WithName(fmt.Sprintf("worker-%d", i+1)))
 		if err != nil {
@@ -127,7 +128,7 @@ func (n *network) pipeline(ctx context.Context) (Figures, error) {
 	lat.fill(&f, elapsed)
 	st := push.Stats()
 	deadN := dead.Load()
-	f.Notes = append(f.Notes, fmt.Sprintf("worker-%d stopped at %s; jobs per worker %v; %d redelivered, %d processed twice, %d dead",
+	f.Notes = append(f.Notes, fmt.Sprintf("worker-%d stopped at %s; jobs per worker %v; redelivered: %d, processed twice: %d, dead: %d",
 		cfg.Workers, stoppedAt.Round(100*time.Millisecond), counts, st.Retried, twice, deadN))
 	if derr != nil {
 		f.Notes = append(f.Notes, fmt.Sprintf("not settled after 10s: %v (%d pending)", derr, st.Pending))

@@ -137,7 +137,7 @@ loop:
 		return 0
 	}
 	f.Notes = append(f.Notes,
-		fmt.Sprintf("replier-2 stopped at %s; replies: replier-1 %d, replier-2 %d; %d attempts re-sent (fail-over), %d late replies discarded",
+		fmt.Sprintf("replier-2 stopped at %s; replies: replier-1 %d, replier-2 %d; re-sent attempts (fail-over): %d; late replies discarded: %d",
 			stoppedAt.Round(100*time.Millisecond), per("replier-1"), per("replier-2"), st.Retried, st.Late))
 	if w := wrong.Load(); w > 0 {
 		f.Notes = append(f.Notes, fmt.Sprintf("%d WRONG answers", w))
