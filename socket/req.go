@@ -59,6 +59,9 @@ func (r *reqRouter) recv(ctx context.Context) (Msg, error) {
 	m, _, err := r.s.fq.pop(ctx, lost)
 	if errors.Is(err, errAbort) {
 		err = ErrPeerLost
+		if r.s.isClosed() { // Close ends every pipe: not a lost peer
+			err = ErrClosed
+		}
 	}
 	if err == nil || errors.Is(err, ErrPeerLost) {
 		r.rmu.Lock()
