@@ -127,7 +127,7 @@ func decode(data []byte, e *Envelope, copyBody bool) error {
 		return err
 	}
 	if n > envelopeFields {
-		if err := d.skip("envelope", n-envelopeFields); err != nil {
+		if err := d.skip("envelope", n-envelopeFields, nil); err != nil {
 			return err
 		}
 	}
@@ -411,7 +411,11 @@ func (d *reader) mapLen(field string) (int, error) {
 // It does not recurse: nesting is tracked in a fixed-size stack and limited to
 // maxDepth. A declared length or element count larger than the remaining
 // input is ErrTooLarge (an element takes at least one byte).
-func (d *reader) skip(field string, count int) error {
+//
+// With vc nil, ext values are skipped as opaque bytes. With vc non-nil the
+// input is about to be given to the msgpack library, and ext values are
+// checked as described at valueCheck.
+func (d *reader) skip(field string, count int, vc *valueCheck) error {
 	if count == 0 {
 		return nil
 	}
@@ -430,6 +434,7 @@ func (d *reader) skip(field string, count int) error {
 		}
 		stack[depth]--
 
+		start := d.pos
 		c, err := d.code(field)
 		if err != nil {
 			return err
@@ -510,6 +515,11 @@ func (d *reader) skip(field string, count int) error {
 		}
 		if size > 0 {
 			if _, _, err := d.span(field, size); err != nil {
+				return err
+			}
+		}
+		if vc != nil && msgpcode.IsExt(c) {
+			if err := vc.ext(field, d.data[start:d.pos], start); err != nil {
 				return err
 			}
 		}

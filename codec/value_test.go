@@ -134,3 +134,88 @@ func TestUnmarshalValueRejects(t *testing.T) {
 		t.Errorf("nesting of exactly %d levels: %v", maxDepth, err)
 	}
 }
+
+func TestUnmarshalValueTimestamps(t *testing.T) {
+	// Instants whose 4- or 8-byte timestamp encoding starts with a map code
+	// (0x80-0x8f) or nil (0xc0); UnmarshalValue re-encodes them in the
+	// 12-byte form before decoding.
+	instants := []time.Time{
+		time.Unix(1700000000, 540_000_000), // fixext8, first byte 0x80
+		time.Unix(1700000000, 806_000_000), // fixext8, first byte 0xc0
+		time.Unix(1700000000, 935_000_000), // fixext8, first byte 0xde
+		time.Unix(1<<31+5, 0),              // fixext4, first byte 0x80
+		time.Unix(1700000000, 1),           // fixext8, harmless
+		time.Unix(1<<34+1, 7),              // 12-byte form
+		time.Unix(-1, 999_999_999),         // 12-byte form, negative
+		time.Date(2023, 1, 1, 0, 0, 0, 0, time.UTC),
+	}
+	type event struct {
+		At   time.Time         `msgpack:"at"`
+		Tags map[string]string `msgpack:"tags"`
+	}
+	for _, tm := range instants {
+		t.Run(tm.UTC().Format(time.RFC3339Nano), func(t *testing.T) {
+			b, err := MarshalValue(event{At: tm, Tags: map[string]string{"k": "v"}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			var got event
+			if err := UnmarshalValue(b, &got); err != nil {
+				t.Fatalf("UnmarshalValue(% x): %v", b, err)
+			}
+			if !got.At.Equal(tm) || got.Tags["k"] != "v" {
+				t.Errorf("got %v %v, want %v", got.At, got.Tags, tm)
+			}
+			bt, err := MarshalValue(tm)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var any1 any
+			if err := UnmarshalValue(bt, &any1); err != nil || !any1.(time.Time).Equal(tm) {
+				t.Errorf("into any: %v, %v", any1, err)
+			}
+			// A timestamp where a map is expected must fail, not be read as
+			// a map header.
+			var m map[string]any
+			if err := UnmarshalValue(bt, &m); err == nil {
+				t.Errorf("timestamp decoded into a map: %v", m)
+			}
+		})
+	}
+}
+
+func TestUnmarshalValueExtRejected(t *testing.T) {
+	tests := []struct {
+		name string
+		data []byte
+	}{
+		{"ext type 1", []byte{0xd4, 0x01, 0x00}},
+		{"ext8 type 5", []byte{0xc7, 0x02, 0x05, 0x8f, 0x00}},
+		{"nodejs time ext 13", []byte{0xd6, 0x0d, 0, 0, 0, 1}},
+		{"timestamp of 16 bytes", append([]byte{0xd8, 0xff}, make([]byte, 16)...)},
+		{"timestamp ext8 of 8 bytes", append([]byte{0xc7, 0x08, 0xff}, make([]byte, 8)...)},
+		{"timestamp96 nanoseconds too large", append([]byte{0xc7, 0x0c, 0xff, 0x80, 0, 0, 0}, make([]byte, 8)...)},
+		{"timestamp64 nanoseconds too large", []byte{0xd7, 0xff, 0xff, 0xff, 0xff, 0xff, 0, 0, 0, 0}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			var v any
+			if err := UnmarshalValue(tc.data, &v); !errors.Is(err, ErrMalformed) {
+				t.Errorf("UnmarshalValue(% x) = %v, want ErrMalformed", tc.data, err)
+			}
+		})
+	}
+	// Found by FuzzUnmarshalValue (testdata/fuzz): a valid timestamp whose
+	// payload starts df 30 30 30 30, which msgpack/v5 read as a map of 808
+	// million entries when decoding into a map. Now: a time as a time, an
+	// error as a map.
+	crasher := []byte("\xd7\xff\xdf0000000")
+	var m map[string]any
+	if err := UnmarshalValue(crasher, &m); !errors.Is(err, ErrMalformed) {
+		t.Errorf("into map: %v, want ErrMalformed", err)
+	}
+	var tm time.Time
+	if err := UnmarshalValue(crasher, &tm); err != nil {
+		t.Errorf("into time.Time: %v", err)
+	}
+}
