@@ -45,8 +45,8 @@ type Announcer struct {
 	rev       uint64
 	txt       []string
 	port      uint16
-	tokens    map[int]*bucket
 
+	queries   chan query // serve -> answerLoop
 	kick      chan struct{}
 	cancel    context.CancelFunc
 	wg        sync.WaitGroup
@@ -96,7 +96,7 @@ func Announce(service, socketType string, endpoints []string, opts ...Option) (*
 		meta:      maps.Clone(o.meta),
 		rev:       1,
 		port:      port,
-		tokens:    make(map[int]*bucket),
+		queries:   make(chan query, 64),
 		kick:      make(chan struct{}, 1),
 	}
 	a.instName = escapeLabel(instance) + "." + a.svcName
@@ -113,8 +113,9 @@ func Announce(service, socketType string, endpoints []string, opts ...Option) (*
 	a.ifaces = a.conn.ifaces
 	ctx, cancel := context.WithCancel(context.Background())
 	a.cancel = cancel
-	a.wg.Add(2)
+	a.wg.Add(3)
 	go a.serve()
+	go a.answerLoop(ctx)
 	go a.repeat(ctx)
 	a.announce(a.ttl())
 	a.kick <- struct{}{}
@@ -328,14 +329,15 @@ func (a *Announcer) serve() {
 	}
 }
 
+// query is what a packet asked of us.
+type query struct {
+	want    int // rec* bits
+	ifIndex int
+	legacy  *dns.Msg     // a legacy unicast query, answered at once
+	src     *net.UDPAddr // its sender
+}
+
 func (a *Announcer) handleQuery(q *dns.Msg, ifIndex int, src *net.UDPAddr) {
-	var ifi net.Interface
-	for _, i := range a.ifaces {
-		if i.Index == ifIndex {
-			ifi = i
-		}
-	}
-	legacy := src != nil && src.Port != mdnsPort
 	want := 0
 	for _, qs := range q.Question {
 		if c := qs.Qclass &^ (1 << 15); c != dns.ClassINET && c != dns.ClassANY {
@@ -345,7 +347,9 @@ func (a *Announcer) handleQuery(q *dns.Msg, ifIndex int, src *net.UDPAddr) {
 		t := qs.Qtype
 		switch {
 		case name == a.svcName && (t == dns.TypePTR || t == dns.TypeANY):
-			want |= recPTR
+			if !a.knownAnswer(q) {
+				want |= recPTR
+			}
 		case name == strings.ToLower(a.instName):
 			switch t {
 			case dns.TypeSRV:
@@ -361,27 +365,77 @@ func (a *Announcer) handleQuery(q *dns.Msg, ifIndex int, src *net.UDPAddr) {
 			want |= recMeta
 		}
 	}
-	if want == 0 || a.knownAnswer(q) && want == recPTR {
+	if want == 0 {
 		return
 	}
-	if !a.allow(ifIndex) {
-		return
+	qq := query{want: want, ifIndex: ifIndex}
+	if src != nil && src.Port != mdnsPort {
+		qq.legacy, qq.src = q, src
+	}
+	select {
+	case a.queries <- qq:
+	default: // flooded: drop, the querier asks again
+	}
+}
+
+// answerDelay is how long multicast answers wait so that the queries of
+// that time get one answer per interface (RFC 6762 section 6 asks 20 to
+// 120 ms for shared records). It bounds the answers to 50 per second per
+// interface, whatever the query rate; grandcat alone sends two queries
+// per browse.
+const answerDelay = 20 * time.Millisecond
+
+// answerLoop sends the answers: legacy unicast ones at once, multicast
+// ones gathered per interface for answerDelay.
+func (a *Announcer) answerLoop(ctx context.Context) {
+	defer a.wg.Done()
+	pending := make(map[int]int)
+	t := time.NewTimer(time.Hour)
+	t.Stop()
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case q := <-a.queries:
+			if q.legacy != nil {
+				a.send(q.ifIndex, q.want, q.legacy, q.src)
+				continue
+			}
+			if len(pending) == 0 {
+				t.Reset(answerDelay)
+			}
+			pending[q.ifIndex] |= q.want
+		case <-t.C:
+			for ifIndex, want := range pending {
+				a.send(ifIndex, want, nil, nil)
+			}
+			clear(pending)
+		}
+	}
+}
+
+// send answers on one interface: to the group, or to src for a legacy
+// unicast query (RFC 6762 section 6.7: the querier's id and questions,
+// TTLs of at most 10 s, no cache-flush bit).
+func (a *Announcer) send(ifIndex, want int, legacy *dns.Msg, src *net.UDPAddr) {
+	var ifi net.Interface
+	for _, i := range a.ifaces {
+		if i.Index == ifIndex {
+			ifi = i
+		}
 	}
 	ttl := a.ttl()
 	m := new(dns.Msg)
 	m.Response = true
 	m.Authoritative = true
 	m.Compress = true
-	if legacy {
-		// RFC 6762 section 6.7: a reply to the querier's port, with its
-		// id and questions, short TTLs and no cache-flush bit.
-		m.Id = q.Id
-		m.Question = q.Question
-		if ttl > 10 {
-			ttl = 10
-		}
+	if legacy != nil {
+		m.Id = legacy.Id
+		m.Question = legacy.Question
+		ttl = min(ttl, 10)
 	}
-	if !a.answer(&m.Answer, ifi, ttl, !legacy, want) {
+	if !a.answer(&m.Answer, ifi, ttl, legacy == nil, want) {
 		return
 	}
 	// Additional records (RFC 6763 section 12): whatever completes the
@@ -390,18 +444,17 @@ func (a *Announcer) handleQuery(q *dns.Msg, ifIndex int, src *net.UDPAddr) {
 	if want&recPTR != 0 {
 		extra |= recSRV | recTXT | recA
 	}
-	if want&(recSRV) != 0 {
+	if want&recSRV != 0 {
 		extra |= recA
 	}
-	extra &^= want
-	if extra != 0 {
-		a.answer(&m.Extra, ifi, ttl, !legacy, extra)
+	if extra &^= want; extra != 0 {
+		a.answer(&m.Extra, ifi, ttl, legacy == nil, extra)
 	}
 	b, err := m.Pack()
 	if err != nil {
 		return
 	}
-	if legacy {
+	if legacy != nil {
 		_ = a.conn.unicast(b, ifIndex, src)
 		return
 	}
@@ -421,31 +474,6 @@ func (a *Announcer) knownAnswer(q *dns.Msg) bool {
 		}
 	}
 	return false
-}
-
-// bucket limits answers per interface: 20 per second, bursts of 20.
-type bucket struct {
-	tokens float64
-	last   time.Time
-}
-
-func (a *Announcer) allow(ifIndex int) bool {
-	const rate, burst = 20.0, 20.0
-	now := time.Now()
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	b := a.tokens[ifIndex]
-	if b == nil {
-		b = &bucket{tokens: burst, last: now}
-		a.tokens[ifIndex] = b
-	}
-	b.tokens = min(burst, b.tokens+now.Sub(b.last).Seconds()*rate)
-	b.last = now
-	if b.tokens < 1 {
-		return false
-	}
-	b.tokens--
-	return true
 }
 
 func isClosedErr(err error) bool { return errors.Is(err, net.ErrClosed) }

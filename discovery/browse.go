@@ -386,9 +386,10 @@ func (s *mdnsSource) peer(key, name string, txt []string, port uint16, addrs []n
 }
 
 // pickAddr chooses the address to connect to: one on the subnet of the
-// interface the announcement came in on (any selected interface when
-// unknown), else the first one, except in single-machine mode where only a
-// loopback address will do.
+// interface the announcement came in on, else the first one. When the
+// interface is unknown (grandcat's results: its sockets take packets from
+// every interface), only an address on a selected interface's subnet will
+// do. In single-machine mode only a loopback address will do.
 func (s *mdnsSource) pickAddr(addrs []net.IP, ifIndex int) net.IP {
 	var v4 []net.IP
 	for _, a := range addrs {
@@ -416,7 +417,7 @@ func (s *mdnsSource) pickAddr(addrs []net.IP, ifIndex int) net.IP {
 			}
 		}
 	}
-	if len(v4) > 0 {
+	if len(v4) > 0 && ifIndex != 0 {
 		return v4[0]
 	}
 	return nil

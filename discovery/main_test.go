@@ -75,6 +75,7 @@ func helperMain(raw string) int {
 	if cfg.Loopback {
 		opts = append(opts, WithLoopback())
 	}
+	started := time.Now()
 	a, err := Announce(cfg.Service, "PUB", []string{cfg.Endpoint}, opts...)
 	if err != nil {
 		emit(helperLine{Kind: "error", Err: err.Error()})
@@ -97,7 +98,7 @@ func helperMain(raw string) int {
 	} else {
 		close(done)
 	}
-	emit(helperLine{Kind: "ready", Node: cfg.Node})
+	emit(helperLine{Kind: "ready", Node: cfg.Node, Time: started.UnixNano()})
 	stdin := make(chan struct{})
 	go func() {
 		_, _ = io.Copy(io.Discard, os.Stdin)
@@ -121,9 +122,10 @@ func helperMain(raw string) int {
 
 // helperProc is a running helper process.
 type helperProc struct {
-	cmd   *exec.Cmd
-	stdin io.WriteCloser
-	lines chan helperLine
+	cmd       *exec.Cmd
+	stdin     io.WriteCloser
+	lines     chan helperLine
+	announced time.Time // when it called Announce
 }
 
 // startHelper runs the test binary as a helper peer, prefixed by wrap
@@ -169,12 +171,15 @@ func startHelper(t testing.TB, cfg helperConfig, wrap ...string) *helperProc {
 			_ = cmd.Process.Kill()
 			_ = cmd.Wait()
 		}
+		for range h.lines { // unblock the reader if nobody read
+		}
 		<-readerDone
 	})
 	l := h.next(t, 20*time.Second, func(l helperLine) bool { return l.Kind == "ready" || l.Kind == "error" })
 	if l.Kind == "error" {
 		t.Fatalf("helper %s: %s", cfg.Node, l.Err)
 	}
+	h.announced = time.Unix(0, l.Time)
 	return h
 }
 
@@ -204,14 +209,24 @@ func (h *helperProc) stop(t testing.TB) time.Time {
 	t.Helper()
 	h.stdin.Close()
 	var leaving time.Time
-	for l := range h.lines {
-		switch l.Kind {
-		case "leaving":
-			leaving = time.Unix(0, l.Time)
-		case "closed":
-			if d := time.Duration(l.CloseNanos); d > 2*time.Second {
-				t.Errorf("helper %s took %v to close", l.Node, d)
+	deadline := time.NewTimer(20 * time.Second)
+	defer deadline.Stop()
+	for open := true; open; {
+		select {
+		case l, ok := <-h.lines:
+			open = ok
+			switch l.Kind {
+			case "leaving":
+				leaving = time.Unix(0, l.Time)
+			case "closed":
+				if d := time.Duration(l.CloseNanos); d > 2*time.Second {
+					t.Errorf("helper %s took %v to close", l.Node, d)
+				}
 			}
+		case <-deadline.C:
+			_ = h.cmd.Process.Kill()
+			t.Errorf("helper did not exit within 20s of stdin closing; killed")
+			open = false
 		}
 	}
 	if err := h.cmd.Wait(); err != nil {

@@ -349,3 +349,34 @@ func FuzzDecodeTXT(f *testing.F) {
 		}
 	})
 }
+
+func TestPickAddr(t *testing.T) {
+	s := &mdnsSource{nets: map[int][]*net.IPNet{
+		2: {{IP: net.IPv4(10, 1, 0, 1).To4(), Mask: net.CIDRMask(24, 32)}},
+		3: {{IP: net.IPv4(10, 2, 0, 1).To4(), Mask: net.CIDRMask(24, 32)}},
+	}}
+	ip := func(s string) net.IP { return net.ParseIP(s).To4() }
+	addrs := []net.IP{net.ParseIP("fe80::1"), ip("192.168.9.9"), ip("10.2.0.7"), ip("10.1.0.5")}
+	for _, tc := range []struct {
+		ifIndex int
+		addrs   []net.IP
+		want    net.IP
+	}{
+		{2, addrs, ip("10.1.0.5")},
+		{3, addrs, ip("10.2.0.7")},
+		{0, addrs, ip("10.2.0.7")},                          // unknown interface: any selected subnet
+		{0, []net.IP{ip("192.168.9.9")}, nil},               // ... and nothing else
+		{2, []net.IP{ip("192.168.9.9")}, ip("192.168.9.9")}, // it came in on a selected interface
+	} {
+		if got := s.pickAddr(tc.addrs, tc.ifIndex); !got.Equal(tc.want) {
+			t.Errorf("pickAddr(%v, %d) = %v, want %v", tc.addrs, tc.ifIndex, got, tc.want)
+		}
+	}
+	s.loopback = true
+	if got := s.pickAddr([]net.IP{ip("10.1.0.5"), ip("127.0.0.1")}, 1); !got.Equal(ip("127.0.0.1")) {
+		t.Errorf("loopback mode picked %v", got)
+	}
+	if got := s.pickAddr([]net.IP{ip("10.1.0.5")}, 1); got != nil {
+		t.Errorf("loopback mode picked %v", got)
+	}
+}
