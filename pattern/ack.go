@@ -145,13 +145,13 @@ func (a *ackPusher[T]) wake() {
 	}
 }
 
-func (a *ackPusher[T]) push(ctx context.Context, env *codec.Envelope, v T) error {
+func (a *ackPusher[T]) push(ctx context.Context, now time.Time, env *codec.Envelope, v T) error {
 	env.Seq = a.p.seq.Add(1)
 	frame, err := encodeEnvelope(env)
 	if err != nil {
 		return err
 	}
-	it := &item{id: env.ID, frame: frame, prio: env.Priority, pushed: time.Now()}
+	it := &item{id: env.ID, frame: frame, prio: env.Priority, pushed: now}
 	if a.o.onDead != nil {
 		it.value = v
 	}
@@ -176,10 +176,52 @@ func (a *ackPusher[T]) push(ctx context.Context, env *codec.Envelope, v T) error
 		return ErrClosed
 	}
 	a.custody[it.id] = it
+	if a.queued == 0 {
+		// Nothing waits ahead of it: send it from here, saving the
+		// hand-off to the dispatcher.
+		if p := a.pick(nil); p != nil {
+			d := a.assign(it, p, now)
+			first := a.flight.head == it
+			a.mu.Unlock()
+			if first {
+				a.wake() // the dispatcher arms its ack timer
+			}
+			if dead := a.send(d, nil); len(dead) > 0 {
+				a.reportDead(dead)
+			}
+			return nil
+		}
+	}
 	a.enqueue(it, false)
 	a.mu.Unlock()
 	a.wake()
 	return nil
+}
+
+// assign delivers it to p. a.mu is held.
+func (a *ackPusher[T]) assign(it *item, p *pullerPeer, now time.Time) delivery {
+	p.credit--
+	p.sent++
+	p.out[it.id] = struct{}{}
+	it.inflight, it.peer = true, p
+	it.deliveries++
+	it.deadline = now.Add(a.o.ackTimeout)
+	a.flight.pushBack(it)
+	return delivery{it, p, p.rid, it.frame, it.prio}
+}
+
+// send hands an assigned delivery to the socket.
+func (a *ackPusher[T]) send(d delivery, dead []DeadLetter) []DeadLetter {
+	err := a.p.sock.Send(a.p.ctx, socket.Msg{Frames: [][]byte{d.rid, empty, d.frame}, Priority: d.prio})
+	if err != nil {
+		return a.undo(d, err, dead)
+	}
+	if d.it.deliveries > 1 {
+		a.p.c.retried.Add(1)
+	} else {
+		a.p.c.sent.Add(1)
+	}
+	return dead
 }
 
 // enqueue queues it at its priority, at the front for a redelivery.
@@ -302,14 +344,7 @@ func (a *ackPusher[T]) dispatch() {
 				break
 			}
 			a.dequeue(it)
-			p.credit--
-			p.sent++
-			p.out[it.id] = struct{}{}
-			it.inflight, it.peer = true, p
-			it.deliveries++
-			it.deadline = now.Add(a.o.ackTimeout)
-			a.flight.pushBack(it)
-			sends = append(sends, delivery{it, p, p.rid, it.frame, it.prio})
+			sends = append(sends, a.assign(it, p, now))
 		}
 		more := len(sends) == dispatchBatch
 		if h := a.flight.head; h != nil {
@@ -318,16 +353,7 @@ func (a *ackPusher[T]) dispatch() {
 		a.mu.Unlock()
 
 		for i, d := range sends {
-			err := a.p.sock.Send(a.p.ctx, socket.Msg{Frames: [][]byte{d.rid, empty, d.frame}, Priority: d.prio})
-			if err == nil {
-				if d.it.deliveries > 1 {
-					a.p.c.retried.Add(1)
-				} else {
-					a.p.c.sent.Add(1)
-				}
-			} else {
-				dead = a.undo(d, err, dead)
-			}
+			dead = a.send(d, dead)
 			sends[i] = delivery{}
 		}
 		sends = sends[:0]

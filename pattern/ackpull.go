@@ -15,10 +15,10 @@ import (
 // ackPuller is the acknowledged mode of a Puller: one DEALER socket per
 // pusher endpoint, a shared pool of workers, and per-socket batched acks.
 type ackPuller[T any] struct {
-	pl   *Puller[T]
-	jobs chan pullJob
-	wg   sync.WaitGroup // receivers and workers
-	awg  sync.WaitGroup // ackers
+	pl  *Puller[T]
+	sem chan struct{}  // one slot per worker, shared by every socket
+	wg  sync.WaitGroup // workers
+	awg sync.WaitGroup // ackers
 
 	mu    sync.Mutex
 	socks map[string]*pullSock
@@ -29,12 +29,6 @@ type ackPuller[T any] struct {
 	done   map[codec.ID]struct{}    // recently processed
 	ring   []codec.ID
 	pos    int
-}
-
-type pullJob struct {
-	ps   *pullSock
-	id   codec.ID
-	body []byte
 }
 
 // pullSock is the connection to one pusher endpoint.
@@ -51,16 +45,9 @@ type pullSock struct {
 }
 
 func newAckPuller[T any](pl *Puller[T]) *ackPuller[T] {
-	return &ackPuller[T]{pl: pl, jobs: make(chan pullJob, pl.o.credit), socks: make(map[string]*pullSock),
+	return &ackPuller[T]{pl: pl, sem: make(chan struct{}, pl.o.workers), socks: make(map[string]*pullSock),
 		inprog: make(map[codec.ID]*pullSock), extra: make(map[codec.ID][]*pullSock),
 		done: make(map[codec.ID]struct{}, pl.o.dedupWindow), ring: make([]codec.ID, pl.o.dedupWindow)}
-}
-
-func (a *ackPuller[T]) start() {
-	for range a.pl.o.workers {
-		a.wg.Add(1)
-		go a.worker()
-	}
 }
 
 func (a *ackPuller[T]) connect(ep string) error {
@@ -86,10 +73,12 @@ func (a *ackPuller[T]) connect(ep string) error {
 		return &endpointError{ep, "already connected"}
 	}
 	a.socks[ep] = ps
-	a.wg.Add(1)
+	a.wg.Add(a.pl.o.workers)
 	a.awg.Add(1)
 	a.mu.Unlock()
-	go a.receiver(ps)
+	for range a.pl.o.workers {
+		go a.worker(ps)
+	}
 	go a.acker(ps)
 	if err := s.Connect(ep); err != nil {
 		a.disconnect(ep)
@@ -153,11 +142,16 @@ func (ps *pullSock) wake() {
 	}
 }
 
-func (a *ackPuller[T]) receiver(ps *pullSock) {
+// worker takes messages from ps and processes them. Every socket has
+// WithWorkers of them, and they share WithWorkers slots: the handler never
+// runs more than that many times at once, and no goroutine hand-off
+// separates receiving a message from processing it.
+func (a *ackPuller[T]) worker(ps *pullSock) {
 	defer a.wg.Done()
+	ctx := a.pl.ctx
 	c := &a.pl.c
 	for {
-		m, err := ps.sock.Recv(a.pl.ctx)
+		m, err := ps.sock.Recv(ctx)
 		if err != nil {
 			return
 		}
@@ -188,28 +182,16 @@ func (a *ackPuller[T]) receiver(ps *pullSock) {
 		a.inprog[env.ID] = ps
 		a.dmu.Unlock()
 		select {
-		case a.jobs <- pullJob{ps, env.ID, env.Body}:
-		case <-a.pl.ctx.Done():
-			return
-		}
-	}
-}
-
-func (a *ackPuller[T]) worker() {
-	defer a.wg.Done()
-	ctx := a.pl.ctx
-	for {
-		var j pullJob
-		select {
-		case j = <-a.jobs:
+		case a.sem <- struct{}{}:
 		case <-ctx.Done():
 			return
 		}
-		err := a.pl.handle(j.body)
+		err = a.pl.handle(env.Body)
+		<-a.sem
 		if err != nil && ctx.Err() != nil && errors.Is(err, context.Canceled) {
 			continue // closing: neither ack nor nack; the pusher redelivers
 		}
-		a.finish(j.id, err)
+		a.finish(env.ID, err)
 	}
 }
 

@@ -57,12 +57,12 @@ func MsgType(t string) CallOption {
 }
 
 // stamp fills the envelope's metadata from the pattern's options and the
-// call's options.
-func stamp(e *codec.Envelope, o *options, opts []CallOption) {
+// call's options; now is its creation time.
+func stamp(e *codec.Envelope, now time.Time, o *options, opts []CallOption) {
 	e.Priority = o.priority
 	e.Type = o.msgType
 	e.Sender = o.name
-	e.Timestamp = time.Now().UnixNano()
+	e.Timestamp = now.UnixNano()
 	if len(opts) == 0 {
 		return
 	}

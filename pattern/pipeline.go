@@ -102,9 +102,10 @@ func (p *Pusher[T]) Push(ctx context.Context, v T, opts ...CallOption) error {
 	}
 	*bp = body
 	env := codec.Envelope{ID: codec.NewID(), Kind: codec.KindData, Body: body}
-	stamp(&env, &p.o, opts)
+	now := time.Now()
+	stamp(&env, now, &p.o, opts)
 	if p.ack != nil {
-		return p.ack.push(ctx, &env, v)
+		return p.ack.push(ctx, now, &env, v)
 	}
 	env.Seq = p.seq.Add(1)
 	frame, err := encodeEnvelope(&env)
@@ -262,7 +263,6 @@ func NewPuller[T any](h func(ctx context.Context, v T) error, opts ...Option) (*
 				return nil, err
 			}
 		}
-		pl.ack.start()
 	} else {
 		if pl.sock, err = socket.New(socket.PULL, o.sockOpts...); err != nil {
 			return nil, err

@@ -301,7 +301,7 @@ func (r *Requester[Req, Resp]) Request(ctx context.Context, v Req, opts ...CallO
 		return zero, ErrClosed
 	}
 	start := time.Now()
-	resp, err := r.request(ctx, v, opts)
+	resp, err := r.request(ctx, start, v, opts)
 	if err != nil {
 		r.c.errors.Add(1)
 		return zero, err
@@ -311,7 +311,7 @@ func (r *Requester[Req, Resp]) Request(ctx context.Context, v Req, opts ...CallO
 	return resp, nil
 }
 
-func (r *Requester[Req, Resp]) request(ctx context.Context, v Req, opts []CallOption) (Resp, error) {
+func (r *Requester[Req, Resp]) request(ctx context.Context, now time.Time, v Req, opts []CallOption) (Resp, error) {
 	var zero Resp
 	bp := codec.GetBuffer()
 	defer codec.PutBuffer(bp)
@@ -321,7 +321,7 @@ func (r *Requester[Req, Resp]) request(ctx context.Context, v Req, opts []CallOp
 	}
 	*bp = body
 	env := codec.Envelope{Kind: codec.KindData, Body: body, Seq: r.seq.Add(1)}
-	stamp(&env, &r.o, opts)
+	stamp(&env, now, &r.o, opts)
 
 	c := callPool.Get().(*call)
 	defer callPool.Put(c)

@@ -1,0 +1,286 @@
+package pattern
+
+// Each typed pattern is measured against its socket-level twin with the same
+// socket types and options, for 64-byte payloads:
+//
+//	BenchmarkTypedReqRep  vs BenchmarkRawReqRep    one request in flight, round trips
+//	BenchmarkTypedPubSub  vs BenchmarkRawPubSub    publisher to subscriber throughput
+//	BenchmarkTypedPipeline, BenchmarkAckedPipeline vs BenchmarkRawPipeline
+//	                                               pusher to puller throughput
+//
+// Throughput benchmarks time b.N messages from the first send to the last
+// delivery and report msgs/s; the pub/sub ones also report the drop rate.
+
+import (
+	"context"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/zpeer/zpeer/socket"
+)
+
+const benchSize = 64
+
+func benchPayload() []byte {
+	b := make([]byte, benchSize)
+	for i := range b {
+		b[i] = byte(i)
+	}
+	return b
+}
+
+func reportRate(b *testing.B, n int, start time.Time) {
+	b.ReportMetric(float64(n)/time.Since(start).Seconds(), "msgs/s")
+}
+
+func BenchmarkTypedReqRep(b *testing.B) {
+	rp, err := NewReplier(func(_ context.Context, v []byte) ([]byte, error) { return v, nil },
+		WithBind(loopback), WithWorkers(1))
+	rp = cleanup(b, rp, err)
+	rq, err := NewRequester[[]byte, []byte](WithConnect(ep(b, rp)))
+	rq = cleanup(b, rq, err)
+	ctx := context.Background()
+	payload := benchPayload()
+	if _, err := rq.Request(ctx, payload); err != nil {
+		b.Fatal(err)
+	}
+	b.SetBytes(benchSize)
+	b.ReportAllocs()
+	b.ResetTimer()
+	for range b.N {
+		if _, err := rq.Request(ctx, payload); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.StopTimer()
+	lat := rq.Stats().Latency
+	b.ReportMetric(float64(lat.P50.Microseconds()), "p50-µs")
+	b.ReportMetric(float64(lat.P99.Microseconds()), "p99-µs")
+}
+
+// BenchmarkRawReqRep is the twin of BenchmarkTypedReqRep: the same DEALER
+// and ROUTER sockets with the same options, 64-byte frames echoed.
+func BenchmarkRawReqRep(b *testing.B) {
+	router, err := socket.New(socket.ROUTER, socket.WithNoBlock(), socket.WithLowLatency(true))
+	router = cleanup(b, router, err)
+	rep, _ := router.Bind(loopback)
+	dealer, err := socket.New(socket.DEALER, socket.WithNoBlock(), socket.WithLowLatency(true), socket.WithLinger(0))
+	dealer = cleanup(b, dealer, err)
+	dealer.Connect(rep)
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			m, err := router.Recv(ctx)
+			if err != nil {
+				return
+			}
+			router.Send(ctx, m)
+		}
+	}()
+	defer func() { cancel(); wg.Wait() }()
+	waitFor(b, "connected", func() bool { return dealer.Peers() == 1 })
+	payload := benchPayload()
+	roundTrip := func() {
+		for {
+			err := dealer.Send(ctx, socket.Msg{Frames: [][]byte{empty, payload}})
+			if err == nil {
+				break
+			}
+			if err != socket.ErrWouldBlock && err != socket.ErrNoPeers {
+				b.Fatal(err)
+			}
+		}
+		if _, err := dealer.Recv(ctx); err != nil {
+			b.Fatal(err)
+		}
+	}
+	roundTrip()
+	b.SetBytes(benchSize)
+	b.ReportAllocs()
+	b.ResetTimer()
+	for range b.N {
+		roundTrip()
+	}
+}
+
+var benchHWM = socket.WithSendHWM(100000)
+
+func BenchmarkTypedPubSub(b *testing.B) {
+	pub, err := NewPublisher[[]byte](WithBind(loopback), WithSocketOptions(benchHWM))
+	pub = cleanup(b, pub, err)
+	sub, err := NewSubscriber[[]byte](WithConnect(ep(b, pub)), WithTopics("bench"))
+	sub = cleanup(b, sub, err)
+	payload := benchPayload()
+	ctx := context.Background()
+	for {
+		pub.Publish(ctx, "bench", payload)
+		wctx, cancel := context.WithTimeout(ctx, 20*time.Millisecond)
+		_, err := sub.Recv(wctx)
+		cancel()
+		if err == nil {
+			break
+		}
+	}
+	b.SetBytes(benchSize)
+	b.ReportAllocs()
+	b.ResetTimer()
+	start := time.Now()
+	var published atomic.Bool
+	go func() {
+		for range b.N {
+			pub.Publish(ctx, "bench", payload)
+		}
+		published.Store(true)
+	}()
+	got := 0
+	for {
+		if published.Load() && uint64(got)+pub.Stats().Dropped >= uint64(b.N) {
+			break
+		}
+		wctx, cancel := context.WithTimeout(ctx, 50*time.Millisecond)
+		_, err := sub.Recv(wctx)
+		cancel()
+		if err == nil {
+			got++
+		}
+	}
+	b.StopTimer()
+	reportRate(b, got, start)
+	b.ReportMetric(100*float64(b.N-got)/float64(b.N), "drop-%")
+}
+
+// BenchmarkRawPubSub is the twin of BenchmarkTypedPubSub: PUB and SUB with
+// the same options, [topic, 64-byte payload].
+func BenchmarkRawPubSub(b *testing.B) {
+	pub, err := socket.New(socket.PUB, benchHWM)
+	pub = cleanup(b, pub, err)
+	pep, _ := pub.Bind(loopback)
+	sub, err := socket.New(socket.SUB)
+	sub = cleanup(b, sub, err)
+	sub.Subscribe("bench")
+	sub.Connect(pep)
+	topic, payload := []byte("bench"), benchPayload()
+	ctx := context.Background()
+	for {
+		pub.Send(ctx, socket.Msg{Frames: [][]byte{topic, payload}})
+		wctx, cancel := context.WithTimeout(ctx, 20*time.Millisecond)
+		_, err := sub.Recv(wctx)
+		cancel()
+		if err == nil {
+			break
+		}
+	}
+	b.SetBytes(benchSize)
+	b.ReportAllocs()
+	b.ResetTimer()
+	start := time.Now()
+	var published atomic.Bool
+	go func() {
+		for range b.N {
+			pub.Send(ctx, socket.Msg{Frames: [][]byte{topic, payload}})
+		}
+		published.Store(true)
+	}()
+	got := 0
+	for {
+		if published.Load() && uint64(got)+pub.Stats().Drops >= uint64(b.N) {
+			break
+		}
+		wctx, cancel := context.WithTimeout(ctx, 50*time.Millisecond)
+		_, err := sub.Recv(wctx)
+		cancel()
+		if err == nil {
+			got++
+		}
+	}
+	b.StopTimer()
+	reportRate(b, got, start)
+	b.ReportMetric(100*float64(b.N-got)/float64(b.N), "drop-%")
+}
+
+func benchPipeline(b *testing.B, acked bool) {
+	var opts []Option
+	if acked {
+		opts = append(opts, WithAck())
+	}
+	push, err := NewPusher[[]byte](append(opts, WithBind(loopback))...)
+	push = cleanup(b, push, err)
+	var got atomic.Int64
+	all := make(chan struct{})
+	target := int64(b.N)
+	pl, err := NewPuller(func(_ context.Context, v []byte) error {
+		if got.Add(1) == target {
+			close(all)
+		}
+		return nil
+	}, append(opts, WithConnect(ep(b, push)), WithWorkers(1))...)
+	pl = cleanup(b, pl, err)
+	waitFor(b, "puller", func() bool { return push.Pullers() == 1 })
+	payload := benchPayload()
+	ctx := context.Background()
+	b.SetBytes(benchSize)
+	b.ReportAllocs()
+	b.ResetTimer()
+	start := time.Now()
+	for range b.N {
+		if err := push.Push(ctx, payload); err != nil {
+			b.Fatal(err)
+		}
+	}
+	<-all
+	if acked {
+		if err := push.Drain(ctx); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.StopTimer()
+	reportRate(b, b.N, start)
+}
+
+// BenchmarkTypedPipeline is a fire-and-forget Pusher and Puller.
+func BenchmarkTypedPipeline(b *testing.B) { benchPipeline(b, false) }
+
+// BenchmarkAckedPipeline is an acknowledged Pusher and Puller: every
+// message acknowledged before the clock stops.
+func BenchmarkAckedPipeline(b *testing.B) { benchPipeline(b, true) }
+
+// BenchmarkRawPipeline is the socket-level twin: PUSH and PULL, 64-byte
+// frames.
+func BenchmarkRawPipeline(b *testing.B) {
+	push, err := socket.New(socket.PUSH)
+	push = cleanup(b, push, err)
+	pep, _ := push.Bind(loopback)
+	pull, err := socket.New(socket.PULL)
+	pull = cleanup(b, pull, err)
+	pull.Connect(pep)
+	waitFor(b, "puller", func() bool { return push.Peers() == 1 })
+	payload := benchPayload()
+	ctx := context.Background()
+	done := make(chan struct{})
+	n := b.N
+	b.SetBytes(benchSize)
+	b.ReportAllocs()
+	b.ResetTimer()
+	start := time.Now()
+	go func() {
+		defer close(done)
+		for range n {
+			if _, err := pull.Recv(ctx); err != nil {
+				return
+			}
+		}
+	}()
+	for range n {
+		if err := push.Send(ctx, socket.Msg{Frames: [][]byte{payload}}); err != nil {
+			b.Fatal(err)
+		}
+	}
+	<-done
+	b.StopTimer()
+	reportRate(b, n, start)
+}

@@ -1,0 +1,83 @@
+// Package pattern is zpeer's typed messaging API: request/reply,
+// publish/subscribe and pipelines over the socket engine (package socket)
+// and the message envelope (package codec), each carrying the whole message
+// lifecycle: create, send, receive, process, acknowledge, clean up.
+//
+//	Requester[Req, Resp] / Replier[Req, Resp]   request/reply with timeouts, retries, fail-over
+//	Publisher[T] / Subscriber[T]                topics, per-topic sequence numbers, gap detection
+//	Pusher[T] / Puller[T]                       work queues, fire-and-forget or acknowledged
+//
+// Values travel as MessagePack (codec.MarshalValue) in the Body of a
+// codec.Envelope, whose id, kind, priority, timestamp, sender and sequence
+// number the pattern fills in. Every pattern is created with typed options
+// (WithBind, WithConnect, WithTimeout, ...), takes a context.Context in its
+// blocking calls, is safe for concurrent use, counts what it does (Stats:
+// sent, delivered, acked, retried, dropped, dead, gaps, latency
+// percentiles) and stops cleanly on Close, which is idempotent. User
+// callbacks (handlers, WithOnDead) never run on an I/O goroutine. Endpoints
+// are given explicitly or found by a discovery service (WithDiscovery).
+//
+// # Delivery semantics
+//
+// Request/reply is at-least-once per attempt: an unanswered attempt is
+// abandoned after WithTimeout and the request sent again, up to WithRetries
+// times, preferably to another replier; handlers should be idempotent.
+// Replies are matched to attempts by envelope id, so a late reply is
+// dropped, never handed to another call.
+//
+// Publish/subscribe is at-most-once: a slow subscriber misses messages
+// rather than slowing the publisher down. Both sides count what was lost:
+// the publisher its drops, the subscriber the holes in the sequence numbers
+// (its gaps), and so delivered / sent per publisher. A subscriber that joins
+// late starts with the next message published.
+//
+// A fire-and-forget pipeline is at-most-once; an acknowledged one
+// (WithAck) is at-least-once with duplicate suppression at the puller:
+// messages are redelivered until acknowledged, and after WithMaxDeliveries
+// reported dead.
+//
+// Priority: an envelope's Priority (WithPriority, or Priority per message)
+// orders the queues on the sending side. Above 0 a message goes in the
+// socket's urgent lane, written before every ordinary message queued for
+// that peer; an acked Pusher's own queue is ordered by priority too.
+// Nothing reorders messages already in the network or the receiver.
+//
+// # Wire shapes
+//
+// Every envelope is one frame in the format of docs/wire.md. Frames, as
+// seen by the receiving application (ROUTER prepends the routing id):
+//
+//	Requester (DEALER) -> Replier (ROUTER)    ["", envelope{Kind: data}]
+//	Replier -> Requester                      ["", envelope{Kind: reply or error, ID: the request's ID}]
+//	Publisher (PUB) -> Subscriber (SUB)       [topic, envelope{Kind: data, Topic, Seq: per topic}]
+//	Pusher (PUSH) -> Puller (PULL)            [envelope{Kind: data}]
+//	acked Pusher (ROUTER) -> Puller (DEALER)  ["", envelope{Kind: data}]
+//	acked Puller -> Pusher                    ["", envelope{Kind: ack, Body: bin of n 16-byte ids}]
+//	                                          ["", envelope{Kind: ack, no ids, Headers: {"zpeer-credit": "N"}}]  (hello)
+//	                                          ["", envelope{Kind: nack, ID: the message's ID, Body: str reason}]
+//
+// The empty delimiter frame follows the REQ/REP convention, so a plain
+// ZeroMQ REQ socket that sends envelopes gets answers from a Replier
+// (libzmq REQ adds and strips the delimiter itself), and a Replier answers
+// whatever routing frames came in front of the envelope. An error reply's
+// body is the handler's error text as a MessagePack str; the header
+// "zpeer-panic" marks a recovered panic. A Publisher's messages can be
+// filtered by topic by any ZeroMQ SUB. A fire-and-forget Pusher is a plain
+// PUSH: any PULL peer can receive from it.
+//
+// In the acknowledged pipeline each Puller connection opens with a hello
+// that grants the Pusher credit for N messages. Each message delivered on
+// the connection uses one credit; each id acknowledged or nacked on it
+// returns one. Acks are batched: one ack envelope carries every id
+// acknowledged since the previous one was sent. The Pusher watches its
+// ROUTER socket's events and redelivers a lost connection's messages at
+// once.
+//
+// # What this package is not
+//
+// It is not a broker and keeps nothing on disk: a Pusher's custody and a
+// Puller's dedup window are in memory, and a crashed Pusher loses what it
+// held. It does not reorder what a receiver has already taken, does not
+// replay missed publications, and does not encrypt (see socket's
+// WithSecurity, through WithSocketOptions).
+package pattern
