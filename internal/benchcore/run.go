@@ -11,9 +11,9 @@ func Run(ctx context.Context, cfg Config, progress func(done, total int)) ([]Res
 	return RunStacks(ctx, cfg, ZpeerStacks(), progress)
 }
 
-// ZpeerStacks returns zpeer's stacks: the socket engine, then the typed
-// patterns.
-func ZpeerStacks() []Stack { return []Stack{Zpeer(), ZpeerTyped()} }
+// ZpeerStacks returns zpeer's stacks: the socket engine, the typed
+// patterns, and the acknowledged pipeline.
+func ZpeerStacks() []Stack { return []Stack{Zpeer(), ZpeerTyped(), ZpeerAcked()} }
 
 type plan struct {
 	sc     Scenario

@@ -12,16 +12,31 @@ import (
 
 // TypedStack is zpeer's typed patterns under test, carrying []byte values
 // in the msgpack envelope (id, sequence number, timestamp): what an
-// application built on pattern/ gets, end to end. PubSub is a Publisher and
+// application built on pattern/ gets, end to end. Pipeline is a Pusher and
+// Pullers (one worker each, so that order is kept); PubSub a Publisher and
 // Subscribers on one topic; ReqRep a Requester and a Replier whose handler
-// echoes. Pipeline is n/a until pattern/ has Pusher and Puller.
-type TypedStack struct{}
+// echoes. A Puller's handler hands each value to the harness over an
+// unbuffered channel, so it returns (and, acked, acknowledges) only once
+// the value was taken.
+//
+// With Acked set it is the acknowledged pipeline (WithAck on both sides:
+// credit, acks, redelivery when a puller goes), and PubSub and ReqRep are
+// n/a.
+type TypedStack struct{ Acked bool }
 
 // ZpeerTyped returns the typed-pattern stack.
 func ZpeerTyped() *TypedStack { return &TypedStack{} }
 
+// ZpeerAcked returns the acknowledged-pipeline stack.
+func ZpeerAcked() *TypedStack { return &TypedStack{Acked: true} }
+
 // Name implements Stack.
-func (*TypedStack) Name() string { return "zpeer-typed" }
+func (t *TypedStack) Name() string {
+	if t.Acked {
+		return "zpeer-acked"
+	}
+	return "zpeer-typed"
+}
 
 const typedTopic = "bench"
 
@@ -41,12 +56,73 @@ func (c closers) close() error {
 }
 
 // Pipeline implements Stack.
-func (*TypedStack) Pipeline(context.Context, int) (*Topology, error) {
-	return nil, ErrNotSupported
+func (t *TypedStack) Pipeline(ctx context.Context, n int) (*Topology, error) {
+	var ack []pattern.Option
+	if t.Acked {
+		ack = []pattern.Option{pattern.WithAck()}
+	}
+	push, err := pattern.NewPusher[[]byte](typedOpts(append(ack, pattern.WithBind("tcp://127.0.0.1:0"))...)...)
+	if err != nil {
+		return nil, err
+	}
+	cs := closers{push.Close}
+	fail := func(err error) (*Topology, error) {
+		cs.close()
+		return nil, err
+	}
+	eps := push.Endpoints()
+	if len(eps) != 1 {
+		return fail(fmt.Errorf("%s: pusher endpoints %v", t.Name(), eps))
+	}
+	top := &Topology{Send: typedPush{push}}
+	for range n {
+		ch := make(chan []byte)
+		pull, err := pattern.NewPuller(func(ctx context.Context, v []byte) error {
+			select {
+			case ch <- v:
+				return nil
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		}, typedOpts(append(ack, pattern.WithConnect(eps[0]), pattern.WithWorkers(1))...)...)
+		if err != nil {
+			return fail(err)
+		}
+		cs = append(cs, pull.Close)
+		top.Recv = append(top.Recv, typedPull{p: pull, ch: ch})
+	}
+	if err := WaitFor(ctx, func() bool { return push.Pullers() >= n }); err != nil {
+		return fail(fmt.Errorf("%s: %d pullers: %w", t.Name(), n, err))
+	}
+	top.Close = cs.close
+	return top, nil
 }
 
+type typedPush struct{ p *pattern.Pusher[[]byte] }
+
+func (p typedPush) Send(ctx context.Context, b []byte) error { return p.p.Push(ctx, b) }
+
+type typedPull struct {
+	p  *pattern.Puller[[]byte]
+	ch chan []byte
+}
+
+func (p typedPull) Recv(ctx context.Context) ([]byte, error) {
+	select {
+	case v := <-p.ch:
+		return v, nil
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+func (p typedPull) Close() error { return p.p.Close() }
+
 // PubSub implements Stack.
-func (*TypedStack) PubSub(ctx context.Context, n int) (*Topology, error) {
+func (t *TypedStack) PubSub(ctx context.Context, n int) (*Topology, error) {
+	if t.Acked {
+		return nil, ErrNotSupported
+	}
 	pub, err := pattern.NewPublisher[[]byte](typedOpts(pattern.WithBind("tcp://127.0.0.1:0"))...)
 	if err != nil {
 		return nil, err
@@ -60,20 +136,20 @@ func (*TypedStack) PubSub(ctx context.Context, n int) (*Topology, error) {
 	if len(eps) != 1 {
 		return fail(fmt.Errorf("zpeer-typed: publisher endpoints %v", eps))
 	}
-	t := &Topology{Send: typedPub{pub}}
+	top := &Topology{Send: typedPub{pub}}
 	for range n {
 		sub, err := pattern.NewSubscriber[[]byte](typedOpts(pattern.WithConnect(eps[0]), pattern.WithTopics(typedTopic))...)
 		if err != nil {
 			return fail(err)
 		}
 		cs = append(cs, sub.Close)
-		t.Recv = append(t.Recv, typedSub{sub})
+		top.Recv = append(top.Recv, typedSub{sub})
 	}
 	if err := WaitFor(ctx, func() bool { return pub.Subscribers() >= n }); err != nil {
 		return fail(fmt.Errorf("zpeer-typed: %d subscribers: %w", n, err))
 	}
-	t.Close = cs.close
-	return t, nil
+	top.Close = cs.close
+	return top, nil
 }
 
 type typedPub struct{ p *pattern.Publisher[[]byte] }
@@ -92,7 +168,10 @@ func (s typedSub) Recv(ctx context.Context) ([]byte, error) {
 func (s typedSub) Close() error { return s.s.Close() }
 
 // ReqRep implements Stack.
-func (*TypedStack) ReqRep(ctx context.Context) (*Topology, error) {
+func (t *TypedStack) ReqRep(ctx context.Context) (*Topology, error) {
+	if t.Acked {
+		return nil, ErrNotSupported
+	}
 	rep, err := pattern.NewReplier(func(_ context.Context, req []byte) ([]byte, error) { return req, nil },
 		typedOpts(pattern.WithBind("tcp://127.0.0.1:0"))...)
 	if err != nil {
