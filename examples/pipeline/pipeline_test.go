@@ -1,0 +1,48 @@
+package main
+
+import (
+	"os"
+	"syscall"
+	"testing"
+
+	"github.com/zpeer/zpeer/examples/internal/run"
+)
+
+var bin string
+
+func TestMain(m *testing.M) {
+	var cleanup func()
+	bin, cleanup = run.Build(".", "pipeline")
+	code := m.Run()
+	cleanup()
+	os.Exit(code)
+}
+
+// Three workers start, one is killed with SIGKILL midway, a fourth joins
+// late: the sink still gets every result, and the ventilator sees every
+// job acknowledged.
+func TestPipelineSurvivesAKilledWorker(t *testing.T) {
+	const jobs = "300"
+	sink := run.Start(t, "sink", bin, "-role", "sink", "-jobs", jobs)
+	sinkEP := sink.WaitLine(`^sink listening on (\S+)$`)[1]
+	vent := run.Start(t, "ventilator", bin, "-role", "ventilator", "-jobs", jobs, "-cost", "5ms")
+	ventEP := vent.WaitLine(`^ventilator listening on (\S+)$`)[1]
+	worker := func(name string) *run.Proc {
+		return run.Start(t, name, bin, "-role", "worker", "-name", name, "-ventilator", ventEP, "-sink", sinkEP)
+	}
+	w1, w2, w3 := worker("w1"), worker("w2"), worker("w3")
+	// w3 dies in the middle of its work, without a word.
+	w3.WaitLine(`^w3 did job \d+$`)
+	w3.WaitLine(`^w3 did job \d+$`)
+	w3.Signal(syscall.SIGKILL)
+	// A worker that comes later gets work too.
+	w4 := worker("w4")
+	sink.WaitLine(`^sink: all 300 results`)
+	sink.MustSucceed()
+	vent.WaitLine(`^ventilator: 300 jobs acknowledged, \d+ redelivered, 0 dead$`)
+	vent.MustSucceed()
+	for _, w := range []*run.Proc{w1, w2, w4} {
+		w.Signal(os.Interrupt)
+		w.Wait()
+	}
+}
