@@ -5,6 +5,8 @@ import (
 	"encoding/binary"
 	"fmt"
 	"net"
+
+	"github.com/go-zeromq/zmq4"
 )
 
 // ZMTP 3 framing constants (RFC 23).
@@ -136,3 +138,18 @@ func (g *guardConn) parseHeader() error {
 // Write goes straight to the connection: during the handshake only zmq4
 // writes, and afterwards only the pipe's writer does.
 func (g *guardConn) Write(p []byte) (int, error) { return g.Conn.Write(p) }
+
+// openZMTP runs zmq4's greeting and security handshake over g. zmq4 parses
+// what the peer sends in the handshake (metadata properties, PLAIN
+// credentials) without checking every length against the data, so a
+// malformed READY from any client can panic it (a property whose value
+// length is cut off indexes past the end). Such a panic is confined to this
+// connection's handshake: it becomes a protocol error, not a crash.
+func openZMTP(g *guardConn, sec zmq4.Security, typ zmq4.SocketType, id []byte, server bool) (zc *zmq4.Conn, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			zc, err = nil, fmt.Errorf("%w: malformed handshake (%v)", ErrProtocol, r)
+		}
+	}()
+	return zmq4.Open(g, sec, typ, zmq4.SocketIdentity(id), server, nil)
+}

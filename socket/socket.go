@@ -11,7 +11,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/go-zeromq/zmq4"
 	"github.com/go-zeromq/zmq4/security/null"
 )
 
@@ -515,7 +514,7 @@ func (s *Socket) handshake(c net.Conn, ep string, server bool) (*pipe, error) {
 	}
 	s.shaking[c] = struct{}{}
 	s.mu.Unlock()
-	zc, err := zmq4.Open(g, s.opts.Security, s.typ.zmq(), zmq4.SocketIdentity(s.opts.Identity), server, nil)
+	zc, err := openZMTP(g, s.opts.Security, s.typ.zmq(), s.opts.Identity, server)
 	if err == nil {
 		err = c.SetDeadline(time.Time{})
 	}
