@@ -375,7 +375,13 @@ func (d *reader) arrayLen(field string) (int, error) {
 	default:
 		return 0, fieldErr(field, ErrMalformed, "want array, got %s", describe(c))
 	}
-	return int(n), err
+	if err != nil {
+		return 0, err
+	}
+	if n > math.MaxInt32 { // keep int(n) positive on 32-bit platforms
+		return 0, fieldErr(field, ErrTooLarge, "array of %d elements", n)
+	}
+	return int(n), nil
 }
 
 // mapLen reads a map header, or nil (0 entries), and checks that the input
