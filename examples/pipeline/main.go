@@ -7,7 +7,8 @@
 // only once the sink has confirmed its result (a request/reply), so a job
 // whose worker dies before the result is safe goes round again. The sink
 // keeps each job's first result: a result that arrives twice is counted, not
-// doubled.
+// doubled. The ventilator exits once every job is acknowledged; the sink,
+// a service, runs until interrupted.
 //
 //	go run ./examples/pipeline -role sink -bind tcp://127.0.0.1:5558 -jobs 100
 //	go run ./examples/pipeline -role ventilator -bind tcp://127.0.0.1:5557 -jobs 100
@@ -132,24 +133,30 @@ func runWorker(ctx context.Context, name, ventilator, sink string) error {
 	return ctx.Err()
 }
 
-// runSink collects one result per job and exits when it has them all.
+// runSink collects one result per job. It says when it has them all and
+// keeps confirming results (late duplicates included) until interrupted:
+// a worker that did a job twice must still hear back, or it would nack it.
 func runSink(ctx context.Context, bind string, jobs int) error {
 	var (
-		mu       sync.Mutex
-		got      = make(map[int]string)
-		dupes    int
-		finished = make(chan struct{})
+		mu    sync.Mutex
+		got   = make(map[int]string)
+		dupes int
 	)
 	rep, err := pattern.NewReplier(func(_ context.Context, r Result) (bool, error) {
 		mu.Lock()
 		defer mu.Unlock()
 		if _, seen := got[r.JobID]; seen {
 			dupes++ // a worker died after the result, before its ack
+			fmt.Printf("sink: job %d again, from %s: ignored\n", r.JobID, r.Worker)
 			return true, nil
 		}
 		got[r.JobID] = r.Worker
 		if len(got) == jobs {
-			close(finished)
+			perWorker := make(map[string]int)
+			for _, w := range got {
+				perWorker[w]++
+			}
+			fmt.Printf("sink: all %d results, per worker %v\n", len(got), perWorker)
 		}
 		return true, nil
 	}, pattern.WithBind(bind), pattern.WithName("sink"))
@@ -158,19 +165,12 @@ func runSink(ctx context.Context, bind string, jobs int) error {
 	}
 	defer rep.Close()
 	fmt.Printf("sink listening on %s\n", rep.Endpoints()[0])
-	select {
-	case <-finished:
-	case <-ctx.Done():
-		mu.Lock()
-		defer mu.Unlock()
-		return fmt.Errorf("interrupted with %d of %d results", len(got), jobs)
-	}
+	<-ctx.Done()
 	mu.Lock()
 	defer mu.Unlock()
-	perWorker := make(map[string]int)
-	for _, w := range got {
-		perWorker[w]++
+	fmt.Printf("sink: %d of %d results, %d duplicates ignored\n", len(got), jobs, dupes)
+	if len(got) < jobs {
+		return fmt.Errorf("%d results missing", jobs-len(got))
 	}
-	fmt.Printf("sink: all %d results, %d duplicates ignored, per worker %v\n", len(got), dupes, perWorker)
-	return nil // rep.Close lingers until the last confirmations are written
+	return nil
 }
