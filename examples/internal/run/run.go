@@ -145,11 +145,26 @@ func (p *Proc) Stdout() []string {
 }
 
 // WaitLine waits until a line (stdout or stderr) matches re, and returns
-// its submatches.
+// its submatches. It fails the test after Timeout.
 func (p *Proc) WaitLine(re string) []string {
 	p.t.Helper()
+	m, err := p.waitLine(re, Timeout)
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	return m
+}
+
+// Within reports whether a line matching re is printed (or was already)
+// within d.
+func (p *Proc) Within(re string, d time.Duration) bool {
+	m, _ := p.waitLine(re, d)
+	return m != nil
+}
+
+func (p *Proc) waitLine(re string, d time.Duration) ([]string, error) {
 	rx := regexp.MustCompile(re)
-	deadline := time.NewTimer(Timeout)
+	deadline := time.NewTimer(d)
 	defer deadline.Stop()
 	seen := 0
 	for {
@@ -159,7 +174,7 @@ func (p *Proc) WaitLine(re string) []string {
 		p.mu.Unlock()
 		for _, l := range lines {
 			if m := rx.FindStringSubmatch(l); m != nil {
-				return m
+				return m, nil
 			}
 		}
 		select {
@@ -169,10 +184,10 @@ func (p *Proc) WaitLine(re string) []string {
 			n := len(p.lines)
 			p.mu.Unlock()
 			if n == seen {
-				p.t.Fatalf("%s exited (%d) without printing a line matching %q", p.name, p.code, re)
+				return nil, fmt.Errorf("%s exited (%d) without printing a line matching %q", p.name, p.code, re)
 			}
 		case <-deadline.C:
-			p.t.Fatalf("%s printed no line matching %q within %s", p.name, re, Timeout)
+			return nil, fmt.Errorf("%s printed no line matching %q within %s", p.name, re, d)
 		}
 	}
 }
