@@ -329,7 +329,7 @@ func (a *ackPusher[T]) dispatch() {
 		case <-a.p.ctx.Done():
 			return
 		}
-		now := time.Now()
+		now := now()
 		a.mu.Lock()
 		for it := a.flight.head; it != nil && !it.deadline.After(now); it = a.flight.head {
 			dead = a.recall(it, "no ack within "+a.o.ackTimeout.String(), dead)
@@ -480,7 +480,7 @@ func (a *ackPusher[T]) recvLoop() {
 					p.credit = w - len(p.out)
 				}
 			}
-			now := time.Now()
+			now := now()
 			for len(ids) > 0 {
 				a.settle(codec.ID(ids[:16]), p, now)
 				ids = ids[16:]

@@ -122,7 +122,7 @@ func (a *ackPuller[T]) event(ps *pullSock, ev socket.Event) {
 	switch ev.Kind {
 	case socket.EventConnected:
 		ps.up.Add(1)
-		env := codec.Envelope{Kind: codec.KindAck, Sender: a.pl.o.name, Timestamp: time.Now().UnixNano(),
+		env := codec.Envelope{Kind: codec.KindAck, Sender: a.pl.o.name, Timestamp: now().UnixNano(),
 			Headers: map[string]string{creditHeader: strconv.Itoa(a.pl.o.credit)}}
 		if frame, err := encodeEnvelope(&env); err == nil {
 			ps.sock.Send(context.Background(), socket.Msg{Frames: [][]byte{empty, frame}})
@@ -242,7 +242,7 @@ func (a *ackPuller[T]) nack(ps *pullSock, id codec.ID, cause error) {
 	defer codec.PutBuffer(bp)
 	body, _ := marshalBody(*bp, cause.Error())
 	*bp = body
-	env := codec.Envelope{ID: id, Kind: codec.KindNack, Sender: a.pl.o.name, Timestamp: time.Now().UnixNano(), Body: body}
+	env := codec.Envelope{ID: id, Kind: codec.KindNack, Sender: a.pl.o.name, Timestamp: now().UnixNano(), Body: body}
 	if frame, err := encodeEnvelope(&env); err == nil {
 		// Best effort: a lost nack becomes an ack timeout at the pusher.
 		ps.sock.Send(context.Background(), socket.Msg{Frames: [][]byte{empty, frame}})
@@ -297,7 +297,7 @@ func (a *ackPuller[T]) flush(ps *pullSock) bool {
 	bp := codec.GetBuffer()
 	body, _ := marshalBody(*bp, ids)
 	*bp = body
-	env := codec.Envelope{Kind: codec.KindAck, Sender: a.pl.o.name, Timestamp: time.Now().UnixNano(), Body: body}
+	env := codec.Envelope{Kind: codec.KindAck, Sender: a.pl.o.name, Timestamp: now().UnixNano(), Body: body}
 	frame, err := encodeEnvelope(&env)
 	codec.PutBuffer(bp)
 	if err == nil {

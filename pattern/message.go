@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"encoding/hex"
 	"math/rand/v2"
+	"sync/atomic"
 	"time"
 
 	"github.com/zpeer/zpeer/codec"
@@ -187,4 +188,27 @@ func toMessage[T any](e *codec.Envelope, v T) Message[T] {
 		Value: v, ID: e.ID, Type: e.Type, Topic: e.Topic, Priority: e.Priority,
 		Sender: e.Sender, Seq: e.Seq, Timestamp: time.Unix(0, e.Timestamp), Headers: e.Headers,
 	}
+}
+
+// clockBase is a recent time.Now, with its monotonic reading.
+var clockBase atomic.Pointer[time.Time]
+
+func init() {
+	t := time.Now()
+	clockBase.Store(&t)
+}
+
+// now is time.Now for envelope timestamps and latencies at half the cost
+// on machines whose wall clock is slow to read: the wall time is a recent
+// time.Now plus the monotonic time elapsed since, re-based every second so
+// that a wall-clock step shows within a second.
+func now() time.Time {
+	b := clockBase.Load()
+	d := time.Since(*b)
+	if d < time.Second {
+		return b.Add(d)
+	}
+	t := time.Now()
+	clockBase.Store(&t)
+	return t
 }

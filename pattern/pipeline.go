@@ -102,10 +102,10 @@ func (p *Pusher[T]) Push(ctx context.Context, v T, opts ...CallOption) error {
 	}
 	*bp = body
 	env := codec.Envelope{ID: codec.NewID(), Kind: codec.KindData, Body: body}
-	now := time.Now()
-	stamp(&env, now, &p.o, opts)
+	t := now()
+	stamp(&env, t, &p.o, opts)
 	if p.ack != nil {
-		return p.ack.push(ctx, now, &env, v)
+		return p.ack.push(ctx, t, &env, v)
 	}
 	env.Seq = p.seq.Add(1)
 	frame, err := encodeEnvelope(&env)

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"slices"
 	"sync"
-	"time"
 
 	"github.com/zpeer/zpeer/codec"
 	"github.com/zpeer/zpeer/socket"
@@ -77,7 +76,7 @@ func (p *Publisher[T]) Publish(ctx context.Context, topic string, v T, opts ...C
 	}
 	*bp = body
 	env := codec.Envelope{ID: codec.NewID(), Kind: codec.KindData, Topic: topic, Body: body}
-	stamp(&env, time.Now(), &p.o, opts)
+	stamp(&env, now(), &p.o, opts)
 
 	p.mu.Lock()
 	defer p.mu.Unlock()

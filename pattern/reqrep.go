@@ -300,7 +300,7 @@ func (r *Requester[Req, Resp]) Request(ctx context.Context, v Req, opts ...CallO
 	if r.ctx.Err() != nil {
 		return zero, ErrClosed
 	}
-	start := time.Now()
+	start := now()
 	resp, err := r.request(ctx, start, v, opts)
 	if err != nil {
 		r.c.errors.Add(1)
@@ -327,8 +327,8 @@ func (r *Requester[Req, Resp]) request(ctx context.Context, now time.Time, v Req
 	defer callPool.Put(c)
 	var triedBuf [4]*reqPeer
 	tried := triedBuf[:0]
-	timer := time.NewTimer(r.o.timeout)
-	defer timer.Stop()
+	timer := getTimer(r.o.timeout)
+	defer putTimer(timer)
 	var poll *time.Timer // while the chosen peer's queue is full
 	defer func() {
 		if poll != nil {
@@ -492,6 +492,23 @@ func (r *Requester[Req, Resp]) abandon(c *call, timedOut *reqPeer) bool {
 		}
 	}
 	return true
+}
+
+var timerPool sync.Pool
+
+func getTimer(d time.Duration) *time.Timer {
+	if t, ok := timerPool.Get().(*time.Timer); ok {
+		t.Reset(d)
+		return t
+	}
+	return time.NewTimer(d)
+}
+
+// putTimer stops t and pools it. Since Go 1.23 a stopped timer's channel
+// holds no stale tick, so Reset after Get is safe.
+func putTimer(t *time.Timer) {
+	t.Stop()
+	timerPool.Put(t)
 }
 
 func drain(ch chan reply) {
@@ -659,7 +676,7 @@ func (rp *Replier[Req, Resp]) serve(m socket.Msg) {
 	}
 	rp.c.delivered.Add(1)
 	out := codec.Envelope{ID: env.ID, Kind: codec.KindReply, Priority: env.Priority, Seq: env.Seq,
-		Sender: rp.o.name, Type: rp.o.msgType, Timestamp: time.Now().UnixNano()}
+		Sender: rp.o.name, Type: rp.o.msgType, Timestamp: now().UnixNano()}
 	var req Req
 	var resp Resp
 	bp := codec.GetBuffer()
