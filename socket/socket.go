@@ -320,6 +320,7 @@ func (s *Socket) Stats() Stats {
 	for p := range s.pipes {
 		ps = append(ps, p.peerStats())
 	}
+	totals := s.stats.snapshot()
 	s.mu.Unlock()
 	st := Stats{
 		Peers:         len(ps),
@@ -331,7 +332,7 @@ func (s *Socket) Stats() Stats {
 		PerPeer:       ps,
 	}
 	// Per-socket message counters are the sum over pipes alive and gone.
-	st.Counters = s.stats.snapshot()
+	st.Counters = totals
 	for _, p := range ps {
 		st.MsgsIn += p.MsgsIn
 		st.MsgsOut += p.MsgsOut
@@ -555,17 +556,20 @@ func (s *Socket) detach(p *pipe, err error) {
 	s.mu.Lock()
 	_, ok := s.pipes[p]
 	delete(s.pipes, p)
+	if ok {
+		// Keep the dead pipe's counters in the socket totals, in the same
+		// critical section so that Stats never misses them.
+		st := p.stats.snapshot()
+		s.stats.msgsIn.Add(st.MsgsIn)
+		s.stats.msgsOut.Add(st.MsgsOut)
+		s.stats.bytesIn.Add(st.BytesIn)
+		s.stats.bytesOut.Add(st.BytesOut)
+		s.disconnects.Add(1)
+	}
 	s.mu.Unlock()
 	if !ok {
 		return
 	}
-	// keep the dead pipe's counters in the socket totals
-	st := p.stats.snapshot()
-	s.stats.msgsIn.Add(st.MsgsIn)
-	s.stats.msgsOut.Add(st.MsgsOut)
-	s.stats.bytesIn.Add(st.BytesIn)
-	s.stats.bytesOut.Add(st.BytesOut)
-	s.disconnects.Add(1)
 	s.r.detach(p)
 	if errors.Is(err, ErrProtocol) || errors.Is(err, ErrTooLarge) {
 		s.opts.Logger.Warn("peer dropped", "endpoint", p.endpoint, "remote", p.remote, "err", err)
