@@ -7,6 +7,7 @@ import (
 	"runtime"
 	"time"
 
+	"github.com/zpeer/zpeer/discovery"
 	"github.com/zpeer/zpeer/socket"
 )
 
@@ -76,6 +77,9 @@ type options struct {
 	onDead        func(DeadLetter)
 	logger        *slog.Logger
 	discovery     Discovery
+	service       string
+	serviceOpts   []discovery.Option
+	watcher       *discovery.Watcher
 }
 
 func defaultOptions() options {

@@ -43,7 +43,7 @@ type Pusher[T any] struct {
 	seq  atomic.Uint64
 	ctx  context.Context
 	stop context.CancelFunc
-	wg   sync.WaitGroup
+	disc *joined
 
 	closeMu sync.Mutex
 	closed  bool
@@ -81,7 +81,14 @@ func NewPusher[T any](opts ...Option) (*Pusher[T], error) {
 	if p.ack != nil {
 		p.ack.start()
 	}
-	runDiscovery(p.ctx, &p.wg, &p.o, p.sock)
+	typ := "PUSH"
+	if p.ack != nil {
+		typ = "ROUTER"
+	}
+	if p.disc, err = join(&p.o, typ, p, p.Endpoints()); err != nil {
+		p.Close()
+		return nil, err
+	}
 	return p, nil
 }
 
@@ -184,6 +191,7 @@ func (p *Pusher[T]) Close() error {
 		return nil
 	}
 	p.closed = true
+	p.disc.leave()
 	p.stop()
 	if p.ack != nil {
 		p.ack.wg.Wait()
@@ -192,7 +200,6 @@ func (p *Pusher[T]) Close() error {
 	if p.sock != nil {
 		err = p.sock.Close()
 	}
-	p.wg.Wait()
 	if p.ack != nil {
 		p.ack.notes.close()
 	}
@@ -229,6 +236,7 @@ type Puller[T any] struct {
 
 	sock *socket.Socket // fire-and-forget
 	ack  *ackPuller[T]  // acknowledged
+	disc *joined
 
 	closeMu sync.Mutex
 	closed  bool
@@ -276,7 +284,14 @@ func NewPuller[T any](h func(ctx context.Context, v T) error, opts ...Option) (*
 			go pl.worker()
 		}
 	}
-	runDiscovery(pl.ctx, &pl.wg, &pl.o, pl)
+	typ := "PULL"
+	if o.ack {
+		typ = "DEALER"
+	}
+	if pl.disc, err = join(&pl.o, typ, pl, pl.Endpoints()); err != nil {
+		pl.Close()
+		return nil, err
+	}
 	return pl, nil
 }
 
@@ -379,6 +394,7 @@ func (pl *Puller[T]) Close() error {
 		return nil
 	}
 	pl.closed = true
+	pl.disc.leave()
 	pl.cancel()
 	if pl.ack != nil {
 		pl.ack.close()

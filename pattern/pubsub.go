@@ -27,10 +27,7 @@ type Publisher[T any] struct {
 	mu     sync.Mutex // serialises sequence numbering and sending, so seqs go out in order
 	topics map[string]*topicState
 	closed bool
-
-	ctx    context.Context // for discovery
-	cancel context.CancelFunc
-	wg     sync.WaitGroup
+	disc   *joined
 }
 
 type topicState struct {
@@ -56,8 +53,10 @@ func NewPublisher[T any](opts ...Option) (*Publisher[T], error) {
 		s.Close()
 		return nil, err
 	}
-	p.ctx, p.cancel = context.WithCancel(context.Background())
-	runDiscovery(p.ctx, &p.wg, &p.o, s)
+	if p.disc, err = join(&p.o, "PUB", p, p.Endpoints()); err != nil {
+		s.Close()
+		return nil, err
+	}
 	return p, nil
 }
 
@@ -134,12 +133,13 @@ func (p *Publisher[T]) Stats() Stats {
 // time to be written. Close is idempotent.
 func (p *Publisher[T]) Close() error {
 	p.mu.Lock()
+	closed := p.closed
 	p.closed = true
 	p.mu.Unlock()
-	p.cancel()
-	err := p.sock.Close()
-	p.wg.Wait()
-	return err
+	if !closed {
+		p.disc.leave()
+	}
+	return p.sock.Close()
 }
 
 // Subscriber receives typed values published on the topics it subscribed
@@ -166,9 +166,8 @@ type Subscriber[T any] struct {
 	mu      sync.Mutex
 	streams map[streamKey]uint64 // last seq per publisher and topic
 	sources map[string]*SourceStats
-	ctx     context.Context
-	cancel  context.CancelFunc
-	wg      sync.WaitGroup
+	disc    *joined
+	once    sync.Once
 }
 
 type streamKey struct{ sender, topic string }
@@ -189,7 +188,6 @@ func NewSubscriber[T any](opts ...Option) (*Subscriber[T], error) {
 	}
 	sub := &Subscriber[T]{o: o, sock: s, recv: make(chan struct{}, 1),
 		streams: make(map[streamKey]uint64), sources: make(map[string]*SourceStats)}
-	sub.ctx, sub.cancel = context.WithCancel(context.Background())
 	for _, t := range o.topics {
 		if err := s.Subscribe(t); err != nil {
 			s.Close()
@@ -200,7 +198,10 @@ func NewSubscriber[T any](opts ...Option) (*Subscriber[T], error) {
 		s.Close()
 		return nil, err
 	}
-	runDiscovery(sub.ctx, &sub.wg, &sub.o, s)
+	if sub.disc, err = join(&sub.o, "SUB", sub, sub.Endpoints()); err != nil {
+		s.Close()
+		return nil, err
+	}
 	return sub, nil
 }
 
@@ -331,8 +332,6 @@ func (s *Subscriber[T]) Stats() Stats {
 // Close closes the Subscriber. Blocked Recv calls return ErrClosed once the
 // messages already received are consumed. Close is idempotent.
 func (s *Subscriber[T]) Close() error {
-	s.cancel()
-	err := s.sock.Close()
-	s.wg.Wait()
-	return err
+	s.once.Do(s.disc.leave)
+	return s.sock.Close()
 }

@@ -47,6 +47,7 @@ type Requester[Req, Resp any] struct {
 	c      counters
 	lat    histogram
 	seq    atomic.Uint64
+	disc   *joined
 
 	mu      sync.Mutex
 	peers   []*reqPeer
@@ -114,7 +115,10 @@ func NewRequester[Req, Resp any](opts ...Option) (*Requester[Req, Resp], error) 
 			return nil, err
 		}
 	}
-	runDiscovery(r.ctx, &r.wg, &r.o, r)
+	if r.disc, err = join(&r.o, "DEALER", r, r.Endpoints()); err != nil {
+		r.Close()
+		return nil, err
+	}
 	return r, nil
 }
 
@@ -576,6 +580,9 @@ func (r *Requester[Req, Resp]) Close() error {
 		return nil
 	}
 	r.closed = true
+	r.mu.Unlock()
+	r.disc.leave()
+	r.mu.Lock()
 	peers := slices.Clone(r.peers)
 	r.mu.Unlock()
 	r.cancel()
@@ -604,6 +611,7 @@ type Replier[Req, Resp any] struct {
 	cancel  context.CancelFunc
 	wg      sync.WaitGroup
 	c       counters
+	disc    *joined
 	closeMu sync.Mutex
 	closed  bool
 }
@@ -635,7 +643,10 @@ func NewReplier[Req, Resp any](h func(ctx context.Context, req Req) (Resp, error
 		rp.wg.Add(1)
 		go rp.worker()
 	}
-	runDiscovery(rp.ctx, &rp.wg, &rp.o, s)
+	if rp.disc, err = join(&rp.o, "ROUTER", rp, rp.Endpoints()); err != nil {
+		rp.Close()
+		return nil, err
+	}
 	return rp, nil
 }
 
@@ -758,6 +769,7 @@ func (rp *Replier[Req, Resp]) Close() error {
 		return nil
 	}
 	rp.closed = true
+	rp.disc.leave()
 	rp.cancel()
 	rp.wg.Wait()
 	return rp.sock.Close()

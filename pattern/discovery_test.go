@@ -1,0 +1,87 @@
+package pattern
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"testing"
+	"time"
+
+	"github.com/zpeer/zpeer/discovery"
+)
+
+// svcName returns a service name no other test run uses.
+func svcName(prefix string) string { return fmt.Sprintf("%s-%06x", prefix, rand.Uint32()&0xffffff) }
+
+// node gives one side of a test its own discovery node id: a watcher
+// ignores announcements from its own node.
+func node(name string) discovery.Option {
+	return discovery.WithNodeID(name + fmt.Sprint(rand.Uint32()))
+}
+
+// A Replier that binds announces itself; a Requester joined to the same
+// service name finds it and connects, with no endpoint given. When the
+// replier goes, the requester disconnects.
+func TestServiceRequestReply(t *testing.T) {
+	svc := svcName("calc")
+	lo := discovery.WithLoopback()
+	fast := discovery.WithRefresh(200 * time.Millisecond)
+	rp, err := NewReplier(adder, WithBind("tcp://127.0.0.1:0"), WithService(svc, lo, node("rep")))
+	rp = cleanup(t, rp, err)
+	rq, err := NewRequester[addReq, addResp](WithService(svc, lo, fast, node("req")), WithTimeout(time.Second))
+	rq = cleanup(t, rq, err)
+	waitFor(t, "requester to find the replier", func() bool { return rq.Peers() == 1 })
+	got, err := rq.Request(ctxT(t), addReq{40, 2})
+	if err != nil || got.Sum != 42 {
+		t.Fatalf("got %v %v", got, err)
+	}
+	rp.Close() // says goodbye: the requester drops the endpoint
+	waitFor(t, "requester to forget the replier", func() bool {
+		rq.mu.Lock()
+		defer rq.mu.Unlock()
+		return len(rq.peers) == 0
+	})
+}
+
+func TestServiceAckedPipeline(t *testing.T) {
+	svc := svcName("work")
+	lo := discovery.WithLoopback()
+	push, err := NewPusher[int](WithBind("tcp://127.0.0.1:0"), WithAck(), WithService(svc, lo, node("push")))
+	push = cleanup(t, push, err)
+	got := make(chan int, 10)
+	pl, err := NewPuller(func(_ context.Context, v int) error { got <- v; return nil },
+		WithAck(), WithService(svc, lo, node("pull")))
+	cleanup(t, pl, err)
+	if err := push.Push(ctxT(t), 7); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case v := <-got:
+		if v != 7 {
+			t.Fatalf("got %d", v)
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatal("the puller never found the pusher")
+	}
+	if err := push.Drain(ctxT(t)); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// WithDiscovery runs any peer-finding function with the pattern as its
+// Connector.
+func TestCustomDiscovery(t *testing.T) {
+	pub, err := NewPublisher[string](WithBind(loopback))
+	pub = cleanup(t, pub, err)
+	sub, err := NewSubscriber[string](WithTopics(""), WithDiscovery(func(ctx context.Context, c Connector) error {
+		if err := c.Connect(ep(t, pub)); err != nil {
+			return err
+		}
+		<-ctx.Done()
+		return c.Disconnect(ep(t, pub))
+	}))
+	sub = cleanup(t, sub, err)
+	if m := syncSub(t, pub, sub, "x", "hello"); m.Value != "hello" {
+		t.Fatalf("got %+v", m)
+	}
+}
