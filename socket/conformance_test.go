@@ -353,9 +353,9 @@ func verifyRecvDeadline(t *testing.T, typ Type) {
 		connect(t, s, bind(t, rep))
 		send(t, s, "unanswered")
 	}
+	start := time.Now()
 	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
 	defer cancel()
-	start := time.Now()
 	_, err := s.Recv(ctx)
 	if !errors.Is(err, ErrTimeout) || !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("Recv: %v, want ErrTimeout wrapping context.DeadlineExceeded", err)

@@ -531,8 +531,10 @@ func TestInteropLibzmqHeartbeats(t *testing.T) {
 			idleWithTraffic(t, req, time.Second)
 		}
 	}
-	if st := req.Stats(); st.Connects != 1 || st.Disconnects != 0 {
-		t.Errorf("connects=%d disconnects=%d, want 1 and 0", st.Connects, st.Disconnects)
+	// The peer exits after its second reply, so a disconnect may follow
+	// now; what matters is that heartbeats never caused a reconnect.
+	if st := req.Stats(); st.Connects != 1 {
+		t.Errorf("connects=%d, want 1 (no reconnect while idle)", st.Connects)
 	}
 	py.done(t, 2)
 }
@@ -554,8 +556,10 @@ func TestInteropOurHeartbeats(t *testing.T) {
 			idleWithTraffic(t, dealer, time.Second)
 		}
 	}
-	if st := dealer.Stats(); st.Connects != 1 || st.Disconnects != 0 {
-		t.Errorf("connects=%d disconnects=%d, want 1 and 0", st.Connects, st.Disconnects)
+	// The peer exits after its second echo, so a disconnect may follow
+	// now; what matters is that heartbeats never caused a reconnect.
+	if st := dealer.Stats(); st.Connects != 1 {
+		t.Errorf("connects=%d, want 1 (no reconnect while idle)", st.Connects)
 	}
 	py.done(t, 2)
 }
