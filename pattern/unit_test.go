@@ -1,0 +1,218 @@
+package pattern
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/zpeer/zpeer/codec"
+)
+
+// The fast paths for []byte and string bodies write exactly what
+// codec.MarshalValue writes, and read it back.
+func TestBodyFastPaths(t *testing.T) {
+	for _, n := range []int{0, 1, 31, 32, 255, 256, 65535, 65536, 70000} {
+		b := bytes.Repeat([]byte{'x'}, n)
+		want, _ := codec.MarshalValue(b)
+		got, _ := marshalBody(nil, b)
+		if !bytes.Equal(got, want) {
+			t.Fatalf("[]byte of %d: encoding differs", n)
+		}
+		var back []byte
+		if err := unmarshalBody(got, &back); err != nil || !bytes.Equal(back, b) {
+			t.Fatalf("[]byte of %d: decoded %d bytes, %v", n, len(back), err)
+		}
+		s := strings.Repeat("y", n)
+		want, _ = codec.MarshalValue(s)
+		got, _ = marshalBody(nil, s)
+		if !bytes.Equal(got, want) {
+			t.Fatalf("string of %d: encoding differs", n)
+		}
+		var sback string
+		if err := unmarshalBody(got, &sback); err != nil || sback != s {
+			t.Fatalf("string of %d: %v", n, err)
+		}
+	}
+	want, _ := codec.MarshalValue([]byte(nil))
+	if got, _ := marshalBody(nil, []byte(nil)); !bytes.Equal(got, want) {
+		t.Fatal("nil []byte encoding differs")
+	}
+	var v []byte
+	if err := unmarshalBody([]byte{0xc4, 5, 1}, &v); !errors.Is(err, ErrBadMessage) {
+		t.Fatalf("truncated bin: %v", err)
+	}
+}
+
+func TestHistogram(t *testing.T) {
+	var h histogram
+	if s := h.snapshot(); s.Count != 0 {
+		t.Fatalf("empty: %+v", s)
+	}
+	for i := 1; i <= 1000; i++ {
+		h.record(time.Duration(i) * time.Microsecond)
+	}
+	s := h.snapshot()
+	near := func(got, want time.Duration) bool {
+		d := got - want
+		return d < want/20 && -d < want/20
+	}
+	if s.Count != 1000 || s.Min != time.Microsecond || s.Max != time.Millisecond ||
+		!near(s.P50, 500*time.Microsecond) || !near(s.P99, 990*time.Microsecond) || !near(s.Mean, 500500*time.Nanosecond) {
+		t.Fatalf("%+v", s)
+	}
+	for i := range histBuckets - 1 {
+		if histValue(i) >= histValue(i+1) {
+			t.Fatalf("bucket %d: values not increasing", i)
+		}
+	}
+	for _, v := range []uint64{0, 1, 31, 32, 33, 1000, 1 << 40, 1<<63 + 12345} {
+		if i := histIndex(v); i < 0 || i >= histBuckets {
+			t.Fatalf("index of %d: %d", v, i)
+		}
+	}
+}
+
+func TestOptionErrors(t *testing.T) {
+	h := func(context.Context, int) error { return nil }
+	cases := []struct {
+		name string
+		err  func() error
+	}{
+		{"ack on requester", func() error { _, err := NewRequester[int, int](WithAck()); return err }},
+		{"topics on publisher", func() error { _, err := NewPublisher[int](WithTopics("x")); return err }},
+		{"credit without ack", func() error { _, err := NewPuller(h, WithCredit(3)); return err }},
+		{"ack timeout without ack", func() error { _, err := NewPusher[int](WithAckTimeout(time.Second)); return err }},
+		{"acked puller binds", func() error { _, err := NewPuller(h, WithAck(), WithBind(loopback)); return err }},
+		{"zero workers", func() error { _, err := NewPuller(h, WithWorkers(0)); return err }},
+		{"negative retries", func() error { _, err := NewRequester[int, int](WithRetries(-1)); return err }},
+		{"nil handler", func() error { _, err := NewPuller[int](nil); return err }},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			if err := c.err(); !errors.Is(err, ErrOption) {
+				t.Fatalf("got %v", err)
+			}
+		})
+	}
+}
+
+// Repliers may connect to a Requester that binds.
+func TestRequesterBinds(t *testing.T) {
+	rq, err := NewRequester[addReq, addResp](WithBind(loopback), WithTimeout(time.Second))
+	rq = cleanup(t, rq, err)
+	for range 2 {
+		rp, err := NewReplier(adder, WithConnect(ep(t, rq)))
+		cleanup(t, rp, err)
+	}
+	waitFor(t, "repliers", func() bool { return rq.Peers() == 2 })
+	for i := range 10 {
+		if got, err := rq.Request(ctxT(t), addReq{i, i}); err != nil || got.Sum != 2*i {
+			t.Fatalf("%d: %v %v", i, got, err)
+		}
+	}
+}
+
+// A Replier runs WithWorkers handlers at once.
+func TestReplierWorkers(t *testing.T) {
+	const workers = 4
+	var in atomic.Int32
+	all := make(chan struct{})
+	rp, err := NewReplier(func(ctx context.Context, n int) (int, error) {
+		if in.Add(1) == workers {
+			close(all)
+		}
+		select {
+		case <-all:
+			return n, nil
+		case <-ctx.Done():
+			return 0, ctx.Err()
+		}
+	}, WithBind(loopback), WithWorkers(workers))
+	rp = cleanup(t, rp, err)
+	rq, err := NewRequester[int, int](WithConnect(ep(t, rp)), WithTimeout(5*time.Second), WithRetries(0))
+	rq = cleanup(t, rq, err)
+	errs := make(chan error, workers)
+	for i := range workers {
+		go func() { _, err := rq.Request(ctxT(t), i); errs <- err }()
+	}
+	for range workers {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+func TestCloseIdempotentAndErrClosed(t *testing.T) {
+	push, err := NewPusher[int](WithBind(loopback))
+	if err != nil {
+		t.Fatal(err)
+	}
+	apush, err := NewPusher[int](WithBind(loopback), WithAck())
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub, err := NewPublisher[int](WithBind(loopback))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pl, err := NewPuller(func(context.Context, int) error { return nil }, WithConnect(ep(t, push)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	apl, err := NewPuller(func(context.Context, int) error { return nil }, WithConnect(ep(t, apush)), WithAck())
+	if err != nil {
+		t.Fatal(err)
+	}
+	rp, err := NewReplier(adder, WithBind(loopback))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []closer{push, apush, pub, pl, apl, rp} {
+		if err := c.Close(); err != nil {
+			t.Fatal(err)
+		}
+		c.Close()
+	}
+	ctx := context.Background()
+	if err := push.Push(ctx, 1); !errors.Is(err, ErrClosed) {
+		t.Fatalf("push: %v", err)
+	}
+	if err := apush.Push(ctx, 1); !errors.Is(err, ErrClosed) {
+		t.Fatalf("acked push: %v", err)
+	}
+	if err := pub.Publish(ctx, "t", 1); !errors.Is(err, ErrClosed) {
+		t.Fatalf("publish: %v", err)
+	}
+	if err := apush.Drain(ctx); err != nil && !errors.Is(err, ErrClosed) {
+		t.Fatalf("drain: %v", err)
+	}
+}
+
+// A fire-and-forget Puller counts handler errors and panics and goes on.
+func TestPullerHandlerFailures(t *testing.T) {
+	push, err := NewPusher[string](WithBind(loopback))
+	push = cleanup(t, push, err)
+	pl, err := NewPuller(func(_ context.Context, s string) error {
+		switch s {
+		case "err":
+			return errors.New("bad")
+		case "panic":
+			panic("worse")
+		}
+		return nil
+	}, WithConnect(ep(t, push)))
+	pl = cleanup(t, pl, err)
+	for _, s := range []string{"err", "panic", "ok"} {
+		if err := push.Push(ctxT(t), s); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitFor(t, "three handled", func() bool { return pl.Stats().Delivered == 3 })
+	if st := pl.Stats(); st.Errors != 2 || st.Panics != 1 {
+		t.Fatalf("stats %+v", st)
+	}
+}
