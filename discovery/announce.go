@@ -46,8 +46,13 @@ type Announcer struct {
 	txt       []string
 	port      uint16
 
-	queries   chan query // serve -> answerLoop
-	kick      chan struct{}
+	queries chan query // serve -> answerLoop
+	kick    chan struct{}
+	// sendMu orders sends against Close: answers and announcements hold
+	// it shared and check leaving; Close takes it to set leaving, so that
+	// nothing but goodbyes goes out once the first goodbye has.
+	sendMu    sync.RWMutex
+	leaving   bool
 	cancel    context.CancelFunc
 	wg        sync.WaitGroup
 	closeOnce sync.Once
@@ -206,9 +211,12 @@ func (a *Announcer) Close() error {
 		a.closed = true
 		a.mu.Unlock()
 		a.cancel()
+		a.sendMu.Lock()
+		a.leaving = true
+		a.sendMu.Unlock()
 		// Twice, against the loss of one packet.
-		a.announce(0)
-		a.announce(0)
+		a.goodbye()
+		a.goodbye()
 		a.conn.close()
 		a.wg.Wait()
 	})
@@ -235,9 +243,20 @@ func (a *Announcer) repeat(ctx context.Context) {
 	}
 }
 
-// announce multicasts every record on every interface, with ttl (0 for a
-// goodbye).
+// announce multicasts every record on every interface.
 func (a *Announcer) announce(ttl uint32) {
+	a.sendMu.RLock()
+	defer a.sendMu.RUnlock()
+	if a.leaving {
+		return
+	}
+	a.multicastAll(ttl)
+}
+
+// goodbye multicasts every record with TTL 0.
+func (a *Announcer) goodbye() { a.multicastAll(0) }
+
+func (a *Announcer) multicastAll(ttl uint32) {
 	for _, ifi := range a.ifaces {
 		m := new(dns.Msg)
 		m.Response = true
@@ -419,6 +438,11 @@ func (a *Announcer) answerLoop(ctx context.Context) {
 // unicast query (RFC 6762 section 6.7: the querier's id and questions,
 // TTLs of at most 10 s, no cache-flush bit).
 func (a *Announcer) send(ifIndex, want int, legacy *dns.Msg, src *net.UDPAddr) {
+	a.sendMu.RLock()
+	defer a.sendMu.RUnlock()
+	if a.leaving {
+		return
+	}
 	var ifi net.Interface
 	for _, i := range a.ifaces {
 		if i.Index == ifIndex {

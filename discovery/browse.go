@@ -353,6 +353,9 @@ func (s *mdnsSource) peer(key, name string, txt []string, port uint16, addrs []n
 	ip := s.pickAddr(addrs, ifIndex)
 	var eps []string
 	for _, ep := range d.endpoints {
+		if !s.loopback && hostLocal(ep) {
+			continue // another host's ipc path means nothing here
+		}
 		if wildcardHost(ep) {
 			if ip == nil {
 				continue

@@ -219,7 +219,9 @@ func (h *helperProc) stop(t testing.TB) time.Time {
 			case "leaving":
 				leaving = time.Unix(0, l.Time)
 			case "closed":
-				if d := time.Duration(l.CloseNanos); d > 2*time.Second {
+				// Close takes about a millisecond; the bound is loose
+				// for loaded CI machines.
+				if d := time.Duration(l.CloseNanos); d > 5*time.Second {
 					t.Errorf("helper %s took %v to close", l.Node, d)
 				}
 			}

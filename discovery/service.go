@@ -140,3 +140,10 @@ func resolveEndpoint(ep string, ip net.IP) string {
 	_, port, _ := net.SplitHostPort(strings.TrimPrefix(ep, "tcp://"))
 	return "tcp://" + net.JoinHostPort(ip.String(), port)
 }
+
+// hostLocal reports whether an endpoint can only be reached on the host
+// that bound it (ipc://, inproc://). Watchers use such endpoints in the
+// single-machine mode only.
+func hostLocal(ep string) bool {
+	return strings.HasPrefix(ep, "ipc://") || strings.HasPrefix(ep, "inproc://")
+}

@@ -380,3 +380,31 @@ func TestPickAddr(t *testing.T) {
 		t.Errorf("loopback mode picked %v", got)
 	}
 }
+
+func TestMDNSPeerEndpoints(t *testing.T) {
+	w := newWatcher(options{node: "me"})
+	w.service = "svc"
+	s := &mdnsSource{w: w, svcName: "_svc._tcp.local.", nets: map[int][]*net.IPNet{
+		2: {{IP: net.IPv4(10, 1, 0, 1).To4(), Mask: net.CIDRMask(24, 32)}},
+	}}
+	txt := []string{"zpeer=1", "node=n1", "type=PUB", "rev=4", "ep=ipc:///tmp/s", "ep2=tcp://*:7", "ep3=tcp://h.lan:8"}
+	addrs := []net.IP{net.IPv4(10, 1, 0, 9)}
+	p, rev, _, ok := s.peer("mdns:x", `a\ b._svc._tcp.local.`, txt, 7, addrs, 2)
+	if !ok || rev != 4 || p.Instance != "a b" || p.Node != "n1" ||
+		!slices.Equal(p.Endpoints, []string{"tcp://10.1.0.9:7", "tcp://h.lan:8"}) {
+		t.Fatalf("peer %+v rev %d ok %v", p, rev, ok)
+	}
+	s.loopback = true
+	p, _, _, _ = s.peer("mdns:x", "a._svc._tcp.local.", txt, 7, []net.IP{net.IPv4(127, 0, 0, 1)}, 1)
+	if !slices.Equal(p.Endpoints, []string{"ipc:///tmp/s", "tcp://127.0.0.1:7", "tcp://h.lan:8"}) {
+		t.Fatalf("loopback mode endpoints %v", p.Endpoints)
+	}
+	// No ep at all (another DNS-SD tool): the A record and the SRV port.
+	p, _, _, ok = s.peer("mdns:x", "a._svc._tcp.local.", []string{"zpeer=1", "node=n1", "type=REP"}, 9, []net.IP{net.IPv4(127, 0, 0, 1)}, 1)
+	if !ok || p.Endpoint() != "tcp://127.0.0.1:9" {
+		t.Fatalf("no ep: %+v", p)
+	}
+	if _, _, _, ok := s.peer("mdns:x", "a._svc._tcp.local.", []string{"zpeer=1", "node=me", "type=REP"}, 9, addrs, 1); ok {
+		t.Fatal("own node accepted")
+	}
+}

@@ -57,7 +57,15 @@ type peerState struct {
 	lastSeen   time.Time
 	suspect    time.Time // down at this time unless confirmed; zero: not suspect
 	reportedAt time.Time // when ReportUnreachable was last called
+	requeried  bool      // the second query of a suspicion was sent
 }
+
+// confirmGrace: after ReportUnreachable, only sightings read at least this
+// long after the report confirm the peer. A packet the peer sent before it
+// died may still wait in a socket buffer when the report comes; a fresh
+// answer cannot come sooner, as responders wait 20 ms or more before
+// answering a query (RFC 6762 section 6; answerDelay here).
+const confirmGrace = 10 * time.Millisecond
 
 // tomb keeps a peer that said goodbye from being revived by an answer
 // that was sent before the goodbye but handled after it.
@@ -221,6 +229,7 @@ func (w *Watcher) ReportUnreachable(endpoint string) {
 		st.reportedAt = now
 		if st.suspect.IsZero() {
 			st.suspect = now.Add(w.o.unreachable)
+			st.requeried = false
 		}
 		hit = true
 	}
@@ -261,6 +270,12 @@ func (w *Watcher) janitor() {
 }
 
 func (w *Watcher) expire(now time.Time) {
+	requery := false
+	defer func() {
+		if requery {
+			w.Refresh()
+		}
+	}()
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	keys := make([]string, 0, len(w.peers))
@@ -275,6 +290,10 @@ func (w *Watcher) expire(now time.Time) {
 			w.downLocked(k, st, ReasonExpired, now)
 		case !st.suspect.IsZero() && now.After(st.suspect):
 			w.downLocked(k, st, ReasonUnreachable, now)
+		case !st.suspect.IsZero() && !st.requeried && now.After(st.suspect.Add(-w.o.unreachable/2)):
+			// Halfway: ask again, in case a query or its answer was lost.
+			st.requeried = true
+			requery = true
 		}
 	}
 	for k, t := range w.tombs {
@@ -330,7 +349,7 @@ func (w *Watcher) confirmLocked(st *peerState, at time.Time) {
 	if at.After(st.lastSeen) {
 		st.lastSeen = at
 	}
-	if !st.suspect.IsZero() && !at.Before(st.reportedAt) {
+	if !st.suspect.IsZero() && !at.Before(st.reportedAt.Add(confirmGrace)) {
 		st.suspect = time.Time{}
 	}
 }
