@@ -89,8 +89,14 @@ func (s *syncBuffer) String() string {
 // start runs zpeer with args; stdin is its standard input ("" for none).
 func start(t *testing.T, stdin string, args ...string) *proc {
 	t.Helper()
+	return startBin(t, zpeerBin, stdin, args...)
+}
+
+// startBin runs another program the same way.
+func startBin(t *testing.T, bin, stdin string, args ...string) *proc {
+	t.Helper()
 	p := &proc{t: t, args: args, bound: make(chan string, 8), done: make(chan struct{})}
-	p.cmd = exec.Command(zpeerBin, args...)
+	p.cmd = exec.Command(bin, args...)
 	p.cmd.Stdin = strings.NewReader(stdin)
 	p.cmd.Stdout = &p.stdout
 	errPipe, err := p.cmd.StderrPipe()
