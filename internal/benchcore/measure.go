@@ -181,7 +181,12 @@ func stream(ctx context.Context, top *Topology, p Params) (Sample, error) {
 	if err := flush(snd); err != nil && serr == nil {
 		serr = err
 	}
-	elapsed := waitDrain(ctx, got.Load, sent, base, p)
+	// Every stack's PUSH->PULL is lossless: wait for all of it up to Drain,
+	// however long the receiver is starved (a loaded machine), rather than
+	// call a pause a loss.
+	lossless := p
+	lossless.Idle = p.Drain
+	elapsed := waitDrain(ctx, got.Load, sent, base, lossless)
 	rcancel()
 	rerr := <-rdone
 
