@@ -212,10 +212,11 @@ func (w *Watcher) Touch(endpoint string) {
 
 // ReportUnreachable tells the Watcher that the socket layer lost its
 // connection to endpoint (as given to Connector.Connect) or missed its
-// heartbeats. The Watcher starts a fresh browse and lookup at once; unless
-// a source confirms the peer within the unreachable timeout
-// (WithUnreachableTimeout, default 1 s), the peer is reported down with
-// ReasonUnreachable. A peer that still answers mDNS stays up: the process
+// heartbeats. The Watcher starts a fresh browse and lookup at once, and
+// again halfway through the unreachable timeout (WithUnreachableTimeout,
+// default 1 s); unless a source confirms the peer within it, the peer is
+// reported down with ReasonUnreachable. Answers read within 10 ms of the
+// report do not confirm: the peer may have sent them before it died. A peer that still answers mDNS stays up: the process
 // is alive, and the socket layer keeps reconnecting. Static peers ignore
 // it.
 func (w *Watcher) ReportUnreachable(endpoint string) {
