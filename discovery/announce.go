@@ -35,7 +35,6 @@ type Announcer struct {
 	instName string // escaped, fully qualified
 	instance string // as shown to users
 	host     string // "zp-<node>-<n>.local."
-	service  string
 
 	mu        sync.Mutex
 	closed    bool
@@ -92,7 +91,6 @@ func Announce(service, socketType string, endpoints []string, opts ...Option) (*
 	}
 	a := &Announcer{
 		o:         o,
-		service:   svc,
 		svcName:   "_" + svc + "._tcp.local.",
 		instance:  instance,
 		host:      fmt.Sprintf("zp-%s-%d.local.", o.node, seq),
@@ -335,6 +333,7 @@ func (a *Announcer) serve() {
 			if closed || isClosedErr(err) {
 				return
 			}
+			time.Sleep(10 * time.Millisecond) // a transient error: do not spin
 			continue
 		}
 		if n < 12 || buf[2]&0x80 != 0 { // too short, or a response
@@ -378,7 +377,7 @@ func (a *Announcer) handleQuery(q *dns.Msg, ifIndex int, src *net.UDPAddr) {
 			case dns.TypeANY:
 				want |= recSRV | recTXT
 			}
-		case name == a.host && (t == dns.TypeA || t == dns.TypeANY):
+		case name == strings.ToLower(a.host) && (t == dns.TypeA || t == dns.TypeANY):
 			want |= recA
 		case name == "_services._dns-sd._udp.local." && (t == dns.TypePTR || t == dns.TypeANY):
 			want |= recMeta

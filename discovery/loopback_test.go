@@ -126,8 +126,8 @@ func TestLoopbackKilledPeerExpires(t *testing.T) {
 	}
 	// Documented: between expiry and expiry plus one check period after
 	// the last answer; the last answer came at most one refresh before
-	// the kill.
-	if took < testExpiry-testRefresh || took > testExpiry+testExpiry/10+300*time.Millisecond {
+	// the kill. The upper bound leaves room for a loaded CI machine.
+	if took < testExpiry-testRefresh || took > testExpiry+time.Second {
 		t.Fatalf("killed peer reported down after %v; expiry is %v", took, testExpiry)
 	}
 	t.Logf("killed peer reported down %v after SIGKILL (expiry %v)", took, testExpiry)
@@ -237,7 +237,9 @@ func TestReportUnreachable(t *testing.T) {
 	w.ReportUnreachable("tcp://127.0.0.1:41006") // alive: mDNS confirms it
 	ev := waitEvent(t, w.Events(), 5*time.Second, func(e Event) bool { return e.Kind == PeerDown })
 	took := time.Since(start)
-	if ev.Peer.Node != dead || ev.Reason != ReasonUnreachable || took > time.Second {
+	// The timeout is 500 ms and the expiry a minute; 2 s leaves room for a
+	// loaded machine.
+	if ev.Peer.Node != dead || ev.Reason != ReasonUnreachable || took > 2*time.Second {
 		t.Fatalf("down %+v reason %q after %v", ev.Peer, ev.Reason, took)
 	}
 	// The live peer survives its unreachable timeout.
