@@ -371,7 +371,7 @@ func TestUsageErrors(t *testing.T) {
 		{"two pub topics", []string{"pub", "--bind", local, "-t", "a", "-t", "b"}, "pub publishes under one --topic"},
 		{"iface without discover", []string{"pull", "--bind", local, "--iface", "lo"}, "--iface needs --discover"},
 		{"bad service", []string{"pull", "--bind", local, "--discover", "no_underscores", "--iface", "lo"}, "invalid service name"},
-		{"peers without service", []string{"peers"}, "peers needs --service"},
+		{"peers bad service", []string{"peers", "--service", "a_b"}, "invalid service name"},
 		{"bench unknown scenario", []string{"bench", "-s", "nope"}, `no scenario matches`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -170,7 +170,9 @@ func (c *discConnector) reconnectAll() {
 	c.mu.Unlock()
 	if sock := c.s.socket(); sock != nil {
 		for _, ep := range eps {
-			sock.Connect(ep)
+			if ep != c.s.deferred {
+				sock.Connect(ep)
+			}
 		}
 	}
 }

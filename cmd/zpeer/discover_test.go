@@ -72,6 +72,31 @@ func TestPeersListAndWatch(t *testing.T) {
 	}
 }
 
+// Without --service, peers finds the services announced (the DNS-SD
+// meta-query) and lists the peers of each.
+func TestPeersEveryService(t *testing.T) {
+	t.Parallel()
+	svcA, svcB := serviceName("every"), serviceName("every")
+	a := start(t, "", "rep", "--bind", local, "--discover", svcA, "--iface", "lo")
+	b := start(t, "", "pull", "--bind", local, "--discover", svcB, "--iface", "lo")
+	epA, epB := a.endpoint(), b.endpoint()
+	out, stderr, code := zpeer(t, "", "peers", "--iface", "lo", "--wait", "1s", "--json")
+	if code != 0 {
+		t.Fatalf("exit %d, stderr %q", code, stderr)
+	}
+	seen := map[string]string{}
+	for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
+		var r peerRecord
+		if err := json.Unmarshal([]byte(line), &r); err != nil {
+			t.Fatalf("%q: %v", line, err)
+		}
+		seen[r.Service] = r.Type + " " + r.Endpoint
+	}
+	if seen[svcA] != "REP "+epA || seen[svcB] != "PULL "+epB {
+		t.Errorf("peers saw %v; want %s REP %s and %s PULL %s", seen, svcA, epA, svcB, epB)
+	}
+}
+
 func TestPeersNoneFound(t *testing.T) {
 	t.Parallel()
 	out, stderr, code := zpeer(t, "", "peers", "--service", serviceName("nobody"), "--iface", "lo", "--wait", "300ms")
@@ -90,7 +115,8 @@ func TestBench(t *testing.T) {
 		t.Errorf("no result row:\n%s", out)
 	}
 	// Not a terminal: a plain progress log, no bar.
-	if !regexp.MustCompile(`bench: (\d+)/\1 measurements done`).MatchString(stderr) || strings.Contains(stderr, "\r") {
+	all := regexp.MustCompile(`bench: (\d+)/(\d+) measurements done`).FindAllStringSubmatch(stderr, -1)
+	if len(all) == 0 || all[len(all)-1][1] != all[len(all)-1][2] || strings.Contains(stderr, "\r") {
 		t.Errorf("progress log:\n%q", stderr)
 	}
 }

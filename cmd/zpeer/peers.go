@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+	"sync"
 	"text/tabwriter"
 	"time"
 
@@ -26,20 +27,19 @@ type peersOpts struct {
 func (a *app) peersCommand() *cobra.Command {
 	o := &peersOpts{}
 	cmd := &cobra.Command{
-		Use:   "peers --service S [flags]",
+		Use:   "peers [flags]",
 		Short: "List the peers that discovery sees",
-		Long: `peers browses for the peers of one or more services over mDNS and lists
-them: service, socket type, endpoint, node id, metadata and when each was
-last seen. With --watch it streams up, updated and down events instead, until
---count events, --timeout or Ctrl-C.`,
-		Example: `  zpeer peers --service jobs --iface lo
+		Long: `peers browses for the peers of the --service names given, or of every
+service announced on the network, over mDNS and lists them: service, socket
+type, endpoint, node id, metadata and when each was last seen. With --watch
+it streams up, updated and down events instead, until --count events,
+--timeout or Ctrl-C.`,
+		Example: `  zpeer peers --iface lo
+  zpeer peers --service jobs --iface lo
   zpeer peers --service jobs --service weather --json
   zpeer peers --service jobs --watch`,
 		Args: cobra.NoArgs,
 		RunE: runE(func(cmd *cobra.Command, _ []string) error {
-			if len(o.services) == 0 {
-				return usagef("peers needs --service (discovery browses one service at a time)")
-			}
 			for _, svc := range o.services {
 				if _, err := discovery.ServiceType(svc); err != nil {
 					return usageError{err}
@@ -53,7 +53,7 @@ last seen. With --watch it streams up, updated and down events instead, until
 	}
 	f := cmd.Flags()
 	f.SortFlags = false
-	f.StringArrayVarP(&o.services, "service", "s", nil, "service `NAME` to browse; repeatable")
+	f.StringArrayVarP(&o.services, "service", "s", nil, "service `NAME` to browse; repeatable, default every service announced")
 	f.StringArrayVar(&o.ifaces, "iface", nil, "network interface `NAME` (lo: this machine only); repeatable, default all multicast interfaces")
 	f.BoolVarP(&o.watch, "watch", "w", false, "stream up, updated and down events")
 	f.BoolVar(&o.json, "json", false, "print one JSON object per peer or event")
@@ -118,13 +118,29 @@ func (a *app) runPeers(ctx context.Context, o *peersOpts) error {
 	events := make(chan peerEvent, 64)
 	wctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	for _, svc := range o.services {
+	var mu sync.Mutex
+	watching := make(map[string]bool)
+	var watchers []*discovery.Watcher
+	defer func() {
+		mu.Lock()
+		defer mu.Unlock()
+		for _, w := range watchers {
+			w.Close()
+		}
+	}()
+	watch := func(svc string) error {
+		mu.Lock()
+		defer mu.Unlock()
+		if watching[svc] {
+			return nil
+		}
 		w, err := discovery.NewWatcher(svc, discoveryOptions(o.ifaces)...)
 		if err != nil {
 			return discoveryError(err)
 		}
-		defer w.Close()
-		go func(svc string, ch <-chan discovery.Event) {
+		watching[svc] = true
+		watchers = append(watchers, w)
+		go func(ch <-chan discovery.Event) {
 			for ev := range ch {
 				select {
 				case events <- peerEvent{ev, svc}:
@@ -132,7 +148,41 @@ func (a *app) runPeers(ctx context.Context, o *peersOpts) error {
 					return
 				}
 			}
-		}(svc, w.Subscribe(wctx))
+		}(w.Subscribe(wctx))
+		return nil
+	}
+	for _, svc := range o.services {
+		if err := watch(svc); err != nil {
+			return err
+		}
+	}
+	if len(o.services) == 0 {
+		// No --service: ask which services are announced, and watch each;
+		// with --watch, keep asking for new ones.
+		find := func() error {
+			names, err := browseServices(wctx, o.ifaces, min(o.wait, time.Second))
+			for _, svc := range names {
+				watch(svc) // a foreign, non-zpeer service name may not be valid: skip it
+			}
+			return err
+		}
+		if err := find(); err != nil && wctx.Err() == nil {
+			return err
+		}
+		if o.watch {
+			go func() {
+				t := time.NewTicker(3 * time.Second)
+				defer t.Stop()
+				for {
+					select {
+					case <-wctx.Done():
+						return
+					case <-t.C:
+						find()
+					}
+				}
+			}()
+		}
 	}
 	out := newLineWriter(a.stdout)
 	defer out.Close()
@@ -153,7 +203,7 @@ func (a *app) listPeers(ctx context.Context, o *peersOpts, events <-chan peerEve
 	t := time.NewTimer(o.wait)
 	defer t.Stop()
 	status := startStatus(a.stderr, &a.errMu, 100*time.Millisecond, func() string {
-		return fmt.Sprintf("browsing %s: %d peers", strings.Join(o.services, ", "), len(peers))
+		return fmt.Sprintf("browsing: %d peers", len(peers))
 	})
 	defer status.Stop()
 loop:
@@ -188,7 +238,11 @@ loop:
 	})
 	status.Stop()
 	if len(list) == 0 {
-		a.errorf("zpeer: no peers of %s seen in %s", strings.Join(o.services, ", "), o.wait)
+		what := strings.Join(o.services, ", ")
+		if what == "" {
+			what = "any service"
+		}
+		a.errorf("zpeer: no peers of %s seen in %s", what, o.wait)
 		return nil
 	}
 	if o.json {

@@ -107,6 +107,10 @@ func (s *session) request(ctx context.Context, frames [][]byte) (socket.Msg, err
 	sctx, cancel := s.opContext(ctx)
 	err := sock.Send(sctx, socket.Msg{Frames: frames, Priority: s.o.priority})
 	cancel()
+	if ep := s.deferred; ep != "" {
+		s.deferred = ""
+		sock.Connect(ep)
+	}
 	if err != nil {
 		return socket.Msg{}, err
 	}
@@ -134,16 +138,40 @@ func (s *session) noReplyError(err error, attempts int) error {
 }
 
 // reopen replaces the REQ socket, whose state is stuck waiting for a reply
-// that will not come, by a fresh one on the same endpoints.
+// that will not come, by a fresh one on the same endpoints. The endpoint
+// that got the unanswered request is connected only after the retry is
+// sent, so that the retry goes to another replier when there is one.
 func (s *session) reopen(ctx context.Context) error {
 	s.mu.Lock()
 	old := s.sock
 	s.sock = nil
 	s.mu.Unlock()
 	if old != nil {
+		s.deferred = ""
+		if peers := old.Stats().PerPeer; len(peers) > 1 {
+			for _, p := range peers {
+				if p.MsgsOut > 0 && s.isConnectEndpoint(p.Endpoint) {
+					s.deferred = p.Endpoint
+				}
+			}
+		}
 		old.Close()
 	}
 	return s.open(ctx, false)
+}
+
+// isConnectEndpoint reports whether ep is one this session connects to
+// (given with --connect or found by discovery), not one it bound.
+func (s *session) isConnectEndpoint(ep string) bool {
+	for _, c := range s.o.connects {
+		if c == ep {
+			return true
+		}
+	}
+	s.mu.Lock()
+	d, _ := s.disc.(*sessionDiscovery)
+	s.mu.Unlock()
+	return d != nil && d.conn != nil && d.conn.has(ep)
 }
 
 // runDealer sends every request without waiting, prints the replies as

@@ -39,6 +39,11 @@ type session struct {
 	bound   []string         // the endpoints bound, as Bind returned them
 	dialErr map[string]error // the last dial error per connect endpoint
 	disc    io.Closer        // discovery, when --discover is given
+
+	// deferred is, for req, the endpoint of the replier that let the last
+	// attempt time out: the retry's fresh socket connects to it only after
+	// the request went to another replier, so that the retry fails over.
+	deferred string
 }
 
 func (a *app) runSocket(ctx context.Context, sc sockCmd, o *sockOpts, args []string) (err error) {
@@ -143,6 +148,9 @@ func (s *session) open(ctx context.Context, first bool) error {
 		}
 	}
 	for _, ep := range s.o.connects {
+		if ep == s.deferred {
+			continue // req: connected once the retry went elsewhere
+		}
 		if err := sock.Connect(ep); err != nil {
 			sock.Close()
 			return err
