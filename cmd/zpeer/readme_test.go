@@ -85,5 +85,11 @@ func quickstartOutputs(script string) []string {
 	if strings.Contains(script, `printf 'job 1\njob 2\n'`) {
 		want = append(want, "job 1\n", "job 2\n")
 	}
+	if strings.Contains(script, "--topic weather sunny") {
+		want = append(want, "weather sunny\n")
+	}
+	if strings.Contains(script, "'found you'") && strings.Contains(script, "--json") {
+		want = append(want, `"body":"found you"`)
+	}
 	return want
 }
