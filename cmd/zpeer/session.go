@@ -182,30 +182,10 @@ func (s *session) close() {
 	// The socket first, so that queued messages still go out while the
 	// connections discovery made are up; then the goodbyes.
 	if sock != nil {
-		drainQueues(sock, s.o.linger)
 		sock.Close()
 	}
 	if disc != nil {
 		disc.Close()
-	}
-}
-
-// drainQueues waits up to linger for every peer's send queue to be written
-// out. Socket.Close lingers only for the connections it accepted: it stops
-// its dialers first, and a dialler closes its connection at once, dropping
-// what is still queued there. Until the socket package drains dialled pipes
-// too, zpeer waits here.
-func drainQueues(sock *socket.Socket, linger time.Duration) {
-	deadline := time.Now().Add(linger)
-	for time.Now().Before(deadline) {
-		queued := 0
-		for _, p := range sock.Stats().PerPeer {
-			queued += p.Queued
-		}
-		if queued == 0 {
-			return
-		}
-		time.Sleep(2 * time.Millisecond)
 	}
 }
 
