@@ -26,6 +26,7 @@ type Options struct {
 	HandshakeTimeout time.Duration // greeting + security handshake deadline
 	Linger           time.Duration // how long Close waits for queued messages
 	NoBlock          bool          // Send fails with ErrWouldBlock instead of blocking
+	RelaxedREQ       bool          // REQ may send again before the reply; replies are correlated
 	Identity         []byte        // ZMTP identity announced to ROUTER peers
 	Security         zmq4.Security // handshake mechanism (NULL by default)
 	Logger           *slog.Logger
@@ -196,4 +197,15 @@ func WithEventHandler(fn func(Event)) Option {
 // throughput for streams. On by default for REQ and REP, off for the rest.
 func WithLowLatency(on bool) Option {
 	return func(o *Options) error { o.lowLatency = &on; return nil }
+}
+
+// WithRelaxedREQ lets a REQ socket send a new request while the previous
+// reply is still outstanding (after a Recv timeout, say): the old request is
+// abandoned. Each request then carries a 4-byte request id frame before the
+// empty delimiter, which every RFC 28 REP echoes, so a late reply to an
+// abandoned request is dropped instead of answering the new one. This is
+// libzmq's ZMQ_REQ_RELAXED with ZMQ_REQ_CORRELATE. It has no effect on other
+// socket types.
+func WithRelaxedREQ() Option {
+	return func(o *Options) error { o.RelaxedREQ = true; return nil }
 }

@@ -645,5 +645,9 @@ func (p *pipe) peerStats() PeerStats {
 	p.wmu.Lock()
 	q := p.queued
 	p.wmu.Unlock()
-	return PeerStats{Endpoint: p.endpoint, Remote: p.remote, PeerType: p.peerType, Identity: p.routeID, Queued: q, Counters: p.stats.snapshot()}
+	subs := 0
+	if snap := p.subs.snap.Load(); snap != nil {
+		subs = len(snap.prefixes)
+	}
+	return PeerStats{Endpoint: p.endpoint, Remote: p.remote, PeerType: p.peerType, Identity: p.routeID, Queued: q, Subscriptions: subs, Counters: p.stats.snapshot()}
 }

@@ -2,8 +2,10 @@ package socket
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"sync"
 )
 
@@ -12,27 +14,51 @@ import (
 // reply, from that peer, and strips the delimiter. Replies from any other
 // peer, or a second reply, are dropped. If the peer disconnects before it
 // replies, Recv fails with ErrPeerLost and the socket may send again.
+//
+// With WithRelaxedREQ (libzmq's ZMQ_REQ_RELAXED with ZMQ_REQ_CORRELATE) a
+// Send while a reply is outstanding abandons that request, and each request
+// carries a 4-byte request id frame before the delimiter, which any RFC 28
+// REP echoes back: a late reply to an abandoned request is recognised and
+// dropped.
 type reqRouter struct {
 	lb
+	relaxed bool
 	rmu     sync.Mutex
 	waiting bool
 	cur     *pipe
 	lost    chan struct{}
+	id      uint32
 }
 
-func newReqRouter(s *Socket) *reqRouter { return &reqRouter{lb: lb{s: s}} }
+func newReqRouter(s *Socket) *reqRouter {
+	return &reqRouter{lb: lb{s: s}, relaxed: s.opts.RelaxedREQ, id: rand.Uint32()}
+}
 
 func (r *reqRouter) send(ctx context.Context, m Msg) error {
 	r.rmu.Lock()
-	if r.waiting {
+	if r.waiting && !r.relaxed {
 		r.rmu.Unlock()
 		return fmt.Errorf("%w: REQ must receive the reply before sending again", ErrState)
 	}
 	r.waiting = true
 	r.lost = make(chan struct{})
+	r.cur = nil
+	r.id++
+	id := r.id
+	if r.relaxed {
+		// a reply already accepted for the abandoned request is stale now
+		for {
+			if _, _, ok := r.s.fq.tryPop(); !ok {
+				break
+			}
+		}
+	}
 	r.rmu.Unlock()
 
-	frames := make([][]byte, 0, len(m.Frames)+1)
+	frames := make([][]byte, 0, len(m.Frames)+2)
+	if r.relaxed {
+		frames = append(frames, binary.BigEndian.AppendUint32(nil, id))
+	}
 	frames = append(frames, []byte{})
 	frames = append(frames, m.Frames...)
 	_, err := r.lb.send(ctx, Msg{Frames: frames}, func(p *pipe) {
@@ -72,8 +98,14 @@ func (r *reqRouter) recv(ctx context.Context) (Msg, error) {
 }
 
 func (r *reqRouter) incoming(p *pipe, m Msg) (Msg, bool) {
+	skip := 1 // the delimiter
 	r.rmu.Lock()
-	ok := r.waiting && r.cur == p && len(m.Frames) >= 2 && len(m.Frames[0]) == 0
+	ok := r.waiting && r.cur == p
+	if r.relaxed {
+		skip = 2
+		ok = ok && len(m.Frames) >= 3 && len(m.Frames[0]) == 4 && binary.BigEndian.Uint32(m.Frames[0]) == r.id
+	}
+	ok = ok && len(m.Frames) > skip && len(m.Frames[skip-1]) == 0
 	if ok {
 		r.cur = nil // one reply only
 	}
@@ -83,7 +115,7 @@ func (r *reqRouter) incoming(p *pipe, m Msg) (Msg, bool) {
 		r.s.stats.drops.Add(1)
 		return Msg{}, false
 	}
-	return Msg{Frames: m.Frames[1:]}, true
+	return Msg{Frames: m.Frames[skip:]}, true
 }
 
 func (r *reqRouter) detach(p *pipe) {

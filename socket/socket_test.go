@@ -85,6 +85,10 @@ func TestPubSub(t *testing.T) {
 	subB.Subscribe("")
 	connect(t, subA, ep)
 	connect(t, subB, ep)
+	waitFor(t, "both subscriptions at the publisher", func() bool {
+		st := pub.Stats()
+		return len(st.PerPeer) == 2 && st.PerPeer[0].Subscriptions == 1 && st.PerPeer[1].Subscriptions == 1
+	})
 	// subscriptions travel after the handshake: publish until both see one
 	waitFor(t, "subscriptions", func() bool {
 		pub.Send(ctxT(t), NewMsgString("a.sync", "x"))
@@ -152,4 +156,34 @@ func TestDealerRouter(t *testing.T) {
 	if err := router.Send(ctxT(t), NewMsg([]byte("nobody"), []byte("x"))); !errors.Is(err, ErrNoPeer) {
 		t.Fatalf("send to unknown id: %v", err)
 	}
+}
+
+// TestRelaxedREQ: after a Recv timeout a relaxed REQ may send again, and the
+// late reply to the abandoned request is dropped, not returned for the new
+// one.
+func TestRelaxedREQ(t *testing.T) {
+	rep := newSock(t, REP)
+	req := newSock(t, REQ, WithRelaxedREQ())
+	connect(t, req, bind(t, rep))
+
+	send(t, req, "first")
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
+	_, err := req.Recv(ctx)
+	cancel()
+	if !errors.Is(err, ErrTimeout) {
+		t.Fatalf("Recv before any reply: %v, want ErrTimeout", err)
+	}
+	send(t, req, "second") // strict REQ would refuse this
+
+	// REP answers both, the abandoned one first
+	for _, want := range []string{"first", "second"} {
+		if got := recvString(t, rep); got[0] != want {
+			t.Fatalf("REP got %q, want %q", got, want)
+		}
+		send(t, rep, "reply to "+want)
+	}
+	if got := recvString(t, req); got[0] != "reply to second" {
+		t.Fatalf("REQ got %q, want the reply to its current request", got)
+	}
+	waitFor(t, "stale reply counted as dropped", func() bool { return req.Stats().Drops == 1 })
 }

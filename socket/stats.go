@@ -17,6 +17,9 @@ type PeerStats struct {
 	PeerType string
 	Identity []byte
 	Queued   int // messages waiting in the send queue
+	// Subscriptions is how many distinct prefixes the peer subscribed to
+	// (PUB only): a publisher can wait for it before publishing.
+	Subscriptions int
 	Counters
 }
 
