@@ -16,8 +16,10 @@ import (
 // embedded in the process and listening on 127.0.0.1: a brokered reference
 // point, every message crossing the server. Pipeline is a queue group
 // (the server picks one member per message); PubSub is plain subjects;
-// ReqRep publishes with a reply inbox. Subscriptions have no pending
-// limit, so the client buffers rather than drops.
+// ReqRep publishes with a reply inbox. Receivers are SubscribeSync
+// subscriptions with nats.go's defaults: a 64k-message queue, beyond which
+// the client drops and reports a slow consumer, as NATS does for any
+// application that falls behind.
 type NATS struct{}
 
 // Name implements benchcore.Stack.
