@@ -44,10 +44,12 @@ func BenchmarkPushPull(b *testing.B) {
 			b.ResetTimer()
 			go func() {
 				for range n {
-					if _, err := pull.Recv(ctx); err != nil {
+					m, err := pull.Recv(ctx)
+					if err != nil {
 						done <- err
 						return
 					}
+					m.Free()
 				}
 				done <- nil
 			}()

@@ -12,6 +12,7 @@ import (
 // of a pipe that has gone stay deliverable: they were accepted.
 type fairQueue struct {
 	hwm    int
+	hwmB   int64
 	mu     sync.Mutex
 	active []*pipe
 	next   int
@@ -19,8 +20,15 @@ type fairQueue struct {
 	closed chan struct{}
 }
 
-func newFairQueue(hwm int, closed chan struct{}) *fairQueue {
-	return &fairQueue{hwm: hwm, notify: make(chan struct{}, 1), closed: closed}
+func newFairQueue(hwm int, hwmBytes int64, closed chan struct{}) *fairQueue {
+	return &fairQueue{hwm: hwm, hwmB: hwmBytes, notify: make(chan struct{}, 1), closed: closed}
+}
+
+// fullLocked reports whether p's receive queue is at its high-water mark in
+// messages or bytes (never when empty).
+func (q *fairQueue) fullLocked(p *pipe) bool {
+	n := len(p.inq) - p.inHead
+	return n >= q.hwm || (n > 0 && p.inBytes >= q.hwmB)
 }
 
 // push appends msgs to p's queue, blocking while it is full. It gives up
@@ -29,8 +37,13 @@ func newFairQueue(hwm int, closed chan struct{}) *fairQueue {
 func (q *fairQueue) push(p *pipe, msgs []Msg) {
 	for len(msgs) > 0 {
 		q.mu.Lock()
-		room := q.hwm - (len(p.inq) - p.inHead)
-		if room <= 0 {
+		// how many of msgs fit under both marks (at least one if empty)
+		n, count, bytes := 0, len(p.inq)-p.inHead, p.inBytes
+		for n < len(msgs) && count+n < q.hwm && (count+n == 0 || bytes < q.hwmB) {
+			bytes += int64(msgs[n].size)
+			n++
+		}
+		if n == 0 {
 			q.mu.Unlock()
 			select {
 			case <-p.space:
@@ -42,7 +55,7 @@ func (q *fairQueue) push(p *pipe, msgs []Msg) {
 			p.s.stats.drops.Add(uint64(len(msgs)))
 			return
 		}
-		n := min(room, len(msgs))
+		p.inBytes = bytes
 		if p.inHead > 0 && len(p.inq)+n > cap(p.inq) {
 			// compact instead of growing
 			k := copy(p.inq, p.inq[p.inHead:])
@@ -75,8 +88,9 @@ func (q *fairQueue) tryPop() (Msg, *pipe, bool) {
 		q.next = 0
 	}
 	p := q.active[q.next]
-	wasFull := len(p.inq)-p.inHead >= q.hwm
+	wasFull := q.fullLocked(p)
 	m := p.inq[p.inHead]
+	p.inBytes -= int64(m.size)
 	p.inq[p.inHead] = Msg{}
 	p.inHead++
 	if p.inHead == len(p.inq) {
@@ -90,7 +104,7 @@ func (q *fairQueue) tryPop() (Msg, *pipe, bool) {
 	} else {
 		q.next++
 	}
-	if wasFull {
+	if wasFull && !q.fullLocked(p) {
 		select {
 		case p.space <- struct{}{}:
 		default:

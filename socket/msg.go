@@ -15,6 +15,25 @@ type Msg struct {
 	// written before every ordinary message still waiting in that peer's
 	// queue. Receivers see no difference; it is not sent on the wire.
 	Priority uint8
+
+	pooled bool // received: frames over slabFrameMax came from the pool
+	size   int  // received: total body bytes
+}
+
+// Free hands a received message's large frame buffers back for reuse by
+// later receives. It is optional (without it they are garbage collected) and
+// pays off for messages of tens of kilobytes and more. The frames must not
+// be used after Free; Free on a message that was not received, or twice, is
+// a no-op.
+func (m *Msg) Free() {
+	if m.pooled {
+		for _, f := range m.Frames {
+			if len(f) > slabFrameMax {
+				putBuffer(f)
+			}
+		}
+	}
+	m.Frames, m.pooled = nil, false
 }
 
 // NewMsg returns a message with the given frames.

@@ -18,6 +18,8 @@ type Option func(*Options) error
 type Options struct {
 	SendHWM          int           // messages queued per peer before it counts as full
 	RecvHWM          int           // messages held per peer on the receiving side
+	SendHWMBytes     int64         // ... or bytes queued per peer
+	RecvHWMBytes     int64         // ... or bytes held per peer
 	MaxMsgSize       int64         // largest accepted message (sum of frames), in bytes
 	ReconnectMin     time.Duration // first re-dial delay
 	ReconnectMax     time.Duration // cap of the exponential re-dial delay
@@ -41,6 +43,8 @@ func DefaultOptions() Options {
 	return Options{
 		SendHWM:          1000,
 		RecvHWM:          1000,
+		SendHWMBytes:     32 << 20,
+		RecvHWMBytes:     32 << 20,
 		MaxMsgSize:       64 << 20,
 		ReconnectMin:     100 * time.Millisecond,
 		ReconnectMax:     5 * time.Second,
@@ -74,6 +78,20 @@ func WithRecvHWM(n int) Option {
 			return fmt.Errorf("socket: recv HWM %d: must be at least 1", n)
 		}
 		o.RecvHWM = n
+		return nil
+	}
+}
+
+// WithHWMBytes bounds the memory each peer's queues hold, in bytes of
+// message bodies (default 32 MiB each way): a peer counts as full when it
+// reaches its message high-water mark or this many bytes, whichever comes
+// first. A queue always takes one message, however large, when it is empty.
+func WithHWMBytes(send, recv int64) Option {
+	return func(o *Options) error {
+		if send < 1 || recv < 1 {
+			return fmt.Errorf("socket: HWM bytes %d/%d: must be positive", send, recv)
+		}
+		o.SendHWMBytes, o.RecvHWMBytes = send, recv
 		return nil
 	}
 }

@@ -46,6 +46,7 @@ type batch struct {
 	start int
 	owned []*chunk // chunks to recycle after the write
 	msgs  int
+	bytes int64 // message body bytes
 }
 
 func (b *batch) empty() bool { return len(b.segs) == 0 && len(b.cur) == b.start }
@@ -133,7 +134,7 @@ func (b *batch) reset() {
 		b.owned = append(b.owned[:0], c)
 		b.cur, b.start = c[:0], 0
 	}
-	b.msgs = 0
+	b.msgs, b.bytes = 0, 0
 }
 
 // release gives every chunk back to the pool.
@@ -143,6 +144,7 @@ func (b *batch) release() {
 	}
 	clear(b.owned)
 	b.owned, b.cur, b.start, b.segs = b.owned[:0], nil, 0, nil
+	b.msgs, b.bytes = 0, 0
 }
 
 // pipe is one connected peer.
@@ -165,6 +167,7 @@ type pipe struct {
 	urgent  *batch // messages with Priority > 0: written before out
 	uspare  *batch
 	queued  int // messages in out plus those being written
+	qbytes  int64
 	writing bool
 	wclosed bool
 	kick    chan struct{}
@@ -173,6 +176,7 @@ type pipe struct {
 	inq      []Msg
 	inHead   int
 	inActive bool
+	inBytes  int64
 	space    chan struct{}
 
 	hdr      [9]byte // frame header being read (reader goroutine only)
@@ -249,9 +253,15 @@ func (p *pipe) isDone() bool {
 // over its high-water mark.
 func (p *pipe) ready() bool {
 	p.wmu.Lock()
-	ok := !p.wclosed && p.queued < p.s.opts.SendHWM
+	ok := !p.wclosed && !p.fullLocked()
 	p.wmu.Unlock()
 	return ok
+}
+
+// fullLocked reports whether the send queue is at its high-water mark, in
+// messages or in bytes. An empty queue is never full.
+func (p *pipe) fullLocked() bool {
+	return p.queued >= p.s.opts.SendHWM || (p.queued > 0 && p.qbytes >= p.s.opts.SendHWMBytes)
 }
 
 // enqueue adds a message to the send queue. Unless force is set it fails
@@ -263,7 +273,7 @@ func (p *pipe) enqueue(m Msg, force bool) error {
 		p.wmu.Unlock()
 		return ErrClosed
 	}
-	if !force && p.queued >= p.s.opts.SendHWM {
+	if !force && p.fullLocked() {
 		p.wmu.Unlock()
 		return errFull
 	}
@@ -286,10 +296,13 @@ func (p *pipe) enqueue(m Msg, force bool) error {
 			b.appendFrame(fl, f)
 		}
 	}
+	size := int64(m.Size())
 	b.msgs++
+	b.bytes += size
 	p.queued++
+	p.qbytes += size
 	p.stats.msgsOut.Add(1)
-	p.stats.bytesOut.Add(uint64(m.Size()))
+	p.stats.bytesOut.Add(uint64(size))
 	if p.writing {
 		p.wmu.Unlock()
 		return nil
@@ -358,7 +371,7 @@ func (p *pipe) flushLocked() {
 			b = p.out
 			p.out, p.spare = p.spare, nil
 		}
-		n := b.msgs
+		n, nb := b.msgs, b.bytes
 		p.wmu.Unlock()
 
 		err := b.writeTo(p.conn)
@@ -369,15 +382,16 @@ func (p *pipe) flushLocked() {
 		} else {
 			p.spare = b
 		}
-		wasFull := p.queued >= p.s.opts.SendHWM
+		wasFull := p.fullLocked()
 		p.queued -= n
+		p.qbytes -= nb
 		if err != nil {
 			p.writing = false
 			p.wmu.Unlock()
 			p.terminate(fmt.Errorf("socket: write: %w", err))
 			return
 		}
-		if wasFull && p.queued < p.s.opts.SendHWM {
+		if wasFull && !p.fullLocked() {
 			p.s.signalReady()
 		}
 	}
@@ -442,6 +456,7 @@ func (p *pipe) readLoop() {
 		batch  []Msg
 		frames [][]byte
 		total  int64
+		pooled bool // some frame of the message came from the buffer pool
 		slab   []byte
 		fslab  [][]byte
 		max    = p.s.opts.MaxMsgSize
@@ -453,10 +468,15 @@ func (p *pipe) readLoop() {
 		p.terminate(err)
 	}
 	for {
-		// Deliver what we have before a read that may block.
-		if len(batch) > 0 && !p.frameBuffered() {
-			p.s.fq.push(p, batch)
-			batch = batch[:0]
+		// Before a read that may block: deliver what we have, and note the
+		// time of the traffic just read for the heartbeat check (once per
+		// batch: the clock costs more than parsing a small frame).
+		if !p.frameBuffered() {
+			if len(batch) > 0 {
+				p.s.fq.push(p, batch)
+				batch = batch[:0]
+			}
+			p.lastRecv.Store(time.Now().UnixNano())
 		}
 		hdr := p.hdr[:]
 		if err := readFull(p.br, hdr[:2]); err != nil {
@@ -477,7 +497,6 @@ func (p *pipe) readLoop() {
 			}
 			size = binary.BigEndian.Uint64(hdr[1:9])
 		}
-		p.lastRecv.Store(time.Now().UnixNano())
 		if flags&flagCommand != 0 {
 			if flags&flagMore != 0 || len(frames) > 0 {
 				p.s.rejected.Add(1)
@@ -513,14 +532,18 @@ func (p *pipe) readLoop() {
 		}
 		total += int64(size)
 		var body []byte
-		if size <= slabFrameMax {
+		switch {
+		case size <= slabFrameMax:
 			if len(slab) < int(size) {
 				slab = make([]byte, slabSize)
 			}
 			body = slab[:size:size]
 			slab = slab[size:]
-		} else {
+		case p.encrypt:
 			body = make([]byte, size)
+		default:
+			body = getBuffer(int(size))
+			pooled = true
 		}
 		if err := readFull(p.br, body); err != nil {
 			fail(readErr(err))
@@ -549,8 +572,9 @@ func (p *pipe) readLoop() {
 		frames = frames[:0]
 		p.stats.msgsIn.Add(1)
 		p.stats.bytesIn.Add(uint64(total))
-		total = 0
-		if m, ok := p.s.r.incoming(p, Msg{Frames: fs}); ok {
+		m := Msg{Frames: fs, pooled: pooled, size: int(total)}
+		total, pooled = 0, false
+		if m, ok := p.s.r.incoming(p, m); ok {
 			batch = append(batch, m)
 			if len(batch) >= 128 {
 				p.s.fq.push(p, batch)

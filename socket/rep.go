@@ -53,7 +53,7 @@ func (r *repRouter) recv(ctx context.Context) (Msg, error) {
 	r.mu.Lock()
 	r.mustSend, r.cur, r.env = true, p, m.Frames[:i+1]
 	r.mu.Unlock()
-	return Msg{Frames: m.Frames[i+1:]}, nil
+	return Msg{Frames: m.Frames[i+1:], pooled: m.pooled, size: m.size}, nil
 }
 
 func (r *repRouter) send(ctx context.Context, m Msg) error {

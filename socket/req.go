@@ -115,7 +115,7 @@ func (r *reqRouter) incoming(p *pipe, m Msg) (Msg, bool) {
 		r.s.stats.drops.Add(1)
 		return Msg{}, false
 	}
-	return Msg{Frames: m.Frames[skip:]}, true
+	return Msg{Frames: m.Frames[skip:], pooled: m.pooled, size: m.size}, true
 }
 
 func (r *reqRouter) detach(p *pipe) {

@@ -103,7 +103,7 @@ func New(t Type, opts ...Option) (*Socket, error) {
 		readyCh:   make(chan struct{}),
 		closing:   make(chan struct{}),
 	}
-	s.fq = newFairQueue(o.RecvHWM, s.closing)
+	s.fq = newFairQueue(o.RecvHWM, o.RecvHWMBytes, s.closing)
 	s.ev = newEvents(o.EventHandler, o.EventBuffer)
 	switch t {
 	case PUSH:
