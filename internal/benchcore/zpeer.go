@@ -81,7 +81,7 @@ func (z *ZpeerStack) Pipeline(ctx context.Context, n int) (*Topology, error) {
 	}
 	t := &Topology{Send: zconn{push}, Close: closeAll}
 	for _, p := range pulls {
-		t.Recv = append(t.Recv, zconn{p})
+		t.Recv = append(t.Recv, &zrecv{s: p})
 	}
 	return t, nil
 }
@@ -95,7 +95,7 @@ func (z *ZpeerStack) PubSub(ctx context.Context, n int) (*Topology, error) {
 	}
 	t := &Topology{Send: zconn{pub}, Close: closeAll}
 	for _, s := range subs {
-		t.Recv = append(t.Recv, zconn{s})
+		t.Recv = append(t.Recv, &zrecv{s: s})
 	}
 	return t, nil
 }
@@ -137,3 +137,20 @@ func WaitFor(ctx context.Context, cond func() bool) error {
 	}
 	return nil
 }
+
+// zrecv is a receive-only socket that, like an application done with each
+// message, frees the previous one (socket.Msg.Free) when it asks for the
+// next: large frame buffers are reused instead of collected.
+type zrecv struct {
+	s    *socket.Socket
+	prev socket.Msg
+}
+
+func (r *zrecv) Recv(ctx context.Context) ([]byte, error) {
+	r.prev.Free()
+	m, err := r.s.Recv(ctx)
+	r.prev = m
+	return m.Body(), err
+}
+
+func (r *zrecv) Close() error { return r.s.Close() }
