@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -475,6 +476,11 @@ func (p *pipe) readLoop() {
 			if len(batch) > 0 {
 				p.s.fq.push(p, batch)
 				batch = batch[:0]
+				// Let the receiver just woken run now, on this P, rather
+				// than after our next read (which will find nothing and
+				// park us): that read is a system call off the critical
+				// path of a request/reply round trip.
+				runtime.Gosched()
 			}
 			p.lastRecv.Store(time.Now().UnixNano())
 		}
