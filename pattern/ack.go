@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"math/bits"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -24,19 +25,29 @@ const creditHeader = "zpeer-credit"
 const dispatchBatch = 256
 
 // item is one message in an acked Pusher's custody.
+//
+// Credit bookkeeping: a puller holds a message from its delivery until it
+// acks or nacks it, or disconnects, and each held message uses one of its
+// credits. The current holder is item.peer (and the item is on that peer's
+// held list); a puller that still holds an earlier delivery, after an ack
+// timeout sent the message elsewhere, is in item.stale; once the message is
+// settled, pullers that still hold it are remembered in the pusher's tombs
+// until they answer, so that their credit comes back.
 type item struct {
 	id         codec.ID
-	frame      []byte // the encoded envelope; never modified
-	value      any    // for WithOnDead
+	seq        uint64
+	frames     [3][]byte // routing id, delimiter, envelope; the envelope is never modified
+	value      any       // for WithOnDead
 	prio       uint8
-	pushed     time.Time
+	pushed     int64 // mono time
+	deadline   int64 // mono time of the ack timeout, while in flight
 	deliveries int
-	inflight   bool        // delivered, waiting for its ack (else queued)
-	peer       *pullerPeer // inflight: where
-	avoid      *pullerPeer // redelivered: prefer another puller
+	inflight   bool          // delivered, waiting for its ack (else queued)
+	peer       *pullerPeer   // in flight: the current holder
+	stale      []*pullerPeer // earlier holders that have not answered
+	avoid      *pullerPeer   // redelivered: prefer another puller
 	lastErr    string
-	deadline   time.Time
-	q, f       links // queue and in-flight list links
+	q, f, h    links // queue, in-flight and held list links
 }
 
 type links struct{ prev, next *item }
@@ -87,16 +98,26 @@ func (l *ilist) remove(it *item) {
 
 func qlinks(it *item) *links { return &it.q }
 func flinks(it *item) *links { return &it.f }
+func hlinks(it *item) *links { return &it.h }
+
+// monoBase anchors mono.
+var monoBase = time.Now()
+
+// mono is a monotonic clock reading in nanoseconds.
+func mono() int64 { return int64(time.Since(monoBase)) }
 
 // pullerPeer is one connected acked Puller, by its ROUTER routing id.
 type pullerPeer struct {
-	rid     []byte
-	window  int
-	credit  int                   // how many more it accepts
-	out     map[codec.ID]struct{} // delivered to it, not yet acked or nacked by it
-	sent    uint64
-	blocked bool // its socket queue was full; wait for an ack
-	gone    bool
+	rid    []byte
+	window int
+	credit int   // how many more it accepts
+	held   ilist // items whose current delivery it holds
+	nheld  int   // len(held) plus stale and settled deliveries it holds
+	sent   uint64
+	gone   bool
+	// blockedUntil: its socket queue was full; try it again then, or
+	// after its next ack.
+	blockedUntil int64
 }
 
 // ackPusher is the acknowledged mode of a Pusher.
@@ -109,9 +130,10 @@ type ackPusher[T any] struct {
 	wg    sync.WaitGroup
 
 	mu       sync.Mutex
-	custody  map[codec.ID]*item
-	levels   [256]ilist // queued, by priority
-	nonEmpty [4]uint64  // bitmap of non-empty levels
+	custody  *custody
+	tombs    map[codec.ID][]*pullerPeer // settled, still held by these
+	levels   [256]ilist                 // queued, by priority
+	nonEmpty [4]uint64                  // bitmap of non-empty levels
 	queued   int
 	flight   ilist // in flight, by deadline (= send order)
 	peers    map[string]*pullerPeer
@@ -124,7 +146,8 @@ type ackPusher[T any] struct {
 
 func newAckPusher[T any](p *Pusher[T]) *ackPusher[T] {
 	a := &ackPusher[T]{p: p, o: &p.o, notes: newNotifier(), kick: make(chan struct{}, 1),
-		custody: make(map[codec.ID]*item), peers: make(map[string]*pullerPeer), remotes: make(map[string]string)}
+		custody: newCustody(p.o.maxPending), tombs: make(map[codec.ID][]*pullerPeer),
+		peers: make(map[string]*pullerPeer), remotes: make(map[string]string)}
 	for i := range a.levels {
 		a.levels[i].sel = qlinks
 	}
@@ -145,18 +168,20 @@ func (a *ackPusher[T]) wake() {
 	}
 }
 
-func (a *ackPusher[T]) push(ctx context.Context, now time.Time, env *codec.Envelope, v T) error {
+func (a *ackPusher[T]) push(ctx context.Context, env *codec.Envelope, v T) error {
 	env.Seq = a.p.seq.Add(1)
+	env.ID = a.custody.id(env.Seq)
 	frame, err := encodeEnvelope(env)
 	if err != nil {
 		return err
 	}
-	it := &item{id: env.ID, frame: frame, prio: env.Priority, pushed: now}
+	it := &item{id: env.ID, seq: env.Seq, prio: env.Priority, pushed: mono()}
+	it.frames[1], it.frames[2] = empty, frame
 	if a.o.onDead != nil {
 		it.value = v
 	}
 	a.mu.Lock()
-	for len(a.custody) >= a.o.maxPending {
+	for a.custody.len() >= a.o.maxPending {
 		if a.spaceCh == nil {
 			a.spaceCh = make(chan struct{})
 		}
@@ -175,18 +200,18 @@ func (a *ackPusher[T]) push(ctx context.Context, now time.Time, env *codec.Envel
 		a.mu.Unlock()
 		return ErrClosed
 	}
-	a.custody[it.id] = it
+	a.custody.put(it)
 	if a.queued == 0 {
 		// Nothing waits ahead of it: send it from here, saving the
 		// hand-off to the dispatcher.
-		if p := a.pick(nil); p != nil {
-			d := a.assign(it, p, now)
+		if p := a.pick(nil, it.pushed); p != nil {
+			a.assign(it, p, it.pushed)
 			first := a.flight.head == it
 			a.mu.Unlock()
 			if first {
 				a.wake() // the dispatcher arms its ack timer
 			}
-			if dead := a.send(d, nil); len(dead) > 0 {
+			if dead := a.send(it, p, nil); len(dead) > 0 {
 				a.reportDead(dead)
 			}
 			return nil
@@ -196,32 +221,6 @@ func (a *ackPusher[T]) push(ctx context.Context, now time.Time, env *codec.Envel
 	a.mu.Unlock()
 	a.wake()
 	return nil
-}
-
-// assign delivers it to p. a.mu is held.
-func (a *ackPusher[T]) assign(it *item, p *pullerPeer, now time.Time) delivery {
-	p.credit--
-	p.sent++
-	p.out[it.id] = struct{}{}
-	it.inflight, it.peer = true, p
-	it.deliveries++
-	it.deadline = now.Add(a.o.ackTimeout)
-	a.flight.pushBack(it)
-	return delivery{it, p, p.rid, it.frame, it.prio}
-}
-
-// send hands an assigned delivery to the socket.
-func (a *ackPusher[T]) send(d delivery, dead []DeadLetter) []DeadLetter {
-	err := a.p.sock.Send(a.p.ctx, socket.Msg{Frames: [][]byte{d.rid, empty, d.frame}, Priority: d.prio})
-	if err != nil {
-		return a.undo(d, err, dead)
-	}
-	if d.it.deliveries > 1 {
-		a.p.c.retried.Add(1)
-	} else {
-		a.p.c.sent.Add(1)
-	}
-	return dead
 }
 
 // enqueue queues it at its priority, at the front for a redelivery.
@@ -257,28 +256,74 @@ func (a *ackPusher[T]) highest() *item {
 
 // pick chooses a puller with free credit, round robin, preferring one other
 // than avoid.
-func (a *ackPusher[T]) pick(avoid *pullerPeer) *pullerPeer {
+func (a *ackPusher[T]) pick(avoid *pullerPeer, now int64) *pullerPeer {
 	n := len(a.ring)
 	for i := range n {
 		p := a.ring[(a.next+i)%n]
-		if p.credit > 0 && !p.blocked && p != avoid {
+		if p.credit > 0 && p != avoid && now >= p.blockedUntil {
 			a.next = (a.next + i + 1) % n
 			return p
 		}
 	}
-	if avoid != nil && !avoid.gone && avoid.credit > 0 && !avoid.blocked {
+	if avoid != nil && !avoid.gone && avoid.credit > 0 && now >= avoid.blockedUntil {
 		return avoid
 	}
 	return nil
 }
 
+// assign delivers it to p. a.mu is held.
+func (a *ackPusher[T]) assign(it *item, p *pullerPeer, now int64) {
+	p.credit--
+	p.sent++
+	p.nheld++
+	p.held.pushBack(it)
+	it.frames[0] = p.rid
+	it.inflight, it.peer = true, p
+	it.deliveries++
+	it.deadline = now + int64(a.o.ackTimeout)
+	a.flight.pushBack(it)
+}
+
+// send hands an assigned delivery to the socket.
+func (a *ackPusher[T]) send(it *item, p *pullerPeer, dead []DeadLetter) []DeadLetter {
+	err := a.p.sock.Send(a.p.ctx, socket.Msg{Frames: it.frames[:], Priority: it.prio})
+	if err != nil {
+		return a.undo(it, p, err, dead)
+	}
+	if it.deliveries > 1 {
+		a.p.c.retried.Add(1)
+	} else {
+		a.p.c.sent.Add(1)
+	}
+	return dead
+}
+
+// release notes that p no longer holds a delivery: its credit comes back.
+// a.mu is held.
+func (p *pullerPeer) release() {
+	p.credit++
+	p.nheld--
+	p.blockedUntil = 0
+}
+
+// takeBack withdraws an in-flight item from its current holder, which no
+// longer holds it (it nacked, or is gone, or never got it). a.mu is held.
+func (a *ackPusher[T]) takeBack(it *item) {
+	a.flight.remove(it)
+	if p := it.peer; p != nil {
+		p.held.remove(it)
+		p.release()
+	}
+	it.peer, it.inflight = nil, false
+}
+
 // requeue puts an item that was not acknowledged back in the queue, or
 // declares it dead when it has had its deliveries. a.mu is held.
-func (a *ackPusher[T]) requeue(it *item, dead []DeadLetter) []DeadLetter {
+func (a *ackPusher[T]) requeue(it *item, why string, dead []DeadLetter) []DeadLetter {
+	it.lastErr = why
 	if it.deliveries >= a.o.maxDeliveries {
-		delete(a.custody, it.id)
+		a.forget(it)
 		a.p.c.dead.Add(1)
-		a.shrunk()
 		return append(dead, DeadLetter{ID: it.id, Value: it.value, Priority: it.prio, Deliveries: it.deliveries,
 			Err: fmt.Errorf("%w (%d): last: %s", ErrDead, it.deliveries, it.lastErr)})
 	}
@@ -286,32 +331,134 @@ func (a *ackPusher[T]) requeue(it *item, dead []DeadLetter) []DeadLetter {
 	return dead
 }
 
-// shrunk wakes Push calls waiting for room and Drain calls waiting for an
-// empty custody. a.mu is held.
-func (a *ackPusher[T]) shrunk() {
+// forget removes a settled or dead item from custody, remembering who
+// still holds a delivery of it. a.mu is held.
+func (a *ackPusher[T]) forget(it *item) {
+	a.custody.del(it)
+	if stale := slices.DeleteFunc(it.stale, func(p *pullerPeer) bool { return p.gone }); len(stale) > 0 {
+		a.tombs[it.id] = stale
+	}
 	if a.spaceCh != nil {
 		close(a.spaceCh)
 		a.spaceCh = nil
 	}
-	if len(a.custody) == 0 && a.emptyCh != nil {
+	if a.custody.len() == 0 && a.emptyCh != nil {
 		close(a.emptyCh)
 		a.emptyCh = nil
 	}
 }
 
-// recall takes an in-flight item back from its puller. a.mu is held.
-func (a *ackPusher[T]) recall(it *item, why string, dead []DeadLetter) []DeadLetter {
-	a.flight.remove(it)
-	it.avoid, it.peer, it.lastErr = it.peer, nil, why
-	return a.requeue(it, dead)
+// answered handles p's ack (ok) or nack of id: p's credit comes back if it
+// held the message, and the message is settled or redelivered. a.mu is
+// held.
+func (a *ackPusher[T]) answered(id codec.ID, p *pullerPeer, ok bool, why string, now int64, dead []DeadLetter) []DeadLetter {
+	it := a.custody.get(id)
+	if it == nil {
+		if holders, found := a.tombs[id]; found {
+			if i := slices.Index(holders, p); i >= 0 && p != nil {
+				p.release()
+				holders = slices.Delete(holders, i, i+1)
+			}
+			if len(holders) == 0 {
+				delete(a.tombs, id)
+			} else {
+				a.tombs[id] = holders
+			}
+		}
+		if ok {
+			a.p.c.late.Add(1)
+		}
+		return dead
+	}
+	current := it.inflight && it.peer == p && p != nil
+	if !current && p != nil {
+		if i := slices.Index(it.stale, p); i >= 0 {
+			p.release()
+			it.stale = slices.Delete(it.stale, i, i+1)
+		}
+	}
+	switch {
+	case ok:
+		if it.inflight {
+			if current {
+				a.takeBack(it)
+			} else {
+				// Settled by an earlier holder: the current one still
+				// holds it, and gets its credit back when it answers.
+				a.flight.remove(it)
+				it.peer.held.remove(it)
+				it.stale = append(it.stale, it.peer)
+			}
+		} else {
+			a.dequeue(it)
+		}
+		a.p.c.acked.Add(1)
+		a.lat.record(time.Duration(now - it.pushed))
+		a.forget(it)
+	case current:
+		a.takeBack(it)
+		it.avoid = p
+		dead = a.requeue(it, "puller: "+why, dead)
+	}
+	return dead
+}
+
+// undo takes back a delivery the socket refused.
+func (a *ackPusher[T]) undo(it *item, p *pullerPeer, err error, dead []DeadLetter) []DeadLetter {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if errors.Is(err, socket.ErrNoPeer) {
+		if !p.gone {
+			dead = a.dropPeer(p, dead)
+		}
+		return dead
+	}
+	if !it.inflight || it.peer != p {
+		return dead // already taken back
+	}
+	a.takeBack(it)
+	it.deliveries--
+	if errors.Is(err, socket.ErrTooLarge) {
+		// No puller will ever take it.
+		it.deliveries = a.o.maxDeliveries
+		return a.requeue(it, err.Error(), dead)
+	}
+	// Full queue (or closing): try the peer again shortly. (Not "after its
+	// next ack": every ack may already be in.)
+	p.blockedUntil = mono() + int64(time.Millisecond)
+	a.enqueue(it, true)
+	a.wake()
+	return dead
+}
+
+// dropPeer forgets a puller and redelivers what it held. a.mu is held.
+func (a *ackPusher[T]) dropPeer(p *pullerPeer, dead []DeadLetter) []DeadLetter {
+	p.gone = true
+	delete(a.peers, string(p.rid))
+	if i := slices.Index(a.ring, p); i >= 0 {
+		a.ring = slices.Delete(a.ring, i, i+1)
+	}
+	for it := p.held.head; it != nil; it = p.held.head {
+		a.takeBack(it)
+		it.avoid = p
+		dead = a.requeue(it, "puller connection lost", dead)
+	}
+	for id, holders := range a.tombs {
+		if i := slices.Index(holders, p); i >= 0 {
+			if holders = slices.Delete(holders, i, i+1); len(holders) == 0 {
+				delete(a.tombs, id)
+			} else {
+				a.tombs[id] = holders
+			}
+		}
+	}
+	a.wake()
+	return dead
 }
 
 type delivery struct {
-	it    *item
-	peer  *pullerPeer
-	rid   []byte
-	frame []byte
-	prio  uint8
+	it   *item
+	peer *pullerPeer
 }
 
 // dispatch assigns queued messages to pullers with credit, sends them, and
@@ -329,31 +476,37 @@ func (a *ackPusher[T]) dispatch() {
 		case <-a.p.ctx.Done():
 			return
 		}
-		now := now()
+		now := mono()
 		a.mu.Lock()
-		for it := a.flight.head; it != nil && !it.deadline.After(now); it = a.flight.head {
-			dead = a.recall(it, "no ack within "+a.o.ackTimeout.String(), dead)
+		for it := a.flight.head; it != nil && it.deadline <= now; it = a.flight.head {
+			// The holder keeps its credit until it answers.
+			p := it.peer
+			a.flight.remove(it)
+			p.held.remove(it)
+			it.stale = append(it.stale, p)
+			it.peer, it.inflight, it.avoid = nil, false, p
+			dead = a.requeue(it, "no ack within "+a.o.ackTimeout.String(), dead)
 		}
-		for len(sends) < dispatchBatch {
-			it := a.highest()
-			if it == nil {
-				break
-			}
-			p := a.pick(it.avoid)
-			if p == nil {
-				break
-			}
-			a.dequeue(it)
-			sends = append(sends, a.assign(it, p, now))
-		}
+		sends = a.assignQueued(sends, now)
 		more := len(sends) == dispatchBatch
+		var next int64
 		if h := a.flight.head; h != nil {
-			timer.Reset(h.deadline.Sub(now))
+			next = h.deadline
+		}
+		if a.queued > 0 {
+			for _, p := range a.ring {
+				if p.blockedUntil > now && (next == 0 || p.blockedUntil < next) {
+					next = p.blockedUntil
+				}
+			}
+		}
+		if next != 0 {
+			timer.Reset(time.Duration(next - now))
 		}
 		a.mu.Unlock()
 
 		for i, d := range sends {
-			dead = a.send(d, dead)
+			dead = a.send(d.it, d.peer, dead)
 			sends[i] = delivery{}
 		}
 		sends = sends[:0]
@@ -364,57 +517,23 @@ func (a *ackPusher[T]) dispatch() {
 	}
 }
 
-// undo takes back a delivery the socket refused.
-func (a *ackPusher[T]) undo(d delivery, err error, dead []DeadLetter) []DeadLetter {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	if errors.Is(err, socket.ErrNoPeer) {
-		if !d.peer.gone {
-			dead = a.dropPeer(d.peer, dead)
-		}
-		return dead
-	}
-	if _, ok := d.peer.out[d.it.id]; ok {
-		delete(d.peer.out, d.it.id)
-		d.peer.credit++
-	}
-	if errors.Is(err, socket.ErrTooLarge) {
-		// No puller will ever take it.
-		if d.it.inflight && d.it.peer == d.peer {
-			d.it.deliveries = a.o.maxDeliveries
-			dead = a.recall(d.it, err.Error(), dead)
-		}
-		return dead
-	}
-	// Full queue (or closing): give the credit back and wait for an ack.
-	d.peer.blocked = true
-	if d.it.inflight && d.it.peer == d.peer {
-		a.flight.remove(d.it)
-		d.it.peer = nil
-		d.it.deliveries--
-		a.enqueue(d.it, true)
-	}
-	return dead
-}
-
-// dropPeer forgets a puller and redelivers what it held. a.mu is held.
-func (a *ackPusher[T]) dropPeer(p *pullerPeer, dead []DeadLetter) []DeadLetter {
-	p.gone = true
-	delete(a.peers, string(p.rid))
-	for i, q := range a.ring {
-		if q == p {
-			a.ring = append(a.ring[:i], a.ring[i+1:]...)
+// assignQueued assigns queued messages to pullers with credit, up to
+// dispatchBatch in all. a.mu is held.
+func (a *ackPusher[T]) assignQueued(sends []delivery, now int64) []delivery {
+	for len(sends) < dispatchBatch {
+		it := a.highest()
+		if it == nil {
 			break
 		}
-	}
-	for id := range p.out {
-		if it := a.custody[id]; it != nil && it.inflight && it.peer == p {
-			dead = a.recall(it, "puller connection lost", dead)
+		p := a.pick(it.avoid, now)
+		if p == nil {
+			break
 		}
+		a.dequeue(it)
+		a.assign(it, p, now)
+		sends = append(sends, delivery{it, p})
 	}
-	clear(p.out)
-	a.wake()
-	return dead
+	return sends
 }
 
 func (a *ackPusher[T]) reportDead(dead []DeadLetter) []DeadLetter {
@@ -448,6 +567,7 @@ func (a *ackPusher[T]) event(ev socket.Event) {
 func (a *ackPusher[T]) recvLoop() {
 	defer a.wg.Done()
 	var dead []DeadLetter
+	var sends []delivery
 	for {
 		m, err := a.p.sock.Recv(a.p.ctx)
 		if err != nil {
@@ -467,43 +587,48 @@ func (a *ackPusher[T]) recvLoop() {
 				a.p.c.dropped.Add(1)
 				continue
 			}
+			now := mono()
 			a.mu.Lock()
 			p := a.peers[string(rid)]
 			if c := env.Headers[creditHeader]; c != "" {
 				if w, err := strconv.Atoi(c); err == nil && w > 0 {
 					if p == nil {
-						p = &pullerPeer{rid: bytes.Clone(rid), out: make(map[codec.ID]struct{})}
+						p = &pullerPeer{rid: bytes.Clone(rid)}
+						p.held.sel = hlinks
 						a.peers[string(rid)] = p
 						a.ring = append(a.ring, p)
 					}
 					p.window = w
-					p.credit = w - len(p.out)
+					p.credit = w - p.nheld
 				}
 			}
-			now := now()
 			for len(ids) > 0 {
-				a.settle(codec.ID(ids[:16]), p, now)
+				dead = a.answered(codec.ID(ids[:16]), p, true, "", now, dead)
 				ids = ids[16:]
 			}
+			// The credit that came back is used from here, saving the
+			// hand-off to the dispatcher; it takes over a long backlog
+			// and arms the ack timer when nothing was in flight.
+			idle := a.flight.head == nil
+			sends = a.assignQueued(sends, now)
+			wake := idle || len(sends) == dispatchBatch
 			a.mu.Unlock()
-			a.wake()
+			for i, d := range sends {
+				dead = a.send(d.it, d.peer, dead)
+				sends[i] = delivery{}
+			}
+			sends = sends[:0]
+			dead = a.reportDead(dead)
+			if wake {
+				a.wake()
+			}
 		case codec.KindNack:
 			var why string
 			if unmarshalBody(env.Body, &why) != nil {
 				why = "nack"
 			}
 			a.mu.Lock()
-			p := a.peers[string(rid)]
-			if p != nil {
-				if _, ok := p.out[env.ID]; ok {
-					delete(p.out, env.ID)
-					p.credit++
-					p.blocked = false
-				}
-			}
-			if it := a.custody[env.ID]; it != nil && it.inflight && it.peer == p && p != nil {
-				dead = a.recall(it, "puller: "+why, dead)
-			}
+			dead = a.answered(env.ID, a.peers[string(rid)], false, why, mono(), dead)
 			a.mu.Unlock()
 			dead = a.reportDead(dead)
 			a.wake()
@@ -513,34 +638,9 @@ func (a *ackPusher[T]) recvLoop() {
 	}
 }
 
-// settle handles the ack of id from p. a.mu is held.
-func (a *ackPusher[T]) settle(id codec.ID, p *pullerPeer, now time.Time) {
-	if p != nil {
-		if _, ok := p.out[id]; ok {
-			delete(p.out, id)
-			p.credit++
-			p.blocked = false
-		}
-	}
-	it := a.custody[id]
-	if it == nil {
-		a.p.c.late.Add(1)
-		return
-	}
-	if it.inflight {
-		a.flight.remove(it)
-	} else {
-		a.dequeue(it)
-	}
-	delete(a.custody, id)
-	a.p.c.acked.Add(1)
-	a.lat.record(now.Sub(it.pushed))
-	a.shrunk()
-}
-
 func (a *ackPusher[T]) drain(ctx context.Context) error {
 	a.mu.Lock()
-	for len(a.custody) > 0 {
+	for a.custody.len() > 0 {
 		if a.emptyCh == nil {
 			a.emptyCh = make(chan struct{})
 		}
@@ -563,10 +663,10 @@ func (a *ackPusher[T]) stats(s *Stats) {
 	s.Latency = a.lat.snapshot()
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	s.Pending = len(a.custody)
+	s.Pending = a.custody.len()
 	for _, p := range a.ring {
 		s.Peers = append(s.Peers, PeerStats{Remote: a.remotes[string(p.rid)], Sent: p.sent,
-			Reliability: 1, Credit: p.credit, InFlight: len(p.out)})
+			Reliability: 1, Credit: p.credit, InFlight: p.nheld})
 	}
 }
 

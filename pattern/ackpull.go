@@ -23,12 +23,11 @@ type ackPuller[T any] struct {
 	mu    sync.Mutex
 	socks map[string]*pullSock
 
-	dmu    sync.Mutex
-	inprog map[codec.ID]*pullSock   // being processed: the socket of the first copy
-	extra  map[codec.ID][]*pullSock // duplicates that arrived meanwhile
-	done   map[codec.ID]struct{}    // recently processed
-	ring   []codec.ID
-	pos    int
+	dmu   sync.Mutex
+	seen  map[codec.ID]*pullSock   // being processed: the first copy's socket; nil: processed
+	extra map[codec.ID][]*pullSock // duplicates that arrived while the first was processed
+	ring  []codec.ID               // the processed ids in seen, oldest first from pos
+	pos   int
 }
 
 // pullSock is the connection to one pusher endpoint.
@@ -46,8 +45,8 @@ type pullSock struct {
 
 func newAckPuller[T any](pl *Puller[T]) *ackPuller[T] {
 	return &ackPuller[T]{pl: pl, sem: make(chan struct{}, pl.o.workers), socks: make(map[string]*pullSock),
-		inprog: make(map[codec.ID]*pullSock), extra: make(map[codec.ID][]*pullSock),
-		done: make(map[codec.ID]struct{}, pl.o.dedupWindow), ring: make([]codec.ID, pl.o.dedupWindow)}
+		seen: make(map[codec.ID]*pullSock, pl.o.dedupWindow), extra: make(map[codec.ID][]*pullSock),
+		ring: make([]codec.ID, pl.o.dedupWindow)}
 }
 
 func (a *ackPuller[T]) connect(ep string) error {
@@ -167,19 +166,18 @@ func (a *ackPuller[T]) worker(ps *pullSock) {
 			continue
 		}
 		a.dmu.Lock()
-		if _, ok := a.done[env.ID]; ok {
-			a.dmu.Unlock()
+		if first, ok := a.seen[env.ID]; ok {
+			if first == nil { // processed: acknowledge again
+				a.dmu.Unlock()
+				ps.ack(env.ID)
+			} else { // being processed: answer with the first copy's outcome
+				a.extra[env.ID] = append(a.extra[env.ID], ps)
+				a.dmu.Unlock()
+			}
 			c.dups.Add(1)
-			ps.ack(env.ID)
 			continue
 		}
-		if _, ok := a.inprog[env.ID]; ok {
-			a.extra[env.ID] = append(a.extra[env.ID], ps)
-			a.dmu.Unlock()
-			c.dups.Add(1)
-			continue
-		}
-		a.inprog[env.ID] = ps
+		a.seen[env.ID] = ps
 		a.dmu.Unlock()
 		select {
 		case a.sem <- struct{}{}:
@@ -198,19 +196,22 @@ func (a *ackPuller[T]) worker(ps *pullSock) {
 // finish acks (or nacks) every copy of id received so far.
 func (a *ackPuller[T]) finish(id codec.ID, err error) {
 	a.dmu.Lock()
-	first := a.inprog[id]
+	first := a.seen[id]
 	more := a.extra[id]
-	delete(a.inprog, id)
 	if more != nil {
 		delete(a.extra, id)
 	}
 	if err == nil {
-		if old := a.ring[a.pos]; len(a.done) >= len(a.ring) {
-			delete(a.done, old)
+		a.seen[id] = nil
+		if old := a.ring[a.pos]; !old.IsZero() {
+			if v, ok := a.seen[old]; ok && v == nil {
+				delete(a.seen, old)
+			}
 		}
 		a.ring[a.pos] = id
 		a.pos = (a.pos + 1) % len(a.ring)
-		a.done[id] = struct{}{}
+	} else {
+		delete(a.seen, id)
 	}
 	a.dmu.Unlock()
 	for i := -1; i < len(more); i++ {

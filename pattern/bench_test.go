@@ -130,28 +130,40 @@ func BenchmarkTypedPubSub(b *testing.B) {
 	b.ReportAllocs()
 	b.ResetTimer()
 	start := time.Now()
-	var published atomic.Bool
-	go func() {
+	got := drainAfter(ctx, b.N, func() {
 		for range b.N {
 			pub.Publish(ctx, "bench", payload)
 		}
-		published.Store(true)
-	}()
-	got := 0
-	for {
-		if published.Load() && uint64(got)+pub.Stats().Dropped >= uint64(b.N) {
-			break
-		}
-		wctx, cancel := context.WithTimeout(ctx, 50*time.Millisecond)
-		_, err := sub.Recv(wctx)
-		cancel()
-		if err == nil {
-			got++
-		}
-	}
+	}, func() uint64 { return pub.Stats().Dropped }, func(ctx context.Context) error {
+		_, err := sub.Recv(ctx)
+		return err
+	})
 	b.StopTimer()
 	reportRate(b, got, start)
 	b.ReportMetric(100*float64(b.N-got)/float64(b.N), "drop-%")
+}
+
+// drainAfter runs publish on a goroutine and calls recv until every
+// published message was either received or counted as dropped; it returns
+// how many were received.
+func drainAfter(ctx context.Context, n int, publish func(), dropped func() uint64, recv func(context.Context) error) int {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var got atomic.Int64
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		publish()
+		for uint64(got.Load())+dropped() < uint64(n) {
+			time.Sleep(time.Millisecond)
+		}
+		cancel()
+	}()
+	for recv(ctx) == nil {
+		got.Add(1)
+	}
+	<-done
+	return int(got.Load())
 }
 
 // BenchmarkRawPubSub is the twin of BenchmarkTypedPubSub: PUB and SUB with
@@ -179,34 +191,24 @@ func BenchmarkRawPubSub(b *testing.B) {
 	b.ReportAllocs()
 	b.ResetTimer()
 	start := time.Now()
-	var published atomic.Bool
-	go func() {
+	got := drainAfter(ctx, b.N, func() {
 		for range b.N {
 			pub.Send(ctx, socket.Msg{Frames: [][]byte{topic, payload}})
 		}
-		published.Store(true)
-	}()
-	got := 0
-	for {
-		if published.Load() && uint64(got)+pub.Stats().Drops >= uint64(b.N) {
-			break
-		}
-		wctx, cancel := context.WithTimeout(ctx, 50*time.Millisecond)
-		_, err := sub.Recv(wctx)
-		cancel()
-		if err == nil {
-			got++
-		}
-	}
+	}, func() uint64 { return pub.Stats().Drops }, func(ctx context.Context) error {
+		_, err := sub.Recv(ctx)
+		return err
+	})
 	b.StopTimer()
 	reportRate(b, got, start)
 	b.ReportMetric(100*float64(b.N-got)/float64(b.N), "drop-%")
 }
 
-func benchPipeline(b *testing.B, acked bool) {
-	var opts []Option
+func benchPipeline(b *testing.B, acked bool, credit int) {
+	var opts, pullOpts []Option
 	if acked {
 		opts = append(opts, WithAck())
+		pullOpts = append(pullOpts, WithCredit(credit))
 	}
 	push, err := NewPusher[[]byte](append(opts, WithBind(loopback))...)
 	push = cleanup(b, push, err)
@@ -218,7 +220,7 @@ func benchPipeline(b *testing.B, acked bool) {
 			close(all)
 		}
 		return nil
-	}, append(opts, WithConnect(ep(b, push)), WithWorkers(1))...)
+	}, append(append(opts, pullOpts...), WithConnect(ep(b, push)), WithWorkers(1))...)
 	pl = cleanup(b, pl, err)
 	waitFor(b, "puller", func() bool { return push.Pullers() == 1 })
 	payload := benchPayload()
@@ -243,11 +245,15 @@ func benchPipeline(b *testing.B, acked bool) {
 }
 
 // BenchmarkTypedPipeline is a fire-and-forget Pusher and Puller.
-func BenchmarkTypedPipeline(b *testing.B) { benchPipeline(b, false) }
+func BenchmarkTypedPipeline(b *testing.B) { benchPipeline(b, false, 0) }
 
-// BenchmarkAckedPipeline is an acknowledged Pusher and Puller: every
-// message acknowledged before the clock stops.
-func BenchmarkAckedPipeline(b *testing.B) { benchPipeline(b, true) }
+// BenchmarkAckedPipeline is an acknowledged Pusher and Puller with the
+// default credit (256): every message acknowledged before the clock stops.
+func BenchmarkAckedPipeline(b *testing.B) { benchPipeline(b, true, 256) }
+
+// BenchmarkAckedPipelineCredit1024 is BenchmarkAckedPipeline with more
+// messages in flight per puller.
+func BenchmarkAckedPipelineCredit1024(b *testing.B) { benchPipeline(b, true, 1024) }
 
 // BenchmarkRawPipeline is the socket-level twin: PUSH and PULL, 64-byte
 // frames.

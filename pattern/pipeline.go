@@ -66,7 +66,10 @@ func NewPusher[T any](opts ...Option) (*Pusher[T], error) {
 	p.ctx, p.stop = context.WithCancel(context.Background())
 	if o.ack {
 		p.ack = newAckPusher(p)
-		sopts := append([]socket.Option{socket.WithNoBlock(), socket.WithEventHandler(p.ack.event)}, o.sockOpts...)
+		// Credit bounds what is queued per puller, so the socket's own
+		// high-water mark need not (WithCredit allows up to 1<<20).
+		sopts := append([]socket.Option{socket.WithNoBlock(), socket.WithSendHWM(1 << 20),
+			socket.WithEventHandler(p.ack.event)}, o.sockOpts...)
 		p.sock, err = socket.New(socket.ROUTER, sopts...)
 	} else {
 		p.sock, err = socket.New(socket.PUSH, o.sockOpts...)
@@ -109,10 +112,9 @@ func (p *Pusher[T]) Push(ctx context.Context, v T, opts ...CallOption) error {
 	}
 	*bp = body
 	env := codec.Envelope{ID: codec.NewID(), Kind: codec.KindData, Body: body}
-	t := now()
-	stamp(&env, t, &p.o, opts)
+	stamp(&env, now(), &p.o, opts)
 	if p.ack != nil {
-		return p.ack.push(ctx, t, &env, v)
+		return p.ack.push(ctx, &env, v)
 	}
 	env.Seq = p.seq.Add(1)
 	frame, err := encodeEnvelope(&env)

@@ -349,3 +349,26 @@ func TestPriorityOvertakesSocketQueue(t *testing.T) {
 	}
 	t.Fatal("urgent message lost")
 }
+
+// A puller whose credit exceeds the pusher socket's high-water mark: sends
+// that find the queue full are retried, nothing stalls.
+func TestAckedCreditAboveHWM(t *testing.T) {
+	push, err := NewPusher[int](WithBind(loopback), WithAck(), WithSocketOptions(socket.WithSendHWM(5)))
+	push = cleanup(t, push, err)
+	var n atomic.Int32
+	pl, err := NewPuller(func(context.Context, int) error { n.Add(1); return nil },
+		WithConnect(ep(t, push)), WithAck(), WithCredit(200), WithWorkers(1))
+	cleanup(t, pl, err)
+	waitFor(t, "credit", func() bool { return len(push.Stats().Peers) == 1 })
+	for i := range 3000 {
+		if err := push.Push(ctxT(t), i); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := push.Drain(ctxT(t)); err != nil {
+		t.Fatalf("%v (stats %+v)", err, push.Stats())
+	}
+	if st := push.Stats(); st.Acked != 3000 || n.Load() < 3000 {
+		t.Fatalf("stats %+v, handled %d", st, n.Load())
+	}
+}
