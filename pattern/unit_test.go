@@ -216,3 +216,41 @@ func TestPullerHandlerFailures(t *testing.T) {
 		t.Fatalf("stats %+v", st)
 	}
 }
+
+// The custody ring moves past messages still held (they go to the
+// overflow map) and takes late arrivals below its window.
+func TestCustodyRing(t *testing.T) {
+	c := newCustody(100) // 1024 slots
+	items := map[uint64]*item{}
+	add := func(seq uint64) {
+		it := &item{id: c.id(seq), seq: seq}
+		items[seq] = it
+		c.put(it)
+	}
+	add(1) // stays held throughout
+	for s := uint64(3); s <= 5000; s++ {
+		add(s)
+		if s%3 != 0 { // settle most, keep every third
+			c.del(items[s])
+			delete(items, s)
+		}
+	}
+	add(2) // a late Push, below the window
+	if c.len() != len(items) {
+		t.Fatalf("len %d, want %d", c.len(), len(items))
+	}
+	for seq, it := range items {
+		if got := c.get(it.id); got != it {
+			t.Fatalf("seq %d: got %v", seq, got)
+		}
+	}
+	if c.get(c.id(4)) != nil || c.get(codec.NewID()) != nil {
+		t.Fatal("found a message not held")
+	}
+	for _, it := range items {
+		c.del(it)
+	}
+	if c.len() != 0 || len(c.over) != 0 {
+		t.Fatalf("len %d, overflow %d", c.len(), len(c.over))
+	}
+}
