@@ -15,7 +15,8 @@
 // sent, delivered, acked, retried, dropped, dead, gaps, latency
 // percentiles) and stops cleanly on Close, which is idempotent. User
 // callbacks (handlers, WithOnDead) never run on an I/O goroutine. Endpoints
-// are given explicitly or found by a discovery service (WithDiscovery).
+// are given explicitly (WithBind, WithConnect) or found by package discovery
+// (WithService, WithWatcher), and WithDiscovery plugs in any other way.
 //
 // # Delivery semantics
 //

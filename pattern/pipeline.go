@@ -53,7 +53,7 @@ type Pusher[T any] struct {
 //
 // Options: WithBind, WithConnect, WithAck, WithAckTimeout, WithMaxDeliveries,
 // WithMaxPending, WithOnDead, WithPriority, WithType, WithName,
-// WithSocketOptions, WithLogger, WithDiscovery.
+// WithSocketOptions, WithLogger, WithService, WithWatcher, WithDiscovery.
 func NewPusher[T any](opts ...Option) (*Pusher[T], error) {
 	o, err := buildOptions("Pusher", oAck|oAckTimeout|oMaxDeliveries|oMaxPending|oOnDead|oPriority|oType, opts)
 	if err != nil {
@@ -248,7 +248,7 @@ type Puller[T any] struct {
 //
 // Options: WithConnect, WithBind (fire-and-forget only), WithAck, WithCredit,
 // WithDedupWindow, WithWorkers, WithName, WithSocketOptions, WithLogger,
-// WithDiscovery.
+// WithService, WithWatcher, WithDiscovery.
 func NewPuller[T any](h func(ctx context.Context, v T) error, opts ...Option) (*Puller[T], error) {
 	if h == nil {
 		return nil, optErr("NewPuller: nil handler")

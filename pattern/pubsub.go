@@ -38,7 +38,7 @@ type topicState struct {
 // NewPublisher creates a Publisher.
 //
 // Options: WithBind, WithConnect, WithPriority, WithType, WithName,
-// WithSocketOptions, WithLogger, WithDiscovery.
+// WithSocketOptions, WithLogger, WithService, WithWatcher, WithDiscovery.
 func NewPublisher[T any](opts ...Option) (*Publisher[T], error) {
 	o, err := buildOptions("Publisher", oPriority|oType, opts)
 	if err != nil {
@@ -176,7 +176,7 @@ type streamKey struct{ sender, topic string }
 // Subscribe; with none it receives nothing.
 //
 // Options: WithConnect, WithBind, WithTopics, WithOnGap, WithName,
-// WithSocketOptions, WithLogger, WithDiscovery.
+// WithSocketOptions, WithLogger, WithService, WithWatcher, WithDiscovery.
 func NewSubscriber[T any](opts ...Option) (*Subscriber[T], error) {
 	o, err := buildOptions("Subscriber", oTopics|oOnGap, opts)
 	if err != nil {

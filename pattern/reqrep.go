@@ -85,10 +85,12 @@ type reply struct {
 var callPool = sync.Pool{New: func() any { return &call{ch: make(chan reply, 1)} }}
 
 // NewRequester creates a Requester. It needs at least one WithConnect or
-// WithBind endpoint, or WithDiscovery, or later calls to Connect.
+// WithBind endpoint, or WithService, WithWatcher or WithDiscovery, or later
+// calls to Connect.
 //
 // Options: WithConnect, WithBind, WithTimeout, WithRetries, WithPriority,
-// WithType, WithName, WithSocketOptions, WithLogger, WithDiscovery.
+// WithType, WithName, WithSocketOptions, WithLogger, WithService,
+// WithWatcher, WithDiscovery.
 func NewRequester[Req, Resp any](opts ...Option) (*Requester[Req, Resp], error) {
 	o, err := buildOptions("Requester", oTimeout|oRetries|oPriority|oType, opts)
 	if err != nil {
@@ -619,7 +621,7 @@ type Replier[Req, Resp any] struct {
 // NewReplier creates a Replier that answers with h.
 //
 // Options: WithBind, WithConnect, WithWorkers, WithName, WithSocketOptions,
-// WithLogger, WithDiscovery.
+// WithLogger, WithService, WithWatcher, WithDiscovery.
 func NewReplier[Req, Resp any](h func(ctx context.Context, req Req) (Resp, error), opts ...Option) (*Replier[Req, Resp], error) {
 	if h == nil {
 		return nil, optErr("NewReplier: nil handler")
