@@ -111,11 +111,12 @@ func (p *Pusher[T]) Push(ctx context.Context, v T, opts ...CallOption) error {
 		return err
 	}
 	*bp = body
-	env := codec.Envelope{ID: codec.NewID(), Kind: codec.KindData, Body: body}
+	env := codec.Envelope{Kind: codec.KindData, Body: body}
 	stamp(&env, now(), &p.o, opts)
 	if p.ack != nil {
-		return p.ack.push(ctx, &env, v)
+		return p.ack.push(ctx, &env, v) // makes its own ids
 	}
+	env.ID = codec.NewID()
 	env.Seq = p.seq.Add(1)
 	frame, err := encodeEnvelope(&env)
 	if err != nil {
