@@ -69,13 +69,12 @@ type events struct {
 	queue   []Event // pending for the handler goroutine
 	kick    chan struct{}
 	done    chan struct{}
-	max     int
 	dropped atomic.Uint64
 	wg      sync.WaitGroup
 }
 
 func newEvents(handler func(Event), buf int) *events {
-	e := &events{ch: make(chan Event, buf), handler: handler, max: buf, kick: make(chan struct{}, 1), done: make(chan struct{})}
+	e := &events{ch: make(chan Event, buf), handler: handler, kick: make(chan struct{}, 1), done: make(chan struct{})}
 	if handler != nil {
 		e.wg.Add(1)
 		go e.run()
@@ -94,10 +93,17 @@ func (e *events) emit(ev Event) {
 		return
 	}
 	e.mu.Lock()
-	if len(e.queue) >= e.max {
-		e.mu.Unlock()
-		e.dropped.Add(1)
-		return
+	// The handler gets every event: they come at the pace of connection
+	// changes, and code like an acked pusher's redelivery depends on each
+	// disconnect. Only a handler stuck for good lets the queue grow past
+	// maxHandlerQueue, and then the oldest retry events go first.
+	if len(e.queue) >= maxHandlerQueue {
+		e.queue = dropRetries(e.queue)
+		if len(e.queue) >= maxHandlerQueue {
+			e.mu.Unlock()
+			e.dropped.Add(1)
+			return
+		}
 	}
 	e.queue = append(e.queue, ev)
 	e.mu.Unlock()
@@ -105,6 +111,22 @@ func (e *events) emit(ev Event) {
 	case e.kick <- struct{}{}:
 	default:
 	}
+}
+
+// maxHandlerQueue bounds the events waiting for a stuck handler.
+const maxHandlerQueue = 1 << 16
+
+// dropRetries removes EventRetry events (the only kind that repeats without
+// a connection changing) from q.
+func dropRetries(q []Event) []Event {
+	out := q[:0]
+	for _, ev := range q {
+		if ev.Kind != EventRetry {
+			out = append(out, ev)
+		}
+	}
+	clear(q[len(out):])
+	return out
 }
 
 func (e *events) run() {

@@ -51,8 +51,8 @@ func (q *fairQueue) push(p *pipe, msgs []Msg) {
 			case <-q.closed:
 			case <-p.done:
 			}
-			p.stats.drops.Add(uint64(len(msgs)))
-			p.s.stats.drops.Add(uint64(len(msgs)))
+			p.stats.discarded.Add(uint64(len(msgs)))
+			p.s.stats.discarded.Add(uint64(len(msgs)))
 			return
 		}
 		p.inBytes = bytes

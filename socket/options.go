@@ -202,7 +202,8 @@ func WithLogger(l *slog.Logger) Option {
 
 // WithEventHandler registers a function called for every Event, in order, on
 // a goroutine of its own (never on an I/O goroutine). A slow handler delays
-// later events; events beyond the buffer are dropped and counted.
+// later events but loses none, up to 65536 waiting (then retry events go
+// first, and what still does not fit is counted in Stats.EventsDropped).
 func WithEventHandler(fn func(Event)) Option {
 	return func(o *Options) error { o.EventHandler = fn; return nil }
 }

@@ -128,8 +128,8 @@ func (r *pubRouter) incoming(p *pipe, m Msg) (Msg, bool) {
 			return Msg{}, false
 		}
 	}
-	p.stats.drops.Add(1)
-	r.s.stats.drops.Add(1)
+	p.stats.discarded.Add(1)
+	r.s.stats.discarded.Add(1)
 	return Msg{}, false
 }
 

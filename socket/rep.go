@@ -30,8 +30,8 @@ func (r *repRouter) incoming(p *pipe, m Msg) (Msg, bool) {
 			return m, true
 		}
 	}
-	p.stats.drops.Add(1)
-	r.s.stats.drops.Add(1)
+	p.stats.discarded.Add(1)
+	r.s.stats.discarded.Add(1)
 	return Msg{}, false
 }
 

@@ -435,7 +435,7 @@ func TestSubscriptionsResentOnReconnect(t *testing.T) {
 	}
 	// The new PUB knows nothing until the SUB re-sends its subscription.
 	syncPub(t, pub2, sub, "x")
-	dropsBefore := sub.Stats().Drops
+	dropsBefore := sub.Stats().Discarded
 	for i := range 20 {
 		send(t, pub2, "y", strconv.Itoa(i)) // not subscribed: never sent
 		send(t, pub2, "x", strconv.Itoa(i))
@@ -445,7 +445,7 @@ func TestSubscriptionsResentOnReconnect(t *testing.T) {
 			t.Fatalf("got %q, want x %d", got, i)
 		}
 	}
-	if d := sub.Stats().Drops - dropsBefore; d != 0 {
+	if d := sub.Stats().Discarded - dropsBefore; d != 0 {
 		t.Errorf("the new PUB sent %d messages the SUB did not subscribe to", d)
 	}
 }

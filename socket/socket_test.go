@@ -185,5 +185,5 @@ func TestRelaxedREQ(t *testing.T) {
 	if got := recvString(t, req); got[0] != "reply to second" {
 		t.Fatalf("REQ got %q, want the reply to its current request", got)
 	}
-	waitFor(t, "stale reply counted as dropped", func() bool { return req.Stats().Drops == 1 })
+	waitFor(t, "stale reply counted as dropped", func() bool { return req.Stats().Discarded == 1 })
 }

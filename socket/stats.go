@@ -7,7 +7,8 @@ import "sync/atomic"
 type Counters struct {
 	MsgsIn, MsgsOut   uint64
 	BytesIn, BytesOut uint64
-	Drops             uint64 // messages a PUB dropped for a full peer, or received messages discarded by routing (REQ late replies, bad envelopes)
+	Drops             uint64 // outgoing: copies a PUB did not send because the peer's queue was full
+	Discarded         uint64 // incoming: messages the socket type throws away (REQ late replies, REP requests without a delimiter, what a SUB did not subscribe to, anything sent to a PUSH), and messages still unread when a peer's pipe closed with the socket
 }
 
 // PeerStats are one connected peer's counters.
@@ -36,13 +37,13 @@ type Stats struct {
 }
 
 type counters struct {
-	msgsIn, msgsOut, bytesIn, bytesOut, drops atomic.Uint64
+	msgsIn, msgsOut, bytesIn, bytesOut, drops, discarded atomic.Uint64
 }
 
 func (c *counters) snapshot() Counters {
 	return Counters{
 		MsgsIn: c.msgsIn.Load(), MsgsOut: c.msgsOut.Load(),
 		BytesIn: c.bytesIn.Load(), BytesOut: c.bytesOut.Load(),
-		Drops: c.drops.Load(),
+		Drops: c.drops.Load(), Discarded: c.discarded.Load(),
 	}
 }

@@ -70,8 +70,8 @@ func (r *subRouter) incoming(p *pipe, m Msg) (Msg, bool) {
 	if r.subs.match(m.Frames[0]) {
 		return m, true
 	}
-	p.stats.drops.Add(1)
-	r.s.stats.drops.Add(1)
+	p.stats.discarded.Add(1)
+	r.s.stats.discarded.Add(1)
 	return Msg{}, false
 }
 
