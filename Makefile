@@ -3,18 +3,18 @@
 #   make test                  the tests
 # `make test` installs the Debian packages the interop and discovery tests
 # talk to (python3-zmq, python3-msgpack, python3-zeroconf, libzmq3-dev for
-# bench/, iproute2 for the namespace tests) when it runs as root and they
+# bench/, iproute2 and iputils-ping for the namespace tests) when it runs as root and they
 # are missing; elsewhere those tests skip and say why.
 
 GO ?= go
-DEBS = python3-zmq python3-msgpack python3-zeroconf libzmq3-dev pkg-config iproute2 gcc
+DEBS = python3-zmq python3-msgpack python3-zeroconf libzmq3-dev pkg-config iproute2 iputils-ping gcc
 
 .PHONY: test deps check unit bench-smoke
 
 test: deps check unit bench-smoke
 
 deps:
-	@if [ "$$(id -u)" = 0 ] && ! { /usr/bin/python3 -c 'import zmq, msgpack, zeroconf' 2>/dev/null && command -v ip >/dev/null && pkg-config --exists libzmq; }; then \
+	@if [ "$$(id -u)" = 0 ] && ! { /usr/bin/python3 -c 'import zmq, msgpack, zeroconf' 2>/dev/null && command -v ip >/dev/null && command -v ping >/dev/null && pkg-config --exists libzmq; }; then \
 		echo "installing test dependencies: $(DEBS)"; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(DEBS); \
 	fi
