@@ -4,9 +4,10 @@ package socket
 // atomically. On a ROUTER socket the first frame is the peer's identity: it
 // is prepended on receive and consumed on send.
 //
-// Send takes ownership of the frames: the caller must not modify them after
-// Send returns, because small frames are copied into the peer's queue but
-// large ones are written straight from the caller's memory. Received frames
+// Frames shorter than CopyThreshold are copied into the peer's queue before
+// Send returns, so their memory may be reused (a pooled buffer, say) as soon
+// as Send returns. Longer frames are written straight from the caller's
+// memory, later: the caller must not modify them after Send. Received frames
 // belong to the caller; small ones share backing arrays with other received
 // messages, so appending to a frame copies it (the capacity is clipped).
 type Msg struct {
@@ -35,6 +36,10 @@ func (m *Msg) Free() {
 	}
 	m.Frames, m.pooled = nil, false
 }
+
+// CopyThreshold is the frame size from which Send stops copying: frames of
+// at least this many bytes are referenced until written (see Msg).
+const CopyThreshold = bigFrame
 
 // NewMsg returns a message with the given frames.
 func NewMsg(frames ...[]byte) Msg { return Msg{Frames: frames} }

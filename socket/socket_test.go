@@ -187,3 +187,32 @@ func TestRelaxedREQ(t *testing.T) {
 	}
 	waitFor(t, "stale reply counted as dropped", func() bool { return req.Stats().Discarded == 1 })
 }
+
+// TestSendCopiesSmallFrames: the documented ownership contract. A frame
+// under CopyThreshold may be overwritten as soon as Send returns; the peer
+// still receives what was sent.
+func TestSendCopiesSmallFrames(t *testing.T) {
+	pull := newSock(t, PULL)
+	push := newSock(t, PUSH)
+	connect(t, push, bind(t, pull))
+	waitPeers(t, push, 1)
+	buf := make([]byte, CopyThreshold-1)
+	for i := range 3 {
+		for j := range buf {
+			buf[j] = byte(i)
+		}
+		if err := push.Send(ctxT(t), NewMsg(buf)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	clear(buf)
+	for i := range 3 {
+		m, err := pull.Recv(ctxT(t))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if f := m.Frames[0]; len(f) != CopyThreshold-1 || f[0] != byte(i) || f[len(f)-1] != byte(i) {
+			t.Fatalf("message %d: frame of %d bytes starting %d, want %d bytes of %d", i, len(f), f[0], CopyThreshold-1, i)
+		}
+	}
+}
