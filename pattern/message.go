@@ -1,6 +1,7 @@
 package pattern
 
 import (
+	"bytes"
 	"encoding/binary"
 	"encoding/hex"
 	"math/rand/v2"
@@ -8,6 +9,7 @@ import (
 	"time"
 
 	"github.com/zpeer/zpeer/codec"
+	"github.com/zpeer/zpeer/socket"
 )
 
 // Message is a received value with the envelope metadata it came with.
@@ -92,6 +94,25 @@ func newName() string {
 // right size: the socket takes ownership of what it is given.
 func encodeEnvelope(e *codec.Envelope) ([]byte, error) {
 	return codec.Encode(e)
+}
+
+// encodePooled encodes e into a pooled buffer, for a frame that goes
+// straight to socket.Send: the socket copies frames under
+// socket.CopyThreshold before Send returns, so the caller gives the buffer
+// back (codec.PutBuffer(bp)) once Send has returned. A larger encoding is
+// returned in memory of its own, which the socket may keep referencing.
+func encodePooled(e *codec.Envelope) (bp *[]byte, frame []byte, err error) {
+	bp = codec.GetBuffer()
+	frame, err = e.AppendEncode((*bp)[:0])
+	if err != nil {
+		codec.PutBuffer(bp)
+		return nil, nil, err
+	}
+	*bp = frame
+	if len(frame) >= socket.CopyThreshold {
+		frame = bytes.Clone(frame)
+	}
+	return bp, frame, nil
 }
 
 // marshalBody appends v's MessagePack encoding to dst. []byte and string

@@ -118,10 +118,11 @@ func (p *Pusher[T]) Push(ctx context.Context, v T, opts ...CallOption) error {
 	}
 	env.ID = codec.NewID()
 	env.Seq = p.seq.Add(1)
-	frame, err := encodeEnvelope(&env)
+	fbp, frame, err := encodePooled(&env)
 	if err != nil {
 		return err
 	}
+	defer codec.PutBuffer(fbp)
 	if err := p.sock.Send(ctx, socket.Msg{Frames: [][]byte{frame}, Priority: env.Priority}); err != nil {
 		if errors.Is(err, socket.ErrClosed) {
 			return ErrClosed

@@ -88,10 +88,11 @@ func (p *Publisher[T]) Publish(ctx context.Context, topic string, v T, opts ...C
 		p.topics[topic] = ts
 	}
 	env.Seq = ts.seq + 1
-	frame, err := encodeEnvelope(&env)
+	fbp, frame, err := encodePooled(&env)
 	if err != nil {
 		return err
 	}
+	defer codec.PutBuffer(fbp)
 	if err := p.sock.Send(ctx, socket.Msg{Frames: [][]byte{ts.frame, frame}, Priority: env.Priority}); err != nil {
 		return err
 	}
