@@ -36,6 +36,12 @@
 //     fair-queued across peers, at most the receive high-water mark per peer
 //     in memory; a peer beyond that is back-pressured through TCP.
 //
+// Memory is bounded per peer: the send and receive high-water marks count
+// messages (WithSendHWM, WithRecvHWM) and bytes (WithHWMBytes), and a peer
+// that announces a frame over WithMaxMsgSize is dropped before anything is
+// allocated for it. Received frames over 1 KiB come from a pool; Msg.Free
+// returns them, which is worth doing for large messages.
+//
 // What this package is not: it does not know about envelopes, typed values,
 // acknowledgements or discovery. Those live in codec/, pattern/ and
 // discovery/, on top of it.
