@@ -206,12 +206,13 @@ func (a *ackPusher[T]) push(ctx context.Context, env *codec.Envelope, v T) error
 		// hand-off to the dispatcher.
 		if p := a.pick(nil, it.pushed); p != nil {
 			a.assign(it, p, it.pushed)
+			d := deliveryOf(it, p)
 			first := a.flight.head == it
 			a.mu.Unlock()
 			if first {
 				a.wake() // the dispatcher arms its ack timer
 			}
-			if dead := a.send(it, p, nil); len(dead) > 0 {
+			if dead := a.send(d, nil); len(dead) > 0 {
 				a.reportDead(dead)
 			}
 			return nil
@@ -285,12 +286,12 @@ func (a *ackPusher[T]) assign(it *item, p *pullerPeer, now int64) {
 }
 
 // send hands an assigned delivery to the socket.
-func (a *ackPusher[T]) send(it *item, p *pullerPeer, dead []DeadLetter) []DeadLetter {
-	err := a.p.sock.Send(a.p.ctx, socket.Msg{Frames: it.frames[:], Priority: it.prio})
+func (a *ackPusher[T]) send(d delivery, dead []DeadLetter) []DeadLetter {
+	err := a.p.sock.Send(a.p.ctx, socket.Msg{Frames: d.frames[:], Priority: d.prio})
 	if err != nil {
-		return a.undo(it, p, err, dead)
+		return a.undo(d.it, d.peer, err, dead)
 	}
-	if it.deliveries > 1 {
+	if d.retry {
 		a.p.c.retried.Add(1)
 	} else {
 		a.p.c.sent.Add(1)
@@ -459,6 +460,17 @@ func (a *ackPusher[T]) dropPeer(p *pullerPeer, dead []DeadLetter) []DeadLetter {
 type delivery struct {
 	it   *item
 	peer *pullerPeer
+	// What the socket is handed, copied from it under a.mu when it was
+	// assigned: once a.mu is released the dispatcher may take it back and
+	// assign it again (another routing id, another delivery count).
+	frames [3][]byte
+	prio   uint8
+	retry  bool
+}
+
+// deliveryOf snapshots an item just assigned to p. a.mu is held.
+func deliveryOf(it *item, p *pullerPeer) delivery {
+	return delivery{it: it, peer: p, frames: it.frames, prio: it.prio, retry: it.deliveries > 1}
 }
 
 // dispatch assigns queued messages to pullers with credit, sends them, and
@@ -506,7 +518,7 @@ func (a *ackPusher[T]) dispatch() {
 		a.mu.Unlock()
 
 		for i, d := range sends {
-			dead = a.send(d.it, d.peer, dead)
+			dead = a.send(d, dead)
 			sends[i] = delivery{}
 		}
 		sends = sends[:0]
@@ -531,7 +543,7 @@ func (a *ackPusher[T]) assignQueued(sends []delivery, now int64) []delivery {
 		}
 		a.dequeue(it)
 		a.assign(it, p, now)
-		sends = append(sends, delivery{it, p})
+		sends = append(sends, deliveryOf(it, p))
 	}
 	return sends
 }
@@ -614,7 +626,7 @@ func (a *ackPusher[T]) recvLoop() {
 			wake := idle || len(sends) == dispatchBatch
 			a.mu.Unlock()
 			for i, d := range sends {
-				dead = a.send(d.it, d.peer, dead)
+				dead = a.send(d, dead)
 				sends[i] = delivery{}
 			}
 			sends = sends[:0]
