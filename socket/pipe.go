@@ -160,6 +160,7 @@ type pipe struct {
 	peerType string
 	identity []byte // peer's announced identity (ROUTER: routing id)
 	lowLat   bool
+	listener *listener // the listener that accepted the peer, if any
 
 	// send side, guarded by wmu
 	wmu     sync.Mutex

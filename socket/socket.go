@@ -419,26 +419,9 @@ func (s *Socket) acceptLoop(l *listener) {
 		s.wg.Add(1)
 		go func() {
 			defer s.wg.Done()
-			p, err := s.handshake(c, l.bound, true)
-			if err != nil {
-				return
-			}
-			s.mu.Lock()
-			if _, still := s.listeners[l.bound]; !still || s.closed {
-				s.mu.Unlock()
-				p.terminate(ErrClosed)
-				return
-			}
-			l.accepted[p] = struct{}{}
-			s.mu.Unlock()
-			s.wg.Add(1)
-			go func() {
-				defer s.wg.Done()
-				<-p.done
-				s.mu.Lock()
-				delete(l.accepted, p)
-				s.mu.Unlock()
-			}()
+			// handshake registers the pipe with l, or refuses it if l
+			// was unbound or the socket closed meanwhile.
+			s.handshake(c, l.bound, l)
 		}()
 	}
 }
@@ -463,7 +446,7 @@ func (s *Socket) dialLoop(d *dialer) {
 		cancel()
 		var p *pipe
 		if err == nil {
-			p, err = s.handshake(c, d.ep.raw, false)
+			p, err = s.handshake(c, d.ep.raw, nil)
 		} else {
 			s.ev.emit(Event{Kind: EventRetry, Endpoint: d.ep.raw, Err: err})
 		}
@@ -501,7 +484,13 @@ func (s *Socket) dialLoop(d *dialer) {
 
 // handshake runs the ZMTP greeting and security handshake through zmq4 over
 // a guarded connection, then starts a pipe for the peer.
-func (s *Socket) handshake(c net.Conn, ep string, server bool) (*pipe, error) {
+func (s *Socket) handshake(c net.Conn, ep string, l *listener) (*pipe, error) {
+	return s.handshakeAs(c, ep, l != nil, l)
+}
+
+// handshakeAs is handshake with the ZMTP server role chosen apart from the
+// listener (for tests that drive a raw connection).
+func (s *Socket) handshakeAs(c net.Conn, ep string, server bool, l *listener) (*pipe, error) {
 	if tc, ok := c.(*net.TCPConn); ok {
 		tc.SetNoDelay(true)
 	}
@@ -536,12 +525,19 @@ func (s *Socket) handshake(c net.Conn, ep string, server bool) (*pipe, error) {
 	}
 	p := newPipe(s, c, g.br, zc, ep)
 	s.mu.Lock()
-	if s.closed {
+	// Registering the pipe with the socket and with its listener is one
+	// step: Close and Unbind see every pipe, and no pipe they did not see
+	// survives them.
+	if s.closed || (l != nil && s.listeners[l.bound] != l) {
 		s.mu.Unlock()
 		c.Close()
 		return nil, ErrClosed
 	}
 	s.pipes[p] = struct{}{}
+	if l != nil {
+		p.listener = l
+		l.accepted[p] = struct{}{}
+	}
 	s.mu.Unlock()
 	s.connects.Add(1)
 	s.r.attach(p)
@@ -556,6 +552,9 @@ func (s *Socket) detach(p *pipe, err error) {
 	s.mu.Lock()
 	_, ok := s.pipes[p]
 	delete(s.pipes, p)
+	if p.listener != nil {
+		delete(p.listener.accepted, p)
+	}
 	if ok {
 		// Keep the dead pipe's counters in the socket totals, in the same
 		// critical section so that Stats never misses them.

@@ -216,3 +216,30 @@ func TestSendCopiesSmallFrames(t *testing.T) {
 		}
 	}
 }
+
+// TestCloseKeepsFreshlyAcceptedPeer: a ROUTER that replies and closes at
+// once must still deliver the reply. The accept path used to check, after
+// the handshake and on its own schedule, whether the listener still
+// existed; Close empties the listener set first, so a late check killed a
+// pipe that was already carrying the reply (about 1 run in 100 under
+// -race).
+func TestCloseKeepsFreshlyAcceptedPeer(t *testing.T) {
+	for i := range 100 {
+		router := newSock(t, ROUTER)
+		req := newSock(t, REQ)
+		connect(t, req, bind(t, router))
+		send(t, req, "via router")
+		m, err := router.Recv(ctxT(t))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := router.Send(ctxT(t), m); err != nil {
+			t.Fatal(err)
+		}
+		router.Close()
+		if _, err := req.Recv(ctxT(t)); err != nil {
+			t.Fatalf("round %d: reply lost when the ROUTER closed: %v", i, err)
+		}
+		req.Close()
+	}
+}
