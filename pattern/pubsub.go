@@ -111,8 +111,20 @@ func (p *Publisher[T]) Disconnect(ep string) error { return p.sock.Disconnect(ep
 // Endpoints returns the bound endpoints, with real port numbers.
 func (p *Publisher[T]) Endpoints() []string { return p.sock.Endpoints() }
 
-// Subscribers returns the number of connected subscribers.
-func (p *Publisher[T]) Subscribers() int { return p.sock.Peers() }
+// Subscribers returns the number of connected subscribers whose
+// subscriptions have reached the Publisher: a message published now goes to
+// each of them whose prefixes match. (A subscriber that has connected but
+// whose subscriptions are still in flight is not counted; a message
+// published before they arrive would not be sent to it.)
+func (p *Publisher[T]) Subscribers() int {
+	n := 0
+	for _, ps := range p.sock.Stats().PerPeer {
+		if ps.Subscriptions > 0 {
+			n++
+		}
+	}
+	return n
+}
 
 // Stats returns the Publisher's counters: Sent (messages published),
 // Dropped (copies not queued for a full subscriber, once per subscriber) and

@@ -449,8 +449,9 @@ func (s *session) waitPeers(ctx context.Context, n int) error {
 	}
 }
 
-// readyPeers counts connected peers; on a PUB, the peers that have sent
-// their subscriptions (the only traffic a subscriber sends).
+// readyPeers counts connected peers; on a PUB, the peers whose
+// subscriptions have reached the socket (a message published before that
+// would not be sent to them).
 func (s *session) readyPeers() int {
 	sock := s.socket()
 	if sock == nil {
@@ -461,7 +462,7 @@ func (s *session) readyPeers() int {
 	}
 	n := 0
 	for _, p := range sock.Stats().PerPeer {
-		if p.MsgsIn > 0 {
+		if p.Subscriptions > 0 {
 			n++
 		}
 	}
