@@ -674,11 +674,11 @@ func (p *pipe) handleCommand(body []byte) error {
 
 func (p *pipe) peerStats() PeerStats {
 	p.wmu.Lock()
-	q := p.queued
+	q, id := p.queued, p.routeID
 	p.wmu.Unlock()
 	subs := 0
 	if snap := p.subs.snap.Load(); snap != nil {
 		subs = len(snap.prefixes)
 	}
-	return PeerStats{Endpoint: p.endpoint, Remote: p.remote, PeerType: p.peerType, Identity: p.routeID, Queued: q, Subscriptions: subs, Counters: p.stats.snapshot()}
+	return PeerStats{Endpoint: p.endpoint, Remote: p.remote, PeerType: p.peerType, Identity: id, Queued: q, Subscriptions: subs, Counters: p.stats.snapshot()}
 }

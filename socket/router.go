@@ -39,7 +39,9 @@ func (r *routerRouter) attach(p *pipe) {
 			}
 		}
 	}
+	p.wmu.Lock() // Stats may read it already: the pipe is in s.pipes
 	p.routeID = id
+	p.wmu.Unlock()
 	r.byID[string(id)] = p
 }
 

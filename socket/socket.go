@@ -541,6 +541,11 @@ func (s *Socket) handshakeAs(c net.Conn, ep string, server bool, l *listener) (*
 	s.mu.Unlock()
 	s.connects.Add(1)
 	s.r.attach(p)
+	if p.isDone() {
+		// Close or Unbind ended the pipe between its registration and
+		// attach; their detach found nothing to remove from the routing.
+		s.r.detach(p)
+	}
 	p.start()
 	s.ev.emit(Event{Kind: EventConnected, Endpoint: ep, Remote: p.remote, PeerType: p.peerType, PeerID: p.routeID})
 	s.signalReady()
