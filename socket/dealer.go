@@ -11,8 +11,7 @@ func (r *dealerRouter) send(ctx context.Context, m Msg) error {
 	return err
 }
 func (r *dealerRouter) recv(ctx context.Context) (Msg, error) {
-	m, _, err := r.s.fq.pop(ctx, nil)
-	return m, err
+	return r.s.pop(ctx)
 }
 func (r *dealerRouter) incoming(_ *pipe, m Msg) (Msg, bool) { return m, true }
 func (r *dealerRouter) command(*pipe, string, []byte)       {}

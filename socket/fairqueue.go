@@ -51,8 +51,7 @@ func (q *fairQueue) push(p *pipe, msgs []Msg) {
 			case <-q.closed:
 			case <-p.done:
 			}
-			p.stats.discarded.Add(uint64(len(msgs)))
-			p.s.stats.discarded.Add(uint64(len(msgs)))
+			p.discard(uint64(len(msgs)))
 			return
 		}
 		p.inBytes = bytes

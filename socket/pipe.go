@@ -461,7 +461,7 @@ func (p *pipe) readLoop() {
 		pooled bool // some frame of the message came from the buffer pool
 		slab   []byte
 		fslab  [][]byte
-		max    = p.s.opts.MaxMsgSize
+		limit  = p.s.opts.MaxMsgSize
 	)
 	fail := func(err error) {
 		if len(batch) > 0 {
@@ -492,7 +492,6 @@ func (p *pipe) readLoop() {
 		}
 		flags := hdr[0]
 		if flags&^flagsValid != 0 {
-			p.s.rejected.Add(1)
 			fail(fmt.Errorf("%w: reserved frame flag bits set (0x%02x)", ErrProtocol, flags))
 			return
 		}
@@ -506,12 +505,10 @@ func (p *pipe) readLoop() {
 		}
 		if flags&flagCommand != 0 {
 			if flags&flagMore != 0 || len(frames) > 0 {
-				p.s.rejected.Add(1)
 				fail(fmt.Errorf("%w: command frame inside a message", ErrProtocol))
 				return
 			}
-			if size > uint64(min(max, handshakeFrameMax)) {
-				p.s.rejected.Add(1)
+			if size > uint64(min(limit, handshakeFrameMax)) {
 				fail(fmt.Errorf("%w: command of %d bytes", ErrTooLarge, size))
 				return
 			}
@@ -526,14 +523,12 @@ func (p *pipe) readLoop() {
 			}
 			continue
 		}
-		if size > uint64(max) || total+int64(size) > max {
-			p.s.rejected.Add(1)
-			fail(fmt.Errorf("%w: peer sent a %d-byte frame (limit %d per message)", ErrTooLarge, size, max))
+		if size > uint64(limit) || total+int64(size) > limit {
+			fail(fmt.Errorf("%w: peer sent a %d-byte frame (limit %d per message)", ErrTooLarge, size, limit))
 			return
 		}
 		if len(frames) >= maxFrames {
 			// Empty frames cost no body bytes but a slice header each.
-			p.s.rejected.Add(1)
 			fail(fmt.Errorf("%w: peer sent over %d frames in one message", ErrTooLarge, maxFrames))
 			return
 		}
@@ -570,7 +565,7 @@ func (p *pipe) readLoop() {
 		}
 		// A complete message: carve its frame slice from a slab too.
 		if len(fslab) < len(frames) {
-			fslab = make([][]byte, max64(256, len(frames)))
+			fslab = make([][]byte, max(256, len(frames)))
 		}
 		fs := fslab[:len(frames):len(frames)]
 		fslab = fslab[len(frames):]
@@ -610,13 +605,6 @@ func readFull(r *bufio.Reader, buf []byte) error {
 	return nil
 }
 
-func max64(a, b int) int {
-	if a > b {
-		return a
-	}
-	return b
-}
-
 // frameBuffered reports whether a whole next frame is already buffered, so
 // that reading it cannot block.
 func (p *pipe) frameBuffered() bool {
@@ -646,7 +634,6 @@ func readErr(err error) error {
 
 func (p *pipe) handleCommand(body []byte) error {
 	if len(body) == 0 || int(body[0]) > len(body)-1 {
-		p.s.rejected.Add(1)
 		return fmt.Errorf("%w: malformed command", ErrProtocol)
 	}
 	name := string(body[1 : 1+body[0]])
@@ -670,6 +657,12 @@ func (p *pipe) handleCommand(body []byte) error {
 		return fmt.Errorf("%w: %q", errPeerError, reason)
 	}
 	return nil
+}
+
+// discard counts n received messages that the socket type threw away.
+func (p *pipe) discard(n uint64) {
+	p.stats.discarded.Add(n)
+	p.s.stats.discarded.Add(n)
 }
 
 func (p *pipe) peerStats() PeerStats {

@@ -128,8 +128,7 @@ func (r *pubRouter) incoming(p *pipe, m Msg) (Msg, bool) {
 			return Msg{}, false
 		}
 	}
-	p.stats.discarded.Add(1)
-	r.s.stats.discarded.Add(1)
+	p.discard(1)
 	return Msg{}, false
 }
 

@@ -11,6 +11,5 @@ func (r *pullRouter) command(*pipe, string, []byte)       {}
 func (r *pullRouter) incoming(_ *pipe, m Msg) (Msg, bool) { return m, true }
 func (r *pullRouter) send(context.Context, Msg) error     { return errState(r.s, "Send") }
 func (r *pullRouter) recv(ctx context.Context) (Msg, error) {
-	m, _, err := r.s.fq.pop(ctx, nil)
-	return m, err
+	return r.s.pop(ctx)
 }

@@ -13,8 +13,7 @@ func (r *pushRouter) recv(context.Context) (Msg, error) { return Msg{}, errState
 
 // A PULL peer has nothing to say; anything it sends is dropped.
 func (r *pushRouter) incoming(p *pipe, _ Msg) (Msg, bool) {
-	p.stats.discarded.Add(1)
-	r.s.stats.discarded.Add(1)
+	p.discard(1)
 	return Msg{}, false
 }
 func (r *pushRouter) command(*pipe, string, []byte) {}

@@ -30,8 +30,7 @@ func (r *repRouter) incoming(p *pipe, m Msg) (Msg, bool) {
 			return m, true
 		}
 	}
-	p.stats.discarded.Add(1)
-	r.s.stats.discarded.Add(1)
+	p.discard(1)
 	return Msg{}, false
 }
 

@@ -111,8 +111,7 @@ func (r *reqRouter) incoming(p *pipe, m Msg) (Msg, bool) {
 	}
 	r.rmu.Unlock()
 	if !ok {
-		p.stats.discarded.Add(1)
-		r.s.stats.discarded.Add(1)
+		p.discard(1)
 		return Msg{}, false
 	}
 	return Msg{Frames: m.Frames[skip:], pooled: m.pooled, size: m.size}, true

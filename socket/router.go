@@ -62,8 +62,7 @@ func (r *routerRouter) incoming(p *pipe, m Msg) (Msg, bool) {
 }
 
 func (r *routerRouter) recv(ctx context.Context) (Msg, error) {
-	m, _, err := r.s.fq.pop(ctx, nil)
-	return m, err
+	return r.s.pop(ctx)
 }
 
 func (r *routerRouter) send(ctx context.Context, m Msg) error {

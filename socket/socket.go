@@ -576,6 +576,9 @@ func (s *Socket) detach(p *pipe, err error) {
 	}
 	s.r.detach(p)
 	if errors.Is(err, ErrProtocol) || errors.Is(err, ErrTooLarge) {
+		// Every protocol violation after the handshake ends here: one
+		// count, one log line and one event per dropped peer.
+		s.rejected.Add(1)
 		s.opts.Logger.Warn("peer dropped", "endpoint", p.endpoint, "remote", p.remote, "err", err)
 		s.ev.emit(Event{Kind: EventRejected, Endpoint: p.endpoint, Remote: p.remote, PeerType: p.peerType, PeerID: p.routeID, Err: err})
 	}
@@ -596,6 +599,12 @@ func (s *Socket) signalReady() {
 	close(s.readyCh)
 	s.readyCh = make(chan struct{})
 	s.readyMu.Unlock()
+}
+
+// pop is Recv for the socket types that hand messages out as received.
+func (s *Socket) pop(ctx context.Context) (Msg, error) {
+	m, _, err := s.fq.pop(ctx, nil)
+	return m, err
 }
 
 func ctxErr(ctx context.Context) error {

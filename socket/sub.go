@@ -70,8 +70,7 @@ func (r *subRouter) incoming(p *pipe, m Msg) (Msg, bool) {
 	if r.subs.match(m.Frames[0]) {
 		return m, true
 	}
-	p.stats.discarded.Add(1)
-	r.s.stats.discarded.Add(1)
+	p.discard(1)
 	return Msg{}, false
 }
 
@@ -80,6 +79,5 @@ func (r *subRouter) command(*pipe, string, []byte) {}
 func (r *subRouter) send(context.Context, Msg) error { return errState(r.s, "Send") }
 
 func (r *subRouter) recv(ctx context.Context) (Msg, error) {
-	m, _, err := r.s.fq.pop(ctx, nil)
-	return m, err
+	return r.s.pop(ctx)
 }
