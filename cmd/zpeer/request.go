@@ -49,17 +49,8 @@ func (s *session) runReq(ctx context.Context, args []string) error {
 	}
 	src := s.source(args)
 	for s.o.count == 0 || s.sent.Load() < uint64(s.o.count) {
-		text, ok, err := src.next(ctx)
+		frames, ok, err := s.nextFrames(ctx, src)
 		if err != nil || !ok {
-			return err
-		}
-		if s.sent.Load() > 0 {
-			if err := s.pause(ctx); err != nil {
-				return err
-			}
-		}
-		frames, err := s.frames(codec.KindData, text)
-		if err != nil {
 			return err
 		}
 		var reply socket.Msg
@@ -215,21 +206,12 @@ func (s *session) runDealer(ctx context.Context, args []string) error {
 
 	src := s.source(args)
 	for s.o.count == 0 || s.sent.Load() < uint64(s.o.count) {
-		text, ok, err := src.next(ctx)
+		frames, ok, err := s.nextFrames(ctx, src)
 		if err != nil {
 			return err
 		}
 		if !ok {
 			break
-		}
-		if s.sent.Load() > 0 {
-			if err := s.pause(ctx); err != nil {
-				return err
-			}
-		}
-		frames, err := s.frames(codec.KindData, text)
-		if err != nil {
-			return err
 		}
 		sctx, cancel := s.opContext(ctx)
 		err = s.socket().Send(sctx, socket.Msg{Frames: append([][]byte{{}}, frames...), Priority: s.o.priority})

@@ -477,6 +477,26 @@ func (s *session) noPeerError(what string) error {
 }
 
 // pause waits --interval between messages.
+// nextFrames takes the next message to send from src, after the pause
+// between messages (--interval), and builds its frames. ok is false when
+// src is exhausted.
+func (s *session) nextFrames(ctx context.Context, src *source) (frames [][]byte, ok bool, err error) {
+	text, ok, err := src.next(ctx)
+	if err != nil || !ok {
+		return nil, false, err
+	}
+	if s.sent.Load() > 0 {
+		if err := s.pause(ctx); err != nil {
+			return nil, false, err
+		}
+	}
+	frames, err = s.frames(codec.KindData, text)
+	if err != nil {
+		return nil, false, err
+	}
+	return frames, true, nil
+}
+
 func (s *session) pause(ctx context.Context) error {
 	if s.o.interval <= 0 {
 		return nil
@@ -505,17 +525,8 @@ func (s *session) runSend(ctx context.Context, args []string) error {
 	}
 	src := s.source(args)
 	for s.o.count == 0 || s.sent.Load() < uint64(s.o.count) {
-		text, ok, err := src.next(ctx)
+		frames, ok, err := s.nextFrames(ctx, src)
 		if err != nil || !ok {
-			return err
-		}
-		if s.sent.Load() > 0 {
-			if err := s.pause(ctx); err != nil {
-				return err
-			}
-		}
-		frames, err := s.frames(codec.KindData, text)
-		if err != nil {
 			return err
 		}
 		sctx, cancel := s.opContext(ctx)
