@@ -92,3 +92,19 @@ func BenchmarkNewID(b *testing.B) {
 		_ = NewID()
 	}
 }
+
+func BenchmarkDecodeView64(b *testing.B) {
+	env := benchEnvelope()
+	data, err := Encode(&env)
+	if err != nil {
+		b.Fatal(err)
+	}
+	var out View
+	b.SetBytes(int64(len(env.Body)))
+	b.ReportAllocs()
+	for b.Loop() {
+		if err := DecodeView(data, &out); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

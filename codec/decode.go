@@ -5,7 +5,6 @@ import (
 	"encoding/binary"
 	"fmt"
 	"math"
-	"unicode/utf8"
 
 	"github.com/vmihailenco/msgpack/v5/msgpcode"
 )
@@ -36,6 +35,51 @@ func DecodeCopy(data []byte, e *Envelope) error {
 }
 
 func decode(data []byte, e *Envelope, copyBody bool) error {
+	var v View
+	if err := DecodeView(data, &v); err != nil {
+		return err
+	}
+	out := v.Envelope()
+	if copyBody && out.Body != nil {
+		out.Body = bytes.Clone(out.Body)
+	}
+	*e = out
+	return nil
+}
+
+// View is an envelope decoded without copying or allocating: its byte
+// fields are sub-slices of the input, and the headers stay encoded until
+// Headers is called. It is for receive paths that use a few fields of each
+// message (the pattern package reads the body, the kind and the sequence
+// numbers of every message and keeps the strings only when they change).
+//
+// A View is valid only as long as the input is neither modified nor reused;
+// Envelope and the string conversions copy what must outlive it.
+type View struct {
+	ID        ID
+	Kind      Kind
+	Type      []byte // empty when the envelope has none
+	Priority  uint8
+	Timestamp int64
+	Sender    []byte
+	Seq       uint64
+	Topic     []byte
+	Body      []byte // nil when empty
+
+	// headers holds the encoded header entries (nHeaders key/value pairs,
+	// already validated); strs spans every string of the envelope, from
+	// the type to the end of the headers, and the offsets are those of the
+	// sender and topic in it.
+	headers             []byte
+	nHeaders            int
+	strs                []byte
+	senderOff, topicOff int
+}
+
+// DecodeView decodes the envelope in data into v, checking it exactly as
+// Decode does (the same input is accepted and rejected, with the same
+// errors), but copying nothing. On error v is left unchanged.
+func DecodeView(data []byte, v *View) error {
 	d := reader{data: data}
 
 	n, err := d.arrayLen("envelope")
@@ -56,7 +100,7 @@ func decode(data []byte, e *Envelope, copyBody bool) error {
 		return fieldErr("envelope", ErrMalformed, "array of %d elements, version 1 has %d", n, envelopeFields)
 	}
 
-	var out Envelope
+	var out View
 	idStart, idEnd, isNil, err := d.bin("id")
 	if err != nil {
 		return err
@@ -77,7 +121,6 @@ func decode(data []byte, e *Envelope, copyBody bool) error {
 		return fieldErr("kind", ErrMalformed, "%d out of range 0-255", kind)
 	}
 	out.Kind = Kind(kind)
-
 	typeStart, typeEnd, err := d.str("type")
 	if err != nil {
 		return err
@@ -104,24 +147,17 @@ func decode(data []byte, e *Envelope, copyBody bool) error {
 	if err != nil {
 		return err
 	}
-
-	// Headers: validate them and measure them first, then copy every string
-	// of the envelope out of data with one allocation.
 	nHeaders, err := d.mapLen("headers")
 	if err != nil {
 		return err
 	}
 	headersStart := d.pos
-	strBytes := (typeEnd - typeStart) + (senderEnd - senderStart) + (topicEnd - topicStart)
 	for range 2 * nHeaders {
-		s, e, err := d.str("headers")
-		if err != nil {
+		if _, _, err := d.str("headers"); err != nil {
 			return err
 		}
-		strBytes += e - s
 	}
 	headersEnd := d.pos
-
 	bodyStart, bodyEnd, _, err := d.bin("body")
 	if err != nil {
 		return err
@@ -134,47 +170,100 @@ func decode(data []byte, e *Envelope, copyBody bool) error {
 	if d.pos != len(data) {
 		return fieldErr("envelope", ErrMalformed, "%d trailing bytes after the envelope", len(data)-d.pos)
 	}
-
-	if strBytes > 0 {
-		// One string holding everything from the type to the end of the
-		// headers; each field is a substring of it. The few bytes of
-		// integers in between are cheaper than one allocation per field.
-		base := typeStart
-		all := string(data[base:headersEnd])
-		out.Type = all[typeStart-base : typeEnd-base]
-		out.Sender = all[senderStart-base : senderEnd-base]
-		out.Topic = all[topicStart-base : topicEnd-base]
-		if nHeaders > 0 {
-			out.Headers = make(map[string]string, nHeaders)
-			h := reader{data: data, pos: headersStart}
-			for range nHeaders {
-				ks, ke, _ := h.str("headers") // validated above
-				vs, ve, _ := h.str("headers")
-				k := all[ks-base : ke-base]
-				if _, dup := out.Headers[k]; dup {
-					return fieldErr("headers", ErrMalformed, "duplicate key %q", k)
-				}
-				out.Headers[k] = all[vs-base : ve-base]
-			}
+	if nHeaders > 1 {
+		if err := checkHeaderKeys(data[headersStart:headersEnd], nHeaders); err != nil {
+			return err
 		}
-	} else if nHeaders > 0 {
-		// Only possible with a single header of empty key and value: any
-		// second one would duplicate it.
-		if nHeaders > 1 {
-			return fieldErr("headers", ErrMalformed, `duplicate key ""`)
-		}
-		out.Headers = map[string]string{"": ""}
 	}
 
+	out.Type = data[typeStart:typeEnd:typeEnd]
+	out.Sender = data[senderStart:senderEnd:senderEnd]
+	out.Topic = data[topicStart:topicEnd:topicEnd]
+	out.headers = data[headersStart:headersEnd:headersEnd]
+	out.nHeaders = nHeaders
+	out.strs = data[typeStart:headersEnd:headersEnd]
+	out.senderOff, out.topicOff = senderStart-typeStart, topicStart-typeStart
 	if bodyEnd > bodyStart {
-		if copyBody {
-			out.Body = bytes.Clone(data[bodyStart:bodyEnd])
-		} else {
-			out.Body = data[bodyStart:bodyEnd:bodyEnd]
+		out.Body = data[bodyStart:bodyEnd:bodyEnd]
+	}
+	*v = out
+	return nil
+}
+
+// checkHeaderKeys rejects encoded header entries (validated strs) with a
+// duplicate key.
+func checkHeaderKeys(entries []byte, n int) error {
+	keys := make(map[string]struct{}, n)
+	h := reader{data: entries}
+	for range n {
+		ks, ke, _ := h.str("headers")
+		h.str("headers")
+		k := entries[ks:ke]
+		if _, dup := keys[string(k)]; dup {
+			return fieldErr("headers", ErrMalformed, "duplicate key %q", k)
+		}
+		keys[string(k)] = struct{}{}
+	}
+	return nil
+}
+
+// NumHeaders returns the number of headers.
+func (v *View) NumHeaders() int { return v.nHeaders }
+
+// Header returns the value of the header key, aliasing the input, and
+// whether it is present. It does not allocate.
+func (v *View) Header(key string) ([]byte, bool) {
+	h := reader{data: v.headers}
+	for range v.nHeaders {
+		ks, ke, _ := h.str("headers") // validated by DecodeView
+		vs, ve, _ := h.str("headers")
+		if string(v.headers[ks:ke]) == key {
+			return v.headers[vs:ve:ve], true
 		}
 	}
-	*e = out
-	return nil
+	return nil, false
+}
+
+// Headers returns the headers in a new map, or nil when there are none.
+func (v *View) Headers() map[string]string {
+	if v.nHeaders == 0 {
+		return nil
+	}
+	out := make(map[string]string, v.nHeaders)
+	h := reader{data: v.headers}
+	for range v.nHeaders {
+		ks, ke, _ := h.str("headers") // validated by DecodeView
+		vs, ve, _ := h.str("headers")
+		out[string(v.headers[ks:ke])] = string(v.headers[vs:ve])
+	}
+	return out
+}
+
+// Envelope returns the envelope v describes. Its strings and headers are
+// copied (in one allocation for all the strings); its Body still aliases
+// the input.
+func (v *View) Envelope() Envelope {
+	e := Envelope{ID: v.ID, Kind: v.Kind, Priority: v.Priority, Timestamp: v.Timestamp, Seq: v.Seq, Body: v.Body}
+	if len(v.Type)+len(v.Sender)+len(v.Topic)+v.nHeaders == 0 {
+		return e
+	}
+	// One string holding everything from the type to the end of the
+	// headers; each field is a substring of it. The few bytes of integers
+	// in between are cheaper than one allocation per field.
+	all := string(v.strs)
+	e.Type = all[:len(v.Type)]
+	e.Sender = all[v.senderOff : v.senderOff+len(v.Sender)]
+	e.Topic = all[v.topicOff : v.topicOff+len(v.Topic)]
+	if v.nHeaders > 0 {
+		e.Headers = make(map[string]string, v.nHeaders)
+		h := reader{data: v.strs, pos: len(v.strs) - len(v.headers)}
+		for range v.nHeaders {
+			ks, ke, _ := h.str("headers") // validated by DecodeView
+			vs, ve, _ := h.str("headers")
+			e.Headers[all[ks:ke]] = all[vs:ve]
+		}
+	}
+	return e
 }
 
 // fieldErr builds the error for a field: "codec: field F: detail: sentinel".
@@ -267,6 +356,15 @@ func (d *reader) integer(field string) (v uint64, neg bool, err error) {
 
 // uint reads a non-negative integer in any MessagePack integer format.
 func (d *reader) uint(field string) (uint64, error) {
+	// Fast path, inlined: a positive fixint.
+	if p := d.pos; p < len(d.data) && d.data[p] <= msgpcode.PosFixedNumHigh {
+		d.pos = p + 1
+		return uint64(d.data[p]), nil
+	}
+	return d.uintSlow(field)
+}
+
+func (d *reader) uintSlow(field string) (uint64, error) {
 	v, neg, err := d.integer(field)
 	if err != nil {
 		return 0, err
@@ -301,6 +399,15 @@ func (d *reader) span(field string, n uint64) (start, end int, err error) {
 
 // str reads a str and returns the bounds of its bytes, which must be UTF-8.
 func (d *reader) str(field string) (start, end int, err error) {
+	// Fast path, inlined: an empty fixstr.
+	if p := d.pos; p < len(d.data) && d.data[p] == msgpcode.FixedStrLow {
+		d.pos = p + 1
+		return p + 1, p + 1, nil
+	}
+	return d.strSlow(field)
+}
+
+func (d *reader) strSlow(field string) (start, end int, err error) {
 	c, err := d.code(field)
 	if err != nil {
 		return 0, 0, err
@@ -325,7 +432,7 @@ func (d *reader) str(field string) (start, end int, err error) {
 	if err != nil {
 		return 0, 0, err
 	}
-	if !utf8.Valid(d.data[start:end]) {
+	if !validUTF8Bytes(d.data[start:end]) {
 		return 0, 0, fieldErr(field, ErrMalformed, "str is not valid UTF-8")
 	}
 	return start, end, nil

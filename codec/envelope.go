@@ -1,6 +1,7 @@
 package codec
 
 import (
+	"encoding/binary"
 	"math"
 	"slices"
 	"sync"
@@ -46,18 +47,16 @@ func (w *appendWriter) WriteByte(c byte) error {
 	return nil
 }
 
-// encoder is a msgpack.Encoder bound to an appendWriter, plus scratch space
-// for sorting header keys. It is pooled so that encoding does not allocate.
+// encoder is a msgpack.Encoder bound to an appendWriter, for AppendValue. It
+// is pooled so that encoding does not allocate.
 type encoder struct {
-	w    appendWriter
-	enc  *msgpack.Encoder
-	keys []string
+	w   appendWriter
+	enc *msgpack.Encoder
 }
 
 var encoderPool = sync.Pool{New: func() any {
 	e := new(encoder)
 	e.enc = msgpack.NewEncoder(&e.w)
-	e.enc.UseCompactInts(true)
 	return e
 }}
 
@@ -71,8 +70,6 @@ func getEncoder(dst []byte) *encoder {
 func (e *encoder) release() []byte {
 	b := e.w.buf
 	e.w.buf = nil
-	clear(e.keys)
-	e.keys = e.keys[:0]
 	encoderPool.Put(e)
 	return b
 }
@@ -89,14 +86,7 @@ func (e *Envelope) AppendEncode(dst []byte) ([]byte, error) {
 	if err := e.checkFields(); err != nil {
 		return dst, err
 	}
-	n := len(dst)
-	enc := getEncoder(dst)
-	err := enc.envelope(e)
-	out := enc.release()
-	if err != nil {
-		return out[:n], err
-	}
-	return out, nil
+	return e.appendTo(dst), nil
 }
 
 // Encode returns the wire encoding of e in a newly allocated slice of exactly
@@ -105,76 +95,112 @@ func Encode(e *Envelope) ([]byte, error) {
 	return e.AppendEncode(make([]byte, 0, e.encodedLen()))
 }
 
-func (enc *encoder) envelope(e *Envelope) error {
-	m := enc.enc
-	// The Encoder's methods cannot fail here: appendWriter never returns an
-	// error. The errors are still checked, in case that ever changes.
-	if err := m.EncodeArrayLen(envelopeFields); err != nil {
-		return err
-	}
-	if err := m.EncodeUint(Version); err != nil {
-		return err
-	}
-	if err := m.EncodeBytesLen(len(e.ID)); err != nil {
-		return err
-	}
-	enc.w.buf = append(enc.w.buf, e.ID[:]...)
-	if err := m.EncodeUint(uint64(e.Kind)); err != nil {
-		return err
-	}
-	if err := m.EncodeString(e.Type); err != nil {
-		return err
-	}
-	if err := m.EncodeUint(uint64(e.Priority)); err != nil {
-		return err
-	}
-	if err := m.EncodeInt(e.Timestamp); err != nil {
-		return err
-	}
-	if err := m.EncodeString(e.Sender); err != nil {
-		return err
-	}
-	if err := m.EncodeUint(e.Seq); err != nil {
-		return err
-	}
-	if err := m.EncodeString(e.Topic); err != nil {
-		return err
-	}
-	if err := enc.headers(e.Headers); err != nil {
-		return err
-	}
-	// The body is always bin, even when empty (EncodeBytes would write nil
-	// for a nil slice).
-	if err := m.EncodeBytesLen(len(e.Body)); err != nil {
-		return err
-	}
-	enc.w.buf = append(enc.w.buf, e.Body...)
-	return nil
+// appendTo appends e's encoding to dst; e has passed checkFields. It writes
+// what msgpack/v5's Encoder writes with UseCompactInts (integers in their
+// smallest format), which codec's tests check, without its per-value calls
+// through an io.Writer: this is on every message's path.
+func (e *Envelope) appendTo(dst []byte) []byte {
+	dst = slices.Grow(dst, e.encodedLen())
+	dst = append(dst, 0x90|envelopeFields, Version, 0xc4, byte(len(e.ID)))
+	dst = append(dst, e.ID[:]...)
+	dst = appendUint(dst, uint64(e.Kind))
+	dst = appendStr(dst, e.Type)
+	dst = appendUint(dst, uint64(e.Priority))
+	dst = appendInt(dst, e.Timestamp)
+	dst = appendStr(dst, e.Sender)
+	dst = appendUint(dst, e.Seq)
+	dst = appendStr(dst, e.Topic)
+	dst = appendHeaders(dst, e.Headers)
+	// The body is always bin, even when empty.
+	dst = appendBinLen(dst, len(e.Body))
+	return append(dst, e.Body...)
 }
 
-func (enc *encoder) headers(h map[string]string) error {
-	m := enc.enc
-	if len(h) == 0 {
-		return m.EncodeNil()
+// appendHeaders writes h as nil when empty, else as a map with its keys in
+// ascending order.
+func appendHeaders(dst []byte, h map[string]string) []byte {
+	switch n := len(h); {
+	case n == 0:
+		return append(dst, 0xc0)
+	case n < 16:
+		dst = append(dst, 0x80|byte(n))
+	case n <= math.MaxUint16:
+		dst = append(dst, 0xde, byte(n>>8), byte(n))
+	default:
+		dst = append(dst, 0xdf)
+		dst = binary.BigEndian.AppendUint32(dst, uint32(n))
 	}
-	if err := m.EncodeMapLen(len(h)); err != nil {
-		return err
-	}
-	keys := enc.keys[:0]
+	var small [8]string
+	keys := small[:0]
 	for k := range h {
 		keys = append(keys, k)
 	}
 	slices.Sort(keys)
-	enc.keys = keys
 	for _, k := range keys {
-		if err := m.EncodeString(k); err != nil {
-			return err
-		}
-		if err := m.EncodeString(h[k]); err != nil {
-			return err
-		}
+		dst = appendStr(dst, k)
+		dst = appendStr(dst, h[k])
 	}
-	return nil
+	return dst
+}
+
+// appendUint writes v in the smallest MessagePack unsigned format.
+func appendUint(dst []byte, v uint64) []byte {
+	switch {
+	case v <= math.MaxInt8:
+		return append(dst, byte(v))
+	case v <= math.MaxUint8:
+		return append(dst, 0xcc, byte(v))
+	case v <= math.MaxUint16:
+		return append(dst, 0xcd, byte(v>>8), byte(v))
+	case v <= math.MaxUint32:
+		return binary.BigEndian.AppendUint32(append(dst, 0xce), uint32(v))
+	}
+	return binary.BigEndian.AppendUint64(append(dst, 0xcf), v)
+}
+
+// appendInt writes v in the smallest MessagePack format: the unsigned ones
+// for v >= 0, as msgpack/v5 does.
+func appendInt(dst []byte, v int64) []byte {
+	switch {
+	case v >= 0:
+		return appendUint(dst, uint64(v))
+	case v >= -32:
+		return append(dst, byte(v))
+	case v >= math.MinInt8:
+		return append(dst, 0xd0, byte(v))
+	case v >= math.MinInt16:
+		return append(dst, 0xd1, byte(v>>8), byte(v))
+	case v >= math.MinInt32:
+		return binary.BigEndian.AppendUint32(append(dst, 0xd2), uint32(v))
+	}
+	return binary.BigEndian.AppendUint64(append(dst, 0xd3), uint64(v))
+}
+
+// appendStr writes s as a MessagePack str (checkFields has checked that it
+// is UTF-8 and fits).
+func appendStr(dst []byte, s string) []byte {
+	switch n := len(s); {
+	case n < 32:
+		dst = append(dst, 0xa0|byte(n))
+	case n <= math.MaxUint8:
+		dst = append(dst, 0xd9, byte(n))
+	case n <= math.MaxUint16:
+		dst = append(dst, 0xda, byte(n>>8), byte(n))
+	default:
+		dst = binary.BigEndian.AppendUint32(append(dst, 0xdb), uint32(n))
+	}
+	return append(dst, s...)
+}
+
+// appendBinLen writes the header of a bin of n bytes.
+func appendBinLen(dst []byte, n int) []byte {
+	switch {
+	case n <= math.MaxUint8:
+		return append(dst, 0xc4, byte(n))
+	case n <= math.MaxUint16:
+		return append(dst, 0xc5, byte(n>>8), byte(n))
+	}
+	return binary.BigEndian.AppendUint32(append(dst, 0xc6), uint32(n))
 }
 
 // checkFields rejects what the decoder would reject: strings that are not
@@ -193,11 +219,8 @@ func (e *Envelope) checkFields() error {
 	if uint64(len(e.Headers)) > math.MaxUint32 {
 		return fieldErr("headers", ErrTooLarge, "%d entries exceed 2^32-1", len(e.Headers))
 	}
-	for k, v := range e.Headers {
-		if err := checkStr("headers", k); err != nil {
-			return err
-		}
-		if err := checkStr("headers", v); err != nil {
+	if len(e.Headers) > 0 {
+		if err := checkHeaders(e.Headers); err != nil {
 			return err
 		}
 	}
@@ -207,14 +230,53 @@ func (e *Envelope) checkFields() error {
 	return nil
 }
 
+func checkHeaders(h map[string]string) error {
+	for k, v := range h {
+		if err := checkStr("headers", k); err != nil {
+			return err
+		}
+		if err := checkStr("headers", v); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 func checkStr(field, s string) error {
 	if uint64(len(s)) > math.MaxUint32 {
 		return fieldErr(field, ErrTooLarge, "%d bytes exceed 2^32-1", len(s))
 	}
-	if !utf8.ValidString(s) {
+	if !validUTF8(s) {
 		return fieldErr(field, ErrMalformed, "%q is not valid UTF-8", s)
 	}
 	return nil
+}
+
+// validUTF8 is utf8.ValidString with a quicker path for the short ASCII
+// strings an envelope mostly carries (types, node ids, topics).
+func validUTF8(s string) bool {
+	if len(s) > 32 {
+		return utf8.ValidString(s)
+	}
+	for i := range len(s) {
+		if s[i] >= utf8.RuneSelf {
+			return utf8.ValidString(s[i:])
+		}
+	}
+	return true
+}
+
+// validUTF8Bytes is validUTF8 for a []byte.
+func validUTF8Bytes(b []byte) bool {
+	if len(b) > 32 {
+		return utf8.Valid(b)
+	}
+	for i := range len(b) {
+		if b[i] >= utf8.RuneSelf {
+			return utf8.Valid(b[i:])
+		}
+	}
+	return true
 }
 
 // encodedLen returns the exact length of e's encoding.
@@ -239,8 +301,10 @@ func (e *Envelope) encodedLen() int {
 	default:
 		n += 5
 	}
-	for k, v := range e.Headers {
-		n += strLen(len(k)) + strLen(len(v))
+	if len(e.Headers) > 0 {
+		for k, v := range e.Headers {
+			n += strLen(len(k)) + strLen(len(v))
+		}
 	}
 	return n
 }

@@ -25,9 +25,7 @@ func MarshalValue(v any) ([]byte, error) {
 func AppendValue(dst []byte, v any) ([]byte, error) {
 	n := len(dst)
 	enc := getEncoder(dst)
-	enc.enc.UseCompactInts(false)
 	err := enc.enc.Encode(v)
-	enc.enc.UseCompactInts(true)
 	out := enc.release()
 	if err != nil {
 		return out[:n], fmt.Errorf("codec: marshal value: %w", err)

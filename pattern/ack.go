@@ -3,7 +3,6 @@ package pattern
 import (
 	"bytes"
 	"context"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"math/bits"
@@ -586,15 +585,18 @@ func (a *ackPusher[T]) recvLoop() {
 			return
 		}
 		n := len(m.Frames)
-		var env codec.Envelope
-		if n < 2 || codec.Decode(m.Frames[n-1], &env) != nil {
+		var env codec.View
+		if n < 2 || codec.DecodeView(m.Frames[n-1], &env) != nil {
 			a.p.c.dropped.Add(1)
 			continue
 		}
 		rid := m.Frames[0]
 		switch env.Kind {
 		case codec.KindAck:
-			ids, ok := binView(env.Body)
+			ids, ok := []byte(nil), true // a hello carries no body at all
+			if len(env.Body) > 0 {
+				ids, ok = binBody(env.Body)
+			}
 			if !ok || len(ids)%len(codec.ID{}) != 0 {
 				a.p.c.dropped.Add(1)
 				continue
@@ -602,8 +604,8 @@ func (a *ackPusher[T]) recvLoop() {
 			now := mono()
 			a.mu.Lock()
 			p := a.peers[string(rid)]
-			if c := env.Headers[creditHeader]; c != "" {
-				if w, err := strconv.Atoi(c); err == nil && w > 0 {
+			if c, ok := env.Header(creditHeader); ok {
+				if w, err := strconv.Atoi(string(c)); err == nil && w > 0 {
 					if p == nil {
 						p = &pullerPeer{rid: bytes.Clone(rid)}
 						p.held.sel = hlinks
@@ -635,8 +637,8 @@ func (a *ackPusher[T]) recvLoop() {
 				a.wake()
 			}
 		case codec.KindNack:
-			var why string
-			if unmarshalBody(env.Body, &why) != nil {
+			why, err := unmarshalBody[string](env.Body)
+			if err != nil {
 				why = "nack"
 			}
 			a.mu.Lock()
@@ -680,38 +682,4 @@ func (a *ackPusher[T]) stats(s *Stats) {
 		s.Peers = append(s.Peers, PeerStats{Remote: a.remotes[string(p.rid)], Sent: p.sent,
 			Reliability: 1, Credit: p.credit, InFlight: p.nheld})
 	}
-}
-
-// binView returns the payload of a msgpack bin value spanning all of data,
-// without copying; msgpack nil and no body at all are an empty payload.
-func binView(data []byte) ([]byte, bool) {
-	if len(data) == 0 {
-		return nil, true // a hello carries no body at all
-	}
-	var n, h int
-	switch data[0] {
-	case 0xc0:
-		return nil, len(data) == 1
-	case 0xc4:
-		if len(data) < 2 {
-			return nil, false
-		}
-		n, h = int(data[1]), 2
-	case 0xc5:
-		if len(data) < 3 {
-			return nil, false
-		}
-		n, h = int(binary.BigEndian.Uint16(data[1:])), 3
-	case 0xc6:
-		if len(data) < 5 {
-			return nil, false
-		}
-		n, h = int(binary.BigEndian.Uint32(data[1:])), 5
-	default:
-		return nil, false
-	}
-	if len(data)-h != n {
-		return nil, false
-	}
-	return data[h:], true
 }

@@ -160,8 +160,8 @@ func (a *ackPuller[T]) worker(ps *pullSock) {
 		default:
 		}
 		n := len(m.Frames)
-		var env codec.Envelope
-		if n == 0 || codec.Decode(m.Frames[n-1], &env) != nil || env.Kind != codec.KindData {
+		var env codec.View
+		if n == 0 || codec.DecodeView(m.Frames[n-1], &env) != nil || env.Kind != codec.KindData {
 			c.dropped.Add(1)
 			continue
 		}

@@ -151,24 +151,40 @@ func marshalBody[T any](dst []byte, v T) ([]byte, error) {
 	return codec.AppendValue(dst, v)
 }
 
-// unmarshalBody decodes a body into *v. A []byte target gets a copy of a
-// bin (or str) body without going through reflection; everything else goes
-// through codec.UnmarshalValue, which bounds what it allocates.
-func unmarshalBody[T any](data []byte, v *T) error {
-	if p, ok := any(v).(*[]byte); ok {
+// unmarshalBody decodes a body as a T. A []byte or string target takes a
+// bin (or str) body without going through reflection, and a []byte value
+// aliases data (see the received-frame rule in socket.Msg: the memory is
+// the receiver's, never reused); everything else goes through
+// codec.UnmarshalValue, which bounds what it allocates.
+func unmarshalBody[T any](data []byte) (v T, err error) {
+	switch p := any(&v).(type) {
+	case *[]byte:
 		if b, ok := binBody(data); ok {
 			*p = b
-			return nil
+			return v, nil
+		}
+	case *string:
+		if b, ok := binBody(data); ok {
+			*p = string(b)
+			return v, nil
 		}
 	}
-	if err := codec.UnmarshalValue(data, v); err != nil {
-		return badMessage("body: %v", err)
-	}
-	return nil
+	return unmarshalValue[T](data)
 }
 
-// binBody returns a copy of the payload of a msgpack bin or str value that
-// spans all of data, or nil for msgpack nil.
+// unmarshalValue is the reflective path of unmarshalBody, apart so that
+// only it pays for the heap-allocated target.
+func unmarshalValue[T any](data []byte) (T, error) {
+	p := new(T)
+	if err := codec.UnmarshalValue(data, p); err != nil {
+		var zero T
+		return zero, badMessage("body: %v", err)
+	}
+	return *p, nil
+}
+
+// binBody returns the payload of a msgpack bin or str value that spans all
+// of data (a sub-slice of data, capacity clipped), or nil for msgpack nil.
 func binBody(data []byte) ([]byte, bool) {
 	if len(data) == 0 {
 		return nil, false
@@ -200,15 +216,7 @@ func binBody(data []byte) ([]byte, bool) {
 	if len(data)-h != n {
 		return nil, false
 	}
-	return append(make([]byte, 0, n), data[h:]...), true
-}
-
-// toMessage builds a Message from a decoded envelope and its value.
-func toMessage[T any](e *codec.Envelope, v T) Message[T] {
-	return Message[T]{
-		Value: v, ID: e.ID, Type: e.Type, Topic: e.Topic, Priority: e.Priority,
-		Sender: e.Sender, Seq: e.Seq, Timestamp: time.Unix(0, e.Timestamp), Headers: e.Headers,
-	}
+	return data[h:len(data):len(data)], true
 }
 
 // clockBase is a recent time.Now, with its monotonic reading.

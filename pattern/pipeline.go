@@ -306,8 +306,8 @@ func (pl *Puller[T]) worker() {
 		if err != nil {
 			return
 		}
-		var env codec.Envelope
-		if len(m.Frames) != 1 || codec.Decode(m.Frames[0], &env) != nil || env.Kind != codec.KindData {
+		var env codec.View
+		if len(m.Frames) != 1 || codec.DecodeView(m.Frames[0], &env) != nil || env.Kind != codec.KindData {
 			pl.c.dropped.Add(1)
 			continue
 		}
@@ -319,8 +319,8 @@ func (pl *Puller[T]) worker() {
 
 // handle decodes body and runs the handler on it, recovering a panic.
 func (pl *Puller[T]) handle(body []byte) (err error) {
-	var v T
-	if err := unmarshalBody(body, &v); err != nil {
+	v, err := unmarshalBody[T](body)
+	if err != nil {
 		pl.c.dropped.Add(1)
 		return err
 	}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"slices"
 	"sync"
+	"time"
 
 	"github.com/zpeer/zpeer/codec"
 	"github.com/zpeer/zpeer/socket"
@@ -177,13 +178,24 @@ type Subscriber[T any] struct {
 	recv chan struct{} // semaphore: one receiver at a time keeps sequence checks in order
 
 	mu      sync.Mutex
-	streams map[streamKey]uint64 // last seq per publisher and topic
-	sources map[string]*SourceStats
+	sources map[string]*source // by sender
+	typ     string             // the last message's Type, reused while it repeats (under recv)
 	disc    *joined
 	once    sync.Once
 }
 
-type streamKey struct{ sender, topic string }
+// source is what a Subscriber knows of one publisher. Its strings are
+// reused for every message from it, so receiving allocates no strings.
+type source struct {
+	stats  SourceStats
+	topics map[string]*stream
+}
+
+// stream is one publisher's topic: the last sequence number seen.
+type stream struct {
+	topic string
+	last  uint64
+}
 
 // NewSubscriber creates a Subscriber. Give it topics with WithTopics or
 // Subscribe; with none it receives nothing.
@@ -199,8 +211,7 @@ func NewSubscriber[T any](opts ...Option) (*Subscriber[T], error) {
 	if err != nil {
 		return nil, err
 	}
-	sub := &Subscriber[T]{o: o, sock: s, recv: make(chan struct{}, 1),
-		streams: make(map[streamKey]uint64), sources: make(map[string]*SourceStats)}
+	sub := &Subscriber[T]{o: o, sock: s, recv: make(chan struct{}, 1), sources: make(map[string]*source)}
 	for _, t := range o.topics {
 		if err := s.Subscribe(t); err != nil {
 			s.Close()
@@ -243,30 +254,30 @@ func (s *Subscriber[T]) Publishers() int { return s.sock.Peers() }
 // the Subscriber is closed and what it had received is consumed, ErrClosed.
 func (s *Subscriber[T]) Recv(ctx context.Context) (Message[T], error) {
 	for {
-		env, gap, err := s.next(ctx)
+		m, body, gap, err := s.next(ctx)
 		if err != nil {
 			return Message[T]{}, err
 		}
 		if gap.Missed > 0 && s.o.onGap != nil {
 			s.o.onGap(gap)
 		}
-		var v T
-		if err := unmarshalBody(env.Body, &v); err != nil {
+		if m.Value, err = unmarshalBody[T](body); err != nil {
 			s.c.dropped.Add(1)
 			s.o.logger.Debug("pattern: subscriber dropped a message", "err", err)
 			continue
 		}
 		s.c.delivered.Add(1)
-		return toMessage(&env, v), nil
+		return m, nil
 	}
 }
 
-// next takes one envelope off the socket and checks its sequence number.
-func (s *Subscriber[T]) next(ctx context.Context) (codec.Envelope, Gap, error) {
+// next takes one envelope off the socket, checks its sequence number and
+// returns its metadata and body.
+func (s *Subscriber[T]) next(ctx context.Context) (Message[T], []byte, Gap, error) {
 	select {
 	case s.recv <- struct{}{}:
 	case <-ctx.Done():
-		return codec.Envelope{}, Gap{}, ctxError(ctx)
+		return Message[T]{}, nil, Gap{}, ctxError(ctx)
 	}
 	defer func() { <-s.recv }()
 	for {
@@ -275,34 +286,47 @@ func (s *Subscriber[T]) next(ctx context.Context) (codec.Envelope, Gap, error) {
 			if errors.Is(err, socket.ErrClosed) {
 				err = ErrClosed
 			}
-			return codec.Envelope{}, Gap{}, err
+			return Message[T]{}, nil, Gap{}, err
 		}
-		var env codec.Envelope
-		if len(m.Frames) != 2 || codec.Decode(m.Frames[1], &env) != nil || env.Kind != codec.KindData {
+		var env codec.View
+		if len(m.Frames) != 2 || codec.DecodeView(m.Frames[1], &env) != nil || env.Kind != codec.KindData {
 			s.c.dropped.Add(1)
 			continue
 		}
-		if env.Topic == "" {
-			env.Topic = string(m.Frames[0])
+		if len(env.Topic) == 0 {
+			env.Topic = m.Frames[0]
 		}
-		return env, s.track(&env), nil
+		if string(env.Type) != s.typ {
+			s.typ = string(env.Type)
+		}
+		msg := Message[T]{ID: env.ID, Type: s.typ, Priority: env.Priority, Seq: env.Seq,
+			Timestamp: time.Unix(0, env.Timestamp), Headers: env.Headers()}
+		gap := s.track(&env, &msg)
+		return msg, env.Body, gap, nil
 	}
 }
 
-// track updates the sequence state of env's stream and returns the gap it
-// reveals, if any.
-func (s *Subscriber[T]) track(env *codec.Envelope) Gap {
+// track updates the sequence state of env's stream, fills in msg's sender
+// and topic, and returns the gap env reveals, if any.
+func (s *Subscriber[T]) track(env *codec.View, msg *Message[T]) Gap {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	src := s.sources[env.Sender]
+	src := s.sources[string(env.Sender)]
 	if src == nil {
-		src = &SourceStats{Sender: env.Sender}
-		s.sources[env.Sender] = src
+		src = &source{stats: SourceStats{Sender: string(env.Sender)}, topics: make(map[string]*stream)}
+		s.sources[src.stats.Sender] = src
 	}
-	src.Delivered++
-	k := streamKey{env.Sender, env.Topic}
-	last, seen := s.streams[k]
-	s.streams[k] = env.Seq
+	src.stats.Delivered++
+	msg.Sender = src.stats.Sender
+	st := src.topics[string(env.Topic)]
+	seen := st != nil
+	if !seen {
+		st = &stream{topic: string(env.Topic)}
+		src.topics[st.topic] = st
+	}
+	msg.Topic = st.topic
+	last := st.last
+	st.last = env.Seq
 	if !seen || env.Seq <= last || env.Seq == 0 {
 		return Gap{}
 	}
@@ -310,9 +334,9 @@ func (s *Subscriber[T]) track(env *codec.Envelope) Gap {
 	if missed == 0 {
 		return Gap{}
 	}
-	src.Gaps += missed
+	src.stats.Gaps += missed
 	s.c.gaps.Add(missed)
-	return Gap{Sender: env.Sender, Topic: env.Topic, From: last + 1, To: env.Seq - 1, Missed: missed}
+	return Gap{Sender: msg.Sender, Topic: msg.Topic, From: last + 1, To: env.Seq - 1, Missed: missed}
 }
 
 // Stats returns the Subscriber's counters: Delivered (messages returned by
@@ -325,7 +349,7 @@ func (s *Subscriber[T]) Stats() Stats {
 	addSocket(&st.Socket, s.sock.Stats())
 	s.mu.Lock()
 	for _, src := range s.sources {
-		ss := *src
+		ss := src.stats
 		ss.Reliability = ratio(ss.Delivered, ss.Gaps)
 		st.Sources = append(st.Sources, ss)
 	}

@@ -244,8 +244,8 @@ func (r *Requester[Req, Resp]) recvLoop(p *reqPeer) {
 		if err != nil {
 			return
 		}
-		var env codec.Envelope
-		if len(m.Frames) == 0 || codec.Decode(m.Frames[len(m.Frames)-1], &env) != nil ||
+		var env codec.View
+		if len(m.Frames) == 0 || codec.DecodeView(m.Frames[len(m.Frames)-1], &env) != nil ||
 			(env.Kind != codec.KindReply && env.Kind != codec.KindError) {
 			r.c.dropped.Add(1)
 			continue
@@ -264,7 +264,8 @@ func (r *Requester[Req, Resp]) recvLoop(p *reqPeer) {
 			q.timeouts = 0
 		}
 		c.peer = nil
-		c.ch <- reply{kind: env.Kind, body: env.Body, panic: env.Headers[panicHeader] != ""}
+		panicked, _ := env.Header(panicHeader)
+		c.ch <- reply{kind: env.Kind, body: env.Body, panic: len(panicked) > 0}
 		r.mu.Unlock()
 	}
 }
@@ -436,14 +437,14 @@ attempt:
 			continue
 		}
 		if rep.kind == codec.KindError {
-			var msg string
-			if err := unmarshalBody(rep.body, &msg); err != nil {
+			msg, err := unmarshalBody[string](rep.body)
+			if err != nil {
 				msg = "undecodable error reply"
 			}
 			return zero, &RemoteError{Message: msg, Panic: rep.panic}
 		}
-		var resp Resp
-		if err := unmarshalBody(rep.body, &resp); err != nil {
+		resp, err := unmarshalBody[Resp](rep.body)
+		if err != nil {
 			return zero, fmt.Errorf("pattern: reply: %w", err)
 		}
 		return resp, nil
@@ -681,8 +682,8 @@ func (rp *Replier[Req, Resp]) worker() {
 // serve answers one request: [routing id, (delimiter,) envelope].
 func (rp *Replier[Req, Resp]) serve(m socket.Msg) {
 	n := len(m.Frames)
-	var env codec.Envelope
-	if n < 2 || codec.Decode(m.Frames[n-1], &env) != nil || env.Kind != codec.KindData {
+	var env codec.View
+	if n < 2 || codec.DecodeView(m.Frames[n-1], &env) != nil || env.Kind != codec.KindData {
 		rp.c.dropped.Add(1)
 		rp.o.logger.Debug("pattern: replier dropped a malformed request")
 		return
@@ -690,11 +691,10 @@ func (rp *Replier[Req, Resp]) serve(m socket.Msg) {
 	rp.c.delivered.Add(1)
 	out := codec.Envelope{ID: env.ID, Kind: codec.KindReply, Priority: env.Priority, Seq: env.Seq,
 		Sender: rp.o.name, Type: rp.o.msgType, Timestamp: now().UnixNano()}
-	var req Req
 	var resp Resp
 	bp := codec.GetBuffer()
 	defer codec.PutBuffer(bp)
-	err := unmarshalBody(env.Body, &req)
+	req, err := unmarshalBody[Req](env.Body)
 	panicked := false
 	if err == nil {
 		resp, err, panicked = rp.call(req)

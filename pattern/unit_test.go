@@ -22,8 +22,8 @@ func TestBodyFastPaths(t *testing.T) {
 		if !bytes.Equal(got, want) {
 			t.Fatalf("[]byte of %d: encoding differs", n)
 		}
-		var back []byte
-		if err := unmarshalBody(got, &back); err != nil || !bytes.Equal(back, b) {
+		back, err := unmarshalBody[[]byte](got)
+		if err != nil || !bytes.Equal(back, b) {
 			t.Fatalf("[]byte of %d: decoded %d bytes, %v", n, len(back), err)
 		}
 		s := strings.Repeat("y", n)
@@ -32,8 +32,8 @@ func TestBodyFastPaths(t *testing.T) {
 		if !bytes.Equal(got, want) {
 			t.Fatalf("string of %d: encoding differs", n)
 		}
-		var sback string
-		if err := unmarshalBody(got, &sback); err != nil || sback != s {
+		sback, err := unmarshalBody[string](got)
+		if err != nil || sback != s {
 			t.Fatalf("string of %d: %v", n, err)
 		}
 	}
@@ -41,8 +41,7 @@ func TestBodyFastPaths(t *testing.T) {
 	if got, _ := marshalBody(nil, []byte(nil)); !bytes.Equal(got, want) {
 		t.Fatal("nil []byte encoding differs")
 	}
-	var v []byte
-	if err := unmarshalBody([]byte{0xc4, 5, 1}, &v); !errors.Is(err, ErrBadMessage) {
+	if _, err := unmarshalBody[[]byte]([]byte{0xc4, 5, 1}); !errors.Is(err, ErrBadMessage) {
 		t.Fatalf("truncated bin: %v", err)
 	}
 }
