@@ -108,3 +108,18 @@ func BenchmarkDecodeView64(b *testing.B) {
 		}
 	}
 }
+
+func BenchmarkTemplateEncode64(b *testing.B) {
+	env := benchEnvelope()
+	tmpl, err := NewTemplate(&env)
+	if err != nil {
+		b.Fatal(err)
+	}
+	buf := make([]byte, 0, 256)
+	b.SetBytes(int64(len(env.Body)))
+	b.ReportAllocs()
+	for b.Loop() {
+		env.Seq++
+		buf, _ = tmpl.AppendEncode(buf[:0], env.ID, env.Timestamp, env.Seq, env.Body)
+	}
+}

@@ -80,6 +80,157 @@ type View struct {
 // Decode does (the same input is accepted and rejected, with the same
 // errors), but copying nothing. On error v is left unchanged.
 func DecodeView(data []byte, v *View) error {
+	if decodeViewFast(data, v) {
+		return nil
+	}
+	return decodeViewSlow(data, v)
+}
+
+// decodeViewFast decodes the envelopes zpeer writes for small messages
+// (short ASCII strings, no headers, nothing after the 11 fields) with
+// straight-line code, and returns false, leaving v unchanged, for
+// anything else: DecodeView then takes the general path, which accepts a
+// superset of what this accepts, decodes it to the same View (a fuzz
+// target checks both) and words the errors.
+func decodeViewFast(data []byte, v *View) bool {
+	// 0x9b (fixarray of 11), version 1, bin8 of 16: the id.
+	if len(data) < 4+16+9 || data[0] != 0x90|envelopeFields || data[1] != Version || data[2] != 0xc4 || data[3] != 16 {
+		return false
+	}
+	var out View
+	copy(out.ID[:], data[4:20])
+	p := 20
+	if data[p] > 0x7f { // kind: positive fixint
+		return false
+	}
+	out.Kind = Kind(data[p])
+	p++
+	typeStart, typeEnd, ok := fastStr(data, p)
+	if !ok {
+		return false
+	}
+	p = typeEnd
+	if p >= len(data) || data[p] > 0x7f { // priority: positive fixint
+		return false
+	}
+	out.Priority = data[p]
+	p++
+	ts, p, ok := fastUint(data, p)
+	if !ok || ts > math.MaxInt64 {
+		return false
+	}
+	out.Timestamp = int64(ts)
+	senderStart, senderEnd, ok := fastStr(data, p)
+	if !ok {
+		return false
+	}
+	if out.Seq, p, ok = fastUint(data, senderEnd); !ok {
+		return false
+	}
+	topicStart, topicEnd, ok := fastStr(data, p)
+	if !ok {
+		return false
+	}
+	p = topicEnd
+	// No headers (nil), then the body: bin8/16/32 spanning the rest.
+	if len(data)-p < 2 || data[p] != 0xc0 {
+		return false
+	}
+	p++
+	var n int
+	switch data[p] {
+	case 0xc4:
+		if len(data)-p < 2 {
+			return false
+		}
+		n, p = int(data[p+1]), p+2
+	case 0xc5:
+		if len(data)-p < 3 {
+			return false
+		}
+		n, p = int(binary.BigEndian.Uint16(data[p+1:])), p+3
+	case 0xc6:
+		if len(data)-p < 5 {
+			return false
+		}
+		n, p = int(binary.BigEndian.Uint32(data[p+1:])), p+5
+	default:
+		return false
+	}
+	if len(data)-p != n {
+		return false
+	}
+	out.Type = data[typeStart:typeEnd:typeEnd]
+	out.Sender = data[senderStart:senderEnd:senderEnd]
+	out.Topic = data[topicStart:topicEnd:topicEnd]
+	out.strs = data[typeStart:topicEnd:topicEnd]
+	out.senderOff, out.topicOff = senderStart-typeStart, topicStart-typeStart
+	if n > 0 {
+		out.Body = data[p:]
+	}
+	*v = out
+	return true
+}
+
+// fastStr reads a fixstr of ASCII at data[p:], for decodeViewFast.
+func fastStr(data []byte, p int) (start, end int, ok bool) {
+	if p >= len(data) || data[p]&0xe0 != 0xa0 {
+		return 0, 0, false
+	}
+	start, end = p+1, p+1+int(data[p]&0x1f)
+	if end > len(data) {
+		return 0, 0, false
+	}
+	for _, c := range data[start:end] {
+		if c >= 0x80 {
+			return 0, 0, false
+		}
+	}
+	return start, end, true
+}
+
+// fastUint reads a positive fixint or a uint 8/16/32/64 at data[p:], for
+// decodeViewFast.
+func fastUint(data []byte, p int) (v uint64, next int, ok bool) {
+	if p >= len(data) {
+		return 0, 0, false
+	}
+	c := data[p]
+	if c <= 0x7f {
+		return uint64(c), p + 1, true
+	}
+	var n int
+	switch c {
+	case 0xcc:
+		n = 1
+	case 0xcd:
+		n = 2
+	case 0xce:
+		n = 4
+	case 0xcf:
+		n = 8
+	default:
+		return 0, 0, false
+	}
+	if len(data)-p-1 < n {
+		return 0, 0, false
+	}
+	b := data[p+1 : p+1+n]
+	switch n {
+	case 1:
+		v = uint64(b[0])
+	case 2:
+		v = uint64(binary.BigEndian.Uint16(b))
+	case 4:
+		v = uint64(binary.BigEndian.Uint32(b))
+	default:
+		v = binary.BigEndian.Uint64(b)
+	}
+	return v, p + 1 + n, true
+}
+
+// decodeViewSlow is DecodeView's general path.
+func decodeViewSlow(data []byte, v *View) error {
 	d := reader{data: data}
 
 	n, err := d.arrayLen("envelope")
@@ -179,9 +330,12 @@ func DecodeView(data []byte, v *View) error {
 	out.Type = data[typeStart:typeEnd:typeEnd]
 	out.Sender = data[senderStart:senderEnd:senderEnd]
 	out.Topic = data[topicStart:topicEnd:topicEnd]
-	out.headers = data[headersStart:headersEnd:headersEnd]
-	out.nHeaders = nHeaders
-	out.strs = data[typeStart:headersEnd:headersEnd]
+	out.strs = data[typeStart:topicEnd:topicEnd]
+	if nHeaders > 0 {
+		out.headers = data[headersStart:headersEnd:headersEnd]
+		out.nHeaders = nHeaders
+		out.strs = data[typeStart:headersEnd:headersEnd]
+	}
 	out.senderOff, out.topicOff = senderStart-typeStart, topicStart-typeStart
 	if bodyEnd > bodyStart {
 		out.Body = data[bodyStart:bodyEnd:bodyEnd]

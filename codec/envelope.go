@@ -224,8 +224,12 @@ func (e *Envelope) checkFields() error {
 			return err
 		}
 	}
-	if uint64(len(e.Body)) > math.MaxUint32 {
-		return fieldErr("body", ErrTooLarge, "%d bytes exceed 2^32-1", len(e.Body))
+	return checkBodyLen(len(e.Body))
+}
+
+func checkBodyLen(n int) error {
+	if uint64(n) > MaxBody {
+		return fieldErr("body", ErrTooLarge, "%d bytes exceed 2^32-1", n)
 	}
 	return nil
 }

@@ -42,6 +42,17 @@ func FuzzDecodeEnvelope(f *testing.F) {
 		if !bytes.Equal(data, orig) {
 			t.Fatal("Decode modified its input")
 		}
+		// DecodeView's fast path accepts a subset of what its general
+		// path accepts, and decodes it the same way.
+		var fast, slow View
+		if decodeViewFast(data, &fast) {
+			if err := decodeViewSlow(data, &slow); err != nil || !reflect.DeepEqual(fast, slow) {
+				t.Fatalf("fast path: %+v\ngeneral path: %+v, %v", fast, slow, err)
+			}
+		}
+		if (DecodeView(data, &slow) == nil) != (err == nil) {
+			t.Fatalf("DecodeView and Decode disagree; Decode: %v", err)
+		}
 		if err != nil {
 			if !errors.Is(err, ErrTruncated) && !errors.Is(err, ErrVersion) &&
 				!errors.Is(err, ErrMalformed) && !errors.Is(err, ErrTooLarge) {

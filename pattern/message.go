@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"encoding/hex"
+	"fmt"
 	"math/rand/v2"
 	"sync/atomic"
 	"time"
@@ -113,6 +114,36 @@ func encodePooled(e *codec.Envelope) (bp *[]byte, frame []byte, err error) {
 		frame = bytes.Clone(frame)
 	}
 	return bp, frame, nil
+}
+
+// newTemplate returns the codec.Template for the envelopes a pattern sends
+// with its options (WithType, WithPriority, WithName) on topic.
+func newTemplate(o *options, kind codec.Kind, topic string) (*codec.Template, error) {
+	return codec.NewTemplate(&codec.Envelope{Kind: kind, Type: o.msgType, Priority: o.priority, Sender: o.name, Topic: topic})
+}
+
+// appendFrame appends a whole envelope made from tmpl with v as its body,
+// marshalled in place: room for the largest bin header is reserved, v is
+// marshalled after it, and then the header is written and the body moved
+// up against it. On error dst is returned unchanged in length.
+func appendFrame[T any](dst []byte, tmpl *codec.Template, id codec.ID, ts int64, seq uint64, v T) ([]byte, error) {
+	n0 := len(dst)
+	dst = tmpl.AppendHead(dst, id, ts, seq)
+	mark := len(dst)
+	dst = append(dst, 0, 0, 0, 0, 0)
+	dst, err := marshalBody(dst, v)
+	if err != nil {
+		return dst[:n0], err
+	}
+	n := len(dst) - mark - 5
+	if n > codec.MaxBody {
+		return dst[:n0], fmt.Errorf("pattern: body of %d bytes: %w", n, codec.ErrTooLarge)
+	}
+	var hb [5]byte
+	h := codec.AppendBinHeader(hb[:0], n)
+	copy(dst[mark+len(h):], dst[mark+5:])
+	copy(dst[mark:], h)
+	return dst[:mark+len(h)+n], nil
 }
 
 // marshalBody appends v's MessagePack encoding to dst. []byte and string
@@ -225,6 +256,15 @@ var clockBase atomic.Pointer[time.Time]
 func init() {
 	t := time.Now()
 	clockBase.Store(&t)
+}
+
+// nowNano is now().UnixNano() without making a time.Time.
+func nowNano() int64 {
+	b := clockBase.Load()
+	if d := time.Since(*b); d < time.Second {
+		return b.UnixNano() + int64(d)
+	}
+	return now().UnixNano()
 }
 
 // now is time.Now for envelope timestamps and latencies at half the cost

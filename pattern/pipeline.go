@@ -1,6 +1,7 @@
 package pattern
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -41,6 +42,7 @@ type Pusher[T any] struct {
 	c    counters
 	ack  *ackPusher[T] // nil in fire-and-forget mode
 	seq  atomic.Uint64
+	tmpl *codec.Template // the envelope of a Push without CallOptions
 	ctx  context.Context
 	stop context.CancelFunc
 	disc *joined
@@ -63,6 +65,9 @@ func NewPusher[T any](opts ...Option) (*Pusher[T], error) {
 		return nil, optErr("WithAckTimeout, WithMaxDeliveries, WithMaxPending and WithOnDead need WithAck")
 	}
 	p := &Pusher[T]{o: o}
+	if p.tmpl, err = newTemplate(&p.o, codec.KindData, ""); err != nil {
+		return nil, optErr("%v", err)
+	}
 	p.ctx, p.stop = context.WithCancel(context.Background())
 	if o.ack {
 		p.ack = newAckPusher(p)
@@ -104,6 +109,9 @@ func (p *Pusher[T]) Push(ctx context.Context, v T, opts ...CallOption) error {
 	if p.ctx.Err() != nil {
 		return ErrClosed
 	}
+	if p.ack == nil && len(opts) == 0 {
+		return p.pushFast(ctx, v)
+	}
 	bp := codec.GetBuffer()
 	defer codec.PutBuffer(bp)
 	body, err := marshalBody(*bp, v)
@@ -124,6 +132,32 @@ func (p *Pusher[T]) Push(ctx context.Context, v T, opts ...CallOption) error {
 	}
 	defer codec.PutBuffer(fbp)
 	if err := p.sock.Send(ctx, socket.Msg{Frames: [][]byte{frame}, Priority: env.Priority}); err != nil {
+		if errors.Is(err, socket.ErrClosed) {
+			return ErrClosed
+		}
+		return err
+	}
+	p.c.sent.Add(1)
+	return nil
+}
+
+// pushFast is Push in fire-and-forget mode without CallOptions: the
+// envelope comes from the Pusher's template, with the body marshalled
+// straight into the frame.
+func (p *Pusher[T]) pushFast(ctx context.Context, v T) error {
+	bp := codec.GetBuffer()
+	frame, err := appendFrame((*bp)[:0], p.tmpl, codec.NewID(), nowNano(), p.seq.Add(1), v)
+	if err != nil {
+		codec.PutBuffer(bp)
+		return err
+	}
+	*bp = frame
+	if len(frame) >= socket.CopyThreshold {
+		frame = bytes.Clone(frame) // the socket references it until written
+	}
+	err = p.sock.Send(ctx, socket.Msg{Frames: [][]byte{frame}, Priority: p.o.priority})
+	codec.PutBuffer(bp)
+	if err != nil {
 		if errors.Is(err, socket.ErrClosed) {
 			return ErrClosed
 		}

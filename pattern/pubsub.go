@@ -1,6 +1,7 @@
 package pattern
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"slices"
@@ -33,7 +34,8 @@ type Publisher[T any] struct {
 
 type topicState struct {
 	seq   uint64
-	frame []byte // the topic as a frame; shared by every message, never modified
+	frame []byte          // the topic as a frame; shared by every message, never modified
+	tmpl  *codec.Template // the envelope of a Publish without CallOptions
 }
 
 // NewPublisher creates a Publisher.
@@ -68,6 +70,9 @@ func (p *Publisher[T]) Publish(ctx context.Context, topic string, v T, opts ...C
 	if err := ctx.Err(); err != nil {
 		return ctxError(ctx)
 	}
+	if len(opts) == 0 {
+		return p.publishFast(ctx, topic, v)
+	}
 	bp := codec.GetBuffer()
 	defer codec.PutBuffer(bp)
 	body, err := marshalBody(*bp, v)
@@ -83,10 +88,9 @@ func (p *Publisher[T]) Publish(ctx context.Context, topic string, v T, opts ...C
 	if p.closed {
 		return ErrClosed
 	}
-	ts := p.topics[topic]
-	if ts == nil {
-		ts = &topicState{frame: []byte(topic)}
-		p.topics[topic] = ts
+	ts, err := p.topic(topic)
+	if err != nil {
+		return err
 	}
 	env.Seq = ts.seq + 1
 	fbp, frame, err := encodePooled(&env)
@@ -100,6 +104,52 @@ func (p *Publisher[T]) Publish(ctx context.Context, topic string, v T, opts ...C
 	ts.seq++
 	p.c.sent.Add(1)
 	return nil
+}
+
+// publishFast is Publish without CallOptions: the envelope comes from the
+// topic's template, with the body marshalled straight into the frame.
+func (p *Publisher[T]) publishFast(ctx context.Context, topic string, v T) error {
+	bp := codec.GetBuffer()
+	defer codec.PutBuffer(bp)
+	id, ts := codec.NewID(), nowNano()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed {
+		return ErrClosed
+	}
+	st, err := p.topic(topic)
+	if err != nil {
+		return err
+	}
+	frame, err := appendFrame((*bp)[:0], st.tmpl, id, ts, st.seq+1, v)
+	if err != nil {
+		return err
+	}
+	*bp = frame
+	if len(frame) >= socket.CopyThreshold {
+		frame = bytes.Clone(frame) // the socket references it until written
+	}
+	if err := p.sock.Send(ctx, socket.Msg{Frames: [][]byte{st.frame, frame}, Priority: p.o.priority}); err != nil {
+		return err
+	}
+	st.seq++
+	p.c.sent.Add(1)
+	return nil
+}
+
+// topic returns the state of topic, creating it on first use. The caller
+// holds p.mu.
+func (p *Publisher[T]) topic(topic string) (*topicState, error) {
+	if st := p.topics[topic]; st != nil {
+		return st, nil
+	}
+	tmpl, err := newTemplate(&p.o, codec.KindData, topic)
+	if err != nil {
+		return nil, err
+	}
+	st := &topicState{frame: []byte(topic), tmpl: tmpl}
+	p.topics[topic] = st
+	return st, nil
 }
 
 // Connect connects the Publisher's socket to ep (for a publisher that dials
