@@ -167,14 +167,10 @@ func (a *ackPusher[T]) wake() {
 	}
 }
 
-func (a *ackPusher[T]) push(ctx context.Context, env *codec.Envelope, v T) error {
-	env.Seq = a.p.seq.Add(1)
-	env.ID = a.custody.id(env.Seq)
-	frame, err := encodeEnvelope(env)
-	if err != nil {
-		return err
-	}
-	it := &item{id: env.ID, seq: env.Seq, prio: env.Priority, pushed: mono()}
+// push takes custody of a message: frame is its envelope, with the given
+// id (from custody.id), sequence number and priority.
+func (a *ackPusher[T]) push(ctx context.Context, frame []byte, id codec.ID, seq uint64, prio uint8, v T) error {
+	it := &item{id: id, seq: seq, prio: prio, pushed: mono()}
 	it.frames[1], it.frames[2] = empty, frame
 	if a.o.onDead != nil {
 		it.value = v
@@ -584,72 +580,80 @@ func (a *ackPusher[T]) recvLoop() {
 		if err != nil {
 			return
 		}
-		n := len(m.Frames)
-		var env codec.View
-		if n < 2 || codec.DecodeView(m.Frames[n-1], &env) != nil {
-			a.p.c.dropped.Add(1)
-			continue
-		}
-		rid := m.Frames[0]
-		switch env.Kind {
-		case codec.KindAck:
-			ids, ok := []byte(nil), true // a hello carries no body at all
-			if len(env.Body) > 0 {
-				ids, ok = binBody(env.Body)
-			}
-			if !ok || len(ids)%len(codec.ID{}) != 0 {
-				a.p.c.dropped.Add(1)
-				continue
-			}
-			now := mono()
-			a.mu.Lock()
-			p := a.peers[string(rid)]
-			if c, ok := env.Header(creditHeader); ok {
-				if w, err := strconv.Atoi(string(c)); err == nil && w > 0 {
-					if p == nil {
-						p = &pullerPeer{rid: bytes.Clone(rid)}
-						p.held.sel = hlinks
-						a.peers[string(rid)] = p
-						a.ring = append(a.ring, p)
-					}
-					p.window = w
-					p.credit = w - p.nheld
-				}
-			}
-			for len(ids) > 0 {
-				dead = a.answered(codec.ID(ids[:16]), p, true, "", now, dead)
-				ids = ids[16:]
-			}
-			// The credit that came back is used from here, saving the
-			// hand-off to the dispatcher; it takes over a long backlog
-			// and arms the ack timer when nothing was in flight.
-			idle := a.flight.head == nil
-			sends = a.assignQueued(sends, now)
-			wake := idle || len(sends) == dispatchBatch
-			a.mu.Unlock()
-			for i, d := range sends {
-				dead = a.send(d, dead)
-				sends[i] = delivery{}
-			}
-			sends = sends[:0]
-			dead = a.reportDead(dead)
-			if wake {
-				a.wake()
-			}
-		case codec.KindNack:
-			why, err := unmarshalBody[string](env.Body)
-			if err != nil {
-				why = "nack"
-			}
-			a.mu.Lock()
-			dead = a.answered(env.ID, a.peers[string(rid)], false, why, mono(), dead)
-			a.mu.Unlock()
-			dead = a.reportDead(dead)
-			a.wake()
-		default:
-			a.p.c.dropped.Add(1)
-		}
+		dead, sends = a.handleAnswer(m, dead, sends)
+		m.Free() // handleAnswer has copied what it keeps
 	}
+}
+
+// handleAnswer handles one message from a puller: an ack (or a hello), or
+// a nack.
+func (a *ackPusher[T]) handleAnswer(m socket.Msg, dead []DeadLetter, sends []delivery) ([]DeadLetter, []delivery) {
+	n := len(m.Frames)
+	var env codec.View
+	if n < 2 || codec.DecodeView(m.Frames[n-1], &env) != nil {
+		a.p.c.dropped.Add(1)
+		return dead, sends
+	}
+	rid := m.Frames[0]
+	switch env.Kind {
+	case codec.KindAck:
+		ids, ok := []byte(nil), true // a hello carries no body at all
+		if len(env.Body) > 0 {
+			ids, ok = binBody(env.Body)
+		}
+		if !ok || len(ids)%len(codec.ID{}) != 0 {
+			a.p.c.dropped.Add(1)
+			return dead, sends
+		}
+		now := mono()
+		a.mu.Lock()
+		p := a.peers[string(rid)]
+		if c, ok := env.Header(creditHeader); ok {
+			if w, err := strconv.Atoi(string(c)); err == nil && w > 0 {
+				if p == nil {
+					p = &pullerPeer{rid: bytes.Clone(rid)}
+					p.held.sel = hlinks
+					a.peers[string(rid)] = p
+					a.ring = append(a.ring, p)
+				}
+				p.window = w
+				p.credit = w - p.nheld
+			}
+		}
+		for len(ids) > 0 {
+			dead = a.answered(codec.ID(ids[:16]), p, true, "", now, dead)
+			ids = ids[16:]
+		}
+		// The credit that came back is used from here, saving the
+		// hand-off to the dispatcher; it takes over a long backlog
+		// and arms the ack timer when nothing was in flight.
+		idle := a.flight.head == nil
+		sends = a.assignQueued(sends, now)
+		wake := idle || len(sends) == dispatchBatch
+		a.mu.Unlock()
+		for i, d := range sends {
+			dead = a.send(d, dead)
+			sends[i] = delivery{}
+		}
+		sends = sends[:0]
+		dead = a.reportDead(dead)
+		if wake {
+			a.wake()
+		}
+	case codec.KindNack:
+		why, err := unmarshalBody[string](env.Body)
+		if err != nil {
+			why = "nack"
+		}
+		a.mu.Lock()
+		dead = a.answered(env.ID, a.peers[string(rid)], false, why, mono(), dead)
+		a.mu.Unlock()
+		dead = a.reportDead(dead)
+		a.wake()
+	default:
+		a.p.c.dropped.Add(1)
+	}
+	return dead, sends
 }
 
 func (a *ackPusher[T]) drain(ctx context.Context) error {

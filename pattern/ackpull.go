@@ -141,60 +141,102 @@ func (ps *pullSock) wake() {
 	}
 }
 
+// polling is a cancelled context: Recv with it takes a waiting message
+// or returns at once.
+var polling = func() context.Context {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	return ctx
+}()
+
 // worker takes messages from ps and processes them. Every socket has
 // WithWorkers of them, and they share WithWorkers slots: the handler never
 // runs more than that many times at once, and no goroutine hand-off
 // separates receiving a message from processing it.
+//
+// Acks are queued on ps as messages finish, and the acker is woken when
+// the worker runs out of waiting messages or has finished a quarter of its
+// credit since it last woke it: a busy puller acks in batches, and an idle
+// one at once.
 func (a *ackPuller[T]) worker(ps *pullSock) {
 	defer a.wg.Done()
 	ctx := a.pl.ctx
-	c := &a.pl.c
+	batch := max(1, a.pl.o.credit/4)
+	acks := 0 // queued on ps since the last wake
 	for {
-		m, err := ps.sock.Recv(ctx)
+		m, err := ps.sock.Recv(polling)
 		if err != nil {
-			return
+			if acks > 0 {
+				ps.wake()
+				acks = 0
+			}
+			if m, err = ps.sock.Recv(ctx); err != nil {
+				return
+			}
 		}
 		select {
 		case <-ps.stop:
 			return
 		default:
 		}
-		n := len(m.Frames)
-		var env codec.View
-		if n == 0 || codec.DecodeView(m.Frames[n-1], &env) != nil || env.Kind != codec.KindData {
-			c.dropped.Add(1)
-			continue
-		}
-		a.dmu.Lock()
-		if first, ok := a.seen[env.ID]; ok {
-			if first == nil { // processed: acknowledge again
-				a.dmu.Unlock()
-				ps.ack(env.ID)
-			} else { // being processed: answer with the first copy's outcome
-				a.extra[env.ID] = append(a.extra[env.ID], ps)
-				a.dmu.Unlock()
-			}
-			c.dups.Add(1)
-			continue
-		}
-		a.seen[env.ID] = ps
-		a.dmu.Unlock()
-		select {
-		case a.sem <- struct{}{}:
-		case <-ctx.Done():
+		acked, ok := a.process(ps, m)
+		m.Free() // process has copied what it keeps
+		if !ok {
 			return
 		}
-		err = a.pl.handle(env.Body)
-		<-a.sem
-		if err != nil && ctx.Err() != nil && errors.Is(err, context.Canceled) {
-			continue // closing: neither ack nor nack; the pusher redelivers
+		if acks += acked; acks >= batch {
+			ps.wake()
+			acks = 0
 		}
-		a.finish(env.ID, err)
 	}
 }
 
-// finish acks (or nacks) every copy of id received so far.
-func (a *ackPuller[T]) finish(id codec.ID, err error) {
+// process handles one message received on ps: it drops it (malformed),
+// acknowledges it again (a duplicate already processed), parks it (a
+// duplicate being processed), or runs the handler and acks or nacks it.
+// It returns how many acks it queued on ps, and false when the Puller
+// closed while it waited for a worker slot.
+func (a *ackPuller[T]) process(ps *pullSock, m socket.Msg) (acks int, ok bool) {
+	c := &a.pl.c
+	n := len(m.Frames)
+	var env codec.View
+	if n == 0 || codec.DecodeView(m.Frames[n-1], &env) != nil || env.Kind != codec.KindData {
+		c.dropped.Add(1)
+		return 0, true
+	}
+	a.dmu.Lock()
+	if first, dup := a.seen[env.ID]; dup {
+		c.dups.Add(1)
+		if first == nil { // processed: acknowledge again
+			a.dmu.Unlock()
+			ps.ack(env.ID)
+			return 1, true
+		}
+		// Being processed: answer with the first copy's outcome.
+		a.extra[env.ID] = append(a.extra[env.ID], ps)
+		a.dmu.Unlock()
+		return 0, true
+	}
+	a.seen[env.ID] = ps
+	a.dmu.Unlock()
+	select {
+	case a.sem <- struct{}{}:
+	case <-a.pl.ctx.Done():
+		return 0, false
+	}
+	err := a.pl.handle(env.Body)
+	<-a.sem
+	if err != nil && a.pl.ctx.Err() != nil && errors.Is(err, context.Canceled) {
+		return 0, true // closing: neither ack nor nack; the pusher redelivers
+	}
+	a.finish(ps, env.ID, err)
+	return 1, true
+}
+
+// finish acks (or nacks) every copy of id received so far. The acks on
+// self, the caller's socket, are left for the caller to flush; those on
+// other sockets are flushed now.
+func (a *ackPuller[T]) finish(self *pullSock, id codec.ID, err error) {
 	a.dmu.Lock()
 	first := a.seen[id]
 	more := a.extra[id]
@@ -224,6 +266,9 @@ func (a *ackPuller[T]) finish(id codec.ID, err error) {
 		}
 		if err == nil {
 			ps.ack(id)
+			if ps != self {
+				ps.wake()
+			}
 			a.pl.c.acked.Add(1)
 		} else {
 			a.nack(ps, id, err)
@@ -231,11 +276,11 @@ func (a *ackPuller[T]) finish(id codec.ID, err error) {
 	}
 }
 
+// ack queues an ack; the caller wakes the acker (see worker).
 func (ps *pullSock) ack(id codec.ID) {
 	ps.amu.Lock()
 	ps.ids = append(ps.ids, id[:]...)
 	ps.amu.Unlock()
-	ps.wake()
 }
 
 func (a *ackPuller[T]) nack(ps *pullSock, id codec.ID, cause error) {

@@ -10,6 +10,8 @@ package pattern
 //
 // Throughput benchmarks time b.N messages from the first send to the last
 // delivery and report msgs/s; the pub/sub ones also report the drop rate.
+// The raw twins free each received message (socket.Msg.Free), as the typed
+// patterns do.
 
 import (
 	"context"
@@ -18,6 +20,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/zpeer/zpeer/codec"
 	"github.com/zpeer/zpeer/socket"
 )
 
@@ -80,6 +83,7 @@ func BenchmarkRawReqRep(b *testing.B) {
 				return
 			}
 			router.Send(ctx, m)
+			m.Free()
 		}
 	}()
 	defer func() { cancel(); wg.Wait() }()
@@ -95,9 +99,11 @@ func BenchmarkRawReqRep(b *testing.B) {
 				b.Fatal(err)
 			}
 		}
-		if _, err := dealer.Recv(ctx); err != nil {
+		m, err := dealer.Recv(ctx)
+		if err != nil {
 			b.Fatal(err)
 		}
+		m.Free()
 	}
 	roundTrip()
 	b.SetBytes(benchSize)
@@ -196,7 +202,8 @@ func BenchmarkRawPubSub(b *testing.B) {
 			pub.Send(ctx, socket.Msg{Frames: [][]byte{topic, payload}})
 		}
 	}, func() uint64 { return pub.Stats().Drops }, func(ctx context.Context) error {
-		_, err := sub.Recv(ctx)
+		m, err := sub.Recv(ctx)
+		m.Free()
 		return err
 	})
 	b.StopTimer()
@@ -257,7 +264,26 @@ func BenchmarkAckedPipelineCredit1024(b *testing.B) { benchPipeline(b, true, 102
 
 // BenchmarkRawPipeline is the socket-level twin: PUSH and PULL, 64-byte
 // frames.
-func BenchmarkRawPipeline(b *testing.B) {
+func BenchmarkRawPipeline(b *testing.B) { benchRawPipeline(b, benchPayload()) }
+
+// BenchmarkRawPipelineEnvelopeSize is BenchmarkRawPipeline with frames as
+// large as the envelope of BenchmarkTypedPipeline (a 64-byte []byte with
+// its id, timestamp, sender and sequence number): the difference from
+// BenchmarkRawPipeline is what the envelope's bytes alone cost the socket.
+func BenchmarkRawPipelineEnvelopeSize(b *testing.B) {
+	p, err := NewPusher[[]byte]()
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer p.Close()
+	frame, err := appendFrame(nil, p.tmpl, codec.NewID(), nowNano(), 1<<20, benchPayload())
+	if err != nil {
+		b.Fatal(err)
+	}
+	benchRawPipeline(b, frame)
+}
+
+func benchRawPipeline(b *testing.B, payload []byte) {
 	push, err := socket.New(socket.PUSH)
 	push = cleanup(b, push, err)
 	pep, _ := push.Bind(loopback)
@@ -265,7 +291,6 @@ func BenchmarkRawPipeline(b *testing.B) {
 	pull = cleanup(b, pull, err)
 	pull.Connect(pep)
 	waitFor(b, "puller", func() bool { return push.Peers() == 1 })
-	payload := benchPayload()
 	ctx := context.Background()
 	done := make(chan struct{})
 	n := b.N
@@ -276,9 +301,11 @@ func BenchmarkRawPipeline(b *testing.B) {
 	go func() {
 		defer close(done)
 		for range n {
-			if _, err := pull.Recv(ctx); err != nil {
+			m, err := pull.Recv(ctx)
+			if err != nil {
 				return
 			}
+			m.Free()
 		}
 	}()
 	for range n {

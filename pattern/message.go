@@ -182,16 +182,17 @@ func marshalBody[T any](dst []byte, v T) ([]byte, error) {
 	return codec.AppendValue(dst, v)
 }
 
-// unmarshalBody decodes a body as a T. A []byte or string target takes a
-// bin (or str) body without going through reflection, and a []byte value
-// aliases data (see the received-frame rule in socket.Msg: the memory is
-// the receiver's, never reused); everything else goes through
-// codec.UnmarshalValue, which bounds what it allocates.
+// unmarshalBody decodes a body as a T, which never aliases data (the
+// received message is freed for reuse). A []byte or string target takes a
+// bin (or str) body without going through reflection; everything else goes
+// through codec.UnmarshalValue, which bounds what it allocates.
 func unmarshalBody[T any](data []byte) (v T, err error) {
 	switch p := any(&v).(type) {
 	case *[]byte:
 		if b, ok := binBody(data); ok {
-			*p = b
+			if b != nil {
+				*p = append(make([]byte, 0, len(b)), b...)
+			}
 			return v, nil
 		}
 	case *string:

@@ -109,7 +109,10 @@ func (p *Pusher[T]) Push(ctx context.Context, v T, opts ...CallOption) error {
 	if p.ctx.Err() != nil {
 		return ErrClosed
 	}
-	if p.ack == nil && len(opts) == 0 {
+	if len(opts) == 0 {
+		if p.ack != nil {
+			return p.pushAckedFast(ctx, v)
+		}
 		return p.pushFast(ctx, v)
 	}
 	bp := codec.GetBuffer()
@@ -122,7 +125,14 @@ func (p *Pusher[T]) Push(ctx context.Context, v T, opts ...CallOption) error {
 	env := codec.Envelope{Kind: codec.KindData, Body: body}
 	stamp(&env, now(), &p.o, opts)
 	if p.ack != nil {
-		return p.ack.push(ctx, &env, v) // makes its own ids
+		// The acked pusher makes its own ids, and keeps the frame.
+		env.Seq = p.seq.Add(1)
+		env.ID = p.ack.custody.id(env.Seq)
+		frame, err := encodeEnvelope(&env)
+		if err != nil {
+			return err
+		}
+		return p.ack.push(ctx, frame, env.ID, env.Seq, env.Priority, v)
 	}
 	env.ID = codec.NewID()
 	env.Seq = p.seq.Add(1)
@@ -165,6 +175,24 @@ func (p *Pusher[T]) pushFast(ctx context.Context, v T) error {
 	}
 	p.c.sent.Add(1)
 	return nil
+}
+
+// pushAckedFast is Push in acknowledged mode without CallOptions: the frame
+// comes from the template, in memory of its own (custody keeps it until
+// the message is acknowledged).
+func (p *Pusher[T]) pushAckedFast(ctx context.Context, v T) error {
+	seq := p.seq.Add(1)
+	id := p.ack.custody.id(seq)
+	bp := codec.GetBuffer()
+	frame, err := appendFrame((*bp)[:0], p.tmpl, id, nowNano(), seq, v)
+	if err != nil {
+		codec.PutBuffer(bp)
+		return err
+	}
+	*bp = frame
+	frame = bytes.Clone(frame)
+	codec.PutBuffer(bp)
+	return p.ack.push(ctx, frame, id, seq, p.o.priority, v)
 }
 
 // Drain waits until everything pushed so far is settled: in acknowledged
@@ -343,11 +371,10 @@ func (pl *Puller[T]) worker() {
 		var env codec.View
 		if len(m.Frames) != 1 || codec.DecodeView(m.Frames[0], &env) != nil || env.Kind != codec.KindData {
 			pl.c.dropped.Add(1)
-			continue
-		}
-		if err := pl.handle(env.Body); err != nil && pl.ctx.Err() == nil {
+		} else if err := pl.handle(env.Body); err != nil && pl.ctx.Err() == nil {
 			pl.o.logger.Warn("pattern: puller handler failed", "id", env.ID, "err", err)
 		}
+		m.Free() // the value handed to the handler is a copy
 	}
 }
 

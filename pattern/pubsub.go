@@ -304,14 +304,16 @@ func (s *Subscriber[T]) Publishers() int { return s.sock.Peers() }
 // the Subscriber is closed and what it had received is consumed, ErrClosed.
 func (s *Subscriber[T]) Recv(ctx context.Context) (Message[T], error) {
 	for {
-		m, body, gap, err := s.next(ctx)
+		m, sm, body, gap, err := s.next(ctx)
 		if err != nil {
 			return Message[T]{}, err
 		}
 		if gap.Missed > 0 && s.o.onGap != nil {
 			s.o.onGap(gap)
 		}
-		if m.Value, err = unmarshalBody[T](body); err != nil {
+		m.Value, err = unmarshalBody[T](body)
+		sm.Free() // the value, like the rest of m, is a copy
+		if err != nil {
 			s.c.dropped.Add(1)
 			s.o.logger.Debug("pattern: subscriber dropped a message", "err", err)
 			continue
@@ -322,12 +324,12 @@ func (s *Subscriber[T]) Recv(ctx context.Context) (Message[T], error) {
 }
 
 // next takes one envelope off the socket, checks its sequence number and
-// returns its metadata and body.
-func (s *Subscriber[T]) next(ctx context.Context) (Message[T], []byte, Gap, error) {
+// returns its metadata, the socket message and the body in it.
+func (s *Subscriber[T]) next(ctx context.Context) (Message[T], socket.Msg, []byte, Gap, error) {
 	select {
 	case s.recv <- struct{}{}:
 	case <-ctx.Done():
-		return Message[T]{}, nil, Gap{}, ctxError(ctx)
+		return Message[T]{}, socket.Msg{}, nil, Gap{}, ctxError(ctx)
 	}
 	defer func() { <-s.recv }()
 	for {
@@ -336,11 +338,12 @@ func (s *Subscriber[T]) next(ctx context.Context) (Message[T], []byte, Gap, erro
 			if errors.Is(err, socket.ErrClosed) {
 				err = ErrClosed
 			}
-			return Message[T]{}, nil, Gap{}, err
+			return Message[T]{}, socket.Msg{}, nil, Gap{}, err
 		}
 		var env codec.View
 		if len(m.Frames) != 2 || codec.DecodeView(m.Frames[1], &env) != nil || env.Kind != codec.KindData {
 			s.c.dropped.Add(1)
+			m.Free()
 			continue
 		}
 		if len(env.Topic) == 0 {
@@ -352,7 +355,7 @@ func (s *Subscriber[T]) next(ctx context.Context) (Message[T], []byte, Gap, erro
 		msg := Message[T]{ID: env.ID, Type: s.typ, Priority: env.Priority, Seq: env.Seq,
 			Timestamp: time.Unix(0, env.Timestamp), Headers: env.Headers()}
 		gap := s.track(&env, &msg)
-		return msg, env.Body, gap, nil
+		return msg, m, env.Body, gap, nil
 	}
 }
 

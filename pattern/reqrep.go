@@ -676,6 +676,7 @@ func (rp *Replier[Req, Resp]) worker() {
 			return
 		}
 		rp.serve(m)
+		m.Free() // serve has copied what it keeps
 	}
 }
 
@@ -720,8 +721,10 @@ func (rp *Replier[Req, Resp]) serve(m socket.Msg) {
 		rp.c.dropped.Add(1)
 		return
 	}
-	m.Frames[n-1] = frame
-	if err := rp.sock.Send(rp.ctx, socket.Msg{Frames: m.Frames, Priority: out.Priority}); err != nil {
+	// The routing frames, then the reply (in a new slice: m's frames are
+	// freed after this, and a large reply is written from its memory).
+	frames := append(m.Frames[:n-1:n-1], frame)
+	if err := rp.sock.Send(rp.ctx, socket.Msg{Frames: frames, Priority: out.Priority}); err != nil {
 		rp.c.dropped.Add(1) // the requester has gone, or its queue is full
 		return
 	}

@@ -13,7 +13,7 @@ import (
 	"time"
 )
 
-var benchSizes = []int{64, 1 << 10, 64 << 10, 1 << 20}
+var benchSizes = []int{64, 256, 1 << 10, 64 << 10, 1 << 20}
 
 func sizeName(n int) string {
 	switch {

@@ -17,15 +17,18 @@ type Msg struct {
 	// queue. Receivers see no difference; it is not sent on the wire.
 	Priority uint8
 
-	pooled bool // received: frames over slabFrameMax came from the pool
-	size   int  // received: total body bytes
+	pooled bool  // received: frames over slabFrameMax came from the pool
+	size   int   // received: total body bytes
+	slab   *slab // received: the slab its small frames were carved from
 }
 
-// Free hands a received message's large frame buffers back for reuse by
-// later receives. It is optional (without it they are garbage collected) and
-// pays off for messages of tens of kilobytes and more. The frames must not
-// be used after Free; Free on a message that was not received, or twice, is
-// a no-op.
+// Free hands a received message's memory back for reuse by later
+// receives: its large frames' buffers, and its share of the slab its small
+// frames were carved from. It is optional (without it the memory is
+// garbage collected), and pays off at high message rates and for messages
+// of tens of kilobytes and more. The frames must not be used after Free,
+// nor Free called on another copy of the same Msg; Free on a message that
+// was not received, or twice on the same variable, is a no-op.
 func (m *Msg) Free() {
 	if m.pooled {
 		for _, f := range m.Frames {
@@ -34,7 +37,10 @@ func (m *Msg) Free() {
 			}
 		}
 	}
-	m.Frames, m.pooled = nil, false
+	if m.slab != nil {
+		m.slab.release(1)
+	}
+	m.Frames, m.pooled, m.slab = nil, false, nil
 }
 
 // CopyThreshold is the frame size from which Send stops copying: frames of

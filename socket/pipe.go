@@ -23,6 +23,10 @@ const (
 	maxFrames    = 1 << 16  // frames in one message, sent or received
 )
 
+// noBytes backs received empty frames: not nil, like every received frame,
+// and with no capacity, so appending to one copies it.
+var noBytes = []byte{}
+
 var (
 	errHeartbeat = errors.New("socket: heartbeat timeout")
 	errPeerError = errors.New("socket: peer sent ERROR")
@@ -459,10 +463,18 @@ func (p *pipe) readLoop() {
 		frames [][]byte
 		total  int64
 		pooled bool // some frame of the message came from the buffer pool
-		slab   []byte
+		cur    *slab // the slab small frames are carved from, from cur.buf[off:]
+		off    int
+		given  int32 // messages holding a reference to cur
+		mslab  *slab // the slab holding the message's small frames, if any
 		fslab  [][]byte
 		limit  = p.s.opts.MaxMsgSize
 	)
+	defer func() {
+		if cur != nil {
+			cur.release(slabReserve - given)
+		}
+	}()
 	fail := func(err error) {
 		if len(batch) > 0 {
 			p.s.fq.push(p, batch)
@@ -535,12 +547,25 @@ func (p *pipe) readLoop() {
 		total += int64(size)
 		var body []byte
 		switch {
+		case size == 0:
+			body = noBytes[:0:0]
 		case size <= slabFrameMax:
-			if len(slab) < int(size) {
-				slab = make([]byte, slabSize)
+			n := int(size)
+			if cur == nil || slabSize-off < n {
+				if mslab != nil {
+					// The message has frames in this slab already and
+					// holds it by one reference: the rest go elsewhere.
+					body = make([]byte, n)
+					break
+				}
+				if cur != nil {
+					cur.release(slabReserve - given)
+				}
+				cur, off, given = newSlab(), 0, 0
 			}
-			body = slab[:size:size]
-			slab = slab[size:]
+			body = cur.buf[off : off+n : off+n]
+			off += n
+			mslab = cur
 		case p.encrypt:
 			body = make([]byte, size)
 		default:
@@ -574,14 +599,19 @@ func (p *pipe) readLoop() {
 		frames = frames[:0]
 		p.stats.msgsIn.Add(1)
 		p.stats.bytesIn.Add(uint64(total))
-		m := Msg{Frames: fs, pooled: pooled, size: int(total)}
-		total, pooled = 0, false
-		if m, ok := p.s.r.incoming(p, m); ok {
-			batch = append(batch, m)
+		m := Msg{Frames: fs, pooled: pooled, size: int(total), slab: mslab}
+		if mslab != nil {
+			given++ // one of the reader's reserved references
+		}
+		total, pooled, mslab = 0, false, nil
+		if out, ok := p.s.r.incoming(p, m); ok {
+			batch = append(batch, out)
 			if len(batch) >= 128 {
 				p.s.fq.push(p, batch)
 				batch = batch[:0]
 			}
+		} else {
+			m.Free() // not delivered: the memory can be reused
 		}
 	}
 }

@@ -1,6 +1,7 @@
 package socket
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"sync"
@@ -50,9 +51,15 @@ func (r *repRouter) recv(ctx context.Context) (Msg, error) {
 		i++
 	}
 	r.mu.Lock()
-	r.mustSend, r.cur, r.env = true, p, m.Frames[:i+1]
+	// The envelope is kept for the reply: copied, since the caller may
+	// Free the request first.
+	env := make([][]byte, i+1)
+	for j, f := range m.Frames[:i+1] {
+		env[j] = bytes.Clone(f)
+	}
+	r.mustSend, r.cur, r.env = true, p, env
 	r.mu.Unlock()
-	return Msg{Frames: m.Frames[i+1:], pooled: m.pooled, size: m.size}, nil
+	return Msg{Frames: m.Frames[i+1:], pooled: m.pooled, size: m.size, slab: m.slab}, nil
 }
 
 func (r *repRouter) send(ctx context.Context, m Msg) error {

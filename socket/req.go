@@ -114,7 +114,7 @@ func (r *reqRouter) incoming(p *pipe, m Msg) (Msg, bool) {
 		p.discard(1)
 		return Msg{}, false
 	}
-	return Msg{Frames: m.Frames[skip:], pooled: m.pooled, size: m.size}, true
+	return Msg{Frames: m.Frames[skip:], pooled: m.pooled, size: m.size, slab: m.slab}, true
 }
 
 func (r *reqRouter) detach(p *pipe) {

@@ -58,7 +58,7 @@ func (r *routerRouter) command(*pipe, string, []byte) {}
 func (r *routerRouter) incoming(p *pipe, m Msg) (Msg, bool) {
 	frames := make([][]byte, 0, len(m.Frames)+1)
 	frames = append(append(frames, p.routeID), m.Frames...)
-	return Msg{Frames: frames, pooled: m.pooled, size: m.size + len(p.routeID)}, true
+	return Msg{Frames: frames, pooled: m.pooled, size: m.size + len(p.routeID), slab: m.slab}, true
 }
 
 func (r *routerRouter) recv(ctx context.Context) (Msg, error) {

@@ -271,7 +271,9 @@ func (s *Socket) SendBytes(ctx context.Context, b []byte) error {
 
 // Recv returns the next message, fair-queued over peers. It blocks until a
 // message arrives, ctx ends, or the socket closes; messages already received
-// are still returned after Close.
+// are still returned after Close. A message already waiting is returned
+// even when ctx is done, so Recv with a cancelled context polls: it returns
+// a message or ctx's error at once.
 func (s *Socket) Recv(ctx context.Context) (Msg, error) {
 	return s.r.recv(ctx)
 }
