@@ -462,7 +462,7 @@ func (p *pipe) readLoop() {
 		batch  []Msg
 		frames [][]byte
 		total  int64
-		pooled bool // some frame of the message came from the buffer pool
+		pooled bool  // some frame of the message came from the buffer pool
 		cur    *slab // the slab small frames are carved from, from cur.buf[off:]
 		off    int
 		given  int32 // messages holding a reference to cur
