@@ -201,13 +201,17 @@ func (a *ackPusher[T]) push(ctx context.Context, frame []byte, id codec.ID, seq 
 		// hand-off to the dispatcher.
 		if p := a.pick(nil, it.pushed); p != nil {
 			a.assign(it, p, it.pushed)
-			d := deliveryOf(it, p)
+			d := deliveryPool.Get().(*delivery)
+			*d = deliveryOf(it, p)
 			first := a.flight.head == it
 			a.mu.Unlock()
 			if first {
 				a.wake() // the dispatcher arms its ack timer
 			}
-			if dead := a.send(d, nil); len(dead) > 0 {
+			dead := a.send(d, nil)
+			*d = delivery{}
+			deliveryPool.Put(d)
+			if len(dead) > 0 {
 				a.reportDead(dead)
 			}
 			return nil
@@ -281,7 +285,8 @@ func (a *ackPusher[T]) assign(it *item, p *pullerPeer, now int64) {
 }
 
 // send hands an assigned delivery to the socket.
-func (a *ackPusher[T]) send(d delivery, dead []DeadLetter) []DeadLetter {
+// d is the caller's: the socket is handed d.frames without a copy.
+func (a *ackPusher[T]) send(d *delivery, dead []DeadLetter) []DeadLetter {
 	err := a.p.sock.Send(a.p.ctx, socket.Msg{Frames: d.frames[:], Priority: d.prio})
 	if err != nil {
 		return a.undo(d.it, d.peer, err, dead)
@@ -463,6 +468,10 @@ type delivery struct {
 	retry  bool
 }
 
+// deliveryPool holds deliveries for Push's direct sends (the dispatcher
+// and the receive loop keep slices of their own).
+var deliveryPool = sync.Pool{New: func() any { return new(delivery) }}
+
 // deliveryOf snapshots an item just assigned to p. a.mu is held.
 func deliveryOf(it *item, p *pullerPeer) delivery {
 	return delivery{it: it, peer: p, frames: it.frames, prio: it.prio, retry: it.deliveries > 1}
@@ -512,8 +521,8 @@ func (a *ackPusher[T]) dispatch() {
 		}
 		a.mu.Unlock()
 
-		for i, d := range sends {
-			dead = a.send(d, dead)
+		for i := range sends {
+			dead = a.send(&sends[i], dead)
 			sends[i] = delivery{}
 		}
 		sends = sends[:0]
@@ -631,8 +640,8 @@ func (a *ackPusher[T]) handleAnswer(m socket.Msg, dead []DeadLetter, sends []del
 		sends = a.assignQueued(sends, now)
 		wake := idle || len(sends) == dispatchBatch
 		a.mu.Unlock()
-		for i, d := range sends {
-			dead = a.send(d, dead)
+		for i := range sends {
+			dead = a.send(&sends[i], dead)
 			sends[i] = delivery{}
 		}
 		sends = sends[:0]

@@ -114,6 +114,8 @@ func TestAckedPipeline(t *testing.T) {
 			WithConnect(ep(t, push)), WithAck(), WithCredit(8))
 		cleanup(t, pl, err)
 	}
+	// Both pullers' credit has arrived: the work can be shared.
+	waitFor(t, "both pullers' hellos", func() bool { return len(push.Stats().Peers) == 2 })
 	const n = 500
 	for i := range n {
 		if err := push.Push(ctxT(t), job{N: i}); err != nil {
