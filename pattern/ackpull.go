@@ -51,8 +51,12 @@ func newAckPuller[T any](pl *Puller[T]) *ackPuller[T] {
 
 func (a *ackPuller[T]) connect(ep string) error {
 	ps := &pullSock{ep: ep, kick: make(chan struct{}, 1), stop: make(chan struct{})}
+	// The DEALER only sends acks, in batches: written at once from the
+	// worker that flushes them, they reach the pusher without waiting
+	// for a writer goroutine to be scheduled.
 	sopts := append([]socket.Option{
 		socket.WithNoBlock(),
+		socket.WithLowLatency(true),
 		socket.WithEventHandler(func(ev socket.Event) { a.event(ps, ev) }),
 	}, a.pl.o.sockOpts...)
 	s, err := socket.New(socket.DEALER, sopts...)
@@ -167,7 +171,7 @@ func (a *ackPuller[T]) worker(ps *pullSock) {
 		m, err := ps.sock.Recv(polling)
 		if err != nil {
 			if acks > 0 {
-				ps.wake()
+				a.flushFrom(ps)
 				acks = 0
 			}
 			if m, err = ps.sock.Recv(ctx); err != nil {
@@ -185,7 +189,7 @@ func (a *ackPuller[T]) worker(ps *pullSock) {
 			return
 		}
 		if acks += acked; acks >= batch {
-			ps.wake()
+			a.flushFrom(ps)
 			acks = 0
 		}
 	}
@@ -238,17 +242,20 @@ func (a *ackPuller[T]) process(ps *pullSock, m socket.Msg) (acks int, ok bool) {
 // other sockets are flushed now.
 func (a *ackPuller[T]) finish(self *pullSock, id codec.ID, err error) {
 	a.dmu.Lock()
-	first := a.seen[id]
-	more := a.extra[id]
-	if more != nil {
-		delete(a.extra, id)
+	// seen[id] is self: only the worker that put it there finishes id, and
+	// duplicates that arrive meanwhile wait in extra.
+	var more []*pullSock
+	if len(a.extra) > 0 {
+		if more = a.extra[id]; more != nil {
+			delete(a.extra, id)
+		}
 	}
 	if err == nil {
 		a.seen[id] = nil
+		// The ring holds processed ids only, each once: while one is in
+		// it, its duplicates are acknowledged, never processed again.
 		if old := a.ring[a.pos]; !old.IsZero() {
-			if v, ok := a.seen[old]; ok && v == nil {
-				delete(a.seen, old)
-			}
+			delete(a.seen, old)
 		}
 		a.ring[a.pos] = id
 		a.pos = (a.pos + 1) % len(a.ring)
@@ -257,12 +264,9 @@ func (a *ackPuller[T]) finish(self *pullSock, id codec.ID, err error) {
 	}
 	a.dmu.Unlock()
 	for i := -1; i < len(more); i++ {
-		ps := first
+		ps := self
 		if i >= 0 {
 			ps = more[i]
-		}
-		if ps == nil {
-			continue
 		}
 		if err == nil {
 			ps.ack(id)
@@ -276,7 +280,15 @@ func (a *ackPuller[T]) finish(self *pullSock, id codec.ID, err error) {
 	}
 }
 
-// ack queues an ack; the caller wakes the acker (see worker).
+// flushFrom sends the acks due on ps from a worker, saving the hand-off
+// to the acker, which retries if they cannot be sent now.
+func (a *ackPuller[T]) flushFrom(ps *pullSock) {
+	if !a.flush(ps) {
+		ps.wake()
+	}
+}
+
+// ack queues an ack; the caller flushes it (see worker).
 func (ps *pullSock) ack(id codec.ID) {
 	ps.amu.Lock()
 	ps.ids = append(ps.ids, id[:]...)
