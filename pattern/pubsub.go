@@ -28,11 +28,13 @@ type Publisher[T any] struct {
 
 	mu     sync.Mutex // serialises sequence numbering and sending, so seqs go out in order
 	topics map[string]*topicState
+	last   *topicState // the topic of the last Publish: most publishers repeat one
 	closed bool
 	disc   *joined
 }
 
 type topicState struct {
+	name  string
 	seq   uint64
 	frame []byte          // the topic as a frame; shared by every message, never modified
 	tmpl  *codec.Template // the envelope of a Publish without CallOptions
@@ -140,15 +142,20 @@ func (p *Publisher[T]) publishFast(ctx context.Context, topic string, v T) error
 // topic returns the state of topic, creating it on first use. The caller
 // holds p.mu.
 func (p *Publisher[T]) topic(topic string) (*topicState, error) {
+	if st := p.last; st != nil && st.name == topic {
+		return st, nil
+	}
 	if st := p.topics[topic]; st != nil {
+		p.last = st
 		return st, nil
 	}
 	tmpl, err := newTemplate(&p.o, codec.KindData, topic)
 	if err != nil {
 		return nil, err
 	}
-	st := &topicState{frame: []byte(topic), tmpl: tmpl}
+	st := &topicState{name: topic, frame: []byte(topic), tmpl: tmpl}
 	p.topics[topic] = st
+	p.last = st
 	return st, nil
 }
 
@@ -328,8 +335,12 @@ func (s *Subscriber[T]) Recv(ctx context.Context) (Message[T], error) {
 func (s *Subscriber[T]) next(ctx context.Context) (Message[T], socket.Msg, []byte, Gap, error) {
 	select {
 	case s.recv <- struct{}{}:
-	case <-ctx.Done():
-		return Message[T]{}, socket.Msg{}, nil, Gap{}, ctxError(ctx)
+	default:
+		select {
+		case s.recv <- struct{}{}:
+		case <-ctx.Done():
+			return Message[T]{}, socket.Msg{}, nil, Gap{}, ctxError(ctx)
+		}
 	}
 	defer func() { <-s.recv }()
 	for {
