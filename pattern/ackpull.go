@@ -158,14 +158,15 @@ var polling = func() context.Context {
 // runs more than that many times at once, and no goroutine hand-off
 // separates receiving a message from processing it.
 //
-// Acks are queued on ps as messages finish, and the acker is woken when
-// the worker runs out of waiting messages or has finished a quarter of its
-// credit since it last woke it: a busy puller acks in batches, and an idle
-// one at once.
+// Acks are queued on ps as messages finish, and the worker sends them
+// when it runs out of waiting messages or has finished half its credit
+// since it last sent: a busy puller acks in batches (the pusher refills
+// half the window at once, while the other half keeps the worker busy),
+// and an idle one at once.
 func (a *ackPuller[T]) worker(ps *pullSock) {
 	defer a.wg.Done()
 	ctx := a.pl.ctx
-	batch := max(1, a.pl.o.credit/4)
+	batch := max(1, a.pl.o.credit/2)
 	acks := 0 // queued on ps since the last wake
 	for {
 		m, err := ps.sock.Recv(polling)
