@@ -8,9 +8,13 @@
 // msgpack library.
 //
 // Encoding appends to a caller-supplied buffer (see GetBuffer and PutBuffer
-// for a pool) and does not allocate for an envelope without headers.
+// for a pool) and does not allocate for an envelope without headers. A
+// Template encodes a stream of envelopes that differ only in id, timestamp,
+// sequence number and body, with the shared fields checked and encoded once.
 // Decode keeps the body as a sub-slice of the input frame rather than copying
-// it; DecodeCopy returns an envelope that owns its memory. Decoding treats its
+// it; DecodeCopy returns an envelope that owns its memory; DecodeView checks
+// the same things as Decode but copies nothing, leaving the strings and
+// headers as sub-slices of the input for a receiver that needs few of them. Decoding treats its
 // input as hostile: malformed, truncated or oversized input yields an error
 // matching one of ErrTruncated, ErrVersion, ErrMalformed or ErrTooLarge, never
 // a panic, and no allocation is sized from a declared length before that

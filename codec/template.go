@@ -33,10 +33,10 @@ func NewTemplate(e *Envelope) (*Template, error) {
 	return &t, nil
 }
 
-// headLen is the most AppendHead writes: the fixed prefix and id (20
+// MaxHeadLen is the most AppendHead writes: the fixed prefix and id (20
 // bytes), the shared fields, and at most 9 bytes each for the timestamp
 // and sequence number.
-func (t *Template) headLen() int {
+func (t *Template) MaxHeadLen() int {
 	return 20 + len(t.mid) + 9 + len(t.sender) + 9 + len(t.post)
 }
 
@@ -44,7 +44,7 @@ func (t *Template) headLen() int {
 // Timestamp and Seq up to its body. The caller completes it with the body:
 // AppendBinHeader(dst, len(body)) and then the body's bytes.
 func (t *Template) AppendHead(dst []byte, id ID, timestamp int64, seq uint64) []byte {
-	dst = slices.Grow(dst, t.headLen())
+	dst = slices.Grow(dst, t.MaxHeadLen())
 	dst = append(dst, 0x90|envelopeFields, Version, 0xc4, byte(len(id)))
 	dst = append(dst, id[:]...)
 	dst = append(dst, t.mid...)
@@ -61,7 +61,7 @@ func (t *Template) AppendEncode(dst []byte, id ID, timestamp int64, seq uint64, 
 	if err := checkBodyLen(len(body)); err != nil {
 		return dst, err
 	}
-	dst = slices.Grow(dst, t.headLen()+5+len(body))
+	dst = slices.Grow(dst, t.MaxHeadLen()+5+len(body))
 	dst = t.AppendHead(dst, id, timestamp, seq)
 	dst = appendBinLen(dst, len(body))
 	return append(dst, body...), nil

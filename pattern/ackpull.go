@@ -184,8 +184,10 @@ func (a *ackPuller[T]) worker(ps *pullSock) {
 			return
 		default:
 		}
-		acked, ok := a.process(ps, m)
-		m.Free() // process has copied what it keeps
+		acked, kept, ok := a.process(ps, m)
+		if !kept {
+			m.Free() // process has copied what it keeps
+		}
 		if !ok {
 			return
 		}
@@ -199,15 +201,16 @@ func (a *ackPuller[T]) worker(ps *pullSock) {
 // process handles one message received on ps: it drops it (malformed),
 // acknowledges it again (a duplicate already processed), parks it (a
 // duplicate being processed), or runs the handler and acks or nacks it.
-// It returns how many acks it queued on ps, and false when the Puller
-// closed while it waited for a worker slot.
-func (a *ackPuller[T]) process(ps *pullSock, m socket.Msg) (acks int, ok bool) {
+// It returns how many acks it queued on ps, whether the handler was given
+// the received memory (see takeBody), and false when the Puller closed
+// while it waited for a worker slot.
+func (a *ackPuller[T]) process(ps *pullSock, m socket.Msg) (acks int, kept, ok bool) {
 	c := &a.pl.c
 	n := len(m.Frames)
 	var env codec.View
 	if n == 0 || codec.DecodeView(m.Frames[n-1], &env) != nil || env.Kind != codec.KindData {
 		c.dropped.Add(1)
-		return 0, true
+		return 0, false, true
 	}
 	a.dmu.Lock()
 	if first, dup := a.seen[env.ID]; dup {
@@ -215,27 +218,27 @@ func (a *ackPuller[T]) process(ps *pullSock, m socket.Msg) (acks int, ok bool) {
 		if first == nil { // processed: acknowledge again
 			a.dmu.Unlock()
 			ps.ack(env.ID)
-			return 1, true
+			return 1, false, true
 		}
 		// Being processed: answer with the first copy's outcome.
 		a.extra[env.ID] = append(a.extra[env.ID], ps)
 		a.dmu.Unlock()
-		return 0, true
+		return 0, false, true
 	}
 	a.seen[env.ID] = ps
 	a.dmu.Unlock()
 	select {
 	case a.sem <- struct{}{}:
 	case <-a.pl.ctx.Done():
-		return 0, false
+		return 0, false, false
 	}
-	err := a.pl.handle(env.Body)
+	kept, err := a.pl.handle(env.Body)
 	<-a.sem
 	if err != nil && a.pl.ctx.Err() != nil && errors.Is(err, context.Canceled) {
-		return 0, true // closing: neither ack nor nack; the pusher redelivers
+		return 0, kept, true // closing: neither ack nor nack; the pusher redelivers
 	}
 	a.finish(ps, env.ID, err)
-	return 1, true
+	return 1, kept, true
 }
 
 // finish acks (or nacks) every copy of id received so far. The acks on

@@ -122,6 +122,42 @@ func newTemplate(o *options, kind codec.Kind, topic string) (*codec.Template, er
 	return codec.NewTemplate(&codec.Envelope{Kind: kind, Type: o.msgType, Priority: o.priority, Sender: o.name, Topic: topic})
 }
 
+// encodeFrame encodes the envelope made from tmpl with v as its body. A
+// frame the socket copies (under socket.CopyThreshold) is returned in a
+// pooled buffer, bp, which the caller gives back with codec.PutBuffer once
+// Send has returned. A larger frame is returned in memory of its own (bp is
+// nil), which the socket keeps until written: a large []byte or string is
+// encoded into memory of exactly the right size, anything else into the
+// pooled buffer, which is then handed over rather than copied.
+func encodeFrame[T any](tmpl *codec.Template, id codec.ID, ts int64, seq uint64, v T) (frame []byte, bp *[]byte, err error) {
+	if n := bodyLen(v); n >= socket.CopyThreshold {
+		frame, err = appendFrame(make([]byte, 0, tmpl.MaxHeadLen()+5+n), tmpl, id, ts, seq, v)
+		return frame, nil, err
+	}
+	bp = codec.GetBuffer()
+	if frame, err = appendFrame((*bp)[:0], tmpl, id, ts, seq, v); err != nil {
+		codec.PutBuffer(bp)
+		return nil, nil, err
+	}
+	if len(frame) >= socket.CopyThreshold {
+		return frame, nil, nil // bp is not given back: frame may be in it
+	}
+	*bp = frame
+	return frame, bp, nil
+}
+
+// bodyLen is the length of v's MessagePack encoding when it is cheap to
+// know ([]byte and string: the bytes and at most 5 of header), else -1.
+func bodyLen[T any](v T) int {
+	switch x := any(v).(type) {
+	case []byte:
+		return len(x) + 5
+	case string:
+		return len(x) + 5
+	}
+	return -1
+}
+
 // appendFrame appends a whole envelope made from tmpl with v as its body,
 // marshalled in place: room for the largest bin header is reserved, v is
 // marshalled after it, and then the header is written and the body moved
@@ -180,6 +216,27 @@ func marshalBody[T any](dst []byte, v T) ([]byte, error) {
 		return append(dst, x...), nil
 	}
 	return codec.AppendValue(dst, v)
+}
+
+// aliasMin is the body size from which a []byte value is handed over in
+// the received frame's own memory instead of copied (see takeBody). Below
+// it a copy is cheap, and a kept frame would pin the 32 KiB receive slab
+// it shares with other messages.
+const aliasMin = 4 << 10
+
+// takeBody decodes a body as a T. A []byte value of at least aliasMin bytes
+// is the body itself, a sub-slice of data, and kept reports it: the caller
+// must then not free the received message, whose memory the value now
+// owns. Otherwise the value is a copy (see unmarshalBody).
+func takeBody[T any](data []byte) (v T, kept bool, err error) {
+	if p, ok := any(&v).(*[]byte); ok && len(data) >= aliasMin {
+		if b, ok := binBody(data); ok {
+			*p = b
+			return v, true, nil
+		}
+	}
+	v, err = unmarshalBody[T](data)
+	return v, false, err
 }
 
 // unmarshalBody decodes a body as a T, which never aliases data (the

@@ -155,15 +155,9 @@ func (p *Pusher[T]) Push(ctx context.Context, v T, opts ...CallOption) error {
 // envelope comes from the Pusher's template, with the body marshalled
 // straight into the frame.
 func (p *Pusher[T]) pushFast(ctx context.Context, v T) error {
-	bp := codec.GetBuffer()
-	frame, err := appendFrame((*bp)[:0], p.tmpl, codec.NewID(), nowNano(), p.seq.Add(1), v)
+	frame, bp, err := encodeFrame(p.tmpl, codec.NewID(), nowNano(), p.seq.Add(1), v)
 	if err != nil {
-		codec.PutBuffer(bp)
 		return err
-	}
-	*bp = frame
-	if len(frame) >= socket.CopyThreshold {
-		frame = bytes.Clone(frame) // the socket references it until written
 	}
 	err = p.sock.Send(ctx, socket.Msg{Frames: [][]byte{frame}, Priority: p.o.priority})
 	codec.PutBuffer(bp)
@@ -183,15 +177,14 @@ func (p *Pusher[T]) pushFast(ctx context.Context, v T) error {
 func (p *Pusher[T]) pushAckedFast(ctx context.Context, v T) error {
 	seq := p.seq.Add(1)
 	id := p.ack.custody.id(seq)
-	bp := codec.GetBuffer()
-	frame, err := appendFrame((*bp)[:0], p.tmpl, id, nowNano(), seq, v)
+	frame, bp, err := encodeFrame(p.tmpl, id, nowNano(), seq, v)
 	if err != nil {
-		codec.PutBuffer(bp)
 		return err
 	}
-	*bp = frame
-	frame = bytes.Clone(frame)
-	codec.PutBuffer(bp)
+	if bp != nil {
+		frame = bytes.Clone(frame)
+		codec.PutBuffer(bp)
+	}
 	return p.ack.push(ctx, frame, id, seq, p.o.priority, v)
 }
 
@@ -371,19 +364,26 @@ func (pl *Puller[T]) worker() {
 		var env codec.View
 		if len(m.Frames) != 1 || codec.DecodeView(m.Frames[0], &env) != nil || env.Kind != codec.KindData {
 			pl.c.dropped.Add(1)
-		} else if err := pl.handle(env.Body); err != nil && pl.ctx.Err() == nil {
+			m.Free()
+			continue
+		}
+		kept, err := pl.handle(env.Body)
+		if err != nil && pl.ctx.Err() == nil {
 			pl.o.logger.Warn("pattern: puller handler failed", "id", env.ID, "err", err)
 		}
-		m.Free() // the value handed to the handler is a copy
+		if !kept {
+			m.Free() // the value handed to the handler was a copy
+		}
 	}
 }
 
-// handle decodes body and runs the handler on it, recovering a panic.
-func (pl *Puller[T]) handle(body []byte) (err error) {
-	v, err := unmarshalBody[T](body)
+// handle decodes body and runs the handler on it, recovering a panic. kept
+// reports that the value was the body itself (see takeBody).
+func (pl *Puller[T]) handle(body []byte) (kept bool, err error) {
+	v, kept, err := takeBody[T](body)
 	if err != nil {
 		pl.c.dropped.Add(1)
-		return err
+		return false, err
 	}
 	defer func() {
 		if r := recover(); r != nil {
@@ -396,7 +396,7 @@ func (pl *Puller[T]) handle(body []byte) (err error) {
 			pl.c.errors.Add(1)
 		}
 	}()
-	return pl.h(pl.ctx, v)
+	return kept, pl.h(pl.ctx, v)
 }
 
 // Connect connects to a pusher at ep.

@@ -1,7 +1,6 @@
 package pattern
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"slices"
@@ -111,8 +110,6 @@ func (p *Publisher[T]) Publish(ctx context.Context, topic string, v T, opts ...C
 // publishFast is Publish without CallOptions: the envelope comes from the
 // topic's template, with the body marshalled straight into the frame.
 func (p *Publisher[T]) publishFast(ctx context.Context, topic string, v T) error {
-	bp := codec.GetBuffer()
-	defer codec.PutBuffer(bp)
 	id, ts := codec.NewID(), nowNano()
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -123,14 +120,11 @@ func (p *Publisher[T]) publishFast(ctx context.Context, topic string, v T) error
 	if err != nil {
 		return err
 	}
-	frame, err := appendFrame((*bp)[:0], st.tmpl, id, ts, st.seq+1, v)
+	frame, bp, err := encodeFrame(st.tmpl, id, ts, st.seq+1, v)
 	if err != nil {
 		return err
 	}
-	*bp = frame
-	if len(frame) >= socket.CopyThreshold {
-		frame = bytes.Clone(frame) // the socket references it until written
-	}
+	defer codec.PutBuffer(bp)
 	if err := p.sock.Send(ctx, socket.Msg{Frames: [][]byte{st.frame, frame}, Priority: p.o.priority}); err != nil {
 		return err
 	}
@@ -318,8 +312,11 @@ func (s *Subscriber[T]) Recv(ctx context.Context) (Message[T], error) {
 		if gap.Missed > 0 && s.o.onGap != nil {
 			s.o.onGap(gap)
 		}
-		m.Value, err = unmarshalBody[T](body)
-		sm.Free() // the value, like the rest of m, is a copy
+		var kept bool
+		m.Value, kept, err = takeBody[T](body)
+		if !kept {
+			sm.Free() // the value, like the rest of m, is a copy
+		}
 		if err != nil {
 			s.c.dropped.Add(1)
 			s.o.logger.Debug("pattern: subscriber dropped a message", "err", err)

@@ -443,7 +443,9 @@ attempt:
 			}
 			return zero, &RemoteError{Message: msg, Panic: rep.panic}
 		}
-		resp, err := unmarshalBody[Resp](rep.body)
+		// The reply's message is never freed: a large []byte can be
+		// the received memory itself.
+		resp, _, err := takeBody[Resp](rep.body)
 		if err != nil {
 			return zero, fmt.Errorf("pattern: reply: %w", err)
 		}
@@ -675,19 +677,21 @@ func (rp *Replier[Req, Resp]) worker() {
 		if err != nil {
 			return
 		}
-		rp.serve(m)
-		m.Free() // serve has copied what it keeps
+		if !rp.serve(m) {
+			m.Free() // serve has copied what it keeps
+		}
 	}
 }
 
-// serve answers one request: [routing id, (delimiter,) envelope].
-func (rp *Replier[Req, Resp]) serve(m socket.Msg) {
+// serve answers one request: [routing id, (delimiter,) envelope]. It
+// reports whether the handler was given the received memory (see takeBody).
+func (rp *Replier[Req, Resp]) serve(m socket.Msg) (kept bool) {
 	n := len(m.Frames)
 	var env codec.View
 	if n < 2 || codec.DecodeView(m.Frames[n-1], &env) != nil || env.Kind != codec.KindData {
 		rp.c.dropped.Add(1)
 		rp.o.logger.Debug("pattern: replier dropped a malformed request")
-		return
+		return kept
 	}
 	rp.c.delivered.Add(1)
 	out := codec.Envelope{ID: env.ID, Kind: codec.KindReply, Priority: env.Priority, Seq: env.Seq,
@@ -695,14 +699,14 @@ func (rp *Replier[Req, Resp]) serve(m socket.Msg) {
 	var resp Resp
 	bp := codec.GetBuffer()
 	defer codec.PutBuffer(bp)
-	req, err := unmarshalBody[Req](env.Body)
+	req, kept, err := takeBody[Req](env.Body)
 	panicked := false
 	if err == nil {
 		resp, err, panicked = rp.call(req)
 	}
 	if err != nil {
 		if rp.ctx.Err() != nil && errors.Is(err, context.Canceled) {
-			return // closing: let the requester fail over
+			return kept // closing: let the requester fail over
 		}
 		rp.c.errors.Add(1)
 		out.Kind = codec.KindError
@@ -719,16 +723,17 @@ func (rp *Replier[Req, Resp]) serve(m socket.Msg) {
 	frame, err := encodeEnvelope(&out)
 	if err != nil {
 		rp.c.dropped.Add(1)
-		return
+		return kept
 	}
 	// The routing frames, then the reply (in a new slice: m's frames are
 	// freed after this, and a large reply is written from its memory).
 	frames := append(m.Frames[:n-1:n-1], frame)
 	if err := rp.sock.Send(rp.ctx, socket.Msg{Frames: frames, Priority: out.Priority}); err != nil {
 		rp.c.dropped.Add(1) // the requester has gone, or its queue is full
-		return
+		return kept
 	}
 	rp.c.sent.Add(1)
+	return kept
 }
 
 // call runs the handler, recovering a panic.

@@ -39,8 +39,10 @@
 // Memory is bounded per peer: the send and receive high-water marks count
 // messages (WithSendHWM, WithRecvHWM) and bytes (WithHWMBytes), and a peer
 // that announces a frame over WithMaxMsgSize is dropped before anything is
-// allocated for it. Received frames over 1 KiB come from a pool; Msg.Free
-// returns them, which is worth doing for large messages.
+// allocated for it. Received frames up to 1 KiB are carved from shared 32 KiB
+// slabs and larger ones come from a pool; Msg.Free gives a message's share
+// back, so that a receiver that frees what it is done with reuses the same
+// memory instead of making garbage (at 1 KiB, three times the throughput).
 //
 // What this package is not: it does not know about envelopes, typed values,
 // acknowledgements or discovery. Those live in codec/, pattern/ and
