@@ -1,9 +1,12 @@
 package socket
 
 import (
+	"bytes"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"slices"
 	"strings"
 	"testing"
@@ -314,6 +317,105 @@ func TestFreeKeepsUnfreedMessagesIntact(t *testing.T) {
 	for i, m := range kept {
 		if got := string(m.Frames[0]); got != body(i) || string(m.Frames[1]) != "second frame" {
 			t.Fatalf("kept message %d overwritten: %q %q", i, got, m.Frames[1])
+		}
+	}
+}
+
+// Multi-part messages of every small size, empty frames included, cross
+// slab boundaries (where a message's later frames are carved elsewhere);
+// receivers keep some messages and free the rest at random, and every kept
+// frame is checked at the end.
+func TestFreeMultipartAcrossSlabs(t *testing.T) {
+	pull := newSock(t, PULL)
+	push := newSock(t, PUSH)
+	connect(t, push, bind(t, pull))
+	ctx := ctxT(t)
+	const n = 4000
+	frames := func(i int) [][]byte {
+		var fs [][]byte
+		for j := range 1 + i%5 {
+			size := (i*131 + j*977) % 1100 // 0 to 1099: around slabFrameMax too
+			f := bytes.Repeat([]byte{byte(i + j)}, size)
+			if size >= 8 {
+				binary.BigEndian.PutUint32(f, uint32(i))
+				binary.BigEndian.PutUint32(f[4:], uint32(j))
+			}
+			fs = append(fs, f)
+		}
+		return fs
+	}
+	go func() {
+		for i := range n {
+			if push.Send(ctx, Msg{Frames: frames(i)}) != nil {
+				return
+			}
+		}
+	}()
+	rng := rand.New(rand.NewPCG(1, 2))
+	kept := make(map[int]Msg)
+	for i := range n {
+		m, err := pull.Recv(ctx)
+		if err != nil {
+			t.Fatalf("Recv %d: %v", i, err)
+		}
+		if rng.IntN(3) == 0 {
+			kept[i] = m
+		} else {
+			m.Free()
+		}
+	}
+	for i, m := range kept {
+		want := frames(i)
+		if len(m.Frames) != len(want) {
+			t.Fatalf("message %d: %d frames, want %d", i, len(m.Frames), len(want))
+		}
+		for j := range want {
+			if !bytes.Equal(m.Frames[j], want[j]) {
+				t.Fatalf("message %d frame %d (%d bytes) overwritten", i, j, len(want[j]))
+			}
+		}
+	}
+}
+
+// A REP socket keeps the request's envelope for the reply: freeing the
+// request first, and receiving others meanwhile, does not misroute it.
+func TestRepReplyAfterFree(t *testing.T) {
+	rep := newSock(t, REP)
+	ep := bind(t, rep)
+	ctx := ctxT(t)
+	const clients = 4
+	var reqs []*Socket
+	for range clients {
+		r := newSock(t, REQ)
+		connect(t, r, ep)
+		reqs = append(reqs, r)
+	}
+	for round := range 200 {
+		for c, r := range reqs {
+			if err := r.Send(ctx, Msg{Frames: [][]byte{[]byte(fmt.Sprintf("%d/%d", c, round))}}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		for range clients {
+			m, err := rep.Recv(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			body := string(m.Frames[0])
+			m.Free()
+			if err := rep.Send(ctx, Msg{Frames: [][]byte{[]byte("re " + body)}}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		for c, r := range reqs {
+			m, err := r.Recv(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got, want := string(m.Frames[0]), fmt.Sprintf("re %d/%d", c, round); got != want {
+				t.Fatalf("client %d got %q, want %q", c, got, want)
+			}
+			m.Free()
 		}
 	}
 }
