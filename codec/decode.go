@@ -345,18 +345,32 @@ func decodeViewSlow(data []byte, v *View) error {
 }
 
 // checkHeaderKeys rejects encoded header entries (validated strs) with a
-// duplicate key.
+// duplicate key. A few headers are compared pairwise, without allocating.
 func checkHeaderKeys(entries []byte, n int) error {
-	keys := make(map[string]struct{}, n)
+	var small [8][2]int
+	keys := small[:0]
+	var seen map[string]struct{}
+	if n > len(small) {
+		seen = make(map[string]struct{}, n)
+	}
 	h := reader{data: entries}
 	for range n {
 		ks, ke, _ := h.str("headers")
 		h.str("headers")
 		k := entries[ks:ke]
-		if _, dup := keys[string(k)]; dup {
-			return fieldErr("headers", ErrMalformed, "duplicate key %q", k)
+		if seen != nil {
+			if _, dup := seen[string(k)]; dup {
+				return fieldErr("headers", ErrMalformed, "duplicate key %q", k)
+			}
+			seen[string(k)] = struct{}{}
+			continue
 		}
-		keys[string(k)] = struct{}{}
+		for _, o := range keys {
+			if string(entries[o[0]:o[1]]) == string(k) {
+				return fieldErr("headers", ErrMalformed, "duplicate key %q", k)
+			}
+		}
+		keys = append(keys, [2]int{ks, ke})
 	}
 	return nil
 }
