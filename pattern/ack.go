@@ -299,6 +299,17 @@ func (a *ackPusher[T]) send(d *delivery, dead []DeadLetter) []DeadLetter {
 	return dead
 }
 
+// sendAll sends the deliveries assigned under a.mu (released since) and
+// reports the messages that died meanwhile; it returns both slices emptied
+// for reuse.
+func (a *ackPusher[T]) sendAll(sends []delivery, dead []DeadLetter) ([]delivery, []DeadLetter) {
+	for i := range sends {
+		dead = a.send(&sends[i], dead)
+		sends[i] = delivery{}
+	}
+	return sends[:0], a.reportDead(dead)
+}
+
 // release notes that p no longer holds a delivery: its credit comes back.
 // a.mu is held.
 func (p *pullerPeer) release() {
@@ -521,12 +532,7 @@ func (a *ackPusher[T]) dispatch() {
 		}
 		a.mu.Unlock()
 
-		for i := range sends {
-			dead = a.send(&sends[i], dead)
-			sends[i] = delivery{}
-		}
-		sends = sends[:0]
-		dead = a.reportDead(dead)
+		sends, dead = a.sendAll(sends, dead)
 		if more {
 			a.wake()
 		}
@@ -640,12 +646,7 @@ func (a *ackPusher[T]) handleAnswer(m socket.Msg, dead []DeadLetter, sends []del
 		sends = a.assignQueued(sends, now)
 		wake := idle || len(sends) == dispatchBatch
 		a.mu.Unlock()
-		for i := range sends {
-			dead = a.send(&sends[i], dead)
-			sends[i] = delivery{}
-		}
-		sends = sends[:0]
-		dead = a.reportDead(dead)
+		sends, dead = a.sendAll(sends, dead)
 		if wake {
 			a.wake()
 		}

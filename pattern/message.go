@@ -122,6 +122,30 @@ func newTemplate(o *options, kind codec.Kind, topic string) (*codec.Template, er
 	return codec.NewTemplate(&codec.Envelope{Kind: kind, Type: o.msgType, Priority: o.priority, Sender: o.name, Topic: topic})
 }
 
+// encodeMsg encodes the envelope of one message sent by a pattern with
+// options o: from tmpl (the pattern's template for kind and topic) when
+// the call has no options, else field by field with opts applied. frame
+// and bp are as for encodeFrame; prio is the message's priority.
+func encodeMsg[T any](o *options, tmpl *codec.Template, kind codec.Kind, topic string, id codec.ID, seq uint64, v T, opts []CallOption) (frame []byte, bp *[]byte, prio uint8, err error) {
+	if len(opts) == 0 {
+		frame, bp, err = encodeFrame(tmpl, id, nowNano(), seq, v)
+		return frame, bp, o.priority, err
+	}
+	body := codec.GetBuffer()
+	defer codec.PutBuffer(body)
+	b, err := marshalBody((*body)[:0], v)
+	if err != nil {
+		return nil, nil, 0, err
+	}
+	*body = b
+	env := codec.Envelope{ID: id, Kind: kind, Topic: topic, Seq: seq, Body: b}
+	stamp(&env, now(), o, opts)
+	if bp, frame, err = encodePooled(&env); err != nil {
+		return nil, nil, 0, err
+	}
+	return frame, bp, env.Priority, nil
+}
+
 // encodeFrame encodes the envelope made from tmpl with v as its body. A
 // frame the socket copies (under socket.CopyThreshold) is returned in a
 // pooled buffer, bp, which the caller gives back with codec.PutBuffer once

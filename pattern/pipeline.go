@@ -109,57 +109,25 @@ func (p *Pusher[T]) Push(ctx context.Context, v T, opts ...CallOption) error {
 	if p.ctx.Err() != nil {
 		return ErrClosed
 	}
-	if len(opts) == 0 {
-		if p.ack != nil {
-			return p.pushAckedFast(ctx, v)
-		}
-		return p.pushFast(ctx, v)
-	}
-	bp := codec.GetBuffer()
-	defer codec.PutBuffer(bp)
-	body, err := marshalBody(*bp, v)
-	if err != nil {
-		return err
-	}
-	*bp = body
-	env := codec.Envelope{Kind: codec.KindData, Body: body}
-	stamp(&env, now(), &p.o, opts)
+	seq := p.seq.Add(1)
 	if p.ack != nil {
 		// The acked pusher makes its own ids, and keeps the frame.
-		env.Seq = p.seq.Add(1)
-		env.ID = p.ack.custody.id(env.Seq)
-		frame, err := encodeEnvelope(&env)
+		id := p.ack.custody.id(seq)
+		frame, bp, prio, err := encodeMsg(&p.o, p.tmpl, codec.KindData, "", id, seq, v, opts)
 		if err != nil {
 			return err
 		}
-		return p.ack.push(ctx, frame, env.ID, env.Seq, env.Priority, v)
-	}
-	env.ID = codec.NewID()
-	env.Seq = p.seq.Add(1)
-	fbp, frame, err := encodePooled(&env)
-	if err != nil {
-		return err
-	}
-	defer codec.PutBuffer(fbp)
-	if err := p.sock.Send(ctx, socket.Msg{Frames: [][]byte{frame}, Priority: env.Priority}); err != nil {
-		if errors.Is(err, socket.ErrClosed) {
-			return ErrClosed
+		if bp != nil {
+			frame = bytes.Clone(frame)
+			codec.PutBuffer(bp)
 		}
-		return err
+		return p.ack.push(ctx, frame, id, seq, prio, v)
 	}
-	p.c.sent.Add(1)
-	return nil
-}
-
-// pushFast is Push in fire-and-forget mode without CallOptions: the
-// envelope comes from the Pusher's template, with the body marshalled
-// straight into the frame.
-func (p *Pusher[T]) pushFast(ctx context.Context, v T) error {
-	frame, bp, err := encodeFrame(p.tmpl, codec.NewID(), nowNano(), p.seq.Add(1), v)
+	frame, bp, prio, err := encodeMsg(&p.o, p.tmpl, codec.KindData, "", codec.NewID(), seq, v, opts)
 	if err != nil {
 		return err
 	}
-	err = p.sock.Send(ctx, socket.Msg{Frames: [][]byte{frame}, Priority: p.o.priority})
+	err = p.sock.Send(ctx, socket.Msg{Frames: [][]byte{frame}, Priority: prio})
 	codec.PutBuffer(bp)
 	if err != nil {
 		if errors.Is(err, socket.ErrClosed) {
@@ -169,23 +137,6 @@ func (p *Pusher[T]) pushFast(ctx context.Context, v T) error {
 	}
 	p.c.sent.Add(1)
 	return nil
-}
-
-// pushAckedFast is Push in acknowledged mode without CallOptions: the frame
-// comes from the template, in memory of its own (custody keeps it until
-// the message is acknowledged).
-func (p *Pusher[T]) pushAckedFast(ctx context.Context, v T) error {
-	seq := p.seq.Add(1)
-	id := p.ack.custody.id(seq)
-	frame, bp, err := encodeFrame(p.tmpl, id, nowNano(), seq, v)
-	if err != nil {
-		return err
-	}
-	if bp != nil {
-		frame = bytes.Clone(frame)
-		codec.PutBuffer(bp)
-	}
-	return p.ack.push(ctx, frame, id, seq, p.o.priority, v)
 }
 
 // Drain waits until everything pushed so far is settled: in acknowledged

@@ -71,46 +71,7 @@ func (p *Publisher[T]) Publish(ctx context.Context, topic string, v T, opts ...C
 	if err := ctx.Err(); err != nil {
 		return ctxError(ctx)
 	}
-	if len(opts) == 0 {
-		return p.publishFast(ctx, topic, v)
-	}
-	bp := codec.GetBuffer()
-	defer codec.PutBuffer(bp)
-	body, err := marshalBody(*bp, v)
-	if err != nil {
-		return err
-	}
-	*bp = body
-	env := codec.Envelope{ID: codec.NewID(), Kind: codec.KindData, Topic: topic, Body: body}
-	stamp(&env, now(), &p.o, opts)
-
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.closed {
-		return ErrClosed
-	}
-	ts, err := p.topic(topic)
-	if err != nil {
-		return err
-	}
-	env.Seq = ts.seq + 1
-	fbp, frame, err := encodePooled(&env)
-	if err != nil {
-		return err
-	}
-	defer codec.PutBuffer(fbp)
-	if err := p.sock.Send(ctx, socket.Msg{Frames: [][]byte{ts.frame, frame}, Priority: env.Priority}); err != nil {
-		return err
-	}
-	ts.seq++
-	p.c.sent.Add(1)
-	return nil
-}
-
-// publishFast is Publish without CallOptions: the envelope comes from the
-// topic's template, with the body marshalled straight into the frame.
-func (p *Publisher[T]) publishFast(ctx context.Context, topic string, v T) error {
-	id, ts := codec.NewID(), nowNano()
+	id := codec.NewID()
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.closed {
@@ -120,12 +81,12 @@ func (p *Publisher[T]) publishFast(ctx context.Context, topic string, v T) error
 	if err != nil {
 		return err
 	}
-	frame, bp, err := encodeFrame(st.tmpl, id, ts, st.seq+1, v)
+	frame, bp, prio, err := encodeMsg(&p.o, st.tmpl, codec.KindData, topic, id, st.seq+1, v, opts)
 	if err != nil {
 		return err
 	}
 	defer codec.PutBuffer(bp)
-	if err := p.sock.Send(ctx, socket.Msg{Frames: [][]byte{st.frame, frame}, Priority: p.o.priority}); err != nil {
+	if err := p.sock.Send(ctx, socket.Msg{Frames: [][]byte{st.frame, frame}, Priority: prio}); err != nil {
 		return err
 	}
 	st.seq++
