@@ -166,7 +166,7 @@ func decodeViewFast(data []byte, v *View) bool {
 	out.strs = data[typeStart:topicEnd:topicEnd]
 	out.senderOff, out.topicOff = senderStart-typeStart, topicStart-typeStart
 	if n > 0 {
-		out.Body = data[p:]
+		out.Body = data[p:len(data):len(data)]
 	}
 	*v = out
 	return true

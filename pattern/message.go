@@ -196,7 +196,7 @@ func appendFrame[T any](dst []byte, tmpl *codec.Template, id codec.ID, ts int64,
 		return dst[:n0], err
 	}
 	n := len(dst) - mark - 5
-	if n > codec.MaxBody {
+	if uint64(n) > codec.MaxBody {
 		return dst[:n0], fmt.Errorf("pattern: body of %d bytes: %w", n, codec.ErrTooLarge)
 	}
 	var hb [5]byte
