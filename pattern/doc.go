@@ -74,6 +74,14 @@
 // ROUTER socket's events and redelivers a lost connection's messages at
 // once.
 //
+// # Memory
+//
+// A received value owns its memory: a []byte or string is a copy of the
+// bytes that came in, except that a []byte of 4 KiB or more is the received
+// frame itself (handed over, never reused). Everything else of a received
+// message goes back to the socket for reuse (socket.Msg.Free) as soon as
+// it is decoded, so a busy receiver makes little garbage.
+//
 // # What this package is not
 //
 // It is not a broker and keeps nothing on disk: a Pusher's custody and a
