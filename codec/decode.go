@@ -524,15 +524,6 @@ func (d *reader) integer(field string) (v uint64, neg bool, err error) {
 
 // uint reads a non-negative integer in any MessagePack integer format.
 func (d *reader) uint(field string) (uint64, error) {
-	// Fast path, inlined: a positive fixint.
-	if p := d.pos; p < len(d.data) && d.data[p] <= msgpcode.PosFixedNumHigh {
-		d.pos = p + 1
-		return uint64(d.data[p]), nil
-	}
-	return d.uintSlow(field)
-}
-
-func (d *reader) uintSlow(field string) (uint64, error) {
 	v, neg, err := d.integer(field)
 	if err != nil {
 		return 0, err
@@ -567,15 +558,6 @@ func (d *reader) span(field string, n uint64) (start, end int, err error) {
 
 // str reads a str and returns the bounds of its bytes, which must be UTF-8.
 func (d *reader) str(field string) (start, end int, err error) {
-	// Fast path, inlined: an empty fixstr.
-	if p := d.pos; p < len(d.data) && d.data[p] == msgpcode.FixedStrLow {
-		d.pos = p + 1
-		return p + 1, p + 1, nil
-	}
-	return d.strSlow(field)
-}
-
-func (d *reader) strSlow(field string) (start, end int, err error) {
 	c, err := d.code(field)
 	if err != nil {
 		return 0, 0, err

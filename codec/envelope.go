@@ -86,21 +86,24 @@ func (e *Envelope) AppendEncode(dst []byte) ([]byte, error) {
 	if err := e.checkFields(); err != nil {
 		return dst, err
 	}
-	return e.appendTo(dst), nil
+	return e.appendTo(slices.Grow(dst, e.encodedLen())), nil
 }
 
 // Encode returns the wire encoding of e in a newly allocated slice of exactly
 // the right size.
 func Encode(e *Envelope) ([]byte, error) {
-	return e.AppendEncode(make([]byte, 0, e.encodedLen()))
+	if err := e.checkFields(); err != nil {
+		return nil, err
+	}
+	return e.appendTo(make([]byte, 0, e.encodedLen())), nil
 }
 
-// appendTo appends e's encoding to dst; e has passed checkFields. It writes
+// appendTo appends e's encoding to dst, which the caller has grown by
+// e.encodedLen(); e has passed checkFields. It writes
 // what msgpack/v5's Encoder writes with UseCompactInts (integers in their
 // smallest format), which codec's tests check, without its per-value calls
 // through an io.Writer: this is on every message's path.
 func (e *Envelope) appendTo(dst []byte) []byte {
-	dst = slices.Grow(dst, e.encodedLen())
 	dst = append(dst, 0x90|envelopeFields, Version, 0xc4, byte(len(e.ID)))
 	dst = append(dst, e.ID[:]...)
 	dst = appendUint(dst, uint64(e.Kind))
@@ -179,17 +182,7 @@ func appendInt(dst []byte, v int64) []byte {
 // appendStr writes s as a MessagePack str (checkFields has checked that it
 // is UTF-8 and fits).
 func appendStr(dst []byte, s string) []byte {
-	switch n := len(s); {
-	case n < 32:
-		dst = append(dst, 0xa0|byte(n))
-	case n <= math.MaxUint8:
-		dst = append(dst, 0xd9, byte(n))
-	case n <= math.MaxUint16:
-		dst = append(dst, 0xda, byte(n>>8), byte(n))
-	default:
-		dst = binary.BigEndian.AppendUint32(append(dst, 0xdb), uint32(n))
-	}
-	return append(dst, s...)
+	return append(AppendStrHeader(dst, len(s)), s...)
 }
 
 // appendBinLen writes the header of a bin of n bytes.

@@ -1,6 +1,10 @@
 package codec
 
-import "slices"
+import (
+	"encoding/binary"
+	"math"
+	"slices"
+)
 
 // Template encodes a stream of envelopes that differ only in their ID,
 // Timestamp, Seq and Body, such as the messages one publisher sends on one
@@ -71,6 +75,21 @@ func (t *Template) AppendEncode(dst []byte, id ID, timestamp int64, seq uint64, 
 // its smallest format, as an envelope's body is written. n must be at most
 // 2^32-1 (see MaxBody).
 func AppendBinHeader(dst []byte, n int) []byte { return appendBinLen(dst, n) }
+
+// AppendStrHeader appends the header of a MessagePack str of n bytes, in
+// its smallest format, as the envelope's strings are written. n must be at
+// most 2^32-1.
+func AppendStrHeader(dst []byte, n int) []byte {
+	switch {
+	case n < 32:
+		return append(dst, 0xa0|byte(n))
+	case n <= math.MaxUint8:
+		return append(dst, 0xd9, byte(n))
+	case n <= math.MaxUint16:
+		return append(dst, 0xda, byte(n>>8), byte(n))
+	}
+	return binary.BigEndian.AppendUint32(append(dst, 0xdb), uint32(n))
+}
 
 // MaxBody is the largest body an envelope can carry: MessagePack's bin
 // length field is 32 bits.
