@@ -167,7 +167,7 @@ func (a *ackPuller[T]) worker(ps *pullSock) {
 	defer a.wg.Done()
 	ctx := a.pl.ctx
 	batch := max(1, a.pl.o.credit/2)
-	acks := 0 // queued on ps since the last wake
+	acks := 0 // queued on ps since the last flush
 	for {
 		m, err := ps.sock.Recv(polling)
 		if err != nil {

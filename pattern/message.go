@@ -215,29 +215,9 @@ func marshalBody[T any](dst []byte, v T) ([]byte, error) {
 		if x == nil {
 			return append(dst, 0xc0), nil
 		}
-		switch n := len(x); {
-		case n < 256:
-			dst = append(dst, 0xc4, byte(n))
-		case n <= 0xffff:
-			dst = append(dst, 0xc5, byte(n>>8), byte(n))
-		default:
-			dst = append(dst, 0xc6)
-			dst = binary.BigEndian.AppendUint32(dst, uint32(n))
-		}
-		return append(dst, x...), nil
+		return append(codec.AppendBinHeader(dst, len(x)), x...), nil
 	case string:
-		switch n := len(x); {
-		case n < 32:
-			dst = append(dst, 0xa0|byte(n))
-		case n < 256:
-			dst = append(dst, 0xd9, byte(n))
-		case n <= 0xffff:
-			dst = append(dst, 0xda, byte(n>>8), byte(n))
-		default:
-			dst = append(dst, 0xdb)
-			dst = binary.BigEndian.AppendUint32(dst, uint32(n))
-		}
-		return append(dst, x...), nil
+		return append(codec.AppendStrHeader(dst, len(x)), x...), nil
 	}
 	return codec.AppendValue(dst, v)
 }

@@ -27,13 +27,11 @@ type Publisher[T any] struct {
 
 	mu     sync.Mutex // serialises sequence numbering and sending, so seqs go out in order
 	topics map[string]*topicState
-	last   *topicState // the topic of the last Publish: most publishers repeat one
 	closed bool
 	disc   *joined
 }
 
 type topicState struct {
-	name  string
 	seq   uint64
 	frame []byte          // the topic as a frame; shared by every message, never modified
 	tmpl  *codec.Template // the envelope of a Publish without CallOptions
@@ -97,20 +95,15 @@ func (p *Publisher[T]) Publish(ctx context.Context, topic string, v T, opts ...C
 // topic returns the state of topic, creating it on first use. The caller
 // holds p.mu.
 func (p *Publisher[T]) topic(topic string) (*topicState, error) {
-	if st := p.last; st != nil && st.name == topic {
-		return st, nil
-	}
 	if st := p.topics[topic]; st != nil {
-		p.last = st
 		return st, nil
 	}
 	tmpl, err := newTemplate(&p.o, codec.KindData, topic)
 	if err != nil {
 		return nil, err
 	}
-	st := &topicState{name: topic, frame: []byte(topic), tmpl: tmpl}
+	st := &topicState{frame: []byte(topic), tmpl: tmpl}
 	p.topics[topic] = st
-	p.last = st
 	return st, nil
 }
 
