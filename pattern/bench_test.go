@@ -259,17 +259,25 @@ func benchRawPubSub(b *testing.B, paced bool) {
 }
 
 func benchPipeline(b *testing.B, acked bool, credit int) {
+	benchPipelineOf(b, benchPayload(), benchSize, acked, credit)
+}
+
+// benchPipelineOf times b.N pushes of v (size bytes of payload, 0 to not
+// report bytes) through a Pusher and a one-worker Puller, acknowledged
+// with the given credit or fire-and-forget, from the first push until
+// every message was handled and, acked, acknowledged.
+func benchPipelineOf[T any](b *testing.B, v T, size int64, acked bool, credit int) {
 	var opts, pullOpts []Option
 	if acked {
 		opts = append(opts, WithAck())
 		pullOpts = append(pullOpts, WithCredit(credit))
 	}
-	push, err := NewPusher[[]byte](append(opts, WithBind(loopback))...)
+	push, err := NewPusher[T](append(opts, WithBind(loopback))...)
 	push = cleanup(b, push, err)
 	var got atomic.Int64
 	all := make(chan struct{})
 	target := int64(b.N)
-	pl, err := NewPuller(func(_ context.Context, v []byte) error {
+	pl, err := NewPuller(func(_ context.Context, _ T) error {
 		if got.Add(1) == target {
 			close(all)
 		}
@@ -277,14 +285,15 @@ func benchPipeline(b *testing.B, acked bool, credit int) {
 	}, append(append(opts, pullOpts...), WithConnect(ep(b, push)), WithWorkers(1))...)
 	pl = cleanup(b, pl, err)
 	waitFor(b, "puller", func() bool { return push.Pullers() == 1 })
-	payload := benchPayload()
 	ctx := context.Background()
-	b.SetBytes(benchSize)
+	if size > 0 {
+		b.SetBytes(size)
+	}
 	b.ReportAllocs()
 	b.ResetTimer()
 	start := time.Now()
 	for range b.N {
-		if err := push.Push(ctx, payload); err != nil {
+		if err := push.Push(ctx, v); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -377,30 +386,5 @@ type benchJob struct {
 // BenchmarkTypedPipelineStruct is BenchmarkTypedPipeline carrying a
 // benchJob: what the reflective encoding and decoding of a struct add.
 func BenchmarkTypedPipelineStruct(b *testing.B) {
-	push, err := NewPusher[benchJob](WithBind(loopback))
-	push = cleanup(b, push, err)
-	var got atomic.Int64
-	all := make(chan struct{})
-	target := int64(b.N)
-	pl, err := NewPuller(func(_ context.Context, v benchJob) error {
-		if got.Add(1) == target {
-			close(all)
-		}
-		return nil
-	}, WithConnect(ep(b, push)), WithWorkers(1))
-	cleanup(b, pl, err)
-	waitFor(b, "puller", func() bool { return push.Pullers() == 1 })
-	job := benchJob{ID: 1 << 40, Kind: "resize", Data: make([]byte, 40)}
-	ctx := context.Background()
-	b.ReportAllocs()
-	b.ResetTimer()
-	start := time.Now()
-	for range b.N {
-		if err := push.Push(ctx, job); err != nil {
-			b.Fatal(err)
-		}
-	}
-	<-all
-	b.StopTimer()
-	reportRate(b, b.N, start)
+	benchPipelineOf(b, benchJob{ID: 1 << 40, Kind: "resize", Data: make([]byte, 40)}, 0, false, 0)
 }
