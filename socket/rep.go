@@ -59,7 +59,8 @@ func (r *repRouter) recv(ctx context.Context) (Msg, error) {
 	}
 	r.mustSend, r.cur, r.env = true, p, env
 	r.mu.Unlock()
-	return Msg{Frames: m.Frames[i+1:], pooled: m.pooled, size: m.size, slab: m.slab}, nil
+	m.Frames = m.Frames[i+1:] // the rest of m (its memory, for Free) stays
+	return m, nil
 }
 
 func (r *repRouter) send(ctx context.Context, m Msg) error {

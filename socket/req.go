@@ -114,7 +114,8 @@ func (r *reqRouter) incoming(p *pipe, m Msg) (Msg, bool) {
 		p.discard(1)
 		return Msg{}, false
 	}
-	return Msg{Frames: m.Frames[skip:], pooled: m.pooled, size: m.size, slab: m.slab}, true
+	m.Frames = m.Frames[skip:] // the rest of m (its memory, for Free) stays
+	return m, true
 }
 
 func (r *reqRouter) detach(p *pipe) {

@@ -57,8 +57,9 @@ func (r *routerRouter) command(*pipe, string, []byte) {}
 
 func (r *routerRouter) incoming(p *pipe, m Msg) (Msg, bool) {
 	frames := make([][]byte, 0, len(m.Frames)+1)
-	frames = append(append(frames, p.routeID), m.Frames...)
-	return Msg{Frames: frames, pooled: m.pooled, size: m.size + len(p.routeID), slab: m.slab}, true
+	m.Frames = append(append(frames, p.routeID), m.Frames...) // the rest of m stays
+	m.size += len(p.routeID)
+	return m, true
 }
 
 func (r *routerRouter) recv(ctx context.Context) (Msg, error) {
