@@ -213,16 +213,9 @@ func (s *session) runDealer(ctx context.Context, args []string) error {
 		if !ok {
 			break
 		}
-		sctx, cancel := s.opContext(ctx)
-		err = s.socket().Send(sctx, socket.Msg{Frames: append([][]byte{{}}, frames...), Priority: s.o.priority})
-		cancel()
-		if err != nil {
-			if isTimeout(err) && ctx.Err() == nil {
-				return s.noPeerError(fmt.Sprintf("no peer took message %d within %s", s.sent.Load()+1, s.o.timeout))
-			}
+		if err := s.sendOne(ctx, append([][]byte{{}}, frames...)); err != nil {
 			return err
 		}
-		s.sent.Add(1)
 	}
 
 	// Wait for the replies; --timeout bounds the silence between two.

@@ -529,17 +529,26 @@ func (s *session) runSend(ctx context.Context, args []string) error {
 		if err != nil || !ok {
 			return err
 		}
-		sctx, cancel := s.opContext(ctx)
-		err = s.socket().Send(sctx, socket.Msg{Frames: frames, Priority: s.o.priority})
-		cancel()
-		if err != nil {
-			if isTimeout(err) && ctx.Err() == nil {
-				return s.noPeerError(fmt.Sprintf("no peer took message %d within %s", s.sent.Load()+1, s.o.timeout))
-			}
+		if err := s.sendOne(ctx, frames); err != nil {
 			return err
 		}
-		s.sent.Add(1)
 	}
+	return nil
+}
+
+// sendOne sends one message of frames within --timeout and counts it; a
+// timeout with no peer taking it is a no-peer error.
+func (s *session) sendOne(ctx context.Context, frames [][]byte) error {
+	sctx, cancel := s.opContext(ctx)
+	err := s.socket().Send(sctx, socket.Msg{Frames: frames, Priority: s.o.priority})
+	cancel()
+	if err != nil {
+		if isTimeout(err) && ctx.Err() == nil {
+			return s.noPeerError(fmt.Sprintf("no peer took message %d within %s", s.sent.Load()+1, s.o.timeout))
+		}
+		return err
+	}
+	s.sent.Add(1)
 	return nil
 }
 
