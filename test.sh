@@ -1,0 +1,42 @@
+#!/bin/sh
+# The whole test suite: ./test.sh (the README's test command).
+#
+# Run as root on Debian it first installs what the interop, discovery and
+# namespace tests talk to (python3-zmq, python3-msgpack, python3-zeroconf,
+# libzmq3-dev and gcc for bench/, iproute2 and iputils-ping); elsewhere the
+# tests that need them skip and say why. It needs only Go and a POSIX shell:
+# no make.
+set -eu
+cd "$(dirname "$0")"
+GO=${GO:-go}
+DEBS="python3-zmq python3-msgpack python3-zeroconf libzmq3-dev pkg-config iproute2 iputils-ping gcc"
+
+have_deps() {
+	/usr/bin/python3 -c 'import zmq, msgpack, zeroconf' 2>/dev/null &&
+		command -v ip >/dev/null && command -v ping >/dev/null &&
+		command -v pkg-config >/dev/null && pkg-config --exists libzmq &&
+		command -v gcc >/dev/null
+}
+
+if [ "$(id -u)" = 0 ] && ! have_deps; then
+	echo "installing test dependencies: $DEBS"
+	apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $DEBS >/dev/null
+fi
+
+echo "== gofmt, go vet"
+out=$(gofmt -l .)
+if [ -n "$out" ]; then
+	echo "gofmt needed:"
+	echo "$out"
+	exit 1
+fi
+$GO vet ./...
+(cd bench && $GO vet ./...)
+
+echo "== go test -race ./..."
+$GO test -race -count=1 -timeout 45m ./...
+
+echo "== bench smoke"
+(cd bench && $GO test -count=1 -timeout 15m -run Smoke ./...)
+echo "== all tests passed"
