@@ -41,6 +41,8 @@ const (
 	oOnDead
 	oLogger
 	oDiscovery
+	oOutbox
+	oOutboxBytes
 )
 
 var optNames = map[optBit]string{
@@ -50,6 +52,7 @@ var optNames = map[optBit]string{
 	oDedup: "WithDedupWindow", oCredit: "WithCredit", oMaxPending: "WithMaxPending",
 	oName: "WithName", oPriority: "WithPriority", oType: "WithType", oTopics: "WithTopics",
 	oOnGap: "WithOnGap", oOnDead: "WithOnDead", oLogger: "WithLogger", oDiscovery: "WithDiscovery",
+	oOutbox: "WithOutbox", oOutboxBytes: "WithOutboxMaxBytes",
 }
 
 // options common to every pattern.
@@ -80,6 +83,9 @@ type options struct {
 	service       string
 	serviceOpts   []discovery.Option
 	watcher       *discovery.Watcher
+	outboxDir     string
+	outboxMode    OutboxMode
+	outboxBytes   int64
 }
 
 func defaultOptions() options {
@@ -92,6 +98,7 @@ func defaultOptions() options {
 		dedupWindow:   4096,
 		credit:        256,
 		maxPending:    65536,
+		outboxBytes:   256 << 20,
 		logger:        slog.New(slog.DiscardHandler),
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/zpeer/zpeer/codec"
+	"github.com/zpeer/zpeer/internal/outbox"
 	"github.com/zpeer/zpeer/socket"
 )
 
@@ -57,12 +58,15 @@ type Pusher[T any] struct {
 // WithMaxPending, WithOnDead, WithPriority, WithType, WithName,
 // WithSocketOptions, WithLogger, WithService, WithWatcher, WithDiscovery.
 func NewPusher[T any](opts ...Option) (*Pusher[T], error) {
-	o, err := buildOptions("Pusher", oAck|oAckTimeout|oMaxDeliveries|oMaxPending|oOnDead|oPriority|oType, opts)
+	o, err := buildOptions("Pusher", oAck|oAckTimeout|oMaxDeliveries|oMaxPending|oOnDead|oPriority|oType|oOutbox|oOutboxBytes, opts)
 	if err != nil {
 		return nil, err
 	}
-	if !o.ack && o.used&(oAckTimeout|oMaxDeliveries|oMaxPending|oOnDead) != 0 {
-		return nil, optErr("WithAckTimeout, WithMaxDeliveries, WithMaxPending and WithOnDead need WithAck")
+	if !o.ack && o.used&(oAckTimeout|oMaxDeliveries|oMaxPending|oOnDead|oOutbox|oOutboxBytes) != 0 {
+		return nil, optErr("WithAckTimeout, WithMaxDeliveries, WithMaxPending, WithOnDead and WithOutbox need WithAck")
+	}
+	if o.used&oOutboxBytes != 0 && o.used&oOutbox == 0 {
+		return nil, optErr("WithOutboxMaxBytes needs WithOutbox")
 	}
 	p := &Pusher[T]{o: o}
 	if p.tmpl, err = newTemplate(&p.o, codec.KindData, ""); err != nil {
@@ -87,6 +91,12 @@ func NewPusher[T any](opts ...Option) (*Pusher[T], error) {
 		return nil, err
 	}
 	if p.ack != nil {
+		if o.outboxDir != "" {
+			if err := p.ack.openOutbox(); err != nil {
+				p.Close()
+				return nil, err
+			}
+		}
 		p.ack.start()
 	}
 	typ := "PUSH"
@@ -106,23 +116,13 @@ func NewPusher[T any](opts ...Option) (*Pusher[T], error) {
 // while WithMaxPending messages are already held; delivery, redelivery and
 // acknowledgement happen in the background (see Drain and Stats).
 func (p *Pusher[T]) Push(ctx context.Context, v T, opts ...CallOption) error {
+	if p.ack != nil {
+		return p.pushAcked(ctx, v, opts, nil)
+	}
 	if p.ctx.Err() != nil {
 		return ErrClosed
 	}
 	seq := p.seq.Add(1)
-	if p.ack != nil {
-		// The acked pusher makes its own ids, and keeps the frame.
-		id := p.ack.custody.id(seq)
-		frame, bp, prio, err := encodeMsg(&p.o, p.tmpl, codec.KindData, "", id, seq, v, opts)
-		if err != nil {
-			return err
-		}
-		if bp != nil {
-			frame = bytes.Clone(frame)
-			codec.PutBuffer(bp)
-		}
-		return p.ack.push(ctx, frame, id, seq, prio, v)
-	}
 	frame, bp, prio, err := encodeMsg(&p.o, p.tmpl, codec.KindData, "", codec.NewID(), seq, v, opts)
 	if err != nil {
 		return err
@@ -137,6 +137,38 @@ func (p *Pusher[T]) Push(ctx context.Context, v T, opts ...CallOption) error {
 	}
 	p.c.sent.Add(1)
 	return nil
+}
+
+// pushAcked is Push in acknowledged mode, with PushAsync's receipt if rc
+// is not nil.
+func (p *Pusher[T]) pushAcked(ctx context.Context, v T, opts []CallOption, rc *Receipt) error {
+	if p.ctx.Err() != nil {
+		return ErrClosed
+	}
+	// The acked pusher makes its own ids, and keeps the frame.
+	seq := p.seq.Add(1)
+	id := p.ack.custody.id(seq)
+	frame, bp, prio, err := encodeMsg(&p.o, p.tmpl, codec.KindData, "", id, seq, v, opts)
+	if err != nil {
+		return err
+	}
+	if bp != nil {
+		frame = bytes.Clone(frame)
+		codec.PutBuffer(bp)
+	}
+	if rc != nil {
+		rc.id = id
+	}
+	if p.ack.store != nil {
+		if err := p.ack.storeJob(ctx, id, frame); err != nil {
+			return err
+		}
+	}
+	err = p.ack.push(ctx, frame, id, seq, prio, v, rc)
+	if err != nil && p.ack.store != nil {
+		p.ack.store.Ack(outbox.ID(id)) // not pushed: not to be replayed
+	}
+	return err
 }
 
 // Drain waits until everything pushed so far is settled: in acknowledged
@@ -212,6 +244,12 @@ func (p *Pusher[T]) Close() error {
 	}
 	if p.ack != nil {
 		p.ack.notes.close()
+		p.ack.abandon()
+		if p.ack.store != nil {
+			if serr := p.ack.store.Close(); serr != nil && err == nil {
+				err = fmt.Errorf("%w: %w", ErrOutbox, serr)
+			}
+		}
 	}
 	return err
 }
