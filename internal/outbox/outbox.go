@@ -177,7 +177,8 @@ type Log struct {
 	lock *os.File
 
 	mu        sync.Mutex
-	index     map[ID]entry
+	index     *index
+	loading   bool // Open is reading the segments
 	segs      map[uint64]*segInfo
 	order     []uint64 // segment numbers on disk or buffered, oldest first
 	active    uint64
@@ -222,12 +223,13 @@ func Open(dir string, opts ...Option) (*Log, error) {
 	if err != nil {
 		return nil, err
 	}
-	l := &Log{dir: dir, o: o, lock: lock, index: make(map[ID]entry), segs: make(map[uint64]*segInfo),
+	l := &Log{dir: dir, o: o, lock: lock, index: newIndex(o.MaxMessages), loading: true, segs: make(map[uint64]*segInfo),
 		cur: &batch{done: make(chan struct{})}, kick: make(chan struct{}, 1), stop: make(chan struct{})}
 	if err := l.load(); err != nil {
 		lock.Close()
 		return nil, err
 	}
+	l.loading = false
 	l.active = 1
 	if n := len(l.order); n > 0 {
 		l.active = l.order[n-1] + 1
@@ -287,7 +289,7 @@ func (l *Log) load() error {
 	}
 	kept := l.recovered[:0]
 	for _, r := range l.recovered {
-		if _, ok := l.index[r.id]; ok {
+		if _, ok := l.index.get(r.id); ok {
 			kept = append(kept, r)
 		}
 	}
@@ -321,7 +323,7 @@ func (l *Log) scan(n uint64, data []byte, pos map[ID]int) int64 {
 		switch body[0] {
 		case recPut:
 			payload := body[bodyMin:]
-			if old, ok := l.index[id]; ok {
+			if old, ok := l.index.get(id); ok {
 				l.drop(old) // copied forward: the newer copy counts
 			}
 			p, ok := pos[id]
@@ -333,8 +335,7 @@ func (l *Log) scan(n uint64, data []byte, pos map[ID]int) int64 {
 			l.recovered[p].data = slices.Clone(payload)
 			l.add(id, n, int64(len(payload)))
 		case recAck:
-			if e, ok := l.index[id]; ok {
-				delete(l.index, id)
+			if e, ok := l.index.del(id); ok {
 				l.drop(e)
 				l.recovered[pos[id]].data = nil
 			}
@@ -356,7 +357,11 @@ func (l *Log) add(id ID, n uint64, size int64) {
 	s.live++
 	s.liveBytes += size
 	l.liveBytes += size
-	l.index[id] = entry{seg: n, size: size}
+	if l.loading {
+		l.index.putOver(id, entry{seg: n, size: size})
+	} else {
+		l.index.put(id, entry{seg: n, size: size})
+	}
 }
 
 // drop forgets e's share of its segment. l.mu is held.
@@ -409,10 +414,10 @@ func (l *Log) appendRecord(kind byte, id ID, payload []byte) {
 }
 
 func (l *Log) full(size int64) bool {
-	if len(l.index) == 0 {
+	if l.index.len() == 0 {
 		return false
 	}
-	return len(l.index) >= l.o.MaxMessages || l.liveBytes+size > l.o.MaxBytes
+	return l.index.len() >= l.o.MaxMessages || l.liveBytes+size > l.o.MaxBytes
 }
 
 // Append adds a record. In sync mode it returns once the record is on
@@ -453,7 +458,7 @@ func (l *Log) Append(ctx context.Context, id ID, data []byte) error {
 		l.mu.Unlock()
 		return err
 	}
-	if _, dup := l.index[id]; dup {
+	if _, dup := l.index.get(id); dup {
 		l.mu.Unlock()
 		return ErrDuplicate
 	}
@@ -487,11 +492,10 @@ func (l *Log) Append(ctx context.Context, id ID, data []byte) error {
 func (l *Log) Ack(id ID) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	e, ok := l.index[id]
+	e, ok := l.index.del(id)
 	if !ok {
 		return
 	}
-	delete(l.index, id)
 	l.drop(e)
 	if !l.closed {
 		l.appendRecord(recAck, id, nil)
@@ -513,7 +517,7 @@ func (l *Log) wake() {
 // Stats returns the Log's counters.
 func (l *Log) Stats() Stats {
 	l.mu.Lock()
-	s := Stats{Messages: len(l.index), Bytes: l.liveBytes, Segments: len(l.order),
+	s := Stats{Messages: l.index.len(), Bytes: l.liveBytes, Segments: len(l.order),
 		Recovered: l.nrecovered, Corrupt: l.corrupt, CorruptBytes: l.corruptBytes}
 	l.mu.Unlock()
 	s.Appends, s.Acks, s.Writes = l.appends.Load(), l.acks.Load(), l.writes.Load()
@@ -761,7 +765,7 @@ func (l *Log) copyForward(n uint64) {
 			continue
 		}
 		id := ID(body[1:bodyMin])
-		e, ok := l.index[id]
+		e, ok := l.index.get(id)
 		if !ok || e.seg != n {
 			continue
 		}
