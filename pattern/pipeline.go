@@ -35,6 +35,8 @@ import (
 // puller nacks it), or at once when the puller's connection drops. After
 // WithMaxDeliveries deliveries it is declared dead: counted in Stats.Dead,
 // logged, and handed to the WithOnDead callback, never dropped silently.
+// The Pusher keeps its messages in memory: if its process dies they are
+// lost, unless WithOutbox keeps them on disk too (see WithOutbox).
 // Messages waiting for credit are queued by priority (see Priority), then in
 // push order; a redelivered message goes ahead of those pushed after it.
 type Pusher[T any] struct {
@@ -55,8 +57,10 @@ type Pusher[T any] struct {
 // NewPusher creates a Pusher.
 //
 // Options: WithBind, WithConnect, WithAck, WithAckTimeout, WithMaxDeliveries,
-// WithMaxPending, WithOnDead, WithPriority, WithType, WithName,
-// WithSocketOptions, WithLogger, WithService, WithWatcher, WithDiscovery.
+// WithMaxPending, WithOnDead, WithOutbox, WithOutboxMaxBytes, WithPriority,
+// WithType, WithName, WithSocketOptions, WithLogger, WithService,
+// WithWatcher, WithDiscovery. With WithOutbox, NewPusher takes back the jobs
+// a previous Pusher left in the outbox before it returns.
 func NewPusher[T any](opts ...Option) (*Pusher[T], error) {
 	o, err := buildOptions("Pusher", oAck|oAckTimeout|oMaxDeliveries|oMaxPending|oOnDead|oPriority|oType|oOutbox|oOutboxBytes, opts)
 	if err != nil {
@@ -224,8 +228,10 @@ func (p *Pusher[T]) Stats() Stats {
 }
 
 // Close stops the Pusher. In acknowledged mode, messages not yet
-// acknowledged are abandoned (call Drain first to wait for them); queued
-// messages get the socket's linger time to be written. Close is idempotent.
+// acknowledged are abandoned (call Drain first to wait for them), their
+// PushAsync receipts settled with ErrClosed; with WithOutbox they stay in
+// the outbox for the next Pusher. Queued messages get the socket's linger
+// time to be written. Close is idempotent.
 func (p *Pusher[T]) Close() error {
 	p.closeMu.Lock()
 	defer p.closeMu.Unlock()
