@@ -145,11 +145,13 @@ func (a *ackPusher[T]) abandon() {
 	for _, it := range a.custody.slots {
 		if it != nil && it.rcpt != nil {
 			it.rcpt.settle(ErrClosed)
+			it.rcpt = nil
 		}
 	}
 	for _, it := range a.custody.over {
 		if it.rcpt != nil {
 			it.rcpt.settle(ErrClosed)
+			it.rcpt = nil
 		}
 	}
 }
