@@ -191,10 +191,10 @@ type pipe struct {
 	// paused is set while the reader waits for room in the receive queue:
 	// it reads nothing then, so silence from the peer proves nothing.
 	paused atomic.Bool
-	done     chan struct{}
-	once     sync.Once
-	err      error
-	stats    counters
+	done   chan struct{}
+	once   sync.Once
+	err    error
+	stats  counters
 
 	// routing state owned by the socket type
 	subs    subscriptions // PUB: what this peer subscribed to
