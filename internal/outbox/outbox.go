@@ -184,7 +184,8 @@ type Log struct {
 	active    uint64
 	buf       []byte
 	spare     []byte
-	chunks    []chunk // bytes of segments sealed since the last flush
+	chunks    []chunk  // bytes of segments sealed since the last flush
+	dirty     []uint64 // segments written since the last fsync (batched mode)
 	cur       *batch
 	liveBytes int64
 	waiting   bool // an Append waits for cur
@@ -586,7 +587,7 @@ func (l *Log) flusher() {
 // copies forward a mostly-acked one.
 func (l *Log) flush(sync bool) {
 	l.mu.Lock()
-	if len(l.buf) == 0 && len(l.chunks) == 0 && !l.waiting {
+	if len(l.buf) == 0 && len(l.chunks) == 0 && !l.waiting && (!sync || len(l.dirty) == 0) {
 		l.mu.Unlock()
 		if sync {
 			l.collect()
@@ -613,6 +614,29 @@ func (l *Log) flush(sync bool) {
 		}
 		files = append(files, f)
 	}
+	// What to fsync: every segment written since the last fsync.
+	var syncSegs []uint64
+	if sync {
+		syncSegs = l.dirty
+		l.dirty = nil
+		for _, c := range chunks {
+			if !slices.Contains(syncSegs, c.seg) {
+				syncSegs = append(syncSegs, c.seg)
+			}
+		}
+	} else {
+		for _, c := range chunks {
+			if !slices.Contains(l.dirty, c.seg) {
+				l.dirty = append(l.dirty, c.seg)
+			}
+		}
+	}
+	syncFiles := make([]*os.File, 0, len(syncSegs))
+	for _, n := range syncSegs {
+		if s := l.segs[n]; s != nil && s.file != nil {
+			syncFiles = append(syncFiles, s.file)
+		}
+	}
 	prevErr := l.err
 	l.mu.Unlock()
 
@@ -628,13 +652,10 @@ func (l *Log) flush(sync bool) {
 			}
 		}
 	}
-	if err == nil && prevErr == nil && sync {
-		for i := range files {
-			if i > 0 && chunks[i].seg == chunks[i-1].seg {
-				continue
-			}
+	if err == nil && prevErr == nil {
+		for _, f := range syncFiles {
 			l.syncs.Add(1)
-			if serr := files[i].Sync(); serr != nil {
+			if serr := f.Sync(); serr != nil {
 				err = serr
 				break
 			}
@@ -648,10 +669,10 @@ func (l *Log) flush(sync bool) {
 	if prevErr == nil && l.err != nil {
 		prevErr = l.err
 	}
-	for _, c := range chunks {
-		if c.seg != active {
-			if s := l.segs[c.seg]; s != nil && s.file != nil {
-				s.file.Close() // sealed and written
+	for _, n := range syncSegs {
+		if n != active {
+			if s := l.segs[n]; s != nil && s.file != nil {
+				s.file.Close() // sealed, written and fsynced
 				s.file = nil
 			}
 		}
