@@ -100,6 +100,9 @@ func (a *ackPusher[T]) openOutbox() error {
 		a.recovered++
 		return nil
 	})
+	if a.recovered > 0 {
+		a.o.logger.Info("pattern: outbox: jobs taken back for delivery", "dir", a.o.outboxDir, "jobs", a.recovered)
+	}
 	if s := st.Stats(); s.Corrupt > 0 {
 		a.o.logger.Warn("pattern: outbox had torn or corrupt records, skipped", "dir", a.o.outboxDir,
 			"records", s.Corrupt, "bytes", s.CorruptBytes)
