@@ -13,6 +13,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/zpeer/zpeer/internal/outbox"
 )
 
 func TestOutboxOptions(t *testing.T) {
@@ -138,6 +140,34 @@ func TestOutboxRestart(t *testing.T) {
 				t.Fatalf("third pusher recovered %d jobs", push.ack.recovered)
 			}
 		})
+	}
+}
+
+// A record in the outbox that is not a data envelope (another program's
+// file, a bug) is dropped and counted, never delivered.
+func TestOutboxForeignRecord(t *testing.T) {
+	dir := t.TempDir()
+	st, err := outbox.Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Append(context.Background(), outbox.ID{1}, []byte("not an envelope")); err != nil {
+		t.Fatal(err)
+	}
+	st.Close()
+	push, err := NewPusher[job](WithAck(), WithOutbox(dir, OutboxSync))
+	push = cleanup(t, push, err)
+	if s := push.Stats(); s.Dropped != 1 || s.Pending != 0 || push.ack.recovered != 0 {
+		t.Fatalf("stats %+v, recovered %d", s, push.ack.recovered)
+	}
+	push.Close()
+	st, err = outbox.Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	if s := st.Stats(); s.Recovered != 0 {
+		t.Fatalf("the dropped record is still in the outbox: %+v", s)
 	}
 }
 
