@@ -129,8 +129,10 @@ type jsPub struct {
 	js jetstream.JetStream
 }
 
+// Send blocks while Window publishes wait for their acks (up to 30 s; the
+// default 200 ms stall wait fails a publisher that outruns SyncAlways).
 func (p *jsPub) Send(ctx context.Context, b []byte) error {
-	_, err := p.js.PublishAsync(jsSubject, b)
+	_, err := p.js.PublishAsync(jsSubject, b, jetstream.WithStallWait(30*time.Second))
 	return err
 }
 
