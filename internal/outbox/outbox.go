@@ -678,7 +678,7 @@ func (l *Log) flush(sync bool) {
 		}
 	}
 	last := chunks[len(chunks)-1].buf
-	if cap(last) <= 4*bigBuffer {
+	if cap(last) <= 64*bigBuffer { // keep it (it grows while an fsync runs) unless huge
 		l.spare = last[:0]
 	}
 	l.mu.Unlock()
