@@ -51,6 +51,14 @@ type item struct {
 	q, f, h    links    // queue, in-flight and held list links
 }
 
+// newItem is a message taken into custody, pushed now or taken back from
+// the outbox (openOutbox): frame is its envelope.
+func newItem(id codec.ID, seq uint64, prio uint8, frame []byte) *item {
+	it := &item{id: id, seq: seq, prio: prio, pushed: mono()}
+	it.frames[1], it.frames[2] = empty, frame
+	return it
+}
+
 type links struct{ prev, next *item }
 
 // ilist is an intrusive doubly linked list of items through one of their
@@ -175,8 +183,8 @@ func (a *ackPusher[T]) wake() {
 // push takes custody of a message: frame is its envelope, with the given
 // id (from custody.id), sequence number and priority.
 func (a *ackPusher[T]) push(ctx context.Context, frame []byte, id codec.ID, seq uint64, prio uint8, v T, rc *Receipt) error {
-	it := &item{id: id, seq: seq, prio: prio, pushed: mono(), rcpt: rc}
-	it.frames[1], it.frames[2] = empty, frame
+	it := newItem(id, seq, prio, frame)
+	it.rcpt = rc
 	if a.o.onDead != nil {
 		it.value = v
 	}

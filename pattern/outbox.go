@@ -86,8 +86,7 @@ func (a *ackPusher[T]) openOutbox() error {
 			return nil
 		}
 		// seq 0 keeps it out of custody's ring of this Pusher's ids.
-		it := &item{id: codec.ID(id), prio: env.Priority, pushed: mono()}
-		it.frames[1], it.frames[2] = empty, frame
+		it := newItem(codec.ID(id), 0, env.Priority, frame)
 		if a.o.onDead != nil {
 			if v, err := unmarshalBody[T](env.Body); err == nil {
 				it.value = v
