@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -386,4 +387,65 @@ func TestOutboxKill9(t *testing.T) {
 	if recovered == 0 || firstLife == 0 {
 		t.Fatalf("the kill did not come mid-run: %d processed before it, %d recovered", firstLife, recovered)
 	}
+}
+
+// BenchmarkDurablePipeline is BenchmarkAckedPipeline with an outbox
+// (WithOutbox) in a temporary directory on the test's disk, pushed from
+// one goroutine or from 64 (sync mode shares an fsync among concurrent
+// pushes).
+func BenchmarkDurablePipeline(b *testing.B) {
+	for _, bc := range []struct {
+		name      string
+		mode      OutboxMode
+		producers int
+	}{
+		{"sync/1", OutboxSync, 1},
+		{"sync/64", OutboxSync, 64},
+		{"batched-10ms/1", OutboxBatched(10 * time.Millisecond), 1},
+	} {
+		b.Run(bc.name, func(b *testing.B) { benchDurable(b, bc.mode, bc.producers) })
+	}
+}
+
+func benchDurable(b *testing.B, mode OutboxMode, producers int) {
+	push, err := NewPusher[[]byte](WithAck(), WithBind(loopback), WithOutbox(b.TempDir(), mode))
+	push = cleanup(b, push, err)
+	var got atomic.Int64
+	all := make(chan struct{})
+	target := int64(b.N)
+	pl, err := NewPuller(func(_ context.Context, _ []byte) error {
+		if got.Add(1) == target {
+			close(all)
+		}
+		return nil
+	}, WithAck(), WithConnect(ep(b, push)), WithWorkers(1))
+	pl = cleanup(b, pl, err)
+	waitFor(b, "puller", func() bool { return push.Pullers() == 1 })
+	ctx := context.Background()
+	v := benchPayload()
+	b.SetBytes(benchSize)
+	b.ReportAllocs()
+	b.ResetTimer()
+	start := time.Now()
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range producers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for next.Add(1) <= target {
+				if err := push.Push(ctx, v); err != nil {
+					b.Error(err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	<-all
+	if err := push.Drain(ctx); err != nil {
+		b.Fatal(err)
+	}
+	b.StopTimer()
+	reportRate(b, b.N, start)
 }
