@@ -10,7 +10,7 @@ func (r *dealerRouter) send(ctx context.Context, m Msg) error {
 	_, err := r.lb.send(ctx, m, nil)
 	return err
 }
-func (r *dealerRouter) recv(ctx context.Context) (Msg, error) {
+func (r *dealerRouter) recv(ctx context.Context) (Msg, *pipe, error) {
 	return r.s.pop(ctx)
 }
 func (r *dealerRouter) incoming(_ *pipe, m Msg) (Msg, bool) { return m, true }

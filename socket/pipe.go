@@ -33,6 +33,13 @@ var (
 	errFull      = errors.New("socket: peer queue full")
 )
 
+// Notes a Send caller's goroutine leaves for the pipe's writer goroutine,
+// which acts on them: hooks and terminate never run on a caller's Send.
+const (
+	noteReady = 1 << iota // the send queue left its high-water mark: call the Ready hook
+	noteFail              // a write failed (the error is in werr): terminate
+)
+
 // chunkSize is the unit of send-queue memory: small frames are copied into
 // pooled chunks of this size, so a growing queue never reallocates and
 // copies what it already holds.
@@ -155,6 +162,8 @@ func (b *batch) release() {
 // pipe is one connected peer.
 type pipe struct {
 	s        *Socket
+	id       uint64 // Peer.ID
+	face     Peer   // the pipe's public handle, &face for its whole life
 	conn     net.Conn
 	br       *bufio.Reader
 	sec      zmq4.Security
@@ -176,7 +185,14 @@ type pipe struct {
 	qbytes  int64
 	writing bool
 	wclosed bool
+	werr    error // the write error a caller's flush hit, for the writer to act on
 	kick    chan struct{}
+	notes   atomic.Uint32 // noteReady | noteFail, for the writer goroutine
+
+	// attachMu orders the socket's attach (Attach hook, routing) before its
+	// detach; attached is guarded by the socket's mu too, for PeerList.
+	attachMu sync.Mutex
+	attached bool
 
 	// receive side, guarded by the socket's fair queue mutex
 	inq      []Msg
@@ -216,6 +232,8 @@ func newPipe(s *Socket, c net.Conn, br *bufio.Reader, zc *zmq4.Conn, endpoint st
 		space:    make(chan struct{}, 1),
 		done:     make(chan struct{}),
 	}
+	p.id = s.peerIDs.Add(1)
+	p.face.p = p
 	if t := p.sec.Type(); t != zmq4.NullSecurity && t != zmq4.PlainSecurity {
 		p.encrypt = true
 	}
@@ -316,14 +334,21 @@ func (p *pipe) enqueue(m Msg, force bool) error {
 	if p.lowLat {
 		p.writing = true
 		p.flushLocked() // unlocks
+		if p.notes.Load() != 0 {
+			p.kickWriter() // the writer acts on what the flush noted
+		}
 		return nil
 	}
 	p.wmu.Unlock()
+	p.kickWriter()
+	return nil
+}
+
+func (p *pipe) kickWriter() {
 	select {
 	case p.kick <- struct{}{}:
 	default:
 	}
-	return nil
 }
 
 func appendEncrypted(b *batch, sec zmq4.Security, m Msg) error {
@@ -354,16 +379,15 @@ func (p *pipe) command(name string, body []byte) {
 	writing := p.writing
 	p.wmu.Unlock()
 	if !writing {
-		select {
-		case p.kick <- struct{}{}:
-		default:
-		}
+		p.kickWriter()
 	}
 }
 
 // flushLocked writes everything queued, releasing wmu during each write.
 // The caller holds wmu and has set p.writing; flushLocked returns with wmu
-// released and p.writing cleared.
+// released and p.writing cleared. It may run on a caller's Send: what must
+// not happen there (a hook, terminate) it leaves in p.notes for the writer
+// goroutine.
 func (p *pipe) flushLocked() {
 	for (!p.urgent.empty() || !p.out.empty()) && !p.wclosed {
 		// Urgent messages (and commands) first: they overtake everything
@@ -393,12 +417,19 @@ func (p *pipe) flushLocked() {
 		p.qbytes -= nb
 		if err != nil {
 			p.writing = false
+			p.wclosed = true // nothing more can be written
+			if p.werr == nil {
+				p.werr = fmt.Errorf("socket: write: %w", err)
+			}
+			p.notes.Or(noteFail)
 			p.wmu.Unlock()
-			p.terminate(fmt.Errorf("socket: write: %w", err))
 			return
 		}
 		if wasFull && !p.fullLocked() {
 			p.s.signalReady()
+			if p.s.opts.Hooks.Ready != nil {
+				p.notes.Or(noteReady)
+			}
 		}
 	}
 	p.writing = false
@@ -428,13 +459,33 @@ func (p *pipe) writeLoop() {
 			p.command(zmq4.CmdPing, ttl)
 		}
 		p.wmu.Lock()
-		if p.writing {
+		if !p.writing {
+			p.writing = true
+			p.flushLocked()
+		} else {
 			p.wmu.Unlock()
-			continue
 		}
-		p.writing = true
-		p.flushLocked()
+		if p.notes.Load() != 0 && !p.actOnNotes() {
+			return
+		}
 	}
+}
+
+// actOnNotes runs on the writer goroutine what a flush noted. It returns
+// false when the pipe is terminated.
+func (p *pipe) actOnNotes() bool {
+	n := p.notes.Swap(0)
+	if n&noteFail != 0 {
+		p.wmu.Lock()
+		err := p.werr
+		p.wmu.Unlock()
+		p.terminate(err)
+		return false
+	}
+	if n&noteReady != 0 && !p.isDone() {
+		p.s.opts.Hooks.Ready(&p.face)
+	}
+	return true
 }
 
 // drain waits until the send queue is empty or the deadline passes.

@@ -113,7 +113,9 @@ func (r *pubRouter) send(_ context.Context, m Msg) error {
 	return nil
 }
 
-func (r *pubRouter) recv(context.Context) (Msg, error) { return Msg{}, errState(r.s, "Recv") }
+func (r *pubRouter) recv(context.Context) (Msg, *pipe, error) {
+	return Msg{}, nil, errState(r.s, "Recv")
+}
 
 // incoming takes ZMTP 3.0 subscription messages (0x01 prefix subscribes,
 // 0x00 cancels); anything else a SUB sends is dropped.

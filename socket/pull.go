@@ -10,6 +10,6 @@ func (r *pullRouter) detach(*pipe)                        {}
 func (r *pullRouter) command(*pipe, string, []byte)       {}
 func (r *pullRouter) incoming(_ *pipe, m Msg) (Msg, bool) { return m, true }
 func (r *pullRouter) send(context.Context, Msg) error     { return errState(r.s, "Send") }
-func (r *pullRouter) recv(ctx context.Context) (Msg, error) {
+func (r *pullRouter) recv(ctx context.Context) (Msg, *pipe, error) {
 	return r.s.pop(ctx)
 }

@@ -35,16 +35,16 @@ func (r *repRouter) incoming(p *pipe, m Msg) (Msg, bool) {
 	return Msg{}, false
 }
 
-func (r *repRouter) recv(ctx context.Context) (Msg, error) {
+func (r *repRouter) recv(ctx context.Context) (Msg, *pipe, error) {
 	r.mu.Lock()
 	if r.mustSend {
 		r.mu.Unlock()
-		return Msg{}, fmt.Errorf("%w: REP must send the reply before receiving again", ErrState)
+		return Msg{}, nil, fmt.Errorf("%w: REP must send the reply before receiving again", ErrState)
 	}
 	r.mu.Unlock()
 	m, p, err := r.s.fq.pop(ctx, nil)
 	if err != nil {
-		return Msg{}, err
+		return Msg{}, nil, err
 	}
 	i := 0
 	for len(m.Frames[i]) != 0 {
@@ -60,7 +60,7 @@ func (r *repRouter) recv(ctx context.Context) (Msg, error) {
 	r.mustSend, r.cur, r.env = true, p, env
 	r.mu.Unlock()
 	m.Frames = m.Frames[i+1:] // the rest of m (its memory, for Free) stays
-	return m, nil
+	return m, p, nil
 }
 
 func (r *repRouter) send(ctx context.Context, m Msg) error {
@@ -74,5 +74,5 @@ func (r *repRouter) send(ctx context.Context, m Msg) error {
 	r.mu.Unlock()
 	frames := make([][]byte, 0, len(env)+len(m.Frames))
 	frames = append(append(frames, env...), m.Frames...)
-	return sendTo(ctx, r.s, p, Msg{Frames: frames})
+	return sendTo(ctx, r.s, p, Msg{Frames: frames}, ErrNoPeer)
 }

@@ -34,7 +34,16 @@ func newReqRouter(s *Socket) *reqRouter {
 	return &reqRouter{lb: lb{s: s}, relaxed: s.opts.RelaxedREQ, id: rand.Uint32()}
 }
 
-func (r *reqRouter) send(ctx context.Context, m Msg) error {
+func (r *reqRouter) send(ctx context.Context, m Msg) error { return r.request(ctx, m, nil) }
+
+// sendTo sends the request to p rather than to the next ready peer.
+func (r *reqRouter) sendTo(ctx context.Context, p *pipe, m Msg) error {
+	return r.request(ctx, m, p)
+}
+
+// request sends m as the next request: to the next ready peer, or to
+// target when it is not nil.
+func (r *reqRouter) request(ctx context.Context, m Msg, target *pipe) error {
 	r.rmu.Lock()
 	if r.waiting && !r.relaxed {
 		r.rmu.Unlock()
@@ -61,11 +70,18 @@ func (r *reqRouter) send(ctx context.Context, m Msg) error {
 	}
 	frames = append(frames, []byte{})
 	frames = append(frames, m.Frames...)
-	_, err := r.lb.send(ctx, Msg{Frames: frames}, func(p *pipe) {
+	before := func(p *pipe) {
 		r.rmu.Lock()
 		r.cur = p
 		r.rmu.Unlock()
-	})
+	}
+	var err error
+	if target != nil {
+		before(target)
+		err = sendTo(ctx, r.s, target, Msg{Frames: frames}, ErrPeerLost)
+	} else {
+		_, err = r.lb.send(ctx, Msg{Frames: frames}, before)
+	}
 	if err != nil {
 		r.rmu.Lock()
 		r.waiting, r.cur = false, nil
@@ -74,15 +90,15 @@ func (r *reqRouter) send(ctx context.Context, m Msg) error {
 	return err
 }
 
-func (r *reqRouter) recv(ctx context.Context) (Msg, error) {
+func (r *reqRouter) recv(ctx context.Context) (Msg, *pipe, error) {
 	r.rmu.Lock()
 	if !r.waiting {
 		r.rmu.Unlock()
-		return Msg{}, fmt.Errorf("%w: REQ must send a request before receiving", ErrState)
+		return Msg{}, nil, fmt.Errorf("%w: REQ must send a request before receiving", ErrState)
 	}
 	lost := r.lost
 	r.rmu.Unlock()
-	m, _, err := r.s.fq.pop(ctx, lost)
+	m, p, err := r.s.fq.pop(ctx, lost)
 	if errors.Is(err, errAbort) {
 		err = ErrPeerLost
 		if r.s.isClosed() { // Close ends every pipe: not a lost peer
@@ -94,7 +110,7 @@ func (r *reqRouter) recv(ctx context.Context) (Msg, error) {
 		r.waiting, r.cur = false, nil
 		r.rmu.Unlock()
 	}
-	return m, err
+	return m, p, err
 }
 
 func (r *reqRouter) incoming(p *pipe, m Msg) (Msg, bool) {

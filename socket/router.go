@@ -55,6 +55,11 @@ func (r *routerRouter) detach(p *pipe) {
 
 func (r *routerRouter) command(*pipe, string, []byte) {}
 
+// sendTo sends m, with no routing-id frame, to p.
+func (r *routerRouter) sendTo(ctx context.Context, p *pipe, m Msg) error {
+	return sendTo(ctx, r.s, p, m, ErrPeerLost)
+}
+
 func (r *routerRouter) incoming(p *pipe, m Msg) (Msg, bool) {
 	frames := make([][]byte, 0, len(m.Frames)+1)
 	m.Frames = append(append(frames, p.routeID), m.Frames...) // the rest of m stays
@@ -62,7 +67,7 @@ func (r *routerRouter) incoming(p *pipe, m Msg) (Msg, bool) {
 	return m, true
 }
 
-func (r *routerRouter) recv(ctx context.Context) (Msg, error) {
+func (r *routerRouter) recv(ctx context.Context) (Msg, *pipe, error) {
 	return r.s.pop(ctx)
 }
 
@@ -76,7 +81,7 @@ func (r *routerRouter) send(ctx context.Context, m Msg) error {
 	if p == nil {
 		return fmt.Errorf("%w: routing id %x", ErrNoPeer, m.Frames[0])
 	}
-	if err := sendTo(ctx, r.s, p, Msg{Frames: m.Frames[1:]}); err != nil {
+	if err := sendTo(ctx, r.s, p, Msg{Frames: m.Frames[1:]}, ErrNoPeer); err != nil {
 		return fmt.Errorf("socket: ROUTER send to %x: %w", m.Frames[0], err)
 	}
 	return nil

@@ -21,12 +21,20 @@ type router interface {
 	attach(p *pipe)
 	detach(p *pipe)
 	send(ctx context.Context, m Msg) error
-	recv(ctx context.Context) (Msg, error)
+	// recv returns the next message for the caller and the pipe it came
+	// from.
+	recv(ctx context.Context) (Msg, *pipe, error)
 	// incoming runs on the pipe's reader goroutine for every message; it
 	// returns the message to queue for Recv, or false to consume it.
 	incoming(p *pipe, m Msg) (Msg, bool)
 	// command handles SUBSCRIBE and CANCEL commands.
 	command(p *pipe, name string, data []byte)
+}
+
+// peerSender is implemented by the routing of the socket types that can
+// send to a chosen peer (Socket.SendTo).
+type peerSender interface {
+	sendTo(ctx context.Context, p *pipe, m Msg) error
 }
 
 // Socket is a ZeroMQ socket of one type. All methods are safe for
@@ -54,6 +62,7 @@ type Socket struct {
 
 	stats                                       counters
 	connects, disconnects, reconnects, rejected atomic.Uint64
+	peerIDs                                     atomic.Uint64 // the last Peer.ID given
 }
 
 type listener struct {
@@ -249,6 +258,14 @@ func (s *Socket) Disconnect(ep string) error {
 // (see the package documentation for which types block and when) until the
 // message is queued for a peer, ctx ends, or the socket closes.
 func (s *Socket) Send(ctx context.Context, m Msg) error {
+	if err := s.checkSend(m); err != nil {
+		return err
+	}
+	return s.r.send(ctx, m)
+}
+
+// checkSend is what Send and SendTo check before routing m.
+func (s *Socket) checkSend(m Msg) error {
 	if len(m.Frames) == 0 {
 		return ErrEmpty
 	}
@@ -261,7 +278,7 @@ func (s *Socket) Send(ctx context.Context, m Msg) error {
 	if s.isClosed() {
 		return ErrClosed
 	}
-	return s.r.send(ctx, m)
+	return nil
 }
 
 // SendBytes sends a one-frame message.
@@ -275,7 +292,8 @@ func (s *Socket) SendBytes(ctx context.Context, b []byte) error {
 // even when ctx is done, so Recv with a cancelled context polls: it returns
 // a message or ctx's error at once.
 func (s *Socket) Recv(ctx context.Context) (Msg, error) {
-	return s.r.recv(ctx)
+	m, _, err := s.r.recv(ctx)
+	return m, err
 }
 
 // Subscribe adds a topic prefix on a SUB socket ("" receives everything). It
@@ -542,16 +560,30 @@ func (s *Socket) handshakeAs(c net.Conn, ep string, server bool, l *listener) (*
 	}
 	s.mu.Unlock()
 	s.connects.Add(1)
-	s.r.attach(p)
-	if p.isDone() {
-		// Close or Unbind ended the pipe between its registration and
-		// attach; their detach found nothing to remove from the routing.
-		s.r.detach(p)
-	}
+	s.attach(p)
 	p.start()
 	s.ev.emit(Event{Kind: EventConnected, Endpoint: ep, Remote: p.remote, PeerType: p.peerType, PeerID: p.routeID})
 	s.signalReady()
 	return p, nil
+}
+
+// attach hands a registered pipe to the owner's Attach hook and to the
+// socket type's routing, unless it ended already (Close or Unbind may end
+// it between its registration and now). attachMu orders this with detach:
+// a pipe is detached only if it was attached, and after.
+func (s *Socket) attach(p *pipe) {
+	p.attachMu.Lock()
+	defer p.attachMu.Unlock()
+	if p.isDone() {
+		return
+	}
+	if h := s.opts.Hooks.Attach; h != nil {
+		h(&p.face)
+	}
+	s.r.attach(p)
+	s.mu.Lock()
+	p.attached = true
+	s.mu.Unlock()
 }
 
 // detach is called once per pipe when it terminates.
@@ -576,7 +608,18 @@ func (s *Socket) detach(p *pipe, err error) {
 	if !ok {
 		return
 	}
-	s.r.detach(p)
+	p.attachMu.Lock()
+	s.mu.Lock()
+	attached := p.attached
+	p.attached = false
+	s.mu.Unlock()
+	if attached {
+		s.r.detach(p)
+		if h := s.opts.Hooks.Detach; h != nil {
+			h(&p.face, err)
+		}
+	}
+	p.attachMu.Unlock()
 	if errors.Is(err, ErrProtocol) || errors.Is(err, ErrTooLarge) {
 		// Every protocol violation after the handshake ends here: one
 		// count, one log line and one event per dropped peer.
@@ -604,9 +647,8 @@ func (s *Socket) signalReady() {
 }
 
 // pop is Recv for the socket types that hand messages out as received.
-func (s *Socket) pop(ctx context.Context) (Msg, error) {
-	m, _, err := s.fq.pop(ctx, nil)
-	return m, err
+func (s *Socket) pop(ctx context.Context) (Msg, *pipe, error) {
+	return s.fq.pop(ctx, nil)
 }
 
 func ctxErr(ctx context.Context) error {

@@ -78,6 +78,6 @@ func (r *subRouter) command(*pipe, string, []byte) {}
 
 func (r *subRouter) send(context.Context, Msg) error { return errState(r.s, "Send") }
 
-func (r *subRouter) recv(ctx context.Context) (Msg, error) {
+func (r *subRouter) recv(ctx context.Context) (Msg, *pipe, error) {
 	return r.s.pop(ctx)
 }
