@@ -74,11 +74,13 @@ func (pr *Peer) String() string {
 //     room again. It runs on the peer's writer goroutine.
 //
 // Hooks never run on a goroutine inside Send, SendTo, Recv or RecvFrom, and
-// never while the socket holds a lock that those need: a hook may call any
-// method of the socket or of a Peer (Stats, PeerList, a SendTo with
-// WithNoBlock). Hooks must not block: the connection they are called for
-// waits for them, and Detach holds up the Close or Disconnect that caused
-// it. Hooks for different peers may run concurrently.
+// never while the socket holds a lock that those need: a hook may call the
+// methods of a Peer and of the socket (Stats, PeerList, a SendTo that does
+// not block: to a Ready peer or with WithNoBlock), except Close, Disconnect
+// and Unbind, which wait for the peers they end. Hooks must not block: the
+// connection they are called for waits for them, and Detach holds up the
+// Close or Disconnect that caused it. Hooks for different peers may run
+// concurrently; those for one peer never do.
 type PeerHooks struct {
 	Attach func(*Peer)
 	Detach func(*Peer, error)
