@@ -189,8 +189,9 @@ type pipe struct {
 	kick    chan struct{}
 	notes   atomic.Uint32 // noteReady | noteFail, for the writer goroutine
 
-	// attachMu orders the socket's attach (Attach hook, routing) before its
-	// detach; attached is guarded by the socket's mu too, for PeerList.
+	// attachMu orders the socket's attach (Attach hook, routing), the Ready
+	// hook and the detach; attached is written holding both attachMu and the
+	// socket's mu, so either suffices to read it (PeerList holds mu).
 	attachMu sync.Mutex
 	attached bool
 
@@ -482,8 +483,13 @@ func (p *pipe) actOnNotes() bool {
 		p.terminate(err)
 		return false
 	}
-	if n&noteReady != 0 && !p.isDone() {
-		p.s.opts.Hooks.Ready(&p.face)
+	if n&noteReady != 0 {
+		// Under attachMu: only between Attach and Detach, never beside them.
+		p.attachMu.Lock()
+		if p.attached && !p.isDone() {
+			p.s.opts.Hooks.Ready(&p.face)
+		}
+		p.attachMu.Unlock()
 	}
 	return true
 }
