@@ -55,7 +55,7 @@ type pipe struct {
 	qbytes  int64
 	writing bool
 	wclosed bool
-	werr    error // the write error a caller's flush hit, for the writer to act on
+	werr    error  // the write error a caller's flush hit, for the writer to act on
 	routeID []byte // ROUTER: the id this peer is addressed by (set once, on attach)
 
 	kick  chan struct{}
