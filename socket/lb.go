@@ -13,8 +13,8 @@ import (
 type lb struct {
 	s     *Socket
 	mu    sync.Mutex
-	pipes []*pipe
-	next  int
+	pipes []*pipe // guarded by mu
+	next  int     // guarded by mu
 }
 
 func (l *lb) attach(p *pipe) {

@@ -105,7 +105,7 @@ func WithPeerHooks(h PeerHooks) Option {
 // ErrWouldBlock instead. It fails with ErrPeerLost once p is gone, and with
 // ErrNoPeer for a peer of another socket.
 func (s *Socket) SendTo(ctx context.Context, p *Peer, m Msg) error {
-	ps, ok := s.r.(peerSender)
+	ps, ok := s.proto.(peerSender)
 	if !ok {
 		return errState(s, "SendTo")
 	}
@@ -122,7 +122,7 @@ func (s *Socket) SendTo(ctx context.Context, p *Peer, m Msg) error {
 // peer may be gone by the time the message is read (messages of a gone
 // peer stay deliverable): its Done channel is then closed.
 func (s *Socket) RecvFrom(ctx context.Context) (Msg, *Peer, error) {
-	m, p, err := s.r.recv(ctx)
+	m, p, err := s.proto.recv(ctx)
 	if err != nil || p == nil {
 		return m, nil, err
 	}

@@ -101,7 +101,7 @@ func (p *pipe) readLoop() {
 		p.stats.msgsIn.Add(1)
 		p.stats.bytesIn.Add(uint64(total))
 		total = 0
-		if out, ok := p.s.r.incoming(p, m); ok {
+		if out, ok := p.s.proto.incoming(p, m); ok {
 			batch = append(batch, out)
 			if len(batch) >= 128 {
 				p.s.fq.push(p, batch)
@@ -129,7 +129,7 @@ func (p *pipe) handleCommand(body []byte) error {
 		return p.command(zmq4.CmdPong, ctx)
 	case zmq4.CmdPong:
 	case zmq4.CmdSubscribe, "CANCEL":
-		p.s.r.command(p, name, data)
+		p.s.proto.command(p, name, data)
 	case zmq4.CmdError:
 		reason := ""
 		if len(data) > 0 && int(data[0]) <= len(data)-1 {

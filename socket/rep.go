@@ -7,25 +7,27 @@ import (
 	"sync"
 )
 
-// repRouter: Recv fair-queues requests, keeps their envelope (every frame up
+// repProto: Recv fair-queues requests, keeps their envelope (every frame up
 // to and including the empty delimiter) and the peer; Send must follow and
 // goes back to that peer with the envelope restored (RFC 28).
-type repRouter struct {
-	s        *Socket
+type repProto struct {
+	s *Socket
+
+	// The request being answered, guarded by mu.
 	mu       sync.Mutex
 	mustSend bool
 	cur      *pipe
 	env      [][]byte
 }
 
-func newRepRouter(s *Socket) *repRouter { return &repRouter{s: s} }
+func newRepProto(s *Socket) *repProto { return &repProto{s: s} }
 
-func (r *repRouter) attach(*pipe)                  {}
-func (r *repRouter) detach(*pipe)                  {}
-func (r *repRouter) command(*pipe, string, []byte) {}
+func (r *repProto) attach(*pipe)                  {}
+func (r *repProto) detach(*pipe)                  {}
+func (r *repProto) command(*pipe, string, []byte) {}
 
 // incoming drops requests without an envelope delimiter.
-func (r *repRouter) incoming(p *pipe, m Msg) (Msg, bool) {
+func (r *repProto) incoming(p *pipe, m Msg) (Msg, bool) {
 	for _, f := range m.Frames {
 		if len(f) == 0 {
 			return m, true
@@ -35,7 +37,7 @@ func (r *repRouter) incoming(p *pipe, m Msg) (Msg, bool) {
 	return Msg{}, false
 }
 
-func (r *repRouter) recv(ctx context.Context) (Msg, *pipe, error) {
+func (r *repProto) recv(ctx context.Context) (Msg, *pipe, error) {
 	r.mu.Lock()
 	if r.mustSend {
 		r.mu.Unlock()
@@ -63,7 +65,7 @@ func (r *repRouter) recv(ctx context.Context) (Msg, *pipe, error) {
 	return m, p, nil
 }
 
-func (r *repRouter) send(ctx context.Context, m Msg) error {
+func (r *repProto) send(ctx context.Context, m Msg) error {
 	r.mu.Lock()
 	if !r.mustSend {
 		r.mu.Unlock()

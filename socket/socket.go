@@ -16,8 +16,10 @@ import (
 
 var errAbort = errors.New("socket: aborted")
 
-// router is the routing of one socket type.
-type router interface {
+// protocol is the behaviour of one socket type (libzmq's socket_base_t
+// subclasses, mangos' protocols): how it routes what is sent, what it
+// does with what is received, and how it tracks its peers.
+type protocol interface {
 	attach(p *pipe)
 	detach(p *pipe)
 	send(ctx context.Context, m Msg) error
@@ -31,7 +33,7 @@ type router interface {
 	command(p *pipe, name string, data []byte)
 }
 
-// peerSender is implemented by the routing of the socket types that can
+// peerSender is implemented by the protocols of the socket types that can
 // send to a chosen peer (Socket.SendTo).
 type peerSender interface {
 	sendTo(ctx context.Context, p *pipe, m Msg) error
@@ -42,11 +44,12 @@ type peerSender interface {
 type Socket struct {
 	typ        Type
 	opts       Options
-	r          router
+	proto      protocol
 	fq         *fairQueue
 	ev         *events
 	lowLatency bool
 
+	// The connections, guarded by mu.
 	mu        sync.Mutex
 	pipes     map[*pipe]struct{}
 	listeners map[string]*listener
@@ -55,7 +58,7 @@ type Socket struct {
 	closed    bool
 
 	readyMu sync.Mutex
-	readyCh chan struct{}
+	readyCh chan struct{} // guarded by readyMu: closed at the next signalReady
 
 	closing chan struct{}
 	wg      sync.WaitGroup
@@ -69,7 +72,7 @@ type listener struct {
 	ep       endpoint
 	bound    string
 	ln       net.Listener
-	accepted map[*pipe]struct{}
+	accepted map[*pipe]struct{} // guarded by the socket's mu
 }
 
 type dialer struct {
@@ -77,7 +80,7 @@ type dialer struct {
 	stop   chan struct{}
 	ctx    context.Context // cancelled with stop, to abort a dial in progress
 	cancel context.CancelFunc
-	pipe   *pipe
+	pipe   *pipe // guarded by the socket's mu: the current connection
 }
 
 func (d *dialer) halt() {
@@ -116,23 +119,23 @@ func New(t Type, opts ...Option) (*Socket, error) {
 	s.ev = newEvents(o.EventHandler, o.EventBuffer)
 	switch t {
 	case PUSH:
-		s.r = &pushRouter{lb: lb{s: s}}
+		s.proto = &pushProto{lb: lb{s: s}}
 	case PULL:
-		s.r = &pullRouter{s: s}
+		s.proto = &pullProto{s: s}
 	case PUB:
-		s.r = newPubRouter(s)
+		s.proto = newPubProto(s)
 	case SUB:
-		s.r = newSubRouter(s)
+		s.proto = newSubProto(s)
 	case REQ:
-		s.r = newReqRouter(s)
+		s.proto = newReqProto(s)
 		s.lowLatency = true
 	case REP:
-		s.r = newRepRouter(s)
+		s.proto = newRepProto(s)
 		s.lowLatency = true
 	case DEALER:
-		s.r = &dealerRouter{lb: lb{s: s}}
+		s.proto = &dealerProto{lb: lb{s: s}}
 	case ROUTER:
-		s.r = newRouterRouter(s)
+		s.proto = newRouterProto(s)
 	}
 	if o.lowLatency != nil {
 		s.lowLatency = *o.lowLatency
@@ -261,7 +264,7 @@ func (s *Socket) Send(ctx context.Context, m Msg) error {
 	if err := s.checkSend(m); err != nil {
 		return err
 	}
-	return s.r.send(ctx, m)
+	return s.proto.send(ctx, m)
 }
 
 // checkSend is what Send and SendTo check before routing m.
@@ -292,14 +295,14 @@ func (s *Socket) SendBytes(ctx context.Context, b []byte) error {
 // even when ctx is done, so Recv with a cancelled context polls: it returns
 // a message or ctx's error at once.
 func (s *Socket) Recv(ctx context.Context) (Msg, error) {
-	m, _, err := s.r.recv(ctx)
+	m, _, err := s.proto.recv(ctx)
 	return m, err
 }
 
 // Subscribe adds a topic prefix on a SUB socket ("" receives everything). It
 // is sent to every connected publisher and to every one that connects later.
 func (s *Socket) Subscribe(prefix string) error {
-	r, ok := s.r.(*subRouter)
+	r, ok := s.proto.(*subProto)
 	if !ok {
 		return fmt.Errorf("%w: Subscribe on a %s socket", ErrState, s.typ)
 	}
@@ -308,7 +311,7 @@ func (s *Socket) Subscribe(prefix string) error {
 
 // Unsubscribe removes a prefix added by Subscribe.
 func (s *Socket) Unsubscribe(prefix string) error {
-	r, ok := s.r.(*subRouter)
+	r, ok := s.proto.(*subProto)
 	if !ok {
 		return fmt.Errorf("%w: Unsubscribe on a %s socket", ErrState, s.typ)
 	}
@@ -580,7 +583,7 @@ func (s *Socket) attach(p *pipe) {
 	if h := s.opts.Hooks.Attach; h != nil {
 		h(&p.face)
 	}
-	s.r.attach(p)
+	s.proto.attach(p)
 	s.mu.Lock()
 	p.attached = true
 	s.mu.Unlock()
@@ -614,7 +617,7 @@ func (s *Socket) detach(p *pipe, err error) {
 	p.attached = false
 	s.mu.Unlock()
 	if attached {
-		s.r.detach(p)
+		s.proto.detach(p)
 		if h := s.opts.Hooks.Detach; h != nil {
 			h(&p.face, err)
 		}
