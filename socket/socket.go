@@ -269,6 +269,10 @@ func (s *Socket) Send(ctx context.Context, m Msg) error {
 
 // checkSend is what Send and SendTo check before routing m.
 func (s *Socket) checkSend(m Msg) error {
+	if m.freed() {
+		m.checkLive()
+		return ErrFreed
+	}
 	if len(m.Frames) == 0 {
 		return ErrEmpty
 	}
