@@ -33,6 +33,12 @@ type protocol interface {
 	command(p *pipe, name string, data []byte)
 }
 
+// idAssigner is implemented by the protocols that address peers by an id
+// of their own (ROUTER): the id is assigned before the Attach hook runs.
+type idAssigner interface {
+	assignID(p *pipe)
+}
+
 // peerSender is implemented by the protocols of the socket types that can
 // send to a chosen peer (Socket.SendTo).
 type peerSender interface {
@@ -583,6 +589,9 @@ func (s *Socket) attach(p *pipe) {
 	defer p.attachMu.Unlock()
 	if p.isDone() {
 		return
+	}
+	if a, ok := s.proto.(idAssigner); ok {
+		a.assignID(p)
 	}
 	if h := s.opts.Hooks.Attach; h != nil {
 		h(&p.face)
