@@ -368,5 +368,3 @@ func (p *pipe) drain(deadline time.Time) {
 		}
 	}
 }
-
-// readLoop reads messages until the connection fails, handing them to the
