@@ -10,7 +10,7 @@ import (
 // Stacks returns every stack, zpeer first and the references last.
 func Stacks() []benchcore.Stack {
 	return append(benchcore.ZpeerStacks(), Libzmq{}, GoZMQ4{}, Mangos{}, NATS{},
-		JetStream{Window: 64}, JetStream{SyncAlways: true, Window: 64}, TCP{})
+		JetStream{Window: 256}, JetStream{SyncAlways: true, Window: 256}, TCP{})
 }
 
 // StackNames lists the names Stacks returns.

@@ -23,10 +23,10 @@ type DurableStack struct {
 	Window int    // pushes in flight; 1 = Push from the harness's goroutine
 }
 
-// ZpeerDurableSync returns the sync-mode durable stack, 64 pushes in
+// ZpeerDurableSync returns the sync-mode durable stack, 256 pushes in
 // flight.
 func ZpeerDurableSync() *DurableStack {
-	return &DurableStack{Mode: pattern.OutboxSync, Label: "sync", Window: 64}
+	return &DurableStack{Mode: pattern.OutboxSync, Label: "sync", Window: 256}
 }
 
 // ZpeerDurableBatched returns the batched-mode durable stack (fsync every
