@@ -55,7 +55,7 @@ func WithOutbox(dir string, mode OutboxMode) Option {
 }
 
 // WithOutboxMaxBytes bounds the envelope bytes an outbox holds (default
-// 256 MiB). Its files take at most about four times that, plus 32 MiB.
+// 256 MiB). Its files take at most about twice the jobs held, plus 96 MiB.
 func WithOutboxMaxBytes(n int64) Option {
 	return func(o *options) error {
 		if n < 1 {

@@ -8,9 +8,9 @@
 // with an id and a payload, or an ack naming an id) are framed with their
 // length and a CRC-32C and appended to the newest segment file; a segment is
 // deleted once every put in it, and in every older segment, is
-// acknowledged, and a sealed segment that is mostly acknowledged has its
-// few live records copied forward so that one stuck record does not pin the
-// disk. An index of the live ids (segment, size) stays in memory.
+// acknowledged; the oldest segment's live records are copied forward when
+// they are few, or when the files hold over twice the live records (plus
+// four segments), so that stuck records do not pin the disk. An index of the live ids (segment, size) stays in memory.
 //
 // Two modes (WithInterval): sync (the default), where Append returns once
 // the record is written and fsynced, concurrent Appends sharing one write

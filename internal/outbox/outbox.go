@@ -78,8 +78,8 @@ func WithMaxMessages(n int) Option {
 }
 
 // WithMaxBytes bounds the payload bytes of the records the Log holds
-// (default 256 MiB). The files on disk hold at most about four times that
-// plus two segments (see package doc: compaction).
+// (default 256 MiB). The files on disk hold about twice the live records
+// plus six segments at most (see package doc: compaction).
 func WithMaxBytes(n int64) Option {
 	return func(o *Options) error {
 		if n < 1 {
@@ -138,6 +138,7 @@ const (
 	segSuffix  = ".seg"
 	lockName   = "LOCK"
 	compactMin = 4 // compact a sealed segment whose live bytes are under 1/compactMin of it
+	diskSlack  = 4 // segments on disk beyond twice the live bytes before the oldest is compacted
 )
 
 var crcTable = crc32.MakeTable(crc32.Castagnoli)
@@ -740,7 +741,16 @@ func (l *Log) collect() {
 	if len(l.order) > 2 && !l.closed {
 		n := l.order[0]
 		s := l.segs[n]
-		if s.live > 0 && s.liveBytes*compactMin < s.size && !l.pending(n) {
+		var disk int64
+		for _, m := range l.order {
+			disk += l.segs[m].size
+		}
+		// Copy the oldest segment's live records forward when they are
+		// few, or when the files have grown past twice what is live (the
+		// oldest pins every later segment, however empty).
+		sparse := s.liveBytes*compactMin < s.size
+		big := disk > 2*(l.liveBytes+int64(l.index.len()*(hdrLen+bodyMin)))+diskSlack*l.o.SegmentSize
+		if s.live > 0 && (sparse || big) && !l.pending(n) {
 			compact = n
 		}
 	}

@@ -365,6 +365,53 @@ func TestSegmentsDeletedAndCompacted(t *testing.T) {
 	}
 }
 
+// A first segment half full of records that are never acked (too dense to
+// be compacted as sparse) does not pin the files behind it: once they
+// pass twice the live bytes plus four segments, it is copied forward.
+func TestDensePinnedSegmentCompacted(t *testing.T) {
+	dir := t.TempDir()
+	l := open(t, dir, WithSegmentSize(4096))
+	ctx := context.Background()
+	big := make([]byte, 200)
+	var pinned []int
+	for i := 0; i < 20; i++ { // about 4 KiB: the first segment
+		if err := l.Append(ctx, id(i), big); err != nil {
+			t.Fatal(err)
+		}
+		if i%2 == 0 {
+			l.Ack(id(i))
+		} else {
+			pinned = append(pinned, i)
+		}
+	}
+	for i := 20; i < 5000; i++ {
+		if err := l.Append(ctx, id(i), big); err != nil {
+			t.Fatal(err)
+		}
+		l.Ack(id(i))
+	}
+	// Live: 10 records of 225 bytes; the bound is twice that plus four
+	// segments, plus the active one and the one being written.
+	waitFor(t, "the files to shrink", func() bool { return segFiles(t, dir) <= 7 })
+	if s := l.Stats(); s.Compacted < 10 {
+		t.Fatalf("compacted %d records, want the 10 pinned ones at least", s.Compacted)
+	}
+	l.Close()
+	l = open(t, dir, WithSegmentSize(4096))
+	defer l.Close()
+	n := 0
+	l.Replay(func(i ID, data []byte) error {
+		n++
+		if int(binary.BigEndian.Uint64(i[8:]))%2 != 1 || len(data) != 200 {
+			t.Errorf("replayed %x (%d bytes)", i, len(data))
+		}
+		return nil
+	})
+	if n != len(pinned) {
+		t.Fatalf("replayed %d, want %d", n, len(pinned))
+	}
+}
+
 func TestBatchedLosesNothingOnClose(t *testing.T) {
 	dir := t.TempDir()
 	l := open(t, dir, WithInterval(time.Hour))
