@@ -329,6 +329,13 @@ func TestOptionsAndLock(t *testing.T) {
 	l.Close()
 }
 
+// flushed reports whether l has written everything it buffered.
+func flushed(l *Log) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return len(l.buf) == 0 && len(l.chunks) == 0
+}
+
 func segFiles(t *testing.T, dir string) int {
 	t.Helper()
 	m, err := filepath.Glob(filepath.Join(dir, "*"+segSuffix))
@@ -340,7 +347,7 @@ func segFiles(t *testing.T, dir string) int {
 
 func TestSegmentsDeletedAndCompacted(t *testing.T) {
 	dir := t.TempDir()
-	l := open(t, dir, WithSegmentSize(1024))
+	l := open(t, dir, WithSegmentSize(1024), WithInterval(time.Millisecond)) // batched: fast
 	ctx := context.Background()
 	// Record 0 is never acked: it pins the first segment until the
 	// segment is copied forward.
@@ -353,11 +360,12 @@ func TestSegmentsDeletedAndCompacted(t *testing.T) {
 		}
 		l.Ack(id(i))
 	}
-	waitFor(t, "old segments to go", func() bool { return segFiles(t, dir) <= 4 && l.Stats().Compacted > 0 })
-	s := l.Stats()
-	l.Close()
+	waitFor(t, "old segments to go", func() bool {
+		return flushed(l) && segFiles(t, dir) <= 4 && l.Stats().Compacted > 0
+	})
 	// 2001 records of 43 bytes and 2000 acks of 25 span over 200 segments.
-	t.Logf("after 2000 acked: %d segment files, %+v", segFiles(t, dir), s)
+	t.Logf("after 2000 acked: %d segment files, %+v", segFiles(t, dir), l.Stats())
+	l.Close()
 	l = open(t, dir, WithSegmentSize(1024))
 	defer l.Close()
 	if got := replayAll(t, l); !slices.Equal(got, names(0)) {
@@ -370,7 +378,7 @@ func TestSegmentsDeletedAndCompacted(t *testing.T) {
 // pass twice the live bytes plus four segments, it is copied forward.
 func TestDensePinnedSegmentCompacted(t *testing.T) {
 	dir := t.TempDir()
-	l := open(t, dir, WithSegmentSize(4096))
+	l := open(t, dir, WithSegmentSize(4096), WithInterval(time.Millisecond)) // batched: fast
 	ctx := context.Background()
 	big := make([]byte, 200)
 	var pinned []int
@@ -392,7 +400,7 @@ func TestDensePinnedSegmentCompacted(t *testing.T) {
 	}
 	// Live: 10 records of 225 bytes; the bound is twice that plus four
 	// segments, plus the active one and the one being written.
-	waitFor(t, "the files to shrink", func() bool { return segFiles(t, dir) <= 7 })
+	waitFor(t, "the files to shrink", func() bool { return flushed(l) && segFiles(t, dir) <= 7 })
 	if s := l.Stats(); s.Compacted < 10 {
 		t.Fatalf("compacted %d records, want the 10 pinned ones at least", s.Compacted)
 	}
