@@ -250,7 +250,9 @@ func WithMaxDeliveries(n int) Option {
 }
 
 // WithDedupWindow sets how many recently processed message ids an acked
-// Puller remembers to drop redelivered duplicates (default 4096).
+// Puller remembers to drop redelivered duplicates (default 4096). The window
+// is in the Puller's memory: a restarted Puller, or another one, processes
+// a redelivered message again, so handlers must be idempotent.
 func WithDedupWindow(n int) Option {
 	return func(o *options) error {
 		if n < 1 {
