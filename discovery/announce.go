@@ -30,7 +30,9 @@ import (
 type Announcer struct {
 	o        options
 	ifaces   []net.Interface
-	conn     *mconn
+	link     *link // the process's mDNS sockets of those interfaces
+	stats    counters
+	warn     *warner
 	svcName  string // "_telemetry._tcp.local."
 	instName string // escaped, fully qualified
 	instance string // as shown to users
@@ -45,7 +47,7 @@ type Announcer struct {
 	txt       []string
 	port      uint16
 
-	queries chan query // serve -> answerLoop
+	queries chan query // the stack's reader -> answerLoop; bounded, drops when full
 	kick    chan struct{}
 	// sendMu orders sends against Close: answers and announcements hold
 	// it shared and check leaving; Close takes it to set leaving, so that
@@ -99,8 +101,9 @@ func Announce(service, socketType string, endpoints []string, opts ...Option) (*
 		meta:      maps.Clone(o.meta),
 		rev:       1,
 		port:      port,
-		queries:   make(chan query, 64),
+		queries:   make(chan query, queryQueue),
 		kick:      make(chan struct{}, 1),
+		warn:      newWarner(o.logger),
 	}
 	a.instName = escapeLabel(instance) + "." + a.svcName
 	if a.txt, err = a.encode(); err != nil {
@@ -110,14 +113,13 @@ func Announce(service, socketType string, endpoints []string, opts ...Option) (*
 	if err != nil {
 		return nil, err
 	}
-	if a.conn, err = openMDNS(ifaces); err != nil {
+	if a.link, err = stack.attach(ifaces, &user{onQuery: a.onQuery}); err != nil {
 		return nil, err
 	}
-	a.ifaces = a.conn.ifaces
+	a.ifaces = a.link.ifaces()
 	ctx, cancel := context.WithCancel(context.Background())
 	a.cancel = cancel
-	a.wg.Add(3)
-	go a.serve()
+	a.wg.Add(2)
 	go a.answerLoop(ctx)
 	go a.repeat(ctx)
 	a.announce(a.ttl())
@@ -146,6 +148,11 @@ func checkEndpoints(endpoints []string) (uint16, error) {
 func (a *Announcer) encode() ([]string, error) {
 	return encodeTXT(txtData{node: a.o.node, typ: a.typ, rev: a.rev, endpoints: a.endpoints, meta: a.meta})
 }
+
+// Stats returns the Announcer's counters: PacketsIn (queries for its
+// records), PacketsOut, SendErrors and QueueDrops (queries dropped while
+// its answer queue was full).
+func (a *Announcer) Stats() Stats { return a.stats.stats() }
 
 // Instance returns the DNS-SD instance name.
 func (a *Announcer) Instance() string { return a.instance }
@@ -215,7 +222,7 @@ func (a *Announcer) Close() error {
 		// Twice, against the loss of one packet.
 		a.goodbye()
 		a.goodbye()
-		a.conn.close()
+		a.link.detach() // the last user of an interface closes its socket
 		a.wg.Wait()
 	})
 	return nil
@@ -264,9 +271,19 @@ func (a *Announcer) multicastAll(ttl uint32) {
 			continue
 		}
 		if b, err := m.Pack(); err == nil {
-			_ = a.conn.multicast(b, ifi.Index)
+			a.sent(a.link.multicast(b, ifi.Index))
 		}
 	}
+}
+
+// sent counts a packet sent, or counts and logs a send error.
+func (a *Announcer) sent(err error) {
+	if err != nil {
+		a.stats.sendErrors.Add(1)
+		a.warn.warn("discovery: announcer cannot send", "instance", a.instance, "err", err)
+		return
+	}
+	a.stats.packetsOut.Add(1)
 }
 
 // Which records an answer holds.
@@ -320,31 +337,15 @@ func (a *Announcer) answer(rrs *[]dns.RR, ifi net.Interface, ttl uint32, flush b
 	return true
 }
 
-// serve answers queries until the socket is closed.
-func (a *Announcer) serve() {
-	defer a.wg.Done()
-	buf := make([]byte, 9000)
-	for {
-		n, ifIndex, src, err := a.conn.recv(buf)
-		if err != nil {
-			a.mu.Lock()
-			closed := a.closed
-			a.mu.Unlock()
-			if closed || isClosedErr(err) {
-				return
-			}
-			time.Sleep(10 * time.Millisecond) // a transient error: do not spin
-			continue
-		}
-		if n < 12 || buf[2]&0x80 != 0 { // too short, or a response
-			continue
-		}
-		q, err := unpackMDNS(buf[:n])
-		if err != nil || q.Response || q.Opcode != dns.OpcodeQuery {
-			continue
-		}
-		a.handleQuery(q, ifIndex, src)
+// onQuery takes a query from the stack's reader (which parsed it once
+// for every user of the interface). It never blocks; it reports false when
+// the answer queue was full and the query was dropped.
+func (a *Announcer) onQuery(p packet) bool {
+	q := p.msg
+	if q.Response || q.Opcode != dns.OpcodeQuery {
+		return true
 	}
+	return a.handleQuery(q, p.ifIndex, p.src)
 }
 
 // query is what a packet asked of us.
@@ -355,7 +356,14 @@ type query struct {
 	src     *net.UDPAddr // its sender
 }
 
-func (a *Announcer) handleQuery(q *dns.Msg, ifIndex int, src *net.UDPAddr) {
+// queryQueue bounds the queries waiting for answerLoop. Multicast ones
+// are merged per interface every answerDelay, so a full queue means a
+// flood; a dropped querier asks again.
+const queryQueue = 64
+
+// handleQuery queues what q asks of this announcer; it reports false when
+// the queue was full and the query dropped.
+func (a *Announcer) handleQuery(q *dns.Msg, ifIndex int, src *net.UDPAddr) bool {
 	want := 0
 	for _, qs := range q.Question {
 		if c := qs.Qclass &^ (1 << 15); c != dns.ClassINET && c != dns.ClassANY {
@@ -384,15 +392,20 @@ func (a *Announcer) handleQuery(q *dns.Msg, ifIndex int, src *net.UDPAddr) {
 		}
 	}
 	if want == 0 {
-		return
+		return true
 	}
+	a.stats.packetsIn.Add(1)
 	qq := query{want: want, ifIndex: ifIndex}
 	if src != nil && src.Port != mdnsPort {
 		qq.legacy, qq.src = q, src
 	}
 	select {
 	case a.queries <- qq:
+		return true
 	default: // flooded: drop, the querier asks again
+		a.stats.queueDrops.Add(1)
+		a.warn.warn("discovery: announcer dropped queries (queue full)", "instance", a.instance, "queue", queryQueue)
+		return false
 	}
 }
 
@@ -478,13 +491,13 @@ func (a *Announcer) send(ifIndex, want int, legacy *dns.Msg, src *net.UDPAddr) {
 		return
 	}
 	if legacy != nil {
-		_ = a.conn.unicast(b, ifIndex, src)
+		a.sent(a.link.send(b, ifIndex, src))
 		return
 	}
 	// Answers go to the group even for QU questions (RFC 6762 section 5.4
 	// allows it): unicast to port 5353 reaches only one of the sockets
 	// sharing the port.
-	_ = a.conn.multicast(b, ifIndex)
+	a.sent(a.link.multicast(b, ifIndex))
 }
 
 // knownAnswer reports whether the query already lists our PTR record with

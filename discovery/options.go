@@ -2,6 +2,7 @@ package discovery
 
 import (
 	"fmt"
+	"log/slog"
 	"maps"
 	"net"
 	"strings"
@@ -54,6 +55,7 @@ type options struct {
 	static      []Peer
 	srv         []srvSpec
 	dnsServer   string
+	logger      *slog.Logger
 }
 
 func buildOptions(opts []Option) (options, error) {
@@ -78,6 +80,9 @@ func buildOptions(opts []Option) (options, error) {
 	}
 	if o.loopback && len(o.interfaces) > 0 {
 		return o, fmt.Errorf("%w: WithLoopback and WithInterfaces exclude each other", ErrInvalidOption)
+	}
+	if o.logger == nil {
+		o.logger = slog.New(slog.DiscardHandler)
 	}
 	if o.node == "" {
 		o.node = newNodeID() // one per Announcer or Watcher
@@ -291,6 +296,19 @@ func WithDNSServer(addr string) Option {
 			return fmt.Errorf("%w: DNS server %q: %v", ErrInvalidOption, addr, err)
 		}
 		o.dnsServer = addr
+		return nil
+	}
+}
+
+// WithLogger sets the logger of an Announcer or a Watcher (both). It logs
+// at warning level what it cannot do: packets it failed to send, packets,
+// queries and events it dropped because a bounded queue was full, and
+// peers it ignored beyond MaxPeers; at most one line per second for each
+// kind, with the number suppressed since. Stats counts all of them. A nil
+// logger, like no WithLogger at all, discards.
+func WithLogger(l *slog.Logger) Option {
+	return func(o *options) error {
+		o.logger = l
 		return nil
 	}
 }

@@ -30,6 +30,8 @@ type Watcher struct {
 	cancel  context.CancelFunc
 	wg      sync.WaitGroup
 	sources []source
+	stats   counters
+	warn    *warner
 
 	mu        sync.Mutex
 	closed    bool
@@ -124,6 +126,7 @@ func newWatcher(o options) *Watcher {
 		peers: make(map[string]*peerState),
 		tombs: make(map[string]tomb),
 		subs:  make(map[*subscription]struct{}),
+		warn:  newWarner(o.logger),
 	}
 }
 
@@ -140,13 +143,27 @@ func (w *Watcher) start() {
 	}
 }
 
+// Stats returns the Watcher's counters: PacketsIn (mDNS responses handed
+// to it), PacketsOut (queries), SendErrors, QueueDrops (responses dropped
+// while its queue was full), EventsCoalesced, EventDrops, PeersUp,
+// PeersDown and PeersIgnored.
+func (w *Watcher) Stats() Stats { return w.stats.stats() }
+
 // NodeID returns the node id whose announcements this Watcher ignores.
 func (w *Watcher) NodeID() string { return w.o.node }
 
 // Events returns the Watcher's event channel. The first call subscribes:
 // it delivers PeerUp for every peer already known, then every event as it
-// happens; later calls return the same channel. Events wait in an
-// unbounded queue until read. The channel is closed by Close.
+// happens; later calls return the same channel. The channel is closed by
+// Close.
+//
+// Events wait in a bounded queue until read, coalesced per peer: a peer
+// that came up and changed before the reader looked is one PeerUp with
+// its latest state, one that came and went is nothing, one that went down
+// and came back is PeerDown then PeerUp (see Stats.EventsCoalesced). So a
+// slow reader still ends with the Watcher's peers, and every peer it saw
+// up it sees go down. The queue holds at most MaxQueuedEvents; beyond,
+// events are dropped, counted and logged.
 func (w *Watcher) Events() <-chan Event {
 	w.mu.Lock()
 	s := w.events
@@ -330,6 +347,10 @@ func (w *Watcher) seen(src string, p Peer, rev uint64, sig string, at time.Time)
 	}
 	st := w.peers[p.Key]
 	if st == nil {
+		if len(w.peers) >= MaxPeers {
+			w.ignore(p.Key)
+			return
+		}
 		w.peers[p.Key] = &peerState{p: p, src: src, rev: rev, sig: sig, expires: true, lastSeen: at}
 		w.emitLocked(Event{Kind: PeerUp, Peer: p, Time: at, LastSeen: at})
 		return
@@ -354,6 +375,12 @@ func (w *Watcher) confirmLocked(st *peerState, at time.Time) {
 	if !st.suspect.IsZero() && !at.Before(st.reportedAt.Add(confirmGrace)) {
 		st.suspect = time.Time{}
 	}
+}
+
+// ignore counts and logs a new peer ignored because MaxPeers are tracked.
+func (w *Watcher) ignore(key string) {
+	w.stats.peersIgnored.Add(1)
+	w.warn.warn("discovery: watcher ignores new peers (MaxPeers tracked)", "service", w.service, "peer", key, "max", MaxPeers)
 }
 
 // alive records that the peer with key answered, without new data.
@@ -401,6 +428,10 @@ func (w *Watcher) replace(src string, peers []Peer, immune bool, at time.Time) {
 		keep[p.Key] = true
 		st := w.peers[p.Key]
 		if st == nil {
+			if len(w.peers) >= MaxPeers {
+				w.ignore(p.Key)
+				continue
+			}
 			w.peers[p.Key] = &peerState{p: p, src: src, immune: immune, lastSeen: at}
 			w.emitLocked(Event{Kind: PeerUp, Peer: p, Time: at, LastSeen: at})
 			continue
@@ -426,12 +457,12 @@ func (w *Watcher) replace(src string, peers []Peer, immune bool, at time.Time) {
 	}
 }
 
-// subscription is one event stream: a queue filled under w.mu and a
-// goroutine that hands events to the reader, so that no source ever
-// blocks on a slow reader.
+// subscription is one event stream: a bounded, coalescing queue filled
+// under w.mu and a goroutine that hands events to the reader, so that no
+// source ever blocks on a slow reader.
 type subscription struct {
 	ch     chan Event
-	queue  []Event
+	queue  evQueue // guarded by w.mu
 	wake   chan struct{}
 	cancel context.CancelFunc
 }
@@ -453,7 +484,7 @@ func (w *Watcher) subscribe(ctx context.Context) *subscription {
 	sort.Strings(keys)
 	now := time.Now()
 	for _, k := range keys {
-		s.queue = append(s.queue, Event{Kind: PeerUp, Peer: w.peers[k].p.clone(), Time: now, LastSeen: w.peers[k].lastSeen})
+		s.queue.push(Event{Kind: PeerUp, Peer: w.peers[k].p.clone(), Time: now, LastSeen: w.peers[k].lastSeen})
 	}
 	w.subs[s] = struct{}{}
 	w.wg.Add(1)
@@ -472,8 +503,9 @@ func (w *Watcher) deliver(ctx context.Context, s *subscription) {
 	}()
 	for {
 		w.mu.Lock()
-		if len(s.queue) == 0 {
-			w.mu.Unlock()
+		ev, ok := s.queue.pop()
+		w.mu.Unlock()
+		if !ok {
 			select {
 			case <-s.wake:
 				continue
@@ -483,10 +515,6 @@ func (w *Watcher) deliver(ctx context.Context, s *subscription) {
 				return
 			}
 		}
-		ev := s.queue[0]
-		s.queue[0] = Event{}
-		s.queue = s.queue[1:]
-		w.mu.Unlock()
 		select {
 		case s.ch <- ev:
 		case <-ctx.Done():
@@ -498,10 +526,24 @@ func (w *Watcher) deliver(ctx context.Context, s *subscription) {
 }
 
 func (w *Watcher) emitLocked(ev Event) {
+	switch ev.Kind {
+	case PeerUp:
+		w.stats.peersUp.Add(1)
+	case PeerDown:
+		w.stats.peersDown.Add(1)
+	}
 	for s := range w.subs {
 		e := ev
 		e.Peer = ev.Peer.clone()
-		s.queue = append(s.queue, e)
+		coalesced, dropped := s.queue.push(e)
+		if coalesced {
+			w.stats.coalesced.Add(1)
+		}
+		if dropped {
+			w.stats.eventDrops.Add(1)
+			w.warn.warn("discovery: watcher dropped events (subscriber queue full)", "service", w.service, "max", MaxQueuedEvents)
+			continue
+		}
 		select {
 		case s.wake <- struct{}{}:
 		default:
