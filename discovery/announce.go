@@ -412,8 +412,8 @@ func (a *Announcer) handleQuery(q *dns.Msg, ifIndex int, src *net.UDPAddr) bool 
 // answerDelay is how long multicast answers wait so that the queries of
 // that time get one answer per interface (RFC 6762 section 6 asks 20 to
 // 120 ms for shared records). It bounds the answers to 50 per second per
-// interface, whatever the query rate; grandcat alone sends two queries
-// per browse.
+// interface, whatever the query rate: every Watcher of every process on
+// the link asks once per refresh period.
 const answerDelay = 20 * time.Millisecond
 
 // answerLoop sends the answers: legacy unicast ones at once, multicast

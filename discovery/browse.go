@@ -358,9 +358,9 @@ func (s *mdnsSource) peer(key, name string, txt []string, port uint16, addrs []n
 
 // pickAddr chooses the address to connect to: one on the subnet of the
 // interface the announcement came in on, else the first one. When the
-// interface is unknown (grandcat's results: its sockets take packets from
-// every interface), only an address on a selected interface's subnet will
-// do. In single-machine mode only a loopback address will do.
+// interface is unknown (ifIndex 0, which the stack never hands out), only
+// an address on a selected interface's subnet will do. In single-machine
+// mode only a loopback address will do.
 func (s *mdnsSource) pickAddr(addrs []net.IP, ifIndex int) net.IP {
 	var v4 []net.IP
 	for _, a := range addrs {

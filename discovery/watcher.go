@@ -13,12 +13,12 @@ import (
 // and PeerDown. Its sources are mDNS (unless WithoutMDNS), static peers
 // (WithStatic) and DNS SRV names (WithSRV); all feed the same events.
 //
-// mDNS liveness does not rest on grandcat/zeroconf alone, which reports
-// each instance once per browse and never reports removals: the Watcher
-// starts a fresh browse every refresh period, listens itself for goodbyes
-// (TTL 0) and for announcements, and reports a peer down when it has not
-// been seen for the expiry time. The socket layer adds what it knows
-// through Touch and ReportUnreachable.
+// mDNS liveness does not rest on caches: the Watcher queries every refresh
+// period, hears goodbyes (TTL 0) and announcements at once, and reports a
+// peer down when it has not been seen for the expiry time. The socket
+// layer adds what it knows through Touch and ReportUnreachable. Its mDNS
+// traffic goes through the process's shared sockets (one per interface,
+// see StackStats).
 //
 // Announcements carrying the Watcher's own node id are ignored. Each Watcher
 // draws its own unless WithNodeID sets it, so by default it sees every
