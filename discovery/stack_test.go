@@ -216,3 +216,17 @@ func TestWatcherMaxPeers(t *testing.T) {
 		t.Fatalf("%d peers after one left and one came", n)
 	}
 }
+
+func TestInterfaces(t *testing.T) {
+	t.Parallel()
+	lo, err := Interfaces(WithLoopback())
+	if err != nil || len(lo) != 1 || lo[0].Flags&net.FlagLoopback == 0 {
+		t.Fatalf("Interfaces(WithLoopback()) = %v, %v", lo, err)
+	}
+	if _, err := Interfaces(WithInterfaces("zpeer-no-such0")); !errors.Is(err, ErrNoInterface) {
+		t.Fatalf("a missing interface: %v", err)
+	}
+	if _, err := Interfaces(WithLoopback(), WithInterfaces(lo[0].Name)); !errors.Is(err, ErrInvalidOption) {
+		t.Fatalf("both modes: %v", err)
+	}
+}
