@@ -54,6 +54,7 @@ type Announcer struct {
 	// nothing but goodbyes goes out once the first goodbye has.
 	sendMu    sync.RWMutex
 	leaving   bool
+	closing   atomic.Bool // set first thing in Close: queries are no longer wanted
 	cancel    context.CancelFunc
 	wg        sync.WaitGroup
 	closeOnce sync.Once
@@ -212,6 +213,7 @@ func (a *Announcer) update(change func()) error {
 // peer down at once, and stops answering. It is idempotent.
 func (a *Announcer) Close() error {
 	a.closeOnce.Do(func() {
+		a.closing.Store(true)
 		a.mu.Lock()
 		a.closed = true
 		a.mu.Unlock()
@@ -342,7 +344,7 @@ func (a *Announcer) answer(rrs *[]dns.RR, ifi net.Interface, ttl uint32, flush b
 // the answer queue was full and the query was dropped.
 func (a *Announcer) onQuery(p packet) bool {
 	q := p.msg
-	if q.Response || q.Opcode != dns.OpcodeQuery {
+	if q.Response || q.Opcode != dns.OpcodeQuery || a.closing.Load() {
 		return true
 	}
 	return a.handleQuery(q, p.ifIndex, p.src)

@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/miekg/dns"
@@ -35,6 +36,7 @@ type mdnsSource struct {
 	ifaces   []net.Interface
 	inbox    chan packet
 	kick     chan struct{}
+	stopping atomic.Bool // set when run ends: packets are no longer wanted
 
 	cache map[string]*sighting // handler goroutine only
 }
@@ -82,6 +84,9 @@ func newMDNSSource(w *Watcher) (*mdnsSource, error) {
 
 // onResponse takes a response from the stack's reader without blocking.
 func (s *mdnsSource) onResponse(p packet) bool {
+	if s.stopping.Load() {
+		return true // not a drop: nobody wants it any more
+	}
 	select {
 	case s.inbox <- p:
 		s.w.stats.packetsIn.Add(1)
@@ -110,6 +115,7 @@ func (s *mdnsSource) run(ctx context.Context) {
 		s.listen(ctx)
 	}()
 	s.browseLoop(ctx)
+	s.stopping.Store(true)
 	s.link.detach()
 	wg.Wait()
 }
@@ -163,6 +169,7 @@ func (s *mdnsSource) listen(ctx context.Context) {
 	for {
 		select {
 		case <-ctx.Done():
+			s.stopping.Store(true)
 			return
 		case p := <-s.inbox:
 			s.handle(p.msg, p.ifIndex, p.at)

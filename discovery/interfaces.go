@@ -14,4 +14,3 @@ func Interfaces(opts ...Option) ([]net.Interface, error) {
 	}
 	return selectInterfaces(&o)
 }
-
