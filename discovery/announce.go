@@ -38,6 +38,7 @@ type Announcer struct {
 	instance string // as shown to users
 	host     string // "zp-<node>-<n>.local."
 
+	// The announcement's state, guarded by mu.
 	mu        sync.Mutex
 	closed    bool
 	typ       string
@@ -53,7 +54,7 @@ type Announcer struct {
 	// it shared and check leaving; Close takes it to set leaving, so that
 	// nothing but goodbyes goes out once the first goodbye has.
 	sendMu    sync.RWMutex
-	leaving   bool
+	leaving   bool // guarded by sendMu
 	closing   atomic.Bool // set first thing in Close: queries are no longer wanted
 	cancel    context.CancelFunc
 	wg        sync.WaitGroup

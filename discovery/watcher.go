@@ -33,12 +33,14 @@ type Watcher struct {
 	stats   counters
 	warn    *warner
 
-	mu        sync.Mutex
-	closed    bool
-	peers     map[string]*peerState
-	tombs     map[string]tomb
-	subs      map[*subscription]struct{}
-	events    *subscription
+	// The peer table and the subscribers, guarded by mu.
+	mu     sync.Mutex
+	closed bool
+	peers  map[string]*peerState
+	tombs  map[string]tomb
+	subs   map[*subscription]struct{}
+	events *subscription
+
 	closeOnce sync.Once
 }
 
