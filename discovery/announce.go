@@ -54,7 +54,7 @@ type Announcer struct {
 	// it shared and check leaving; Close takes it to set leaving, so that
 	// nothing but goodbyes goes out once the first goodbye has.
 	sendMu    sync.RWMutex
-	leaving   bool // guarded by sendMu
+	leaving   bool        // guarded by sendMu
 	closing   atomic.Bool // set first thing in Close: queries are no longer wanted
 	cancel    context.CancelFunc
 	wg        sync.WaitGroup
