@@ -299,16 +299,3 @@ func WithDNSServer(addr string) Option {
 		return nil
 	}
 }
-
-// WithLogger sets the logger of an Announcer or a Watcher (both). It logs
-// at warning level what it cannot do: packets it failed to send, packets,
-// queries and events it dropped because a bounded queue was full, and
-// peers it ignored beyond MaxPeers; at most one line per second for each
-// kind, with the number suppressed since. Stats counts all of them. A nil
-// logger, like no WithLogger at all, discards.
-func WithLogger(l *slog.Logger) Option {
-	return func(o *options) error {
-		o.logger = l
-		return nil
-	}
-}
