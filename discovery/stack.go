@@ -163,6 +163,10 @@ func openIfconn(ifi net.Interface) (*ifconn, error) {
 	if err := restrictMulticast(uc); err != nil {
 		return fail(err)
 	}
+	// Every user of the interface reads through this one socket: give
+	// bursts (many peers starting at once) room while the reader catches
+	// up. The kernel caps it at net.core.rmem_max; less is no error.
+	_ = uc.SetReadBuffer(1 << 20)
 	pc := ipv4.NewPacketConn(uc)
 	if err := pc.SetControlMessage(ipv4.FlagInterface, true); err != nil {
 		return fail(err)
