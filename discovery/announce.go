@@ -405,9 +405,8 @@ func (a *Announcer) handleQuery(q *dns.Msg, ifIndex int, src *net.UDPAddr) bool 
 	select {
 	case a.queries <- qq:
 		return true
-	default: // flooded: drop, the querier asks again
+	default: // flooded: drop, the querier asks again (answerLoop logs it)
 		a.stats.queueDrops.Add(1)
-		a.warn.warn("discovery: announcer dropped queries (queue full)", "instance", a.instance, "queue", queryQueue)
 		return false
 	}
 }
@@ -427,7 +426,12 @@ func (a *Announcer) answerLoop(ctx context.Context) {
 	t := time.NewTimer(time.Hour)
 	t.Stop()
 	defer t.Stop()
+	var logged uint64 // queue drops logged so far
 	for {
+		// Drops are counted on the stack's reader; they are logged here,
+		// where a slow log handler holds up nobody else.
+		a.warn.warnGrowth(&a.stats.queueDrops, &logged, "discovery: announcer dropped queries (queue full)",
+			"dropped", "instance", a.instance, "queue", queryQueue)
 		select {
 		case <-ctx.Done():
 			return

@@ -91,9 +91,8 @@ func (s *mdnsSource) onResponse(p packet) bool {
 	case s.inbox <- p:
 		s.w.stats.packetsIn.Add(1)
 		return true
-	default:
+	default: // the janitor logs it
 		s.w.stats.queueDrops.Add(1)
-		s.w.warn.warn("discovery: watcher dropped mDNS packets (queue full)", "service", s.w.service, "queue", inboxSize)
 		return false
 	}
 }

@@ -99,10 +99,14 @@ func newWarner(l *slog.Logger) *warner {
 }
 
 // warn logs msg with args unless msg was logged less than a second ago;
-// then it only counts it.
-func (w *warner) warn(msg string, args ...any) {
+// then it only counts it. It reports whether it logged.
+//
+// Drops are counted where they happen (the stack's reader, or under a
+// Watcher's lock) and logged later by the user's own goroutine (warnDrops),
+// so that a slow log handler never holds up the reader or the lock.
+func (w *warner) warn(msg string, args ...any) bool {
 	if !w.log.Enabled(context.Background(), slog.LevelWarn) {
-		return
+		return true
 	}
 	now := time.Now()
 	w.mu.Lock()
@@ -114,7 +118,7 @@ func (w *warner) warn(msg string, args ...any) {
 	if !st.last.IsZero() && now.Sub(st.last) < warnEvery {
 		st.suppressed++
 		w.mu.Unlock()
-		return
+		return false
 	}
 	st.last = now
 	n := st.suppressed
@@ -124,4 +128,17 @@ func (w *warner) warn(msg string, args ...any) {
 		args = append(args, "suppressed", n)
 	}
 	w.log.Warn(msg, args...)
+	return true
+}
+
+// warnGrowth logs msg when counter has grown since *last, with the growth
+// as "dropped" (or whatever key says), and moves *last on when it logged.
+func (w *warner) warnGrowth(counter *atomic.Uint64, last *uint64, msg, key string, args ...any) {
+	n := counter.Load()
+	if n <= *last {
+		return
+	}
+	if w.warn(msg, append(args, key, n-*last)...) {
+		*last = n
+	}
 }

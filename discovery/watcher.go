@@ -280,12 +280,14 @@ func (w *Watcher) janitor() {
 	tick = max(5*time.Millisecond, min(tick, time.Second))
 	t := time.NewTicker(tick)
 	defer t.Stop()
+	var l logged
 	for {
 		select {
 		case <-w.ctx.Done():
 			return
 		case now := <-t.C:
 			w.expire(now)
+			w.warnDrops(&l)
 		}
 	}
 }
@@ -379,10 +381,24 @@ func (w *Watcher) confirmLocked(st *peerState, at time.Time) {
 	}
 }
 
-// ignore counts and logs a new peer ignored because MaxPeers are tracked.
-func (w *Watcher) ignore(key string) {
-	w.stats.peersIgnored.Add(1)
-	w.warn.warn("discovery: watcher ignores new peers (MaxPeers tracked)", "service", w.service, "peer", key, "max", MaxPeers)
+// ignore counts a new peer ignored because MaxPeers are tracked (the
+// janitor logs it).
+func (w *Watcher) ignore(string) { w.stats.peersIgnored.Add(1) }
+
+// logged is what the janitor last logged of the drop counters.
+type logged struct{ packets, events, peers uint64 }
+
+// warnDrops logs, at warning level, what was dropped since the last line
+// (at most one line per second per kind). The janitor calls it: drops are
+// counted on the stack's reader and under w.mu, where no log handler
+// should run.
+func (w *Watcher) warnDrops(l *logged) {
+	w.warn.warnGrowth(&w.stats.queueDrops, &l.packets, "discovery: watcher dropped mDNS packets (queue full)",
+		"dropped", "service", w.service, "queue", inboxSize)
+	w.warn.warnGrowth(&w.stats.eventDrops, &l.events, "discovery: watcher dropped events (subscriber queue full)",
+		"dropped", "service", w.service, "max", MaxQueuedEvents)
+	w.warn.warnGrowth(&w.stats.peersIgnored, &l.peers, "discovery: watcher ignores new peers (MaxPeers tracked)",
+		"ignored", "service", w.service, "max", MaxPeers)
 }
 
 // alive records that the peer with key answered, without new data.
@@ -542,8 +558,7 @@ func (w *Watcher) emitLocked(ev Event) {
 			w.stats.coalesced.Add(1)
 		}
 		if dropped {
-			w.stats.eventDrops.Add(1)
-			w.warn.warn("discovery: watcher dropped events (subscriber queue full)", "service", w.service, "max", MaxQueuedEvents)
+			w.stats.eventDrops.Add(1) // the janitor logs it
 			continue
 		}
 		select {
