@@ -20,8 +20,9 @@ import (
 // been seen for the expiry time. The socket layer adds what it knows
 // through Touch and ReportUnreachable.
 //
-// Announcements carrying the Watcher's own node id (NodeID or WithNodeID)
-// are ignored.
+// Announcements carrying the Watcher's own node id are ignored. Each Watcher
+// draws its own unless WithNodeID sets it, so by default it sees every
+// announcement, its own process's included.
 type Watcher struct {
 	o       options
 	service string

@@ -85,3 +85,18 @@ func TestCustomDiscovery(t *testing.T) {
 		t.Fatalf("got %+v", m)
 	}
 }
+
+// Issue 12 item 2: a Replier and a Requester joined to one service in one
+// program find each other with no discovery.WithNodeID, as the README's
+// WithService("calc", discovery.WithLoopback()) line has them.
+func TestServiceSameProcessNoNodeID(t *testing.T) {
+	svc := svcName("calc")
+	rp, err := NewReplier(adder, WithBind("tcp://127.0.0.1:0"), WithService(svc, discovery.WithLoopback()))
+	cleanup(t, rp, err)
+	rq, err := NewRequester[addReq, addResp](WithService(svc, discovery.WithLoopback()), WithTimeout(time.Second), WithRetries(10))
+	rq = cleanup(t, rq, err)
+	got, err := rq.Request(ctxT(t), addReq{40, 2})
+	if err != nil || got.Sum != 42 {
+		t.Fatalf("got %v %v", got, err)
+	}
+}
