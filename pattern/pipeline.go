@@ -3,7 +3,6 @@ package pattern
 import (
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"runtime/debug"
 	"sync"
@@ -130,10 +129,7 @@ func (p *Pusher[T]) Push(ctx context.Context, v T, opts ...CallOption) error {
 	err = p.sock.Send(ctx, socket.Msg{Frames: [][]byte{frame}, Priority: prio})
 	codec.PutBuffer(bp)
 	if err != nil {
-		if errors.Is(err, socket.ErrClosed) {
-			return ErrClosed
-		}
-		return err
+		return callError(err)
 	}
 	p.c.sent.Add(1)
 	return nil
