@@ -332,6 +332,7 @@ func (pl *Puller[T]) handle(body []byte) (kept bool, err error) {
 		pl.c.dropped.Add(1)
 		return false, err
 	}
+	logUnknownKeys[T](&pl.o, body)
 	defer func() {
 		if r := recover(); r != nil {
 			pl.c.panics.Add(1)

@@ -301,6 +301,9 @@ func (s *Subscriber[T]) Recv(ctx context.Context) (Message[T], error) {
 		}
 		var kept bool
 		m.Value, kept, err = takeBody[T](body)
+		if err == nil {
+			logUnknownKeys[T](&s.o, body)
+		}
 		if !kept {
 			sm.Free() // the value, like the rest of m, is a copy
 		}

@@ -702,6 +702,7 @@ func (rp *Replier[Req, Resp]) serve(m socket.Msg) (kept bool) {
 	req, kept, err := takeBody[Req](env.Body)
 	panicked := false
 	if err == nil {
+		logUnknownKeys[Req](&rp.o, env.Body)
 		resp, err, panicked = rp.call(req)
 	}
 	if err != nil {
