@@ -82,6 +82,7 @@ type peerRecord struct {
 	Source    string            `json:"source"`
 	Meta      map[string]string `json:"meta"`
 	LastSeen  time.Time         `json:"last_seen"`
+	Time      *time.Time        `json:"time,omitempty"` // --watch: when the event happened
 }
 
 func newPeerRecord(service string, p discovery.Peer, seen time.Time) peerRecord {
@@ -96,6 +97,15 @@ func newPeerRecord(service string, p discovery.Peer, seen time.Time) peerRecord 
 		r.Endpoints = []string{}
 	}
 	return r
+}
+
+// lastSeen is when the event's peer was last seen alive (for a down event,
+// before the event).
+func lastSeen(ev discovery.Event) time.Time {
+	if ev.LastSeen.IsZero() {
+		return ev.Time
+	}
+	return ev.LastSeen
 }
 
 func metaString(m map[string]string) string {
@@ -214,7 +224,7 @@ loop:
 			if ev.Kind == discovery.PeerDown {
 				delete(peers, key)
 			} else {
-				peers[key] = seen{ev.service, ev.Peer, ev.Time}
+				peers[key] = seen{ev.service, ev.Peer, lastSeen(ev.Event)}
 			}
 		case <-t.C:
 			break loop
@@ -286,8 +296,9 @@ func (a *app) watchPeers(ctx context.Context, o *peersOpts, events <-chan peerEv
 				kind = "down"
 			}
 			if o.json {
-				r := newPeerRecord(ev.service, ev.Peer, ev.Time)
-				r.Event, r.Reason = kind, ev.Reason
+				r := newPeerRecord(ev.service, ev.Peer, lastSeen(ev.Event))
+				at := ev.Time.UTC()
+				r.Event, r.Reason, r.Time = kind, ev.Reason, &at
 				if err := out.JSON(r); err != nil {
 					return err
 				}
