@@ -73,11 +73,17 @@ func (s *session) runReq(ctx context.Context, args []string) error {
 			}
 		}
 		s.sent.Add(1)
-		m, err := s.received(reply.Frames, nil)
+		m, err := decodeMessage(reply.Frames, s.raw, false)
 		if err != nil {
+			s.bad.Add(1)
+			return fmt.Errorf("cannot read the reply: %w", err)
+		}
+		m.sep = s.o.frameSep
+		s.recvd.Add(1)
+		if err := s.print(m); err != nil {
 			return err
 		}
-		if m != nil && m.env.Kind == codec.KindError {
+		if m.env.Kind == codec.KindError {
 			return fmt.Errorf("error reply from the peer: %s", m.bodyText())
 		}
 	}
@@ -243,5 +249,5 @@ func (s *session) runDealer(ctx context.Context, args []string) error {
 	if n := errReplies.Load(); n > 0 {
 		return fmt.Errorf("%d of %d replies were errors", n, s.recvd.Load())
 	}
-	return nil
+	return s.undecodable()
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -61,8 +62,10 @@ func (a *app) runSocket(ctx context.Context, sc sockCmd, o *sockOpts, args []str
 			s.headers[k] = v
 		}
 	}
-	if err := s.open(ctx, true); err != nil {
-		return err
+	if !o.ack.on { // the acked pipeline's sockets are pattern's
+		if err := s.open(ctx, true); err != nil {
+			return err
+		}
 	}
 	if !sameTerminal(a.stdout, a.stderr) {
 		s.status = startStatus(a.stderr, &a.errMu, 250*time.Millisecond, s.statusText)
@@ -82,6 +85,8 @@ func (a *app) runSocket(ctx context.Context, sc sockCmd, o *sockOpts, args []str
 	}()
 
 	switch {
+	case o.ack.on:
+		err = s.runAcked(ctx, args)
 	case sc.typ == socket.REQ:
 		err = s.runReq(ctx, args)
 	case sc.typ == socket.DEALER:
@@ -388,10 +393,11 @@ func (s *session) frames(kind codec.Kind, text []byte) ([][]byte, error) {
 		topic = s.o.topics[0]
 	}
 	if s.raw {
+		frames := s.splitFrames(body)
 		if pub && topic != "" {
-			return [][]byte{[]byte(topic), body}, nil
+			return append([][]byte{[]byte(topic)}, frames...), nil
 		}
-		return [][]byte{body}, nil
+		return frames, nil
 	}
 	env, err := s.envelope(kind, topic, body).AppendEncode(nil)
 	if err != nil {
@@ -401,6 +407,14 @@ func (s *session) frames(kind codec.Kind, text []byte) ([][]byte, error) {
 		return [][]byte{[]byte(topic), env}, nil
 	}
 	return [][]byte{env}, nil
+}
+
+// splitFrames splits a raw message's text into frames at --frame-sep.
+func (s *session) splitFrames(text []byte) [][]byte {
+	if s.o.frameSep == "" {
+		return [][]byte{text}
+	}
+	return bytes.Split(text, []byte(s.o.frameSep))
 }
 
 // print writes one received message to standard output.
@@ -416,6 +430,7 @@ func (s *session) print(m *message) error {
 func (s *session) received(frames [][]byte, routingID []byte) (*message, error) {
 	m, err := decodeMessage(frames, s.raw, s.sc.typ == socket.SUB)
 	m.routingID = routingID
+	m.sep = s.o.frameSep
 	if err != nil {
 		s.bad.Add(1)
 		s.logf("skipped a message: %v", err)
@@ -434,14 +449,32 @@ func (s *session) waitPeers(ctx context.Context, n int) error {
 	defer cancel()
 	t := time.NewTicker(10 * time.Millisecond)
 	defer t.Stop()
-	for {
+	what := "peer"
+	if s.sc.typ == socket.PUB {
+		what = "subscriber"
+	}
+	if n > 1 {
+		what += "s"
+	}
+	for waited := false; ; waited = true {
 		if s.readyPeers() >= n {
 			return nil
+		}
+		if !waited {
+			limit := "for ever"
+			if s.o.timeout > 0 {
+				limit = "up to " + s.o.timeout.String()
+			}
+			s.logf("waiting for %d %s (%s)", n, what, limit)
 		}
 		select {
 		case <-ctx.Done():
 			if isTimeout(ctx.Err()) {
-				return s.noPeerError(fmt.Sprintf("%d of %d peers ready after %s", s.readyPeers(), n, s.o.timeout))
+				ready := fmt.Sprintf("%d of %d %s ready after %s", s.readyPeers(), n, what, s.o.timeout)
+				if s.sc.typ == socket.PUB && s.unreachable() == "" {
+					return errors.New("nothing published: " + ready)
+				}
+				return s.noPeerError(ready)
 			}
 			return ctx.Err()
 		case <-t.C:
@@ -515,10 +548,9 @@ func (s *session) pause(ctx context.Context) error {
 func (s *session) runSend(ctx context.Context, args []string) error {
 	peers := s.o.peers
 	if s.sc.typ == socket.PUB && !s.o.peersSet {
-		peers = len(s.o.connects)
-		if len(s.o.binds) == 0 && s.o.discover != "" {
-			peers = 1
-		}
+		// One subscriber per endpoint it connects to, else one: publishing
+		// before anyone subscribed would send nothing (the slow joiner).
+		peers = max(len(s.o.connects), 1)
 	}
 	if err := s.waitPeers(ctx, peers); err != nil {
 		return err
@@ -561,6 +593,10 @@ func (s *session) runRecv(ctx context.Context) error {
 		cancel()
 		if err != nil {
 			if isTimeout(err) && ctx.Err() == nil {
+				if s.o.count == 0 && s.recvd.Load() > 0 {
+					// The stream has ended (see timeoutRule).
+					return s.undecodable()
+				}
 				return fmt.Errorf("no message within %s (received %d)", s.o.timeout, s.recvd.Load())
 			}
 			return err
@@ -568,6 +604,12 @@ func (s *session) runRecv(ctx context.Context) error {
 		frames, routingID, prefix := m.Frames, []byte(nil), [][]byte(nil)
 		if s.sc.typ == socket.ROUTER {
 			routingID, prefix, frames = splitRouter(frames)
+		}
+		if s.sc.typ == socket.PULL && s.o.exec != "" {
+			if err := s.pullExec(ctx, frames); err != nil {
+				return err
+			}
+			continue
 		}
 		msg, err := s.received(frames, routingID)
 		if err != nil {
@@ -591,6 +633,36 @@ func (s *session) runRecv(ctx context.Context) error {
 			return err
 		}
 		s.sent.Add(1)
+	}
+	return s.undecodable()
+}
+
+// undecodable is the error of a receiver that skipped messages it could
+// not decode: it went on, but exits 1.
+func (s *session) undecodable() error {
+	n := s.bad.Load()
+	if n == 0 {
+		return nil
+	}
+	return fmt.Errorf("%d of %d messages were not zpeer envelopes and were skipped (--codec raw prints them)", n, n+s.recvd.Load())
+}
+
+// pullExec runs --exec for one message pulled (without --ack): its output
+// is pull's, and a failure is logged (the message is gone, as
+// fire-and-forget messages are).
+func (s *session) pullExec(ctx context.Context, frames [][]byte) error {
+	m, err := s.received(frames, nil)
+	if err != nil || m == nil {
+		return err
+	}
+	out, err := s.runExec(ctx, m.bodyText())
+	if len(out) > 0 {
+		if werr := s.out.Line(out); werr != nil {
+			return werr
+		}
+	}
+	if err != nil {
+		s.logf("--exec: %v", err)
 	}
 	return nil
 }
@@ -638,7 +710,7 @@ func (s *session) reply(ctx context.Context, msg *message, frames [][]byte) [][]
 		}
 	}
 	if s.raw {
-		return [][]byte{body}
+		return s.splitFrames(body)
 	}
 	env := s.envelope(kind, "", body)
 	if req != nil {
