@@ -257,3 +257,22 @@ func ctxTimeout(t *testing.T, d time.Duration) context.Context {
 	t.Cleanup(cancel)
 	return ctx
 }
+
+// Item 4, from the command line: a push --ack and a plain pull refuse each
+// other, and both say so instead of waiting in silence.
+func TestAckMismatchSaysWhy(t *testing.T) {
+	t.Parallel()
+	push := start(t, "", "push", "--ack", "--bind", local, "--timeout", "2s", "job")
+	ep := push.endpoint()
+	pull := start(t, "", "pull", "--connect", ep, "--timeout", "2s")
+	if code := push.wait(); code != exitFailure {
+		t.Fatalf("push --ack: exit %d, want 1", code)
+	}
+	pull.wait()
+	if s := push.stderr.String(); !strings.Contains(s, "an acked Pusher (ROUTER) refused a PULL peer") {
+		t.Errorf("push --ack stderr %q does not say why", s)
+	}
+	if s := pull.stderr.String(); !strings.Contains(s, "refused a peer of the wrong socket type") {
+		t.Errorf("pull stderr %q does not say why", s)
+	}
+}

@@ -35,11 +35,12 @@ type session struct {
 	bad   atomic.Uint64 // received messages that could not be decoded
 	start time.Time
 
-	mu      sync.Mutex
-	sock    *socket.Socket
-	bound   []string         // the endpoints bound, as Bind returned them
-	dialErr map[string]error // the last dial error per connect endpoint
-	disc    io.Closer        // discovery, when --discover is given
+	mu        sync.Mutex
+	sock      *socket.Socket
+	bound     []string         // the endpoints bound, as Bind returned them
+	dialErr   map[string]error // the last dial error per connect endpoint
+	disc      io.Closer        // discovery, when --discover is given
+	refusedAt map[string]bool  // endpoints where a peer was refused (said once)
 
 	// deferred is, for req, the endpoint of the replier that let the last
 	// attempt time out: the retry's fresh socket connects to it only after
@@ -212,6 +213,9 @@ func (s *session) event(ev socket.Event) {
 	}
 	s.mu.Unlock()
 	s.discoveryHint(ev)
+	if ev.Kind == socket.EventRejected && ev.Err != nil && strings.Contains(ev.Err.Error(), "not compatible with") {
+		s.refused(ev.Endpoint, fmt.Errorf("refused a peer of the wrong socket type at %s: %s", ev.Endpoint, rootCause(ev.Err)))
+	}
 	if !s.o.verbose {
 		return
 	}
@@ -222,6 +226,21 @@ func (s *session) event(ev socket.Event) {
 		s.logf("disconnected %s (%s peer %s): %v", ev.Endpoint, ev.PeerType, ev.Remote, ev.Err)
 	case socket.EventRejected:
 		s.logf("rejected %s %s: %v", ev.Endpoint, ev.Remote, ev.Err)
+	}
+}
+
+// refused says once per endpoint why a peer was refused at the handshake
+// (a pull for a push --ack, say): without it the command would only wait.
+func (s *session) refused(ep string, err error) {
+	s.mu.Lock()
+	if s.refusedAt == nil {
+		s.refusedAt = make(map[string]bool)
+	}
+	first := !s.refusedAt[ep]
+	s.refusedAt[ep] = true
+	s.mu.Unlock()
+	if first {
+		s.logf("%s", strings.TrimPrefix(err.Error(), "pattern: "))
 	}
 }
 
