@@ -19,6 +19,10 @@ import (
 // message, and the drop is counted in Stats.Dropped and per subscriber in
 // Stats.Peers. Each topic has its own sequence number, 1, 2, 3, ..., so a
 // subscriber can tell exactly what it missed.
+//
+// A subscription reaches the Publisher a moment after the subscriber
+// connects, and what is published before it arrives is not sent to that
+// subscriber (ZeroMQ's slow joiner): WaitSubscribers waits for it.
 type Publisher[T any] struct {
 	o    options
 	sock *socket.Socket
