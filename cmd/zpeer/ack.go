@@ -258,19 +258,11 @@ func (s *session) work(ctx context.Context, m *message) error {
 	if s.o.exec == "" {
 		return s.print(m)
 	}
-	out, err := s.runExec(ctx, m.bodyText())
-	if len(out) > 0 {
-		if werr := s.out.Line(out); werr != nil {
-			return werr
-		}
+	err := s.execOn(ctx, m)
+	if err != nil && ctx.Err() == nil && !isOutputError(err) {
+		s.logf("--exec: %v; the job goes back to the pusher", err)
 	}
-	if err != nil {
-		if ctx.Err() == nil {
-			s.logf("--exec: %v; the job goes back to the pusher", err)
-		}
-		return err
-	}
-	return nil
+	return err
 }
 
 // patternError classifies the errors of pattern constructors: a bad

@@ -276,3 +276,13 @@ func TestAckMismatchSaysWhy(t *testing.T) {
 		t.Errorf("pull stderr %q does not say why", s)
 	}
 }
+
+// pull --exec without --ack: CMD's output is pull's.
+func TestPullExec(t *testing.T) {
+	t.Parallel()
+	pull := start(t, "", "pull", "--bind", local, "--count", "2", "--exec", "tr a-z A-Z")
+	ep := pull.endpoint()
+	start(t, "", "push", "--connect", ep, "one", "two").mustSucceed()
+	pull.mustSucceed()
+	equalLines(t, "pull --exec output", pull.lines(), "ONE", "TWO")
+}

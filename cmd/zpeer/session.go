@@ -674,16 +674,33 @@ func (s *session) pullExec(ctx context.Context, frames [][]byte) error {
 	if err != nil || m == nil {
 		return err
 	}
+	if err := s.execOn(ctx, m); err != nil && !isOutputError(err) {
+		s.logf("--exec: %v", err)
+		return nil
+	}
+	return err
+}
+
+// outputError is a failure to write standard output.
+type outputError struct{ error }
+
+func (e outputError) Unwrap() error { return e.error }
+
+func isOutputError(err error) bool {
+	var o outputError
+	return errors.As(err, &o)
+}
+
+// execOn runs --exec on m's body and prints what it writes; the error is
+// the command's (or an outputError).
+func (s *session) execOn(ctx context.Context, m *message) error {
 	out, err := s.runExec(ctx, m.bodyText())
 	if len(out) > 0 {
 		if werr := s.out.Line(out); werr != nil {
-			return werr
+			return outputError{werr}
 		}
 	}
-	if err != nil {
-		s.logf("--exec: %v", err)
-	}
-	return nil
+	return err
 }
 
 // splitRouter splits what a ROUTER receives into the routing id, the
