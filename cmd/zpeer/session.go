@@ -447,16 +447,26 @@ func (s *session) print(m *message) error {
 // received decodes and prints one received message; a message that does
 // not decode is reported on standard error and skipped (nil, nil).
 func (s *session) received(frames [][]byte, routingID []byte) (*message, error) {
+	m := s.decode(frames, routingID)
+	if m == nil {
+		return nil, nil
+	}
+	return m, s.print(m)
+}
+
+// decode decodes and counts one received message; one that does not
+// decode is reported on standard error and skipped (nil).
+func (s *session) decode(frames [][]byte, routingID []byte) *message {
 	m, err := decodeMessage(frames, s.raw, s.sc.typ == socket.SUB)
 	m.routingID = routingID
 	m.sep = s.o.frameSep
 	if err != nil {
 		s.bad.Add(1)
 		s.logf("skipped a message: %v", err)
-		return nil, nil
+		return nil
 	}
 	s.recvd.Add(1)
-	return m, s.print(m)
+	return m
 }
 
 // waitPeers waits, up to --timeout, for n peers (pub: n subscribers).
@@ -670,9 +680,9 @@ func (s *session) undecodable() error {
 // is pull's, and a failure is logged (the message is gone, as
 // fire-and-forget messages are).
 func (s *session) pullExec(ctx context.Context, frames [][]byte) error {
-	m, err := s.received(frames, nil)
-	if err != nil || m == nil {
-		return err
+	m := s.decode(frames, nil)
+	if m == nil {
+		return nil
 	}
 	if err := s.execOn(ctx, m); err != nil && !isOutputError(err) {
 		s.logf("--exec: %v", err)
