@@ -684,7 +684,8 @@ func (s *session) pullExec(ctx context.Context, frames [][]byte) error {
 	if m == nil {
 		return nil
 	}
-	if err := s.execOn(ctx, m); err != nil && !isOutputError(err) {
+	err := s.execOn(ctx, m)
+	if err != nil && !isOutputError(err) {
 		s.logf("--exec: %v", err)
 		return nil
 	}
