@@ -170,14 +170,14 @@ func (a *app) runPeers(ctx context.Context, o *peersOpts) error {
 		// No --service: ask which services are announced, and watch each;
 		// with --watch, keep asking for new ones.
 		find := func() error {
-			names, err := browseServices(wctx, o.ifaces, min(o.wait, time.Second))
+			names, err := discovery.BrowseServices(wctx, min(o.wait, time.Second), discoveryOptions(o.ifaces)...)
 			for _, svc := range names {
 				watch(svc) // a foreign, non-zpeer service name may not be valid: skip it
 			}
 			return err
 		}
 		if err := find(); err != nil && wctx.Err() == nil {
-			return err
+			return discoveryError(err)
 		}
 		if o.watch {
 			go func() {
