@@ -100,4 +100,3 @@ func minTime(a, b time.Time) time.Time {
 	}
 	return b
 }
-
