@@ -7,6 +7,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"sort"
 	"strings"
 	"testing"
 	"time"
@@ -182,5 +183,42 @@ func TestReadmeGo(t *testing.T) {
 	}
 	if want := namedBlock(t, "README.md", "readme-go-output"); stdout.String() != want {
 		t.Fatalf("it printed\n%s\nthe README says\n%s", stdout.String(), want)
+	}
+}
+
+// Issue 12 item 15: the README starts with how to get zpeer, and lists the
+// Debian packages the tests need, the same ones ./test.sh installs.
+func TestReadmeStartsWithGettingZpeer(t *testing.T) {
+	t.Parallel()
+	readme, err := os.ReadFile(filepath.Join(docRootRel, "README.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	first := regexp.MustCompile(`(?m)^## (.*)$`).FindStringSubmatch(string(readme))
+	if first == nil || first[1] != "Getting zpeer" {
+		t.Fatalf("the README's first section is %q, want \"Getting zpeer\"", first)
+	}
+	for _, want := range []string{"go get github.com/zpeer/zpeer", "go mod edit -replace github.com/zpeer/zpeer=", "go install ./cmd/zpeer"} {
+		if !strings.Contains(string(readme), want) {
+			t.Errorf("the README does not say %q", want)
+		}
+	}
+	script, err := os.ReadFile(filepath.Join(docRootRel, "test.sh"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	debs := regexp.MustCompile(`(?m)^DEBS="([^"]+)"`).FindSubmatch(script)
+	if debs == nil {
+		t.Fatal("test.sh has no DEBS=\"...\" line")
+	}
+	apt := regexp.MustCompile(`(?m)^sudo apt-get install (.*)$`).FindStringSubmatch(string(readme))
+	if apt == nil {
+		t.Fatal("the README has no sudo apt-get install line")
+	}
+	got, want := strings.Fields(apt[1]), strings.Fields(string(debs[1]))
+	sort.Strings(got)
+	sort.Strings(want)
+	if strings.Join(got, " ") != strings.Join(want, " ") {
+		t.Errorf("the README installs %v, test.sh %v", got, want)
 	}
 }
