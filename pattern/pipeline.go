@@ -83,8 +83,7 @@ func NewPusher[T any](opts ...Option) (*Pusher[T], error) {
 		p.sock, err = socket.New(socket.ROUTER, sopts...)
 	} else {
 		p.ref = newRefusals(&p.o, "a fire-and-forget Pusher (PUSH)", "fire-and-forget Pullers, without WithAck (PULL)")
-		sopts := append([]socket.Option{socket.WithEventHandler(func(ev socket.Event) { p.ref.event(ev, p.sock.Peers) })},
-			o.sockOpts...)
+		sopts := append([]socket.Option{p.ref.eventOption(func() int { return p.sock.Peers() })}, o.sockOpts...)
 		p.sock, err = socket.New(socket.PUSH, sopts...)
 	}
 	if err != nil {
@@ -307,8 +306,7 @@ func NewPuller[T any](h func(ctx context.Context, v T) error, opts ...Option) (*
 		}
 	} else {
 		pl.ref = newRefusals(&pl.o, "a fire-and-forget Puller (PULL)", "a fire-and-forget Pusher, without WithAck (PUSH)")
-		sopts := append([]socket.Option{socket.WithEventHandler(func(ev socket.Event) { pl.ref.event(ev, pl.sock.Peers) })},
-			o.sockOpts...)
+		sopts := append([]socket.Option{pl.ref.eventOption(func() int { return pl.sock.Peers() })}, o.sockOpts...)
 		if pl.sock, err = socket.New(socket.PULL, sopts...); err != nil {
 			pl.ref.close()
 			return nil, err

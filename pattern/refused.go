@@ -77,6 +77,12 @@ func (r *refusals) reset() {
 // none is connected.
 func (r *refusals) waiting() context.Context { return *r.ctx.Load() }
 
+// eventOption is the socket option that feeds r the events of a pattern's
+// socket; peers counts its connected peers.
+func (r *refusals) eventOption(peers func() int) socket.Option {
+	return socket.WithEventHandler(func(ev socket.Event) { r.event(ev, peers) })
+}
+
 // event takes the socket events of the pattern's socket; peers is its
 // number of connected peers.
 func (r *refusals) event(ev socket.Event, peers func() int) {
