@@ -228,7 +228,18 @@ func (a *app) socketCommand(sc sockCmd) *cobra.Command {
 	if sc.typ == socket.PULL {
 		f.StringVarP(&o.exec, "exec", "e", "", "run shell command `CMD` for each message, with its body on standard input, instead of printing it (with --ack: acknowledge when CMD exits 0)")
 	}
-	f.StringVar(&o.frameSep, "frame-sep", "", "--codec raw: split each message sent into frames at `SEP`, and join the frames of each message received with it (default: a space)")
+	var sepHelp []string
+	if sc.role&(roleSend|roleReply) != 0 {
+		sepHelp = append(sepHelp, "split each message sent into frames at `SEP`")
+	}
+	if sc.role&roleRecv != 0 {
+		sep := "`SEP`"
+		if len(sepHelp) > 0 {
+			sep = "SEP" // pflag names the value after the first quoted word only
+		}
+		sepHelp = append(sepHelp, "print the frames of a message received joined with "+sep+" (default: a space)")
+	}
+	f.StringVar(&o.frameSep, "frame-sep", "", "--codec raw: "+strings.Join(sepHelp, "; "))
 	if sc.typ == socket.PUSH || sc.typ == socket.PULL {
 		o.ack.addFlags(f, sc.typ)
 	}
