@@ -286,3 +286,15 @@ func TestPullExec(t *testing.T) {
 	pull.mustSucceed()
 	equalLines(t, "pull --exec output", pull.lines(), "ONE", "TWO")
 }
+
+// Item 12 with discovery: push --ack announces, pull --ack finds it.
+func TestAckPipelineDiscover(t *testing.T) {
+	t.Parallel()
+	svc := serviceName("ackjobs")
+	push := start(t, "", "push", "--ack", "--bind", local, "--discover", svc, "--iface", "lo", "--timeout", "30s", "j1", "j2")
+	push.endpoint()
+	pull := start(t, "", "pull", "--ack", "--discover", svc, "--iface", "lo", "--count", "2")
+	pull.mustSucceed()
+	push.mustSucceed()
+	equalLines(t, "worker output", pull.lines(), "j1", "j2")
+}
