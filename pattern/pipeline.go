@@ -438,10 +438,16 @@ func (pl *Puller[T]) Close() error {
 		return nil
 	}
 	pl.closed = true
-	pl.disc.leave()
+	if pl.ack == nil {
+		pl.disc.leave()
+	}
 	pl.cancel()
 	if pl.ack != nil {
+		// The acks due go out before discovery's goodbye disconnects the
+		// pushers it connected: else the last ones would be lost, and
+		// their messages processed again elsewhere.
 		pl.ack.close()
+		pl.disc.leave()
 	}
 	var err error
 	if pl.sock != nil {
