@@ -226,22 +226,15 @@ func (s *session) runAckPull(ctx context.Context) error {
 	}
 	defer pull.Close() // acknowledges what is done; what is not goes back
 
-	var idle <-chan time.Time
-	var t *time.Timer
-	if s.o.timeout > 0 {
-		t = time.NewTimer(s.o.timeout)
-		defer t.Stop()
-		idle = t.C
-	}
+	idle := s.newIdleTimer()
+	defer idle.stop()
 	for {
 		select {
 		case <-done:
 			return nil
 		case <-got:
-			if t != nil {
-				t.Reset(s.o.timeout)
-			}
-		case <-idle:
+			idle.reset()
+		case <-idle.c:
 			if s.o.count == 0 && s.recvd.Load() > 0 {
 				return nil // the stream has ended (see timeoutRule)
 			}

@@ -225,20 +225,13 @@ func (s *session) runDealer(ctx context.Context, args []string) error {
 	}
 
 	// Wait for the replies; --timeout bounds the silence between two.
-	var timeout <-chan time.Time
-	var t *time.Timer
-	if s.o.timeout > 0 {
-		t = time.NewTimer(s.o.timeout)
-		defer t.Stop()
-		timeout = t.C
-	}
+	idle := s.newIdleTimer()
+	defer idle.stop()
 	for s.recvd.Load()+s.bad.Load() < s.sent.Load() {
 		select {
 		case <-got:
-			if t != nil {
-				t.Reset(s.o.timeout)
-			}
-		case <-timeout:
+			idle.reset()
+		case <-idle.c:
 			return fmt.Errorf("no reply within %s: %d of %d replies", s.o.timeout, s.recvd.Load(), s.sent.Load())
 		case err := <-recvErr:
 			return err
@@ -250,4 +243,33 @@ func (s *session) runDealer(ctx context.Context, args []string) error {
 		return fmt.Errorf("%d of %d replies were errors", n, s.recvd.Load())
 	}
 	return s.undecodable()
+}
+
+// idleTimer fires when --timeout passes with no reset; with no --timeout,
+// never.
+type idleTimer struct {
+	c <-chan time.Time
+	t *time.Timer
+	d time.Duration
+}
+
+func (s *session) newIdleTimer() *idleTimer {
+	it := &idleTimer{d: s.o.timeout}
+	if it.d > 0 {
+		it.t = time.NewTimer(it.d)
+		it.c = it.t.C
+	}
+	return it
+}
+
+func (it *idleTimer) reset() {
+	if it.t != nil {
+		it.t.Reset(it.d)
+	}
+}
+
+func (it *idleTimer) stop() {
+	if it.t != nil {
+		it.t.Stop()
+	}
 }
