@@ -457,3 +457,25 @@ func TestRecvFromSender(t *testing.T) {
 		})
 	}
 }
+
+// TestSendToDoneContext: with a context already done, SendTo tries once:
+// it queues when the peer has room and fails with the context's error when
+// it has none.
+func TestSendToDoneContext(t *testing.T) {
+	push := newSock(t, PUSH, WithSendHWM(2), WithLinger(0))
+	stalledPeer(t, push, "PULL")
+	p := push.PeerList()[0]
+	done, cancel := context.WithCancel(context.Background())
+	cancel()
+	if err := push.SendTo(done, p, NewMsgString("x")); err != nil {
+		t.Fatalf("SendTo with room and a done context: %v", err)
+	}
+	payload := make([]byte, 256<<10)
+	var err error
+	for i := 0; i < 1000 && err == nil; i++ {
+		err = push.SendTo(done, p, NewMsg(payload))
+	}
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("SendTo to a full peer with a done context: %v, want context.Canceled", err)
+	}
+}
