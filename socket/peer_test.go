@@ -97,6 +97,15 @@ func (h *hookLog) check(t *testing.T, allDetached bool) {
 	}
 }
 
+func waitDone(t *testing.T, p *Peer) {
+	t.Helper()
+	select {
+	case <-p.Done():
+	case <-time.After(10 * time.Second):
+		t.Fatalf("%v not done", p)
+	}
+}
+
 func peerAt(t *testing.T, s *Socket, ep string) *Peer {
 	t.Helper()
 	var found *Peer
@@ -149,7 +158,7 @@ func TestPeerAttachBeforeRecv(t *testing.T) {
 			t.Fatalf("got %q from %v (identity %q, endpoint %s)", m.Body(), p, p.Identity(), p.Endpoint())
 		}
 		c.Close()
-		<-p.Done()
+		waitDone(t, p)
 	}
 	h.mu.Lock()
 	if len(early) > 0 {
@@ -262,11 +271,7 @@ func TestSendToGonePeer(t *testing.T) {
 		t.Fatalf("ROUTER got %s", showMsg(m))
 	}
 	router.Close()
-	select {
-	case <-p.Done():
-	case <-time.After(10 * time.Second):
-		t.Fatal("peer not done after its socket closed")
-	}
+	waitDone(t, p)
 	if err := dealer.SendTo(ctxT(t), p, NewMsgString("late")); !errors.Is(err, ErrPeerLost) {
 		t.Fatalf("SendTo a gone peer: %v, want ErrPeerLost", err)
 	}
