@@ -41,6 +41,7 @@ const (
 	oOnDead
 	oLogger
 	oDiscovery
+	oOnRefused
 )
 
 var optNames = map[optBit]string{
@@ -50,6 +51,7 @@ var optNames = map[optBit]string{
 	oDedup: "WithDedupWindow", oCredit: "WithCredit", oMaxPending: "WithMaxPending",
 	oName: "WithName", oPriority: "WithPriority", oType: "WithType", oTopics: "WithTopics",
 	oOnGap: "WithOnGap", oOnDead: "WithOnDead", oLogger: "WithLogger", oDiscovery: "WithDiscovery",
+	oOnRefused: "WithOnRefused",
 }
 
 // options common to every pattern.
@@ -75,6 +77,7 @@ type options struct {
 	topics        []string
 	onGap         func(Gap)
 	onDead        func(DeadLetter)
+	onRefused     func(Refusal)
 	logger        *slog.Logger
 	discovery     Discovery
 	service       string
