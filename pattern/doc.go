@@ -42,6 +42,9 @@
 // the next Pusher on the directory delivers every job not yet acked (in
 // OutboxBatched(d) mode, but for the jobs pushed in the last d). PushAsync's
 // Receipt tells a producer when each job was acked or went dead.
+// Both ends must use the same mode: an acked end and a
+// fire-and-forget one refuse each other at the handshake and say so (see
+// Refusal and ErrRefused) rather than wait in silence.
 //
 // Priority: an envelope's Priority (WithPriority, or Priority per message)
 // orders the queues on the sending side. Above 0 a message goes in the

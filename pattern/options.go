@@ -41,6 +41,7 @@ const (
 	oOnDead
 	oLogger
 	oDiscovery
+	oOnRefused
 	oOutbox
 	oOutboxBytes
 )
@@ -52,7 +53,8 @@ var optNames = map[optBit]string{
 	oDedup: "WithDedupWindow", oCredit: "WithCredit", oMaxPending: "WithMaxPending",
 	oName: "WithName", oPriority: "WithPriority", oType: "WithType", oTopics: "WithTopics",
 	oOnGap: "WithOnGap", oOnDead: "WithOnDead", oLogger: "WithLogger", oDiscovery: "WithDiscovery",
-	oOutbox: "WithOutbox", oOutboxBytes: "WithOutboxMaxBytes",
+	oOnRefused: "WithOnRefused",
+	oOutbox:    "WithOutbox", oOutboxBytes: "WithOutboxMaxBytes",
 }
 
 // options common to every pattern.
@@ -78,6 +80,7 @@ type options struct {
 	topics        []string
 	onGap         func(Gap)
 	onDead        func(DeadLetter)
+	onRefused     func(Refusal)
 	logger        *slog.Logger
 	discovery     Discovery
 	service       string
