@@ -159,6 +159,7 @@ type pipe struct {
 	br       *bufio.Reader
 	sec      zmq4.Security
 	encrypt  bool
+	curve    *curveCodec // CURVE: every frame is a MESSAGE box (curve.go)
 	endpoint string
 	remote   string
 	peerType string
@@ -197,7 +198,7 @@ type pipe struct {
 	routeID []byte        // ROUTER: the id this peer is addressed by
 }
 
-func newPipe(s *Socket, c net.Conn, br *bufio.Reader, zc *zmq4.Conn, endpoint string) *pipe {
+func newPipe(s *Socket, c net.Conn, br *bufio.Reader, pi peerInfo, endpoint string) *pipe {
 	p := &pipe{
 		s:        s,
 		conn:     c,
@@ -205,8 +206,9 @@ func newPipe(s *Socket, c net.Conn, br *bufio.Reader, zc *zmq4.Conn, endpoint st
 		sec:      s.opts.Security,
 		endpoint: endpoint,
 		remote:   c.RemoteAddr().String(),
-		peerType: zc.Peer.Meta["Socket-Type"],
-		identity: []byte(zc.Peer.Meta["Identity"]),
+		peerType: pi.peerType,
+		identity: pi.identity,
+		curve:    pi.curve,
 		lowLat:   s.lowLatency,
 		out:      &batch{},
 		spare:    &batch{},
@@ -216,7 +218,9 @@ func newPipe(s *Socket, c net.Conn, br *bufio.Reader, zc *zmq4.Conn, endpoint st
 		space:    make(chan struct{}, 1),
 		done:     make(chan struct{}),
 	}
-	if t := p.sec.Type(); t != zmq4.NullSecurity && t != zmq4.PlainSecurity {
+	if p.sec == nil {
+		// CURVE: the codec seals and opens; no zmq4.Security.
+	} else if t := p.sec.Type(); t != zmq4.NullSecurity && t != zmq4.PlainSecurity {
 		p.encrypt = true
 	}
 	p.lastRecv.Store(time.Now().UnixNano())
@@ -284,10 +288,14 @@ func (p *pipe) enqueue(m Msg, force bool) error {
 		return errFull
 	}
 	b := p.out
-	if m.Priority > 0 {
+	if m.Priority > 0 && p.curve == nil {
+		// Under CURVE every frame takes the next nonce as it is queued, so
+		// nothing may overtake: urgent messages share the one lane.
 		b = p.urgent
 	}
-	if p.encrypt {
+	if p.curve != nil {
+		appendCurve(b, p.curve, m)
+	} else if p.encrypt {
 		if err := appendEncrypted(b, p.sec, m); err != nil {
 			p.wmu.Unlock()
 			return err
@@ -350,7 +358,11 @@ func (p *pipe) command(name string, body []byte) {
 		p.wmu.Unlock()
 		return
 	}
-	p.urgent.appendCommand(name, body)
+	if p.curve != nil {
+		p.out.appendCurveCommand(p.curve, name, body)
+	} else {
+		p.urgent.appendCommand(name, body)
+	}
 	writing := p.writing
 	p.wmu.Unlock()
 	if !writing {
@@ -515,6 +527,28 @@ func (p *pipe) readLoop() {
 			}
 			size = binary.BigEndian.Uint64(hdr[1:9])
 		}
+		var plain []byte // CURVE: the opened frame body
+		if p.curve != nil {
+			if flags&flagMore != 0 {
+				fail(fmt.Errorf("%w: CURVE: MESSAGE frame with MORE set", ErrProtocol))
+				return
+			}
+			if size < curveMsgOverhead || size-curveMsgOverhead > uint64(limit) || total+int64(size-curveMsgOverhead) > limit {
+				fail(fmt.Errorf("%w: peer sent a %d-byte CURVE MESSAGE (limit %d per message)", ErrTooLarge, size, limit))
+				return
+			}
+			cb := p.curve.cipherBuf(int(size))
+			if err := readFull(p.br, cb); err != nil {
+				fail(readErr(err))
+				return
+			}
+			fl, pb, err := p.curve.open(cb)
+			if err != nil {
+				fail(err)
+				return
+			}
+			flags, size, plain = fl, uint64(len(pb)), pb
+		}
 		if flags&flagCommand != 0 {
 			if flags&flagMore != 0 || len(frames) > 0 {
 				fail(fmt.Errorf("%w: command frame inside a message", ErrProtocol))
@@ -524,10 +558,13 @@ func (p *pipe) readLoop() {
 				fail(fmt.Errorf("%w: command of %d bytes", ErrTooLarge, size))
 				return
 			}
-			body := make([]byte, size)
-			if err := readFull(p.br, body); err != nil {
-				fail(readErr(err))
-				return
+			body := plain
+			if body == nil {
+				body = make([]byte, size)
+				if err := readFull(p.br, body); err != nil {
+					fail(readErr(err))
+					return
+				}
 			}
 			if err := p.handleCommand(body); err != nil {
 				fail(err)
@@ -572,7 +609,9 @@ func (p *pipe) readLoop() {
 			body = getBuffer(int(size))
 			pooled = true
 		}
-		if err := readFull(p.br, body); err != nil {
+		if p.curve != nil {
+			copy(body, plain)
+		} else if err := readFull(p.br, body); err != nil {
 			fail(readErr(err))
 			return
 		}

@@ -90,7 +90,18 @@ func New(t Type, opts ...Option) (*Socket, error) {
 			return nil, err
 		}
 	}
-	if o.Security == nil {
+	if o.curve() {
+		if o.Security != nil {
+			return nil, fmt.Errorf("socket: WithSecurity(%s) and CURVE are exclusive", o.Security.Type())
+		}
+		if o.CurveKey.IsZero() {
+			kp, err := NewKeyPair()
+			if err != nil {
+				return nil, err
+			}
+			o.CurveKey = kp
+		}
+	} else if o.Security == nil {
 		o.Security = null.Security()
 	}
 	s := &Socket{
@@ -506,7 +517,7 @@ func (s *Socket) handshakeAs(c net.Conn, ep string, server bool, l *listener) (*
 	}
 	s.shaking[c] = struct{}{}
 	s.mu.Unlock()
-	zc, err := openZMTP(g, s.opts.Security, s.typ.zmq(), s.opts.Identity, server)
+	pi, err := s.openPeer(g, c, ep, l != nil, server)
 	if err == nil {
 		err = c.SetDeadline(time.Time{})
 	}
@@ -525,7 +536,7 @@ func (s *Socket) handshakeAs(c net.Conn, ep string, server bool, l *listener) (*
 		s.ev.emit(Event{Kind: EventRejected, Endpoint: ep, Remote: c.RemoteAddr().String(), Err: err})
 		return nil, err
 	}
-	p := newPipe(s, c, g.br, zc, ep)
+	p := newPipe(s, c, g.br, pi, ep)
 	s.mu.Lock()
 	// Registering the pipe with the socket and with its listener is one
 	// step: Close and Unbind see every pipe, and no pipe they did not see

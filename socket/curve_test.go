@@ -1,0 +1,175 @@
+package socket
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"net"
+	"testing"
+)
+
+// libzmq's test keys (tests/testutil_security.cpp), known to belong together.
+const (
+	testClientPublic = "Yne@$w-vo<fVvi]a<NY6T1ed:M$fCG*[IaLV{hID"
+	testClientSecret = "D:)Q[IlAW!ahhC2ac:9*A}h:p?([4%wOTJ%JR%cs"
+	testServerPublic = "rq:rM>}U?@Lns47E1%kR.o@n%FcmmsL/@{H8]yf7"
+	testServerSecret = "JTKVSB%%)wK0E.X)V>+}o?pNmC{O&4W4b!Ni{Lh6"
+)
+
+func TestZ85Vectors(t *testing.T) {
+	// RFC 32's test vector.
+	raw := []byte{0x86, 0x4F, 0xD2, 0x6F, 0xB5, 0x59, 0xF7, 0x5B}
+	s, err := Z85Encode(raw)
+	if err != nil || s != "HelloWorld" {
+		t.Fatalf("encode = %q, %v; want HelloWorld", s, err)
+	}
+	b, err := Z85Decode("HelloWorld")
+	if err != nil || !bytes.Equal(b, raw) {
+		t.Fatalf("decode = %x, %v", b, err)
+	}
+	for _, bad := range []string{"Hell", "Hello World", "HelloWorl\x00", "%%%%%"} {
+		if _, err := Z85Decode(bad); !errors.Is(err, ErrKey) {
+			t.Errorf("decode %q: err %v, want ErrKey", bad, err)
+		}
+	}
+	if _, err := Z85Encode([]byte{1, 2, 3}); !errors.Is(err, ErrKey) {
+		t.Errorf("encode 3 bytes: %v", err)
+	}
+}
+
+func TestKeysFromLibzmqTests(t *testing.T) {
+	for _, kp := range [][2]string{{testClientPublic, testClientSecret}, {testServerPublic, testServerSecret}} {
+		pub, err := ParseKey(kp[0])
+		if err != nil {
+			t.Fatal(err)
+		}
+		sec, err := ParseSecretKey(kp[1])
+		if err != nil {
+			t.Fatal(err)
+		}
+		if sec.Public() != pub {
+			t.Errorf("public of %s = %s, want %s", kp[1], sec.Public(), pub)
+		}
+		if pub.String() != kp[0] || sec.Z85() != kp[1] {
+			t.Errorf("round trip: %s %s", pub, sec.Z85())
+		}
+		if s := sec.String(); s == kp[1] {
+			t.Errorf("SecretKey.String shows the key")
+		}
+	}
+	if _, err := ParseKey("short"); !errors.Is(err, ErrKey) {
+		t.Errorf("short key: %v", err)
+	}
+}
+
+// handshakePair runs curveClient and curveServer against each other over an
+// in-memory connection.
+func handshakePair(t *testing.T, serverKP, clientKP KeyPair, expect Key, authorize func(Key, zmtpMeta) error) (cli, srv *curveCodec, cerr, serr error) {
+	t.Helper()
+	a, b := net.Pipe()
+	defer a.Close()
+	defer b.Close()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		h := &hsIO{br: bufio.NewReader(b), w: b}
+		srv, _, _, serr = curveServer(h, &serverKP, ourMeta(nil, REP, nil), authorize)
+		if serr != nil {
+			b.Close()
+		}
+	}()
+	h := &hsIO{br: bufio.NewReader(a), w: a}
+	cli, _, cerr = curveClient(h, &expect, &clientKP, ourMeta(nil, REQ, []byte("me")))
+	if cerr != nil {
+		a.Close()
+	}
+	<-done
+	return
+}
+
+func TestCurveHandshakeAndMessages(t *testing.T) {
+	skp, _ := NewKeyPair()
+	ckp, _ := NewKeyPair()
+	var seen Key
+	cli, srv, cerr, serr := handshakePair(t, skp, ckp, skp.Public, func(k Key, pm zmtpMeta) error {
+		seen = k
+		if pm.socketType != "REQ" || string(pm.identity) != "me" {
+			t.Errorf("server saw metadata %+v", pm)
+		}
+		return nil
+	})
+	if cerr != nil || serr != nil {
+		t.Fatalf("handshake: client %v, server %v", cerr, serr)
+	}
+	if seen != ckp.Public {
+		t.Fatalf("server saw client key %s, want %s", seen, ckp.Public)
+	}
+	// client -> server, several frames; then a replay fails.
+	var frames [][]byte
+	for _, body := range [][]byte{nil, []byte("hello"), bytes.Repeat([]byte("x"), 300)} {
+		frames = append(frames, cli.appendSealed(nil, flagMore, body))
+	}
+	var first []byte
+	for i, f := range frames {
+		hl := 2
+		if f[0]&flagLong != 0 {
+			hl = 9
+		}
+		if i == 0 {
+			first = append([]byte(nil), f[hl:]...)
+		}
+		fl, body, err := srv.open(f[hl:])
+		if err != nil || fl != flagMore || len(body) != []int{0, 5, 300}[i] {
+			t.Fatalf("frame %d: flags %x len %d err %v", i, fl, len(body), err)
+		}
+	}
+	if _, _, err := srv.open(first); !errors.Is(err, ErrProtocol) {
+		t.Fatalf("replayed nonce: %v, want ErrProtocol", err)
+	}
+	// server -> client direction, and tampering.
+	f := srv.appendSealed(nil, flagCommand, []byte("\x04PING\x00\x10"))
+	f[len(f)-1] ^= 1
+	if _, _, err := cli.open(f[2:]); !errors.Is(err, ErrProtocol) {
+		t.Fatalf("tampered box: %v", err)
+	}
+}
+
+func TestCurveHandshakeRefusals(t *testing.T) {
+	skp, _ := NewKeyPair()
+	ckp, _ := NewKeyPair()
+	other, _ := NewKeyPair()
+	t.Run("wrong server key", func(t *testing.T) {
+		_, _, cerr, serr := handshakePair(t, skp, ckp, other.Public, nil)
+		if !errors.Is(serr, ErrRefused) || cerr == nil {
+			t.Fatalf("client %v, server %v", cerr, serr)
+		}
+	})
+	t.Run("refused client", func(t *testing.T) {
+		_, _, cerr, serr := handshakePair(t, skp, ckp, skp.Public, func(Key, zmtpMeta) error {
+			return errors.New("client key not trusted")
+		})
+		if serr == nil || !errors.Is(cerr, ErrRefused) || !bytes.Contains([]byte(cerr.Error()), []byte("not trusted")) {
+			t.Fatalf("client %v, server %v", cerr, serr)
+		}
+	})
+}
+
+func TestCurveSocketsTalk(t *testing.T) {
+	skp, _ := NewKeyPair()
+	rep := newSock(t, REP, WithCurveServer(skp.Secret))
+	ep := bind(t, rep)
+	req := newSock(t, REQ, WithCurveClient(skp.Public, KeyPair{}))
+	connect(t, req, ep)
+	for i := 0; i < 3; i++ {
+		send(t, req, "ping", "two")
+		if got := recvString(t, rep); len(got) != 2 || got[0] != "ping" {
+			t.Fatalf("rep got %q", got)
+		}
+		send(t, rep, "pong")
+		if got := recvString(t, req); len(got) != 1 || got[0] != "pong" {
+			t.Fatalf("req got %q", got)
+		}
+	}
+	_ = context.Background
+}
