@@ -115,7 +115,7 @@ func parseKey32(s string) ([32]byte, error) {
 // frame's MORE (0x01) and COMMAND (0x04) bits. Every ZMTP frame after the
 // handshake, commands included, travels this way.
 const (
-	curveMsgHeader   = 16                    // "\x07MESSAGE" + short nonce
+	curveMsgHeader   = 16                      // "\x07MESSAGE" + short nonce
 	curveMsgOverhead = curveMsgHeader + 16 + 1 // + MAC + flags byte
 )
 

@@ -42,9 +42,9 @@ type Options struct {
 	Trusted       *KeySet       // CURVE server: the only client keys let in (nil: any)
 	PlainUsers    PlainUsers    // PLAIN server: the user table (nil: any)
 	Authenticator Authenticator // called last, after the mechanism's own checks
-	Logger           *slog.Logger
-	EventHandler     func(Event)
-	EventBuffer      int
+	Logger        *slog.Logger
+	EventHandler  func(Event)
+	EventBuffer   int
 
 	lowLatency *bool
 }
