@@ -54,6 +54,8 @@ type hsIO struct {
 	w    io.Writer
 	buf  [curveCmdMax]byte
 	wbuf [9 + curveCmdMax]byte
+
+	tamper func(body []byte) []byte // tests: rewrites each command before it is sent
 }
 
 // greeting returns the 64-byte ZMTP greeting for mechanism mech.
@@ -120,6 +122,9 @@ func (h *hsIO) readCommand() ([]byte, error) {
 
 // writeCommand writes body as one command frame.
 func (h *hsIO) writeCommand(body []byte) error {
+	if h.tamper != nil {
+		body = h.tamper(body)
+	}
 	b := h.wbuf[:0]
 	if len(body) > 255 {
 		b = append(b, flagCommand|flagLong)
