@@ -8,8 +8,14 @@ import (
 // fairQueue holds received messages per pipe and hands them out round-robin
 // over the pipes that have any (RFC 30 fair-queueing). Each pipe holds at
 // most RecvHWM messages; its reader blocks beyond that, so a fast peer is
-// back-pressured through TCP instead of crowding out the others. Messages
-// of a pipe that has gone stay deliverable: they were accepted.
+// back-pressured through TCP instead of crowding out the others.
+//
+// Messages of a pipe that has gone stay deliverable: they were accepted.
+// They are orphans, and they count against the socket's receive bounds:
+// while orphans fill a whole receive mark (messages or bytes), every reader
+// waits as if its own queue were full. So a receiver that stops reading
+// holds at most about one mark per live peer plus two marks of orphans,
+// however often its peers reconnect.
 type fairQueue struct {
 	hwm    int
 	hwmB   int64
@@ -18,10 +24,30 @@ type fairQueue struct {
 	next   int
 	notify chan struct{} // capacity 1: a message arrived
 	closed chan struct{}
+
+	// guarded by mu
+	orphans     int           // messages queued from pipes that are gone
+	orphanBytes int64         // ... and their body bytes
+	orphanRoom  chan struct{} // closed (and replaced) when orphans drop below the mark
 }
 
 func newFairQueue(hwm int, hwmBytes int64, closed chan struct{}) *fairQueue {
-	return &fairQueue{hwm: hwm, hwmB: hwmBytes, notify: make(chan struct{}, 1), closed: closed}
+	return &fairQueue{hwm: hwm, hwmB: hwmBytes, notify: make(chan struct{}, 1), closed: closed, orphanRoom: make(chan struct{})}
+}
+
+// orphansFullLocked reports whether the orphans fill a receive mark.
+func (q *fairQueue) orphansFullLocked() bool {
+	return q.orphans >= q.hwm || (q.orphans > 0 && q.orphanBytes >= q.hwmB)
+}
+
+// orphan turns what p still has queued into orphans; the socket calls it
+// once, when p is gone.
+func (q *fairQueue) orphan(p *pipe) {
+	q.mu.Lock()
+	p.inGone = true
+	q.orphans += len(p.inq) - p.inHead
+	q.orphanBytes += p.inBytes
+	q.mu.Unlock()
 }
 
 // fullLocked reports whether p's receive queue is at its high-water mark in
@@ -43,16 +69,34 @@ func (q *fairQueue) push(p *pipe, msgs []Msg) {
 			bytes += int64(msgs[n].size)
 			n++
 		}
+		if q.orphansFullLocked() && !p.inGone {
+			n = 0
+		}
 		if n == 0 {
+			room := q.orphanRoom
 			q.mu.Unlock()
+			// The reader stops reading until the application makes room:
+			// the peer is back-pressured through TCP. What the peer sends
+			// meanwhile (PONGs included) waits unread in the kernel, so the
+			// heartbeat must not judge the peer on it.
+			p.paused.Store(true)
 			select {
 			case <-p.space:
+				p.resume()
+				continue
+			case <-room:
+				p.resume()
 				continue
 			case <-q.closed:
 			case <-p.done:
 			}
+			p.resume()
 			p.discard(uint64(len(msgs)))
 			return
+		}
+		if p.inGone {
+			q.orphans += n
+			q.orphanBytes += bytes - p.inBytes
 		}
 		p.inBytes = bytes
 		if p.inHead > 0 && len(p.inq)+n > cap(p.inq) {
@@ -90,6 +134,15 @@ func (q *fairQueue) tryPop() (Msg, *pipe, bool) {
 	wasFull := q.fullLocked(p)
 	m := p.inq[p.inHead]
 	p.inBytes -= int64(m.size)
+	if p.inGone {
+		wasFull := q.orphansFullLocked()
+		q.orphans--
+		q.orphanBytes -= int64(m.size)
+		if wasFull && !q.orphansFullLocked() {
+			close(q.orphanRoom)
+			q.orphanRoom = make(chan struct{})
+		}
+	}
 	p.inq[p.inHead] = Msg{}
 	p.inHead++
 	if p.inHead == len(p.inq) {

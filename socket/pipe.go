@@ -184,14 +184,18 @@ type pipe struct {
 	inHead   int
 	inActive bool
 	inBytes  int64
+	inGone   bool // the pipe is gone: what it has queued counts as orphans
 	space    chan struct{}
 
 	hdr      [9]byte // frame header being read (reader goroutine only)
 	lastRecv atomic.Int64
-	done     chan struct{}
-	once     sync.Once
-	err      error
-	stats    counters
+	// paused is set while the reader waits for room in the receive queue:
+	// it reads nothing then, so silence from the peer proves nothing.
+	paused atomic.Bool
+	done   chan struct{}
+	once   sync.Once
+	err    error
+	stats  counters
 
 	// routing state owned by the socket type
 	subs    subscriptions // PUB: what this peer subscribed to
@@ -248,6 +252,13 @@ func (p *pipe) terminate(err error) {
 		close(p.done)
 		p.s.detach(p, err)
 	})
+}
+
+// resume notes that the reader reads again after a pause: the heartbeat
+// clock restarts from now.
+func (p *pipe) resume() {
+	p.lastRecv.Store(time.Now().UnixNano())
+	p.paused.Store(false)
 }
 
 func (p *pipe) isDone() bool {
@@ -431,7 +442,11 @@ func (p *pipe) writeLoop() {
 			return
 		case <-p.kick:
 		case now := <-tick:
-			if now.Sub(time.Unix(0, p.lastRecv.Load())) > p.s.opts.HeartbeatTimeout {
+			// Liveness is judged on what the peer sends, and only while
+			// we read it: a reader paused by our own full receive queue
+			// (the application not calling Recv) is back-pressure, not a
+			// dead peer. The clock restarts when the reader resumes.
+			if !p.paused.Load() && now.Sub(time.Unix(0, p.lastRecv.Load())) > p.s.opts.HeartbeatTimeout {
 				p.terminate(fmt.Errorf("%w: no traffic for %v", errHeartbeat, p.s.opts.HeartbeatTimeout))
 				return
 			}

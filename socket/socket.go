@@ -584,6 +584,7 @@ func (s *Socket) detach(p *pipe, err error) {
 		s.disconnects.Add(1)
 	}
 	s.mu.Unlock()
+	s.fq.orphan(p)
 	if !ok {
 		return
 	}
