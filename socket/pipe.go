@@ -542,7 +542,8 @@ func (p *pipe) readLoop() {
 			}
 			size = binary.BigEndian.Uint64(hdr[1:9])
 		}
-		var plain []byte // CURVE: the opened frame body
+		var sealed []byte // CURVE: the checked MESSAGE, decrypted into the frame's memory below
+		var sealedPooled bool
 		if p.curve != nil {
 			if flags&flagMore != 0 {
 				fail(fmt.Errorf("%w: CURVE: MESSAGE frame with MORE set", ErrProtocol))
@@ -552,17 +553,22 @@ func (p *pipe) readLoop() {
 				fail(fmt.Errorf("%w: peer sent a %d-byte CURVE MESSAGE (limit %d per message)", ErrTooLarge, size, limit))
 				return
 			}
-			cb := p.curve.cipherBuf(int(size))
-			if err := readFull(p.br, cb); err != nil {
-				fail(readErr(err))
-				return
+			cb, pooledCB := p.curve.cipherBuf(int(size))
+			err := readFull(p.br, cb)
+			fl, n := byte(0), 0
+			if err == nil {
+				fl, n, err = p.curve.openHeader(cb)
+			} else {
+				err = readErr(err)
 			}
-			fl, pb, err := p.curve.open(cb)
 			if err != nil {
+				if pooledCB {
+					putBuffer(cb)
+				}
 				fail(err)
 				return
 			}
-			flags, size, plain = fl, uint64(len(pb)), pb
+			flags, size, sealed, sealedPooled = fl, uint64(n), cb, pooledCB
 		}
 		if flags&flagCommand != 0 {
 			if flags&flagMore != 0 || len(frames) > 0 {
@@ -573,13 +579,15 @@ func (p *pipe) readLoop() {
 				fail(fmt.Errorf("%w: command of %d bytes", ErrTooLarge, size))
 				return
 			}
-			body := plain
-			if body == nil {
-				body = make([]byte, size)
-				if err := readFull(p.br, body); err != nil {
-					fail(readErr(err))
-					return
+			body := make([]byte, size)
+			if sealed != nil {
+				p.curve.decryptTo(body, sealed)
+				if sealedPooled {
+					putBuffer(sealed)
 				}
+			} else if err := readFull(p.br, body); err != nil {
+				fail(readErr(err))
+				return
 			}
 			if err := p.handleCommand(body); err != nil {
 				fail(err)
@@ -624,8 +632,11 @@ func (p *pipe) readLoop() {
 			body = getBuffer(int(size))
 			pooled = true
 		}
-		if p.curve != nil {
-			copy(body, plain)
+		if sealed != nil {
+			p.curve.decryptTo(body, sealed)
+			if sealedPooled {
+				putBuffer(sealed)
+			}
 		} else if err := readFull(p.br, body); err != nil {
 			fail(readErr(err))
 			return
