@@ -244,12 +244,15 @@ func curveClient(h *hsIO, server *Key, kp *KeyPair, meta []byte) (*curveCodec, z
 	hello := h.buf[:0]
 	hello = append(hello, "\x05HELLO"...)
 	hello = append(hello, curveVersionMajor, curveVersionMinor)
-	hello = append(hello, make([]byte, 72)...)
+	hello = append(hello, plain[:72]...) // anti-amplification padding: zeros
 	hello = append(hello, cPub[:]...)
 	copy(nonce[:], "CurveZMQHELLO---")
 	binary.BigEndian.PutUint64(nonce[16:], 1)
 	hello = append(hello, nonce[16:]...)
-	hello = box.Seal(hello, plain[:64], &nonce, sk, cSec)
+	// One key for C'->S in HELLO and S->C' in WELCOME: computed once.
+	var helloKey [32]byte
+	box.Precompute(&helloKey, sk, cSec)
+	hello = box.SealAfterPrecomputation(hello, plain[:64], &nonce, &helloKey)
 	if err := h.writeCommand(hello); err != nil {
 		return nil, zmtpMeta{}, err
 	}
@@ -269,7 +272,7 @@ func curveClient(h *hsIO, server *Key, kp *KeyPair, meta []byte) (*curveCodec, z
 	}
 	copy(nonce[:8], "WELCOME-")
 	copy(nonce[8:], welcome[8:24])
-	wp, ok := box.Open(plain[:0], welcome[24:], &nonce, sk, cSec)
+	wp, ok := box.OpenAfterPrecomputation(plain[:0], welcome[24:], &nonce, &helloKey)
 	if !ok {
 		return nil, zmtpMeta{}, fmt.Errorf("%w: CURVE: WELCOME does not open: the server does not hold the secret key of %s", ErrRefused, server)
 	}
@@ -368,7 +371,9 @@ func curveServer(h *hsIO, kp *KeyPair, meta []byte, authorize func(client Key, p
 	copy(cPrime[:], hello[80:112])
 	copy(nonce[:], "CurveZMQHELLO---")
 	copy(nonce[16:], hello[112:120])
-	hp, ok := box.Open(plain[:0], hello[120:200], &nonce, &cPrime, sk)
+	var helloKey [32]byte // C'/s: opens HELLO and seals WELCOME
+	box.Precompute(&helloKey, &cPrime, sk)
+	hp, ok := box.OpenAfterPrecomputation(plain[:0], hello[120:200], &nonce, &helloKey)
 	if !ok {
 		return fail(fmt.Errorf("%w: CURVE: HELLO does not open: the client expects another server key", ErrRefused))
 	}
@@ -408,7 +413,7 @@ func curveServer(h *hsIO, kp *KeyPair, meta []byte, authorize func(client Key, p
 	welcome := h.buf[:0]
 	welcome = append(welcome, "\x07WELCOME"...)
 	welcome = append(welcome, nonce[8:]...)
-	welcome = box.Seal(welcome, wp, &nonce, &cPrime, sk)
+	welcome = box.SealAfterPrecomputation(welcome, wp, &nonce, &helloKey)
 	if err := h.writeCommand(welcome); err != nil {
 		return fail(err)
 	}
