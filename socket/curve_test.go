@@ -338,3 +338,33 @@ func TestCurveBoxMatchesNaCl(t *testing.T) {
 		}
 	}
 }
+
+// TestConnectKey: a CURVE client without a server key of its own connects
+// each endpoint with the key its server must hold; the wrong key never
+// connects, and plain Connect is refused.
+func TestConnectKey(t *testing.T) {
+	a, _ := NewKeyPair()
+	b, _ := NewKeyPair()
+	repA := newSock(t, REP, WithCurveServer(a.Secret))
+	epA := bind(t, repA)
+	repB := newSock(t, REP, WithCurveServer(b.Secret))
+	epB := bind(t, repB)
+	req := newSock(t, DEALER, WithCurveClientKey(KeyPair{}))
+	if err := req.Connect(epA); !errors.Is(err, ErrKey) {
+		t.Fatalf("Connect without a key: %v", err)
+	}
+	if err := req.ConnectKey(epA, a.Public); err != nil {
+		t.Fatal(err)
+	}
+	if err := req.ConnectKey(epB, a.Public); err != nil { // B does not hold a's secret
+		t.Fatal(err)
+	}
+	waitFor(t, "refusal by B's handshake", func() bool { return repB.Stats().Rejected > 0 && req.Stats().Rejected > 0 })
+	waitPeers(t, repA, 1)
+	if req.Peers() != 1 || repA.Peers() != 1 || repB.Peers() != 0 {
+		t.Fatalf("peers: req %d, A %d, B %d", req.Peers(), repA.Peers(), repB.Peers())
+	}
+	if k, ok := repA.CurvePublicKey(); !ok || k != a.Public {
+		t.Fatalf("CurvePublicKey = %v %v", k, ok)
+	}
+}

@@ -35,8 +35,9 @@ type Options struct {
 	// CURVE (see WithCurveServer, WithCurveClient): the role, this
 	// socket's long-term key pair and, for a client, the server's key.
 	CurveServer    bool
+	CurveClient    bool
 	CurveKey       KeyPair
-	CurveServerKey Key
+	CurveServerKey Key // zero: every endpoint is connected with ConnectKey
 	// Access control on accepted connections (see auth.go).
 	Allow, Deny   []netip.Prefix
 	Trusted       *KeySet       // CURVE server: the only client keys let in (nil: any)
@@ -241,7 +242,7 @@ func WithRelaxedREQ() Option {
 }
 
 // curve reports whether the socket speaks CURVE.
-func (o *Options) curve() bool { return o.CurveServer || !o.CurveServerKey.IsZero() }
+func (o *Options) curve() bool { return o.CurveServer || o.CurveClient }
 
 // WithCurveServer makes the socket a CURVE server (RFC 26) with the
 // long-term secret key sec: every connection, accepted or dialled, is
@@ -255,7 +256,7 @@ func WithCurveServer(sec SecretKey) Option {
 		if sec.IsZero() {
 			return fmt.Errorf("%w: CURVE server: zero secret key", ErrKey)
 		}
-		o.CurveServer, o.CurveKey, o.CurveServerKey = true, KeyPairFromSecret(sec), Key{}
+		o.CurveServer, o.CurveClient, o.CurveKey, o.CurveServerKey = true, false, KeyPairFromSecret(sec), Key{}
 		return nil
 	}
 }
@@ -273,7 +274,21 @@ func WithCurveClient(server Key, ours KeyPair) Option {
 		if !ours.IsZero() && ours.Secret.Public() != ours.Public {
 			return fmt.Errorf("%w: CURVE client: the public key does not belong to the secret key", ErrKey)
 		}
-		o.CurveServer, o.CurveKey, o.CurveServerKey = false, ours, server
+		o.CurveServer, o.CurveClient, o.CurveKey, o.CurveServerKey = false, true, ours, server
+		return nil
+	}
+}
+
+// WithCurveClientKey makes the socket a CURVE client with the key pair ours
+// (zero: a fresh one) and no server key of its own: each endpoint is
+// connected with ConnectKey, naming the key its server must hold (the key
+// a discovered peer announced, say). Connect fails on such a socket.
+func WithCurveClientKey(ours KeyPair) Option {
+	return func(o *Options) error {
+		if !ours.IsZero() && ours.Secret.Public() != ours.Public {
+			return fmt.Errorf("%w: CURVE client: the public key does not belong to the secret key", ErrKey)
+		}
+		o.CurveServer, o.CurveClient, o.CurveKey, o.CurveServerKey = false, true, ours, Key{}
 		return nil
 	}
 }

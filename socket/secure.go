@@ -104,7 +104,15 @@ func (s *Socket) curveHandshake(g *guardConn, c net.Conn, ep string) (peerInfo, 
 		})
 	} else {
 		key = s.opts.CurveServerKey
-		codec, pm, err = curveClient(h, &s.opts.CurveServerKey, &s.opts.CurveKey, meta)
+		s.mu.Lock()
+		if k, ok := s.curveKeys[ep]; ok {
+			key = k
+		}
+		s.mu.Unlock()
+		if key.IsZero() {
+			return peerInfo{}, fmt.Errorf("%w: no CURVE server key for %s (use ConnectKey)", ErrKey, ep)
+		}
+		codec, pm, err = curveClient(h, &key, &s.opts.CurveKey, meta)
 		if err == nil && !s.typ.Compatible(pm.socketType) {
 			err = fmt.Errorf("%w: peer socket type %q cannot talk to %s", ErrProtocol, pm.socketType, s.typ)
 		}
@@ -176,4 +184,42 @@ func (p *plainServer) Handshake(conn *zmq4.Conn, server bool) error {
 		return err
 	}
 	return conn.SendCmd(zmq4.CmdReady, raw)
+}
+
+// ConnectKey is Connect for a CURVE client socket, naming the long-term
+// public key the server at ep must hold (it overrides the socket's
+// WithCurveClient key for this endpoint). The handshake with ep fails, and
+// is retried with backoff, while the peer there cannot prove it holds the
+// key's secret.
+func (s *Socket) ConnectKey(ep string, server Key) error {
+	if !s.opts.CurveClient {
+		return fmt.Errorf("%w: ConnectKey on a socket that is not a CURVE client", ErrState)
+	}
+	if server.IsZero() {
+		return fmt.Errorf("%w: ConnectKey %s: zero server key", ErrKey, ep)
+	}
+	s.mu.Lock()
+	if s.curveKeys == nil {
+		s.curveKeys = make(map[string]Key)
+	}
+	_, dup := s.dialers[ep]
+	if !dup {
+		s.curveKeys[ep] = server
+	}
+	s.mu.Unlock()
+	if err := s.Connect(ep); err != nil {
+		if !dup {
+			s.mu.Lock()
+			delete(s.curveKeys, ep)
+			s.mu.Unlock()
+		}
+		return err
+	}
+	return nil
+}
+
+// CurvePublicKey returns the socket's long-term CURVE public key (the one
+// to announce or hand to clients), or false when it does not speak CURVE.
+func (s *Socket) CurvePublicKey() (Key, bool) {
+	return s.opts.CurveKey.Public, s.opts.curve()
 }

@@ -44,6 +44,7 @@ type Socket struct {
 	listeners map[string]*listener
 	dialers   map[string]*dialer
 	shaking   map[net.Conn]struct{} // connections in the handshake
+	curveKeys map[string]Key        // CURVE server keys per endpoint (ConnectKey)
 	closed    bool
 
 	readyMu sync.Mutex
@@ -227,6 +228,9 @@ func (s *Socket) Connect(ep string) error {
 	if s.closed {
 		return ErrClosed
 	}
+	if s.opts.CurveClient && s.opts.CurveServerKey.IsZero() && s.curveKeys[ep].IsZero() {
+		return fmt.Errorf("%w: %s: this CURVE client has no server key (use ConnectKey)", ErrKey, ep)
+	}
 	if _, dup := s.dialers[ep]; dup {
 		return fmt.Errorf("%w %q: already connected", ErrEndpoint, ep)
 	}
@@ -247,6 +251,7 @@ func (s *Socket) Disconnect(ep string) error {
 		return fmt.Errorf("%w %q: not connected", ErrEndpoint, ep)
 	}
 	delete(s.dialers, ep)
+	delete(s.curveKeys, ep)
 	p := d.pipe
 	s.mu.Unlock()
 	d.halt()
