@@ -361,6 +361,7 @@ func TestConnectKey(t *testing.T) {
 	}
 	waitFor(t, "refusal by B's handshake", func() bool { return repB.Stats().Rejected > 0 && req.Stats().Rejected > 0 })
 	waitPeers(t, repA, 1)
+	waitPeers(t, req, 1)
 	if req.Peers() != 1 || repA.Peers() != 1 || repB.Peers() != 0 {
 		t.Fatalf("peers: req %d, A %d, B %d", req.Peers(), repA.Peers(), repB.Peers())
 	}
