@@ -38,6 +38,7 @@ type Options struct {
 	CurveClient    bool
 	CurveKey       KeyPair
 	CurveServerKey Key // zero: every endpoint is connected with ConnectKey
+	CurveKeyFor    func(endpoint string) (Key, bool) // per-endpoint server keys (WithCurveServerKeys)
 	// Access control on accepted connections (see auth.go).
 	Allow, Deny   []netip.Prefix
 	Trusted       *KeySet       // CURVE server: the only client keys let in (nil: any)
@@ -355,6 +356,20 @@ func WithDeny(cidrs ...string) Option {
 			return err
 		}
 		o.Deny = append(o.Deny, p...)
+		return nil
+	}
+}
+
+// WithCurveServerKeys gives a CURVE client socket (WithCurveClientKey) a
+// function that names the server key for each endpoint it connects to (the
+// keys discovered peers announced, say). ConnectKey's key, when given, wins.
+// The function must be safe for concurrent use.
+func WithCurveServerKeys(lookup func(endpoint string) (Key, bool)) Option {
+	return func(o *Options) error {
+		if lookup == nil {
+			return errors.New("socket: nil CURVE server key lookup")
+		}
+		o.CurveKeyFor = lookup
 		return nil
 	}
 }

@@ -103,11 +103,8 @@ func (s *Socket) curveHandshake(g *guardConn, c net.Conn, ep string) (peerInfo, 
 			return s.authorize(&AuthRequest{Endpoint: ep, Remote: c.RemoteAddr().String(), Mechanism: "CURVE", SocketType: s.typ, PeerType: pm.socketType, Identity: pm.identity, ClientKey: client})
 		})
 	} else {
-		key = s.opts.CurveServerKey
 		s.mu.Lock()
-		if k, ok := s.curveKeys[ep]; ok {
-			key = k
-		}
+		key = s.curveServerKey(ep)
 		s.mu.Unlock()
 		if key.IsZero() {
 			return peerInfo{}, fmt.Errorf("%w: no CURVE server key for %s (use ConnectKey)", ErrKey, ep)
@@ -222,4 +219,18 @@ func (s *Socket) ConnectKey(ep string, server Key) error {
 // to announce or hand to clients), or false when it does not speak CURVE.
 func (s *Socket) CurvePublicKey() (Key, bool) {
 	return s.opts.CurveKey.Public, s.opts.curve()
+}
+
+// curveServerKey is the key the server at ep must hold: ConnectKey's, else
+// the WithCurveServerKeys lookup's, else WithCurveClient's. s.mu is held.
+func (s *Socket) curveServerKey(ep string) Key {
+	if k, ok := s.curveKeys[ep]; ok {
+		return k
+	}
+	if s.opts.CurveKeyFor != nil {
+		if k, ok := s.opts.CurveKeyFor(ep); ok {
+			return k
+		}
+	}
+	return s.opts.CurveServerKey
 }

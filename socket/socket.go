@@ -228,7 +228,7 @@ func (s *Socket) Connect(ep string) error {
 	if s.closed {
 		return ErrClosed
 	}
-	if s.opts.CurveClient && s.opts.CurveServerKey.IsZero() && s.curveKeys[ep].IsZero() {
+	if s.opts.CurveClient && s.curveServerKey(ep).IsZero() {
 		return fmt.Errorf("%w: %s: this CURVE client has no server key (use ConnectKey)", ErrKey, ep)
 	}
 	if _, dup := s.dialers[ep]; dup {
