@@ -37,7 +37,7 @@ type Options struct {
 	CurveServer    bool
 	CurveClient    bool
 	CurveKey       KeyPair
-	CurveServerKey Key // zero: every endpoint is connected with ConnectKey
+	CurveServerKey Key                               // zero: every endpoint is connected with ConnectKey
 	CurveKeyFor    func(endpoint string) (Key, bool) // per-endpoint server keys (WithCurveServerKeys)
 	// Access control on accepted connections (see auth.go).
 	Allow, Deny   []netip.Prefix
