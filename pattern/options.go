@@ -41,6 +41,7 @@ const (
 	oOnDead
 	oLogger
 	oDiscovery
+	oCurve
 )
 
 var optNames = map[optBit]string{
@@ -50,10 +51,11 @@ var optNames = map[optBit]string{
 	oDedup: "WithDedupWindow", oCredit: "WithCredit", oMaxPending: "WithMaxPending",
 	oName: "WithName", oPriority: "WithPriority", oType: "WithType", oTopics: "WithTopics",
 	oOnGap: "WithOnGap", oOnDead: "WithOnDead", oLogger: "WithLogger", oDiscovery: "WithDiscovery",
+	oCurve: "WithKey",
 }
 
 // options common to every pattern.
-const oCommon = oBind | oConnect | oSocket | oName | oLogger | oDiscovery
+const oCommon = oBind | oConnect | oSocket | oName | oLogger | oDiscovery | oCurve
 
 type options struct {
 	used          optBit
@@ -80,6 +82,7 @@ type options struct {
 	service       string
 	serviceOpts   []discovery.Option
 	watcher       *discovery.Watcher
+	curve         curveOpts
 }
 
 func defaultOptions() options {
@@ -114,6 +117,9 @@ func buildOptions(what string, allowed optBit, opts []Option) (options, error) {
 	}
 	if o.name == "" {
 		o.name = newName()
+	}
+	if err := o.resolveCurve(); err != nil {
+		return o, err
 	}
 	return o, nil
 }
