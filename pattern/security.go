@@ -190,4 +190,3 @@ func (cc curveConnector) ConnectPeer(p discovery.Peer, ep string) error {
 	c.keys.set(ep, k)
 	return cc.Connector.Connect(ep)
 }
-
