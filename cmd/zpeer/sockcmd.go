@@ -37,6 +37,7 @@ type sockOpts struct {
 	identity string
 	name     string
 	verbose  bool
+	sec      secFlags
 }
 
 // role says what a socket command does with messages.
@@ -217,6 +218,7 @@ func (a *app) socketCommand(sc sockCmd) *cobra.Command {
 	if sc.typ == socket.REQ || sc.typ == socket.DEALER {
 		f.StringVar(&o.identity, "identity", "", "routing `ID` announced to router peers")
 	}
+	o.sec.register(f)
 	f.StringVar(&o.name, "name", "", "node `NAME`: the sender in envelopes and discovery (default HOST-PID)")
 	f.DurationVar(&o.linger, "linger", time.Second, "on exit, wait up to `D` for queued messages to go out")
 	f.BoolVarP(&o.verbose, "verbose", "v", false, "log connections and a final count on standard error")
@@ -269,5 +271,5 @@ func (o *sockOpts) validate(sc sockCmd) error {
 	if o.json && sc.role&roleRecv == 0 {
 		return usagef("--json applies to commands that receive")
 	}
-	return nil
+	return o.sec.resolve(len(o.binds) > 0, o.discover != "")
 }
