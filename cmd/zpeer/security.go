@@ -226,4 +226,3 @@ the public key. Without NAME it prints a fresh pair, public then secret.`,
 	cmd.Flags().StringVar(&dir, "dir", ".", "write the files in `DIR`")
 	return cmd
 }
-

@@ -105,8 +105,8 @@ func TestSecurityFlagErrors(t *testing.T) {
 	srv := keygen(t, dir, "server")
 	os.Chmod(srv+".key_secret", 0o644)
 	cases := [][]string{
-		{"rep", "--bind", local, "--key", srv + ".key_secret"},          // too open
-		{"rep", "--bind", local, "--server-key", srv + ".key"},          // server-key on a binder
+		{"rep", "--bind", local, "--key", srv + ".key_secret"},           // too open
+		{"rep", "--bind", local, "--server-key", srv + ".key"},           // server-key on a binder
 		{"req", "--connect", "tcp://127.0.0.1:1", "--key", srv + ".key"}, // no secret, no server key
 		{"req", "--connect", "tcp://127.0.0.1:1", "--trust", srv + ".key"},
 		{"req", "--connect", "tcp://127.0.0.1:1", "--allow", "10.0.0.0/8"},
