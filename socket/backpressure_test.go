@@ -98,7 +98,7 @@ func queuedIn(s *Socket) (msgs int, orphans int) {
 	s.fq.mu.Lock()
 	defer s.fq.mu.Unlock()
 	for _, p := range s.fq.active {
-		msgs += len(p.inq) - p.inHead
+		msgs += p.in.len()
 	}
 	return msgs, s.fq.orphans
 }
@@ -135,7 +135,7 @@ func TestOrphansBounded(t *testing.T) {
 			live := 0
 			for _, p := range sub.fq.active {
 				if !p.isDone() {
-					live += len(p.inq) - p.inHead
+					live += p.in.len()
 				}
 			}
 			return live >= hwm || sub.fq.orphansFullLocked()

@@ -145,8 +145,10 @@ type curveCodec struct {
 
 	// receive: the key stream state of the MESSAGE last checked by
 	// openHeader, for decryptTo.
-	rs         xsalsa
-	recvCipher []byte // scratch for boxed frame bodies up to scratchKeep
+	rs           xsalsa
+	recvCipher   []byte // scratch for boxed frame bodies up to scratchKeep
+	sealed       []byte // the MESSAGE unwrap checked, for read
+	pooledCipher bool   // sealed came from the buffer pool
 }
 
 // xsalsa is XSalsa20 set up for one nonce: the sub-key, the counter block
@@ -269,17 +271,54 @@ func (c *curveCodec) open(msg []byte) (flags byte, body []byte, err error) {
 	return flags, body, nil
 }
 
-// cipherBuf returns a buffer of n bytes to read a MESSAGE body into, and
-// whether it came from the buffer pool (to be given back with putBuffer).
-func (c *curveCodec) cipherBuf(n int) ([]byte, bool) {
+// unwrap reads the MESSAGE whose outer header is h from fr (its size
+// already checked against the socket's limit plus the MESSAGE overhead),
+// checks it, and returns the header of the frame inside. The body is
+// decrypted by read, into the memory the reader picks for it.
+func (c *curveCodec) unwrap(fr *frameReader, h frameHeader) (frameHeader, error) {
+	if h.more() {
+		return h, fmt.Errorf("%w: CURVE: MESSAGE frame with MORE set", ErrProtocol)
+	}
+	if h.size < curveMsgOverhead {
+		return h, fmt.Errorf("%w: CURVE: MESSAGE of %d bytes", ErrProtocol, h.size)
+	}
+	n := int(h.size)
+	var buf []byte
 	if cap(c.recvCipher) >= n {
-		return c.recvCipher[:n], false
-	}
-	if n <= scratchKeep {
+		buf = c.recvCipher[:n]
+	} else if n <= scratchKeep {
 		c.recvCipher = make([]byte, n, scratchKeep)
-		return c.recvCipher, false
+		buf = c.recvCipher
+	} else {
+		buf = getBuffer(n)
+		c.pooledCipher = true
 	}
-	return getBuffer(n), true
+	err := fr.body(buf)
+	var flags byte
+	var size int
+	if err == nil {
+		flags, size, err = c.openHeader(buf)
+	}
+	if err != nil {
+		c.giveBack(buf)
+		return h, err
+	}
+	c.sealed = buf
+	return frameHeader{flags: flags, size: uint64(size)}, nil
+}
+
+// read decrypts the MESSAGE unwrap last checked into dst.
+func (c *curveCodec) read(dst []byte) {
+	c.decryptTo(dst, c.sealed)
+	c.giveBack(c.sealed)
+	c.sealed = nil
+}
+
+func (c *curveCodec) giveBack(buf []byte) {
+	if c.pooledCipher {
+		putBuffer(buf)
+		c.pooledCipher = false
+	}
 }
 
 // appendCurve queues m's frames as MESSAGE boxes. Large frames are sealed
@@ -303,15 +342,23 @@ func appendCurve(b *batch, c *curveCodec, m Msg) {
 }
 
 // appendCurveCommand queues a ZMTP command (PING, PONG) as a MESSAGE box
-// whose flags byte has COMMAND set.
-func (b *batch) appendCurveCommand(c *curveCodec, name string, body []byte) {
-	var cmd [1 + 255 + 32]byte
-	if len(name) > 255 || len(body) > 32 {
-		return // commands we send are tiny; never happens
+// whose flags byte has COMMAND set. It fails, appending nothing, where
+// appendCommand does.
+func (b *batch) appendCurveCommand(c *curveCodec, name string, data []byte) error {
+	n, err := commandLen(name, data)
+	if err != nil {
+		return err
 	}
-	n := copy(cmd[1:], name)
-	cmd[0] = byte(n)
-	n += 1 + copy(cmd[1+n:], body)
-	b.room(9 + sealedSize(n))
-	b.cur = c.appendSealed(b.cur, flagCommand, cmd[:n])
+	if n+curveMsgOverhead > maxCommand {
+		return fmt.Errorf("%w: %s command of %d bytes (limit %d)", ErrTooLarge, name, n, maxCommand-curveMsgOverhead)
+	}
+	var cmd [256 + 64]byte
+	body := cmd[:0]
+	if n > len(cmd) {
+		body = make([]byte, 0, n)
+	}
+	body = appendCommandBody(body, name, data)
+	b.room(maxHeaderLen + sealedSize(n))
+	b.cur = c.appendSealed(b.cur, flagCommand, body)
+	return nil
 }

@@ -261,7 +261,7 @@ func TestCurveRefusals(t *testing.T) {
 			if !readsEOF(c) {
 				t.Error("server kept the connection")
 			}
-		}, "1099511627776-byte CURVE MESSAGE"},
+		}, "frame of 1099511627776 bytes"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

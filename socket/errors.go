@@ -20,7 +20,8 @@ var (
 	// is not (or no longer) connected.
 	ErrNoPeer = errors.New("socket: no such peer")
 	// ErrPeerLost is returned by a REQ socket's Recv when the peer that was
-	// sent the request disconnects before replying.
+	// sent the request disconnects before replying, and by SendTo when the
+	// chosen peer is gone.
 	ErrPeerLost = errors.New("socket: peer lost before reply")
 	// ErrState is returned when an operation is not allowed in the socket's
 	// current state (REQ Send twice, REP Send before Recv) or by its type
@@ -45,6 +46,10 @@ var (
 	// address filter, the trusted keys, a PLAIN user table, an
 	// Authenticator) or by the peer (a ZMTP ERROR during the handshake).
 	ErrRefused = errors.New("socket: refused")
+	// ErrFreed is returned by Send and SendTo for a received message that
+	// was given back with Free (through any copy).
+	ErrFreed = errors.New("socket: message used after Free")
+
 	// ErrEmpty is returned by Send for a message with no frames.
 	ErrEmpty = errors.New("socket: empty message")
 )

@@ -5,10 +5,11 @@ import (
 	"sync"
 )
 
-// fairQueue holds received messages per pipe and hands them out round-robin
-// over the pipes that have any (RFC 30 fair-queueing). Each pipe holds at
-// most RecvHWM messages; its reader blocks beyond that, so a fast peer is
-// back-pressured through TCP instead of crowding out the others.
+// fairQueue holds received messages per pipe, in each pipe's inbox, and
+// hands them out round-robin over the pipes that have any (RFC 30
+// fair-queueing). Each pipe holds at most RecvHWM messages; its reader
+// blocks beyond that, so a fast peer is back-pressured through TCP instead
+// of crowding out the others.
 //
 // Messages of a pipe that has gone stay deliverable: they were accepted.
 // They are orphans, and they count against the socket's receive bounds:
@@ -19,16 +20,57 @@ import (
 type fairQueue struct {
 	hwm    int
 	hwmB   int64
-	mu     sync.Mutex
-	active []*pipe
-	next   int
 	notify chan struct{} // capacity 1: a message arrived
 	closed chan struct{}
 
 	// guarded by mu
+	mu          sync.Mutex
+	active      []*pipe       // the pipes with messages, in turn order
+	next        int           // the next turn in active
 	orphans     int           // messages queued from pipes that are gone
 	orphanBytes int64         // ... and their body bytes
 	orphanRoom  chan struct{} // closed (and replaced) when orphans drop below the mark
+}
+
+// inbox is one pipe's received messages waiting for Recv. It lives in the
+// pipe and is guarded by the fair queue's mu.
+type inbox struct {
+	q      []Msg // q[head:] are waiting
+	head   int
+	bytes  int64 // body bytes waiting
+	active bool  // listed in the fair queue's active pipes
+	gone   bool  // the pipe is gone: what it has queued counts as orphans
+	// space (capacity 1) wakes the pipe's reader, blocked on a full
+	// inbox, when it has room again. The channel itself needs no lock.
+	space chan struct{}
+}
+
+func (in *inbox) len() int { return len(in.q) - in.head }
+
+// put appends msgs, compacting rather than growing when it can.
+func (in *inbox) put(msgs []Msg) {
+	if in.head > 0 && len(in.q)+len(msgs) > cap(in.q) {
+		k := copy(in.q, in.q[in.head:])
+		clear(in.q[k:])
+		in.q = in.q[:k]
+		in.head = 0
+	}
+	in.q = append(in.q, msgs...)
+}
+
+// take removes the first message; in must not be empty. It reports whether
+// in is empty now.
+func (in *inbox) take() (Msg, bool) {
+	m := in.q[in.head]
+	in.bytes -= int64(m.size)
+	in.q[in.head] = Msg{}
+	in.head++
+	if in.head < len(in.q) {
+		return m, false
+	}
+	in.q = in.q[:0]
+	in.head = 0
+	return m, true
 }
 
 func newFairQueue(hwm int, hwmBytes int64, closed chan struct{}) *fairQueue {
@@ -44,32 +86,32 @@ func (q *fairQueue) orphansFullLocked() bool {
 // once, when p is gone.
 func (q *fairQueue) orphan(p *pipe) {
 	q.mu.Lock()
-	p.inGone = true
-	q.orphans += len(p.inq) - p.inHead
-	q.orphanBytes += p.inBytes
+	p.in.gone = true
+	q.orphans += p.in.len()
+	q.orphanBytes += p.in.bytes
 	q.mu.Unlock()
 }
 
-// fullLocked reports whether p's receive queue is at its high-water mark in
+// fullLocked reports whether p's inbox is at its high-water mark in
 // messages or bytes (never when empty).
 func (q *fairQueue) fullLocked(p *pipe) bool {
-	n := len(p.inq) - p.inHead
-	return n >= q.hwm || (n > 0 && p.inBytes >= q.hwmB)
+	n := p.in.len()
+	return n >= q.hwm || (n > 0 && p.in.bytes >= q.hwmB)
 }
 
-// push appends msgs to p's queue, blocking while it is full. It gives up
+// push appends msgs to p's inbox, blocking while it is full. It gives up
 // when the pipe or the socket closes; messages not yet queued then are
 // counted as dropped.
 func (q *fairQueue) push(p *pipe, msgs []Msg) {
 	for len(msgs) > 0 {
 		q.mu.Lock()
 		// how many of msgs fit under both marks (at least one if empty)
-		n, count, bytes := 0, len(p.inq)-p.inHead, p.inBytes
+		n, count, bytes := 0, p.in.len(), p.in.bytes
 		for n < len(msgs) && count+n < q.hwm && (count+n == 0 || bytes < q.hwmB) {
 			bytes += int64(msgs[n].size)
 			n++
 		}
-		if q.orphansFullLocked() && !p.inGone {
+		if q.orphansFullLocked() && !p.in.gone {
 			n = 0
 		}
 		if n == 0 {
@@ -81,7 +123,7 @@ func (q *fairQueue) push(p *pipe, msgs []Msg) {
 			// heartbeat must not judge the peer on it.
 			p.paused.Store(true)
 			select {
-			case <-p.space:
+			case <-p.in.space:
 				p.resume()
 				continue
 			case <-room:
@@ -94,22 +136,15 @@ func (q *fairQueue) push(p *pipe, msgs []Msg) {
 			p.discard(uint64(len(msgs)))
 			return
 		}
-		if p.inGone {
+		if p.in.gone {
 			q.orphans += n
-			q.orphanBytes += bytes - p.inBytes
+			q.orphanBytes += bytes - p.in.bytes
 		}
-		p.inBytes = bytes
-		if p.inHead > 0 && len(p.inq)+n > cap(p.inq) {
-			// compact instead of growing
-			k := copy(p.inq, p.inq[p.inHead:])
-			clear(p.inq[k:])
-			p.inq = p.inq[:k]
-			p.inHead = 0
-		}
-		p.inq = append(p.inq, msgs[:n]...)
+		p.in.bytes = bytes
+		p.in.put(msgs[:n])
 		msgs = msgs[n:]
-		if !p.inActive {
-			p.inActive = true
+		if !p.in.active {
+			p.in.active = true
 			q.active = append(q.active, p)
 		}
 		q.mu.Unlock()
@@ -132,9 +167,8 @@ func (q *fairQueue) tryPop() (Msg, *pipe, bool) {
 	}
 	p := q.active[q.next]
 	wasFull := q.fullLocked(p)
-	m := p.inq[p.inHead]
-	p.inBytes -= int64(m.size)
-	if p.inGone {
+	m, empty := p.in.take()
+	if p.in.gone {
 		wasFull := q.orphansFullLocked()
 		q.orphans--
 		q.orphanBytes -= int64(m.size)
@@ -143,12 +177,8 @@ func (q *fairQueue) tryPop() (Msg, *pipe, bool) {
 			q.orphanRoom = make(chan struct{})
 		}
 	}
-	p.inq[p.inHead] = Msg{}
-	p.inHead++
-	if p.inHead == len(p.inq) {
-		p.inq = p.inq[:0]
-		p.inHead = 0
-		p.inActive = false
+	if empty {
+		p.in.active = false
 		last := len(q.active) - 1
 		copy(q.active[q.next:], q.active[q.next+1:])
 		q.active[last] = nil
@@ -158,7 +188,7 @@ func (q *fairQueue) tryPop() (Msg, *pipe, bool) {
 	}
 	if wasFull && !q.fullLocked(p) {
 		select {
-		case p.space <- struct{}{}:
+		case p.in.space <- struct{}{}:
 		default:
 		}
 	}
