@@ -107,6 +107,38 @@ func parseKey32(s string) ([32]byte, error) {
 	return [32]byte(b), nil
 }
 
+// The flags byte inside a MESSAGE box carries libzmq's message flags, not
+// ZMTP's frame flags: MORE is 0x01 as in ZMTP, but COMMAND is 0x02 (ZMTP's
+// 0x04). libzmq ignores the other bits; so does frameFlags.
+const (
+	boxMore    = 0x01
+	boxCommand = 0x02
+)
+
+// boxFlags maps ZMTP frame flags to the flags byte of a MESSAGE box.
+func boxFlags(f byte) byte {
+	var b byte
+	if f&flagMore != 0 {
+		b |= boxMore
+	}
+	if f&flagCommand != 0 {
+		b |= boxCommand
+	}
+	return b
+}
+
+// frameFlags maps a MESSAGE box's flags byte to ZMTP frame flags.
+func frameFlags(b byte) byte {
+	var f byte
+	if b&boxMore != 0 {
+		f |= flagMore
+	}
+	if b&boxCommand != 0 {
+		f |= flagCommand
+	}
+	return f
+}
+
 // CurveZMQ MESSAGE framing, as libzmq 4.3 writes it (curve_mechanism_base):
 // a ZMTP frame with no flags set (LONG when needed) whose body is
 //
@@ -115,8 +147,8 @@ func parseKey32(s string) ([32]byte, error) {
 // where the box is NaCl crypto_box under the connection's precomputed key
 // with the nonce prefix "CurveZMQMESSAGEC" (client to server) or
 // "CurveZMQMESSAGES" (server to client) and the flags byte carries the
-// frame's MORE (0x01) and COMMAND (0x04) bits. Every ZMTP frame after the
-// handshake, commands included, travels this way.
+// frame's MORE (0x01) and COMMAND (0x02, see boxCommand) bits. Every ZMTP
+// frame after the handshake, commands included, travels this way.
 const (
 	curveMsgHeader   = 16                      // "\x07MESSAGE" + short nonce
 	curveMsgOverhead = curveMsgHeader + 16 + 1 // + MAC + flags byte
@@ -208,7 +240,7 @@ func (c *curveCodec) appendSealed(dst []byte, flags byte, body []byte) []byte {
 	n := len(dst)
 	dst = slices.Grow(dst, 16+1+len(body))[:n+16+1+len(body)]
 	ct := dst[n+16:]
-	ct[0] = (flags & (flagMore | flagCommand)) ^ x.first[32]
+	ct[0] = boxFlags(flags) ^ x.first[32]
 	head := min(len(body), 31)
 	for i := range head {
 		ct[1+i] = body[i] ^ x.first[33+i]
@@ -243,8 +275,7 @@ func (c *curveCodec) openHeader(msg []byte) (flags byte, n int, err error) {
 		return 0, 0, fmt.Errorf("%w: CURVE: MESSAGE box does not open", ErrProtocol)
 	}
 	c.recvCount = nonce
-	// libzmq masks the other flag bits away rather than refusing them.
-	return (ct[0] ^ c.rs.first[32]) & (flagMore | flagCommand), len(ct) - 1, nil
+	return frameFlags(ct[0] ^ c.rs.first[32]), len(ct) - 1, nil
 }
 
 // decryptTo writes the body of the MESSAGE openHeader last checked into

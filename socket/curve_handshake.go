@@ -77,7 +77,12 @@ func (h *hsIO) exchangeGreeting(mech string, server bool) error {
 		return err
 	}
 	peer := h.buf[:greetingLen]
-	if _, err := io.ReadFull(h.br, peer); err != nil {
+	if n, err := io.ReadFull(h.br, peer); err != nil {
+		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+			// libzmq reads our greeting, finds a mechanism it does not
+			// speak and closes, often before sending (all of) its own.
+			return fmt.Errorf("%w: peer closed after %d of the greeting's 64 bytes (it may not speak %s)", ErrProtocol, n, mech)
+		}
 		return err
 	}
 	for i, b := range peer[:11] {

@@ -321,3 +321,67 @@ func TestCurveInteropUntrustedLibzmqClient(t *testing.T) {
 		t.Fatalf("untrusted peer attached")
 	}
 }
+
+// TestCurveInteropHeartbeats: PINGs and PONGs travel inside MESSAGE boxes
+// both ways. libzmq PINGs every 50 ms and drops us after 250 ms without a
+// PONG; we PING every 50 ms and drop it after 300 ms of silence. An idle
+// second passes with no reconnect on either side.
+func TestCurveInteropHeartbeats(t *testing.T) {
+	c := goCerts(t)
+	py := startPy(t, append([]string{"router", "--bind", "tcp://127.0.0.1:*", "--count", "2", "--hb-ivl", "50", "--hb-timeout", "250"}, pyServerArgs(c)...)...)
+	ep := py.expect(t, "bound").Endpoint
+	dealer := newSock(t, DEALER, append(zpeerClientOpts(t, c), WithHeartbeat(50*time.Millisecond, 300*time.Millisecond))...)
+	connect(t, dealer, ep)
+	for i, m := range interopMsgs(2, false) {
+		sendMsg(t, dealer, m)
+		if got := recvMsg(t, dealer); !sameFrames(got.Frames, m.Frames) {
+			t.Fatalf("echo %d = %s", i, showMsg(got))
+		}
+		if i == 0 {
+			idleWithTraffic(t, dealer, time.Second)
+		}
+	}
+	if st := dealer.Stats(); st.Connects != 1 || st.Rejected != 0 {
+		t.Errorf("connects=%d rejected=%d, want 1 and 0 (no reconnect while idle)", st.Connects, st.Rejected)
+	}
+	py.done(t, 2)
+}
+
+// TestCurveInteropLibzmqRefusals: a libzmq NULL client and a libzmq CURVE
+// client expecting another server key are refused by a zpeer CURVE server,
+// with a reason each, and a good libzmq client is served afterwards.
+func TestCurveInteropLibzmqRefusals(t *testing.T) {
+	c := pyCerts(t)
+	other := pyCerts(t)
+	log := &eventLog{}
+	rep := newSock(t, REP, append(zpeerServerOpts(t, c), WithEventHandler(log.add))...)
+	ep := bind(t, rep)
+	for _, tc := range []struct {
+		args   []string
+		reason string
+	}{
+		// libzmq closes as soon as it reads our mechanism, before
+		// sending its own.
+		{nil, "may not speak CURVE"},
+		{[]string{"--curve-cert", c.clientSec, "--curve-server-cert", other.serverPub}, "expects another server key"},
+	} {
+		mark := log.mark()
+		py := startPy(t, append([]string{"req", "--connect", ep, "--count", "1"}, tc.args...)...)
+		waitFor(t, tc.reason, func() bool {
+			for _, r := range log.rejectedSince(mark) {
+				if strings.Contains(r, tc.reason) {
+					return true
+				}
+			}
+			return false
+		})
+		py.cancel() // it would retry until its own time-out
+		py.wait()
+	}
+	good := startPy(t, append([]string{"req", "--connect", ep, "--count", "3"}, pyClientArgs(c)...)...)
+	for range 3 {
+		m := recvMsg(t, rep)
+		sendMsg(t, rep, m)
+	}
+	good.done(t, 3)
+}

@@ -309,6 +309,10 @@ func TestCurveBoxMatchesNaCl(t *testing.T) {
 	for _, n := range lengths {
 		body := make([]byte, n)
 		rand.Read(body)
+		// libzmq's box flags: MORE 0x01, COMMAND 0x02 (not ZMTP's 0x04).
+		if boxFlags(flagMore|flagCommand) != 0x03 || frameFlags(0xFF) != flagMore|flagCommand {
+			t.Fatal("box flag mapping")
+		}
 		for _, flags := range []byte{0, flagMore, flagCommand} {
 			// ours -> nacl
 			enc := newCurveCodec(&key, false, 0, 0)
@@ -322,14 +326,14 @@ func TestCurveBoxMatchesNaCl(t *testing.T) {
 			copy(nonce[:], "CurveZMQMESSAGEC")
 			copy(nonce[16:], msg[8:16])
 			plain, ok := box.OpenAfterPrecomputation(nil, msg[16:], &nonce, &key)
-			if !ok || plain[0] != flags || !bytes.Equal(plain[1:], body) {
+			if !ok || plain[0] != boxFlags(flags) || !bytes.Equal(plain[1:], body) {
 				t.Fatalf("len %d flags %x: nacl cannot open ours (ok %v)", n, flags, ok)
 			}
 			// nacl -> ours
 			binary.BigEndian.PutUint64(nonce[16:], 7)
 			copy(nonce[:], "CurveZMQMESSAGES")
 			theirs := append([]byte("\x07MESSAGE"), nonce[16:]...)
-			theirs = box.SealAfterPrecomputation(theirs, append([]byte{flags}, body...), &nonce, &key)
+			theirs = box.SealAfterPrecomputation(theirs, append([]byte{boxFlags(flags)}, body...), &nonce, &key)
 			dec := newCurveCodec(&key, false, 0, 0)
 			fl, got, err := dec.open(theirs)
 			if err != nil || fl != flags || !bytes.Equal(got, body) {
