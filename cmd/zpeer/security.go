@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"os"
 	"path/filepath"
 	"sync"
 
@@ -210,11 +211,17 @@ the public key. Without NAME it prints a fresh pair, public then secret.`,
 			if name == "" || filepath.Base(name) != name {
 				return usagef("keygen NAME: a file name without directories (use --dir)")
 			}
+			base := filepath.Join(dir, name)
+			for _, p := range []string{base + ".key", base + ".key_secret"} {
+				if _, err := os.Lstat(p); err == nil {
+					return usagef("keygen: %s exists; keys are not overwritten (remove it first)", p)
+				}
+			}
 			cert, err := socket.NewCertificate(map[string]string{"name": name})
 			if err != nil {
 				return err
 			}
-			pub, sec, err := socket.WriteCertificate(filepath.Join(dir, name), cert)
+			pub, sec, err := socket.WriteCertificate(base, cert)
 			if err != nil {
 				return err
 			}

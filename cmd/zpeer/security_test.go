@@ -28,6 +28,12 @@ func TestKeygen(t *testing.T) {
 	if fi.Mode().Perm() != 0o600 {
 		t.Fatalf("secret file mode %v", fi.Mode().Perm())
 	}
+	if _, _, code := zpeer(t, "", "keygen", "--dir", dir, "server"); code != 2 {
+		t.Fatalf("keygen over existing keys: exit %d, want a usage error", code)
+	}
+	if c2, err := socket.ReadCertificate(filepath.Join(dir, "server.key_secret")); err != nil || c2.Secret != c.Secret {
+		t.Fatal("keygen overwrote a secret key")
+	}
 	out, _, code = zpeer(t, "", "keygen")
 	lines := strings.Split(strings.TrimSpace(out), "\n")
 	if code != 0 || len(lines) != 2 || !strings.HasPrefix(lines[0], "public-key = ") || !strings.HasPrefix(lines[1], "secret-key = ") {
