@@ -353,7 +353,8 @@ func (c *curveCodec) giveBack(buf []byte) {
 }
 
 // appendCurve queues m's frames as MESSAGE boxes. Large frames are sealed
-// into memory of their own, referenced by the batch until written.
+// into a pooled buffer of their own, which the batch gives back once
+// written.
 func appendCurve(b *batch, c *curveCodec, m Msg) {
 	last := len(m.Frames) - 1
 	for i, f := range m.Frames {
@@ -364,7 +365,9 @@ func appendCurve(b *batch, c *curveCodec, m Msg) {
 		n := 9 + sealedSize(len(f))
 		if n > chunkSize {
 			b.seal()
-			b.segs = append(b.segs, c.appendSealed(make([]byte, 0, n), fl, f))
+			buf := c.appendSealed(getBuffer(n)[:0], fl, f)
+			b.bufs = append(b.bufs, buf)
+			b.segs = append(b.segs, buf)
 			continue
 		}
 		b.room(n)
