@@ -214,9 +214,11 @@ func newCurveCodec(key *[32]byte, server bool, sent, received uint64) *curveCode
 	return c
 }
 
-// scratchKeep is the largest ciphertext scratch buffer a codec keeps
-// between frames; larger frames borrow from the buffer pool.
-const scratchKeep = 64 << 10
+// scratchKeep is the size of the ciphertext scratch buffer each CURVE
+// connection keeps (small frames: a slab-sized frame plus the MESSAGE
+// overhead); larger MESSAGEs borrow from the buffer pool, so an idle
+// connection holds no more than this.
+const scratchKeep = 2 << 10
 
 // sealedSize is the ZMTP body size of the MESSAGE carrying n body bytes.
 func sealedSize(n int) int { return curveMsgOverhead + n }
