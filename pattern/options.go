@@ -42,6 +42,7 @@ const (
 	oLogger
 	oDiscovery
 	oCurve
+	oOnRefused
 )
 
 var optNames = map[optBit]string{
@@ -51,7 +52,7 @@ var optNames = map[optBit]string{
 	oDedup: "WithDedupWindow", oCredit: "WithCredit", oMaxPending: "WithMaxPending",
 	oName: "WithName", oPriority: "WithPriority", oType: "WithType", oTopics: "WithTopics",
 	oOnGap: "WithOnGap", oOnDead: "WithOnDead", oLogger: "WithLogger", oDiscovery: "WithDiscovery",
-	oCurve: "WithKey",
+	oCurve: "WithKey", oOnRefused: "WithOnRefused",
 }
 
 // options common to every pattern.
@@ -77,6 +78,7 @@ type options struct {
 	topics        []string
 	onGap         func(Gap)
 	onDead        func(DeadLetter)
+	onRefused     func(Refusal)
 	logger        *slog.Logger
 	discovery     Discovery
 	service       string
