@@ -191,7 +191,8 @@ func TestDemo(t *testing.T) {
 			}
 		}
 	}
-	for _, want := range []string{"replier-2 stopped", "worker-3 stopped", "found each other over mDNS", "thr x lat"} {
+	for _, want := range []string{"replier-2 stopped", "worker-3 stopped", "found each other over mDNS", "thr x lat",
+		"talk over CURVE", "the impostor announcing the service with an untrusted key received 0 requests"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("summary lacks %q", want)
 		}
