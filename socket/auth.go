@@ -153,14 +153,14 @@ func parsePrefixes(list []string) ([]netip.Prefix, error) {
 		if strings.Contains(s, "/") {
 			p, err := netip.ParsePrefix(s)
 			if err != nil {
-				return nil, fmt.Errorf("socket: address filter %q: %w", s, err)
+				return nil, fmt.Errorf("%w: address filter %q: %v", ErrOption, s, err)
 			}
 			out = append(out, p.Masked())
 			continue
 		}
 		a, err := netip.ParseAddr(s)
 		if err != nil {
-			return nil, fmt.Errorf("socket: address filter %q: %w", s, err)
+			return nil, fmt.Errorf("%w: address filter %q: %v", ErrOption, s, err)
 		}
 		out = append(out, netip.PrefixFrom(a, a.BitLen()))
 	}

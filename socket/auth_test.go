@@ -134,3 +134,28 @@ func TestAuthenticatorNULL(t *testing.T) {
 		t.Fatalf("got %q", got)
 	}
 }
+
+// Bad security options fail New with ErrOption (and ErrKey for keys).
+func TestSecurityOptionErrors(t *testing.T) {
+	kp, _ := NewKeyPair()
+	other, _ := NewKeyPair()
+	cases := map[string][]Option{
+		"zero server secret":    {WithCurveServer(SecretKey{})},
+		"zero server key":       {WithCurveClient(Key{}, kp)},
+		"mismatched pair":       {WithCurveClient(kp.Public, KeyPair{Public: other.Public, Secret: kp.Secret})},
+		"nil trust":             {WithTrust(nil)},
+		"nil users":             {WithPlainUsers(nil)},
+		"nil authenticator":     {WithAuthenticator(nil)},
+		"bad CIDR":              {WithAllow("10.0.0.0/33")},
+		"CURVE and PLAIN":       {WithCurveServer(kp.Secret), WithSecurity(plain.Security("u", "p"))},
+		"nil server key lookup": {WithCurveServerKeys(nil)},
+	}
+	for name, opts := range cases {
+		if _, err := New(REP, opts...); !errors.Is(err, ErrOption) {
+			t.Errorf("%s: %v, want ErrOption", name, err)
+		}
+	}
+	if _, err := New(REP, WithCurveServer(SecretKey{})); !errors.Is(err, ErrKey) {
+		t.Errorf("zero secret: %v, want ErrKey too", err)
+	}
+}

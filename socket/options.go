@@ -1,7 +1,6 @@
 package socket
 
 import (
-	"errors"
 	"fmt"
 	"log/slog"
 	"net/netip"
@@ -256,7 +255,7 @@ func (o *Options) curve() bool { return o.CurveServer || o.CurveClient }
 func WithCurveServer(sec SecretKey) Option {
 	return func(o *Options) error {
 		if sec.IsZero() {
-			return fmt.Errorf("%w: CURVE server: zero secret key", ErrKey)
+			return fmt.Errorf("%w: %w: CURVE server: zero secret key", ErrOption, ErrKey)
 		}
 		o.CurveServer, o.CurveClient, o.CurveKey, o.CurveServerKey = true, false, KeyPairFromSecret(sec), Key{}
 		return nil
@@ -271,10 +270,10 @@ func WithCurveServer(sec SecretKey) Option {
 func WithCurveClient(server Key, ours KeyPair) Option {
 	return func(o *Options) error {
 		if server.IsZero() {
-			return fmt.Errorf("%w: CURVE client: zero server key", ErrKey)
+			return fmt.Errorf("%w: %w: CURVE client: zero server key", ErrOption, ErrKey)
 		}
 		if !ours.IsZero() && ours.Secret.Public() != ours.Public {
-			return fmt.Errorf("%w: CURVE client: the public key does not belong to the secret key", ErrKey)
+			return fmt.Errorf("%w: %w: CURVE client: the public key does not belong to the secret key", ErrOption, ErrKey)
 		}
 		o.CurveServer, o.CurveClient, o.CurveKey, o.CurveServerKey = false, true, ours, server
 		return nil
@@ -288,7 +287,7 @@ func WithCurveClient(server Key, ours KeyPair) Option {
 func WithCurveClientKey(ours KeyPair) Option {
 	return func(o *Options) error {
 		if !ours.IsZero() && ours.Secret.Public() != ours.Public {
-			return fmt.Errorf("%w: CURVE client: the public key does not belong to the secret key", ErrKey)
+			return fmt.Errorf("%w: %w: CURVE client: the public key does not belong to the secret key", ErrOption, ErrKey)
 		}
 		o.CurveServer, o.CurveClient, o.CurveKey, o.CurveServerKey = false, true, ours, Key{}
 		return nil
@@ -301,7 +300,7 @@ func WithCurveClientKey(ours KeyPair) Option {
 func WithTrust(keys *KeySet) Option {
 	return func(o *Options) error {
 		if keys == nil {
-			return errors.New("socket: nil trusted key set")
+			return fmt.Errorf("%w: nil trusted key set", ErrOption)
 		}
 		o.Trusted = keys
 		return nil
@@ -313,7 +312,7 @@ func WithTrust(keys *KeySet) Option {
 func WithPlainUsers(users PlainUsers) Option {
 	return func(o *Options) error {
 		if users == nil {
-			return errors.New("socket: nil PLAIN user table")
+			return fmt.Errorf("%w: nil PLAIN user table", ErrOption)
 		}
 		o.PlainUsers = users
 		return nil
@@ -326,7 +325,7 @@ func WithPlainUsers(users PlainUsers) Option {
 func WithAuthenticator(a Authenticator) Option {
 	return func(o *Options) error {
 		if a == nil {
-			return errors.New("socket: nil authenticator")
+			return fmt.Errorf("%w: nil authenticator", ErrOption)
 		}
 		o.Authenticator = a
 		return nil
@@ -368,7 +367,7 @@ func WithDeny(cidrs ...string) Option {
 func WithCurveServerKeys(lookup func(endpoint string) (Key, bool)) Option {
 	return func(o *Options) error {
 		if lookup == nil {
-			return errors.New("socket: nil CURVE server key lookup")
+			return fmt.Errorf("%w: nil CURVE server key lookup", ErrOption)
 		}
 		o.CurveKeyFor = lookup
 		return nil

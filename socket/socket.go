@@ -111,7 +111,7 @@ func New(t Type, opts ...Option) (*Socket, error) {
 	}
 	if o.curve() {
 		if o.Security != nil {
-			return nil, fmt.Errorf("socket: WithSecurity(%s) and CURVE are exclusive", o.Security.Type())
+			return nil, fmt.Errorf("%w: WithSecurity(%s) and CURVE are exclusive", ErrOption, o.Security.Type())
 		}
 		if o.CurveKey.IsZero() {
 			kp, err := NewKeyPair()
