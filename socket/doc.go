@@ -36,6 +36,14 @@
 //     fair-queued across peers, at most the receive high-water mark per peer
 //     in memory; a peer beyond that is back-pressured through TCP.
 //
+// The socket owns its peers. Each connection is a Peer handle (PeerList,
+// RecvFrom); WithPeerHooks has the engine call the owner synchronously as a
+// peer attaches (before any of its messages is received or anything is
+// routed to it), detaches, and gets room to send again; SendTo sends to a
+// chosen peer, bypassing load balancing. A layer above that must pick its
+// peer (fail-over, credit) does it on one socket with these, without
+// learning about connections from Events after the fact.
+//
 // Memory is bounded per peer: the send and receive high-water marks count
 // messages (WithSendHWM, WithRecvHWM) and bytes (WithHWMBytes), and a peer
 // that announces a frame over WithMaxMsgSize is dropped before anything is

@@ -20,7 +20,8 @@ var (
 	// is not (or no longer) connected.
 	ErrNoPeer = errors.New("socket: no such peer")
 	// ErrPeerLost is returned by a REQ socket's Recv when the peer that was
-	// sent the request disconnects before replying.
+	// sent the request disconnects before replying, and by SendTo when the
+	// chosen peer is gone.
 	ErrPeerLost = errors.New("socket: peer lost before reply")
 	// ErrState is returned when an operation is not allowed in the socket's
 	// current state (REQ Send twice, REP Send before Recv) or by its type

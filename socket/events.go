@@ -66,7 +66,7 @@ type events struct {
 	ch      chan Event // user-visible, drops when full
 	handler func(Event)
 	mu      sync.Mutex
-	queue   []Event // pending for the handler goroutine
+	queue   []Event // guarded by mu: pending for the handler goroutine
 	kick    chan struct{}
 	done    chan struct{}
 	dropped atomic.Uint64

@@ -5,40 +5,82 @@ import (
 	"sync"
 )
 
-// fairQueue holds received messages per pipe and hands them out round-robin
-// over the pipes that have any (RFC 30 fair-queueing). Each pipe holds at
-// most RecvHWM messages; its reader blocks beyond that, so a fast peer is
-// back-pressured through TCP instead of crowding out the others. Messages
-// of a pipe that has gone stay deliverable: they were accepted.
+// fairQueue holds received messages per pipe, in each pipe's inbox, and
+// hands them out round-robin over the pipes that have any (RFC 30
+// fair-queueing). Each pipe holds at most RecvHWM messages; its reader
+// blocks beyond that, so a fast peer is back-pressured through TCP instead
+// of crowding out the others. Messages of a pipe that has gone stay
+// deliverable: they were accepted.
 type fairQueue struct {
 	hwm    int
 	hwmB   int64
-	mu     sync.Mutex
-	active []*pipe
-	next   int
 	notify chan struct{} // capacity 1: a message arrived
 	closed chan struct{}
+
+	mu     sync.Mutex
+	active []*pipe // guarded by mu: the pipes with messages, in turn order
+	next   int     // guarded by mu: the next turn in active
+}
+
+// inbox is one pipe's received messages waiting for Recv. It lives in the
+// pipe and is guarded by the fair queue's mu.
+type inbox struct {
+	q      []Msg // q[head:] are waiting
+	head   int
+	bytes  int64 // body bytes waiting
+	active bool  // listed in the fair queue's active pipes
+	// space (capacity 1) wakes the pipe's reader, blocked on a full
+	// inbox, when it has room again. The channel itself needs no lock.
+	space chan struct{}
+}
+
+func (in *inbox) len() int { return len(in.q) - in.head }
+
+// put appends msgs, compacting rather than growing when it can.
+func (in *inbox) put(msgs []Msg) {
+	if in.head > 0 && len(in.q)+len(msgs) > cap(in.q) {
+		k := copy(in.q, in.q[in.head:])
+		clear(in.q[k:])
+		in.q = in.q[:k]
+		in.head = 0
+	}
+	in.q = append(in.q, msgs...)
+}
+
+// take removes the first message; in must not be empty. It reports whether
+// in is empty now.
+func (in *inbox) take() (Msg, bool) {
+	m := in.q[in.head]
+	in.bytes -= int64(m.size)
+	in.q[in.head] = Msg{}
+	in.head++
+	if in.head < len(in.q) {
+		return m, false
+	}
+	in.q = in.q[:0]
+	in.head = 0
+	return m, true
 }
 
 func newFairQueue(hwm int, hwmBytes int64, closed chan struct{}) *fairQueue {
 	return &fairQueue{hwm: hwm, hwmB: hwmBytes, notify: make(chan struct{}, 1), closed: closed}
 }
 
-// fullLocked reports whether p's receive queue is at its high-water mark in
+// fullLocked reports whether p's inbox is at its high-water mark in
 // messages or bytes (never when empty).
 func (q *fairQueue) fullLocked(p *pipe) bool {
-	n := len(p.inq) - p.inHead
-	return n >= q.hwm || (n > 0 && p.inBytes >= q.hwmB)
+	n := p.in.len()
+	return n >= q.hwm || (n > 0 && p.in.bytes >= q.hwmB)
 }
 
-// push appends msgs to p's queue, blocking while it is full. It gives up
+// push appends msgs to p's inbox, blocking while it is full. It gives up
 // when the pipe or the socket closes; messages not yet queued then are
 // counted as dropped.
 func (q *fairQueue) push(p *pipe, msgs []Msg) {
 	for len(msgs) > 0 {
 		q.mu.Lock()
 		// how many of msgs fit under both marks (at least one if empty)
-		n, count, bytes := 0, len(p.inq)-p.inHead, p.inBytes
+		n, count, bytes := 0, p.in.len(), p.in.bytes
 		for n < len(msgs) && count+n < q.hwm && (count+n == 0 || bytes < q.hwmB) {
 			bytes += int64(msgs[n].size)
 			n++
@@ -46,7 +88,7 @@ func (q *fairQueue) push(p *pipe, msgs []Msg) {
 		if n == 0 {
 			q.mu.Unlock()
 			select {
-			case <-p.space:
+			case <-p.in.space:
 				continue
 			case <-q.closed:
 			case <-p.done:
@@ -54,18 +96,11 @@ func (q *fairQueue) push(p *pipe, msgs []Msg) {
 			p.discard(uint64(len(msgs)))
 			return
 		}
-		p.inBytes = bytes
-		if p.inHead > 0 && len(p.inq)+n > cap(p.inq) {
-			// compact instead of growing
-			k := copy(p.inq, p.inq[p.inHead:])
-			clear(p.inq[k:])
-			p.inq = p.inq[:k]
-			p.inHead = 0
-		}
-		p.inq = append(p.inq, msgs[:n]...)
+		p.in.bytes = bytes
+		p.in.put(msgs[:n])
 		msgs = msgs[n:]
-		if !p.inActive {
-			p.inActive = true
+		if !p.in.active {
+			p.in.active = true
 			q.active = append(q.active, p)
 		}
 		q.mu.Unlock()
@@ -88,14 +123,9 @@ func (q *fairQueue) tryPop() (Msg, *pipe, bool) {
 	}
 	p := q.active[q.next]
 	wasFull := q.fullLocked(p)
-	m := p.inq[p.inHead]
-	p.inBytes -= int64(m.size)
-	p.inq[p.inHead] = Msg{}
-	p.inHead++
-	if p.inHead == len(p.inq) {
-		p.inq = p.inq[:0]
-		p.inHead = 0
-		p.inActive = false
+	m, empty := p.in.take()
+	if empty {
+		p.in.active = false
 		last := len(q.active) - 1
 		copy(q.active[q.next:], q.active[q.next+1:])
 		q.active[last] = nil
@@ -105,7 +135,7 @@ func (q *fairQueue) tryPop() (Msg, *pipe, bool) {
 	}
 	if wasFull && !q.fullLocked(p) {
 		select {
-		case p.space <- struct{}{}:
+		case p.in.space <- struct{}{}:
 		default:
 		}
 	}

@@ -2,23 +2,10 @@ package socket
 
 import (
 	"bufio"
-	"encoding/binary"
 	"fmt"
 	"net"
 
 	"github.com/go-zeromq/zmq4"
-)
-
-// ZMTP 3 framing constants (RFC 23).
-const (
-	flagMore    = 0x01
-	flagLong    = 0x02
-	flagCommand = 0x04
-	flagsValid  = flagMore | flagLong | flagCommand
-
-	greetingLen       = 64
-	handshakeFrameMax = 64 << 10 // READY/HELLO/... commands during the handshake
-	readBufSize       = 64 << 10
 )
 
 // guardConn is the net.Conn handed to zmq4.Open. It buffers reads and, while
@@ -33,7 +20,7 @@ type guardConn struct {
 	br *bufio.Reader
 
 	greetPos int // bytes of the greeting already passed through
-	hdr      [9]byte
+	hdr      [maxHeaderLen]byte
 	hdrLen   int // size of the pending header (0: none parsed)
 	hdrPos   int // bytes of hdr already returned
 	bodyLeft uint64
@@ -100,38 +87,32 @@ func checkGreetingByte(pos int, b byte) error {
 	return nil
 }
 
+// parseHeader decodes the next frame header with the framer, checking it
+// before zmq4 reads it, and holds it in g.hdr for Read to pass on.
 func (g *guardConn) parseHeader() error {
-	b, err := g.br.Peek(2)
+	b, err := g.br.Peek(1)
 	if err != nil {
 		return err
 	}
-	flags := b[0]
-	if flags&^flagsValid != 0 {
-		return fmt.Errorf("%w: reserved frame flag bits set (0x%02x)", ErrProtocol, flags)
-	}
-	if flags&flagMore != 0 {
+	if b[0]&flagMore != 0 && b[0]&^flagsValid == 0 {
 		// Only single-frame commands belong in a handshake; zmq4 would
 		// gather chained frames without limit.
 		return fmt.Errorf("%w: multi-frame message during the handshake", ErrProtocol)
 	}
-	hl := 2
-	if flags&flagLong != 0 {
-		hl = 9
-	}
-	b, err = g.br.Peek(hl)
-	if err != nil {
+	b, err = g.br.Peek(headerLen(b[0]))
+	if err != nil && len(b) == 0 {
 		return err
 	}
-	size := uint64(b[1])
-	if hl == 9 {
-		size = binary.BigEndian.Uint64(b[1:9])
-	}
-	if size > handshakeFrameMax {
-		return fmt.Errorf("%w: handshake frame of %d bytes (limit %d)", ErrTooLarge, size, handshakeFrameMax)
+	h, hl, err2 := decodeHeader(b, handshakeFrameMax)
+	switch {
+	case err2 != nil:
+		return fmt.Errorf("handshake: %w", err2)
+	case hl == 0:
+		return err // the connection ended inside the header
 	}
 	copy(g.hdr[:], b[:hl])
 	g.br.Discard(hl)
-	g.hdrLen, g.hdrPos, g.bodyLeft = hl, 0, size
+	g.hdrLen, g.hdrPos, g.bodyLeft = hl, 0, h.size
 	return nil
 }
 

@@ -13,8 +13,8 @@ import (
 type lb struct {
 	s     *Socket
 	mu    sync.Mutex
-	pipes []*pipe
-	next  int
+	pipes []*pipe // guarded by mu
+	next  int     // guarded by mu
 }
 
 func (l *lb) attach(p *pipe) {
@@ -82,8 +82,9 @@ func (l *lb) send(ctx context.Context, m Msg, before func(*pipe)) (*pipe, error)
 }
 
 // sendTo queues m on one given pipe, waiting while it is full. It fails with
-// ErrNoPeer once the pipe is gone.
-func sendTo(ctx context.Context, s *Socket, p *pipe, m Msg) error {
+// gone (ErrNoPeer for a reply or ROUTER Send, ErrPeerLost for SendTo) once
+// the pipe is gone.
+func sendTo(ctx context.Context, s *Socket, p *pipe, m Msg, gone error) error {
 	for {
 		wait := s.readyWait()
 		err := p.enqueue(m, false)
@@ -91,20 +92,25 @@ func sendTo(ctx context.Context, s *Socket, p *pipe, m Msg) error {
 		case err == nil:
 			return nil
 		case errors.Is(err, ErrClosed):
-			return ErrNoPeer
+			return gone
 		case s.opts.NoBlock:
 			return ErrWouldBlock
 		}
 		select {
 		case <-wait:
 		case <-p.done:
-			return ErrNoPeer
+			return gone
 		case <-s.closing:
 			return ErrClosed
 		case <-ctx.Done():
 			return ctxErr(ctx)
 		}
 	}
+}
+
+// sendTo is SendTo for the types that send a message as it is.
+func (l *lb) sendTo(ctx context.Context, p *pipe, m Msg) error {
+	return sendTo(ctx, l.s, p, m, ErrPeerLost)
 }
 
 func errState(s *Socket, op string) error {

@@ -34,6 +34,7 @@ type Options struct {
 	Logger           *slog.Logger
 	EventHandler     func(Event)
 	EventBuffer      int
+	Hooks            PeerHooks // called as peers attach, detach and get room to send
 
 	lowLatency *bool
 }

@@ -45,6 +45,11 @@ func putBuffer(b []byte) {
 	bufPools[c].Put(&b)
 }
 
+const (
+	slabSize     = 32 << 10 // received small frames are carved from slabs this size
+	slabFrameMax = 1 << 10  // ... when they are at most this large
+)
+
 // slab is the memory that received frames of 1 to slabFrameMax bytes are
 // carved from, one after the other. Each message carved from it holds a
 // reference, and so does the reader while it is carving. When every
@@ -79,5 +84,85 @@ func newSlab() *slab {
 func (s *slab) release(n int32) {
 	if s.refs.Add(-n) == 0 {
 		slabPool.Put(s)
+	}
+}
+
+// noBytes backs received empty frames: not nil, like every received frame,
+// and with no capacity, so appending to one copies it.
+var noBytes = []byte{}
+
+// carver is a pipe reader's allocator: it hands out the memory of the
+// frames of the message being received (carved from the reader's slab,
+// taken from the buffer pool, or allocated) and, once the message is
+// complete, its frame slice (carved from a bigger array) and its memory
+// fields. Only the reader goroutine uses it.
+type carver struct {
+	cur    *slab // the slab small frames are carved from, from cur.buf[off:]
+	off    int
+	given  int32    // messages holding a reference to cur
+	msg    *slab    // the slab holding the current message's small frames, if any
+	pooled bool     // some frame of the current message came from the buffer pool
+	fslab  [][]byte // frame slices are carved from here
+}
+
+// frame returns memory for a received frame body of n bytes: nil-free and
+// capacity-clipped, so that appending to a frame copies it. cipher says
+// whether the frame is to be decrypted (its memory is then read and
+// dropped, and never pooled).
+func (c *carver) frame(n int, cipher bool) []byte {
+	switch {
+	case n == 0:
+		return noBytes[:0:0]
+	case n <= slabFrameMax:
+		return c.small(n)
+	case cipher:
+		return make([]byte, n)
+	default:
+		c.pooled = true
+		return getBuffer(n)
+	}
+}
+
+// small carves n bytes from the reader's slab. A message's small frames
+// all come from one slab, which it holds by one reference: when the slab
+// runs out in the middle of a message, the rest of its small frames are
+// allocated.
+func (c *carver) small(n int) []byte {
+	if c.cur == nil || slabSize-c.off < n {
+		if c.msg != nil {
+			return make([]byte, n)
+		}
+		c.leave()
+		c.cur, c.off, c.given = newSlab(), 0, 0
+	}
+	b := c.cur.buf[c.off : c.off+n : c.off+n]
+	c.off += n
+	c.msg = c.cur
+	return b
+}
+
+// finish makes the message of frames (total body bytes size) and starts
+// the next. frames is copied: the caller reuses it.
+func (c *carver) finish(frames [][]byte, size int) Msg {
+	if len(c.fslab) < len(frames) {
+		c.fslab = make([][]byte, max(256, len(frames)))
+	}
+	fs := c.fslab[:len(frames):len(frames)]
+	c.fslab = c.fslab[len(frames):]
+	copy(fs, frames)
+	m := Msg{Frames: fs, pooled: c.pooled, size: size, slab: c.msg}
+	if c.msg != nil {
+		c.given++ // one of the reader's reserved references
+	}
+	c.msg, c.pooled = nil, false
+	return m
+}
+
+// leave gives back the references to the current slab that the reader
+// reserved and did not hand out. The reader calls it when it ends.
+func (c *carver) leave() {
+	if c.cur != nil {
+		c.cur.release(slabReserve - c.given)
+		c.cur = nil
 	}
 }

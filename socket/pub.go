@@ -13,8 +13,8 @@ import (
 // lock and writes no shared memory.
 type subscriptions struct {
 	mu    sync.Mutex
-	count map[string]int
-	snap  atomic.Pointer[subSnapshot]
+	count map[string]int              // guarded by mu
+	snap  atomic.Pointer[subSnapshot] // written holding mu, read without
 }
 
 type subSnapshot struct {
@@ -63,22 +63,22 @@ func (s *subscriptions) match(topic []byte) bool {
 	return false
 }
 
-// pubRouter fans each message out to the peers whose subscriptions match its
+// pubProto fans each message out to the peers whose subscriptions match its
 // first frame. It never blocks: a peer whose queue is full misses the
 // message, and the drop is counted.
-type pubRouter struct {
+type pubProto struct {
 	s     *Socket
 	mu    sync.Mutex
-	pipes atomic.Pointer[[]*pipe] // copy-on-write for lock-free Send
+	pipes atomic.Pointer[[]*pipe] // copy-on-write: written holding mu, read without (Send)
 }
 
-func newPubRouter(s *Socket) *pubRouter {
-	r := &pubRouter{s: s}
+func newPubProto(s *Socket) *pubProto {
+	r := &pubProto{s: s}
 	r.pipes.Store(&[]*pipe{})
 	return r
 }
 
-func (r *pubRouter) attach(p *pipe) {
+func (r *pubProto) attach(p *pipe) {
 	r.mu.Lock()
 	old := *r.pipes.Load()
 	n := append(append(make([]*pipe, 0, len(old)+1), old...), p)
@@ -86,7 +86,7 @@ func (r *pubRouter) attach(p *pipe) {
 	r.mu.Unlock()
 }
 
-func (r *pubRouter) detach(p *pipe) {
+func (r *pubProto) detach(p *pipe) {
 	r.mu.Lock()
 	old := *r.pipes.Load()
 	n := make([]*pipe, 0, len(old))
@@ -99,7 +99,7 @@ func (r *pubRouter) detach(p *pipe) {
 	r.mu.Unlock()
 }
 
-func (r *pubRouter) send(_ context.Context, m Msg) error {
+func (r *pubProto) send(_ context.Context, m Msg) error {
 	topic := m.Frames[0]
 	for _, p := range *r.pipes.Load() {
 		if !p.subs.match(topic) {
@@ -113,11 +113,13 @@ func (r *pubRouter) send(_ context.Context, m Msg) error {
 	return nil
 }
 
-func (r *pubRouter) recv(context.Context) (Msg, error) { return Msg{}, errState(r.s, "Recv") }
+func (r *pubProto) recv(context.Context) (Msg, *pipe, error) {
+	return Msg{}, nil, errState(r.s, "Recv")
+}
 
 // incoming takes ZMTP 3.0 subscription messages (0x01 prefix subscribes,
 // 0x00 cancels); anything else a SUB sends is dropped.
-func (r *pubRouter) incoming(p *pipe, m Msg) (Msg, bool) {
+func (r *pubProto) incoming(p *pipe, m Msg) (Msg, bool) {
 	if len(m.Frames) == 1 && len(m.Frames[0]) > 0 {
 		switch f := m.Frames[0]; f[0] {
 		case 1:
@@ -133,6 +135,6 @@ func (r *pubRouter) incoming(p *pipe, m Msg) (Msg, bool) {
 }
 
 // command takes ZMTP 3.1 SUBSCRIBE and CANCEL commands.
-func (r *pubRouter) command(p *pipe, name string, data []byte) {
+func (r *pubProto) command(p *pipe, name string, data []byte) {
 	p.subs.add(bytes.Clone(data), name == "SUBSCRIBE")
 }

@@ -2,14 +2,14 @@ package socket
 
 import "context"
 
-// pullRouter: Recv fair-queues over PUSH peers; Send is not allowed.
-type pullRouter struct{ s *Socket }
+// pullProto: Recv fair-queues over PUSH peers; Send is not allowed.
+type pullProto struct{ s *Socket }
 
-func (r *pullRouter) attach(*pipe)                        {}
-func (r *pullRouter) detach(*pipe)                        {}
-func (r *pullRouter) command(*pipe, string, []byte)       {}
-func (r *pullRouter) incoming(_ *pipe, m Msg) (Msg, bool) { return m, true }
-func (r *pullRouter) send(context.Context, Msg) error     { return errState(r.s, "Send") }
-func (r *pullRouter) recv(ctx context.Context) (Msg, error) {
+func (r *pullProto) attach(*pipe)                        {}
+func (r *pullProto) detach(*pipe)                        {}
+func (r *pullProto) command(*pipe, string, []byte)       {}
+func (r *pullProto) incoming(_ *pipe, m Msg) (Msg, bool) { return m, true }
+func (r *pullProto) send(context.Context, Msg) error     { return errState(r.s, "Send") }
+func (r *pullProto) recv(ctx context.Context) (Msg, *pipe, error) {
 	return r.s.pop(ctx)
 }

@@ -7,25 +7,27 @@ import (
 	"sync"
 )
 
-// repRouter: Recv fair-queues requests, keeps their envelope (every frame up
+// repProto: Recv fair-queues requests, keeps their envelope (every frame up
 // to and including the empty delimiter) and the peer; Send must follow and
 // goes back to that peer with the envelope restored (RFC 28).
-type repRouter struct {
-	s        *Socket
+type repProto struct {
+	s *Socket
+
+	// The request being answered, guarded by mu.
 	mu       sync.Mutex
 	mustSend bool
 	cur      *pipe
 	env      [][]byte
 }
 
-func newRepRouter(s *Socket) *repRouter { return &repRouter{s: s} }
+func newRepProto(s *Socket) *repProto { return &repProto{s: s} }
 
-func (r *repRouter) attach(*pipe)                  {}
-func (r *repRouter) detach(*pipe)                  {}
-func (r *repRouter) command(*pipe, string, []byte) {}
+func (r *repProto) attach(*pipe)                  {}
+func (r *repProto) detach(*pipe)                  {}
+func (r *repProto) command(*pipe, string, []byte) {}
 
 // incoming drops requests without an envelope delimiter.
-func (r *repRouter) incoming(p *pipe, m Msg) (Msg, bool) {
+func (r *repProto) incoming(p *pipe, m Msg) (Msg, bool) {
 	for _, f := range m.Frames {
 		if len(f) == 0 {
 			return m, true
@@ -35,16 +37,16 @@ func (r *repRouter) incoming(p *pipe, m Msg) (Msg, bool) {
 	return Msg{}, false
 }
 
-func (r *repRouter) recv(ctx context.Context) (Msg, error) {
+func (r *repProto) recv(ctx context.Context) (Msg, *pipe, error) {
 	r.mu.Lock()
 	if r.mustSend {
 		r.mu.Unlock()
-		return Msg{}, fmt.Errorf("%w: REP must send the reply before receiving again", ErrState)
+		return Msg{}, nil, fmt.Errorf("%w: REP must send the reply before receiving again", ErrState)
 	}
 	r.mu.Unlock()
 	m, p, err := r.s.fq.pop(ctx, nil)
 	if err != nil {
-		return Msg{}, err
+		return Msg{}, nil, err
 	}
 	i := 0
 	for len(m.Frames[i]) != 0 {
@@ -60,10 +62,10 @@ func (r *repRouter) recv(ctx context.Context) (Msg, error) {
 	r.mustSend, r.cur, r.env = true, p, env
 	r.mu.Unlock()
 	m.Frames = m.Frames[i+1:] // the rest of m (its memory, for Free) stays
-	return m, nil
+	return m, p, nil
 }
 
-func (r *repRouter) send(ctx context.Context, m Msg) error {
+func (r *repProto) send(ctx context.Context, m Msg) error {
 	r.mu.Lock()
 	if !r.mustSend {
 		r.mu.Unlock()
@@ -74,5 +76,5 @@ func (r *repRouter) send(ctx context.Context, m Msg) error {
 	r.mu.Unlock()
 	frames := make([][]byte, 0, len(env)+len(m.Frames))
 	frames = append(append(frames, env...), m.Frames...)
-	return sendTo(ctx, r.s, p, Msg{Frames: frames})
+	return sendTo(ctx, r.s, p, Msg{Frames: frames}, ErrNoPeer)
 }

@@ -9,7 +9,7 @@ import (
 	"sync"
 )
 
-// reqRouter: strict send/receive alternation (RFC 28). Send adds the empty
+// reqProto: strict send/receive alternation (RFC 28). Send adds the empty
 // delimiter frame and picks the next ready peer; Recv accepts exactly one
 // reply, from that peer, and strips the delimiter. Replies from any other
 // peer, or a second reply, are dropped. If the peer disconnects before it
@@ -20,21 +20,32 @@ import (
 // carries a 4-byte request id frame before the delimiter, which any RFC 28
 // REP echoes back: a late reply to an abandoned request is recognised and
 // dropped.
-type reqRouter struct {
+type reqProto struct {
 	lb
 	relaxed bool
+
+	// The request in flight, guarded by rmu.
 	rmu     sync.Mutex
-	waiting bool
-	cur     *pipe
-	lost    chan struct{}
-	id      uint32
+	waiting bool          // a request was sent and its reply not received
+	cur     *pipe         // the peer the request went to, until it replies
+	lost    chan struct{} // closed when cur goes before replying
+	id      uint32        // the request id (relaxed mode)
 }
 
-func newReqRouter(s *Socket) *reqRouter {
-	return &reqRouter{lb: lb{s: s}, relaxed: s.opts.RelaxedREQ, id: rand.Uint32()}
+func newReqProto(s *Socket) *reqProto {
+	return &reqProto{lb: lb{s: s}, relaxed: s.opts.RelaxedREQ, id: rand.Uint32()}
 }
 
-func (r *reqRouter) send(ctx context.Context, m Msg) error {
+func (r *reqProto) send(ctx context.Context, m Msg) error { return r.request(ctx, m, nil) }
+
+// sendTo sends the request to p rather than to the next ready peer.
+func (r *reqProto) sendTo(ctx context.Context, p *pipe, m Msg) error {
+	return r.request(ctx, m, p)
+}
+
+// request sends m as the next request: to the next ready peer, or to
+// target when it is not nil.
+func (r *reqProto) request(ctx context.Context, m Msg, target *pipe) error {
 	r.rmu.Lock()
 	if r.waiting && !r.relaxed {
 		r.rmu.Unlock()
@@ -61,11 +72,18 @@ func (r *reqRouter) send(ctx context.Context, m Msg) error {
 	}
 	frames = append(frames, []byte{})
 	frames = append(frames, m.Frames...)
-	_, err := r.lb.send(ctx, Msg{Frames: frames}, func(p *pipe) {
+	before := func(p *pipe) {
 		r.rmu.Lock()
 		r.cur = p
 		r.rmu.Unlock()
-	})
+	}
+	var err error
+	if target != nil {
+		before(target)
+		err = sendTo(ctx, r.s, target, Msg{Frames: frames}, ErrPeerLost)
+	} else {
+		_, err = r.lb.send(ctx, Msg{Frames: frames}, before)
+	}
 	if err != nil {
 		r.rmu.Lock()
 		r.waiting, r.cur = false, nil
@@ -74,15 +92,15 @@ func (r *reqRouter) send(ctx context.Context, m Msg) error {
 	return err
 }
 
-func (r *reqRouter) recv(ctx context.Context) (Msg, error) {
+func (r *reqProto) recv(ctx context.Context) (Msg, *pipe, error) {
 	r.rmu.Lock()
 	if !r.waiting {
 		r.rmu.Unlock()
-		return Msg{}, fmt.Errorf("%w: REQ must send a request before receiving", ErrState)
+		return Msg{}, nil, fmt.Errorf("%w: REQ must send a request before receiving", ErrState)
 	}
 	lost := r.lost
 	r.rmu.Unlock()
-	m, _, err := r.s.fq.pop(ctx, lost)
+	m, p, err := r.s.fq.pop(ctx, lost)
 	if errors.Is(err, errAbort) {
 		err = ErrPeerLost
 		if r.s.isClosed() { // Close ends every pipe: not a lost peer
@@ -94,10 +112,10 @@ func (r *reqRouter) recv(ctx context.Context) (Msg, error) {
 		r.waiting, r.cur = false, nil
 		r.rmu.Unlock()
 	}
-	return m, err
+	return m, p, err
 }
 
-func (r *reqRouter) incoming(p *pipe, m Msg) (Msg, bool) {
+func (r *reqProto) incoming(p *pipe, m Msg) (Msg, bool) {
 	skip := 1 // the delimiter
 	r.rmu.Lock()
 	ok := r.waiting && r.cur == p
@@ -118,7 +136,7 @@ func (r *reqRouter) incoming(p *pipe, m Msg) (Msg, bool) {
 	return m, true
 }
 
-func (r *reqRouter) detach(p *pipe) {
+func (r *reqProto) detach(p *pipe) {
 	r.lb.detach(p)
 	r.rmu.Lock()
 	if r.waiting && r.cur == p {
@@ -128,4 +146,4 @@ func (r *reqRouter) detach(p *pipe) {
 	r.rmu.Unlock()
 }
 
-func (r *reqRouter) command(*pipe, string, []byte) {}
+func (r *reqProto) command(*pipe, string, []byte) {}

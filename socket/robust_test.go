@@ -696,7 +696,7 @@ func TestFairQueueing(t *testing.T) {
 		defer pull.fq.mu.Unlock()
 		held := 0
 		for _, p := range pull.fq.active {
-			held += len(p.inq) - p.inHead
+			held += p.in.len()
 		}
 		return len(pull.fq.active) == 2 && held == 2*n
 	})

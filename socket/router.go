@@ -8,24 +8,24 @@ import (
 	"sync"
 )
 
-// routerRouter: every received message is prefixed with the sending peer's
+// routerProto: every received message is prefixed with the sending peer's
 // routing id; Send takes the routing id from the first frame and queues the
 // rest to that peer (RFC 28 ROUTER). A peer that announced an Identity in its
 // handshake is addressed by it (unless another connected peer already has
 // it); the others get a generated 5-byte id starting with 0x00, as libzmq
 // does.
-type routerRouter struct {
+type routerProto struct {
 	s    *Socket
 	mu   sync.Mutex
-	byID map[string]*pipe
-	next uint32
+	byID map[string]*pipe // guarded by mu
+	next uint32           // guarded by mu: the last generated id
 }
 
-func newRouterRouter(s *Socket) *routerRouter {
-	return &routerRouter{s: s, byID: make(map[string]*pipe), next: rand.Uint32()}
+func newRouterProto(s *Socket) *routerProto {
+	return &routerProto{s: s, byID: make(map[string]*pipe), next: rand.Uint32()}
 }
 
-func (r *routerRouter) attach(p *pipe) {
+func (r *routerProto) attach(p *pipe) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	id := p.identity
@@ -45,7 +45,7 @@ func (r *routerRouter) attach(p *pipe) {
 	r.byID[string(id)] = p
 }
 
-func (r *routerRouter) detach(p *pipe) {
+func (r *routerProto) detach(p *pipe) {
 	r.mu.Lock()
 	if r.byID[string(p.routeID)] == p {
 		delete(r.byID, string(p.routeID))
@@ -53,20 +53,25 @@ func (r *routerRouter) detach(p *pipe) {
 	r.mu.Unlock()
 }
 
-func (r *routerRouter) command(*pipe, string, []byte) {}
+func (r *routerProto) command(*pipe, string, []byte) {}
 
-func (r *routerRouter) incoming(p *pipe, m Msg) (Msg, bool) {
+// sendTo sends m, with no routing-id frame, to p.
+func (r *routerProto) sendTo(ctx context.Context, p *pipe, m Msg) error {
+	return sendTo(ctx, r.s, p, m, ErrPeerLost)
+}
+
+func (r *routerProto) incoming(p *pipe, m Msg) (Msg, bool) {
 	frames := make([][]byte, 0, len(m.Frames)+1)
 	m.Frames = append(append(frames, p.routeID), m.Frames...) // the rest of m stays
 	m.size += len(p.routeID)
 	return m, true
 }
 
-func (r *routerRouter) recv(ctx context.Context) (Msg, error) {
+func (r *routerProto) recv(ctx context.Context) (Msg, *pipe, error) {
 	return r.s.pop(ctx)
 }
 
-func (r *routerRouter) send(ctx context.Context, m Msg) error {
+func (r *routerProto) send(ctx context.Context, m Msg) error {
 	if len(m.Frames) < 2 {
 		return fmt.Errorf("%w: a ROUTER message needs a routing id frame and a body", ErrEmpty)
 	}
@@ -76,7 +81,7 @@ func (r *routerRouter) send(ctx context.Context, m Msg) error {
 	if p == nil {
 		return fmt.Errorf("%w: routing id %x", ErrNoPeer, m.Frames[0])
 	}
-	if err := sendTo(ctx, r.s, p, Msg{Frames: m.Frames[1:]}); err != nil {
+	if err := sendTo(ctx, r.s, p, Msg{Frames: m.Frames[1:]}, ErrNoPeer); err != nil {
 		return fmt.Errorf("socket: ROUTER send to %x: %w", m.Frames[0], err)
 	}
 	return nil

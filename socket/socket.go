@@ -16,12 +16,16 @@ import (
 
 var errAbort = errors.New("socket: aborted")
 
-// router is the routing of one socket type.
-type router interface {
+// protocol is the behaviour of one socket type (libzmq's socket_base_t
+// subclasses, mangos' protocols): how it routes what is sent, what it
+// does with what is received, and how it tracks its peers.
+type protocol interface {
 	attach(p *pipe)
 	detach(p *pipe)
 	send(ctx context.Context, m Msg) error
-	recv(ctx context.Context) (Msg, error)
+	// recv returns the next message for the caller and the pipe it came
+	// from.
+	recv(ctx context.Context) (Msg, *pipe, error)
 	// incoming runs on the pipe's reader goroutine for every message; it
 	// returns the message to queue for Recv, or false to consume it.
 	incoming(p *pipe, m Msg) (Msg, bool)
@@ -29,16 +33,23 @@ type router interface {
 	command(p *pipe, name string, data []byte)
 }
 
+// peerSender is implemented by the protocols of the socket types that can
+// send to a chosen peer (Socket.SendTo).
+type peerSender interface {
+	sendTo(ctx context.Context, p *pipe, m Msg) error
+}
+
 // Socket is a ZeroMQ socket of one type. All methods are safe for
 // concurrent use; Close is idempotent.
 type Socket struct {
 	typ        Type
 	opts       Options
-	r          router
+	proto      protocol
 	fq         *fairQueue
 	ev         *events
 	lowLatency bool
 
+	// The connections, guarded by mu.
 	mu        sync.Mutex
 	pipes     map[*pipe]struct{}
 	listeners map[string]*listener
@@ -47,20 +58,21 @@ type Socket struct {
 	closed    bool
 
 	readyMu sync.Mutex
-	readyCh chan struct{}
+	readyCh chan struct{} // guarded by readyMu: closed at the next signalReady
 
 	closing chan struct{}
 	wg      sync.WaitGroup
 
 	stats                                       counters
 	connects, disconnects, reconnects, rejected atomic.Uint64
+	peerIDs                                     atomic.Uint64 // the last Peer.ID given
 }
 
 type listener struct {
 	ep       endpoint
 	bound    string
 	ln       net.Listener
-	accepted map[*pipe]struct{}
+	accepted map[*pipe]struct{} // guarded by the socket's mu
 }
 
 type dialer struct {
@@ -68,7 +80,7 @@ type dialer struct {
 	stop   chan struct{}
 	ctx    context.Context // cancelled with stop, to abort a dial in progress
 	cancel context.CancelFunc
-	pipe   *pipe
+	pipe   *pipe // guarded by the socket's mu: the current connection
 }
 
 func (d *dialer) halt() {
@@ -107,23 +119,23 @@ func New(t Type, opts ...Option) (*Socket, error) {
 	s.ev = newEvents(o.EventHandler, o.EventBuffer)
 	switch t {
 	case PUSH:
-		s.r = &pushRouter{lb: lb{s: s}}
+		s.proto = &pushProto{lb: lb{s: s}}
 	case PULL:
-		s.r = &pullRouter{s: s}
+		s.proto = &pullProto{s: s}
 	case PUB:
-		s.r = newPubRouter(s)
+		s.proto = newPubProto(s)
 	case SUB:
-		s.r = newSubRouter(s)
+		s.proto = newSubProto(s)
 	case REQ:
-		s.r = newReqRouter(s)
+		s.proto = newReqProto(s)
 		s.lowLatency = true
 	case REP:
-		s.r = newRepRouter(s)
+		s.proto = newRepProto(s)
 		s.lowLatency = true
 	case DEALER:
-		s.r = &dealerRouter{lb: lb{s: s}}
+		s.proto = &dealerProto{lb: lb{s: s}}
 	case ROUTER:
-		s.r = newRouterRouter(s)
+		s.proto = newRouterProto(s)
 	}
 	if o.lowLatency != nil {
 		s.lowLatency = *o.lowLatency
@@ -249,6 +261,14 @@ func (s *Socket) Disconnect(ep string) error {
 // (see the package documentation for which types block and when) until the
 // message is queued for a peer, ctx ends, or the socket closes.
 func (s *Socket) Send(ctx context.Context, m Msg) error {
+	if err := s.checkSend(m); err != nil {
+		return err
+	}
+	return s.proto.send(ctx, m)
+}
+
+// checkSend is what Send and SendTo check before routing m.
+func (s *Socket) checkSend(m Msg) error {
 	if len(m.Frames) == 0 {
 		return ErrEmpty
 	}
@@ -261,7 +281,7 @@ func (s *Socket) Send(ctx context.Context, m Msg) error {
 	if s.isClosed() {
 		return ErrClosed
 	}
-	return s.r.send(ctx, m)
+	return nil
 }
 
 // SendBytes sends a one-frame message.
@@ -275,13 +295,14 @@ func (s *Socket) SendBytes(ctx context.Context, b []byte) error {
 // even when ctx is done, so Recv with a cancelled context polls: it returns
 // a message or ctx's error at once.
 func (s *Socket) Recv(ctx context.Context) (Msg, error) {
-	return s.r.recv(ctx)
+	m, _, err := s.proto.recv(ctx)
+	return m, err
 }
 
 // Subscribe adds a topic prefix on a SUB socket ("" receives everything). It
 // is sent to every connected publisher and to every one that connects later.
 func (s *Socket) Subscribe(prefix string) error {
-	r, ok := s.r.(*subRouter)
+	r, ok := s.proto.(*subProto)
 	if !ok {
 		return fmt.Errorf("%w: Subscribe on a %s socket", ErrState, s.typ)
 	}
@@ -290,7 +311,7 @@ func (s *Socket) Subscribe(prefix string) error {
 
 // Unsubscribe removes a prefix added by Subscribe.
 func (s *Socket) Unsubscribe(prefix string) error {
-	r, ok := s.r.(*subRouter)
+	r, ok := s.proto.(*subProto)
 	if !ok {
 		return fmt.Errorf("%w: Unsubscribe on a %s socket", ErrState, s.typ)
 	}
@@ -542,16 +563,30 @@ func (s *Socket) handshakeAs(c net.Conn, ep string, server bool, l *listener) (*
 	}
 	s.mu.Unlock()
 	s.connects.Add(1)
-	s.r.attach(p)
-	if p.isDone() {
-		// Close or Unbind ended the pipe between its registration and
-		// attach; their detach found nothing to remove from the routing.
-		s.r.detach(p)
-	}
+	s.attach(p)
 	p.start()
 	s.ev.emit(Event{Kind: EventConnected, Endpoint: ep, Remote: p.remote, PeerType: p.peerType, PeerID: p.routeID})
 	s.signalReady()
 	return p, nil
+}
+
+// attach hands a registered pipe to the owner's Attach hook and to the
+// socket type's routing, unless it ended already (Close or Unbind may end
+// it between its registration and now). attachMu orders this with detach:
+// a pipe is detached only if it was attached, and after.
+func (s *Socket) attach(p *pipe) {
+	p.attachMu.Lock()
+	defer p.attachMu.Unlock()
+	if p.isDone() {
+		return
+	}
+	if h := s.opts.Hooks.Attach; h != nil {
+		h(&p.face)
+	}
+	s.proto.attach(p)
+	s.mu.Lock()
+	p.attached = true
+	s.mu.Unlock()
 }
 
 // detach is called once per pipe when it terminates.
@@ -576,7 +611,18 @@ func (s *Socket) detach(p *pipe, err error) {
 	if !ok {
 		return
 	}
-	s.r.detach(p)
+	p.attachMu.Lock()
+	s.mu.Lock()
+	attached := p.attached
+	p.attached = false
+	s.mu.Unlock()
+	if attached {
+		s.proto.detach(p)
+		if h := s.opts.Hooks.Detach; h != nil {
+			h(&p.face, err)
+		}
+	}
+	p.attachMu.Unlock()
 	if errors.Is(err, ErrProtocol) || errors.Is(err, ErrTooLarge) {
 		// Every protocol violation after the handshake ends here: one
 		// count, one log line and one event per dropped peer.
@@ -604,9 +650,8 @@ func (s *Socket) signalReady() {
 }
 
 // pop is Recv for the socket types that hand messages out as received.
-func (s *Socket) pop(ctx context.Context) (Msg, error) {
-	m, _, err := s.fq.pop(ctx, nil)
-	return m, err
+func (s *Socket) pop(ctx context.Context) (Msg, *pipe, error) {
+	return s.fq.pop(ctx, nil)
 }
 
 func ctxErr(ctx context.Context) error {

@@ -5,19 +5,19 @@ import (
 	"sync"
 )
 
-// subRouter keeps the socket's subscriptions, sends them to every publisher
+// subProto keeps the socket's subscriptions, sends them to every publisher
 // (again after each reconnect) and filters what arrives by them too, in case
 // a publisher does not filter.
-type subRouter struct {
+type subProto struct {
 	s     *Socket
+	subs  subscriptions // for incoming: read without mu
 	mu    sync.Mutex
-	subs  subscriptions
-	count map[string]int
-	pipes map[*pipe]struct{}
+	count map[string]int     // guarded by mu
+	pipes map[*pipe]struct{} // guarded by mu
 }
 
-func newSubRouter(s *Socket) *subRouter {
-	return &subRouter{s: s, count: make(map[string]int), pipes: make(map[*pipe]struct{})}
+func newSubProto(s *Socket) *subProto {
+	return &subProto{s: s, count: make(map[string]int), pipes: make(map[*pipe]struct{})}
 }
 
 func subMsg(prefix string, on bool) Msg {
@@ -29,7 +29,7 @@ func subMsg(prefix string, on bool) Msg {
 	return Msg{Frames: [][]byte{f}}
 }
 
-func (r *subRouter) subscribe(prefix string, on bool) error {
+func (r *subProto) subscribe(prefix string, on bool) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if !on && r.count[prefix] == 0 {
@@ -48,7 +48,7 @@ func (r *subRouter) subscribe(prefix string, on bool) error {
 	return nil
 }
 
-func (r *subRouter) attach(p *pipe) {
+func (r *subProto) attach(p *pipe) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.pipes[p] = struct{}{}
@@ -60,13 +60,13 @@ func (r *subRouter) attach(p *pipe) {
 	}
 }
 
-func (r *subRouter) detach(p *pipe) {
+func (r *subProto) detach(p *pipe) {
 	r.mu.Lock()
 	delete(r.pipes, p)
 	r.mu.Unlock()
 }
 
-func (r *subRouter) incoming(p *pipe, m Msg) (Msg, bool) {
+func (r *subProto) incoming(p *pipe, m Msg) (Msg, bool) {
 	if r.subs.match(m.Frames[0]) {
 		return m, true
 	}
@@ -74,10 +74,10 @@ func (r *subRouter) incoming(p *pipe, m Msg) (Msg, bool) {
 	return Msg{}, false
 }
 
-func (r *subRouter) command(*pipe, string, []byte) {}
+func (r *subProto) command(*pipe, string, []byte) {}
 
-func (r *subRouter) send(context.Context, Msg) error { return errState(r.s, "Send") }
+func (r *subProto) send(context.Context, Msg) error { return errState(r.s, "Send") }
 
-func (r *subRouter) recv(ctx context.Context) (Msg, error) {
+func (r *subProto) recv(ctx context.Context) (Msg, *pipe, error) {
 	return r.s.pop(ctx)
 }
