@@ -73,11 +73,11 @@ func NewPusher[T any](opts ...Option) (*Pusher[T], error) {
 		p.ack = newAckPusher(p)
 		// Credit bounds what is queued per puller, so the socket's own
 		// high-water mark need not (WithCredit allows up to 1<<20).
-		sopts := append([]socket.Option{socket.WithNoBlock(), socket.WithSendHWM(1 << 20),
-			socket.WithEventHandler(p.ack.event)}, o.sockOpts...)
-		p.sock, err = socket.New(socket.ROUTER, sopts...)
+		p.sock, err = newSocket(socket.ROUTER, &p.o,
+			&socket.PeerHooks{Attach: p.ack.attach, Detach: p.ack.detach, Ready: p.ack.ready},
+			socket.WithNoBlock(), socket.WithSendHWM(1<<20))
 	} else {
-		p.sock, err = socket.New(socket.PUSH, o.sockOpts...)
+		p.sock, err = newSocket(socket.PUSH, &p.o, nil)
 	}
 	if err != nil {
 		return nil, err
@@ -274,15 +274,15 @@ func NewPuller[T any](h func(ctx context.Context, v T) error, opts ...Option) (*
 	pl := &Puller[T]{o: o, h: h}
 	pl.ctx, pl.cancel = context.WithCancel(context.Background())
 	if o.ack {
-		pl.ack = newAckPuller(pl)
-		for _, ep := range o.connects {
-			if err := pl.ack.connect(ep); err != nil {
-				pl.Close()
-				return nil, err
-			}
+		if pl.ack, err = newAckPuller(pl); err != nil {
+			return nil, err
+		}
+		if err := pl.ack.start(); err != nil {
+			pl.Close()
+			return nil, err
 		}
 	} else {
-		if pl.sock, err = socket.New(socket.PULL, o.sockOpts...); err != nil {
+		if pl.sock, err = newSocket(socket.PULL, &pl.o, nil); err != nil {
 			return nil, err
 		}
 		if err := setup(pl.sock, o); err != nil {
@@ -378,7 +378,7 @@ func (pl *Puller[T]) Endpoints() []string {
 // Pushers returns the number of connected pushers.
 func (pl *Puller[T]) Pushers() int {
 	if pl.ack != nil {
-		return pl.ack.peers()
+		return pl.ack.pushers()
 	}
 	return pl.sock.Peers()
 }
