@@ -25,6 +25,14 @@ const creditHeader = "zpeer-credit"
 // docs/wire.md.
 const startHeader = "zpeer-start"
 
+// limboWait bounds how long a message whose last delivery, lost with its
+// puller's connection, brought it to WithMaxDeliveries waits before it is
+// declared dead: what the puller sent before its connection closed (an ack
+// of that very message, say) may still be queued on the socket. It is
+// declared dead as soon as the socket has no message waiting, or after
+// limboWait.
+const limboWait = 100 * time.Millisecond
+
 // dispatchBatch bounds how many messages the dispatcher assigns per lock
 // hold, so acks are not held up behind a long backlog.
 const dispatchBatch = 256
@@ -62,7 +70,10 @@ type item struct {
 	started    bool  // the current holder reported its handler's start
 	// lostOn is the gone puller of a lost delivery that did not count:
 	// its start report, read after the loss, still counts it.
-	lostOn   *socket.Peer
+	lostOn *socket.Peer
+	// limbo: the mono time until which it waits to be declared dead (see
+	// limboWait); 0 when it is not waiting.
+	limbo    int64
 	inflight bool          // delivered, waiting for its ack (else queued)
 	peer     *pullerPeer   // in flight: the current holder
 	stale    []*pullerPeer // earlier holders that have not answered
@@ -159,7 +170,8 @@ type ackPusher[T any] struct {
 	levels   [256]ilist                 // queued, by priority
 	nonEmpty [4]uint64                  // bitmap of non-empty levels
 	queued   int
-	flight   ilist // in flight, by deadline (= send order)
+	flight   ilist   // in flight, by deadline (= send order)
+	limbo    []*item // waiting to be declared dead (see limboWait)
 	peers    map[*socket.Peer]*pullerPeer
 	ring     []*pullerPeer // pullers whose hello arrived, round-robin order
 	next     int
@@ -388,6 +400,53 @@ func (a *ackPusher[T]) requeue(it *item, counted bool, why string, dead []DeadLe
 	return dead
 }
 
+// requeueLost is requeue for a delivery lost with its puller's
+// connection: a message that reaches its last delivery waits in limbo
+// rather than dying at once (see limboWait). a.mu is held.
+func (a *ackPusher[T]) requeueLost(it *item, counted bool) {
+	it.lastErr = "puller connection lost"
+	if counted {
+		it.deliveries++
+	}
+	if it.deliveries >= a.o.maxDeliveries {
+		a.toLimbo(it)
+		return
+	}
+	a.enqueue(it, true)
+}
+
+// toLimbo parks a message that is neither queued nor in flight until it
+// is declared dead. a.mu is held.
+func (a *ackPusher[T]) toLimbo(it *item) {
+	it.limbo = mono() + int64(limboWait)
+	a.limbo = append(a.limbo, it)
+	a.wake() // the dispatcher arms its timer
+}
+
+func (a *ackPusher[T]) leaveLimbo(it *item) {
+	it.limbo = 0
+	if i := slices.Index(a.limbo, it); i >= 0 {
+		a.limbo = slices.Delete(a.limbo, i, i+1)
+	}
+}
+
+// settleLimbo declares dead the messages in limbo, all of them or those
+// whose wait is over by now. a.mu is held.
+func (a *ackPusher[T]) settleLimbo(all bool, now int64, dead []DeadLetter) []DeadLetter {
+	keep := a.limbo[:0]
+	for _, it := range a.limbo {
+		if all || now >= it.limbo {
+			it.limbo = 0
+			dead = a.kill(it, dead)
+		} else {
+			keep = append(keep, it)
+		}
+	}
+	clear(a.limbo[len(keep):])
+	a.limbo = keep
+	return dead
+}
+
 // kill declares a message that is neither queued nor in flight dead. a.mu
 // is held.
 func (a *ackPusher[T]) kill(it *item, dead []DeadLetter) []DeadLetter {
@@ -455,6 +514,8 @@ func (a *ackPusher[T]) answered(id codec.ID, p *pullerPeer, ok bool, why string,
 				it.peer.held.remove(it)
 				it.stale = append(it.stale, it.peer)
 			}
+		} else if it.limbo != 0 {
+			a.leaveLimbo(it)
 		} else {
 			a.dequeue(it)
 		}
@@ -471,7 +532,7 @@ func (a *ackPusher[T]) answered(id codec.ID, p *pullerPeer, ok bool, why string,
 
 // startedOn handles sp's report that its handler started on id. a.mu is
 // held.
-func (a *ackPusher[T]) startedOn(id codec.ID, sp *socket.Peer, dead []DeadLetter) []DeadLetter {
+func (a *ackPusher[T]) startedOn(id codec.ID, sp *socket.Peer) {
 	it := a.custody.get(id)
 	switch {
 	case it == nil:
@@ -482,12 +543,22 @@ func (a *ackPusher[T]) startedOn(id codec.ID, sp *socket.Peer, dead []DeadLetter
 		// delivery counts after all.
 		it.lostOn = nil
 		it.deliveries++
-		if it.deliveries >= a.o.maxDeliveries && !it.inflight {
-			a.dequeue(it)
-			dead = a.kill(it, dead)
+		if it.deliveries < a.o.maxDeliveries || it.limbo != 0 {
+			break
 		}
+		if it.inflight {
+			// Redelivered meanwhile: withdraw it, as after an ack
+			// timeout (the holder keeps its credit until it answers).
+			p := it.peer
+			a.flight.remove(it)
+			p.held.remove(it)
+			it.stale = append(it.stale, p)
+			it.peer, it.inflight = nil, false
+		} else {
+			a.dequeue(it)
+		}
+		a.toLimbo(it)
 	}
-	return dead
 }
 
 // undo takes back a delivery the socket refused.
@@ -570,7 +641,7 @@ func (a *ackPusher[T]) dropPeer(p *pullerPeer, dead []DeadLetter) []DeadLetter {
 		if !counted {
 			it.lostOn = p.peer
 		}
-		dead = a.requeue(it, counted, "puller connection lost", dead)
+		a.requeueLost(it, counted)
 	}
 	for id, holders := range a.tombs {
 		if i := slices.Index(holders, p); i >= 0 {
@@ -631,10 +702,22 @@ func (a *ackPusher[T]) dispatch() {
 			it.peer, it.inflight, it.avoid = nil, false, p
 			dead = a.requeue(it, true, "no ack within "+a.o.ackTimeout.String(), dead)
 		}
+		if len(a.limbo) > 0 {
+			dead = a.settleLimbo(false, now, dead)
+		}
 		sends = a.assignQueued(sends, now)
 		more := len(sends) == dispatchBatch
+		var next int64
 		if h := a.flight.head; h != nil {
-			timer.Reset(time.Duration(h.deadline - now))
+			next = h.deadline
+		}
+		for _, it := range a.limbo {
+			if next == 0 || it.limbo < next {
+				next = it.limbo
+			}
+		}
+		if next != 0 {
+			timer.Reset(time.Duration(next - now))
 		}
 		a.mu.Unlock()
 
@@ -680,9 +763,19 @@ func (a *ackPusher[T]) recvLoop() {
 	var dead []DeadLetter
 	var sends []delivery
 	for {
-		m, sp, err := a.p.sock.RecvFrom(a.p.ctx)
+		m, sp, err := a.p.sock.RecvFrom(polling)
 		if err != nil {
-			return
+			// Nothing waiting: whatever a gone puller sent has been
+			// read, and the messages in limbo are dead.
+			a.mu.Lock()
+			if len(a.limbo) > 0 {
+				dead = a.settleLimbo(true, 0, dead)
+			}
+			a.mu.Unlock()
+			dead = a.reportDead(dead)
+			if m, sp, err = a.p.sock.RecvFrom(a.p.ctx); err != nil {
+				return
+			}
 		}
 		dead, sends = a.handleAnswer(m, sp, dead, sends)
 		m.Free() // handleAnswer has copied what it keeps
@@ -711,10 +804,9 @@ func (a *ackPusher[T]) handleAnswer(m socket.Msg, sp *socket.Peer, dead []DeadLe
 		if env.Kind == codec.KindStart {
 			a.mu.Lock()
 			for ; len(ids) > 0; ids = ids[16:] {
-				dead = a.startedOn(codec.ID(ids[:16]), sp, dead)
+				a.startedOn(codec.ID(ids[:16]), sp)
 			}
 			a.mu.Unlock()
-			dead = a.reportDead(dead)
 			return dead, sends
 		}
 		now := mono()

@@ -438,3 +438,43 @@ func benchLightLoad(b *testing.B, acked bool) {
 	b.ReportMetric(float64(s.P50.Microseconds()), "p50-µs")
 	b.ReportMetric(float64(s.P99.Microseconds()), "p99-µs")
 }
+
+// BenchmarkRequesterAttachToSend measures how long a request waiting for a
+// replier takes to go out once one connects: from the socket's Attach hook
+// (the user's, which runs just before the Requester's) to the return of
+// the send, for b.N Requesters each connecting to the same Replier.
+func BenchmarkRequesterAttachToSend(b *testing.B) {
+	rp, err := NewReplier(func(_ context.Context, s string) (string, error) { return s, nil }, WithBind(loopback))
+	rp = cleanup(b, rp, err)
+	target := ep(b, rp)
+	var lat histogram
+	b.ReportAllocs()
+	for range b.N {
+		var attachedAt, sentAt atomic.Int64
+		rq, err := NewRequester[string, string](WithTimeout(10*time.Second),
+			WithSocketOptions(socket.WithPeerHooks(socket.PeerHooks{
+				Attach: func(*socket.Peer) { attachedAt.Store(mono()) },
+			})))
+		if err != nil {
+			b.Fatal(err)
+		}
+		rq.sent = func(*socket.Peer) { sentAt.CompareAndSwap(0, mono()) }
+		done := make(chan error, 1)
+		go func() {
+			_, err := rq.Request(context.Background(), "x")
+			done <- err
+		}()
+		waitFor(b, "the request to wait", func() bool { return rq.waits.Load() == 1 })
+		if err := rq.Connect(target); err != nil {
+			b.Fatal(err)
+		}
+		if err := <-done; err != nil {
+			b.Fatal(err)
+		}
+		lat.record(time.Duration(sentAt.Load() - attachedAt.Load()))
+		rq.Close()
+	}
+	s := lat.snapshot()
+	b.ReportMetric(float64(s.P50.Nanoseconds())/1e3, "p50-µs")
+	b.ReportMetric(float64(s.P90.Nanoseconds())/1e3, "p90-µs")
+}
