@@ -203,14 +203,14 @@ func (a *ackPuller[T]) worker() {
 			ps = a.pusher(sp)
 			last = ps
 		}
-		acked, kept := a.process(ps, m)
+		due, kept := a.process(ps, m)
 		if !kept {
 			m.Free() // process has copied what it keeps
 		}
-		if acked == 0 {
+		if due == 0 {
 			continue
 		}
-		if ps.due() >= batch {
+		if due >= batch {
 			a.flush(ps)
 		} else if !containsPeer(dirty, ps) {
 			dirty = append(dirty, ps)
@@ -230,9 +230,10 @@ func containsPeer(l []*pusherPeer, ps *pusherPeer) bool {
 // process handles one message from ps: it drops it (malformed),
 // acknowledges it again (a duplicate already processed), parks it (a
 // duplicate being processed), or runs the handler and acks or nacks it.
-// It returns how many acks it queued on ps and whether the handler was
-// given the received memory (see takeBody).
-func (a *ackPuller[T]) process(ps *pusherPeer, m socket.Msg) (acks int, kept bool) {
+// It returns how many acks are due on ps when it queued one (0 when it
+// did not), and whether the handler was given the received memory (see
+// takeBody).
+func (a *ackPuller[T]) process(ps *pusherPeer, m socket.Msg) (due int, kept bool) {
 	c := &a.pl.c
 	n := len(m.Frames)
 	var env codec.View
@@ -245,8 +246,7 @@ func (a *ackPuller[T]) process(ps *pusherPeer, m socket.Msg) (acks int, kept boo
 		c.dups.Add(1)
 		if first == nil { // processed: acknowledge again
 			a.dmu.Unlock()
-			a.ack(ps, env.ID)
-			return 1, false
+			return a.ack(ps, env.ID), false
 		}
 		// Being processed: answer with the first copy's outcome.
 		a.extra[env.ID] = append(a.extra[env.ID], ps)
@@ -258,7 +258,8 @@ func (a *ackPuller[T]) process(ps *pusherPeer, m socket.Msg) (acks int, kept boo
 	if _, ok := env.Header(startHeader); ok {
 		// The pusher counts this delivery against WithMaxDeliveries only
 		// if it hears that the handler started.
-		a.sendIDs(ps, codec.KindStart, env.ID[:])
+		id := env.ID // (env itself must not escape)
+		a.sendIDs(ps, codec.KindStart, id[:])
 	}
 	kept, err := a.pl.handle(env.Body)
 	if err != nil && a.pl.ctx.Err() != nil && errors.Is(err, context.Canceled) {
@@ -267,14 +268,14 @@ func (a *ackPuller[T]) process(ps *pusherPeer, m socket.Msg) (acks int, kept boo
 		a.dmu.Unlock()
 		return 0, kept
 	}
-	a.finish(ps, env.ID, err)
-	return 1, kept
+	return a.finish(ps, env.ID, err), kept
 }
 
 // finish acks (or nacks) every copy of id received so far. The ack on
-// self, the caller's pusher, is left for the caller to flush; those on
-// other pushers are flushed now.
-func (a *ackPuller[T]) finish(self *pusherPeer, id codec.ID, err error) {
+// self, the caller's pusher, is left for the caller to flush (finish
+// returns how many are due on self, 0 after a nack); those on other
+// pushers are flushed now.
+func (a *ackPuller[T]) finish(self *pusherPeer, id codec.ID, err error) (due int) {
 	a.dmu.Lock()
 	// seen[id] is self: only the worker that put it there finishes id, and
 	// duplicates that arrive meanwhile wait in extra.
@@ -303,34 +304,33 @@ func (a *ackPuller[T]) finish(self *pusherPeer, id codec.ID, err error) {
 			ps = more[i]
 		}
 		if err == nil {
-			a.ack(ps, id)
+			n := a.ack(ps, id)
 			if ps != self {
 				a.flush(ps)
+			} else {
+				due = n
 			}
 			a.pl.c.acked.Add(1)
 		} else {
 			a.nack(ps, id, err)
 		}
 	}
+	return due
 }
 
-// ack queues an ack on ps; the caller flushes it (see worker).
-func (a *ackPuller[T]) ack(ps *pusherPeer, id codec.ID) {
+// ack queues an ack on ps, and returns how many are due on it (at least
+// 1); the caller flushes them (see worker).
+func (a *ackPuller[T]) ack(ps *pusherPeer, id codec.ID) int {
 	ps.amu.Lock()
 	if ps.gone {
 		ps.amu.Unlock()
 		a.keepLeft(ps.peer.Endpoint(), id[:])
-		return
+		return 1
 	}
 	ps.ids = append(ps.ids, id[:]...)
+	n := len(ps.ids) / 16
 	ps.amu.Unlock()
-}
-
-// due is how many acks are queued on ps.
-func (ps *pusherPeer) due() int {
-	ps.amu.Lock()
-	defer ps.amu.Unlock()
-	return len(ps.ids) / 16
+	return n
 }
 
 func (a *ackPuller[T]) nack(ps *pusherPeer, id codec.ID, cause error) {
