@@ -222,14 +222,17 @@ func (p *Pusher[T]) Close() error {
 // Fire-and-forget: a PULL socket, fair-queued over the pushers; a handler
 // error is counted and logged, and the message is gone.
 //
-// Acknowledged (WithAck): one DEALER socket per pusher endpoint, announcing
-// WithCredit. After the handler returns nil the message is acknowledged
+// Acknowledged (WithAck): one DEALER socket connected to every pusher,
+// announcing WithCredit on each connection. After the handler returns nil the message is acknowledged
 // (acknowledgements are batched); after it returns an error or panics it is
 // nacked and the pusher redelivers it, preferably elsewhere. The ids of the
 // last WithDedupWindow processed messages are remembered, and a redelivered
 // message whose id is among them is acknowledged without being processed
 // again (counted in Stats.Duplicates); a duplicate that arrives while the
-// first copy is still being processed waits for that outcome. An acked
+// first copy is still being processed waits for that outcome. When the
+// pusher asks (on a redelivery), the puller reports that the handler starts
+// on a message before it runs it, so that the pusher counts towards
+// WithMaxDeliveries only deliveries that reached a handler. An acked
 // Puller must connect to its pushers (WithConnect, Connect, WithDiscovery):
 // acknowledgements go back on the connection the message came on.
 //

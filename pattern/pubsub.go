@@ -46,7 +46,7 @@ func NewPublisher[T any](opts ...Option) (*Publisher[T], error) {
 	if err != nil {
 		return nil, err
 	}
-	s, err := socket.New(socket.PUB, o.sockOpts...)
+	s, err := newSocket(socket.PUB, &o, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -212,7 +212,7 @@ func NewSubscriber[T any](opts ...Option) (*Subscriber[T], error) {
 	if err != nil {
 		return nil, err
 	}
-	s, err := socket.New(socket.SUB, o.sockOpts...)
+	s, err := newSocket(socket.SUB, &o, nil)
 	if err != nil {
 		return nil, err
 	}
