@@ -36,6 +36,10 @@ var (
 	// ErrProtocol is the reason a connection is dropped when the peer
 	// violates ZMTP (bad greeting, bad frame flags, garbage).
 	ErrProtocol = errors.New("socket: protocol error")
+	// ErrFreed is returned by Send and SendTo for a received message that
+	// was given back with Free (through any copy).
+	ErrFreed = errors.New("socket: message used after Free")
+
 	// ErrEmpty is returned by Send for a message with no frames.
 	ErrEmpty = errors.New("socket: empty message")
 )

@@ -1,6 +1,7 @@
 package socket
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -351,6 +352,21 @@ func TestSendToBypassesLB(t *testing.T) {
 			}
 		}
 	})
+}
+
+// TestRouterIdentityInAttach: a ROUTER's peer has its routing id when the
+// Attach hook sees it, the same id its messages carry.
+func TestRouterIdentityInAttach(t *testing.T) {
+	ids := make(chan []byte, 1)
+	router := newSock(t, ROUTER, WithPeerHooks(PeerHooks{Attach: func(p *Peer) { ids <- p.Identity() }}))
+	dealer := newSock(t, DEALER)
+	connect(t, dealer, bind(t, router))
+	send(t, dealer, "hi")
+	m := recvMsg(t, router)
+	id := <-ids
+	if len(id) != 5 || id[0] != 0 || !bytes.Equal(id, m.Frames[0]) {
+		t.Fatalf("identity in Attach %x, routing id %x", id, m.Frames[0])
+	}
 }
 
 // TestPeerReadyHook: a peer at its send high-water mark is not Ready;

@@ -33,6 +33,12 @@ type protocol interface {
 	command(p *pipe, name string, data []byte)
 }
 
+// idAssigner is implemented by the protocols that address peers by an id
+// of their own (ROUTER): the id is assigned before the Attach hook runs.
+type idAssigner interface {
+	assignID(p *pipe)
+}
+
 // peerSender is implemented by the protocols of the socket types that can
 // send to a chosen peer (Socket.SendTo).
 type peerSender interface {
@@ -269,6 +275,10 @@ func (s *Socket) Send(ctx context.Context, m Msg) error {
 
 // checkSend is what Send and SendTo check before routing m.
 func (s *Socket) checkSend(m Msg) error {
+	if m.freed() {
+		m.checkLive()
+		return ErrFreed
+	}
 	if len(m.Frames) == 0 {
 		return ErrEmpty
 	}
@@ -580,6 +590,9 @@ func (s *Socket) attach(p *pipe) {
 	if p.isDone() {
 		return
 	}
+	if a, ok := s.proto.(idAssigner); ok {
+		a.assignID(p)
+	}
 	if h := s.opts.Hooks.Attach; h != nil {
 		h(&p.face)
 	}
@@ -608,6 +621,7 @@ func (s *Socket) detach(p *pipe, err error) {
 		s.disconnects.Add(1)
 	}
 	s.mu.Unlock()
+	s.fq.orphan(p)
 	if !ok {
 		return
 	}
