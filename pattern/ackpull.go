@@ -150,8 +150,19 @@ func (a *ackPuller[T]) pusher(sp *socket.Peer) *pusherPeer {
 	return ps
 }
 
-func (a *ackPuller[T]) connect(ep string) error    { return a.sock.Connect(ep) }
-func (a *ackPuller[T]) disconnect(ep string) error { return a.sock.Disconnect(ep) }
+func (a *ackPuller[T]) connect(ep string) error { return a.sock.Connect(ep) }
+
+// disconnect drops ep, and the acks kept for its next connection: there
+// will be none.
+func (a *ackPuller[T]) disconnect(ep string) error {
+	if err := a.sock.Disconnect(ep); err != nil {
+		return err
+	}
+	a.mu.Lock()
+	delete(a.left, ep)
+	a.mu.Unlock()
+	return nil
+}
 
 func (a *ackPuller[T]) pushers() int {
 	a.mu.Lock()
