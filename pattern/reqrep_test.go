@@ -469,3 +469,50 @@ func TestRequestBreakerSurvivesRedial(t *testing.T) {
 		t.Fatalf("after the redial: %+v", h)
 	}
 }
+
+// Connect checks for a duplicate and adds the endpoint in one step: of
+// many concurrent Connects to one endpoint exactly one succeeds, the
+// others fail with socket.ErrEndpoint, as does a Disconnect of an endpoint
+// never connected. Disconnect then Connect again works.
+func TestRequesterConnectOnce(t *testing.T) {
+	rp := newStringReplier(t, "r")
+	rq, err := NewRequester[string, string]()
+	rq = cleanup(t, rq, err)
+	var wg sync.WaitGroup
+	var ok, dup atomic.Int32
+	for range 16 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			switch err := rq.Connect(ep(t, rp)); {
+			case err == nil:
+				ok.Add(1)
+			case errors.Is(err, socket.ErrEndpoint):
+				dup.Add(1)
+			default:
+				t.Errorf("Connect: %v", err)
+			}
+		}()
+	}
+	wg.Wait()
+	if ok.Load() != 1 || dup.Load() != 15 {
+		t.Fatalf("%d Connects succeeded, %d were duplicates", ok.Load(), dup.Load())
+	}
+	waitFor(t, "replier", func() bool { return rq.Peers() == 1 })
+	if err := rq.Disconnect("tcp://127.0.0.1:1"); !errors.Is(err, socket.ErrEndpoint) {
+		t.Fatalf("Disconnect of an unknown endpoint: %v", err)
+	}
+	if err := rq.Disconnect(ep(t, rp)); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "no replier", func() bool { return rq.Peers() == 0 })
+	if err := rq.Connect(ep(t, rp)); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := rq.Request(ctxT(t), "x"); err != nil || got != "r x" {
+		t.Fatalf("after reconnecting: %q %v", got, err)
+	}
+	if n := len(rq.Stats().Peers); n != 1 {
+		t.Fatalf("%d replier entries in Stats", n)
+	}
+}
