@@ -566,6 +566,13 @@ func (a *ackPusher[T]) undo(it *item, p *pullerPeer, err error, dead []DeadLette
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if errors.Is(err, socket.ErrPeerLost) {
+		if it.inflight && it.peer == p {
+			// Never sent: it does not count.
+			a.takeBack(it)
+			it.sends--
+			a.enqueue(it, true)
+			a.wake()
+		}
 		if !p.gone {
 			dead = a.dropPeer(p, dead)
 		}
