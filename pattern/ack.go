@@ -535,7 +535,7 @@ func (a *ackPusher[T]) answered(id codec.ID, p *pullerPeer, ok bool, why string,
 func (a *ackPusher[T]) startedOn(id codec.ID, sp *socket.Peer) {
 	it := a.custody.get(id)
 	switch {
-	case it == nil:
+	case it == nil || sp == nil:
 	case it.inflight && it.peer.peer == sp:
 		it.started = true
 	case it.lostOn == sp:

@@ -335,7 +335,9 @@ func (a *ackPuller[T]) ack(ps *pusherPeer, id codec.ID) int {
 	ps.amu.Lock()
 	if ps.gone {
 		ps.amu.Unlock()
-		a.keepLeft(ps.peer.Endpoint(), id[:])
+		if ps.peer != nil {
+			a.keepLeft(ps.peer.Endpoint(), id[:])
+		}
 		return 1
 	}
 	ps.ids = append(ps.ids, id[:]...)
