@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"unsafe"
 )
 
 // recvOne has push send frames and returns what pull receives.
@@ -49,7 +50,7 @@ func TestFreeCopyThenOriginal(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			m := recvOne(t, push, pull, tc.frames...)
 			c, d := m, m
-			sl := m.mem.slab
+			sl := m.mem.slab()
 			refs := sl.refs.Load()
 			c.Free()
 			if got := sl.refs.Load(); got != refs-1 {
@@ -174,4 +175,19 @@ func TestUseAfterFreeDebug(t *testing.T) {
 		t.Error("freed memory reused under zpeerdebug")
 	}
 	n.Free()
+}
+
+// TestMsgMemSlab: an owner finds its slab from its own address, and stays
+// small.
+func TestMsgMemSlab(t *testing.T) {
+	s := newSlab()
+	defer s.release(slabReserve)
+	for i := range s.msgs {
+		if got := s.msgs[i].slab(); got != s {
+			t.Fatalf("owner %d: slab %p, want %p", i, got, s)
+		}
+	}
+	if n := unsafe.Sizeof(msgMem{}); n > 8 {
+		t.Errorf("msgMem is %d bytes: slabs grow by %d bytes", n, slabMsgs*n)
+	}
 }

@@ -97,6 +97,15 @@ func (h *hookLog) check(t *testing.T, allDetached bool) {
 	}
 }
 
+func waitDone(t *testing.T, p *Peer) {
+	t.Helper()
+	select {
+	case <-p.Done():
+	case <-time.After(10 * time.Second):
+		t.Fatalf("%v not done", p)
+	}
+}
+
 func peerAt(t *testing.T, s *Socket, ep string) *Peer {
 	t.Helper()
 	var found *Peer
@@ -149,7 +158,7 @@ func TestPeerAttachBeforeRecv(t *testing.T) {
 			t.Fatalf("got %q from %v (identity %q, endpoint %s)", m.Body(), p, p.Identity(), p.Endpoint())
 		}
 		c.Close()
-		<-p.Done()
+		waitDone(t, p)
 	}
 	h.mu.Lock()
 	if len(early) > 0 {
@@ -262,11 +271,7 @@ func TestSendToGonePeer(t *testing.T) {
 		t.Fatalf("ROUTER got %s", showMsg(m))
 	}
 	router.Close()
-	select {
-	case <-p.Done():
-	case <-time.After(10 * time.Second):
-		t.Fatal("peer not done after its socket closed")
-	}
+	waitDone(t, p)
 	if err := dealer.SendTo(ctxT(t), p, NewMsgString("late")); !errors.Is(err, ErrPeerLost) {
 		t.Fatalf("SendTo a gone peer: %v, want ErrPeerLost", err)
 	}
@@ -274,9 +279,9 @@ func TestSendToGonePeer(t *testing.T) {
 		t.Error("a gone peer is Ready")
 	}
 	h.check(t, false)
-	if _, d := h.counts(); d != 1 {
-		t.Errorf("%d detaches, want 1", d)
-	}
+	// Done is closed as the peer goes; Detach follows on the goroutine
+	// that ended it.
+	waitFor(t, "Detach", func() bool { _, d := h.counts(); return d == 1 })
 
 	other := newSock(t, DEALER)
 	if err := other.SendTo(ctxT(t), p, NewMsgString("x")); !errors.Is(err, ErrNoPeer) {
@@ -455,5 +460,27 @@ func TestRecvFromSender(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestSendToDoneContext: with a context already done, SendTo tries once:
+// it queues when the peer has room and fails with the context's error when
+// it has none.
+func TestSendToDoneContext(t *testing.T) {
+	push := newSock(t, PUSH, WithSendHWM(2), WithLinger(0))
+	stalledPeer(t, push, "PULL")
+	p := push.PeerList()[0]
+	done, cancel := context.WithCancel(context.Background())
+	cancel()
+	if err := push.SendTo(done, p, NewMsgString("x")); err != nil {
+		t.Fatalf("SendTo with room and a done context: %v", err)
+	}
+	payload := make([]byte, 256<<10)
+	var err error
+	for i := 0; i < 1000 && err == nil; i++ {
+		err = push.SendTo(done, p, NewMsg(payload))
+	}
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("SendTo to a full peer with a done context: %v, want context.Canceled", err)
 	}
 }

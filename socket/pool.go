@@ -4,6 +4,7 @@ import (
 	"math/bits"
 	"sync"
 	"sync/atomic"
+	"unsafe"
 )
 
 // Received frames larger than slabFrameMax come from power-of-two size
@@ -71,11 +72,14 @@ const (
 //
 // Every received message, small frames or not, has its owner (msgMem) in
 // a slab, and holds a reference to that slab: owners come with the slab at
-// no allocation, and the 64-byte path stays allocation-free.
+// no allocation, and the 64-byte path stays allocation-free. An owner is 8
+// bytes, so that a slab of messages nobody frees is little more garbage
+// than its frames.
 type slab struct {
 	buf  [slabSize]byte
 	refs atomic.Int32
 	msgs [slabMsgs]msgMem
+	dbg  slabDebug // zpeerdebug builds: where each message's small frames are
 }
 
 const slabReserve = 1 << 30
@@ -83,7 +87,7 @@ const slabReserve = 1 << 30
 var slabPool = sync.Pool{New: func() any {
 	s := new(slab)
 	for i := range s.msgs {
-		s.msgs[i].slab = s
+		s.msgs[i].idx = uint16(i)
 	}
 	return s
 }}
@@ -109,17 +113,25 @@ func (s *slab) release(n int32) {
 // compare-and-swap, and a copy freed earlier, or a stale copy of a message
 // this owner had before, no longer matches.
 type msgMem struct {
-	gen      atomic.Uint32
-	off, end uint16 // the message's small frames are slab.buf[off:end]
-	pooled   bool   // some frames over slabFrameMax came from the buffer pool
-	slab     *slab
+	gen    atomic.Uint32
+	idx    uint16 // o is &o.slab().msgs[idx]
+	pooled bool   // some frames over slabFrameMax came from the buffer pool
+}
+
+// slab returns the slab o lives in, found from o's address: a pointer in
+// every owner would make slabs a third larger.
+func (o *msgMem) slab() *slab {
+	off := unsafe.Offsetof(slab{}.msgs) + uintptr(o.idx)*unsafe.Sizeof(msgMem{})
+	return (*slab)(unsafe.Add(unsafe.Pointer(o), -int(off)))
 }
 
 // release gives the memory of a message with frames back; the caller won
 // the compare-and-swap on gen.
 func (o *msgMem) release(frames [][]byte) {
+	s := o.slab()
 	if debugMsgs {
-		poison(o.slab.buf[o.off:o.end])
+		off, end := s.dbg.region(int(o.idx))
+		poison(s.buf[off:end])
 	}
 	if o.pooled {
 		for _, f := range frames {
@@ -132,7 +144,7 @@ func (o *msgMem) release(frames [][]byte) {
 		}
 	}
 	clear(frames) // every copy of the Msg shares this array: none sees freed memory
-	o.slab.release(1)
+	s.release(1)
 }
 
 // poisonByte fills freed memory in zpeerdebug builds.
@@ -221,9 +233,10 @@ func (c *carver) finish(frames [][]byte, size int) Msg {
 		c.begin(0)
 	}
 	o := &c.cur.msgs[c.nmsgs]
+	c.cur.dbg.setRegion(c.nmsgs, c.start, c.off)
 	c.nmsgs++
 	c.given++ // one of the reader's reserved references
-	o.off, o.end, o.pooled = uint16(c.start), uint16(c.off), c.pooled
+	o.pooled = c.pooled
 	c.msg, c.pooled = nil, false
 	return Msg{Frames: fs, size: size, mem: o, gen: o.gen.Load()}
 }

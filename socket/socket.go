@@ -97,7 +97,7 @@ func (d *dialer) halt() {
 // New creates a socket of type t.
 func New(t Type, opts ...Option) (*Socket, error) {
 	if !t.valid() {
-		return nil, fmt.Errorf("socket: unknown socket type %d", t)
+		return nil, fmt.Errorf("%w: unknown socket type %d", ErrOption, t)
 	}
 	o := DefaultOptions()
 	for _, opt := range opts {
