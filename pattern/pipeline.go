@@ -278,6 +278,7 @@ func NewPuller[T any](h func(ctx context.Context, v T) error, opts ...Option) (*
 	pl.ctx, pl.cancel = context.WithCancel(context.Background())
 	if o.ack {
 		if pl.ack, err = newAckPuller(pl); err != nil {
+			pl.cancel()
 			return nil, err
 		}
 		if err := pl.ack.start(); err != nil {

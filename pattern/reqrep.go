@@ -142,6 +142,7 @@ func NewRequester[Req, Resp any](opts ...Option) (*Requester[Req, Resp], error) 
 		&socket.PeerHooks{Attach: r.attach, Detach: r.detach, Ready: r.ready},
 		socket.WithNoBlock(), socket.WithLowLatency(true), socket.WithLinger(0))
 	if err != nil {
+		r.cancel()
 		return nil, err
 	}
 	for _, ep := range o.binds {
