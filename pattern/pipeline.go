@@ -80,6 +80,7 @@ func NewPusher[T any](opts ...Option) (*Pusher[T], error) {
 		p.sock, err = newSocket(socket.PUSH, &p.o, nil)
 	}
 	if err != nil {
+		p.Close() // stops the notifier
 		return nil, err
 	}
 	if err := setup(p.sock, o); err != nil {
@@ -287,6 +288,7 @@ func NewPuller[T any](h func(ctx context.Context, v T) error, opts ...Option) (*
 		}
 	} else {
 		if pl.sock, err = newSocket(socket.PULL, &pl.o, nil); err != nil {
+			pl.cancel()
 			return nil, err
 		}
 		if err := setup(pl.sock, o); err != nil {
