@@ -44,8 +44,9 @@ const panicHeader = "zpeer-panic"
 // connection and dials it afresh (Lazy Pirate), and the new connection
 // starts where the old one left off. A replier that dialled in (WithBind)
 // has a breaker for as long as its connection lasts. When every connected
-// replier is open, a request waits, within its attempt's timeout, for a
-// probe to be due or a replier to recover or connect.
+// replier's breaker is open, the breakers are overruled rather than the
+// request kept waiting: it goes to the replier with the fewest timeouts in
+// a row.
 //
 // Every attempt carries a new envelope id and replies are matched by it: a
 // late reply to an abandoned attempt is discarded (counted in Stats.Late),
@@ -330,38 +331,33 @@ func (r *Requester[Req, Resp]) recvLoop() {
 	}
 }
 
-// pick chooses the replier for an attempt, among the connected ones whose
-// queue has room and whose breaker lets a request through: one not tried
-// yet for this request if there is one, then one due a probe, then the one
-// with the fewest requests in flight, round-robin among equals. It returns
-// nil when there is none, and then, in wake, the mono time when an open
-// breaker lets its next probe through (0 if none will).
-func (r *Requester[Req, Resp]) pick(tried []*reqPeer, now int64) (best *reqPeer, probe bool, wake int64) {
-	bestTried := true
+// pick chooses the replier for an attempt among the connected ones whose
+// queue has room. Those whose breaker lets a request through come first:
+// one not tried yet for this request if there is one, then one due a probe,
+// then the one with the fewest requests in flight, round-robin among
+// equals. When every breaker is shut, the breakers are overruled rather
+// than the request kept waiting: it goes to the replier with the fewest
+// timeouts in a row (then in all), preferably not tried yet. pick returns
+// nil when no connected replier has room.
+func (r *Requester[Req, Resp]) pick(tried []*reqPeer, now int64) (best *reqPeer, probe bool) {
+	var least *reqPeer // the fallback
+	bestTried, leastTried := true, true
 	n := len(r.peers)
 	for i := range n {
 		p := r.peers[(r.next+i)%n]
-		if p.gone {
+		if p.gone || !p.peer.Ready() {
 			continue
 		}
 		h := p.h
-		isProbe := false
-		if h.open {
-			if h.probing {
-				continue
+		t := slices.Contains(tried, p)
+		if h.open && (h.probing || now < h.retryAt) {
+			if q := least; q == nil || leastTried && !t ||
+				leastTried == t && (h.fails < q.h.fails || h.fails == q.h.fails && h.timeouts < q.h.timeouts) {
+				least, leastTried = p, t
 			}
-			if now < h.retryAt {
-				if wake == 0 || h.retryAt < wake {
-					wake = h.retryAt
-				}
-				continue
-			}
-			isProbe = true
-		}
-		if !p.peer.Ready() {
 			continue
 		}
-		t := slices.Contains(tried, p)
+		isProbe := h.open
 		switch {
 		case best == nil,
 			bestTried && !t,
@@ -372,10 +368,10 @@ func (r *Requester[Req, Resp]) pick(tried []*reqPeer, now int64) (best *reqPeer,
 	if n > 0 {
 		r.next = (r.next + 1) % n
 	}
-	if best != nil {
-		wake = 0
+	if best == nil {
+		return least, false
 	}
-	return best, probe, wake
+	return best, probe
 }
 
 // Request sends v and returns the reply. It fails with ctx's error (wrapped
@@ -417,12 +413,6 @@ func (r *Requester[Req, Resp]) request(ctx context.Context, now time.Time, v Req
 	tried := triedBuf[:0]
 	timer := getTimer(r.o.timeout)
 	defer putTimer(timer)
-	var probeTimer *time.Timer // while every replier's breaker is open
-	defer func() {
-		if probeTimer != nil {
-			probeTimer.Stop()
-		}
-	}()
 
 	attempts := r.o.retries + 1
 	lastErr := error(nil)
@@ -447,8 +437,7 @@ attempt:
 				return zero, ErrClosed
 			}
 			var probe bool
-			var wake int64
-			p, probe, wake = r.pick(tried, mono())
+			p, probe = r.pick(tried, mono())
 			change := r.change
 			if p != nil {
 				c.id, c.peer, c.probe = env.ID, p, probe
@@ -479,20 +468,9 @@ attempt:
 				}
 				return zero, err
 			}
-			var probeC <-chan time.Time
-			if wake != 0 {
-				d := time.Duration(wake - mono())
-				if probeTimer == nil {
-					probeTimer = time.NewTimer(d)
-				} else {
-					probeTimer.Reset(d)
-				}
-				probeC = probeTimer.C
-			}
 			r.waits.Add(1)
 			select {
 			case <-change:
-			case <-probeC:
 			case <-timer.C:
 				lastErr = errors.New("no replier available")
 				continue attempt
