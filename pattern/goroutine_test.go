@@ -12,9 +12,10 @@ import (
 // goroutines counts the process's goroutines by what created them.
 type goroutines struct {
 	total   int
-	pattern int // created by package pattern
-	engine  int // created by package socket, handshakes excepted
-	shaking int // in a handshake (transient)
+	pattern int      // created by package pattern
+	created []string // by whom, for pattern
+	engine  int      // created by package socket, handshakes excepted
+	shaking int      // in a handshake (transient)
 }
 
 func countGoroutines() goroutines {
@@ -41,6 +42,7 @@ func countGoroutines() goroutines {
 		case fromTest:
 		case strings.HasPrefix(creator, "github.com/zpeer/zpeer/pattern."):
 			g.pattern++
+			g.created = append(g.created, strings.SplitN(creator, "\n", 2)[0])
 		case strings.HasPrefix(creator, "github.com/zpeer/zpeer/socket."):
 			g.engine++
 		}
@@ -190,7 +192,8 @@ func TestGoroutinesPerPeer(t *testing.T) {
 			t.Logf("%-15s per peer: %4.1f in the pattern, %4.1f in the engine (both ends), %4.1f in all",
 				r.name, per(after.pattern, before.pattern), per(after.engine, before.engine), per(after.total, before.total))
 			if after.pattern != before.pattern {
-				t.Errorf("%s: %d pattern goroutines for %d peers, want none", r.name, after.pattern-before.pattern, k)
+				t.Errorf("%s: %d pattern goroutines for %d peers, want none (before: %q, after: %q)", r.name,
+					after.pattern-before.pattern, k, before.created, after.created)
 			}
 		})
 	}
