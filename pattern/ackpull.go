@@ -5,6 +5,7 @@ import (
 	"errors"
 	"strconv"
 	"sync"
+	"sync/atomic"
 
 	"github.com/zpeer/zpeer/codec"
 	"github.com/zpeer/zpeer/socket"
@@ -41,7 +42,7 @@ type pusherPeer struct {
 	amu   sync.Mutex
 	ids   []byte // acks due, 16 bytes each
 	spare []byte
-	gone  bool // detached: acks go to ackPuller.left
+	gone  atomic.Bool // detached: acks go to ackPuller.left (set under amu)
 }
 
 func newAckPuller[T any](pl *Puller[T]) (*ackPuller[T], error) {
@@ -54,7 +55,7 @@ func newAckPuller[T any](pl *Puller[T]) (*ackPuller[T], error) {
 	var err error
 	a.sock, err = newSocket(socket.DEALER, &pl.o,
 		&socket.PeerHooks{Attach: a.attach, Detach: a.detach, Ready: a.ready},
-		socket.WithNoBlock(), socket.WithLowLatency(true))
+		socket.WithNoBlock(), socket.WithLowLatency(true), pl.ref.eventOption(a.pushers))
 	if err != nil {
 		return nil, err
 	}
@@ -103,7 +104,7 @@ func (a *ackPuller[T]) detach(sp *socket.Peer, _ error) {
 		return
 	}
 	ps.amu.Lock()
-	ps.gone = true
+	ps.gone.Store(true)
 	ids := ps.ids
 	ps.ids, ps.spare = nil, nil
 	ps.amu.Unlock()
@@ -145,7 +146,8 @@ func (a *ackPuller[T]) pusher(sp *socket.Peer) *pusherPeer {
 	ps := a.peers[sp]
 	a.mu.Unlock()
 	if ps == nil {
-		ps = &pusherPeer{peer: sp, gone: true}
+		ps = &pusherPeer{peer: sp}
+		ps.gone.Store(true)
 	}
 	return ps
 }
@@ -210,7 +212,7 @@ func (a *ackPuller[T]) worker() {
 			return // closing: the pusher redelivers it
 		}
 		ps := last
-		if ps == nil || ps.peer != sp || ps.gone {
+		if ps == nil || ps.peer != sp || ps.gone.Load() {
 			ps = a.pusher(sp)
 			last = ps
 		}
@@ -333,7 +335,7 @@ func (a *ackPuller[T]) finish(self *pusherPeer, id codec.ID, err error) (due int
 // 1); the caller flushes them (see worker).
 func (a *ackPuller[T]) ack(ps *pusherPeer, id codec.ID) int {
 	ps.amu.Lock()
-	if ps.gone {
+	if ps.gone.Load() {
 		ps.amu.Unlock()
 		if ps.peer != nil {
 			a.keepLeft(ps.peer.Endpoint(), id[:])
@@ -380,7 +382,7 @@ func (a *ackPuller[T]) flush(ps *pusherPeer) {
 	for {
 		ps.amu.Lock()
 		ids := ps.ids
-		if len(ids) == 0 || ps.gone {
+		if len(ids) == 0 || ps.gone.Load() {
 			ps.amu.Unlock()
 			return
 		}
@@ -399,7 +401,7 @@ func (a *ackPuller[T]) flush(ps *pusherPeer) {
 		if m := a.maxLeft(); len(ids) > m {
 			ids = ids[len(ids)-m:]
 		}
-		gone := ps.gone
+		gone := ps.gone.Load()
 		if gone {
 			ps.ids = nil
 		} else {

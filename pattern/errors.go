@@ -29,9 +29,19 @@ var (
 	// ErrFull is returned by Pusher.Push when its custody queue is full and
 	// the context ends before room appears.
 	ErrFull = errors.New("pattern: queue full")
+	// ErrOutbox wraps a failure of an acked Pusher's outbox (WithOutbox):
+	// it cannot be opened, or a write or fsync failed, after which every
+	// Push fails with it.
+	ErrOutbox = errors.New("pattern: outbox")
 	// ErrOption is wrapped by the error of an invalid or inapplicable
 	// option.
 	ErrOption = errors.New("pattern: bad option")
+	// ErrRefused is wrapped by the error of a peer refused at the
+	// handshake because it cannot take part in the pattern: an acked
+	// Pusher or Puller facing a fire-and-forget one, say (see Refusal).
+	// A call waiting for a peer (Push, Drain) returns it when that is why
+	// no peer came.
+	ErrRefused = errors.New("pattern: peer refused")
 )
 
 // RemoteError is the error a Requester returns when the replier's handler

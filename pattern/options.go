@@ -41,6 +41,9 @@ const (
 	oOnDead
 	oLogger
 	oDiscovery
+	oOnRefused
+	oOutbox
+	oOutboxBytes
 )
 
 var optNames = map[optBit]string{
@@ -50,6 +53,7 @@ var optNames = map[optBit]string{
 	oDedup: "WithDedupWindow", oCredit: "WithCredit", oMaxPending: "WithMaxPending",
 	oName: "WithName", oPriority: "WithPriority", oType: "WithType", oTopics: "WithTopics",
 	oOnGap: "WithOnGap", oOnDead: "WithOnDead", oLogger: "WithLogger", oDiscovery: "WithDiscovery",
+	oOnRefused: "WithOnRefused", oOutbox: "WithOutbox", oOutboxBytes: "WithOutboxMaxBytes",
 }
 
 // options common to every pattern.
@@ -75,11 +79,15 @@ type options struct {
 	topics        []string
 	onGap         func(Gap)
 	onDead        func(DeadLetter)
+	onRefused     func(Refusal)
 	logger        *slog.Logger
 	discovery     Discovery
 	service       string
 	serviceOpts   []discovery.Option
 	watcher       *discovery.Watcher
+	outboxDir     string
+	outboxMode    OutboxMode
+	outboxBytes   int64
 }
 
 func defaultOptions() options {
@@ -92,6 +100,7 @@ func defaultOptions() options {
 		dedupWindow:   4096,
 		credit:        256,
 		maxPending:    65536,
+		outboxBytes:   256 << 20,
 		logger:        slog.New(slog.DiscardHandler),
 	}
 }
@@ -250,7 +259,9 @@ func WithMaxDeliveries(n int) Option {
 }
 
 // WithDedupWindow sets how many recently processed message ids an acked
-// Puller remembers to drop redelivered duplicates (default 4096).
+// Puller remembers to drop redelivered duplicates (default 4096). The window
+// is in the Puller's memory: a restarted Puller, or another one, processes
+// a redelivered message again, so handlers must be idempotent.
 func WithDedupWindow(n int) Option {
 	return func(o *options) error {
 		if n < 1 {

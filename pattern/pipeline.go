@@ -3,7 +3,6 @@ package pattern
 import (
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"runtime/debug"
 	"sync"
@@ -11,6 +10,7 @@ import (
 	"time"
 
 	"github.com/zpeer/zpeer/codec"
+	"github.com/zpeer/zpeer/internal/outbox"
 	"github.com/zpeer/zpeer/socket"
 )
 
@@ -34,6 +34,8 @@ import (
 // puller nacks it), or at once when the puller's connection drops. After
 // WithMaxDeliveries deliveries it is declared dead: counted in Stats.Dead,
 // logged, and handed to the WithOnDead callback, never dropped silently.
+// The Pusher keeps its messages in memory: if its process dies they are
+// lost, unless WithOutbox keeps them on disk too (see WithOutbox).
 // Messages waiting for credit are queued by priority (see Priority), then in
 // push order; a redelivered message goes ahead of those pushed after it.
 type Pusher[T any] struct {
@@ -46,6 +48,7 @@ type Pusher[T any] struct {
 	ctx  context.Context
 	stop context.CancelFunc
 	disc *joined
+	ref  *refusals
 
 	closeMu sync.Mutex
 	closed  bool
@@ -54,15 +57,20 @@ type Pusher[T any] struct {
 // NewPusher creates a Pusher.
 //
 // Options: WithBind, WithConnect, WithAck, WithAckTimeout, WithMaxDeliveries,
-// WithMaxPending, WithOnDead, WithPriority, WithType, WithName,
-// WithSocketOptions, WithLogger, WithService, WithWatcher, WithDiscovery.
+// WithMaxPending, WithOnDead, WithOnRefused, WithOutbox, WithOutboxMaxBytes,
+// WithPriority, WithType, WithName, WithSocketOptions, WithLogger,
+// WithService, WithWatcher, WithDiscovery. With WithOutbox, NewPusher takes
+// back the jobs a previous Pusher left in the outbox before it returns.
 func NewPusher[T any](opts ...Option) (*Pusher[T], error) {
-	o, err := buildOptions("Pusher", oAck|oAckTimeout|oMaxDeliveries|oMaxPending|oOnDead|oPriority|oType, opts)
+	o, err := buildOptions("Pusher", oAck|oAckTimeout|oMaxDeliveries|oMaxPending|oOnDead|oPriority|oType|oOnRefused|oOutbox|oOutboxBytes, opts)
 	if err != nil {
 		return nil, err
 	}
-	if !o.ack && o.used&(oAckTimeout|oMaxDeliveries|oMaxPending|oOnDead) != 0 {
-		return nil, optErr("WithAckTimeout, WithMaxDeliveries, WithMaxPending and WithOnDead need WithAck")
+	if !o.ack && o.used&(oAckTimeout|oMaxDeliveries|oMaxPending|oOnDead|oOutbox|oOutboxBytes) != 0 {
+		return nil, optErr("WithAckTimeout, WithMaxDeliveries, WithMaxPending, WithOnDead and WithOutbox need WithAck")
+	}
+	if o.used&oOutboxBytes != 0 && o.used&oOutbox == 0 {
+		return nil, optErr("WithOutboxMaxBytes needs WithOutbox")
 	}
 	p := &Pusher[T]{o: o}
 	if p.tmpl, err = newTemplate(&p.o, codec.KindData, ""); err != nil {
@@ -71,16 +79,18 @@ func NewPusher[T any](opts ...Option) (*Pusher[T], error) {
 	p.ctx, p.stop = context.WithCancel(context.Background())
 	if o.ack {
 		p.ack = newAckPusher(p)
+		p.ref = newRefusals(&p.o, "an acked Pusher (ROUTER)", "acked Pullers, WithAck (DEALER)")
 		// Credit bounds what is queued per puller, so the socket's own
 		// high-water mark need not (WithCredit allows up to 1<<20).
 		p.sock, err = newSocket(socket.ROUTER, &p.o,
 			&socket.PeerHooks{Attach: p.ack.attach, Detach: p.ack.detach, Ready: p.ack.ready},
-			socket.WithNoBlock(), socket.WithSendHWM(1<<20))
+			socket.WithNoBlock(), socket.WithSendHWM(1<<20), p.ref.eventOption(func() int { return p.sock.Peers() }))
 	} else {
-		p.sock, err = newSocket(socket.PUSH, &p.o, nil)
+		p.ref = newRefusals(&p.o, "a fire-and-forget Pusher (PUSH)", "fire-and-forget Pullers, without WithAck (PULL)")
+		p.sock, err = newSocket(socket.PUSH, &p.o, nil, p.ref.eventOption(func() int { return p.sock.Peers() }))
 	}
 	if err != nil {
-		p.Close() // stops the notifier
+		p.Close() // stops the notifiers
 		return nil, err
 	}
 	if err := setup(p.sock, o); err != nil {
@@ -88,6 +98,12 @@ func NewPusher[T any](opts ...Option) (*Pusher[T], error) {
 		return nil, err
 	}
 	if p.ack != nil {
+		if o.outboxDir != "" {
+			if err := p.ack.openOutbox(); err != nil {
+				p.Close()
+				return nil, err
+			}
+		}
 		p.ack.start()
 	}
 	typ := "PUSH"
@@ -107,37 +123,62 @@ func NewPusher[T any](opts ...Option) (*Pusher[T], error) {
 // while WithMaxPending messages are already held; delivery, redelivery and
 // acknowledgement happen in the background (see Drain and Stats).
 func (p *Pusher[T]) Push(ctx context.Context, v T, opts ...CallOption) error {
+	if p.ack != nil {
+		return p.pushAcked(ctx, v, opts, nil)
+	}
 	if p.ctx.Err() != nil {
 		return ErrClosed
 	}
 	seq := p.seq.Add(1)
-	if p.ack != nil {
-		// The acked pusher makes its own ids, and keeps the frame.
-		id := p.ack.custody.id(seq)
-		frame, bp, prio, err := encodeMsg(&p.o, p.tmpl, codec.KindData, "", id, seq, v, opts)
-		if err != nil {
-			return err
-		}
-		if bp != nil {
-			frame = bytes.Clone(frame)
-			codec.PutBuffer(bp)
-		}
-		return p.ack.push(ctx, frame, id, seq, prio, v)
-	}
 	frame, bp, prio, err := encodeMsg(&p.o, p.tmpl, codec.KindData, "", codec.NewID(), seq, v, opts)
 	if err != nil {
 		return err
 	}
-	err = p.sock.Send(ctx, socket.Msg{Frames: [][]byte{frame}, Priority: prio})
+	sctx := ctx
+	if w := p.ref.waiting(); ctx.Done() == nil || w.Err() != nil {
+		// Ended by a refused peer when none is connected, so that Push
+		// does not wait for ever on a puller of the wrong mode.
+		sctx = w
+	}
+	err = p.sock.Send(sctx, socket.Msg{Frames: [][]byte{frame}, Priority: prio})
 	codec.PutBuffer(bp)
 	if err != nil {
-		if errors.Is(err, socket.ErrClosed) {
-			return ErrClosed
-		}
-		return err
+		return p.ref.explain(callError(err))
 	}
 	p.c.sent.Add(1)
 	return nil
+}
+
+// pushAcked is Push in acknowledged mode, with PushAsync's receipt if rc
+// is not nil.
+func (p *Pusher[T]) pushAcked(ctx context.Context, v T, opts []CallOption, rc *Receipt) error {
+	if p.ctx.Err() != nil {
+		return ErrClosed
+	}
+	// The acked pusher makes its own ids, and keeps the frame.
+	seq := p.seq.Add(1)
+	id := p.ack.custody.id(seq)
+	frame, bp, prio, err := encodeMsg(&p.o, p.tmpl, codec.KindData, "", id, seq, v, opts)
+	if err != nil {
+		return err
+	}
+	if bp != nil {
+		frame = bytes.Clone(frame)
+		codec.PutBuffer(bp)
+	}
+	if rc != nil {
+		rc.id = id
+	}
+	if p.ack.store != nil {
+		if err := p.ack.storeJob(ctx, id, frame); err != nil {
+			return err
+		}
+	}
+	err = p.ack.push(ctx, frame, id, seq, prio, v, rc)
+	if err != nil && p.ack.store != nil {
+		p.ack.store.Ack(outbox.ID(id)) // not pushed: not to be replayed
+	}
+	return err
 }
 
 // Drain waits until everything pushed so far is settled: in acknowledged
@@ -145,7 +186,13 @@ func (p *Pusher[T]) Push(ctx context.Context, v T, opts ...CallOption) error {
 // network. It fails with ctx's error or ErrClosed.
 func (p *Pusher[T]) Drain(ctx context.Context) error {
 	if p.ack != nil {
-		return p.ack.drain(ctx)
+		dctx, stop := p.ref.bind(ctx)
+		defer stop()
+		err := p.ack.drain(dctx)
+		if err != nil && ctx.Err() != nil {
+			err = ctxError(ctx)
+		}
+		return p.ref.explain(err)
 	}
 	for {
 		queued := 0
@@ -185,6 +232,7 @@ func (p *Pusher[T]) Pullers() int { return p.sock.Peers() }
 func (p *Pusher[T]) Stats() Stats {
 	var s Stats
 	p.c.fill(&s)
+	s.Refused = p.ref.count.Load()
 	addSocket(&s.Socket, p.sock.Stats())
 	if p.ack != nil {
 		p.ack.stats(&s)
@@ -193,8 +241,10 @@ func (p *Pusher[T]) Stats() Stats {
 }
 
 // Close stops the Pusher. In acknowledged mode, messages not yet
-// acknowledged are abandoned (call Drain first to wait for them); queued
-// messages get the socket's linger time to be written. Close is idempotent.
+// acknowledged are abandoned (call Drain first to wait for them), their
+// PushAsync receipts settled with ErrClosed; with WithOutbox they stay in
+// the outbox for the next Pusher. Queued messages get the socket's linger
+// time to be written. Close is idempotent.
 func (p *Pusher[T]) Close() error {
 	p.closeMu.Lock()
 	defer p.closeMu.Unlock()
@@ -213,6 +263,15 @@ func (p *Pusher[T]) Close() error {
 	}
 	if p.ack != nil {
 		p.ack.notes.close()
+		p.ack.abandon()
+		if p.ack.store != nil {
+			if serr := p.ack.store.Close(); serr != nil && err == nil {
+				err = fmt.Errorf("%w: %w", ErrOutbox, serr)
+			}
+		}
+	}
+	if p.ref != nil {
+		p.ref.close()
 	}
 	return err
 }
@@ -251,6 +310,7 @@ type Puller[T any] struct {
 	sock *socket.Socket // fire-and-forget
 	ack  *ackPuller[T]  // acknowledged
 	disc *joined
+	ref  *refusals
 
 	closeMu sync.Mutex
 	closed  bool
@@ -259,13 +319,13 @@ type Puller[T any] struct {
 // NewPuller creates a Puller that runs h on each message.
 //
 // Options: WithConnect, WithBind (fire-and-forget only), WithAck, WithCredit,
-// WithDedupWindow, WithWorkers, WithName, WithSocketOptions, WithLogger,
-// WithService, WithWatcher, WithDiscovery.
+// WithDedupWindow, WithWorkers, WithOnRefused, WithName, WithSocketOptions,
+// WithLogger, WithService, WithWatcher, WithDiscovery.
 func NewPuller[T any](h func(ctx context.Context, v T) error, opts ...Option) (*Puller[T], error) {
 	if h == nil {
 		return nil, optErr("NewPuller: nil handler")
 	}
-	o, err := buildOptions("Puller", oAck|oCredit|oDedup|oWorkers, opts)
+	o, err := buildOptions("Puller", oAck|oCredit|oDedup|oWorkers|oOnRefused, opts)
 	if err != nil {
 		return nil, err
 	}
@@ -278,7 +338,9 @@ func NewPuller[T any](h func(ctx context.Context, v T) error, opts ...Option) (*
 	pl := &Puller[T]{o: o, h: h}
 	pl.ctx, pl.cancel = context.WithCancel(context.Background())
 	if o.ack {
+		pl.ref = newRefusals(&pl.o, "an acked Puller (DEALER)", "an acked Pusher, WithAck (ROUTER)")
 		if pl.ack, err = newAckPuller(pl); err != nil {
+			pl.ref.close()
 			pl.cancel()
 			return nil, err
 		}
@@ -287,7 +349,9 @@ func NewPuller[T any](h func(ctx context.Context, v T) error, opts ...Option) (*
 			return nil, err
 		}
 	} else {
-		if pl.sock, err = newSocket(socket.PULL, &pl.o, nil); err != nil {
+		pl.ref = newRefusals(&pl.o, "a fire-and-forget Puller (PULL)", "a fire-and-forget Pusher, without WithAck (PUSH)")
+		if pl.sock, err = newSocket(socket.PULL, &pl.o, nil, pl.ref.eventOption(func() int { return pl.sock.Peers() })); err != nil {
+			pl.ref.close()
 			pl.cancel()
 			return nil, err
 		}
@@ -342,6 +406,7 @@ func (pl *Puller[T]) handle(body []byte) (kept bool, err error) {
 		pl.c.dropped.Add(1)
 		return false, err
 	}
+	logUnknownKeys[T](&pl.o, body)
 	defer func() {
 		if r := recover(); r != nil {
 			pl.c.panics.Add(1)
@@ -395,6 +460,7 @@ func (pl *Puller[T]) Pushers() int {
 func (pl *Puller[T]) Stats() Stats {
 	var s Stats
 	pl.c.fill(&s)
+	s.Refused = pl.ref.count.Load()
 	if pl.sock != nil {
 		addSocket(&s.Socket, pl.sock.Stats())
 	}
@@ -416,15 +482,22 @@ func (pl *Puller[T]) Close() error {
 		return nil
 	}
 	pl.closed = true
-	pl.disc.leave()
+	if pl.ack == nil {
+		pl.disc.leave()
+	}
 	pl.cancel()
 	if pl.ack != nil {
+		// The acks due go out before discovery's goodbye disconnects the
+		// pushers it connected: else the last ones would be lost, and
+		// their messages processed again elsewhere.
 		pl.ack.close()
+		pl.disc.leave()
 	}
 	var err error
 	if pl.sock != nil {
 		err = pl.sock.Close()
 	}
 	pl.wg.Wait()
+	pl.ref.close()
 	return err
 }
