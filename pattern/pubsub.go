@@ -49,7 +49,7 @@ func NewPublisher[T any](opts ...Option) (*Publisher[T], error) {
 	if err != nil {
 		return nil, err
 	}
-	s, err := socket.New(socket.PUB, o.sockOpts...)
+	s, err := newSocket(socket.PUB, &o, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -248,7 +248,7 @@ func NewSubscriber[T any](opts ...Option) (*Subscriber[T], error) {
 	if err != nil {
 		return nil, err
 	}
-	s, err := socket.New(socket.SUB, o.sockOpts...)
+	s, err := newSocket(socket.SUB, &o, nil)
 	if err != nil {
 		return nil, err
 	}
