@@ -76,7 +76,7 @@ type pipe struct {
 	err      error // why the pipe ended: written once, in terminate
 	stats    counters
 
-	subs subscriptions // PUB: what this peer subscribed to
+	subs subscriptions // PUB, XPUB: what this peer subscribed to
 }
 
 func newPipe(s *Socket, c net.Conn, br *bufio.Reader, zc *zmq4.Conn, endpoint string) *pipe {
@@ -158,9 +158,5 @@ func (p *pipe) peerStats() PeerStats {
 	p.wmu.Lock()
 	q, id := p.queued, p.routeID
 	p.wmu.Unlock()
-	subs := 0
-	if snap := p.subs.snap.Load(); snap != nil {
-		subs = len(snap.prefixes)
-	}
-	return PeerStats{Endpoint: p.endpoint, Remote: p.remote, PeerType: p.peerType, Identity: id, Queued: q, Subscriptions: subs, Counters: p.stats.snapshot()}
+	return PeerStats{Endpoint: p.endpoint, Remote: p.remote, PeerType: p.peerType, Identity: id, Queued: q, Subscriptions: p.subs.len(), Counters: p.stats.snapshot()}
 }
