@@ -106,3 +106,50 @@ func TestInteropLibzmqSubToXPub(t *testing.T) {
 	send(t, x, "alpha", "end")
 	sub.done(t, 10)
 }
+
+// TestInteropLibzmqAroundProxy: a libzmq XPUB publishes to a libzmq XSUB
+// through our pub/sub proxy: the subscription goes up, the data down, the
+// cancel up.
+func TestInteropLibzmqAroundProxy(t *testing.T) {
+	const count = 100
+	_, front, back, _, _ := pubsubProxy(t)
+	pub := startPy(t, "xpub", "--connect", front, "--count", strconv.Itoa(count), "--topics", "alpha")
+	sub := startPy(t, "xsub", "--connect", back, "--topics", "alpha")
+	ev := sub.done(t, count)
+	if fmt.Sprint(ev.Counts) != fmt.Sprint(map[string]int{"alpha": count}) || len(ev.Foreign) > 0 {
+		t.Errorf("libzmq XSUB counts %v, foreign %d", ev.Counts, len(ev.Foreign))
+	}
+	if ev := pub.done(t, -1); len(ev.IDs) < 2 || ev.IDs[0] != "+alpha" || ev.IDs[len(ev.IDs)-1] != "-alpha" {
+		t.Errorf("libzmq XPUB saw %q", ev.IDs)
+	}
+}
+
+// TestInteropZpeerAroundLibzmqProxy: our XPUB publishes to our XSUB through
+// libzmq's zmq_proxy.
+func TestInteropZpeerAroundLibzmqProxy(t *testing.T) {
+	py := startPy(t, "proxy")
+	eps := py.expect(t, "bound").IDs
+	if len(eps) != 2 {
+		t.Fatalf("proxy endpoints %q", eps)
+	}
+	x, xs := newSock(t, XPUB), newSock(t, XSUB)
+	connect(t, x, eps[0])
+	send(t, xs, "\x01alpha")
+	connect(t, xs, eps[1])
+	if got := recvUp(t, x); got != "+alpha" {
+		t.Fatalf("XPUB handed up %q", got)
+	}
+	for i := range 100 {
+		send(t, x, "alpha", strconv.Itoa(i))
+		send(t, x, "beta", strconv.Itoa(i))
+	}
+	for i := range 100 {
+		if got := recvString(t, xs); got[0] != "alpha" || got[1] != strconv.Itoa(i) {
+			t.Fatalf("XSUB got %q, want alpha %d", got, i)
+		}
+	}
+	send(t, xs, "\x00alpha")
+	if got := recvUp(t, x); got != "-alpha" {
+		t.Fatalf("XPUB handed up %q", got)
+	}
+}

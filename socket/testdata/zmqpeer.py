@@ -249,6 +249,20 @@ def role_xsub(sock, a):
     out(event="done", received=sum(counts.values()), bad=bad, counts=counts, foreign=foreign)
 
 
+def run_proxy(a):
+    """zmq_proxy between an XSUB and a verbose XPUB, both bound; reports
+    {"event": "bound", "ids": [xsub endpoint, xpub endpoint]} and runs
+    until killed."""
+    ctx = zmq.Context()
+    xsub, xpub = ctx.socket(zmq.XSUB), ctx.socket(zmq.XPUB)
+    xpub.setsockopt(zmq.XPUB_VERBOSE, 1)
+    xsub.bind("tcp://127.0.0.1:*")
+    xpub.bind("tcp://127.0.0.1:*")
+    out(event="bound", ids=[s.getsockopt(zmq.LAST_ENDPOINT).decode() for s in (xsub, xpub)])
+    zmq.proxy(xsub, xpub)
+    return 0
+
+
 ROLES = {
     "rep": (zmq.REP, role_rep),
     "req": (zmq.REQ, role_req),
@@ -266,7 +280,7 @@ ROLES = {
 
 def main():
     p = argparse.ArgumentParser()
-    p.add_argument("role", choices=sorted(ROLES))
+    p.add_argument("role", choices=sorted(ROLES) + ["proxy"])
     p.add_argument("--bind")
     p.add_argument("--connect", action="append", default=[])
     p.add_argument("--count", type=int, default=10)
@@ -278,6 +292,8 @@ def main():
     p.add_argument("--hb-timeout", type=int, default=0)
     p.add_argument("--hb-ttl", type=int, default=0)
     a = p.parse_args()
+    if a.role == "proxy":
+        return run_proxy(a)
 
     typ, fn = ROLES[a.role]
     ctx = zmq.Context()
