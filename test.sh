@@ -37,6 +37,10 @@ $GO vet ./...
 echo "== go test -race ./..."
 $GO test -race -count=1 -timeout 45m ./...
 
+echo "== use-after-Free checks: go test -tags zpeerdebug (see socket.Msg)"
+$GO vet -tags zpeerdebug ./socket/
+$GO test -count=1 -tags zpeerdebug ./socket/ ./pattern/
+
 echo "== bench smoke"
 (cd bench && $GO test -count=1 -timeout 15m -run Smoke ./...)
 echo "== all tests passed"

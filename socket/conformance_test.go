@@ -479,9 +479,13 @@ func TestOptionErrors(t *testing.T) {
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			for _, typ := range allTypes {
-				if s, err := New(typ, c.opt); err == nil {
+				s, err := New(typ, c.opt)
+				if err == nil {
 					s.Close()
 					t.Fatalf("New(%s) accepted it", typ)
+				}
+				if !errors.Is(err, ErrOption) {
+					t.Fatalf("New(%s): %v, want ErrOption", typ, err)
 				}
 			}
 		})
@@ -490,6 +494,8 @@ func TestOptionErrors(t *testing.T) {
 		if s, err := New(typ); err == nil {
 			s.Close()
 			t.Errorf("New(%d) accepted an unknown type", typ)
+		} else if !errors.Is(err, ErrOption) {
+			t.Errorf("New(%d): %v, want ErrOption", typ, err)
 		}
 	}
 }
@@ -527,7 +533,7 @@ func TestTypeNames(t *testing.T) {
 			t.Errorf("%s compatible with itself", typ)
 		}
 	}
-	if _, err := ParseType("XREQ"); err == nil {
-		t.Error("ParseType(XREQ) succeeded")
+	if _, err := ParseType("XREQ"); !errors.Is(err, ErrOption) {
+		t.Errorf("ParseType(XREQ): %v, want ErrOption", err)
 	}
 }

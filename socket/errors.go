@@ -31,11 +31,18 @@ var (
 	// size or with more than 65536 frames, and is the reason a connection is
 	// dropped when a peer announces a larger frame or sends more frames.
 	ErrTooLarge = errors.New("socket: message too large")
+	// ErrOption is returned by New for an option with a bad value or an
+	// unknown socket type, and by ParseType.
+	ErrOption = errors.New("socket: invalid option")
 	// ErrEndpoint is returned for a malformed or unsupported endpoint.
 	ErrEndpoint = errors.New("socket: bad endpoint")
 	// ErrProtocol is the reason a connection is dropped when the peer
 	// violates ZMTP (bad greeting, bad frame flags, garbage).
 	ErrProtocol = errors.New("socket: protocol error")
+	// ErrFreed is returned by Send and SendTo for a received message that
+	// was given back with Free (through any copy).
+	ErrFreed = errors.New("socket: message used after Free")
+
 	// ErrEmpty is returned by Send for a message with no frames.
 	ErrEmpty = errors.New("socket: empty message")
 )

@@ -9,17 +9,27 @@ import (
 // hands them out round-robin over the pipes that have any (RFC 30
 // fair-queueing). Each pipe holds at most RecvHWM messages; its reader
 // blocks beyond that, so a fast peer is back-pressured through TCP instead
-// of crowding out the others. Messages of a pipe that has gone stay
-// deliverable: they were accepted.
+// of crowding out the others.
+//
+// Messages of a pipe that has gone stay deliverable: they were accepted.
+// They are orphans, and they count against the socket's receive bounds:
+// while orphans fill a whole receive mark (messages or bytes), every reader
+// waits as if its own queue were full. So a receiver that stops reading
+// holds at most about one mark per live peer plus two marks of orphans,
+// however often its peers reconnect.
 type fairQueue struct {
 	hwm    int
 	hwmB   int64
 	notify chan struct{} // capacity 1: a message arrived
 	closed chan struct{}
 
-	mu     sync.Mutex
-	active []*pipe // guarded by mu: the pipes with messages, in turn order
-	next   int     // guarded by mu: the next turn in active
+	// guarded by mu
+	mu          sync.Mutex
+	active      []*pipe       // the pipes with messages, in turn order
+	next        int           // the next turn in active
+	orphans     int           // messages queued from pipes that are gone
+	orphanBytes int64         // ... and their body bytes
+	orphanRoom  chan struct{} // closed (and replaced) when orphans drop below the mark
 }
 
 // inbox is one pipe's received messages waiting for Recv. It lives in the
@@ -29,6 +39,7 @@ type inbox struct {
 	head   int
 	bytes  int64 // body bytes waiting
 	active bool  // listed in the fair queue's active pipes
+	gone   bool  // the pipe is gone: what it has queued counts as orphans
 	// space (capacity 1) wakes the pipe's reader, blocked on a full
 	// inbox, when it has room again. The channel itself needs no lock.
 	space chan struct{}
@@ -63,7 +74,22 @@ func (in *inbox) take() (Msg, bool) {
 }
 
 func newFairQueue(hwm int, hwmBytes int64, closed chan struct{}) *fairQueue {
-	return &fairQueue{hwm: hwm, hwmB: hwmBytes, notify: make(chan struct{}, 1), closed: closed}
+	return &fairQueue{hwm: hwm, hwmB: hwmBytes, notify: make(chan struct{}, 1), closed: closed, orphanRoom: make(chan struct{})}
+}
+
+// orphansFullLocked reports whether the orphans fill a receive mark.
+func (q *fairQueue) orphansFullLocked() bool {
+	return q.orphans >= q.hwm || (q.orphans > 0 && q.orphanBytes >= q.hwmB)
+}
+
+// orphan turns what p still has queued into orphans; the socket calls it
+// once, when p is gone.
+func (q *fairQueue) orphan(p *pipe) {
+	q.mu.Lock()
+	p.in.gone = true
+	q.orphans += p.in.len()
+	q.orphanBytes += p.in.bytes
+	q.mu.Unlock()
 }
 
 // fullLocked reports whether p's inbox is at its high-water mark in
@@ -85,16 +111,34 @@ func (q *fairQueue) push(p *pipe, msgs []Msg) {
 			bytes += int64(msgs[n].size)
 			n++
 		}
+		if q.orphansFullLocked() && !p.in.gone {
+			n = 0
+		}
 		if n == 0 {
+			room := q.orphanRoom
 			q.mu.Unlock()
+			// The reader stops reading until the application makes room:
+			// the peer is back-pressured through TCP. What the peer sends
+			// meanwhile (PONGs included) waits unread in the kernel, so the
+			// heartbeat must not judge the peer on it.
+			p.paused.Store(true)
 			select {
 			case <-p.in.space:
+				p.resume()
+				continue
+			case <-room:
+				p.resume()
 				continue
 			case <-q.closed:
 			case <-p.done:
 			}
+			p.resume()
 			p.discard(uint64(len(msgs)))
 			return
+		}
+		if p.in.gone {
+			q.orphans += n
+			q.orphanBytes += bytes - p.in.bytes
 		}
 		p.in.bytes = bytes
 		p.in.put(msgs[:n])
@@ -124,6 +168,15 @@ func (q *fairQueue) tryPop() (Msg, *pipe, bool) {
 	p := q.active[q.next]
 	wasFull := q.fullLocked(p)
 	m, empty := p.in.take()
+	if p.in.gone {
+		wasFull := q.orphansFullLocked()
+		q.orphans--
+		q.orphanBytes -= int64(m.size)
+		if wasFull && !q.orphansFullLocked() {
+			close(q.orphanRoom)
+			q.orphanRoom = make(chan struct{})
+		}
+	}
 	if empty {
 		p.in.active = false
 		last := len(q.active) - 1

@@ -97,7 +97,7 @@ const maxCommandName = 255
 // that does not fit its length byte.
 func commandLen(name string, data []byte) (int, error) {
 	if len(name) == 0 || len(name) > maxCommandName {
-		return 0, fmt.Errorf("socket: command name of %d bytes (want 1..%d)", len(name), maxCommandName)
+		return 0, fmt.Errorf("%w: command name of %d bytes (want 1..%d)", ErrProtocol, len(name), maxCommandName)
 	}
 	return 1 + len(name) + len(data), nil
 }

@@ -95,3 +95,27 @@ func TestCommandCodec(t *testing.T) {
 		t.Errorf("malformed command: %v", err)
 	}
 }
+
+// FuzzDecodeHeader: any bytes decode to a header, a partial header or an
+// error, never a panic; what decodes re-encodes to the same header.
+func FuzzDecodeHeader(f *testing.F) {
+	f.Add([]byte{0, 5}, uint64(10))
+	f.Add(longHeader(flagMore, 1<<40), uint64(1<<20))
+	f.Add([]byte{0x86, 1, 2}, uint64(10))
+	f.Fuzz(func(t *testing.T, b []byte, limit uint64) {
+		h, n, err := decodeHeader(b, limit)
+		if err != nil || n == 0 {
+			return
+		}
+		if h.size > limit || n > len(b) {
+			t.Fatalf("decoded %+v (n=%d) from % x over limit %d", h, n, b, limit)
+		}
+		if h.size > 1<<40 {
+			return // appendHeader takes an int
+		}
+		h2, n2, err := decodeHeader(appendHeader(nil, h.flags&^flagLong, int(h.size)), limit)
+		if err != nil || n2 == 0 || h2.size != h.size || h2.flags&^flagLong != h.flags&^flagLong {
+			t.Fatalf("% x decoded to %+v, re-encoded to %+v (%v)", b, h, h2, err)
+		}
+	})
+}

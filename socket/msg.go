@@ -1,5 +1,7 @@
 package socket
 
+import "fmt"
+
 // Msg is one ZeroMQ message: one or more frames sent and received
 // atomically. On a ROUTER socket the first frame is the peer's identity: it
 // is prepended on receive and consumed on send.
@@ -10,6 +12,28 @@ package socket
 // memory, later: the caller must not modify them after Send. Received frames
 // belong to the caller; small ones share backing arrays with other received
 // messages, so appending to a frame copies it (the capacity is clipped).
+//
+// # Freeing a received message
+//
+// A received message may be given back with Free, so that its memory is
+// reused by later receives. Msg is a value, and copies of it (an
+// assignment, a call, a channel send) are the same message: Free releases
+// the message, whichever copy it is called on, exactly once. After it:
+//
+//   - Free on any copy is a no-op: memory is never released twice.
+//   - Every copy's Frames holds nil frames (they share the array of
+//     frames, which Free clears), so Body returns nil, Size returns 0, and
+//     indexing a frame's bytes panics: reading through a copy finds no
+//     stale data.
+//   - Send and SendTo of any copy fail with ErrFreed.
+//   - A frame slice taken out of the message before Free (b :=
+//     m.Frames[0]) is not protected: its bytes may be reused by another
+//     message. Copy what you keep.
+//
+// Built with the zpeerdebug tag (go test -tags zpeerdebug), misuse fails
+// loudly instead: freed memory is poisoned with 0xDF bytes and never
+// reused, so stale reads see the poison, and Body, Size, Send and SendTo
+// on a freed message panic with "socket: Msg used after Free".
 type Msg struct {
 	Frames [][]byte
 	// Priority above zero puts the message in the peer's urgent lane: it is
@@ -17,30 +41,34 @@ type Msg struct {
 	// queue. Receivers see no difference; it is not sent on the wire.
 	Priority uint8
 
-	pooled bool  // received: frames over slabFrameMax came from the pool
-	size   int   // received: total body bytes
-	slab   *slab // received: the slab its small frames were carved from
+	gen  uint32  // received: mem's generation when the message was made
+	size int     // received: total body bytes
+	mem  *msgMem // received: what Free releases the memory through
 }
 
-// Free hands a received message's memory back for reuse by later
-// receives: its large frames' buffers, and its share of the slab its small
-// frames were carved from. It is optional (without it the memory is
-// garbage collected), and pays off at high message rates and for messages
-// of tens of kilobytes and more. The frames must not be used after Free,
-// nor Free called on another copy of the same Msg; Free on a message that
-// was not received, or twice on the same variable, is a no-op.
+// Free gives a received message's memory back for reuse by later receives:
+// its large frames' buffers, and its share of the slab its small frames
+// were carved from. It is optional (without it the memory is garbage
+// collected), and pays off at high message rates and for messages of tens
+// of kilobytes and more. Free on a message that was not received is a
+// no-op, and so is Free on a message already freed through any copy (see
+// Msg). It sets m.Frames to nil.
 func (m *Msg) Free() {
-	if m.pooled {
-		for _, f := range m.Frames {
-			if len(f) > slabFrameMax {
-				putBuffer(f)
-			}
-		}
+	mem, frames := m.mem, m.Frames
+	m.Frames, m.mem = nil, nil
+	if mem != nil && mem.gen.CompareAndSwap(m.gen, m.gen+1) {
+		mem.release(frames)
 	}
-	if m.slab != nil {
-		m.slab.release(1)
+}
+
+// freed reports whether m is a received message given back with Free.
+func (m *Msg) freed() bool { return m.mem != nil && m.mem.gen.Load() != m.gen }
+
+// checkLive panics, in zpeerdebug builds, on a message used after Free.
+func (m *Msg) checkLive() {
+	if debugMsgs && m.freed() {
+		panic(fmt.Sprintf("socket: Msg used after Free (%d frames)", len(m.Frames)))
 	}
-	m.Frames, m.pooled, m.slab = nil, false, nil
 }
 
 // CopyThreshold is the frame size from which Send stops copying: frames of
@@ -61,6 +89,7 @@ func NewMsgString(frames ...string) Msg {
 
 // Size is the total number of body bytes over all frames.
 func (m Msg) Size() int {
+	m.checkLive()
 	n := 0
 	for _, f := range m.Frames {
 		n += len(f)
@@ -70,6 +99,7 @@ func (m Msg) Size() int {
 
 // Body returns the last frame, or nil for an empty message.
 func (m Msg) Body() []byte {
+	m.checkLive()
 	if len(m.Frames) == 0 {
 		return nil
 	}

@@ -1,7 +1,6 @@
 package socket
 
 import (
-	"errors"
 	"fmt"
 	"log/slog"
 	"time"
@@ -69,7 +68,7 @@ func DefaultOptions() Options {
 func WithSendHWM(n int) Option {
 	return func(o *Options) error {
 		if n < 1 {
-			return fmt.Errorf("socket: send HWM %d: must be at least 1", n)
+			return fmt.Errorf("%w: send HWM %d: must be at least 1", ErrOption, n)
 		}
 		o.SendHWM = n
 		return nil
@@ -81,7 +80,7 @@ func WithSendHWM(n int) Option {
 func WithRecvHWM(n int) Option {
 	return func(o *Options) error {
 		if n < 1 {
-			return fmt.Errorf("socket: recv HWM %d: must be at least 1", n)
+			return fmt.Errorf("%w: recv HWM %d: must be at least 1", ErrOption, n)
 		}
 		o.RecvHWM = n
 		return nil
@@ -95,7 +94,7 @@ func WithRecvHWM(n int) Option {
 func WithHWMBytes(send, recv int64) Option {
 	return func(o *Options) error {
 		if send < 1 || recv < 1 {
-			return fmt.Errorf("socket: HWM bytes %d/%d: must be positive", send, recv)
+			return fmt.Errorf("%w: HWM bytes %d/%d: must be positive", ErrOption, send, recv)
 		}
 		o.SendHWMBytes, o.RecvHWMBytes = send, recv
 		return nil
@@ -108,7 +107,7 @@ func WithHWMBytes(send, recv int64) Option {
 func WithMaxMsgSize(n int64) Option {
 	return func(o *Options) error {
 		if n < 1 {
-			return fmt.Errorf("socket: max message size %d: must be positive", n)
+			return fmt.Errorf("%w: max message size %d: must be positive", ErrOption, n)
 		}
 		o.MaxMsgSize = n
 		return nil
@@ -120,7 +119,7 @@ func WithMaxMsgSize(n int64) Option {
 func WithReconnect(min, max time.Duration) Option {
 	return func(o *Options) error {
 		if min <= 0 || max < min {
-			return fmt.Errorf("socket: reconnect backoff %v..%v: need 0 < min <= max", min, max)
+			return fmt.Errorf("%w: reconnect backoff %v..%v: need 0 < min <= max", ErrOption, min, max)
 		}
 		o.ReconnectMin, o.ReconnectMax = min, max
 		return nil
@@ -133,7 +132,7 @@ func WithReconnect(min, max time.Duration) Option {
 func WithHeartbeat(interval, timeout time.Duration) Option {
 	return func(o *Options) error {
 		if interval < 0 || (interval > 0 && timeout < interval) {
-			return fmt.Errorf("socket: heartbeat %v/%v: need interval >= 0 and timeout >= interval", interval, timeout)
+			return fmt.Errorf("%w: heartbeat %v/%v: need interval >= 0 and timeout >= interval", ErrOption, interval, timeout)
 		}
 		o.HeartbeatIvl, o.HeartbeatTimeout = interval, timeout
 		return nil
@@ -144,7 +143,7 @@ func WithHeartbeat(interval, timeout time.Duration) Option {
 func WithHandshakeTimeout(d time.Duration) Option {
 	return func(o *Options) error {
 		if d <= 0 {
-			return errors.New("socket: handshake timeout must be positive")
+			return fmt.Errorf("%w: handshake timeout must be positive", ErrOption)
 		}
 		o.HandshakeTimeout = d
 		return nil
@@ -156,7 +155,7 @@ func WithHandshakeTimeout(d time.Duration) Option {
 func WithLinger(d time.Duration) Option {
 	return func(o *Options) error {
 		if d < 0 {
-			return errors.New("socket: linger must not be negative")
+			return fmt.Errorf("%w: linger must not be negative", ErrOption)
 		}
 		o.Linger = d
 		return nil
@@ -175,7 +174,7 @@ func WithNoBlock() Option {
 func WithIdentity(id []byte) Option {
 	return func(o *Options) error {
 		if len(id) == 0 || len(id) > 255 || id[0] == 0 {
-			return errors.New("socket: identity must be 1..255 bytes and not start with 0x00")
+			return fmt.Errorf("%w: identity must be 1..255 bytes and not start with 0x00", ErrOption)
 		}
 		o.Identity = append([]byte(nil), id...)
 		return nil
@@ -187,7 +186,7 @@ func WithIdentity(id []byte) Option {
 func WithSecurity(sec zmq4.Security) Option {
 	return func(o *Options) error {
 		if sec == nil {
-			return errors.New("socket: nil security")
+			return fmt.Errorf("%w: nil security", ErrOption)
 		}
 		o.Security = sec
 		return nil
@@ -199,7 +198,7 @@ func WithSecurity(sec zmq4.Security) Option {
 func WithLogger(l *slog.Logger) Option {
 	return func(o *Options) error {
 		if l == nil {
-			return errors.New("socket: nil logger")
+			return fmt.Errorf("%w: nil logger", ErrOption)
 		}
 		o.Logger = l
 		return nil

@@ -102,7 +102,8 @@ func WithPeerHooks(h PeerHooks) Option {
 //
 // It blocks while p is at its send high-water mark, until there is room,
 // ctx ends or the socket closes; with WithNoBlock it fails with
-// ErrWouldBlock instead. It fails with ErrPeerLost once p is gone, and with
+// ErrWouldBlock instead, and with a context already done it tries once
+// (queued if p has room, ctx's error if not). It fails with ErrPeerLost once p is gone, and with
 // ErrNoPeer for a peer of another socket.
 func (s *Socket) SendTo(ctx context.Context, p *Peer, m Msg) error {
 	ps, ok := s.proto.(peerSender)

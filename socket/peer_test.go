@@ -1,6 +1,7 @@
 package socket
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -96,6 +97,15 @@ func (h *hookLog) check(t *testing.T, allDetached bool) {
 	}
 }
 
+func waitDone(t *testing.T, p *Peer) {
+	t.Helper()
+	select {
+	case <-p.Done():
+	case <-time.After(10 * time.Second):
+		t.Fatalf("%v not done", p)
+	}
+}
+
 func peerAt(t *testing.T, s *Socket, ep string) *Peer {
 	t.Helper()
 	var found *Peer
@@ -148,7 +158,7 @@ func TestPeerAttachBeforeRecv(t *testing.T) {
 			t.Fatalf("got %q from %v (identity %q, endpoint %s)", m.Body(), p, p.Identity(), p.Endpoint())
 		}
 		c.Close()
-		<-p.Done()
+		waitDone(t, p)
 	}
 	h.mu.Lock()
 	if len(early) > 0 {
@@ -261,11 +271,7 @@ func TestSendToGonePeer(t *testing.T) {
 		t.Fatalf("ROUTER got %s", showMsg(m))
 	}
 	router.Close()
-	select {
-	case <-p.Done():
-	case <-time.After(10 * time.Second):
-		t.Fatal("peer not done after its socket closed")
-	}
+	waitDone(t, p)
 	if err := dealer.SendTo(ctxT(t), p, NewMsgString("late")); !errors.Is(err, ErrPeerLost) {
 		t.Fatalf("SendTo a gone peer: %v, want ErrPeerLost", err)
 	}
@@ -351,6 +357,21 @@ func TestSendToBypassesLB(t *testing.T) {
 			}
 		}
 	})
+}
+
+// TestRouterIdentityInAttach: a ROUTER's peer has its routing id when the
+// Attach hook sees it, the same id its messages carry.
+func TestRouterIdentityInAttach(t *testing.T) {
+	ids := make(chan []byte, 1)
+	router := newSock(t, ROUTER, WithPeerHooks(PeerHooks{Attach: func(p *Peer) { ids <- p.Identity() }}))
+	dealer := newSock(t, DEALER)
+	connect(t, dealer, bind(t, router))
+	send(t, dealer, "hi")
+	m := recvMsg(t, router)
+	id := <-ids
+	if len(id) != 5 || id[0] != 0 || !bytes.Equal(id, m.Frames[0]) {
+		t.Fatalf("identity in Attach %x, routing id %x", id, m.Frames[0])
+	}
 }
 
 // TestPeerReadyHook: a peer at its send high-water mark is not Ready;
@@ -439,5 +460,27 @@ func TestRecvFromSender(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestSendToDoneContext: with a context already done, SendTo tries once:
+// it queues when the peer has room and fails with the context's error when
+// it has none.
+func TestSendToDoneContext(t *testing.T) {
+	push := newSock(t, PUSH, WithSendHWM(2), WithLinger(0))
+	stalledPeer(t, push, "PULL")
+	p := push.PeerList()[0]
+	done, cancel := context.WithCancel(context.Background())
+	cancel()
+	if err := push.SendTo(done, p, NewMsgString("x")); err != nil {
+		t.Fatalf("SendTo with room and a done context: %v", err)
+	}
+	payload := make([]byte, 256<<10)
+	var err error
+	for i := 0; i < 1000 && err == nil; i++ {
+		err = push.SendTo(done, p, NewMsg(payload))
+	}
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("SendTo to a full peer with a done context: %v, want context.Canceled", err)
 	}
 }

@@ -71,10 +71,13 @@ type pipe struct {
 	in inbox // received messages waiting for Recv, guarded by the fair queue's mu
 
 	lastRecv atomic.Int64
-	done     chan struct{}
-	once     sync.Once
-	err      error // why the pipe ended: written once, in terminate
-	stats    counters
+	// paused is set while the reader waits for room in the receive queue:
+	// it reads nothing then, so silence from the peer proves nothing.
+	paused atomic.Bool
+	done   chan struct{}
+	once   sync.Once
+	err    error // why the pipe ended: written once, in terminate
+	stats  counters
 
 	subs subscriptions // PUB, XPUB: what this peer subscribed to
 }
@@ -114,8 +117,13 @@ func (p *pipe) start() {
 // heartbeat runs on the writer goroutine at every heartbeat tick: it fails
 // when the peer has been silent for the heartbeat timeout, and otherwise
 // queues a PING.
+//
+// Liveness is judged on what the peer sends, and only while we read it: a
+// reader paused by our own full receive queue (the application not calling
+// Recv) is back-pressure, not a dead peer. The clock restarts when the
+// reader resumes.
 func (p *pipe) heartbeat(now time.Time) error {
-	if now.Sub(time.Unix(0, p.lastRecv.Load())) > p.s.opts.HeartbeatTimeout {
+	if !p.paused.Load() && now.Sub(time.Unix(0, p.lastRecv.Load())) > p.s.opts.HeartbeatTimeout {
 		return fmt.Errorf("%w: no traffic for %v", errHeartbeat, p.s.opts.HeartbeatTimeout)
 	}
 	var ttl [2]byte
@@ -137,6 +145,13 @@ func (p *pipe) terminate(err error) {
 		close(p.done)
 		p.s.detach(p, err)
 	})
+}
+
+// resume notes that the reader reads again after a pause: the heartbeat
+// clock restarts from now.
+func (p *pipe) resume() {
+	p.lastRecv.Store(time.Now().UnixNano())
+	p.paused.Store(false)
 }
 
 func (p *pipe) isDone() bool {

@@ -4,6 +4,7 @@ import (
 	"math/bits"
 	"sync"
 	"sync/atomic"
+	"unsafe"
 )
 
 // Received frames larger than slabFrameMax come from power-of-two size
@@ -37,6 +38,9 @@ func getBuffer(n int) []byte {
 }
 
 func putBuffer(b []byte) {
+	if debugMsgs {
+		return // freed memory stays poisoned, never reused
+	}
 	c := bits.Len(uint(cap(b))) - 1
 	if c < minPoolClass || c > maxPoolClass || cap(b) != 1<<c {
 		return // not one of ours
@@ -48,6 +52,7 @@ func putBuffer(b []byte) {
 const (
 	slabSize     = 32 << 10 // received small frames are carved from slabs this size
 	slabFrameMax = 1 << 10  // ... when they are at most this large
+	slabMsgs     = 512      // received messages whose owner one slab holds
 )
 
 // slab is the memory that received frames of 1 to slabFrameMax bytes are
@@ -63,15 +68,29 @@ const (
 // would bounce the counter's cache line between its core and the
 // receivers': it takes slabReserve references up front and gives back the
 // ones it did not hand out when it leaves the slab. A slab holds at most
-// slabSize messages (every one has a byte in it), far fewer than that.
+// slabMsgs messages, far fewer than that.
+//
+// Every received message, small frames or not, has its owner (msgMem) in
+// a slab, and holds a reference to that slab: owners come with the slab at
+// no allocation, and the 64-byte path stays allocation-free. An owner is 8
+// bytes, so that a slab of messages nobody frees is little more garbage
+// than its frames.
 type slab struct {
 	buf  [slabSize]byte
 	refs atomic.Int32
+	msgs [slabMsgs]msgMem
+	dbg  slabDebug // zpeerdebug builds: where each message's small frames are
 }
 
 const slabReserve = 1 << 30
 
-var slabPool = sync.Pool{New: func() any { return new(slab) }}
+var slabPool = sync.Pool{New: func() any {
+	s := new(slab)
+	for i := range s.msgs {
+		s.msgs[i].idx = uint16(i)
+	}
+	return s
+}}
 
 // newSlab returns a slab holding slabReserve references for the reader.
 func newSlab() *slab {
@@ -82,8 +101,58 @@ func newSlab() *slab {
 
 // release drops n references.
 func (s *slab) release(n int32) {
-	if s.refs.Add(-n) == 0 {
+	if s.refs.Add(-n) == 0 && !debugMsgs {
 		slabPool.Put(s)
+	}
+}
+
+// msgMem owns one received message's memory: Msg.Free releases it
+// through here, once. It lives in a slab, reused with it; gen counts the
+// messages it has owned, so that a Msg (which records gen when made) knows
+// whether it is still the live message: Free moves gen on with a
+// compare-and-swap, and a copy freed earlier, or a stale copy of a message
+// this owner had before, no longer matches.
+type msgMem struct {
+	gen    atomic.Uint32
+	idx    uint16 // o is &o.slab().msgs[idx]
+	pooled bool   // some frames over slabFrameMax came from the buffer pool
+}
+
+// slab returns the slab o lives in, found from o's address: a pointer in
+// every owner would make slabs a third larger.
+func (o *msgMem) slab() *slab {
+	off := unsafe.Offsetof(slab{}.msgs) + uintptr(o.idx)*unsafe.Sizeof(msgMem{})
+	return (*slab)(unsafe.Add(unsafe.Pointer(o), -int(off)))
+}
+
+// release gives the memory of a message with frames back; the caller won
+// the compare-and-swap on gen.
+func (o *msgMem) release(frames [][]byte) {
+	s := o.slab()
+	if debugMsgs {
+		off, end := s.dbg.region(int(o.idx))
+		poison(s.buf[off:end])
+	}
+	if o.pooled {
+		for _, f := range frames {
+			if len(f) > slabFrameMax {
+				if debugMsgs {
+					poison(f)
+				}
+				putBuffer(f)
+			}
+		}
+	}
+	clear(frames) // every copy of the Msg shares this array: none sees freed memory
+	s.release(1)
+}
+
+// poisonByte fills freed memory in zpeerdebug builds.
+const poisonByte = 0xDF
+
+func poison(b []byte) {
+	for i := range b {
+		b[i] = poisonByte
 	}
 }
 
@@ -99,8 +168,10 @@ var noBytes = []byte{}
 type carver struct {
 	cur    *slab // the slab small frames are carved from, from cur.buf[off:]
 	off    int
+	nmsgs  int      // owners of cur handed out (cur.msgs[:nmsgs])
 	given  int32    // messages holding a reference to cur
 	msg    *slab    // the slab holding the current message's small frames, if any
+	start  int      // where the current message's small frames start in msg
 	pooled bool     // some frame of the current message came from the buffer pool
 	fslab  [][]byte // frame slices are carved from here
 }
@@ -124,21 +195,29 @@ func (c *carver) frame(n int, cipher bool) []byte {
 }
 
 // small carves n bytes from the reader's slab. A message's small frames
-// all come from one slab, which it holds by one reference: when the slab
-// runs out in the middle of a message, the rest of its small frames are
-// allocated.
+// all come from one slab, which also holds its owner and which it holds by
+// one reference: when the slab runs out in the middle of a message, the
+// rest of its small frames are allocated.
 func (c *carver) small(n int) []byte {
-	if c.cur == nil || slabSize-c.off < n {
-		if c.msg != nil {
-			return make([]byte, n)
-		}
-		c.leave()
-		c.cur, c.off, c.given = newSlab(), 0, 0
+	switch {
+	case c.msg == nil:
+		c.begin(n)
+	case slabSize-c.off < n:
+		return make([]byte, n)
 	}
 	b := c.cur.buf[c.off : c.off+n : c.off+n]
 	c.off += n
-	c.msg = c.cur
 	return b
+}
+
+// begin places the current message in the reader's slab, which must have
+// n free bytes and an owner left, or is replaced by a fresh one.
+func (c *carver) begin(n int) {
+	if c.cur == nil || slabSize-c.off < n || c.nmsgs == slabMsgs {
+		c.leave()
+		c.cur, c.off, c.nmsgs, c.given = newSlab(), 0, 0, 0
+	}
+	c.msg, c.start = c.cur, c.off
 }
 
 // finish makes the message of frames (total body bytes size) and starts
@@ -150,12 +229,16 @@ func (c *carver) finish(frames [][]byte, size int) Msg {
 	fs := c.fslab[:len(frames):len(frames)]
 	c.fslab = c.fslab[len(frames):]
 	copy(fs, frames)
-	m := Msg{Frames: fs, pooled: c.pooled, size: size, slab: c.msg}
-	if c.msg != nil {
-		c.given++ // one of the reader's reserved references
+	if c.msg == nil { // no small frames: the owner still comes from a slab
+		c.begin(0)
 	}
+	o := &c.cur.msgs[c.nmsgs]
+	c.cur.dbg.setRegion(c.nmsgs, c.start, c.off)
+	c.nmsgs++
+	c.given++ // one of the reader's reserved references
+	o.pooled = c.pooled
 	c.msg, c.pooled = nil, false
-	return m
+	return Msg{Frames: fs, size: size, mem: o, gen: o.gen.Load()}
 }
 
 // leave gives back the references to the current slab that the reader

@@ -14,27 +14,34 @@ import (
 // handshake is addressed by it (unless another connected peer already has
 // it); the others get a generated 5-byte id starting with 0x00, as libzmq
 // does.
+//
+// A peer's id is assigned before the Attach hook sees it (Peer.Identity is
+// the routing id from the start), but Send routes to it only once it is
+// attached.
 type routerProto struct {
 	s    *Socket
 	mu   sync.Mutex
-	byID map[string]*pipe // guarded by mu
+	ids  map[string]*pipe // guarded by mu: every id assigned, attached or not yet
+	byID map[string]*pipe // guarded by mu: the attached peers, by id
 	next uint32           // guarded by mu: the last generated id
 }
 
 func newRouterProto(s *Socket) *routerProto {
-	return &routerProto{s: s, byID: make(map[string]*pipe), next: rand.Uint32()}
+	return &routerProto{s: s, ids: make(map[string]*pipe), byID: make(map[string]*pipe), next: rand.Uint32()}
 }
 
-func (r *routerProto) attach(p *pipe) {
+// assignID gives p its routing id: the identity it announced, unless that
+// is empty, starts with 0x00 or is taken; a generated one otherwise.
+func (r *routerProto) assignID(p *pipe) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	id := p.identity
-	if len(id) == 0 || id[0] == 0 || r.byID[string(id)] != nil {
+	if len(id) == 0 || id[0] == 0 || r.ids[string(id)] != nil {
 		id = make([]byte, 5)
 		for {
 			r.next++
 			binary.BigEndian.PutUint32(id[1:], r.next)
-			if r.byID[string(id)] == nil {
+			if r.ids[string(id)] == nil {
 				break
 			}
 		}
@@ -42,13 +49,25 @@ func (r *routerProto) attach(p *pipe) {
 	p.wmu.Lock() // Stats may read it already: the pipe is in s.pipes
 	p.routeID = id
 	p.wmu.Unlock()
-	r.byID[string(id)] = p
+	r.ids[string(id)] = p
+}
+
+func (r *routerProto) attach(p *pipe) {
+	if p.routeID == nil { // written only on this path: no lock to read it
+		r.assignID(p)
+	}
+	r.mu.Lock()
+	r.byID[string(p.routeID)] = p
+	r.mu.Unlock()
 }
 
 func (r *routerProto) detach(p *pipe) {
 	r.mu.Lock()
 	if r.byID[string(p.routeID)] == p {
 		delete(r.byID, string(p.routeID))
+	}
+	if r.ids[string(p.routeID)] == p {
+		delete(r.ids, string(p.routeID))
 	}
 	r.mu.Unlock()
 }

@@ -41,6 +41,12 @@ type admitter interface {
 	admit(p *pipe) error
 }
 
+// idAssigner is implemented by the protocols that address peers by an id
+// of their own (ROUTER): the id is assigned before the Attach hook runs.
+type idAssigner interface {
+	assignID(p *pipe)
+}
+
 // peerSender is implemented by the protocols of the socket types that can
 // send to a chosen peer (Socket.SendTo).
 type peerSender interface {
@@ -99,7 +105,7 @@ func (d *dialer) halt() {
 // New creates a socket of type t.
 func New(t Type, opts ...Option) (*Socket, error) {
 	if !t.valid() {
-		return nil, fmt.Errorf("socket: unknown socket type %d", t)
+		return nil, fmt.Errorf("%w: unknown socket type %d", ErrOption, t)
 	}
 	o := DefaultOptions()
 	for _, opt := range opts {
@@ -283,6 +289,10 @@ func (s *Socket) Send(ctx context.Context, m Msg) error {
 
 // checkSend is what Send and SendTo check before routing m.
 func (s *Socket) checkSend(m Msg) error {
+	if m.freed() {
+		m.checkLive()
+		return ErrFreed
+	}
 	if len(m.Frames) == 0 {
 		return ErrEmpty
 	}
@@ -616,6 +626,9 @@ func (s *Socket) attach(p *pipe) {
 	if p.isDone() {
 		return
 	}
+	if a, ok := s.proto.(idAssigner); ok {
+		a.assignID(p)
+	}
 	if h := s.opts.Hooks.Attach; h != nil {
 		h(&p.face)
 	}
@@ -644,6 +657,7 @@ func (s *Socket) detach(p *pipe, err error) {
 		s.disconnects.Add(1)
 	}
 	s.mu.Unlock()
+	s.fq.orphan(p)
 	if !ok {
 		return
 	}

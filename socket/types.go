@@ -43,7 +43,7 @@ func ParseType(s string) (Type, error) {
 			return Type(t), nil
 		}
 	}
-	return 0, fmt.Errorf("socket: unknown socket type %q", s)
+	return 0, fmt.Errorf("%w: unknown socket type %q", ErrOption, s)
 }
 
 func (t Type) valid() bool { return t >= REQ && t <= XSUB }

@@ -18,6 +18,8 @@ import (
 // caller's memory instead of being copied into the batch.
 const bigFrame = 16 << 10
 
+// Notes a flush on a Send caller's goroutine leaves for the pipe's writer
+// goroutine, which acts on them: hooks and terminate never run inside Send.
 const (
 	noteReady = 1 << iota // the send queue left its high-water mark: call the Ready hook
 	noteFail              // a write failed (the error is in werr): terminate
@@ -368,5 +370,3 @@ func (p *pipe) drain(deadline time.Time) {
 		}
 	}
 }
-
-// readLoop reads messages until the connection fails, handing them to the

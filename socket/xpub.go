@@ -171,15 +171,19 @@ func (r *xpubProto) wake() {
 // as it is.
 func (r *xpubProto) incoming(p *pipe, m Msg) (Msg, bool) {
 	if prefix, on, ok := subscription(m); ok {
-		r.subscription(p, prefix, on, m)
+		r.subscription(p, prefix, on)
 		return Msg{}, false
 	}
 	if !r.lockRoom(p) {
 		p.discard(1)
-		m.Free()
 		return Msg{}, false
 	}
-	r.q = append(r.q, upMsg{m: m, p: p})
+	// The reader frees m when incoming consumes it: keep a copy.
+	frames := make([][]byte, len(m.Frames))
+	for i, f := range m.Frames {
+		frames[i] = append([]byte{}, f...)
+	}
+	r.q = append(r.q, upMsg{m: Msg{Frames: frames}, p: p})
 	r.mu.Unlock()
 	r.wake()
 	return Msg{}, false
@@ -188,9 +192,7 @@ func (r *xpubProto) incoming(p *pipe, m Msg) (Msg, bool) {
 // command takes ZMTP 3.1 SUBSCRIBE and CANCEL commands as the equivalent
 // messages.
 func (r *xpubProto) command(p *pipe, name string, data []byte) {
-	on := name == zmq4.CmdSubscribe
-	m := subMsg(string(data), on)
-	r.subscription(p, m.Frames[0][1:], on, m)
+	r.subscription(p, data, name == zmq4.CmdSubscribe)
 }
 
 // lockRoom waits until the queue is below the mark and returns holding mu,
@@ -217,15 +219,16 @@ func (r *xpubProto) lockRoom(p *pipe) bool {
 	}
 }
 
-func (r *xpubProto) subscription(p *pipe, prefix []byte, on bool, m Msg) {
+// subscription applies a subscription message from p and queues it for
+// Recv as the options say. prefix is the reader's memory: what is queued is
+// a copy.
+func (r *xpubProto) subscription(p *pipe, prefix []byte, on bool) {
 	if on && len(prefix) > r.s.opts.MaxPrefix {
 		p.discard(1)
-		m.Free()
 		return
 	}
 	if !r.lockRoom(p) {
 		p.discard(1)
-		m.Free()
 		return
 	}
 	pass := false
@@ -259,13 +262,11 @@ func (r *xpubProto) subscription(p *pipe, prefix []byte, on bool, m Msg) {
 		}
 	}
 	if pass {
-		r.q = append(r.q, upMsg{m: m, p: p, sub: true})
+		r.q = append(r.q, upMsg{m: subMsg(string(prefix), on), p: p, sub: true})
 	}
 	r.mu.Unlock()
 	if pass {
 		r.wake()
-	} else {
-		m.Free()
 	}
 }
 

@@ -1,0 +1,193 @@
+package socket
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+	"unsafe"
+)
+
+// recvOne has push send frames and returns what pull receives.
+func recvOne(t *testing.T, push, pull *Socket, frames ...[]byte) Msg {
+	t.Helper()
+	sendMsg(t, push, NewMsg(frames...))
+	return recvMsg(t, pull)
+}
+
+// mustPanic runs f and returns what it panicked with, failing if it did not.
+func mustPanic(t *testing.T, what string, f func()) (v any) {
+	t.Helper()
+	defer func() {
+		v = recover()
+		if v == nil {
+			t.Errorf("%s did not panic", what)
+		}
+	}()
+	f()
+	return nil
+}
+
+// TestFreeCopyThenOriginal: freeing a copy of a received message frees the
+// message; using and freeing the original afterwards is defined: no memory
+// is released twice, the original shows no frames (or, under zpeerdebug,
+// panics), and Send refuses it.
+func TestFreeCopyThenOriginal(t *testing.T) {
+	pull := newSock(t, PULL)
+	push := newSock(t, PUSH)
+	connect(t, push, bind(t, pull))
+	big := bytes.Repeat([]byte{'b'}, 64<<10) // from the buffer pool
+	cases := []struct {
+		name   string
+		frames [][]byte
+	}{
+		{"small", [][]byte{[]byte("hello")}},
+		{"large", [][]byte{big}},
+		{"mixed", [][]byte{[]byte("head"), {}, big}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			m := recvOne(t, push, pull, tc.frames...)
+			c, d := m, m
+			sl := m.mem.slab()
+			refs := sl.refs.Load()
+			c.Free()
+			if got := sl.refs.Load(); got != refs-1 {
+				t.Fatalf("Free of a copy: slab references %d -> %d, want one fewer", refs, got)
+			}
+			if c.Frames != nil {
+				t.Error("Free left the copy's Frames")
+			}
+			// The original, used: every frame is gone, not stale.
+			if len(m.Frames) != len(tc.frames) {
+				t.Fatalf("original has %d frames, want %d", len(m.Frames), len(tc.frames))
+			}
+			for i, f := range m.Frames {
+				if f != nil {
+					t.Errorf("original frame %d still holds %d bytes of freed memory", i, len(f))
+				}
+			}
+			if debugMsgs {
+				v := mustPanic(t, "Body after Free", func() { m.Body() })
+				if !strings.Contains(fmt.Sprint(v), "used after Free") {
+					t.Errorf("panic %v does not say what happened", v)
+				}
+				mustPanic(t, "Send after Free", func() { push.Send(ctxT(t), m) })
+			} else {
+				if m.Body() != nil || m.Size() != 0 {
+					t.Errorf("original after Free: Body %q, Size %d", m.Body(), m.Size())
+				}
+				if err := push.Send(ctxT(t), m); !errors.Is(err, ErrFreed) {
+					t.Errorf("Send of a freed message: %v, want ErrFreed", err)
+				}
+			}
+			// ... and freed: a no-op, as is a third copy's Free.
+			m.Free()
+			d.Free()
+			if got := sl.refs.Load(); got != refs-1 {
+				t.Fatalf("Free of the original after its copy: slab references %d -> %d, want %d", refs, got, refs-1)
+			}
+			if m.Frames != nil {
+				t.Error("Free left the original's Frames")
+			}
+			// Memory released twice would be handed to two messages at once.
+			a := recvOne(t, push, pull, []byte("one"), bytes.Repeat([]byte{1}, 64<<10))
+			b := recvOne(t, push, pull, []byte("two"), bytes.Repeat([]byte{2}, 64<<10))
+			if string(a.Frames[0]) != "one" || a.Frames[1][0] != 1 || a.Frames[1][len(a.Frames[1])-1] != 1 || string(b.Frames[0]) != "two" {
+				t.Fatal("two live messages share memory after a double Free")
+			}
+			a.Free()
+			b.Free()
+		})
+	}
+}
+
+// TestFreeStaleCopies: copies of messages freed long ago, whose owners and
+// slabs have been reused since, free nothing: messages alive when they are
+// freed again stay intact.
+func TestFreeStaleCopies(t *testing.T) {
+	pull := newSock(t, PULL)
+	push := newSock(t, PUSH)
+	connect(t, push, bind(t, pull))
+	ctx := ctxT(t)
+	const n = 4 * slabMsgs
+	body := func(i int) []byte { return []byte(fmt.Sprintf("%060d", i)) }
+	go func() {
+		for i := range 3 * n {
+			if push.Send(ctx, NewMsg(body(i))) != nil {
+				return
+			}
+		}
+	}()
+	var stale []Msg
+	for range n {
+		m := recvMsg(t, pull)
+		stale = append(stale, m)
+		m.Free()
+	}
+	live := make(map[int]Msg)
+	for i := n; i < 2*n; i++ {
+		live[i] = recvMsg(t, pull) // on slabs reused from the freed ones
+	}
+	for i := range stale {
+		stale[i].Free()
+	}
+	for i := 2 * n; i < 3*n; i++ { // would reuse memory the stale Frees released
+		m := recvMsg(t, pull)
+		m.Free()
+	}
+	for i, m := range live {
+		if !bytes.Equal(m.Frames[0], body(i)) {
+			t.Fatalf("live message %d overwritten after stale copies were freed: %q", i, m.Frames[0])
+		}
+	}
+}
+
+// TestUseAfterFreeDebug: under -tags zpeerdebug, freed memory is poisoned
+// and not reused, and using a freed message panics.
+func TestUseAfterFreeDebug(t *testing.T) {
+	if !debugMsgs {
+		t.Skip("use-after-Free checks need -tags zpeerdebug")
+	}
+	pull := newSock(t, PULL)
+	push := newSock(t, PUSH)
+	connect(t, push, bind(t, pull))
+	m := recvOne(t, push, pull, []byte("secret"), bytes.Repeat([]byte{'x'}, 4<<10))
+	small, large := m.Frames[0], m.Frames[1] // taken out: not protected
+	c := m
+	c.Free()
+	for _, f := range [][]byte{small, large} {
+		if f[0] != poisonByte || f[len(f)-1] != poisonByte {
+			t.Errorf("freed frame of %d bytes not poisoned: %q...", len(f), f[:min(len(f), 8)])
+		}
+	}
+	v := mustPanic(t, "Size after Free", func() { m.Size() })
+	if !strings.Contains(fmt.Sprint(v), "socket: Msg used after Free") {
+		t.Errorf("panic %q", v)
+	}
+	mustPanic(t, "SendTo after Free", func() {
+		push.SendTo(ctxT(t), push.PeerList()[0], m)
+	})
+	// Not reused: the next message does not land in the freed memory.
+	n := recvOne(t, push, pull, []byte("secret"), bytes.Repeat([]byte{'y'}, 4<<10))
+	if small[0] != poisonByte || large[0] != poisonByte {
+		t.Error("freed memory reused under zpeerdebug")
+	}
+	n.Free()
+}
+
+// TestMsgMemSlab: an owner finds its slab from its own address, and stays
+// small.
+func TestMsgMemSlab(t *testing.T) {
+	s := newSlab()
+	defer s.release(slabReserve)
+	for i := range s.msgs {
+		if got := s.msgs[i].slab(); got != s {
+			t.Fatalf("owner %d: slab %p, want %p", i, got, s)
+		}
+	}
+	if n := unsafe.Sizeof(msgMem{}); n > 8 {
+		t.Errorf("msgMem is %d bytes: slabs grow by %d bytes", n, slabMsgs*n)
+	}
+}
