@@ -130,6 +130,16 @@ requests from req and dealer peers alike; --json shows each peer's routing id.`,
 		example: `  zpeer router --bind 'tcp://*:5555' --json
   zpeer router --bind tcp://127.0.0.1:5555 --exec 'wc -c'`,
 	},
+	{
+		name: "pair", typ: socket.PAIR, role: roleSend | roleRecv,
+		short: "Talk to one peer both ways",
+		long: `pair sends each MESSAGE argument, or else each line of standard input, to
+its one peer (a second peer is refused while the first is connected), and
+prints each message it receives meanwhile. It exits after --count messages
+received, after --timeout with none (when given), or on Ctrl-C.`,
+		example: `  zpeer pair --bind tcp://127.0.0.1:5558
+  zpeer pair --connect tcp://127.0.0.1:5558 hello`,
+	},
 }
 
 func (a *app) socketCommands() []*cobra.Command {
@@ -187,6 +197,8 @@ func (a *app) socketCommand(sc sockCmd) *cobra.Command {
 	switch {
 	case sc.role&roleRequest != 0:
 		timeout, timeoutHelp = 5*time.Second, "give up when a reply takes longer than `D`"
+	case sc.typ == socket.PAIR:
+		timeoutHelp = "give up when no message comes, or no peer takes one, for `D` (0: wait for ever)"
 	case sc.role&roleSend != 0:
 		timeout, timeoutHelp = 5*time.Second, "give up when no peer takes a message within `D` (0: wait for ever)"
 	}
