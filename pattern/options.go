@@ -41,6 +41,7 @@ const (
 	oOnDead
 	oLogger
 	oDiscovery
+	oLastValue
 )
 
 var optNames = map[optBit]string{
@@ -50,6 +51,7 @@ var optNames = map[optBit]string{
 	oDedup: "WithDedupWindow", oCredit: "WithCredit", oMaxPending: "WithMaxPending",
 	oName: "WithName", oPriority: "WithPriority", oType: "WithType", oTopics: "WithTopics",
 	oOnGap: "WithOnGap", oOnDead: "WithOnDead", oLogger: "WithLogger", oDiscovery: "WithDiscovery",
+	oLastValue: "WithLastValue",
 }
 
 // options common to every pattern.
@@ -80,6 +82,7 @@ type options struct {
 	service       string
 	serviceOpts   []discovery.Option
 	watcher       *discovery.Watcher
+	lastValue     int // Publisher: topics in the last-value cache (0: none)
 }
 
 func defaultOptions() options {
