@@ -1,7 +1,15 @@
 package main
 
 import (
+	"bufio"
+	"context"
+	"io"
+	"os/exec"
 	"regexp"
+	"time"
+
+	"github.com/zpeer/zpeer/codec"
+	"github.com/zpeer/zpeer/socket"
 	"strings"
 	"syscall"
 	"testing"
@@ -81,4 +89,58 @@ func TestProxyUsage(t *testing.T) {
 			t.Errorf("%q: exit %d, want %d; stderr %q", args, code, exitUsage, stderr)
 		}
 	}
+}
+
+// TestPubLastValue: pub --last-value --peers 0 publishes stdin at once; a
+// subscriber that joins later gets the last value of the topic first, with
+// its sequence number.
+func TestPubLastValue(t *testing.T) {
+	t.Parallel()
+	cmd := exec.Command(zpeerBin, "pub", "--last-value", "--peers", "0", "--bind", local, "--topic", "t")
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		stdin.Close()
+		cmd.Wait()
+	}()
+	line, err := bufio.NewReader(stderr).ReadString('\n')
+	ep, ok := strings.CutPrefix(strings.TrimSpace(line), "bound ")
+	if err != nil || !ok {
+		t.Fatalf("first stderr line %q (%v)", line, err)
+	}
+	go io.Copy(io.Discard, stderr)
+	if _, err := io.WriteString(stdin, "v1\nv2\nv3\n"); err != nil {
+		t.Fatal(err)
+	}
+	// Join until the first message is the third value: the publisher has
+	// read all three lines by then.
+	waitUntil(t, 10*time.Second, "the cached third value", func() bool {
+		sub, err := socket.New(socket.SUB)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer sub.Close()
+		sub.Subscribe("t")
+		sub.Connect(ep)
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		m, err := sub.Recv(ctx)
+		if err != nil {
+			t.Fatalf("no cached value: %v", err)
+		}
+		var v codec.View
+		if len(m.Frames) != 2 || codec.DecodeView(m.Frames[1], &v) != nil {
+			t.Fatalf("not a zpeer envelope: %q", m.Frames)
+		}
+		return v.Seq == 3 && strings.Contains(string(v.Body), "v3")
+	})
 }

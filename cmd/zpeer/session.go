@@ -36,7 +36,9 @@ type session struct {
 
 	mu      sync.Mutex
 	sock    *socket.Socket
-	bound   []string         // the endpoints bound, as Bind returned them
+	lvc     *socket.LastValueCache // pub --last-value
+	lvcDone chan struct{}          // closed when the cache's Serve ends
+	bound   []string               // the endpoints bound, as Bind returned them
 	dialErr map[string]error // the last dial error per connect endpoint
 	disc    io.Closer        // discovery, when --discover is given
 
@@ -105,6 +107,9 @@ func (s *session) newSocket() (*socket.Socket, error) {
 	}
 	if s.o.identity != "" {
 		opts = append(opts, socket.WithIdentity([]byte(s.o.identity)))
+	}
+	if s.o.lastVal {
+		return s.newCache(opts)
 	}
 	sock, err := socket.New(s.sc.typ, opts...)
 	if err != nil {
@@ -185,6 +190,9 @@ func (s *session) close() {
 	// connections discovery made are up; then the goodbyes.
 	if sock != nil {
 		sock.Close()
+	}
+	if s.lvcDone != nil {
+		<-s.lvcDone
 	}
 	if disc != nil {
 		disc.Close()
@@ -542,7 +550,12 @@ func (s *session) runSend(ctx context.Context, args []string) error {
 // timeout with no peer taking it is a no-peer error.
 func (s *session) sendOne(ctx context.Context, frames [][]byte) error {
 	sctx, cancel := s.opContext(ctx)
-	err := s.socket().Send(sctx, socket.Msg{Frames: frames, Priority: s.o.priority})
+	var err error
+	if s.lvc != nil {
+		err = s.lvc.Send(sctx, socket.Msg{Frames: frames, Priority: s.o.priority})
+	} else {
+		err = s.socket().Send(sctx, socket.Msg{Frames: frames, Priority: s.o.priority})
+	}
 	cancel()
 	if err != nil {
 		if isTimeout(err) && ctx.Err() == nil {

@@ -37,6 +37,7 @@ type sockOpts struct {
 	identity string
 	name     string
 	verbose  bool
+	lastVal  bool // pub --last-value
 }
 
 // role says what a socket command does with messages.
@@ -185,6 +186,7 @@ func (a *app) socketCommand(sc sockCmd) *cobra.Command {
 	switch sc.typ {
 	case socket.PUB:
 		f.StringArrayVarP(&o.topics, "topic", "t", nil, "publish under topic `T`")
+		f.BoolVar(&o.lastVal, "last-value", false, "keep the last message of each topic (up to 10000 topics) and send it to each subscriber as it subscribes, before the live stream")
 	case socket.SUB:
 		f.StringArrayVarP(&o.topics, "topic", "t", nil, "subscribe to topic prefix `T`; repeatable, default everything")
 	}
