@@ -36,11 +36,12 @@ type session struct {
 
 	mu      sync.Mutex
 	sock    *socket.Socket
+	bound   []string         // the endpoints bound, as Bind returned them
+	dialErr map[string]error // the last dial error per connect endpoint
+	disc    io.Closer        // discovery, when --discover is given
+
 	lvc     *socket.LastValueCache // pub --last-value
 	lvcDone chan struct{}          // closed when the cache's Serve ends
-	bound   []string               // the endpoints bound, as Bind returned them
-	dialErr map[string]error       // the last dial error per connect endpoint
-	disc    io.Closer              // discovery, when --discover is given
 
 	// deferred is, for req, the endpoint of the replier that let the last
 	// attempt time out: the retry's fresh socket connects to it only after
