@@ -57,6 +57,7 @@ type encoder struct {
 var encoderPool = sync.Pool{New: func() any {
 	e := new(encoder)
 	e.enc = msgpack.NewEncoder(&e.w)
+	e.enc.SetCustomStructTag(structTag)
 	return e
 }}
 

@@ -281,3 +281,23 @@ func TestWireDocPythonSnippet(t *testing.T) {
 		t.Errorf("snippet printed\n%q\nwant\n%q", out, want)
 	}
 }
+
+// The writer snippet of docs/wire.md runs as written and writes an
+// envelope the Go decoder reads (issue 12 item 14: it used seq before
+// defining it).
+func TestWireDocPythonWriter(t *testing.T) {
+	requirePython(t)
+	out := runPython(t, docBlock(t, "python-encode"), nil)
+	var e Envelope
+	if err := Decode(out, &e); err != nil {
+		t.Fatalf("Decode(% x): %v", out, err)
+	}
+	var body map[string]int
+	if err := UnmarshalValue(e.Body, &body); err != nil {
+		t.Fatal(err)
+	}
+	if e.Kind != KindData || e.Type != "order.created" || e.Priority != 5 || e.Sender != "py-node" ||
+		e.Seq != 42 || e.Topic != "orders" || body["qty"] != 3 || time.Since(time.Unix(0, e.Timestamp)) > time.Minute {
+		t.Fatalf("decoded %+v, body %v", e, body)
+	}
+}

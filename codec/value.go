@@ -1,8 +1,11 @@
 package codec
 
 import (
+	"bytes"
 	"encoding/binary"
 	"fmt"
+	"strconv"
+	"strings"
 
 	"github.com/vmihailenco/msgpack/v5"
 	"github.com/vmihailenco/msgpack/v5/msgpcode"
@@ -65,10 +68,49 @@ func UnmarshalValue(data []byte, v any) error {
 	if len(vc.rewrite) > 0 {
 		data = vc.rewriteTimestamps(data)
 	}
-	if err := msgpack.Unmarshal(data, v); err != nil {
+	if err := decodeValue(data, v, false); err != nil {
 		return fmt.Errorf("codec: field value: %w: %w", err, ErrMalformed)
 	}
 	return nil
+}
+
+// structTag is the struct tag msgpack/v5 falls back on when a field has no
+// `msgpack` tag: a Go struct written for encoding/json (and the zpeer
+// command's --body json) keeps its key names.
+const structTag = "json"
+
+// decodeValue is msgpack.Unmarshal with the json tag fallback, and with
+// unknown map keys an error when strict.
+func decodeValue(data []byte, v any, strict bool) error {
+	dec := msgpack.GetDecoder()
+	defer msgpack.PutDecoder(dec)
+	dec.Reset(bytes.NewReader(data))
+	dec.UsePreallocateValues(true)
+	dec.SetCustomStructTag(structTag)
+	dec.DisallowUnknownFields(strict)
+	return dec.Decode(v)
+}
+
+// UnknownField returns the first key of a MessagePack map in data that
+// names no field of the struct v points to (as UnmarshalValue matches
+// them), or "" when every key is known or data is no such map. UnmarshalValue
+// skips unknown keys, so a body written for another type decodes to zero
+// values without an error; receivers log what UnknownField finds at debug
+// level. v is decoded into, so pass a fresh value; data must have passed
+// UnmarshalValue.
+func UnknownField(data []byte, v any) string {
+	err := decodeValue(data, v, true)
+	if err == nil {
+		return ""
+	}
+	const prefix = "msgpack: unknown field "
+	msg := err.Error()
+	if i := strings.Index(msg, prefix); i >= 0 {
+		if name, err := strconv.Unquote(msg[i+len(prefix):]); err == nil {
+			return name
+		}
+	}
+	return ""
 }
 
 // timestampExt is the MessagePack timestamp extension type, -1.

@@ -6,19 +6,25 @@ import (
 	"sync"
 )
 
-var processNode = sync.OnceValue(func() string {
+var processNode = sync.OnceValue(newNodeID)
+
+// newNodeID draws a node id: 16 lowercase hex digits at random.
+func newNodeID() string {
 	var b [8]byte
 	if _, err := rand.Read(b[:]); err != nil {
 		panic("discovery: no randomness for the node id: " + err.Error())
 	}
 	return hex.EncodeToString(b[:])
-})
+}
 
-// NodeID returns this process's node id: 16 lowercase hex digits drawn at
-// random the first time it is called, the same for the rest of the process.
-// Announcers publish it in the TXT key "node" and Watchers use it to ignore
-// their own process's announcements. WithNodeID overrides it per Announcer
-// or Watcher (several logical nodes in one process, tests).
+// NodeID returns a node id for this process: 16 lowercase hex digits drawn
+// at random the first time it is called, the same for the rest of the
+// process. It is not the default: every Announcer and Watcher draws an id
+// of its own, so that a Replier and a Requester (or any announcer and
+// watcher) in one program find each other. Pass NodeID, or any stable id,
+// to WithNodeID on an Announcer and a Watcher that must not see each other
+// (a program that both announces a service and watches it, and must not
+// connect to itself).
 func NodeID() string { return processNode() }
 
 // validNodeID accepts 1 to 32 characters from [0-9A-Za-z_-].

@@ -80,7 +80,7 @@ func buildOptions(opts []Option) (options, error) {
 		return o, fmt.Errorf("%w: WithLoopback and WithInterfaces exclude each other", ErrInvalidOption)
 	}
 	if o.node == "" {
-		o.node = NodeID()
+		o.node = newNodeID() // one per Announcer or Watcher
 	}
 	return o, nil
 }
@@ -187,9 +187,10 @@ func WithMeta(meta map[string]string) Option {
 	}
 }
 
-// WithNodeID replaces the process node id (see NodeID) for one Announcer or
-// Watcher: 1 to 32 characters from [0-9A-Za-z_-]. A Watcher ignores
-// announcements carrying its own node id.
+// WithNodeID sets the node id of one Announcer or Watcher (by default each
+// draws a random one of its own): 1 to 32 characters from [0-9A-Za-z_-]. A
+// Watcher ignores announcements carrying its own node id, so an Announcer
+// and a Watcher given the same id (NodeID, say) do not see each other.
 func WithNodeID(id string) Option {
 	return func(o *options) error {
 		if !validNodeID(id) {

@@ -104,4 +104,9 @@ type Event struct {
 	Reason string
 	// Time is when the watcher decided the event.
 	Time time.Time
+	// LastSeen is when the peer was last seen alive: its last announcement
+	// or answer, or a connection to it (Touch). For PeerUp and PeerUpdated
+	// it is Time; for PeerDown it is earlier than Time (a peer that expired
+	// was last seen an expiry time before).
+	LastSeen time.Time
 }

@@ -20,8 +20,9 @@ import (
 // been seen for the expiry time. The socket layer adds what it knows
 // through Touch and ReportUnreachable.
 //
-// Announcements carrying the Watcher's own node id (NodeID or WithNodeID)
-// are ignored.
+// Announcements carrying the Watcher's own node id are ignored. Each Watcher
+// draws its own unless WithNodeID sets it, so by default it sees every
+// announcement, its own process's included.
 type Watcher struct {
 	o       options
 	service string
@@ -306,7 +307,7 @@ func (w *Watcher) expire(now time.Time) {
 
 func (w *Watcher) downLocked(key string, st *peerState, reason string, now time.Time) {
 	delete(w.peers, key)
-	w.emitLocked(Event{Kind: PeerDown, Peer: st.p, Reason: reason, Time: now})
+	w.emitLocked(Event{Kind: PeerDown, Peer: st.p, Reason: reason, Time: now, LastSeen: st.lastSeen})
 }
 
 // self reports whether a node id is the Watcher's own.
@@ -330,7 +331,7 @@ func (w *Watcher) seen(src string, p Peer, rev uint64, sig string, at time.Time)
 	st := w.peers[p.Key]
 	if st == nil {
 		w.peers[p.Key] = &peerState{p: p, src: src, rev: rev, sig: sig, expires: true, lastSeen: at}
-		w.emitLocked(Event{Kind: PeerUp, Peer: p, Time: at})
+		w.emitLocked(Event{Kind: PeerUp, Peer: p, Time: at, LastSeen: at})
 		return
 	}
 	w.confirmLocked(st, at)
@@ -341,7 +342,7 @@ func (w *Watcher) seen(src string, p Peer, rev uint64, sig string, at time.Time)
 	if sig != st.sig {
 		st.sig = sig
 		st.p = p
-		w.emitLocked(Event{Kind: PeerUpdated, Peer: p, Time: at})
+		w.emitLocked(Event{Kind: PeerUpdated, Peer: p, Time: at, LastSeen: at})
 	}
 }
 
@@ -401,7 +402,7 @@ func (w *Watcher) replace(src string, peers []Peer, immune bool, at time.Time) {
 		st := w.peers[p.Key]
 		if st == nil {
 			w.peers[p.Key] = &peerState{p: p, src: src, immune: immune, lastSeen: at}
-			w.emitLocked(Event{Kind: PeerUp, Peer: p, Time: at})
+			w.emitLocked(Event{Kind: PeerUp, Peer: p, Time: at, LastSeen: at})
 			continue
 		}
 		if st.src != src {
@@ -410,7 +411,7 @@ func (w *Watcher) replace(src string, peers []Peer, immune bool, at time.Time) {
 		w.confirmLocked(st, at)
 		if !st.p.same(p) {
 			st.p = p
-			w.emitLocked(Event{Kind: PeerUpdated, Peer: p, Time: at})
+			w.emitLocked(Event{Kind: PeerUpdated, Peer: p, Time: at, LastSeen: at})
 		}
 	}
 	keys := make([]string, 0)
@@ -452,7 +453,7 @@ func (w *Watcher) subscribe(ctx context.Context) *subscription {
 	sort.Strings(keys)
 	now := time.Now()
 	for _, k := range keys {
-		s.queue = append(s.queue, Event{Kind: PeerUp, Peer: w.peers[k].p.clone(), Time: now})
+		s.queue = append(s.queue, Event{Kind: PeerUp, Peer: w.peers[k].p.clone(), Time: now, LastSeen: w.peers[k].lastSeen})
 	}
 	w.subs[s] = struct{}{}
 	w.wg.Add(1)

@@ -122,6 +122,7 @@ func (a *ackPuller[T]) peers() int {
 // event runs on the socket's event goroutine: every new connection starts
 // with a hello announcing the credit.
 func (a *ackPuller[T]) event(ps *pullSock, ev socket.Event) {
+	a.pl.ref.event(ev, a.peers)
 	switch ev.Kind {
 	case socket.EventConnected:
 		ps.up.Add(1)

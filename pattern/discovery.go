@@ -50,8 +50,9 @@ func WithDiscovery(d Discovery) Option {
 //
 // opts go to discovery.Announce or discovery.NewWatcher:
 // discovery.WithLoopback for a single machine, discovery.WithStatic or
-// discovery.WithSRV beyond one LAN. A watcher ignores announcements from its
-// own process unless one side has another discovery.WithNodeID.
+// discovery.WithSRV beyond one LAN. Patterns in one process find each other
+// as patterns in two do: each announcement and each watch has a node id of
+// its own (discovery.WithNodeID sets a stable one).
 func WithService(name string, opts ...discovery.Option) Option {
 	return func(o *options) error {
 		if name == "" {

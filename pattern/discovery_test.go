@@ -85,3 +85,56 @@ func TestCustomDiscovery(t *testing.T) {
 		t.Fatalf("got %+v", m)
 	}
 }
+
+// Issue 12 item 2: a Replier and a Requester joined to one service in one
+// program find each other with no discovery.WithNodeID, as the README's
+// WithService("calc", discovery.WithLoopback()) line has them.
+func TestServiceSameProcessNoNodeID(t *testing.T) {
+	svc := svcName("calc")
+	rp, err := NewReplier(adder, WithBind("tcp://127.0.0.1:0"), WithService(svc, discovery.WithLoopback()))
+	cleanup(t, rp, err)
+	rq, err := NewRequester[addReq, addResp](WithService(svc, discovery.WithLoopback()), WithTimeout(time.Second), WithRetries(10))
+	rq = cleanup(t, rq, err)
+	got, err := rq.Request(ctxT(t), addReq{40, 2})
+	if err != nil || got.Sum != 42 {
+		t.Fatalf("got %v %v", got, err)
+	}
+}
+
+// An acked Puller joined to a service sends the acks due before discovery
+// disconnects it on Close: the pusher sees every processed message acked.
+func TestServiceAckedPullerCloseAcks(t *testing.T) {
+	svc := svcName("work")
+	lo := discovery.WithLoopback()
+	push, err := NewPusher[int](WithBind("tcp://127.0.0.1:0"), WithAck(), WithService(svc, lo))
+	push = cleanup(t, push, err)
+	got := make(chan int, 10)
+	// The last handler finishes only as the Puller closes, and still
+	// succeeds: its ack is due while Close runs.
+	pl, err := NewPuller(func(ctx context.Context, v int) error {
+		got <- v
+		if v == 2 {
+			<-ctx.Done()
+		}
+		return nil
+	}, WithAck(), WithService(svc, lo), WithCredit(100), WithWorkers(1))
+	pl = cleanup(t, pl, err)
+	for i := range 3 {
+		if err := push.Push(ctxT(t), i); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for range 3 {
+		select {
+		case <-got:
+		case <-time.After(15 * time.Second):
+			t.Fatal("the puller never got the messages")
+		}
+	}
+	pl.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := push.Drain(ctx); err != nil {
+		t.Fatalf("Drain after the puller closed: %v (stats %+v)", err, push.Stats())
+	}
+}

@@ -35,7 +35,9 @@
 // A fire-and-forget pipeline is at-most-once; an acknowledged one
 // (WithAck) is at-least-once with duplicate suppression at the puller:
 // messages are redelivered until acknowledged, and after WithMaxDeliveries
-// reported dead.
+// reported dead. Both ends must use the same mode: an acked end and a
+// fire-and-forget one refuse each other at the handshake and say so (see
+// Refusal and ErrRefused) rather than wait in silence.
 //
 // Priority: an envelope's Priority (WithPriority, or Priority per message)
 // orders the queues on the sending side. Above 0 a message goes in the

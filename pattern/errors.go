@@ -31,6 +31,12 @@ var (
 	// ErrOption is wrapped by the error of an invalid or inapplicable
 	// option.
 	ErrOption = errors.New("pattern: bad option")
+	// ErrRefused is wrapped by the error of a peer refused at the
+	// handshake because it cannot take part in the pattern: an acked
+	// Pusher or Puller facing a fire-and-forget one, say (see Refusal).
+	// A call waiting for a peer (Push, Drain) returns it when that is why
+	// no peer came.
+	ErrRefused = errors.New("pattern: peer refused")
 )
 
 // RemoteError is the error a Requester returns when the replier's handler

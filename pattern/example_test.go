@@ -63,16 +63,12 @@ func ExamplePublisher() {
 	ctx := context.Background()
 
 	// A new subscription takes a moment to reach the publisher, and what is
-	// published before then is not for this subscriber (it starts from the
-	// next message). Publish a first tick until it arrives.
-	for {
-		pub.Publish(ctx, "eq.hello", Tick{})
-		wctx, cancel := context.WithTimeout(ctx, 20*time.Millisecond)
-		_, err := sub.Recv(wctx)
-		cancel()
-		if err == nil {
-			break
-		}
+	// published before then is not for this subscriber (ZeroMQ's slow
+	// joiner). Wait for it before publishing.
+	wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if err := pub.WaitSubscribers(wctx, 1); err != nil {
+		panic(err)
 	}
 
 	pub.Publish(ctx, "eq.ACME", Tick{"ACME", 12.5})

@@ -41,6 +41,7 @@ const (
 	oOnDead
 	oLogger
 	oDiscovery
+	oOnRefused
 	oLastValue
 )
 
@@ -51,6 +52,7 @@ var optNames = map[optBit]string{
 	oDedup: "WithDedupWindow", oCredit: "WithCredit", oMaxPending: "WithMaxPending",
 	oName: "WithName", oPriority: "WithPriority", oType: "WithType", oTopics: "WithTopics",
 	oOnGap: "WithOnGap", oOnDead: "WithOnDead", oLogger: "WithLogger", oDiscovery: "WithDiscovery",
+	oOnRefused: "WithOnRefused",
 	oLastValue: "WithLastValue",
 }
 
@@ -77,6 +79,7 @@ type options struct {
 	topics        []string
 	onGap         func(Gap)
 	onDead        func(DeadLetter)
+	onRefused     func(Refusal)
 	logger        *slog.Logger
 	discovery     Discovery
 	service       string

@@ -3,7 +3,6 @@ package pattern
 import (
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"runtime/debug"
 	"sync"
@@ -46,6 +45,7 @@ type Pusher[T any] struct {
 	ctx  context.Context
 	stop context.CancelFunc
 	disc *joined
+	ref  *refusals
 
 	closeMu sync.Mutex
 	closed  bool
@@ -54,10 +54,11 @@ type Pusher[T any] struct {
 // NewPusher creates a Pusher.
 //
 // Options: WithBind, WithConnect, WithAck, WithAckTimeout, WithMaxDeliveries,
-// WithMaxPending, WithOnDead, WithPriority, WithType, WithName,
-// WithSocketOptions, WithLogger, WithService, WithWatcher, WithDiscovery.
+// WithMaxPending, WithOnDead, WithOnRefused, WithPriority, WithType,
+// WithName, WithSocketOptions, WithLogger, WithService, WithWatcher,
+// WithDiscovery.
 func NewPusher[T any](opts ...Option) (*Pusher[T], error) {
-	o, err := buildOptions("Pusher", oAck|oAckTimeout|oMaxDeliveries|oMaxPending|oOnDead|oPriority|oType, opts)
+	o, err := buildOptions("Pusher", oAck|oAckTimeout|oMaxDeliveries|oMaxPending|oOnDead|oPriority|oType|oOnRefused, opts)
 	if err != nil {
 		return nil, err
 	}
@@ -71,15 +72,22 @@ func NewPusher[T any](opts ...Option) (*Pusher[T], error) {
 	p.ctx, p.stop = context.WithCancel(context.Background())
 	if o.ack {
 		p.ack = newAckPusher(p)
+		p.ref = newRefusals(&p.o, "an acked Pusher (ROUTER)", "acked Pullers, WithAck (DEALER)")
 		// Credit bounds what is queued per puller, so the socket's own
 		// high-water mark need not (WithCredit allows up to 1<<20).
 		sopts := append([]socket.Option{socket.WithNoBlock(), socket.WithSendHWM(1 << 20),
-			socket.WithEventHandler(p.ack.event)}, o.sockOpts...)
+			socket.WithEventHandler(func(ev socket.Event) {
+				p.ack.event(ev)
+				p.ref.event(ev, p.sock.Peers)
+			})}, o.sockOpts...)
 		p.sock, err = socket.New(socket.ROUTER, sopts...)
 	} else {
-		p.sock, err = socket.New(socket.PUSH, o.sockOpts...)
+		p.ref = newRefusals(&p.o, "a fire-and-forget Pusher (PUSH)", "fire-and-forget Pullers, without WithAck (PULL)")
+		sopts := append([]socket.Option{p.ref.eventOption(func() int { return p.sock.Peers() })}, o.sockOpts...)
+		p.sock, err = socket.New(socket.PUSH, sopts...)
 	}
 	if err != nil {
+		p.ref.close()
 		return nil, err
 	}
 	if err := setup(p.sock, o); err != nil {
@@ -127,13 +135,16 @@ func (p *Pusher[T]) Push(ctx context.Context, v T, opts ...CallOption) error {
 	if err != nil {
 		return err
 	}
-	err = p.sock.Send(ctx, socket.Msg{Frames: [][]byte{frame}, Priority: prio})
+	sctx := ctx
+	if w := p.ref.waiting(); ctx.Done() == nil || w.Err() != nil {
+		// Ended by a refused peer when none is connected, so that Push
+		// does not wait for ever on a puller of the wrong mode.
+		sctx = w
+	}
+	err = p.sock.Send(sctx, socket.Msg{Frames: [][]byte{frame}, Priority: prio})
 	codec.PutBuffer(bp)
 	if err != nil {
-		if errors.Is(err, socket.ErrClosed) {
-			return ErrClosed
-		}
-		return err
+		return p.ref.explain(callError(err))
 	}
 	p.c.sent.Add(1)
 	return nil
@@ -144,7 +155,13 @@ func (p *Pusher[T]) Push(ctx context.Context, v T, opts ...CallOption) error {
 // network. It fails with ctx's error or ErrClosed.
 func (p *Pusher[T]) Drain(ctx context.Context) error {
 	if p.ack != nil {
-		return p.ack.drain(ctx)
+		dctx, stop := p.ref.bind(ctx)
+		defer stop()
+		err := p.ack.drain(dctx)
+		if err != nil && ctx.Err() != nil {
+			err = ctxError(ctx)
+		}
+		return p.ref.explain(err)
 	}
 	for {
 		queued := 0
@@ -184,6 +201,7 @@ func (p *Pusher[T]) Pullers() int { return p.sock.Peers() }
 func (p *Pusher[T]) Stats() Stats {
 	var s Stats
 	p.c.fill(&s)
+	s.Refused = p.ref.count.Load()
 	addSocket(&s.Socket, p.sock.Stats())
 	if p.ack != nil {
 		p.ack.stats(&s)
@@ -212,6 +230,9 @@ func (p *Pusher[T]) Close() error {
 	}
 	if p.ack != nil {
 		p.ack.notes.close()
+	}
+	if p.ref != nil {
+		p.ref.close()
 	}
 	return err
 }
@@ -247,6 +268,7 @@ type Puller[T any] struct {
 	sock *socket.Socket // fire-and-forget
 	ack  *ackPuller[T]  // acknowledged
 	disc *joined
+	ref  *refusals
 
 	closeMu sync.Mutex
 	closed  bool
@@ -255,13 +277,13 @@ type Puller[T any] struct {
 // NewPuller creates a Puller that runs h on each message.
 //
 // Options: WithConnect, WithBind (fire-and-forget only), WithAck, WithCredit,
-// WithDedupWindow, WithWorkers, WithName, WithSocketOptions, WithLogger,
-// WithService, WithWatcher, WithDiscovery.
+// WithDedupWindow, WithWorkers, WithOnRefused, WithName, WithSocketOptions,
+// WithLogger, WithService, WithWatcher, WithDiscovery.
 func NewPuller[T any](h func(ctx context.Context, v T) error, opts ...Option) (*Puller[T], error) {
 	if h == nil {
 		return nil, optErr("NewPuller: nil handler")
 	}
-	o, err := buildOptions("Puller", oAck|oCredit|oDedup|oWorkers, opts)
+	o, err := buildOptions("Puller", oAck|oCredit|oDedup|oWorkers|oOnRefused, opts)
 	if err != nil {
 		return nil, err
 	}
@@ -274,6 +296,7 @@ func NewPuller[T any](h func(ctx context.Context, v T) error, opts ...Option) (*
 	pl := &Puller[T]{o: o, h: h}
 	pl.ctx, pl.cancel = context.WithCancel(context.Background())
 	if o.ack {
+		pl.ref = newRefusals(&pl.o, "an acked Puller (DEALER)", "an acked Pusher, WithAck (ROUTER)")
 		pl.ack = newAckPuller(pl)
 		for _, ep := range o.connects {
 			if err := pl.ack.connect(ep); err != nil {
@@ -282,7 +305,10 @@ func NewPuller[T any](h func(ctx context.Context, v T) error, opts ...Option) (*
 			}
 		}
 	} else {
-		if pl.sock, err = socket.New(socket.PULL, o.sockOpts...); err != nil {
+		pl.ref = newRefusals(&pl.o, "a fire-and-forget Puller (PULL)", "a fire-and-forget Pusher, without WithAck (PUSH)")
+		sopts := append([]socket.Option{pl.ref.eventOption(func() int { return pl.sock.Peers() })}, o.sockOpts...)
+		if pl.sock, err = socket.New(socket.PULL, sopts...); err != nil {
+			pl.ref.close()
 			return nil, err
 		}
 		if err := setup(pl.sock, o); err != nil {
@@ -336,6 +362,7 @@ func (pl *Puller[T]) handle(body []byte) (kept bool, err error) {
 		pl.c.dropped.Add(1)
 		return false, err
 	}
+	logUnknownKeys[T](&pl.o, body)
 	defer func() {
 		if r := recover(); r != nil {
 			pl.c.panics.Add(1)
@@ -389,6 +416,7 @@ func (pl *Puller[T]) Pushers() int {
 func (pl *Puller[T]) Stats() Stats {
 	var s Stats
 	pl.c.fill(&s)
+	s.Refused = pl.ref.count.Load()
 	if pl.sock != nil {
 		addSocket(&s.Socket, pl.sock.Stats())
 	}
@@ -410,15 +438,22 @@ func (pl *Puller[T]) Close() error {
 		return nil
 	}
 	pl.closed = true
-	pl.disc.leave()
+	if pl.ack == nil {
+		pl.disc.leave()
+	}
 	pl.cancel()
 	if pl.ack != nil {
+		// The acks due go out before discovery's goodbye disconnects the
+		// pushers it connected: else the last ones would be lost, and
+		// their messages processed again elsewhere.
 		pl.ack.close()
+		pl.disc.leave()
 	}
 	var err error
 	if pl.sock != nil {
 		err = pl.sock.Close()
 	}
 	pl.wg.Wait()
+	pl.ref.close()
 	return err
 }

@@ -2,7 +2,6 @@ package pattern
 
 import (
 	"context"
-	"errors"
 	"slices"
 	"sync"
 	"time"
@@ -20,6 +19,10 @@ import (
 // message, and the drop is counted in Stats.Dropped and per subscriber in
 // Stats.Peers. Each topic has its own sequence number, 1, 2, 3, ..., so a
 // subscriber can tell exactly what it missed.
+//
+// A subscription reaches the Publisher a moment after the subscriber
+// connects, and what is published before it arrives is not sent to that
+// subscriber (ZeroMQ's slow joiner): WaitSubscribers waits for it.
 //
 // With WithLastValue it is an XPUB socket with a last-value cache
 // (socket.LastValueCache): a subscriber that joins first gets the last
@@ -140,7 +143,7 @@ func (p *Publisher[T]) Publish(ctx context.Context, topic string, v T, opts ...C
 		err = p.sock.Send(ctx, m)
 	}
 	if err != nil {
-		return err
+		return callError(err)
 	}
 	st.seq++
 	p.c.sent.Add(1)
@@ -185,6 +188,37 @@ func (p *Publisher[T]) Subscribers() int {
 		}
 	}
 	return n
+}
+
+// WaitSubscribers blocks until at least n subscribers are connected and
+// their subscriptions have reached the Publisher (see Subscribers), so that
+// what is published next goes to each of them.
+//
+// This is ZeroMQ's slow-joiner rule: a subscription travels from the
+// subscriber to the publisher after the connection is made, and a message
+// published before it arrives is not sent to that subscriber (nothing is
+// queued for it or replayed). A program that publishes as soon as it starts
+// waits here first, with a deadline in ctx. It fails with ctx's error (a
+// deadline matches ErrTimeout) or ErrClosed.
+func (p *Publisher[T]) WaitSubscribers(ctx context.Context, n int) error {
+	tick := time.NewTicker(2 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		p.mu.Lock()
+		closed := p.closed
+		p.mu.Unlock()
+		if closed {
+			return ErrClosed
+		}
+		if p.Subscribers() >= n {
+			return nil
+		}
+		select {
+		case <-tick.C:
+		case <-ctx.Done():
+			return ctxError(ctx)
+		}
+	}
 }
 
 // Stats returns the Publisher's counters: Sent (messages published),
@@ -260,7 +294,9 @@ type stream struct {
 }
 
 // NewSubscriber creates a Subscriber. Give it topics with WithTopics or
-// Subscribe; with none it receives nothing.
+// Subscribe: with none it receives nothing, as a ZeroMQ SUB socket (the
+// zpeer sub command, by contrast, subscribes to everything when given no
+// --topic; see docs/patterns.md, "Topics").
 //
 // Options: WithConnect, WithBind, WithTopics, WithOnGap, WithName,
 // WithSocketOptions, WithLogger, WithService, WithWatcher, WithDiscovery.
@@ -312,8 +348,9 @@ func (s *Subscriber[T]) Publishers() int { return s.sock.Peers() }
 // Recv returns the next message. Messages that do not decode (not [topic,
 // envelope], or a body that is not a T) are skipped and counted in
 // Stats.Dropped. Recv may be called from several goroutines; messages are
-// taken one at a time, in arrival order. It fails with ctx's error or, once
-// the Subscriber is closed and what it had received is consumed, ErrClosed.
+// taken one at a time, in arrival order. It fails with ctx's error (a
+// deadline matches ErrTimeout) or, once the Subscriber is closed and what it
+// had received is consumed, ErrClosed.
 func (s *Subscriber[T]) Recv(ctx context.Context) (Message[T], error) {
 	for {
 		m, sm, body, gap, err := s.next(ctx)
@@ -325,6 +362,9 @@ func (s *Subscriber[T]) Recv(ctx context.Context) (Message[T], error) {
 		}
 		var kept bool
 		m.Value, kept, err = takeBody[T](body)
+		if err == nil {
+			logUnknownKeys[T](&s.o, body)
+		}
 		if !kept {
 			sm.Free() // the value, like the rest of m, is a copy
 		}
@@ -354,10 +394,7 @@ func (s *Subscriber[T]) next(ctx context.Context) (Message[T], socket.Msg, []byt
 	for {
 		m, err := s.sock.Recv(ctx)
 		if err != nil {
-			if errors.Is(err, socket.ErrClosed) {
-				err = ErrClosed
-			}
-			return Message[T]{}, socket.Msg{}, nil, Gap{}, err
+			return Message[T]{}, socket.Msg{}, nil, Gap{}, callError(err)
 		}
 		var env codec.View
 		if len(m.Frames) != 2 || codec.DecodeView(m.Frames[1], &env) != nil || env.Kind != codec.KindData {

@@ -311,7 +311,7 @@ func (r *Requester[Req, Resp]) Request(ctx context.Context, v Req, opts ...CallO
 	resp, err := r.request(ctx, start, v, opts)
 	if err != nil {
 		r.c.errors.Add(1)
-		return zero, err
+		return zero, callError(err)
 	}
 	r.lat.record(time.Since(start))
 	r.c.delivered.Add(1)
@@ -702,6 +702,7 @@ func (rp *Replier[Req, Resp]) serve(m socket.Msg) (kept bool) {
 	req, kept, err := takeBody[Req](env.Body)
 	panicked := false
 	if err == nil {
+		logUnknownKeys[Req](&rp.o, env.Body)
 		resp, err, panicked = rp.call(req)
 	}
 	if err != nil {

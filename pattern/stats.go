@@ -51,6 +51,9 @@ type Stats struct {
 	Errors uint64
 	// Panics counts handler panics that were recovered.
 	Panics uint64
+	// Refused counts peer connections a Pusher or Puller refused at the
+	// handshake because the peer cannot take part (see Refusal).
+	Refused uint64
 	// Pending is, for an acked Pusher, the number of messages it holds:
 	// waiting for credit or delivered and not yet acknowledged. For a
 	// Requester, the requests in flight.

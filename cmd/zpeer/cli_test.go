@@ -282,21 +282,6 @@ func TestRawCodec(t *testing.T) {
 	}
 }
 
-// A msgpack receiver skips what is not an envelope, says so once per
-// message on stderr, and goes on.
-func TestMsgpackSkipsRawMessages(t *testing.T) {
-	t.Parallel()
-	pull := start(t, "", "pull", "--bind", local, "--count", "1")
-	ep := pull.endpoint()
-	start(t, "", "push", "--connect", ep, "--codec", "raw", "not an envelope").mustSucceed()
-	waitUntil(t, 10*time.Second, "the skip notice", func() bool {
-		return strings.Contains(pull.stderr.String(), "skipped a message: not a zpeer envelope (use --codec raw")
-	})
-	start(t, "", "push", "--connect", ep, "fine").mustSucceed()
-	pull.mustSucceed()
-	equalLines(t, "pull output", pull.lines(), "fine")
-}
-
 func TestIPC(t *testing.T) {
 	t.Parallel()
 	ep := "ipc://" + filepath.Join(t.TempDir(), "zpeer.sock")

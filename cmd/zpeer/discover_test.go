@@ -72,6 +72,39 @@ func TestPeersListAndWatch(t *testing.T) {
 	}
 }
 
+// Issue 12 item 6: peers --watch --json gives a down event the time the
+// peer was last seen alive as last_seen, not the time of the event.
+func TestPeersWatchDownLastSeen(t *testing.T) {
+	t.Parallel()
+	svc := serviceName("seen")
+	rep := start(t, "", "rep", "--bind", local, "--discover", svc, "--iface", "lo")
+	rep.endpoint()
+	watch := start(t, "", "peers", "--service", svc, "--iface", "lo", "--watch", "--json", "--count", "2")
+	waitUntil(t, 20*time.Second, "the up event", func() bool { return len(watch.lines()) >= 1 })
+	stopped := time.Now()
+	rep.signal(os.Interrupt)
+	rep.wait()
+	watch.mustSucceed()
+	var up, down peerRecord
+	lines := watch.lines()
+	if len(lines) != 2 {
+		t.Fatalf("peers --watch --json: %q", lines)
+	}
+	if err := json.Unmarshal([]byte(lines[0]), &up); err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal([]byte(lines[1]), &down); err != nil {
+		t.Fatal(err)
+	}
+	if up.Event != "up" || down.Event != "down" || down.Time == nil {
+		t.Fatalf("events %+v then %+v", up, down)
+	}
+	if down.LastSeen.After(stopped) || !down.LastSeen.Before(*down.Time) || down.LastSeen.Before(up.LastSeen) {
+		t.Errorf("down event at %s has last_seen %s: want the last sighting (up at %s, before the stop at %s)",
+			down.Time, down.LastSeen, up.LastSeen, stopped)
+	}
+}
+
 // Without --service, peers finds the services announced (the DNS-SD
 // meta-query) and lists the peers of each.
 func TestPeersEveryService(t *testing.T) {

@@ -82,6 +82,7 @@ type message struct {
 	topic     []byte         // SUB: the envelope's topic, or else the topic frame
 	env       codec.Envelope // msgpack: the decoded envelope; raw: Body only
 	raw       bool
+	sep       string // raw: what the frames are joined with (--frame-sep; default a space)
 }
 
 // decodeMessage decodes the application frames of a received message. sub
@@ -125,7 +126,11 @@ func (m *message) bodyValue() (v any, ok bool) {
 func (m *message) bodyText() []byte {
 	if m.raw {
 		if len(m.frames) > 1 {
-			return bytes.Join(m.frames, []byte(" "))
+			sep := m.sep
+			if sep == "" {
+				sep = " "
+			}
+			return bytes.Join(m.frames, []byte(sep))
 		}
 		return m.env.Body
 	}

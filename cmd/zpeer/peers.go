@@ -82,6 +82,7 @@ type peerRecord struct {
 	Source    string            `json:"source"`
 	Meta      map[string]string `json:"meta"`
 	LastSeen  time.Time         `json:"last_seen"`
+	Time      *time.Time        `json:"time,omitempty"` // --watch: when the event happened
 }
 
 func newPeerRecord(service string, p discovery.Peer, seen time.Time) peerRecord {
@@ -96,6 +97,15 @@ func newPeerRecord(service string, p discovery.Peer, seen time.Time) peerRecord 
 		r.Endpoints = []string{}
 	}
 	return r
+}
+
+// lastSeen is when the event's peer was last seen alive (for a down event,
+// before the event).
+func lastSeen(ev discovery.Event) time.Time {
+	if ev.LastSeen.IsZero() {
+		return ev.Time
+	}
+	return ev.LastSeen
 }
 
 func metaString(m map[string]string) string {
@@ -160,14 +170,14 @@ func (a *app) runPeers(ctx context.Context, o *peersOpts) error {
 		// No --service: ask which services are announced, and watch each;
 		// with --watch, keep asking for new ones.
 		find := func() error {
-			names, err := browseServices(wctx, o.ifaces, min(o.wait, time.Second))
+			names, err := discovery.BrowseServices(wctx, min(o.wait, time.Second), discoveryOptions(o.ifaces)...)
 			for _, svc := range names {
 				watch(svc) // a foreign, non-zpeer service name may not be valid: skip it
 			}
 			return err
 		}
 		if err := find(); err != nil && wctx.Err() == nil {
-			return err
+			return discoveryError(err)
 		}
 		if o.watch {
 			go func() {
@@ -214,7 +224,7 @@ loop:
 			if ev.Kind == discovery.PeerDown {
 				delete(peers, key)
 			} else {
-				peers[key] = seen{ev.service, ev.Peer, ev.Time}
+				peers[key] = seen{ev.service, ev.Peer, lastSeen(ev.Event)}
 			}
 		case <-t.C:
 			break loop
@@ -286,8 +296,9 @@ func (a *app) watchPeers(ctx context.Context, o *peersOpts, events <-chan peerEv
 				kind = "down"
 			}
 			if o.json {
-				r := newPeerRecord(ev.service, ev.Peer, ev.Time)
-				r.Event, r.Reason = kind, ev.Reason
+				r := newPeerRecord(ev.service, ev.Peer, lastSeen(ev.Event))
+				at := ev.Time.UTC()
+				r.Event, r.Reason, r.Time = kind, ev.Reason, &at
 				if err := out.JSON(r); err != nil {
 					return err
 				}

@@ -15,9 +15,6 @@ import (
 	"time"
 )
 
-// quickstartBlock matches the README's fenced block marked "sh quickstart".
-var quickstartBlock = regexp.MustCompile("(?ms)^```sh quickstart\\s*\\n(.*?)^```")
-
 // TestReadmeQuickstart runs the README's command-line quick start as it is
 // written, from the repository root, and checks what it prints.
 func TestReadmeQuickstart(t *testing.T) {
@@ -25,15 +22,7 @@ func TestReadmeQuickstart(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	readme, err := os.ReadFile(filepath.Join(root, "README.md"))
-	if err != nil {
-		t.Skipf("no README.md at the repository root: %v", err)
-	}
-	m := quickstartBlock.FindSubmatch(readme)
-	if m == nil {
-		t.Skip("README.md has no ```sh quickstart block")
-	}
-	script := string(m[1])
+	script := namedBlock(t, "README.md", "quickstart")
 	// The quick start uses fixed ports, as a reader would; skip rather than
 	// fail when something else on this machine holds them.
 	for _, port := range regexp.MustCompile(`tcp://127\.0\.0\.1:(\d+)`).FindAllStringSubmatch(script, -1) {
@@ -87,6 +76,9 @@ func quickstartOutputs(script string) []string {
 	}
 	if strings.Contains(script, "--topic weather sunny") {
 		want = append(want, "weather sunny\n")
+	}
+	if strings.Contains(script, "--exec 'sed s/job/done/'") {
+		want = append(want, "done A\n", "done B\n")
 	}
 	if strings.Contains(script, "'found you'") && strings.Contains(script, "--json") {
 		want = append(want, `"body":"found you"`)

@@ -73,11 +73,17 @@ func (s *session) runReq(ctx context.Context, args []string) error {
 			}
 		}
 		s.sent.Add(1)
-		m, err := s.received(reply.Frames, nil)
+		m, err := decodeMessage(reply.Frames, s.raw, false)
 		if err != nil {
+			s.bad.Add(1)
+			return fmt.Errorf("cannot read the reply: %w", err)
+		}
+		m.sep = s.o.frameSep
+		s.recvd.Add(1)
+		if err := s.print(m); err != nil {
 			return err
 		}
-		if m != nil && m.env.Kind == codec.KindError {
+		if m.env.Kind == codec.KindError {
 			return fmt.Errorf("error reply from the peer: %s", m.bodyText())
 		}
 	}
@@ -219,20 +225,13 @@ func (s *session) runDealer(ctx context.Context, args []string) error {
 	}
 
 	// Wait for the replies; --timeout bounds the silence between two.
-	var timeout <-chan time.Time
-	var t *time.Timer
-	if s.o.timeout > 0 {
-		t = time.NewTimer(s.o.timeout)
-		defer t.Stop()
-		timeout = t.C
-	}
+	idle := s.newIdleTimer()
+	defer idle.stop()
 	for s.recvd.Load()+s.bad.Load() < s.sent.Load() {
 		select {
 		case <-got:
-			if t != nil {
-				t.Reset(s.o.timeout)
-			}
-		case <-timeout:
+			idle.reset()
+		case <-idle.c:
 			return fmt.Errorf("no reply within %s: %d of %d replies", s.o.timeout, s.recvd.Load(), s.sent.Load())
 		case err := <-recvErr:
 			return err
@@ -243,5 +242,34 @@ func (s *session) runDealer(ctx context.Context, args []string) error {
 	if n := errReplies.Load(); n > 0 {
 		return fmt.Errorf("%d of %d replies were errors", n, s.recvd.Load())
 	}
-	return nil
+	return s.undecodable()
+}
+
+// idleTimer fires when --timeout passes with no reset; with no --timeout,
+// never.
+type idleTimer struct {
+	c <-chan time.Time
+	t *time.Timer
+	d time.Duration
+}
+
+func (s *session) newIdleTimer() *idleTimer {
+	it := &idleTimer{d: s.o.timeout}
+	if it.d > 0 {
+		it.t = time.NewTimer(it.d)
+		it.c = it.t.C
+	}
+	return it
+}
+
+func (it *idleTimer) reset() {
+	if it.t != nil {
+		it.t.Reset(it.d)
+	}
+}
+
+func (it *idleTimer) stop() {
+	if it.t != nil {
+		it.t.Stop()
+	}
 }

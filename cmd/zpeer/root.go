@@ -107,6 +107,8 @@ when stopped by Ctrl-C or SIGTERM.`,
 		Version:       versionString(),
 	}
 	root.SetVersionTemplate("zpeer {{.Version}}\n")
+	// --version only: -v is every subcommand's --verbose.
+	root.Flags().Bool("version", false, "print zpeer's version")
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
 	root.CompletionOptions.HiddenDefaultCmd = true
 	for _, c := range a.socketCommands() {

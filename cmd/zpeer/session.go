@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -34,11 +35,12 @@ type session struct {
 	bad   atomic.Uint64 // received messages that could not be decoded
 	start time.Time
 
-	mu      sync.Mutex
-	sock    *socket.Socket
-	bound   []string         // the endpoints bound, as Bind returned them
-	dialErr map[string]error // the last dial error per connect endpoint
-	disc    io.Closer        // discovery, when --discover is given
+	mu        sync.Mutex
+	sock      *socket.Socket
+	bound     []string         // the endpoints bound, as Bind returned them
+	dialErr   map[string]error // the last dial error per connect endpoint
+	disc      io.Closer        // discovery, when --discover is given
+	refusedAt map[string]bool  // endpoints where a peer was refused (said once)
 
 	lvc     *socket.LastValueCache // pub --last-value
 	lvcDone chan struct{}          // closed when the cache's Serve ends
@@ -64,8 +66,10 @@ func (a *app) runSocket(ctx context.Context, sc sockCmd, o *sockOpts, args []str
 			s.headers[k] = v
 		}
 	}
-	if err := s.open(ctx, true); err != nil {
-		return err
+	if !o.ack.on { // the acked pipeline's sockets are pattern's
+		if err := s.open(ctx, true); err != nil {
+			return err
+		}
 	}
 	if !sameTerminal(a.stdout, a.stderr) {
 		s.status = startStatus(a.stderr, &a.errMu, 250*time.Millisecond, s.statusText)
@@ -85,6 +89,8 @@ func (a *app) runSocket(ctx context.Context, sc sockCmd, o *sockOpts, args []str
 	}()
 
 	switch {
+	case o.ack.on:
+		err = s.runAcked(ctx, args)
 	case sc.typ == socket.REQ:
 		err = s.runReq(ctx, args)
 	case sc.typ == socket.DEALER:
@@ -218,6 +224,9 @@ func (s *session) event(ev socket.Event) {
 	}
 	s.mu.Unlock()
 	s.discoveryHint(ev)
+	if ev.Kind == socket.EventRejected && ev.Err != nil && strings.Contains(ev.Err.Error(), "not compatible with") {
+		s.refused(ev.Endpoint, fmt.Errorf("refused a peer of the wrong socket type at %s: %s", ev.Endpoint, rootCause(ev.Err)))
+	}
 	if !s.o.verbose {
 		return
 	}
@@ -228,6 +237,21 @@ func (s *session) event(ev socket.Event) {
 		s.logf("disconnected %s (%s peer %s): %v", ev.Endpoint, ev.PeerType, ev.Remote, ev.Err)
 	case socket.EventRejected:
 		s.logf("rejected %s %s: %v", ev.Endpoint, ev.Remote, ev.Err)
+	}
+}
+
+// refused says once per endpoint why a peer was refused at the handshake
+// (a pull for a push --ack, say): without it the command would only wait.
+func (s *session) refused(ep string, err error) {
+	s.mu.Lock()
+	if s.refusedAt == nil {
+		s.refusedAt = make(map[string]bool)
+	}
+	first := !s.refusedAt[ep]
+	s.refusedAt[ep] = true
+	s.mu.Unlock()
+	if first {
+		s.logf("%s", strings.TrimPrefix(err.Error(), "pattern: "))
 	}
 }
 
@@ -399,10 +423,11 @@ func (s *session) frames(kind codec.Kind, text []byte) ([][]byte, error) {
 		topic = s.o.topics[0]
 	}
 	if s.raw {
+		frames := s.splitFrames(body)
 		if pub && topic != "" {
-			return [][]byte{[]byte(topic), body}, nil
+			return append([][]byte{[]byte(topic)}, frames...), nil
 		}
-		return [][]byte{body}, nil
+		return frames, nil
 	}
 	env, err := s.envelope(kind, topic, body).AppendEncode(nil)
 	if err != nil {
@@ -412,6 +437,14 @@ func (s *session) frames(kind codec.Kind, text []byte) ([][]byte, error) {
 		return [][]byte{[]byte(topic), env}, nil
 	}
 	return [][]byte{env}, nil
+}
+
+// splitFrames splits a raw message's text into frames at --frame-sep.
+func (s *session) splitFrames(text []byte) [][]byte {
+	if s.o.frameSep == "" {
+		return [][]byte{text}
+	}
+	return bytes.Split(text, []byte(s.o.frameSep))
 }
 
 // print writes one received message to standard output.
@@ -425,15 +458,26 @@ func (s *session) print(m *message) error {
 // received decodes and prints one received message; a message that does
 // not decode is reported on standard error and skipped (nil, nil).
 func (s *session) received(frames [][]byte, routingID []byte) (*message, error) {
+	m := s.decode(frames, routingID)
+	if m == nil {
+		return nil, nil
+	}
+	return m, s.print(m)
+}
+
+// decode decodes and counts one received message; one that does not
+// decode is reported on standard error and skipped (nil).
+func (s *session) decode(frames [][]byte, routingID []byte) *message {
 	m, err := decodeMessage(frames, s.raw, s.sc.typ == socket.SUB)
 	m.routingID = routingID
+	m.sep = s.o.frameSep
 	if err != nil {
 		s.bad.Add(1)
 		s.logf("skipped a message: %v", err)
-		return nil, nil
+		return nil
 	}
 	s.recvd.Add(1)
-	return m, s.print(m)
+	return m
 }
 
 // waitPeers waits, up to --timeout, for n peers (pub: n subscribers).
@@ -445,14 +489,32 @@ func (s *session) waitPeers(ctx context.Context, n int) error {
 	defer cancel()
 	t := time.NewTicker(10 * time.Millisecond)
 	defer t.Stop()
-	for {
+	what := "peer"
+	if s.sc.typ == socket.PUB {
+		what = "subscriber"
+	}
+	if n > 1 {
+		what += "s"
+	}
+	for waited := false; ; waited = true {
 		if s.readyPeers() >= n {
 			return nil
+		}
+		if !waited {
+			limit := "for ever"
+			if s.o.timeout > 0 {
+				limit = "up to " + s.o.timeout.String()
+			}
+			s.logf("waiting for %d %s (%s)", n, what, limit)
 		}
 		select {
 		case <-ctx.Done():
 			if isTimeout(ctx.Err()) {
-				return s.noPeerError(fmt.Sprintf("%d of %d peers ready after %s", s.readyPeers(), n, s.o.timeout))
+				ready := fmt.Sprintf("%d of %d %s ready after %s", s.readyPeers(), n, what, s.o.timeout)
+				if s.sc.typ == socket.PUB && s.unreachable() == "" {
+					return errors.New("nothing published: " + ready)
+				}
+				return s.noPeerError(ready)
 			}
 			return ctx.Err()
 		case <-t.C:
@@ -526,10 +588,9 @@ func (s *session) pause(ctx context.Context) error {
 func (s *session) runSend(ctx context.Context, args []string) error {
 	peers := s.o.peers
 	if s.sc.typ == socket.PUB && !s.o.peersSet {
-		peers = len(s.o.connects)
-		if len(s.o.binds) == 0 && s.o.discover != "" {
-			peers = 1
-		}
+		// One subscriber per endpoint it connects to, else one: publishing
+		// before anyone subscribed would send nothing (the slow joiner).
+		peers = max(len(s.o.connects), 1)
 	}
 	if err := s.waitPeers(ctx, peers); err != nil {
 		return err
@@ -577,6 +638,10 @@ func (s *session) runRecv(ctx context.Context) error {
 		cancel()
 		if err != nil {
 			if isTimeout(err) && ctx.Err() == nil {
+				if s.o.count == 0 && s.recvd.Load() > 0 {
+					// The stream has ended (see timeoutRule).
+					return s.undecodable()
+				}
 				return fmt.Errorf("no message within %s (received %d)", s.o.timeout, s.recvd.Load())
 			}
 			return err
@@ -584,6 +649,12 @@ func (s *session) runRecv(ctx context.Context) error {
 		frames, routingID, prefix := m.Frames, []byte(nil), [][]byte(nil)
 		if s.sc.typ == socket.ROUTER {
 			routingID, prefix, frames = splitRouter(frames)
+		}
+		if s.sc.typ == socket.PULL && s.o.exec != "" {
+			if err := s.pullExec(ctx, frames); err != nil {
+				return err
+			}
+			continue
 		}
 		msg, err := s.received(frames, routingID)
 		if err != nil {
@@ -608,7 +679,55 @@ func (s *session) runRecv(ctx context.Context) error {
 		}
 		s.sent.Add(1)
 	}
-	return nil
+	return s.undecodable()
+}
+
+// undecodable is the error of a receiver that skipped messages it could
+// not decode: it went on, but exits 1.
+func (s *session) undecodable() error {
+	n := s.bad.Load()
+	if n == 0 {
+		return nil
+	}
+	return fmt.Errorf("%d of %d messages were not zpeer envelopes and were skipped (--codec raw prints them)", n, n+s.recvd.Load())
+}
+
+// pullExec runs --exec for one message pulled (without --ack): its output
+// is pull's, and a failure is logged (the message is gone, as
+// fire-and-forget messages are).
+func (s *session) pullExec(ctx context.Context, frames [][]byte) error {
+	m := s.decode(frames, nil)
+	if m == nil {
+		return nil
+	}
+	err := s.execOn(ctx, m)
+	if err != nil && !isOutputError(err) {
+		s.logf("--exec: %v", err)
+		return nil
+	}
+	return err
+}
+
+// outputError is a failure to write standard output.
+type outputError struct{ error }
+
+func (e outputError) Unwrap() error { return e.error }
+
+func isOutputError(err error) bool {
+	var o outputError
+	return errors.As(err, &o)
+}
+
+// execOn runs --exec on m's body and prints what it writes; the error is
+// the command's (or an outputError).
+func (s *session) execOn(ctx context.Context, m *message) error {
+	out, err := s.runExec(ctx, m.bodyText())
+	if len(out) > 0 {
+		if werr := s.out.Line(out); werr != nil {
+			return outputError{werr}
+		}
+	}
+	return err
 }
 
 // splitRouter splits what a ROUTER receives into the routing id, the
@@ -654,7 +773,7 @@ func (s *session) reply(ctx context.Context, msg *message, frames [][]byte) [][]
 		}
 	}
 	if s.raw {
-		return [][]byte{body}
+		return s.splitFrames(body)
 	}
 	env := s.envelope(kind, "", body)
 	if req != nil {

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/zpeer/zpeer/codec"
 	"github.com/zpeer/zpeer/discovery"
@@ -31,12 +32,15 @@ type sockOpts struct {
 	headers  []string
 	body     string
 	peers    int
-	peersSet bool // --peers was given
+	peersSet bool            // --peers was given
+	changed  map[string]bool // the flags given
 	linger   time.Duration
 	interval time.Duration
 	identity string
 	name     string
 	verbose  bool
+	frameSep string // --frame-sep: raw messages' frames, split and joined on it
+	ack      ackOpts
 	lastVal  bool // pub --last-value
 }
 
@@ -83,16 +87,21 @@ its standard input.`,
 		name: "pub", typ: socket.PUB, role: roleSend,
 		short: "Publish messages under a topic",
 		long: `pub publishes each MESSAGE argument, or else each line of standard input,
-under --topic. When connecting, it first waits (up to --timeout) for the
-subscribers it connects to, so that the first messages are not lost.`,
+under --topic. It first waits (up to --timeout, saying so on standard error)
+for its subscribers: one per --connect, or one when it binds (--peers N asks
+for more, --peers 0 for none), because a message published before a
+subscription has arrived is not sent to that subscriber (ZeroMQ's "slow
+joiner"). When they do not come in time it exits 1 without publishing.`,
 		example: `  zpeer pub --bind 'tcp://*:5556' --topic weather --interval 1s sunny
   zpeer pub --connect tcp://127.0.0.1:5556 --topic logs < app.log`,
 	},
 	{
 		name: "sub", typ: socket.SUB, role: roleRecv,
 		short: "Subscribe to topics and print what is published",
-		long: `sub subscribes to each --topic prefix (everything by default) and prints
-each publication as TOPIC BODY, or BODY alone when it has no topic.`,
+		long: `sub subscribes to each --topic prefix and prints each publication as TOPIC
+BODY, or BODY alone when it has no topic. With no --topic it subscribes to
+everything (a Go pattern.Subscriber, like a ZeroMQ SUB socket, receives
+nothing until it subscribes).`,
 		example: `  zpeer sub --connect tcp://127.0.0.1:5556 --topic weather --count 3
   zpeer sub --bind 'tcp://*:5556' --json | jq .body`,
 	},
@@ -101,16 +110,30 @@ each publication as TOPIC BODY, or BODY alone when it has no topic.`,
 		short: "Push messages to workers, load-balanced",
 		long: `push sends each MESSAGE argument, or else each line of standard input, to
 the next ready worker (pull) round-robin. A send waits up to --timeout for a
-worker.`,
+worker.
+
+With --ack, each message is a job that a "pull --ack" worker acknowledges
+when it has processed it: push binds, the workers connect, and push exits 0
+only when every job was acknowledged. A job whose worker fails or dies is
+redelivered to another worker; one that fails --max-deliveries times is
+reported dead on standard error, and push exits 1.`,
 		example: `  seq 100 | zpeer push --connect tcp://127.0.0.1:5557
-  zpeer push --bind 'tcp://*:5557' --count 1000 job`,
+  zpeer push --bind 'tcp://*:5557' --count 1000 job
+  seq 10 | zpeer push --ack --bind tcp://127.0.0.1:5558`,
 	},
 	{
 		name: "pull", typ: socket.PULL, role: roleRecv,
 		short: "Pull messages from pushers and print them",
-		long:  `pull prints each message it receives, fair-queued over its pushers.`,
+		long: `pull prints each message it receives, fair-queued over its pushers, or
+with --exec runs CMD with the message on its standard input.
+
+With --ack it is a worker of a "push --ack": it connects to the pusher and
+acknowledges each job once it is done (printed, or CMD exited 0), or hands it
+back for another worker (CMD failed). Jobs it held when it was killed go to
+the other workers.`,
 		example: `  zpeer pull --bind 'tcp://*:5557' --count 100
-  zpeer pull --bind tcp://127.0.0.1:5557 --json`,
+  zpeer pull --bind tcp://127.0.0.1:5557 --json
+  zpeer pull --ack --connect tcp://127.0.0.1:5558 --exec './work.sh'`,
 	},
 	{
 		name: "dealer", typ: socket.DEALER, role: roleSend | roleRecv | roleRequest,
@@ -170,6 +193,8 @@ func (a *app) socketCommand(sc sockCmd) *cobra.Command {
 		},
 		RunE: runE(func(cmd *cobra.Command, args []string) error {
 			o.peersSet = cmd.Flags().Changed("peers")
+			o.changed = make(map[string]bool)
+			cmd.Flags().Visit(func(f *pflag.Flag) { o.changed[f.Name] = true })
 			if err := o.validate(sc); err != nil {
 				return err
 			}
@@ -195,14 +220,14 @@ func (a *app) socketCommand(sc sockCmd) *cobra.Command {
 		countHelp = "stop after `N` messages sent, repeating the MESSAGE arguments if needed (0: each message once)"
 	}
 	f.IntVarP(&o.count, "count", "n", 0, countHelp)
-	timeout, timeoutHelp := time.Duration(0), "give up when no message comes for `D` (0: wait for ever)"
+	timeout, timeoutHelp := time.Duration(0), "give up when the next message does not come within `D` (0: wait for ever); see --help"
 	switch {
 	case sc.role&roleRequest != 0:
-		timeout, timeoutHelp = 5*time.Second, "give up when a reply takes longer than `D`"
+		timeout, timeoutHelp = 5*time.Second, "give up when a reply does not come within `D`; see --help"
 	case sc.typ == socket.PAIR:
 		timeoutHelp = "give up when no message comes, or no peer takes one, for `D` (0: wait for ever)"
 	case sc.role&roleSend != 0:
-		timeout, timeoutHelp = 5*time.Second, "give up when no peer takes a message within `D` (0: wait for ever)"
+		timeout, timeoutHelp = 5*time.Second, "give up when no peer takes a message within `D` (0: wait for ever); see --help"
 	}
 	f.DurationVar(&o.timeout, "timeout", timeout, timeoutHelp)
 	if sc.typ == socket.REQ {
@@ -213,6 +238,24 @@ func (a *app) socketCommand(sc sockCmd) *cobra.Command {
 	}
 	if sc.role&roleReply != 0 {
 		f.StringVarP(&o.exec, "exec", "e", "", "reply with the standard output of shell command `CMD`, run with the request on its standard input")
+	}
+	if sc.typ == socket.PULL {
+		f.StringVarP(&o.exec, "exec", "e", "", "run shell command `CMD` for each message, with its body on standard input, instead of printing it (with --ack: acknowledge when CMD exits 0)")
+	}
+	var sepHelp []string
+	if sc.role&(roleSend|roleReply) != 0 {
+		sepHelp = append(sepHelp, "split each message sent into frames at `SEP`")
+	}
+	if sc.role&roleRecv != 0 {
+		sep := "`SEP`"
+		if len(sepHelp) > 0 {
+			sep = "SEP" // pflag names the value after the first quoted word only
+		}
+		sepHelp = append(sepHelp, "print the frames of a message received joined with "+sep+" (default: a space)")
+	}
+	f.StringVar(&o.frameSep, "frame-sep", "", "--codec raw: "+strings.Join(sepHelp, "; "))
+	if sc.typ == socket.PUSH || sc.typ == socket.PULL {
+		o.ack.addFlags(f, sc.typ)
 	}
 	if sc.role&(roleSend|roleReply) != 0 {
 		f.StringVar(&o.body, "body", bodyText, "`FORMAT` of the msgpack body sent: text (a string), json (each message is JSON, sent as the same MessagePack value) or bin (the bytes as they are)")
@@ -234,8 +277,17 @@ func (a *app) socketCommand(sc sockCmd) *cobra.Command {
 	f.StringVar(&o.name, "name", "", "node `NAME`: the sender in envelopes and discovery (default HOST-PID)")
 	f.DurationVar(&o.linger, "linger", time.Second, "on exit, wait up to `D` for queued messages to go out")
 	f.BoolVarP(&o.verbose, "verbose", "v", false, "log connections and a final count on standard error")
+	cmd.Long += "\n\n" + timeoutRule
 	return cmd
 }
+
+// timeoutRule is the one meaning of --timeout, in every socket command's
+// help.
+const timeoutRule = `--timeout D bounds each wait for what the command needs next: a peer to
+take a message (push; pub: its subscribers), a reply (req, dealer), the next
+message (sub, pull, rep, router). When it runs out the command exits 1,
+except a receiver given no --count that has already received a message: its
+stream has ended, and it exits 0.`
 
 func defaultName() string {
 	h, err := os.Hostname()
@@ -282,6 +334,12 @@ func (o *sockOpts) validate(sc sockCmd) error {
 	}
 	if o.json && sc.role&roleRecv == 0 {
 		return usagef("--json applies to commands that receive")
+	}
+	if o.frameSep != "" && o.codec != "raw" {
+		return usagef("--frame-sep needs --codec raw (a zpeer envelope is one frame)")
+	}
+	if err := o.ack.validate(sc, o); err != nil {
+		return err
 	}
 	return nil
 }

@@ -69,3 +69,29 @@ func TestTypedPeers(t *testing.T) {
 		t.Fatalf("zpeer sub from a Publisher: %+v (body %s)", r, body)
 	}
 }
+
+// Issue 12 item 8: a Go struct with json tags (and no msgpack tags) reads
+// what zpeer push --body json sends, key for key.
+func TestTypedJSONTags(t *testing.T) {
+	t.Parallel()
+	type Job struct {
+		UserID int    `json:"user_id"`
+		Name   string `json:"name,omitempty"`
+	}
+	got := make(chan Job, 1)
+	pl, err := pattern.NewPuller(func(_ context.Context, j Job) error { got <- j; return nil },
+		pattern.WithBind(local), pattern.WithWorkers(1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pl.Close()
+	start(t, "", "push", "--connect", pl.Endpoints()[0], "--body", "json", `{"user_id":7,"name":"ann"}`).mustSucceed()
+	select {
+	case j := <-got:
+		if j != (Job{UserID: 7, Name: "ann"}) {
+			t.Fatalf("the Puller got %+v, want user_id 7 and name ann", j)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("nothing pulled")
+	}
+}

@@ -10,13 +10,21 @@
 // doubled. The ventilator exits once every job is acknowledged; the sink,
 // a service, runs until interrupted.
 //
-//	go run ./examples/pipeline -role sink -bind tcp://127.0.0.1:5558 -jobs 100
-//	go run ./examples/pipeline -role ventilator -bind tcp://127.0.0.1:5557 -jobs 100
-//	go run ./examples/pipeline -role worker -name w1 -ventilator tcp://127.0.0.1:5557 -sink tcp://127.0.0.1:5558
-//	go run ./examples/pipeline -role worker -name w2 -ventilator tcp://127.0.0.1:5557 -sink tcp://127.0.0.1:5558
+// Build it first, so that each role is a process of its own that kill
+// reaches (under "go run", kill -9 hits the go command and leaves the
+// program running):
 //
-// Workers come and go: start more, kill some (even with kill -9); the sink
-// still ends with every result, once.
+//	go build -o pipeline ./examples/pipeline
+//	./pipeline -role sink -bind tcp://127.0.0.1:5558 &
+//	./pipeline -role ventilator -bind tcp://127.0.0.1:5557 &
+//	./pipeline -role worker -name w1 -ventilator tcp://127.0.0.1:5557 -sink tcp://127.0.0.1:5558 &
+//	./pipeline -role worker -name w2 -ventilator tcp://127.0.0.1:5557 -sink tcp://127.0.0.1:5558 &
+//
+// Each worker prints its process id ("w1 working for ... (pid 4242)").
+// Workers come and go: start more, kill some (kill -9 4242); the sink still
+// ends with every result, once. A job takes half a second by default
+// (-cost), so 100 jobs keep two workers busy for several seconds: time
+// enough to kill one in the middle of its work.
 package main
 
 import (
@@ -52,7 +60,7 @@ func main() {
 		ventilator = flag.String("ventilator", "", "worker: the ventilator's endpoint")
 		sink       = flag.String("sink", "", "worker: the sink's endpoint")
 		jobs       = flag.Int("jobs", 100, "ventilator and sink: number of jobs")
-		cost       = flag.Duration("cost", 10*time.Millisecond, "ventilator: work per job")
+		cost       = flag.Duration("cost", 500*time.Millisecond, "ventilator: work per job, long enough to kill a worker in the middle")
 		name       = flag.String("name", fmt.Sprintf("worker-%d", os.Getpid()), "worker: its name")
 	)
 	flag.Parse()
@@ -128,7 +136,7 @@ func runWorker(ctx context.Context, name, ventilator, sink string) error {
 		return err
 	}
 	defer pull.Close()
-	fmt.Printf("%s working for %s\n", name, ventilator)
+	fmt.Printf("%s working for %s (pid %d)\n", name, ventilator, os.Getpid())
 	<-ctx.Done()
 	return ctx.Err()
 }

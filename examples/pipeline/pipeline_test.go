@@ -2,8 +2,13 @@ package main
 
 import (
 	"os"
+	"os/exec"
+	"regexp"
+	"strconv"
+	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/zpeer/zpeer/examples/internal/run"
 )
@@ -31,6 +36,10 @@ func TestPipelineSurvivesAKilledWorker(t *testing.T) {
 		return run.Start(t, name, bin, "-role", "worker", "-name", name, "-ventilator", ventEP, "-sink", sinkEP)
 	}
 	w1, w2, w3 := worker("w1"), worker("w2"), worker("w3")
+	// Each worker says its process id, the one kill -9 must be given.
+	if pid := w3.WaitLine(`^w3 working for \S+ \(pid (\d+)\)$`)[1]; pid != strconv.Itoa(w3.Pid()) {
+		t.Fatalf("w3 says pid %s, its pid is %d", pid, w3.Pid())
+	}
 	// w3 dies in the middle of its work, without a word.
 	w3.WaitLine(`^w3 did job \d+$`)
 	w3.WaitLine(`^w3 did job \d+$`)
@@ -48,5 +57,29 @@ func TestPipelineSurvivesAKilledWorker(t *testing.T) {
 	sink.WaitLine(`^sink: 300 of 300 results, \d+ duplicates ignored$`)
 	if code := sink.Wait(); code != 0 {
 		t.Errorf("sink: exit %d", code)
+	}
+}
+
+// Issue 12 item 16: by default a job lasts long enough to kill a worker in
+// the middle of it, and the documentation says how to reach the worker
+// with kill -9 (build first: under go run, kill hits the go command).
+func TestPipelineDefaultsLetYouKillAWorker(t *testing.T) {
+	out, _ := exec.Command(bin, "-h").CombinedOutput()
+	m := regexp.MustCompile(`-cost duration\s*\n[^\n]*\(default ([^)]+)\)`).FindSubmatch(out)
+	if m == nil {
+		t.Fatalf("no -cost default in -h:\n%s", out)
+	}
+	if d, err := time.ParseDuration(string(m[1])); err != nil || d < 200*time.Millisecond {
+		t.Fatalf("default -cost %s: a worker is done before anyone can kill it", m[1])
+	}
+	for _, doc := range []string{"main.go", "../README.md"} {
+		b, err := os.ReadFile(doc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		text := strings.Join(strings.Fields(string(b)), " ")
+		if !strings.Contains(text, "go build -o pipeline ./examples/pipeline") || !strings.Contains(text, "pid") {
+			t.Errorf("%s does not say to build the example first and kill the worker's pid", doc)
+		}
 	}
 }

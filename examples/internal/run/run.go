@@ -225,6 +225,9 @@ func (p *Proc) Signal(sig os.Signal) {
 	}
 }
 
+// Pid is the program's process id.
+func (p *Proc) Pid() int { return p.cmd.Process.Pid }
+
 // Wait waits for the program to exit and returns its exit code.
 func (p *Proc) Wait() int {
 	p.t.Helper()

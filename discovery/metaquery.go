@@ -1,4 +1,4 @@
-package main
+package discovery
 
 import (
 	"context"
@@ -11,25 +11,30 @@ import (
 	"golang.org/x/net/ipv4"
 )
 
-// browseServices asks, over mDNS, which DNS-SD service types are announced
-// (the "_services._dns-sd._udp.local." meta-query of RFC 6763 section 9)
-// and returns their names ("jobs" for "_jobs._tcp"). It is how "zpeer
-// peers" without --service finds what to watch: package discovery watches
-// one named service at a time.
+// BrowseServices asks, over mDNS, which DNS-SD service types are announced
+// on the network (the "_services._dns-sd._udp.local." meta-query of RFC
+// 6763 section 9) and returns their names ("jobs" for "_jobs._tcp"), zpeer's
+// and others'. A Watcher follows one named service; this is how to find the
+// names to watch ("zpeer peers" without --service uses it).
 //
 // The query goes out from an ephemeral port, so responders answer it by
-// unicast (RFC 6762 section 6.7, "legacy unicast"), on the interfaces
-// --iface names ("lo": the loopback interface only), or else on every
-// interface that is up, multicast-capable and has an IPv4 address. It asks
-// three times within wait and returns what answered.
-func browseServices(ctx context.Context, ifaces []string, wait time.Duration) ([]string, error) {
-	ifis, err := mdnsInterfaces(ifaces)
+// unicast (RFC 6762 section 6.7, "legacy unicast"), on the interfaces the
+// options select as for a Watcher (WithLoopback, WithInterfaces; by
+// default every interface that is up, multicast-capable and has an IPv4
+// address). It asks three times within wait and returns what answered by
+// then, or ctx's error with what answered before ctx ended.
+func BrowseServices(ctx context.Context, wait time.Duration, opts ...Option) ([]string, error) {
+	o, err := buildOptions(opts)
+	if err != nil {
+		return nil, err
+	}
+	ifis, err := selectInterfaces(&o)
 	if err != nil {
 		return nil, err
 	}
 	uc, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4zero})
 	if err != nil {
-		return nil, fmt.Errorf("mDNS query socket: %w", err)
+		return nil, fmt.Errorf("discovery: mDNS query socket: %w", err)
 	}
 	defer uc.Close()
 	pc := ipv4.NewPacketConn(uc)
@@ -43,7 +48,7 @@ func browseServices(ctx context.Context, ifaces []string, wait time.Duration) ([
 	if err != nil {
 		return nil, err
 	}
-	group := &net.UDPAddr{IP: net.IPv4(224, 0, 0, 251), Port: 5353}
+	group := &net.UDPAddr{IP: mdnsGroup, Port: mdnsPort}
 	send := func() {
 		for _, ifi := range ifis {
 			if err := pc.SetMulticastInterface(&ifi); err == nil {
@@ -94,40 +99,4 @@ func minTime(a, b time.Time) time.Time {
 		return a
 	}
 	return b
-}
-
-// mdnsInterfaces picks the interfaces as package discovery does.
-func mdnsInterfaces(names []string) ([]net.Interface, error) {
-	if len(names) > 0 {
-		var out []net.Interface
-		for _, n := range names {
-			ifi, err := net.InterfaceByName(n)
-			if err != nil {
-				return nil, usagef("--iface %s: %v", n, err)
-			}
-			out = append(out, *ifi)
-		}
-		return out, nil
-	}
-	all, err := net.Interfaces()
-	if err != nil {
-		return nil, err
-	}
-	var out []net.Interface
-	for _, ifi := range all {
-		if ifi.Flags&net.FlagUp == 0 || ifi.Flags&net.FlagMulticast == 0 || ifi.Flags&net.FlagLoopback != 0 {
-			continue
-		}
-		addrs, _ := ifi.Addrs()
-		for _, a := range addrs {
-			if ipn, ok := a.(*net.IPNet); ok && ipn.IP.To4() != nil {
-				out = append(out, ifi)
-				break
-			}
-		}
-	}
-	if len(out) == 0 {
-		return nil, fmt.Errorf("no interface is up, multicast-capable and has an IPv4 address (--iface lo for this machine)")
-	}
-	return out, nil
 }

@@ -1,0 +1,224 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+)
+
+// Code blocks in the documentation (README.md, docs/, examples/ and bench/
+// READMEs) follow one rule: each sits between <!-- begin NAME --> and
+// <!-- end NAME --> comments, where NAME is either "fragment" (a piece
+// that is not meant to run as it is) or the name under which a test reads
+// and runs the block, or checks it (TestReadmeQuickstart, TestReadmeGo,
+// codec's TestWireDocExample, ...).
+
+var (
+	fence      = regexp.MustCompile("(?m)^```")
+	beginEnd   = regexp.MustCompile(`<!-- (begin|end) ([a-z0-9-]+) -->`)
+	docRootRel = "../.."
+)
+
+// docFiles lists the markdown files whose code blocks the rule covers.
+func docFiles(t *testing.T) []string {
+	t.Helper()
+	root, err := filepath.Abs(docRootRel)
+	if err != nil {
+		t.Fatal(err)
+	}
+	files := []string{"README.md", "examples/README.md", "bench/README.md"}
+	docs, _ := filepath.Glob(filepath.Join(root, "docs", "*.md"))
+	for _, d := range docs {
+		files = append(files, strings.TrimPrefix(d, root+"/"))
+	}
+	return files
+}
+
+// docBlocks returns the blocks of a markdown file: for each fenced block,
+// the NAME of the begin/end pair around it ("" when there is none), with
+// the block's text.
+type docBlock struct {
+	name, info, text string
+	line             int
+}
+
+func parseDocBlocks(t *testing.T, doc string) []docBlock {
+	t.Helper()
+	var blocks []docBlock
+	open := "" // the begin NAME we are inside, if any
+	lines := strings.Split(doc, "\n")
+	for i := 0; i < len(lines); i++ {
+		l := lines[i]
+		if m := beginEnd.FindStringSubmatch(l); m != nil {
+			if m[1] == "begin" {
+				open = m[2]
+			} else {
+				open = ""
+			}
+			continue
+		}
+		if !strings.HasPrefix(l, "```") {
+			continue
+		}
+		b := docBlock{name: open, info: strings.TrimSpace(strings.TrimPrefix(l, "```")), line: i + 1}
+		var body []string
+		for i++; i < len(lines) && !strings.HasPrefix(lines[i], "```"); i++ {
+			body = append(body, lines[i])
+		}
+		b.text = strings.Join(body, "\n") + "\n"
+		blocks = append(blocks, b)
+	}
+	return blocks
+}
+
+// namedBlock returns the block called name in the file at the repository
+// root.
+func namedBlock(t *testing.T, file, name string) string {
+	t.Helper()
+	doc, err := os.ReadFile(filepath.Join(docRootRel, file))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, b := range parseDocBlocks(t, string(doc)) {
+		if b.name == name {
+			return b.text
+		}
+	}
+	t.Fatalf("%s has no block between <!-- begin %s --> and <!-- end %s -->", file, name, name)
+	return ""
+}
+
+// Issue 12 item 14: every code block runs in a test or is marked as a
+// fragment.
+func TestDocCodeBlocksRunOrAreFragments(t *testing.T) {
+	t.Parallel()
+	root, _ := filepath.Abs(docRootRel)
+	// The names the tests use: any "begin NAME" or "NAME" string literal in
+	// a test file of the module.
+	var tests bytes.Buffer
+	filepath.WalkDir(root, func(path string, d os.DirEntry, err error) error {
+		if err == nil && !d.IsDir() && strings.HasSuffix(path, "_test.go") {
+			b, _ := os.ReadFile(path)
+			tests.Write(b)
+		}
+		return nil
+	})
+	for _, file := range docFiles(t) {
+		doc, err := os.ReadFile(filepath.Join(root, file))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n := len(fence.FindAllIndex(doc, -1)); n%2 != 0 {
+			t.Errorf("%s: %d fence lines, an odd number", file, n)
+		}
+		for _, b := range parseDocBlocks(t, string(doc)) {
+			switch {
+			case b.name == "":
+				t.Errorf("%s:%d: a ```%s block neither run by a test nor marked <!-- begin fragment -->", file, b.line, b.info)
+			case b.name == "fragment":
+			case !bytes.Contains(tests.Bytes(), []byte(`"`+b.name+`"`)):
+				t.Errorf("%s:%d: block %q is run by no test (no test names it)", file, b.line, b.name)
+			}
+		}
+	}
+}
+
+// TestReadmeGo runs the README's Go quick start as a newcomer would: a new
+// module, the README's steps for an unpublished zpeer (with the clone being
+// this repository), go run; and checks that it prints what the README says.
+func TestReadmeGo(t *testing.T) {
+	t.Parallel()
+	root, err := filepath.Abs(docRootRel)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	if err := os.Symlink(root, filepath.Join(dir, "zpeer")); err != nil { // the clone
+		t.Fatal(err)
+	}
+	app := filepath.Join(dir, "app")
+	if err := os.Mkdir(app, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(app, "main.go"), []byte(namedBlock(t, "README.md", "readme-go")), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	// The repository's go.sum: checksums of the modules zpeer needs, so that
+	// go get need not ask the checksum database (the tests run offline).
+	sum, err := os.ReadFile(filepath.Join(root, "go.sum"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(app, "go.sum"), sum, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var steps []string
+	for _, l := range strings.Split(namedBlock(t, "README.md", "get-unpublished"), "\n") {
+		if !strings.HasPrefix(l, "git clone ") { // the symlink stands for it
+			if rest, ok := strings.CutPrefix(l, "go "); ok {
+				l = goTool() + " " + rest
+			}
+			steps = append(steps, l)
+		}
+	}
+	script := goTool() + " mod init example.com/app\n" + strings.Join(steps, "\n") + goTool() + " run .\n"
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "bash", "-e", "-c", script)
+	cmd.Dir = app
+	// Offline: what zpeer needs is in the module cache since this module
+	// was built, and no test goes to the network.
+	cmd.Env = append(os.Environ(), "GOWORK=off", "GOFLAGS=-mod=mod", "GOPROXY=off")
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("the README's Go quick start failed: %v\nscript:\n%s\nstdout:\n%s\nstderr:\n%s", err, script, stdout.String(), stderr.String())
+	}
+	if want := namedBlock(t, "README.md", "readme-go-output"); stdout.String() != want {
+		t.Fatalf("it printed\n%s\nthe README says\n%s", stdout.String(), want)
+	}
+}
+
+// Issue 12 item 15: the README starts with how to get zpeer, and lists the
+// Debian packages the tests need, the same ones ./test.sh installs.
+func TestReadmeStartsWithGettingZpeer(t *testing.T) {
+	t.Parallel()
+	readme, err := os.ReadFile(filepath.Join(docRootRel, "README.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	first := regexp.MustCompile(`(?m)^## (.*)$`).FindStringSubmatch(string(readme))
+	if first == nil || first[1] != "Getting zpeer" {
+		t.Fatalf("the README's first section is %q, want \"Getting zpeer\"", first)
+	}
+	for _, want := range []string{"go get github.com/zpeer/zpeer", "go mod edit -replace github.com/zpeer/zpeer=", "go install ./cmd/zpeer"} {
+		if !strings.Contains(string(readme), want) {
+			t.Errorf("the README does not say %q", want)
+		}
+	}
+	script, err := os.ReadFile(filepath.Join(docRootRel, "test.sh"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	debs := regexp.MustCompile(`(?m)^DEBS="([^"]+)"`).FindSubmatch(script)
+	if debs == nil {
+		t.Fatal("test.sh has no DEBS=\"...\" line")
+	}
+	apt := regexp.MustCompile(`(?m)^sudo apt-get install (.*)$`).FindStringSubmatch(string(readme))
+	if apt == nil {
+		t.Fatal("the README has no sudo apt-get install line")
+	}
+	got, want := strings.Fields(apt[1]), strings.Fields(string(debs[1]))
+	sort.Strings(got)
+	sort.Strings(want)
+	if strings.Join(got, " ") != strings.Join(want, " ") {
+		t.Errorf("the README installs %v, test.sh %v", got, want)
+	}
+}
