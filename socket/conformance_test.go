@@ -507,7 +507,7 @@ func TestEndpointErrors(t *testing.T) {
 			t.Errorf("Bind(%q): %v, want ErrEndpoint", ep, err)
 		}
 	}
-	for _, ep := range []string{"tcp://*:5555", "tcp://127.0.0.1:0", "tcp://:5555", "inproc://x"} {
+	for _, ep := range []string{"tcp://*:5555", "tcp://127.0.0.1:0", "tcp://:5555", "inproc://", "inproc://*"} {
 		if err := s.Connect(ep); !errors.Is(err, ErrEndpoint) {
 			t.Errorf("Connect(%q): %v, want ErrEndpoint", ep, err)
 		}

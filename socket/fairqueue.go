@@ -191,6 +191,9 @@ func (q *fairQueue) tryPop() (Msg, *pipe, bool) {
 		case p.in.space <- struct{}{}:
 		default:
 		}
+		if p.peer != nil {
+			p.peer.s.signalReady() // inproc: the sender may send again
+		}
 	}
 	if len(q.active) > 0 {
 		// more left: make sure another waiting receiver wakes too

@@ -80,6 +80,11 @@ type pipe struct {
 	stats  counters
 
 	subs subscriptions // PUB, XPUB: what this peer subscribed to
+
+	// inproc (inproc.go): the other end, in the other socket, and this
+	// end's sending state; nil for a network peer.
+	peer *pipe
+	ip   *inprocState
 }
 
 func newPipe(s *Socket, c net.Conn, br *bufio.Reader, zc *zmq4.Conn, endpoint string) *pipe {
@@ -134,17 +139,25 @@ func (p *pipe) heartbeat(now time.Time) error {
 // terminate closes the connection and removes the pipe from its socket. The
 // first error given is the reason reported.
 func (p *pipe) terminate(err error) {
+	first := false
 	p.once.Do(func() {
+		first = true
 		p.err = err
 		p.wmu.Lock()
 		p.wclosed = true
 		p.out.release()
 		p.urgent.release()
 		p.wmu.Unlock()
-		p.conn.Close()
+		if p.conn != nil {
+			p.conn.Close()
+		}
 		close(p.done)
 		p.s.detach(p, err)
 	})
+	if first && p.ip != nil {
+		p.inprocClose()
+		p.peer.terminate(err)
+	}
 }
 
 // resume notes that the reader reads again after a pause: the heartbeat

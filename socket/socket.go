@@ -183,6 +183,9 @@ func (s *Socket) Bind(ep string) (string, error) {
 	if s.closed {
 		return "", ErrClosed
 	}
+	if e.network == "inproc" {
+		return s.bindInproc(e)
+	}
 	if e.network == "unix" {
 		// Like libzmq, take over a stale socket file.
 		if fi, err := os.Lstat(e.addr); err == nil && fi.Mode()&os.ModeSocket != 0 {
@@ -255,7 +258,11 @@ func (s *Socket) Connect(ep string) error {
 	d.ctx, d.cancel = context.WithCancel(context.Background())
 	s.dialers[ep] = d
 	s.wg.Add(1)
-	go s.dialLoop(d)
+	if e.network == "inproc" {
+		go s.inprocDialLoop(d)
+	} else {
+		go s.dialLoop(d)
+	}
 	return nil
 }
 
