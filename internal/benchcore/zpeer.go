@@ -154,3 +154,84 @@ func (r *zrecv) Recv(ctx context.Context) ([]byte, error) {
 }
 
 func (r *zrecv) Close() error { return r.s.Close() }
+
+// ProxyPubSub implements ProxyStack: a socket.Proxy between an XSUB and an
+// XPUB, both bound; the PUB and the n SUBs connect.
+func (z *ZpeerStack) ProxyPubSub(ctx context.Context, n int) (*Topology, error) {
+	var all []*socket.Socket
+	var stopProxy func()
+	closeAll := func() error {
+		if stopProxy != nil {
+			stopProxy()
+		}
+		var errs []error
+		for i := len(all) - 1; i >= 0; i-- {
+			errs = append(errs, all[i].Close())
+		}
+		return errors.Join(errs...)
+	}
+	fail := func(err error) (*Topology, error) {
+		closeAll()
+		return nil, err
+	}
+	mk := func(t socket.Type, opts ...socket.Option) (*socket.Socket, error) {
+		s, err := socket.New(t, append(append([]socket.Option{socket.WithLinger(0)}, z.Options...), opts...)...)
+		if err == nil {
+			all = append(all, s)
+		}
+		return s, err
+	}
+	xsub, err := mk(socket.XSUB)
+	if err != nil {
+		return fail(err)
+	}
+	xpub, err := mk(socket.XPUB, socket.WithXPubVerbose(false))
+	if err != nil {
+		return fail(err)
+	}
+	px, err := socket.NewProxy(xsub, xpub)
+	if err != nil {
+		return fail(err)
+	}
+	pctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		px.Run(pctx)
+	}()
+	stopProxy = func() { cancel(); <-done }
+	front, err := xsub.Bind("tcp://127.0.0.1:0")
+	if err != nil {
+		return fail(err)
+	}
+	back, err := xpub.Bind("tcp://127.0.0.1:0")
+	if err != nil {
+		return fail(err)
+	}
+	pub, err := mk(socket.PUB)
+	if err != nil {
+		return fail(err)
+	}
+	if err := pub.Connect(front); err != nil {
+		return fail(err)
+	}
+	t := &Topology{Send: zconn{pub}, Close: closeAll}
+	for range n {
+		s, err := mk(socket.SUB)
+		if err != nil {
+			return fail(err)
+		}
+		s.Subscribe("")
+		if err := s.Connect(back); err != nil {
+			return fail(err)
+		}
+		t.Recv = append(t.Recv, &zrecv{s: s})
+	}
+	if err := WaitFor(ctx, func() bool {
+		st := pub.Stats()
+		return xpub.Peers() >= n && len(st.PerPeer) == 1 && st.PerPeer[0].Subscriptions > 0
+	}); err != nil {
+		return fail(fmt.Errorf("zpeer: proxy with %d subscribers: %w", n, err))
+	}
+	return t, nil
+}
