@@ -144,3 +144,23 @@ func TestPubLastValue(t *testing.T) {
 		return v.Seq == 3 && strings.Contains(string(v.Body), "v3")
 	})
 }
+
+// TestProxyDiscover: two groups joined by a proxy: the publishers' side
+// found over mDNS (on lo), the subscribers' side announced over mDNS under
+// another name; nobody types an address.
+func TestProxyDiscover(t *testing.T) {
+	t.Parallel()
+	pubs, subs := serviceName("lan-a"), serviceName("lan-b")
+	pub := start(t, "", "pub", "--bind", local, "--discover", pubs, "--iface", "lo",
+		"--peers", "1", "--timeout", "30s", "--topic", "n", "--count", "2", "hot")
+	pub.endpoint()
+	px := start(t, "", "proxy", "--type", "pubsub", "--frontend-discover", pubs,
+		"--backend-bind", local, "--backend-discover", subs, "--iface", "lo")
+	px.endpoint()
+	sub := start(t, "", "sub", "--discover", subs, "--iface", "lo", "--count", "2")
+	pub.mustSucceed()
+	sub.mustSucceed()
+	equalLines(t, "sub output", sub.lines(), "n hot", "n hot")
+	px.signal(syscall.SIGINT)
+	px.wait()
+}
