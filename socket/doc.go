@@ -19,7 +19,11 @@
 // ROUTER).
 //
 // Endpoints are tcp://host:port (port 0 or * picks a free port; Bind returns
-// the real endpoint) and ipc:///path (a Unix domain socket). A socket binds
+// the real endpoint), ipc:///path (a Unix domain socket) and inproc://name
+// (sockets of one process, messages handed over in memory with no network
+// and no handshake: the receiver's receive mark is the
+// high-water mark, Close is immediate, and a socket may connect before the
+// name is bound). A socket binds
 // and connects any number of endpoints. Connect is asynchronous: connecting
 // to a peer that is not up yet is normal, and every connected endpoint is
 // re-dialled with exponential backoff and jitter for as long as it stays

@@ -350,7 +350,7 @@ func (s *Socket) subscribe(prefix string, on bool) error {
 	case *subProto:
 		return r.subscribe(prefix, on)
 	case *xsubProto:
-		return r.send(context.Background(), subMsg(prefix, on))
+		return r.sendAs(context.Background(), subMsg(prefix, on), true)
 	case *xpubProto:
 		return r.subscribeLast(prefix, on)
 	}

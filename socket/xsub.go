@@ -55,6 +55,12 @@ func (r *xsubProto) detach(p *pipe) {
 // to every publisher whose queue has room (the others miss it; the drop is
 // counted, as PUB counts its own).
 func (r *xsubProto) send(ctx context.Context, m Msg) error {
+	return r.sendAs(ctx, m, false)
+}
+
+// sendAs is send; with force (Socket.Subscribe, as SUB does) a
+// subscription is queued past a full publisher's mark instead of waiting.
+func (r *xsubProto) sendAs(ctx context.Context, m Msg, force bool) error {
 	prefix, on, sub := subscription(m)
 	if sub {
 		r.smu.Lock()
@@ -79,6 +85,10 @@ func (r *xsubProto) send(ctx context.Context, m Msg) error {
 				p.stats.drops.Add(1)
 				r.s.stats.drops.Add(1)
 			}
+			continue
+		}
+		if force {
+			p.enqueue(m, true)
 			continue
 		}
 		if err := sendTo(ctx, r.s, p, m, ErrPeerLost); err != nil && !errors.Is(err, ErrPeerLost) {
