@@ -30,12 +30,15 @@ import (
 type Announcer struct {
 	o        options
 	ifaces   []net.Interface
-	conn     *mconn
+	link     *link // the process's mDNS sockets of those interfaces
+	stats    counters
+	warn     *warner
 	svcName  string // "_telemetry._tcp.local."
 	instName string // escaped, fully qualified
 	instance string // as shown to users
 	host     string // "zp-<node>-<n>.local."
 
+	// The announcement's state, guarded by mu.
 	mu        sync.Mutex
 	closed    bool
 	typ       string
@@ -45,13 +48,14 @@ type Announcer struct {
 	txt       []string
 	port      uint16
 
-	queries chan query // serve -> answerLoop
+	queries chan query // the stack's reader -> answerLoop; bounded, drops when full
 	kick    chan struct{}
 	// sendMu orders sends against Close: answers and announcements hold
 	// it shared and check leaving; Close takes it to set leaving, so that
 	// nothing but goodbyes goes out once the first goodbye has.
 	sendMu    sync.RWMutex
-	leaving   bool
+	leaving   bool        // guarded by sendMu
+	closing   atomic.Bool // set first thing in Close: queries are no longer wanted
 	cancel    context.CancelFunc
 	wg        sync.WaitGroup
 	closeOnce sync.Once
@@ -99,8 +103,9 @@ func Announce(service, socketType string, endpoints []string, opts ...Option) (*
 		meta:      maps.Clone(o.meta),
 		rev:       1,
 		port:      port,
-		queries:   make(chan query, 64),
+		queries:   make(chan query, queryQueue),
 		kick:      make(chan struct{}, 1),
+		warn:      newWarner(o.logger),
 	}
 	a.instName = escapeLabel(instance) + "." + a.svcName
 	if a.txt, err = a.encode(); err != nil {
@@ -110,14 +115,13 @@ func Announce(service, socketType string, endpoints []string, opts ...Option) (*
 	if err != nil {
 		return nil, err
 	}
-	if a.conn, err = openMDNS(ifaces); err != nil {
+	if a.link, err = stack.attach(ifaces, &user{onQuery: a.onQuery}); err != nil {
 		return nil, err
 	}
-	a.ifaces = a.conn.ifaces
+	a.ifaces = a.link.ifaces()
 	ctx, cancel := context.WithCancel(context.Background())
 	a.cancel = cancel
-	a.wg.Add(3)
-	go a.serve()
+	a.wg.Add(2)
 	go a.answerLoop(ctx)
 	go a.repeat(ctx)
 	a.announce(a.ttl())
@@ -146,6 +150,11 @@ func checkEndpoints(endpoints []string) (uint16, error) {
 func (a *Announcer) encode() ([]string, error) {
 	return encodeTXT(txtData{node: a.o.node, typ: a.typ, rev: a.rev, endpoints: a.endpoints, meta: a.meta})
 }
+
+// Stats returns the Announcer's counters: PacketsIn (queries for its
+// records), PacketsOut, SendErrors and QueueDrops (queries dropped while
+// its answer queue was full).
+func (a *Announcer) Stats() Stats { return a.stats.stats() }
 
 // Instance returns the DNS-SD instance name.
 func (a *Announcer) Instance() string { return a.instance }
@@ -205,6 +214,7 @@ func (a *Announcer) update(change func()) error {
 // peer down at once, and stops answering. It is idempotent.
 func (a *Announcer) Close() error {
 	a.closeOnce.Do(func() {
+		a.closing.Store(true)
 		a.mu.Lock()
 		a.closed = true
 		a.mu.Unlock()
@@ -215,7 +225,7 @@ func (a *Announcer) Close() error {
 		// Twice, against the loss of one packet.
 		a.goodbye()
 		a.goodbye()
-		a.conn.close()
+		a.link.detach() // the last user of an interface closes its socket
 		a.wg.Wait()
 	})
 	return nil
@@ -264,9 +274,19 @@ func (a *Announcer) multicastAll(ttl uint32) {
 			continue
 		}
 		if b, err := m.Pack(); err == nil {
-			_ = a.conn.multicast(b, ifi.Index)
+			a.sent(a.link.multicast(b, ifi.Index))
 		}
 	}
+}
+
+// sent counts a packet sent, or counts and logs a send error.
+func (a *Announcer) sent(err error) {
+	if err != nil {
+		a.stats.sendErrors.Add(1)
+		a.warn.warn("discovery: announcer cannot send", "instance", a.instance, "err", err)
+		return
+	}
+	a.stats.packetsOut.Add(1)
 }
 
 // Which records an answer holds.
@@ -320,31 +340,15 @@ func (a *Announcer) answer(rrs *[]dns.RR, ifi net.Interface, ttl uint32, flush b
 	return true
 }
 
-// serve answers queries until the socket is closed.
-func (a *Announcer) serve() {
-	defer a.wg.Done()
-	buf := make([]byte, 9000)
-	for {
-		n, ifIndex, src, err := a.conn.recv(buf)
-		if err != nil {
-			a.mu.Lock()
-			closed := a.closed
-			a.mu.Unlock()
-			if closed || isClosedErr(err) {
-				return
-			}
-			time.Sleep(10 * time.Millisecond) // a transient error: do not spin
-			continue
-		}
-		if n < 12 || buf[2]&0x80 != 0 { // too short, or a response
-			continue
-		}
-		q, err := unpackMDNS(buf[:n])
-		if err != nil || q.Response || q.Opcode != dns.OpcodeQuery {
-			continue
-		}
-		a.handleQuery(q, ifIndex, src)
+// onQuery takes a query from the stack's reader (which parsed it once
+// for every user of the interface). It never blocks; it reports false when
+// the answer queue was full and the query was dropped.
+func (a *Announcer) onQuery(p packet) bool {
+	q := p.msg
+	if q.Response || q.Opcode != dns.OpcodeQuery || a.closing.Load() {
+		return true
 	}
+	return a.handleQuery(q, p.ifIndex, p.src)
 }
 
 // query is what a packet asked of us.
@@ -355,7 +359,14 @@ type query struct {
 	src     *net.UDPAddr // its sender
 }
 
-func (a *Announcer) handleQuery(q *dns.Msg, ifIndex int, src *net.UDPAddr) {
+// queryQueue bounds the queries waiting for answerLoop. Multicast ones
+// are merged per interface every answerDelay, so a full queue means a
+// flood; a dropped querier asks again.
+const queryQueue = 64
+
+// handleQuery queues what q asks of this announcer; it reports false when
+// the queue was full and the query dropped.
+func (a *Announcer) handleQuery(q *dns.Msg, ifIndex int, src *net.UDPAddr) bool {
 	want := 0
 	for _, qs := range q.Question {
 		if c := qs.Qclass &^ (1 << 15); c != dns.ClassINET && c != dns.ClassANY {
@@ -384,23 +395,27 @@ func (a *Announcer) handleQuery(q *dns.Msg, ifIndex int, src *net.UDPAddr) {
 		}
 	}
 	if want == 0 {
-		return
+		return true
 	}
+	a.stats.packetsIn.Add(1)
 	qq := query{want: want, ifIndex: ifIndex}
 	if src != nil && src.Port != mdnsPort {
 		qq.legacy, qq.src = q, src
 	}
 	select {
 	case a.queries <- qq:
-	default: // flooded: drop, the querier asks again
+		return true
+	default: // flooded: drop, the querier asks again (answerLoop logs it)
+		a.stats.queueDrops.Add(1)
+		return false
 	}
 }
 
 // answerDelay is how long multicast answers wait so that the queries of
 // that time get one answer per interface (RFC 6762 section 6 asks 20 to
 // 120 ms for shared records). It bounds the answers to 50 per second per
-// interface, whatever the query rate; grandcat alone sends two queries
-// per browse.
+// interface, whatever the query rate: every Watcher of every process on
+// the link asks once per refresh period.
 const answerDelay = 20 * time.Millisecond
 
 // answerLoop sends the answers: legacy unicast ones at once, multicast
@@ -411,7 +426,12 @@ func (a *Announcer) answerLoop(ctx context.Context) {
 	t := time.NewTimer(time.Hour)
 	t.Stop()
 	defer t.Stop()
+	var logged uint64 // queue drops logged so far
 	for {
+		// Drops are counted on the stack's reader; they are logged here,
+		// where a slow log handler holds up nobody else.
+		a.warn.warnGrowth(&a.stats.queueDrops, &logged, "discovery: announcer dropped queries (queue full)",
+			"dropped", "instance", a.instance, "queue", queryQueue)
 		select {
 		case <-ctx.Done():
 			return
@@ -478,13 +498,13 @@ func (a *Announcer) send(ifIndex, want int, legacy *dns.Msg, src *net.UDPAddr) {
 		return
 	}
 	if legacy != nil {
-		_ = a.conn.unicast(b, ifIndex, src)
+		a.sent(a.link.send(b, ifIndex, src))
 		return
 	}
 	// Answers go to the group even for QU questions (RFC 6762 section 5.4
 	// allows it): unicast to port 5353 reaches only one of the sockets
 	// sharing the port.
-	_ = a.conn.multicast(b, ifIndex)
+	a.sent(a.link.multicast(b, ifIndex))
 }
 
 // knownAnswer reports whether the query already lists our PTR record with

@@ -6,36 +6,43 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
-	"github.com/grandcat/zeroconf"
 	"github.com/miekg/dns"
 )
 
-// mdnsSource finds peers over mDNS in two ways that complement each other:
+// mdnsSource finds peers over mDNS through the process's shared stack
+// (stack.go):
 //
-//   - Browse: every refresh period a fresh grandcat/zeroconf Resolver
-//     browses the service type. grandcat reports each instance once per
-//     browse, stops querying after the first answer and never reports
-//     removals, so a new browse is the only way to hear again from a peer
-//     through it; its answers count as sightings.
-//   - Listen: a socket of our own on the same interfaces reads every mDNS
-//     response: goodbyes (TTL 0, which grandcat drops), announcements of
-//     new peers and of changes (grandcat reports an instance only once per
-//     browse), and answers to anyone's queries. It also reads packets that
-//     grandcat's miekg/dns cannot parse (see unpackMDNS).
+//   - Browse: every refresh period (and on Refresh) it multicasts a PTR
+//     query for the service type on each interface. Every responder
+//     answers it, so each answer is a fresh sighting. (RFC 6762 section
+//     5.2 asks continuous queriers to back off; a watcher must instead
+//     hear from every peer within its expiry, so it asks every period,
+//     and responders bound their answers to one per 20 ms per interface.)
+//   - Listen: it reads every mDNS response the stack hands it: goodbyes
+//     (TTL 0), announcements of new peers and of changes, and answers to
+//     anyone's queries, its own included.
+//
+// Responses reach it through a bounded queue (inbox): the stack's reader
+// never waits for a watcher; a full queue drops the packet and counts it.
 type mdnsSource struct {
 	w        *Watcher
-	svcType  string // "_telemetry._tcp"
-	svcName  string // "_telemetry._tcp.local."
-	ifaces   []net.Interface
+	svcName  string               // "_telemetry._tcp.local."
 	nets     map[int][]*net.IPNet // per interface index
 	loopback bool
-	conn     *mconn
+	link     *link
+	ifaces   []net.Interface
+	inbox    chan packet
 	kick     chan struct{}
+	stopping atomic.Bool // set when run ends: packets are no longer wanted
 
-	cache map[string]*sighting // listener goroutine only
+	cache map[string]*sighting // handler goroutine only
 }
+
+// inboxSize bounds the responses waiting for a watcher's handler.
+const inboxSize = 128
 
 // sighting gathers what the listener learnt about one instance, as answers
 // may come in pieces.
@@ -56,25 +63,38 @@ func newMDNSSource(w *Watcher) (*mdnsSource, error) {
 	if err != nil {
 		return nil, err
 	}
-	conn, err := openMDNS(ifaces)
-	if err != nil {
-		return nil, err
-	}
 	s := &mdnsSource{
 		w:        w,
-		svcType:  "_" + w.service + "._tcp",
 		svcName:  "_" + w.service + "._tcp.local.",
-		ifaces:   conn.ifaces,
 		nets:     make(map[int][]*net.IPNet),
 		loopback: w.o.loopback,
-		conn:     conn,
+		inbox:    make(chan packet, inboxSize),
 		kick:     make(chan struct{}, 1),
 		cache:    make(map[string]*sighting),
 	}
+	if s.link, err = stack.attach(ifaces, &user{onResponse: s.onResponse}); err != nil {
+		return nil, err
+	}
+	s.ifaces = s.link.ifaces()
 	for _, ifi := range s.ifaces {
 		s.nets[ifi.Index] = ipv4Addrs(ifi)
 	}
 	return s, nil
+}
+
+// onResponse takes a response from the stack's reader without blocking.
+func (s *mdnsSource) onResponse(p packet) bool {
+	if s.stopping.Load() {
+		return true // not a drop: nobody wants it any more
+	}
+	select {
+	case s.inbox <- p:
+		s.w.stats.packetsIn.Add(1)
+		return true
+	default: // the janitor logs it
+		s.w.stats.queueDrops.Add(1)
+		return false
+	}
 }
 
 func (s *mdnsSource) refresh() {
@@ -84,6 +104,8 @@ func (s *mdnsSource) refresh() {
 	}
 }
 
+// run browses and handles responses until ctx is done, then leaves the
+// stack (closing the sockets nobody else uses).
 func (s *mdnsSource) run(ctx context.Context) {
 	var wg sync.WaitGroup
 	wg.Add(1)
@@ -92,34 +114,46 @@ func (s *mdnsSource) run(ctx context.Context) {
 		s.listen(ctx)
 	}()
 	s.browseLoop(ctx)
+	s.stopping.Store(true)
+	s.link.detach()
 	wg.Wait()
 }
 
-// minBrowseGap keeps ReportUnreachable storms from restarting the browse
-// more often than this.
+// minBrowseGap keeps ReportUnreachable storms from querying more often
+// than this.
 const minBrowseGap = 100 * time.Millisecond
 
-// browseLoop runs one grandcat browse per refresh period. The next browse
-// starts before the previous one is stopped, so there is no gap.
+// browseLoop sends a query every refresh period, and on refresh.
 func (s *mdnsSource) browseLoop(ctx context.Context) {
 	t := time.NewTicker(s.w.o.refresh)
 	defer t.Stop()
-	var prev *browse
+	q := new(dns.Msg)
+	q.SetQuestion(s.svcName, dns.TypePTR)
+	q.RecursionDesired = false
+	pkt, err := q.Pack()
+	if err != nil { // a valid service name always packs
+		s.w.warn.warn("discovery: cannot build the browse query", "service", s.w.service, "err", err)
+		<-ctx.Done()
+		return
+	}
 	for {
 		started := time.Now()
-		cur := s.startBrowse(ctx)
-		prev.stop()
-		prev = cur
+		for _, ifi := range s.ifaces {
+			if err := s.link.multicast(pkt, ifi.Index); err != nil {
+				s.w.stats.sendErrors.Add(1)
+				s.w.warn.warn("discovery: watcher cannot send its query", "service", s.w.service, "err", err)
+			} else {
+				s.w.stats.packetsOut.Add(1)
+			}
+		}
 		select {
 		case <-ctx.Done():
-			prev.stop()
 			return
 		case <-t.C:
 		case <-s.kick:
 			if d := minBrowseGap - time.Since(started); d > 0 {
 				select {
 				case <-ctx.Done():
-					prev.stop()
 					return
 				case <-time.After(d):
 				}
@@ -128,87 +162,20 @@ func (s *mdnsSource) browseLoop(ctx context.Context) {
 	}
 }
 
-// browse is one running grandcat browse.
-type browse struct {
-	cancel context.CancelFunc
-	done   chan struct{}
-}
-
-func (b *browse) stop() {
-	if b == nil {
-		return
-	}
-	b.cancel()
-	<-b.done
-}
-
-func (s *mdnsSource) startBrowse(ctx context.Context) *browse {
-	r, err := zeroconf.NewResolver(zeroconf.SelectIfaces(s.ifaces), zeroconf.SelectIPTraffic(zeroconf.IPv4))
-	if err != nil {
-		return nil // the listener still works; try again next period
-	}
-	bctx, cancel := context.WithCancel(ctx)
-	entries := make(chan *zeroconf.ServiceEntry, 16)
-	b := &browse{cancel: cancel, done: make(chan struct{})}
-	// grandcat closes entries when the browse ends, also when Browse
-	// fails; its main loop blocks on a full channel, so drain it to the
-	// end.
-	go func() {
-		defer close(b.done)
-		for e := range entries {
-			s.entry(e, time.Now())
-		}
-	}()
-	if err := r.Browse(bctx, s.svcType, "local.", entries); err != nil {
-		cancel()
-	}
-	return b
-}
-
-// entry handles a grandcat browse result.
-func (s *mdnsSource) entry(e *zeroconf.ServiceEntry, at time.Time) {
-	if e == nil || len(e.Text) == 0 {
-		return
-	}
-	name := e.ServiceInstanceName()
-	key := "mdns:" + strings.ToLower(name)
-	if p, rev, sig, ok := s.peer(key, name, e.Text, uint16(e.Port), e.AddrIPv4, 0); ok {
-		s.w.seen("mdns", p, rev, sig, at)
-	}
-}
-
-// listen reads mDNS responses until ctx is done.
+// listen handles the responses of the inbox until ctx is done.
 func (s *mdnsSource) listen(ctx context.Context) {
-	stop := context.AfterFunc(ctx, func() { s.conn.close() })
-	defer stop()
-	defer s.conn.close()
-	buf := make([]byte, 9000)
 	lastPrune := time.Now()
 	for {
-		n, ifIndex, _, err := s.conn.recv(buf)
-		if err != nil {
-			if ctx.Err() != nil || isClosedErr(err) {
-				return
+		select {
+		case <-ctx.Done():
+			s.stopping.Store(true)
+			return
+		case p := <-s.inbox:
+			s.handle(p.msg, p.ifIndex, p.at)
+			if p.at.Sub(lastPrune) > s.w.o.expiry {
+				s.prune(p.at)
+				lastPrune = p.at
 			}
-			select {
-			case <-ctx.Done():
-				return
-			case <-time.After(10 * time.Millisecond):
-			}
-			continue
-		}
-		if n < 12 || buf[2]&0x80 == 0 { // queries are not evidence
-			continue
-		}
-		at := time.Now()
-		m, err := unpackMDNS(buf[:n])
-		if err != nil {
-			continue
-		}
-		s.handle(m, ifIndex, at)
-		if at.Sub(lastPrune) > s.w.o.expiry {
-			s.prune(at)
-			lastPrune = at
 		}
 	}
 }
@@ -320,6 +287,13 @@ func (s *mdnsSource) handle(m *dns.Msg, ifIndex int, at time.Time) {
 		}
 		c := s.cache[key]
 		if c == nil {
+			if len(s.cache) >= MaxPeers {
+				s.prune(at)
+			}
+			if len(s.cache) >= MaxPeers {
+				s.w.ignore(o.name)
+				continue
+			}
 			c = &sighting{name: o.name}
 			s.cache[key] = c
 		}
@@ -390,9 +364,9 @@ func (s *mdnsSource) peer(key, name string, txt []string, port uint16, addrs []n
 
 // pickAddr chooses the address to connect to: one on the subnet of the
 // interface the announcement came in on, else the first one. When the
-// interface is unknown (grandcat's results: its sockets take packets from
-// every interface), only an address on a selected interface's subnet will
-// do. In single-machine mode only a loopback address will do.
+// interface is unknown (ifIndex 0, which the stack never hands out), only
+// an address on a selected interface's subnet will do. In single-machine
+// mode only a loopback address will do.
 func (s *mdnsSource) pickAddr(addrs []net.IP, ifIndex int) net.IP {
 	var v4 []net.IP
 	for _, a := range addrs {

@@ -34,7 +34,14 @@
 // 127.0.0.1: the single-machine mode of demos and tests, which sends
 // nothing on the network.
 //
-// Liveness does not rest on mDNS caches. A Watcher browses afresh every
+// A process runs one mDNS stack, whatever the number of Announcers and
+// Watchers: one socket per interface, opened by the first user and closed
+// by the last, one reader that parses each packet once and hands queries to
+// announcers and responses to watchers through bounded queues. Stats and
+// StackStats count packets, send errors, drops and peers; WithLogger logs
+// what is dropped or fails.
+//
+// Liveness does not rest on mDNS caches. A Watcher queries afresh every
 // refresh period (WithRefresh), hears goodbyes at once, reports a peer that
 // stopped answering down after the expiry time (WithExpiry), and takes
 // hints from the socket layer: Touch when a peer was heard from,

@@ -2,16 +2,12 @@ package discovery
 
 import (
 	"bufio"
-	"context"
 	"encoding/json"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"testing"
 	"time"
-
-	"github.com/grandcat/zeroconf"
 )
 
 // Interop with python3-zeroconf (Debian's, /usr/bin/python3). Python binds
@@ -202,8 +198,8 @@ func TestInteropWeSeePython(t *testing.T) {
 		{"127.0.0.1 and ::1", true},
 		// python-zeroconf adds an NSEC record with an empty bitmap when
 		// the host has IPv4 addresses only; miekg/dns v1.1.27 rejects the
-		// whole packet, so grandcat never sees this service. Our listener
-		// neutralises the NSEC record and sees it.
+		// whole packet (grandcat/zeroconf v1.0.0 never saw this service).
+		// unpackMDNS neutralises the NSEC record and sees it.
 		{"127.0.0.1 only", false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -225,54 +221,6 @@ func TestInteropWeSeePython(t *testing.T) {
 			ev = waitEvent(t, w.Events(), 5*time.Second, func(e Event) bool { return e.Kind == PeerDown })
 			if ev.Reason != ReasonGoodbye {
 				t.Fatalf("down: reason %q", ev.Reason)
-			}
-		})
-	}
-}
-
-// TestInteropGrandcatMissesIPv4OnlyPython pins down the limitation the
-// listener works around: grandcat/zeroconf v1.0.0 alone never reports an
-// IPv4-only python-zeroconf service, but does report the same service once
-// it also has an IPv6 address. If this test starts failing, grandcat or
-// miekg/dns changed and docs/discovery.md needs updating.
-func TestInteropGrandcatMissesIPv4OnlyPython(t *testing.T) {
-	t.Parallel()
-	needPythonZeroconf(t)
-	lo, err := selectInterfaces(&options{loopback: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	browse := func(svc string, within time.Duration) bool {
-		r, err := zeroconf.NewResolver(zeroconf.SelectIfaces(lo), zeroconf.SelectIPTraffic(zeroconf.IPv4))
-		if err != nil {
-			t.Fatal(err)
-		}
-		ctx, cancel := context.WithTimeout(context.Background(), within)
-		defer cancel()
-		entries := make(chan *zeroconf.ServiceEntry)
-		if err := r.Browse(ctx, "_"+svc+"._tcp", "local.", entries); err != nil {
-			t.Fatal(err)
-		}
-		found := false
-		for e := range entries {
-			if len(e.AddrIPv4) > 0 && e.AddrIPv4[0].Equal(net.IPv4(127, 0, 0, 1)) {
-				found = true
-				cancel()
-			}
-		}
-		return found
-	}
-	for _, v6 := range []bool{true, false} {
-		t.Run(map[bool]string{true: "127.0.0.1 and ::1", false: "127.0.0.1 only"}[v6], func(t *testing.T) {
-			t.Parallel()
-			svc := uniqueService(t)
-			py := registerPython(t, svc, uniqueNode(t, "py"), v6, 43003)
-			// python answers the first query at once; two seconds is
-			// plenty to tell "never" from "found".
-			found := browse(svc, 2*time.Second)
-			py.stop(t)
-			if found != v6 {
-				t.Errorf("grandcat alone, python service with IPv6=%v: found=%v", v6, found)
 			}
 		})
 	}

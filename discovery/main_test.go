@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/zpeer/zpeer/internal/udpsock"
 	"go.uber.org/goleak"
 )
 
@@ -40,6 +41,9 @@ type helperConfig struct {
 	Watch    bool          `json:"watch"`
 	Refresh  time.Duration `json:"refresh"`
 	Expiry   time.Duration `json:"expiry"`
+	// AlsoLoopback adds a second Announcer and Watcher in the
+	// single-machine mode (WithLoopback), and reports the mDNS sockets.
+	AlsoLoopback bool `json:"also_loopback"`
 }
 
 // helperLine is one line a helper prints on stdout.
@@ -54,6 +58,10 @@ type helperLine struct {
 	Time int64 `json:"time,omitempty"`
 	// CloseNanos is how long the Announcer and Watcher took to close.
 	CloseNanos int64 `json:"close_nanos,omitempty"`
+	// OSSockets and StackSockets: UDP sockets on port 5353 as the OS and
+	// as StackStats count them (in "ready", with AlsoLoopback).
+	OSSockets    int `json:"os_sockets,omitempty"`
+	StackSockets int `json:"stack_sockets,omitempty"`
 }
 
 // helperMain announces (and optionally watches) until stdin is closed, then
@@ -98,7 +106,29 @@ func helperMain(raw string) int {
 	} else {
 		close(done)
 	}
-	emit(helperLine{Kind: "ready", Node: cfg.Node, Time: started.UnixNano()})
+	ready := helperLine{Kind: "ready", Node: cfg.Node, Time: started.UnixNano()}
+	if cfg.AlsoLoopback {
+		lopts := append(opts, WithLoopback())
+		la, err := Announce(cfg.Service, "PUB", []string{"tcp://127.0.0.1:5556"}, lopts...)
+		if err != nil {
+			emit(helperLine{Kind: "error", Err: err.Error()})
+			return 2
+		}
+		defer la.Close()
+		lw, err := NewWatcher(cfg.Service, lopts...)
+		if err != nil {
+			emit(helperLine{Kind: "error", Err: err.Error()})
+			return 2
+		}
+		defer lw.Close()
+		n, err := udpsock.Count(mdnsPort)
+		if err != nil {
+			emit(helperLine{Kind: "error", Err: err.Error()})
+			return 2
+		}
+		ready.OSSockets, ready.StackSockets = n, StackStats().Sockets
+	}
+	emit(ready)
 	stdin := make(chan struct{})
 	go func() {
 		_, _ = io.Copy(io.Discard, os.Stdin)
@@ -125,7 +155,8 @@ type helperProc struct {
 	cmd       *exec.Cmd
 	stdin     io.WriteCloser
 	lines     chan helperLine
-	announced time.Time // when it called Announce
+	announced time.Time  // when it called Announce
+	ready     helperLine // its "ready" line
 }
 
 // startHelper runs the test binary as a helper peer, prefixed by wrap
@@ -180,6 +211,7 @@ func startHelper(t testing.TB, cfg helperConfig, wrap ...string) *helperProc {
 		t.Fatalf("helper %s: %s", cfg.Node, l.Err)
 	}
 	h.announced = time.Unix(0, l.Time)
+	h.ready = l
 	return h
 }
 

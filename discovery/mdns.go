@@ -2,13 +2,11 @@ package discovery
 
 import (
 	"encoding/binary"
-	"errors"
 	"fmt"
 	"net"
 	"strings"
 
 	"github.com/miekg/dns"
-	"golang.org/x/net/ipv4"
 )
 
 // mDNS over IPv4 (RFC 6762). zpeer speaks mDNS over IPv4 only; records
@@ -90,88 +88,6 @@ func announceAddrs(ifi net.Interface, loopback bool) []net.IP {
 	}
 	return out
 }
-
-// mconn is an mDNS socket: UDP port 5353 shared with other responders
-// (SO_REUSEADDR), joined to 224.0.0.251 on the selected interfaces only.
-// Packets that arrive on any other interface are dropped, and on Linux
-// IP_MULTICAST_ALL is off so that the kernel does not hand us groups other
-// sockets joined elsewhere. It sends only on the selected interfaces.
-type mconn struct {
-	pc      *ipv4.PacketConn
-	ifaces  []net.Interface
-	allowed map[int]bool
-}
-
-func openMDNS(ifaces []net.Interface) (*mconn, error) {
-	// Go binds a multicast listen address as the wildcard address with
-	// SO_REUSEADDR, so several sockets (and other responders) share the
-	// port.
-	uc, err := net.ListenUDP("udp4", &net.UDPAddr{IP: mdnsGroup, Port: mdnsPort})
-	if err != nil {
-		return nil, fmt.Errorf("discovery: listen on mDNS port: %w", err)
-	}
-	if err := restrictMulticast(uc); err != nil {
-		uc.Close()
-		return nil, fmt.Errorf("discovery: mDNS socket: %w", err)
-	}
-	pc := ipv4.NewPacketConn(uc)
-	if err := pc.SetControlMessage(ipv4.FlagInterface, true); err != nil {
-		uc.Close()
-		return nil, fmt.Errorf("discovery: mDNS socket: %w", err)
-	}
-	_ = pc.SetMulticastTTL(255) // RFC 6762 section 11
-	_ = pc.SetMulticastLoopback(true)
-	c := &mconn{pc: pc, allowed: make(map[int]bool)}
-	var errs []error
-	for _, ifi := range ifaces {
-		if err := pc.JoinGroup(&ifi, &net.UDPAddr{IP: mdnsGroup}); err != nil {
-			errs = append(errs, fmt.Errorf("%s: %w", ifi.Name, err))
-			continue
-		}
-		c.ifaces = append(c.ifaces, ifi)
-		c.allowed[ifi.Index] = true
-	}
-	if len(c.ifaces) == 0 {
-		uc.Close()
-		return nil, fmt.Errorf("%w: cannot join the mDNS group: %v", ErrNoInterface, errors.Join(errs...))
-	}
-	return c, nil
-}
-
-// recv reads the next packet that came in on a selected interface.
-func (c *mconn) recv(buf []byte) (n, ifIndex int, src *net.UDPAddr, err error) {
-	for {
-		n, cm, from, err := c.pc.ReadFrom(buf)
-		if err != nil {
-			return 0, 0, nil, err
-		}
-		if cm == nil || !c.allowed[cm.IfIndex] {
-			continue
-		}
-		ua, _ := from.(*net.UDPAddr)
-		return n, cm.IfIndex, ua, nil
-	}
-}
-
-// multicast sends b to the mDNS group on one interface.
-func (c *mconn) multicast(b []byte, ifIndex int) error {
-	if !c.allowed[ifIndex] {
-		return fmt.Errorf("discovery: interface %d not selected", ifIndex)
-	}
-	_, err := c.pc.WriteTo(b, &ipv4.ControlMessage{IfIndex: ifIndex}, &net.UDPAddr{IP: mdnsGroup, Port: mdnsPort})
-	return err
-}
-
-// unicast sends b to dst through one interface (legacy unicast replies).
-func (c *mconn) unicast(b []byte, ifIndex int, dst *net.UDPAddr) error {
-	if !c.allowed[ifIndex] {
-		return fmt.Errorf("discovery: interface %d not selected", ifIndex)
-	}
-	_, err := c.pc.WriteTo(b, &ipv4.ControlMessage{IfIndex: ifIndex}, dst)
-	return err
-}
-
-func (c *mconn) close() error { return c.pc.Close() }
 
 // unpackMDNS parses a packet. miekg/dns v1.1.27 rejects a whole message
 // when it holds an NSEC record with an empty type bitmap ("dns: empty NSEC

@@ -137,3 +137,25 @@ func TestMultiHost(t *testing.T) {
 	hs[0].stop(t)
 	hs[2].stop(t)
 }
+
+// TestMultiHostSocketPerInterface: a process that uses two interfaces (an
+// Announcer and a Watcher in the default mode on its host's eth0, another
+// pair with WithLoopback on lo) holds exactly two mDNS sockets, one per
+// interface, and still finds the other host.
+func TestMultiHostSocketPerInterface(t *testing.T) {
+	t.Parallel()
+	lab := newLab(t, 2)
+	svc := uniqueService(t)
+	n1, n2 := uniqueNode(t, "h1"), uniqueNode(t, "h2")
+	cfg := helperConfig{Service: svc, Node: n1, Endpoint: "tcp://*:5555", Watch: true, Refresh: testRefresh,
+		Expiry: 1500 * time.Millisecond, AlsoLoopback: true}
+	h1 := startHelper(t, cfg, lab.Command(0)...)
+	if l := h1.ready; l.OSSockets != 2 || l.StackSockets != 2 {
+		t.Fatalf("a process on eth0 and lo holds %d mDNS sockets (stack: %d); want 2", l.OSSockets, l.StackSockets)
+	}
+	h2 := startHelper(t, helperConfig{Service: svc, Node: n2, Endpoint: "tcp://*:5555", Refresh: testRefresh,
+		Expiry: 1500 * time.Millisecond}, lab.Command(1)...)
+	collect(t, h1, 10*time.Second, "host 1 finding host 2", event("up", n2, "tcp://"+lab.Hosts[1].Addr+":5555", ""))
+	h2.stop(t)
+	h1.stop(t)
+}

@@ -2,6 +2,7 @@ package discovery
 
 import (
 	"fmt"
+	"log/slog"
 	"maps"
 	"net"
 	"strings"
@@ -54,6 +55,7 @@ type options struct {
 	static      []Peer
 	srv         []srvSpec
 	dnsServer   string
+	logger      *slog.Logger
 }
 
 func buildOptions(opts []Option) (options, error) {
@@ -78,6 +80,9 @@ func buildOptions(opts []Option) (options, error) {
 	}
 	if o.loopback && len(o.interfaces) > 0 {
 		return o, fmt.Errorf("%w: WithLoopback and WithInterfaces exclude each other", ErrInvalidOption)
+	}
+	if o.logger == nil {
+		o.logger = slog.New(slog.DiscardHandler)
 	}
 	if o.node == "" {
 		o.node = newNodeID() // one per Announcer or Watcher

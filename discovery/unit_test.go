@@ -321,12 +321,35 @@ func FuzzUnpackMDNS(f *testing.F) {
 	q, _ := m.Pack()
 	f.Add(q)
 	f.Add([]byte{})
+	// The packet also goes through the stack's dispatcher (no socket) to
+	// an announcer's query handler and a watcher's response handler, as
+	// any packet from the network does.
+	o, err := buildOptions([]Option{WithNodeID("me")})
+	if err != nil {
+		f.Fatal(err)
+	}
+	w := newWatcher(o)
+	w.service = "svc"
+	src := &mdnsSource{w: w, svcName: "_svc._tcp.local.", nets: map[int][]*net.IPNet{}, cache: map[string]*sighting{},
+		inbox: make(chan packet, 1)}
+	a := &Announcer{o: o, svcName: "_svc._tcp.local.", instName: "x._svc._tcp.local.", host: "zp-x.local.",
+		queries: make(chan query, 1), warn: newWarner(o.logger)}
+	c := &ifconn{ifi: net.Interface{Index: 1}, users: []*user{{onQuery: a.onQuery}, {onResponse: src.onResponse}}}
 	f.Fuzz(func(t *testing.T, b []byte) {
 		m, err := unpackMDNS(b)
 		if err == nil {
 			observe(m, "_svc._tcp.local.")
 		}
 		neutralizeNSEC(b)
+		if len(b) >= 12 {
+			c.dispatch(&stackT{}, b, b[2]&0x80 != 0, &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 5353}, time.Now())
+		}
+		select {
+		case p := <-src.inbox:
+			src.handle(p.msg, p.ifIndex, p.at)
+		case <-a.queries:
+		default:
+		}
 	})
 }
 

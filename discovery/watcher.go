@@ -13,12 +13,12 @@ import (
 // and PeerDown. Its sources are mDNS (unless WithoutMDNS), static peers
 // (WithStatic) and DNS SRV names (WithSRV); all feed the same events.
 //
-// mDNS liveness does not rest on grandcat/zeroconf alone, which reports
-// each instance once per browse and never reports removals: the Watcher
-// starts a fresh browse every refresh period, listens itself for goodbyes
-// (TTL 0) and for announcements, and reports a peer down when it has not
-// been seen for the expiry time. The socket layer adds what it knows
-// through Touch and ReportUnreachable.
+// mDNS liveness does not rest on caches: the Watcher queries every refresh
+// period, hears goodbyes (TTL 0) and announcements at once, and reports a
+// peer down when it has not been seen for the expiry time. The socket
+// layer adds what it knows through Touch and ReportUnreachable. Its mDNS
+// traffic goes through the process's shared sockets (one per interface,
+// see StackStats).
 //
 // Announcements carrying the Watcher's own node id are ignored. Each Watcher
 // draws its own unless WithNodeID sets it, so by default it sees every
@@ -30,13 +30,17 @@ type Watcher struct {
 	cancel  context.CancelFunc
 	wg      sync.WaitGroup
 	sources []source
+	stats   counters
+	warn    *warner
 
-	mu        sync.Mutex
-	closed    bool
-	peers     map[string]*peerState
-	tombs     map[string]tomb
-	subs      map[*subscription]struct{}
-	events    *subscription
+	// The peer table and the subscribers, guarded by mu.
+	mu     sync.Mutex
+	closed bool
+	peers  map[string]*peerState
+	tombs  map[string]tomb
+	subs   map[*subscription]struct{}
+	events *subscription
+
 	closeOnce sync.Once
 }
 
@@ -124,6 +128,7 @@ func newWatcher(o options) *Watcher {
 		peers: make(map[string]*peerState),
 		tombs: make(map[string]tomb),
 		subs:  make(map[*subscription]struct{}),
+		warn:  newWarner(o.logger),
 	}
 }
 
@@ -140,13 +145,27 @@ func (w *Watcher) start() {
 	}
 }
 
+// Stats returns the Watcher's counters: PacketsIn (mDNS responses handed
+// to it), PacketsOut (queries), SendErrors, QueueDrops (responses dropped
+// while its queue was full), EventsCoalesced, EventDrops, PeersUp,
+// PeersDown and PeersIgnored.
+func (w *Watcher) Stats() Stats { return w.stats.stats() }
+
 // NodeID returns the node id whose announcements this Watcher ignores.
 func (w *Watcher) NodeID() string { return w.o.node }
 
 // Events returns the Watcher's event channel. The first call subscribes:
 // it delivers PeerUp for every peer already known, then every event as it
-// happens; later calls return the same channel. Events wait in an
-// unbounded queue until read. The channel is closed by Close.
+// happens; later calls return the same channel. The channel is closed by
+// Close.
+//
+// Events wait in a bounded queue until read, coalesced per peer: a peer
+// that came up and changed before the reader looked is one PeerUp with
+// its latest state, one that came and went is nothing, one that went down
+// and came back is PeerDown then PeerUp (see Stats.EventsCoalesced). So a
+// slow reader still ends with the Watcher's peers, and every peer it saw
+// up it sees go down. The queue holds at most MaxQueuedEvents; beyond,
+// events are dropped, counted and logged.
 func (w *Watcher) Events() <-chan Event {
 	w.mu.Lock()
 	s := w.events
@@ -261,12 +280,14 @@ func (w *Watcher) janitor() {
 	tick = max(5*time.Millisecond, min(tick, time.Second))
 	t := time.NewTicker(tick)
 	defer t.Stop()
+	var l logged
 	for {
 		select {
 		case <-w.ctx.Done():
 			return
 		case now := <-t.C:
 			w.expire(now)
+			w.warnDrops(&l)
 		}
 	}
 }
@@ -330,6 +351,10 @@ func (w *Watcher) seen(src string, p Peer, rev uint64, sig string, at time.Time)
 	}
 	st := w.peers[p.Key]
 	if st == nil {
+		if len(w.peers) >= MaxPeers {
+			w.ignore(p.Key)
+			return
+		}
 		w.peers[p.Key] = &peerState{p: p, src: src, rev: rev, sig: sig, expires: true, lastSeen: at}
 		w.emitLocked(Event{Kind: PeerUp, Peer: p, Time: at, LastSeen: at})
 		return
@@ -354,6 +379,26 @@ func (w *Watcher) confirmLocked(st *peerState, at time.Time) {
 	if !st.suspect.IsZero() && !at.Before(st.reportedAt.Add(confirmGrace)) {
 		st.suspect = time.Time{}
 	}
+}
+
+// ignore counts a new peer ignored because MaxPeers are tracked (the
+// janitor logs it).
+func (w *Watcher) ignore(string) { w.stats.peersIgnored.Add(1) }
+
+// logged is what the janitor last logged of the drop counters.
+type logged struct{ packets, events, peers uint64 }
+
+// warnDrops logs, at warning level, what was dropped since the last line
+// (at most one line per second per kind). The janitor calls it: drops are
+// counted on the stack's reader and under w.mu, where no log handler
+// should run.
+func (w *Watcher) warnDrops(l *logged) {
+	w.warn.warnGrowth(&w.stats.queueDrops, &l.packets, "discovery: watcher dropped mDNS packets (queue full)",
+		"dropped", "service", w.service, "queue", inboxSize)
+	w.warn.warnGrowth(&w.stats.eventDrops, &l.events, "discovery: watcher dropped events (subscriber queue full)",
+		"dropped", "service", w.service, "max", MaxQueuedEvents)
+	w.warn.warnGrowth(&w.stats.peersIgnored, &l.peers, "discovery: watcher ignores new peers (MaxPeers tracked)",
+		"ignored", "service", w.service, "max", MaxPeers)
 }
 
 // alive records that the peer with key answered, without new data.
@@ -401,6 +446,10 @@ func (w *Watcher) replace(src string, peers []Peer, immune bool, at time.Time) {
 		keep[p.Key] = true
 		st := w.peers[p.Key]
 		if st == nil {
+			if len(w.peers) >= MaxPeers {
+				w.ignore(p.Key)
+				continue
+			}
 			w.peers[p.Key] = &peerState{p: p, src: src, immune: immune, lastSeen: at}
 			w.emitLocked(Event{Kind: PeerUp, Peer: p, Time: at, LastSeen: at})
 			continue
@@ -426,12 +475,12 @@ func (w *Watcher) replace(src string, peers []Peer, immune bool, at time.Time) {
 	}
 }
 
-// subscription is one event stream: a queue filled under w.mu and a
-// goroutine that hands events to the reader, so that no source ever
-// blocks on a slow reader.
+// subscription is one event stream: a bounded, coalescing queue filled
+// under w.mu and a goroutine that hands events to the reader, so that no
+// source ever blocks on a slow reader.
 type subscription struct {
 	ch     chan Event
-	queue  []Event
+	queue  evQueue // guarded by w.mu
 	wake   chan struct{}
 	cancel context.CancelFunc
 }
@@ -453,7 +502,7 @@ func (w *Watcher) subscribe(ctx context.Context) *subscription {
 	sort.Strings(keys)
 	now := time.Now()
 	for _, k := range keys {
-		s.queue = append(s.queue, Event{Kind: PeerUp, Peer: w.peers[k].p.clone(), Time: now, LastSeen: w.peers[k].lastSeen})
+		s.queue.push(Event{Kind: PeerUp, Peer: w.peers[k].p.clone(), Time: now, LastSeen: w.peers[k].lastSeen})
 	}
 	w.subs[s] = struct{}{}
 	w.wg.Add(1)
@@ -472,8 +521,9 @@ func (w *Watcher) deliver(ctx context.Context, s *subscription) {
 	}()
 	for {
 		w.mu.Lock()
-		if len(s.queue) == 0 {
-			w.mu.Unlock()
+		ev, ok := s.queue.pop()
+		w.mu.Unlock()
+		if !ok {
 			select {
 			case <-s.wake:
 				continue
@@ -483,10 +533,6 @@ func (w *Watcher) deliver(ctx context.Context, s *subscription) {
 				return
 			}
 		}
-		ev := s.queue[0]
-		s.queue[0] = Event{}
-		s.queue = s.queue[1:]
-		w.mu.Unlock()
 		select {
 		case s.ch <- ev:
 		case <-ctx.Done():
@@ -498,10 +544,23 @@ func (w *Watcher) deliver(ctx context.Context, s *subscription) {
 }
 
 func (w *Watcher) emitLocked(ev Event) {
+	switch ev.Kind {
+	case PeerUp:
+		w.stats.peersUp.Add(1)
+	case PeerDown:
+		w.stats.peersDown.Add(1)
+	}
 	for s := range w.subs {
 		e := ev
 		e.Peer = ev.Peer.clone()
-		s.queue = append(s.queue, e)
+		coalesced, dropped := s.queue.push(e)
+		if coalesced {
+			w.stats.coalesced.Add(1)
+		}
+		if dropped {
+			w.stats.eventDrops.Add(1) // the janitor logs it
+			continue
+		}
 		select {
 		case s.wake <- struct{}{}:
 		default:

@@ -103,15 +103,19 @@ func join(o *options, sockType string, c Connector, endpoints []string) (*joined
 		}()
 	}
 	if o.service != "" {
+		// The pattern's logger (WithLogger) hears what discovery drops or
+		// fails to send, unless the service options give
+		// discovery.WithLogger.
+		sopts := append([]discovery.Option{discovery.WithLogger(o.logger)}, o.serviceOpts...)
 		if len(o.binds) > 0 {
-			a, err := discovery.Announce(o.service, sockType, endpoints, o.serviceOpts...)
+			a, err := discovery.Announce(o.service, sockType, endpoints, sopts...)
 			if err != nil {
 				j.leave()
 				return nil, fmt.Errorf("pattern: announce %q: %w", o.service, err)
 			}
 			j.ann = a
 		} else {
-			w, err := discovery.NewWatcher(o.service, o.serviceOpts...)
+			w, err := discovery.NewWatcher(o.service, sopts...)
 			if err != nil {
 				j.leave()
 				return nil, fmt.Errorf("pattern: watch %q: %w", o.service, err)

@@ -25,7 +25,11 @@ func TestPausedReaderKeepsPeer(t *testing.T) {
 	for _, size := range []int{64, 4 << 10} {
 		t.Run(fmt.Sprintf("%dB", size), func(t *testing.T) {
 			pull := newSock(t, PULL, WithHeartbeat(ivl, timeout), WithRecvHWM(50))
-			push := newSock(t, PUSH, WithHeartbeat(ivl, timeout), WithSendHWM(50))
+			// The pusher's own timeout is generous: its reader is not
+			// paused, and on a loaded machine the puller's PINGs can be
+			// late by more than 100 ms. What is under test is the paused
+			// side's judgement.
+			push := newSock(t, PUSH, WithHeartbeat(ivl, 2*time.Second), WithSendHWM(50))
 			connect(t, push, bind(t, pull))
 			waitPeers(t, pull, 1)
 			waitPeers(t, push, 1)
@@ -114,7 +118,7 @@ func TestOrphansBounded(t *testing.T) {
 		t.Fatal(err)
 	}
 	ep := bind(t, sub)
-	pub := newSock(t, PUB, WithSendHWM(hwm))
+	pub := newSock(t, PUB, WithSendHWM(hwm), WithHeartbeat(20*time.Millisecond, 2*time.Second))
 	body := make([]byte, 8<<10)
 	for round := 0; round < 6; round++ {
 		connect(t, pub, ep)

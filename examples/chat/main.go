@@ -56,7 +56,9 @@ func main() {
 }
 
 func chat(ctx context.Context, room, name, iface string) error {
-	var opts []discovery.Option
+	// One node id for our announcement and our watcher, so that the
+	// watcher ignores our own announcement (each would draw its own).
+	opts := []discovery.Option{discovery.WithNodeID(discovery.NodeID())}
 	bind := "tcp://0.0.0.0:0"
 	switch iface {
 	case "":
@@ -79,7 +81,7 @@ func chat(ctx context.Context, room, name, iface string) error {
 	}
 	defer ann.Close() // goodbye: the others see us leave at once
 
-	w, err := discovery.NewWatcher(service, opts...) // ignores our own announcement
+	w, err := discovery.NewWatcher(service, opts...) // ignores our own announcement (same node id)
 	if err != nil {
 		return err
 	}

@@ -110,8 +110,10 @@ func TestFaultReaderPause(t *testing.T) {
 	}, pattern.WithBind("tcp://127.0.0.1:0"), pullDisc.option(),
 		pattern.WithSocketOptions(socket.WithHeartbeat(hb[0], hb[1]), socket.WithRecvHWM(100))))
 	closeAtEnd(t, pull)
+	// The pusher's timeout is generous: what is under test is the paused
+	// side's judgement, and on a loaded machine PINGs can be 100 ms late.
 	push := must(pattern.NewPusher[int](pattern.WithConnect(pull.Endpoints()[0]), pushDisc.option(),
-		pattern.WithSocketOptions(socket.WithHeartbeat(hb[0], hb[1]), socket.WithSendHWM(100))))
+		pattern.WithSocketOptions(socket.WithHeartbeat(hb[0], 15*time.Second), socket.WithSendHWM(100))))
 	closeAtEnd(t, push)
 	waitFor(t, "connection", 10*time.Second, func() bool { return push.Pullers() == 1 })
 
