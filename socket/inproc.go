@@ -226,11 +226,11 @@ func (p *pipe) inprocReady() bool {
 	return !p.isDone() && p.peer.s.fq.room(p.peer)
 }
 
-// room reports whether p's inbox takes another message now.
+// room reports whether p's inbox is below its marks, without the lock (the
+// inproc sender's check: offer checks again, holding it).
 func (q *fairQueue) room(p *pipe) bool {
-	q.mu.Lock()
-	defer q.mu.Unlock()
-	return !q.fullLocked(p) && !(q.orphansFullLocked() && !p.in.gone)
+	n := p.in.n.Load()
+	return n < int64(q.hwm) && (n == 0 || p.in.b.Load() < q.hwmB)
 }
 
 // inprocSend is enqueue for an inproc pipe.
@@ -278,8 +278,14 @@ func (p *pipe) handOver(m Msg, force bool) error {
 		return nil
 	}
 	if !fq.offer(q, out) {
-		// Only a forced message (a subscription, say) finds the inbox
-		// full here: it waits for room, as a reader would.
+		if !force {
+			// Filled meanwhile (another sender of this socket, or the
+			// socket's orphans): not handed over.
+			out.Free()
+			return errFull
+		}
+		// A forced message (a subscription, say) waits for room, as a
+		// reader would.
 		p.ip.one[0] = out
 		fq.push(q, p.ip.one[:])
 		p.ip.one[0] = Msg{}
