@@ -42,6 +42,8 @@ const (
 	oLogger
 	oDiscovery
 	oOnRefused
+	oOutbox
+	oOutboxBytes
 	oLastValue
 )
 
@@ -52,7 +54,7 @@ var optNames = map[optBit]string{
 	oDedup: "WithDedupWindow", oCredit: "WithCredit", oMaxPending: "WithMaxPending",
 	oName: "WithName", oPriority: "WithPriority", oType: "WithType", oTopics: "WithTopics",
 	oOnGap: "WithOnGap", oOnDead: "WithOnDead", oLogger: "WithLogger", oDiscovery: "WithDiscovery",
-	oOnRefused: "WithOnRefused",
+	oOnRefused: "WithOnRefused", oOutbox: "WithOutbox", oOutboxBytes: "WithOutboxMaxBytes",
 	oLastValue: "WithLastValue",
 }
 
@@ -85,6 +87,9 @@ type options struct {
 	service       string
 	serviceOpts   []discovery.Option
 	watcher       *discovery.Watcher
+	outboxDir     string
+	outboxMode    OutboxMode
+	outboxBytes   int64
 	lastValue     int // Publisher: topics in the last-value cache (0: none)
 }
 
@@ -98,6 +103,7 @@ func defaultOptions() options {
 		dedupWindow:   4096,
 		credit:        256,
 		maxPending:    65536,
+		outboxBytes:   256 << 20,
 		logger:        slog.New(slog.DiscardHandler),
 	}
 }
@@ -249,7 +255,9 @@ func WithMaxDeliveries(n int) Option {
 }
 
 // WithDedupWindow sets how many recently processed message ids an acked
-// Puller remembers to drop redelivered duplicates (default 4096).
+// Puller remembers to drop redelivered duplicates (default 4096). The window
+// is in the Puller's memory: a restarted Puller, or another one, processes
+// a redelivered message again, so handlers must be idempotent.
 func WithDedupWindow(n int) Option {
 	return func(o *options) error {
 		if n < 1 {
