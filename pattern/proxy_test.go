@@ -211,6 +211,7 @@ func TestSubscriberRestartBehindProxy(t *testing.T) {
 	stop()
 	waitFor(t, "proxy sees the subscriber gone", func() bool { return px.xpub.Peers() == 1 })
 	publishData(t, pub, 20)
+	waitData(t, 70, stay) // the 20 are through the proxy, not in flight
 	_, back, _ := subscribeTally(t, backEP)
 	probe(t, pub, stay, back)
 	publishData(t, pub, 50)
