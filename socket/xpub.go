@@ -209,11 +209,17 @@ func (r *xpubProto) lockRoom(p *pipe) bool {
 		}
 		room := r.room
 		r.mu.Unlock()
+		// Not reading: the heartbeat must not take the peer for dead (see
+		// fairQueue.push).
+		p.paused.Store(true)
 		select {
 		case <-room:
+			p.resume()
 		case <-p.done:
+			p.resume()
 			return false
 		case <-r.s.closing:
+			p.resume()
 			return false
 		}
 	}
