@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync/atomic"
 	"time"
 
 	"github.com/zpeer/zpeer/socket"
@@ -14,13 +15,36 @@ type ZpeerStack struct {
 	// Options are applied to every socket after the harness's own
 	// (linger 0, so that closing a topology never waits).
 	Options []socket.Option
+	// Inproc binds inproc:// endpoints instead of loopback TCP: the
+	// sockets of one process, messages handed over in memory.
+	Inproc bool
 }
 
 // Zpeer returns the zpeer stack with default socket options.
 func Zpeer(opts ...socket.Option) *ZpeerStack { return &ZpeerStack{Options: opts} }
 
+// ZpeerInproc returns the zpeer stack over inproc://.
+func ZpeerInproc(opts ...socket.Option) *ZpeerStack {
+	return &ZpeerStack{Options: opts, Inproc: true}
+}
+
 // Name implements Stack.
-func (*ZpeerStack) Name() string { return "zpeer" }
+func (z *ZpeerStack) Name() string {
+	if z.Inproc {
+		return "zpeer-inproc"
+	}
+	return "zpeer"
+}
+
+var inprocSeq atomic.Uint64
+
+// bindEndpoint is what the stack's bound sockets bind.
+func (z *ZpeerStack) bindEndpoint() string {
+	if z.Inproc {
+		return fmt.Sprintf("inproc://zpeer-bench-%d", inprocSeq.Add(1))
+	}
+	return "tcp://127.0.0.1:0"
+}
 
 func (z *ZpeerStack) newSocket(t socket.Type) (*socket.Socket, error) {
 	return socket.New(t, append([]socket.Option{socket.WithLinger(0)}, z.Options...)...)
@@ -46,7 +70,7 @@ func (z *ZpeerStack) topo(ctx context.Context, bt, ct socket.Type, n int, setup 
 		return fail(err)
 	}
 	all = append(all, b)
-	ep, err := b.Bind("tcp://127.0.0.1:0")
+	ep, err := b.Bind(z.bindEndpoint())
 	if err != nil {
 		return fail(err)
 	}
@@ -200,11 +224,11 @@ func (z *ZpeerStack) ProxyPubSub(ctx context.Context, n int) (*Topology, error) 
 		px.Run(pctx)
 	}()
 	stopProxy = func() { cancel(); <-done }
-	front, err := xsub.Bind("tcp://127.0.0.1:0")
+	front, err := xsub.Bind(z.bindEndpoint())
 	if err != nil {
 		return fail(err)
 	}
-	back, err := xpub.Bind("tcp://127.0.0.1:0")
+	back, err := xpub.Bind(z.bindEndpoint())
 	if err != nil {
 		return fail(err)
 	}
