@@ -66,6 +66,15 @@
 // back, so that a receiver that frees what it is done with reuses the same
 // memory instead of making garbage (at 1 KiB, three times the throughput).
 //
+// Security: NULL (the default), PLAIN (WithSecurity with zmq4's
+// security/plain, and WithPlainUsers to check users) and CURVE (RFC 26, as
+// libzmq 4.3 speaks it: WithCurveServer, WithCurveClient), with access
+// control on accepted connections: address filters checked before any byte
+// is read (WithAllow, WithDeny), trusted client keys (WithTrust, LoadTrust)
+// and an Authenticator, the Go counterpart of ZAP. Certificates are the
+// files czmq and pyzmq write (ReadCertificate, WriteCertificate). See
+// docs/security.md.
+//
 // What this package is not: it does not know about envelopes, typed values,
 // acknowledgements or discovery. Those live in codec/, pattern/ and
 // discovery/, on top of it.

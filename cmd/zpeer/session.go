@@ -115,6 +115,7 @@ func (s *session) newSocket() (*socket.Socket, error) {
 	if s.o.identity != "" {
 		opts = append(opts, socket.WithIdentity([]byte(s.o.identity)))
 	}
+	opts = append(opts, s.o.sec.socketOptions()...)
 	if s.o.lastVal {
 		return s.newCache(opts)
 	}

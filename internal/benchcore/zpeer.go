@@ -15,6 +15,10 @@ type ZpeerStack struct {
 	// Options are applied to every socket after the harness's own
 	// (linger 0, so that closing a topology never waits).
 	Options []socket.Option
+	// Bound and Connected are applied after Options to the bound socket
+	// and to the connecting ones (a CURVE server and its clients).
+	Bound, Connected []socket.Option
+	name             string
 	// Inproc binds inproc:// endpoints instead of loopback TCP: the
 	// sockets of one process, messages handed over in memory.
 	Inproc bool
@@ -23,17 +27,9 @@ type ZpeerStack struct {
 // Zpeer returns the zpeer stack with default socket options.
 func Zpeer(opts ...socket.Option) *ZpeerStack { return &ZpeerStack{Options: opts} }
 
-// ZpeerInproc returns the zpeer stack over inproc://.
+// ZpeerInproc returns the zpeer stack over inproc:// ("zpeer-inproc").
 func ZpeerInproc(opts ...socket.Option) *ZpeerStack {
-	return &ZpeerStack{Options: opts, Inproc: true}
-}
-
-// Name implements Stack.
-func (z *ZpeerStack) Name() string {
-	if z.Inproc {
-		return "zpeer-inproc"
-	}
-	return "zpeer"
+	return &ZpeerStack{Options: opts, Inproc: true, name: "zpeer-inproc"}
 }
 
 var inprocSeq atomic.Uint64
@@ -46,8 +42,37 @@ func (z *ZpeerStack) bindEndpoint() string {
 	return "tcp://127.0.0.1:0"
 }
 
-func (z *ZpeerStack) newSocket(t socket.Type) (*socket.Socket, error) {
-	return socket.New(t, append([]socket.Option{socket.WithLinger(0)}, z.Options...)...)
+// ZpeerCurve returns the zpeer stack over CURVE ("zpeer-curve"): the bound
+// socket is a CURVE server, the connecting ones its clients, each with a
+// key pair of its own; the server lets any client in.
+func ZpeerCurve() *ZpeerStack {
+	kp, err := socket.NewKeyPair()
+	if err != nil {
+		panic(err) // crypto/rand failed
+	}
+	return &ZpeerStack{
+		name:      "zpeer-curve",
+		Bound:     []socket.Option{socket.WithCurveServer(kp.Secret)},
+		Connected: []socket.Option{socket.WithCurveClient(kp.Public, socket.KeyPair{})},
+	}
+}
+
+// Name implements Stack.
+func (z *ZpeerStack) Name() string {
+	if z.name != "" {
+		return z.name
+	}
+	return "zpeer"
+}
+
+func (z *ZpeerStack) newSocket(t socket.Type, bound bool) (*socket.Socket, error) {
+	opts := append([]socket.Option{socket.WithLinger(0)}, z.Options...)
+	if bound {
+		opts = append(opts, z.Bound...)
+	} else {
+		opts = append(opts, z.Connected...)
+	}
+	return socket.New(t, opts...)
 }
 
 // topo builds one bound socket and n connected ones, and waits until the
@@ -65,7 +90,7 @@ func (z *ZpeerStack) topo(ctx context.Context, bt, ct socket.Type, n int, setup 
 		closeAll()
 		return nil, nil, nil, err
 	}
-	b, err := z.newSocket(bt)
+	b, err := z.newSocket(bt, true)
 	if err != nil {
 		return fail(err)
 	}
@@ -76,7 +101,7 @@ func (z *ZpeerStack) topo(ctx context.Context, bt, ct socket.Type, n int, setup 
 	}
 	var cs []*socket.Socket
 	for range n {
-		c, err := z.newSocket(ct)
+		c, err := z.newSocket(ct, false)
 		if err != nil {
 			return fail(err)
 		}
@@ -182,15 +207,15 @@ func (r *zrecv) Close() error { return r.s.Close() }
 // ProxyPubSub implements ProxyStack: a socket.Proxy between an XSUB and an
 // XPUB, both bound; the PUB and the n SUBs connect.
 func (z *ZpeerStack) ProxyPubSub(ctx context.Context, n int) (*Topology, error) {
-	var all []*socket.Socket
+	var socks []*socket.Socket
 	var stopProxy func()
 	closeAll := func() error {
 		if stopProxy != nil {
 			stopProxy()
 		}
 		var errs []error
-		for i := len(all) - 1; i >= 0; i-- {
-			errs = append(errs, all[i].Close())
+		for i := len(socks) - 1; i >= 0; i-- {
+			errs = append(errs, socks[i].Close())
 		}
 		return errors.Join(errs...)
 	}
@@ -198,18 +223,24 @@ func (z *ZpeerStack) ProxyPubSub(ctx context.Context, n int) (*Topology, error) 
 		closeAll()
 		return nil, err
 	}
-	mk := func(t socket.Type, opts ...socket.Option) (*socket.Socket, error) {
-		s, err := socket.New(t, append(append([]socket.Option{socket.WithLinger(0)}, z.Options...), opts...)...)
+	mk := func(t socket.Type, bound bool, opts ...socket.Option) (*socket.Socket, error) {
+		all := append([]socket.Option{socket.WithLinger(0)}, z.Options...)
+		if bound {
+			all = append(all, z.Bound...)
+		} else {
+			all = append(all, z.Connected...)
+		}
+		s, err := socket.New(t, append(all, opts...)...)
 		if err == nil {
-			all = append(all, s)
+			socks = append(socks, s)
 		}
 		return s, err
 	}
-	xsub, err := mk(socket.XSUB)
+	xsub, err := mk(socket.XSUB, true)
 	if err != nil {
 		return fail(err)
 	}
-	xpub, err := mk(socket.XPUB, socket.WithXPubVerbose(false))
+	xpub, err := mk(socket.XPUB, true, socket.WithXPubVerbose(false))
 	if err != nil {
 		return fail(err)
 	}
@@ -232,7 +263,7 @@ func (z *ZpeerStack) ProxyPubSub(ctx context.Context, n int) (*Topology, error) 
 	if err != nil {
 		return fail(err)
 	}
-	pub, err := mk(socket.PUB)
+	pub, err := mk(socket.PUB, false)
 	if err != nil {
 		return fail(err)
 	}
@@ -241,7 +272,7 @@ func (z *ZpeerStack) ProxyPubSub(ctx context.Context, n int) (*Topology, error) 
 	}
 	t := &Topology{Send: zconn{pub}, Close: closeAll}
 	for range n {
-		s, err := mk(socket.SUB)
+		s, err := mk(socket.SUB, false)
 		if err != nil {
 			return fail(err)
 		}
