@@ -169,6 +169,11 @@ var curveMsgName = []byte("\x07MESSAGE")
 // checks both directions against nacl/box.
 type curveCodec struct {
 	key [32]byte // precomputed box key (C'/S' shared secret)
+	// XSalsa20's sub-key depends on the key and the nonce's first 16
+	// bytes only, and every MESSAGE nonce of one direction starts with
+	// the same 16-byte prefix ("CurveZMQMESSAGEC" or "...S"): so the
+	// sub-key is computed once per direction, not once per message.
+	sendSub, recvSub [32]byte
 
 	sendNonce [24]byte // prefix | counter
 	sendCount uint64   // last short nonce sent
@@ -192,10 +197,8 @@ type xsalsa struct {
 	first   [64]byte
 }
 
-func (x *xsalsa) setup(key *[32]byte, nonce *[24]byte) {
-	var hNonce [16]byte
-	copy(hNonce[:], nonce[:16])
-	salsa.HSalsa20(&x.subKey, &hNonce, key, &salsa.Sigma)
+func (x *xsalsa) setup(subKey *[32]byte, nonce *[24]byte) {
+	x.subKey = *subKey
 	x.counter = [16]byte{}
 	copy(x.counter[:8], nonce[16:])
 	x.first = [64]byte{}
@@ -211,7 +214,18 @@ func newCurveCodec(key *[32]byte, server bool, sent, received uint64) *curveCode
 	}
 	copy(c.sendNonce[:16], send)
 	copy(c.recvNonce[:16], recv)
+	c.sendSub = hsalsa(key, c.sendNonce[:16])
+	c.recvSub = hsalsa(key, c.recvNonce[:16])
 	return c
+}
+
+// hsalsa is XSalsa20's sub-key for key and a 16-byte nonce prefix.
+func hsalsa(key *[32]byte, prefix []byte) [32]byte {
+	var in [16]byte
+	copy(in[:], prefix)
+	var out [32]byte
+	salsa.HSalsa20(&out, &in, key, &salsa.Sigma)
+	return out
 }
 
 // scratchKeep is the size of the ciphertext scratch buffer each CURVE
@@ -238,7 +252,7 @@ func (c *curveCodec) appendSealed(dst []byte, flags byte, body []byte) []byte {
 	dst = append(dst, curveMsgName...)
 	dst = append(dst, c.sendNonce[16:]...)
 	var x xsalsa
-	x.setup(&c.key, &c.sendNonce)
+	x.setup(&c.sendSub, &c.sendNonce)
 	n := len(dst)
 	dst = slices.Grow(dst, 16+1+len(body))[:n+16+1+len(body)]
 	ct := dst[n+16:]
@@ -269,7 +283,7 @@ func (c *curveCodec) openHeader(msg []byte) (flags byte, n int, err error) {
 		return 0, 0, fmt.Errorf("%w: CURVE: MESSAGE nonce %d after %d (replayed or reordered)", ErrProtocol, nonce, c.recvCount)
 	}
 	copy(c.recvNonce[16:], msg[8:16])
-	c.rs.setup(&c.key, &c.recvNonce)
+	c.rs.setup(&c.recvSub, &c.recvNonce)
 	var tag [16]byte
 	copy(tag[:], msg[16:32])
 	ct := msg[32:]
