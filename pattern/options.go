@@ -45,6 +45,7 @@ const (
 	oOnRefused
 	oOutbox
 	oOutboxBytes
+	oLastValue
 )
 
 var optNames = map[optBit]string{
@@ -55,6 +56,7 @@ var optNames = map[optBit]string{
 	oName: "WithName", oPriority: "WithPriority", oType: "WithType", oTopics: "WithTopics",
 	oOnGap: "WithOnGap", oOnDead: "WithOnDead", oLogger: "WithLogger", oDiscovery: "WithDiscovery",
 	oCurve: "WithKey", oOnRefused: "WithOnRefused", oOutbox: "WithOutbox", oOutboxBytes: "WithOutboxMaxBytes",
+	oLastValue: "WithLastValue",
 }
 
 // options common to every pattern.
@@ -90,6 +92,7 @@ type options struct {
 	outboxMode    OutboxMode
 	outboxBytes   int64
 	curve         curveOpts
+	lastValue     int // Publisher: topics in the last-value cache (0: none)
 }
 
 func defaultOptions() options {
