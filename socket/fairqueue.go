@@ -31,6 +31,14 @@ type fairQueue struct {
 	orphans     int           // messages queued from pipes that are gone
 	orphanBytes int64         // ... and their body bytes
 	orphanRoom  chan struct{} // closed (and replaced) when orphans drop below the mark
+	orphanWait  []*Socket     // inproc senders waiting for orphan room, signalled when there is
+
+	// orphanFull mirrors orphansFullLocked for inproc senders, which check
+	// it without the lock: written holding mu.
+	orphanFull atomic.Bool
+	// waiters counts the Recv callers blocked in pop: tryPop passes the
+	// wake-up on only when one waits.
+	waiters atomic.Int32
 }
 
 // inbox is one pipe's received messages waiting for Recv. It lives in the
@@ -44,10 +52,6 @@ type inbox struct {
 	// space (capacity 1) wakes the pipe's reader, blocked on a full
 	// inbox, when it has room again. The channel itself needs no lock.
 	space chan struct{}
-	// n and b mirror len() and bytes for readers that take no lock (an
-	// inproc sender checking for room): written holding the fair queue's
-	// mu, by put and take.
-	n, b atomic.Int64
 }
 
 func (in *inbox) len() int { return len(in.q) - in.head }
@@ -61,8 +65,6 @@ func (in *inbox) put(msgs []Msg) {
 		in.head = 0
 	}
 	in.q = append(in.q, msgs...)
-	in.n.Store(int64(in.len()))
-	in.b.Store(in.bytes)
 }
 
 // take removes the first message; in must not be empty. It reports whether
@@ -72,8 +74,6 @@ func (in *inbox) take() (Msg, bool) {
 	in.bytes -= int64(m.size)
 	in.q[in.head] = Msg{}
 	in.head++
-	in.n.Store(int64(in.len()))
-	in.b.Store(in.bytes)
 	if in.head < len(in.q) {
 		return m, false
 	}
@@ -95,9 +95,24 @@ func (q *fairQueue) orphansFullLocked() bool {
 // once, when p is gone.
 func (q *fairQueue) orphan(p *pipe) {
 	q.mu.Lock()
+	if p.mb != nil {
+		p.mb.mu.Lock()
+		p.mb.closed = true // the sender hands nothing more over
+		p.mb.mu.Unlock()
+		if q.refillLocked(p) && !p.in.active {
+			// its sender had not listed it yet (it finds it listed)
+			p.in.active = true
+			q.active = append(q.active, p)
+			select {
+			case q.notify <- struct{}{}:
+			default:
+			}
+		}
+	}
 	p.in.gone = true
 	q.orphans += p.in.len()
 	q.orphanBytes += p.in.bytes
+	q.orphanFull.Store(q.orphansFullLocked())
 	q.mu.Unlock()
 }
 
@@ -148,6 +163,7 @@ func (q *fairQueue) push(p *pipe, msgs []Msg) {
 		if p.in.gone {
 			q.orphans += n
 			q.orphanBytes += bytes - p.in.bytes
+			q.orphanFull.Store(q.orphansFullLocked())
 		}
 		p.in.bytes = bytes
 		p.in.put(msgs[:n])
@@ -175,15 +191,28 @@ func (q *fairQueue) tryPop() (Msg, *pipe, bool) {
 		q.next = 0
 	}
 	p := q.active[q.next]
-	wasFull := q.fullLocked(p)
+	wasFull := p.mb == nil && q.fullLocked(p)
 	m, empty := p.in.take()
 	if p.in.gone {
 		wasFull := q.orphansFullLocked()
 		q.orphans--
 		q.orphanBytes -= int64(m.size)
 		if wasFull && !q.orphansFullLocked() {
+			q.orphanFull.Store(false)
 			close(q.orphanRoom)
 			q.orphanRoom = make(chan struct{})
+			for i, s := range q.orphanWait {
+				s.signalReady() // inproc senders
+				q.orphanWait[i] = nil
+			}
+			q.orphanWait = q.orphanWait[:0]
+		}
+	}
+	if p.mb != nil {
+		// inproc: the sender's room is what it sent less what was taken
+		p.mb.took(p, m.size, q)
+		if empty {
+			empty = !q.refillLocked(p)
 		}
 	}
 	if empty {
@@ -200,11 +229,8 @@ func (q *fairQueue) tryPop() (Msg, *pipe, bool) {
 		case p.in.space <- struct{}{}:
 		default:
 		}
-		if p.peer != nil {
-			p.peer.s.signalReady() // inproc: the sender may send again
-		}
 	}
-	if len(q.active) > 0 {
+	if len(q.active) > 0 && q.waiters.Load() > 0 {
 		// more left: make sure another waiting receiver wakes too
 		select {
 		case q.notify <- struct{}{}:
@@ -221,19 +247,36 @@ func (q *fairQueue) pop(ctx context.Context, abort <-chan struct{}) (Msg, *pipe,
 		if m, p, ok := q.tryPop(); ok {
 			return m, p, nil
 		}
+		// Counted as waiting before looking again: a tryPop that leaves
+		// messages behind either sees this waiter or is seen by the look.
+		q.waiters.Add(1)
+		if m, p, ok := q.tryPop(); ok {
+			q.waiters.Add(-1)
+			return m, p, nil
+		}
+		var why int
 		select {
 		case <-q.notify:
 		case <-q.closed:
+			why = 1
+		case <-abort:
+			why = 2
+		case <-ctx.Done():
+			why = 3
+		}
+		q.waiters.Add(-1)
+		switch why {
+		case 1:
 			if m, p, ok := q.tryPop(); ok {
 				return m, p, nil
 			}
 			return Msg{}, nil, ErrClosed
-		case <-abort:
+		case 2:
 			if m, p, ok := q.tryPop(); ok {
 				return m, p, nil
 			}
 			return Msg{}, nil, errAbort
-		case <-ctx.Done():
+		case 3:
 			return Msg{}, nil, ctxErr(ctx)
 		}
 	}

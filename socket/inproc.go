@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net"
 	"sync"
+	"sync/atomic"
 )
 
 // inproc:// connects sockets of one process without a network, a ZMTP
@@ -183,7 +184,104 @@ type inprocState struct {
 	pending []Msg    // what was sent before that (copies)
 	c       carver   // the memory of the copies handed over
 	frames  [][]byte // scratch for the frames being copied
-	one     [1]Msg   // the batch of one handed to the peer's fair queue
+	// What this end ever handed over, and its last look at what the
+	// receiver took of it (mailbox.taken): their difference bounds what the
+	// peer holds, without touching the receiver's memory per message.
+	sent, sentB int64
+	seen, seenB int64
+}
+
+// mailbox is an inproc pipe's incoming side: the sending end appends the
+// copies it hands over under mu, and the receiving socket's fair queue
+// moves them into the pipe's inbox a whole batch at a time (refillLocked),
+// when the inbox runs empty. The sender takes the fair queue's lock only
+// to list the pipe when its mailbox was idle, and wakes the receivers
+// then; so sender and receiver share one lock per batch, not per message.
+//
+// The high-water mark is the receiver's receive mark over the inbox and
+// the mailbox together: the sender counts what it sent, the receiver what
+// it took, and a sender that finds the peer full sets waiting, so that the
+// receiver signals the sending socket once the peer is down to half its
+// mark (libzmq's low-water mark): a blocked sender wakes once per half
+// mark, not once per message.
+type mailbox struct {
+	mu     sync.Mutex
+	q      []Msg // guarded by mu
+	bytes  int64 // guarded by mu
+	listed bool  // guarded by mu: the pipe is active in the fair queue, or its sender is listing it
+	closed bool  // guarded by mu: the pipe is gone, nothing more is handed over
+
+	// the sender's counts as of its last ask for a signal (roomLocked),
+	// read by the receiver only while waiting
+	sent, sentB atomic.Int64
+	// The receiver's side, on cache lines of its own: each end writes per
+	// message only to its own.
+	_             [64]byte
+	taken, takenB atomic.Int64 // messages and bytes Recv took from the pipe
+	waiting       atomic.Bool  // a sender found the peer full and waits for a signal
+	_             [64]byte
+}
+
+// took counts m (size bytes) as taken from p, holding the fair queue's mu,
+// and wakes p's sender if it waits and p is down to its low-water mark.
+func (mb *mailbox) took(p *pipe, size int, q *fairQueue) {
+	t, tb := mb.taken.Add(1), mb.takenB.Add(int64(size))
+	if !mb.waiting.Load() {
+		return
+	}
+	n, b := mb.sent.Load()-t, mb.sentB.Load()-tb
+	if n > 0 && (n > int64(q.hwm/2) || b > q.hwmB/2) {
+		return
+	}
+	if mb.waiting.Swap(false) {
+		p.peer.s.signalReady()
+	}
+}
+
+// refillLocked moves p's mailbox into its inbox and reports whether the
+// inbox holds anything now. When there is nothing, p is no longer listed
+// (its sender lists it again with the next message). The caller holds
+// q.mu.
+func (q *fairQueue) refillLocked(p *pipe) bool {
+	mb := p.mb
+	mb.mu.Lock()
+	if len(mb.q) > 0 {
+		if p.in.len() == 0 {
+			// swap the buffers: the inbox's empty one serves the sender next
+			old := p.in.q[:0]
+			p.in.q, p.in.head = mb.q, 0
+			mb.q = old
+		} else {
+			p.in.put(mb.q)
+			clear(mb.q)
+			mb.q = mb.q[:0]
+		}
+		p.in.bytes += mb.bytes
+		mb.bytes = 0
+	}
+	ok := p.in.len() > 0
+	if !ok {
+		mb.listed = false
+	}
+	mb.mu.Unlock()
+	return ok
+}
+
+// list makes p, whose mailbox was idle, active in the fair queue and wakes
+// a receiver.
+func (q *fairQueue) list(p *pipe) {
+	q.mu.Lock()
+	if p.in.active || !q.refillLocked(p) {
+		q.mu.Unlock()
+		return
+	}
+	p.in.active = true
+	q.active = append(q.active, p)
+	q.mu.Unlock()
+	select {
+	case q.notify <- struct{}{}:
+	default:
+	}
 }
 
 func newInprocPipe(s *Socket, endpoint string, other *Socket) *pipe {
@@ -202,56 +300,137 @@ func newInprocPipe(s *Socket, endpoint string, other *Socket) *pipe {
 		in:       inbox{space: make(chan struct{}, 1)},
 		done:     make(chan struct{}),
 		ip:       &inprocState{},
+		mb:       &mailbox{},
 	}
 	p.face.p = p
 	return p
 }
 
-// linkUp starts handing messages over, those sent meanwhile first.
+// linkUp starts handing messages over, those sent meanwhile first (they
+// pass the mark, as a forced message would: there are few of them, sent
+// between the link and now).
 func (p *pipe) linkUp() {
 	p.wmu.Lock()
-	defer p.wmu.Unlock()
 	p.ip.up = true
-	for i, m := range p.ip.pending {
-		if !p.wclosed {
-			p.handOver(m, true)
-		}
-		p.ip.pending[i] = Msg{}
-	}
+	pending := p.ip.pending
 	p.ip.pending = nil
+	list := false
+	for i, m := range pending {
+		if !p.wclosed {
+			l, err := p.handOver(m)
+			list = list || (err == nil && l)
+		}
+		pending[i] = Msg{}
+	}
+	p.wmu.Unlock()
+	if list {
+		p.peer.s.fq.list(p.peer)
+	}
 }
 
-// inprocReady is ready for an inproc pipe: its peer's inbox has room.
+// inprocReady is ready for an inproc pipe: its peer has room.
 func (p *pipe) inprocReady() bool {
-	return !p.isDone() && p.peer.s.fq.room(p.peer)
-}
-
-// room reports whether p's inbox is below its marks, without the lock (the
-// inproc sender's check: offer checks again, holding it).
-func (q *fairQueue) room(p *pipe) bool {
-	n := p.in.n.Load()
-	return n < int64(q.hwm) && (n == 0 || p.in.b.Load() < q.hwmB)
-}
-
-// inprocSend is enqueue for an inproc pipe.
-func (p *pipe) inprocSend(m Msg, force bool) error {
 	p.wmu.Lock()
-	defer p.wmu.Unlock()
-	if p.wclosed {
-		return ErrClosed
-	}
-	if !p.ip.up {
-		p.ip.pending = append(p.ip.pending, cloneMsg(m))
-		return nil
-	}
-	return p.handOver(m, force)
+	ok := !p.wclosed && p.roomLocked()
+	p.wmu.Unlock()
+	return ok
 }
 
-// handOver copies m into the peer's memory and queues it there. The caller
-// holds wmu.
-func (p *pipe) handOver(m Msg, force bool) error {
-	q := p.peer
+// roomLocked reports whether the peer is below its receive marks. When it
+// is not, it asks to be signalled (the sending socket's signalReady) when
+// it is again. The caller holds wmu.
+func (p *pipe) roomLocked() bool {
+	ip, q := p.ip, p.peer
 	fq := q.s.fq
+	if !ip.up {
+		return true // pending: what is sent waits for the link
+	}
+	if ip.fits(fq) && !fq.orphanFull.Load() {
+		return true
+	}
+	mb := q.mb
+	ip.seen, ip.seenB = mb.taken.Load(), mb.takenB.Load()
+	if !ip.fits(fq) {
+		mb.sent.Store(ip.sent)
+		mb.sentB.Store(ip.sentB)
+		mb.waiting.Store(true)
+		// Look again after asking: the receiver takes (then looks at
+		// waiting) in the other order, so one of us sees the other.
+		ip.seen, ip.seenB = mb.taken.Load(), mb.takenB.Load()
+		if !ip.fits(fq) {
+			return false
+		}
+	}
+	if fq.orphanFull.Load() {
+		fq.mu.Lock()
+		full := fq.orphansFullLocked()
+		if full {
+			fq.orphanWait = append(fq.orphanWait, p.s)
+		}
+		fq.mu.Unlock()
+		return !full
+	}
+	return true
+}
+
+// fits reports whether what was handed over and not yet seen taken is
+// below the marks of fq.
+func (ip *inprocState) fits(fq *fairQueue) bool {
+	n := ip.sent - ip.seen
+	return n < int64(fq.hwm) && (n == 0 || ip.sentB-ip.seenB < fq.hwmB)
+}
+
+// inprocSend is enqueue for an inproc pipe. A forced message (a
+// subscription, say) waits for room, as a reader would, without holding
+// wmu; it gives up when either end goes.
+func (p *pipe) inprocSend(m Msg, force bool) error {
+	for {
+		p.wmu.Lock()
+		if p.wclosed {
+			p.wmu.Unlock()
+			return ErrClosed
+		}
+		if !p.ip.up {
+			p.ip.pending = append(p.ip.pending, cloneMsg(m))
+			p.wmu.Unlock()
+			return nil
+		}
+		if !p.roomLocked() {
+			if !force {
+				p.wmu.Unlock()
+				return errFull
+			}
+			wait := p.s.readyWait()
+			if !p.roomLocked() {
+				p.wmu.Unlock()
+				q := p.peer
+				select {
+				case <-wait:
+					continue
+				case <-p.done:
+				case <-q.done:
+				case <-q.s.closing:
+				case <-p.s.closing:
+				}
+				q.discard(1)
+				return ErrClosed
+			}
+		}
+		list, err := p.handOver(m)
+		p.wmu.Unlock()
+		if list {
+			p.peer.s.fq.list(p.peer)
+		}
+		return err
+	}
+}
+
+// handOver copies m into the peer's memory and appends it to the peer's
+// mailbox; it reports whether the peer is to be listed in its fair queue
+// (fairQueue.list, called without wmu). The caller holds wmu and has
+// checked for room.
+func (p *pipe) handOver(m Msg) (bool, error) {
+	q := p.peer
 	c := &p.ip.c
 	fs := p.ip.frames[:0]
 	size := 0
@@ -268,29 +447,26 @@ func (p *pipe) handOver(m Msg, force bool) error {
 	p.stats.bytesOut.Add(uint64(size))
 	q.stats.msgsIn.Add(1)
 	q.stats.bytesIn.Add(uint64(size))
-	if !force && !fq.room(q) {
-		cp.Free()
-		return errFull
-	}
 	out, ok := q.s.proto.incoming(q, cp)
 	if !ok {
 		cp.Free()
-		return nil
+		return false, nil
 	}
-	if !fq.offer(q, out) {
-		if !force {
-			// Filled meanwhile (another sender of this socket, or the
-			// socket's orphans): not handed over.
-			out.Free()
-			return errFull
-		}
-		// A forced message (a subscription, say) waits for room, as a
-		// reader would.
-		p.ip.one[0] = out
-		fq.push(q, p.ip.one[:])
-		p.ip.one[0] = Msg{}
+	mb := q.mb
+	mb.mu.Lock()
+	if mb.closed {
+		mb.mu.Unlock()
+		out.Free()
+		return false, ErrClosed
 	}
-	return nil
+	mb.q = append(mb.q, out)
+	mb.bytes += int64(out.size)
+	list := !mb.listed
+	mb.listed = true
+	p.ip.sent++
+	p.ip.sentB += int64(out.size)
+	mb.mu.Unlock()
+	return list, nil
 }
 
 func cloneMsg(m Msg) Msg {
@@ -307,31 +483,4 @@ func (p *pipe) inprocClose() {
 	p.ip.c.leave()
 	p.ip.pending = nil
 	p.wmu.Unlock()
-}
-
-// offer queues m in p's inbox if it has room now (the inproc hand-over: one
-// critical section, no waiting), and reports whether it did.
-func (q *fairQueue) offer(p *pipe, m Msg) bool {
-	q.mu.Lock()
-	if q.fullLocked(p) || (q.orphansFullLocked() && !p.in.gone) {
-		q.mu.Unlock()
-		return false
-	}
-	if p.in.gone {
-		q.orphans++
-		q.orphanBytes += int64(m.size)
-	}
-	p.in.bytes += int64(m.size)
-	one := [1]Msg{m}
-	p.in.put(one[:])
-	if !p.in.active {
-		p.in.active = true
-		q.active = append(q.active, p)
-	}
-	q.mu.Unlock()
-	select {
-	case q.notify <- struct{}{}:
-	default:
-	}
-	return true
 }

@@ -85,6 +85,7 @@ type pipe struct {
 	// end's sending state; nil for a network peer.
 	peer *pipe
 	ip   *inprocState
+	mb   *mailbox // what the other end hands over, for the fair queue
 }
 
 func newPipe(s *Socket, c net.Conn, br *bufio.Reader, pi peerInfo, endpoint string) *pipe {

@@ -71,6 +71,8 @@ type Socket struct {
 	shaking   map[net.Conn]struct{} // connections in the handshake
 	curveKeys map[string]Key        // CURVE server keys per endpoint (ConnectKey)
 	closed    bool
+	// closedFlag mirrors closed for Send's check, which takes no lock.
+	closedFlag atomic.Bool
 
 	readyMu sync.Mutex
 	readyCh chan struct{} // guarded by readyMu: closed at the next signalReady
@@ -435,6 +437,7 @@ func (s *Socket) Close() error {
 		return nil
 	}
 	s.closed = true
+	s.closedFlag.Store(true)
 	for _, l := range s.listeners {
 		l.ln.Close()
 	}
@@ -468,14 +471,7 @@ func (s *Socket) Close() error {
 }
 
 func (s *Socket) isClosed() bool {
-	select {
-	case <-s.closing:
-		return true
-	default:
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.closed
+	return s.closedFlag.Load()
 }
 
 func (s *Socket) acceptLoop(l *listener) {
