@@ -124,6 +124,10 @@ func (s *Socket) inprocLink(d *dialer, ln *inprocListener) (*pipe, error) {
 	pa := newInprocPipe(s, d.ep.raw, b)
 	pb := newInprocPipe(b, ln.l.bound, s)
 	pa.peer, pb.peer = pb, pa
+	for _, p := range []*pipe{pa, pb} {
+		ip, r := p.ip, p.peer.s
+		ip.hwm, ip.hwmB, ip.incoming = int64(r.fq.hwm), r.fq.hwmB, r.proto.incoming
+	}
 	if err := b.registerInproc(pb, ln.l); err != nil {
 		return nil, err
 	}
@@ -189,6 +193,11 @@ type inprocState struct {
 	// peer holds, without touching the receiver's memory per message.
 	sent, sentB int64
 	seen, seenB int64
+	// copies of the peer's fixed settings, so that the sender reads
+	// nothing per message from the receiver's busy memory
+	hwm      int64
+	hwmB     int64
+	incoming func(*pipe, Msg) (Msg, bool)
 }
 
 // mailbox is an inproc pipe's incoming side: the sending end appends the
@@ -345,19 +354,19 @@ func (p *pipe) roomLocked() bool {
 	if !ip.up {
 		return true // pending: what is sent waits for the link
 	}
-	if ip.fits(fq) && !fq.orphanFull.Load() {
+	if ip.fits() && !fq.orphanFull.Load() {
 		return true
 	}
 	mb := q.mb
 	ip.seen, ip.seenB = mb.taken.Load(), mb.takenB.Load()
-	if !ip.fits(fq) {
+	if !ip.fits() {
 		mb.sent.Store(ip.sent)
 		mb.sentB.Store(ip.sentB)
 		mb.waiting.Store(true)
 		// Look again after asking: the receiver takes (then looks at
 		// waiting) in the other order, so one of us sees the other.
 		ip.seen, ip.seenB = mb.taken.Load(), mb.takenB.Load()
-		if !ip.fits(fq) {
+		if !ip.fits() {
 			return false
 		}
 	}
@@ -375,9 +384,9 @@ func (p *pipe) roomLocked() bool {
 
 // fits reports whether what was handed over and not yet seen taken is
 // below the marks of fq.
-func (ip *inprocState) fits(fq *fairQueue) bool {
+func (ip *inprocState) fits() bool {
 	n := ip.sent - ip.seen
-	return n < int64(fq.hwm) && (n == 0 || ip.sentB-ip.seenB < fq.hwmB)
+	return n < ip.hwm && (n == 0 || ip.sentB-ip.seenB < ip.hwmB)
 }
 
 // inprocSend is enqueue for an inproc pipe. A forced message (a
@@ -447,7 +456,7 @@ func (p *pipe) handOver(m Msg) (bool, error) {
 	p.stats.bytesOut.Add(uint64(size))
 	q.stats.msgsIn.Add(1)
 	q.stats.bytesIn.Add(uint64(size))
-	out, ok := q.s.proto.incoming(q, cp)
+	out, ok := p.ip.incoming(q, cp)
 	if !ok {
 		cp.Free()
 		return false, nil

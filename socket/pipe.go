@@ -68,7 +68,11 @@ type pipe struct {
 	attachMu sync.Mutex
 	attached bool
 
-	in inbox // received messages waiting for Recv, guarded by the fair queue's mu
+	// received messages waiting for Recv, guarded by the fair queue's mu;
+	// on cache lines of its own, as Recv writes it per message
+	_  [64]byte
+	in inbox
+	_  [64]byte
 
 	lastRecv atomic.Int64
 	// paused is set while the reader waits for room in the receive queue:

@@ -80,6 +80,10 @@ type slab struct {
 	refs atomic.Int32
 	msgs [slabMsgs]msgMem
 	dbg  slabDebug // zpeerdebug builds: where each message's small frames are
+	// one holds the frame slice of each single-frame message owned here
+	// (one[i] for msgs[i]): the common message then costs no frame-slice
+	// allocation either, and no garbage for the collector to chase.
+	one [slabMsgs][]byte
 }
 
 const slabReserve = 1 << 30
@@ -223,15 +227,26 @@ func (c *carver) begin(n int) {
 // finish makes the message of frames (total body bytes size) and starts
 // the next. frames is copied: the caller reuses it.
 func (c *carver) finish(frames [][]byte, size int) Msg {
+	if c.msg == nil { // no small frames: the owner still comes from a slab
+		c.begin(0)
+	}
+	if len(frames) == 1 {
+		fs := c.cur.one[c.nmsgs : c.nmsgs+1 : c.nmsgs+1]
+		fs[0] = frames[0]
+		return c.own(fs, size)
+	}
 	if len(c.fslab) < len(frames) {
 		c.fslab = make([][]byte, max(256, len(frames)))
 	}
 	fs := c.fslab[:len(frames):len(frames)]
 	c.fslab = c.fslab[len(frames):]
 	copy(fs, frames)
-	if c.msg == nil { // no small frames: the owner still comes from a slab
-		c.begin(0)
-	}
+	return c.own(fs, size)
+}
+
+// own makes the message of frames fs, owned by the next owner of the
+// current slab.
+func (c *carver) own(fs [][]byte, size int) Msg {
 	o := &c.cur.msgs[c.nmsgs]
 	c.cur.dbg.setRegion(c.nmsgs, c.start, c.off)
 	c.nmsgs++
