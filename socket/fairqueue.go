@@ -34,8 +34,12 @@ type fairQueue struct {
 	orphanWait  []*Socket     // inproc senders waiting for orphan room, signalled when there is
 
 	// orphanFull mirrors orphansFullLocked for inproc senders, which check
-	// it without the lock: written holding mu.
+	// it without the lock: written holding mu. It has a cache line of its
+	// own: the senders read it per message, the receivers write the lines
+	// around it.
+	_          [64]byte
 	orphanFull atomic.Bool
+	_          [64]byte
 	// waiters counts the Recv callers blocked in pop: tryPop passes the
 	// wake-up on only when one waits.
 	waiters atomic.Int32
