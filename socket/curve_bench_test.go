@@ -159,7 +159,7 @@ func BenchmarkCurveHandshake(b *testing.B) {
 // BenchmarkCurveSealOpen is the per-message cost of the MESSAGE box: seal
 // on one side, check and decrypt on the other.
 func BenchmarkCurveSealOpen(b *testing.B) {
-	for _, size := range []int{64, 1 << 10, 64 << 10} {
+	for _, size := range []int{64, 1 << 10, 64 << 10, 1 << 20} {
 		b.Run(fmt.Sprintf("%dB", size), func(b *testing.B) {
 			var key [32]byte
 			key[0] = 7

@@ -165,3 +165,116 @@ func TestInprocPubSubProxy(t *testing.T) {
 		t.Fatalf("got %q", got)
 	}
 }
+
+// TestInprocManySenders: three inproc PUSH sockets and a tcp one feed one
+// PULL whose receive mark is small, so every sender blocks on it over and
+// over and is woken by the receiver's reads (a lost wake-up hangs the
+// test). Each sender's messages arrive complete and in order, and while
+// all of them have a backlog the fair queue serves each in turn.
+func TestInprocManySenders(t *testing.T) {
+	const senders, per, hwm = 4, 2000, 8
+	pull := newSock(t, PULL, WithRecvHWM(hwm))
+	ep := inprocName(t)
+	if _, err := pull.Bind(ep); err != nil {
+		t.Fatal(err)
+	}
+	tcp := bind(t, pull)
+	pushes := make([]*Socket, senders)
+	for i := range pushes {
+		pushes[i] = newSock(t, PUSH)
+		if i == senders-1 {
+			connect(t, pushes[i], tcp)
+		} else {
+			connect(t, pushes[i], ep)
+		}
+		waitPeers(t, pushes[i], 1)
+	}
+	// Fill every sender's share of the queue before reading, so that the
+	// first messages read show the turn order.
+	errc := make(chan error, senders)
+	for i, push := range pushes {
+		go func() {
+			for j := range per {
+				if err := push.Send(ctxT(t), NewMsgString(strconv.Itoa(i), strconv.Itoa(j))); err != nil {
+					errc <- err
+					return
+				}
+			}
+			errc <- nil
+		}()
+	}
+	waitFor(t, "every sender at the mark", func() bool {
+		st := pull.Stats()
+		if len(st.PerPeer) != senders {
+			return false
+		}
+		for _, p := range st.PerPeer {
+			if p.MsgsIn < hwm {
+				return false
+			}
+		}
+		return true
+	})
+	next := make([]int, senders)
+	seen := map[int]bool{}
+	for n := range senders * per {
+		got := recvString(t, pull)
+		i, _ := strconv.Atoi(got[0])
+		j, _ := strconv.Atoi(got[1])
+		if j != next[i] {
+			t.Fatalf("sender %d: got message %d, want %d", i, j, next[i])
+		}
+		next[i]++
+		if n < senders {
+			seen[i] = true
+		}
+	}
+	if len(seen) != senders {
+		t.Errorf("the first %d messages came from senders %v, want one from each", senders, seen)
+	}
+	for range senders {
+		if err := <-errc; err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// TestInprocByteMark: the receiver's byte mark bounds what an inproc
+// sender hands over, and one message always fits in an empty queue.
+func TestInprocByteMark(t *testing.T) {
+	ep := inprocName(t)
+	pull := newSock(t, PULL, WithHWMBytes(1<<20, 4096))
+	if _, err := pull.Bind(ep); err != nil {
+		t.Fatal(err)
+	}
+	push := newSock(t, PUSH, WithNoBlock())
+	connect(t, push, ep)
+	waitPeers(t, push, 1)
+	body := make([]byte, 1024)
+	n := 0
+	for ; n < 100; n++ {
+		if err := push.Send(ctxT(t), NewMsg(body)); err != nil {
+			if !errors.Is(err, ErrWouldBlock) {
+				t.Fatal(err)
+			}
+			break
+		}
+	}
+	if n != 4 {
+		t.Fatalf("sent %d KiB messages before blocking, want 4 (4096 bytes)", n)
+	}
+	for range n {
+		m, err := pull.Recv(ctxT(t))
+		if err != nil {
+			t.Fatal(err)
+		}
+		m.Free()
+	}
+	big := make([]byte, 10000)
+	if err := push.Send(ctxT(t), NewMsg(big)); err != nil {
+		t.Fatalf("a message over the byte mark into an empty queue: %v", err)
+	}
+	if err := push.Send(ctxT(t), NewMsg(body)); !errors.Is(err, ErrWouldBlock) {
+		t.Fatalf("a message behind it: %v, want ErrWouldBlock", err)
+	}
+}
