@@ -19,6 +19,10 @@ const (
 
 var bufPools [maxPoolClass + 1]sync.Pool
 
+// boxes holds the empty *[]byte that carry buffers in bufPools, so that
+// putting a buffer back allocates nothing.
+var boxes = sync.Pool{New: func() any { return new([]byte) }}
+
 func sizeClass(n int) int {
 	if n <= 1<<minPoolClass {
 		return minPoolClass
@@ -31,8 +35,11 @@ func getBuffer(n int) []byte {
 	if c > maxPoolClass {
 		return make([]byte, n)
 	}
-	if b, ok := bufPools[c].Get().(*[]byte); ok {
-		return (*b)[:n]
+	if p, ok := bufPools[c].Get().(*[]byte); ok {
+		b := (*p)[:n]
+		*p = nil
+		boxes.Put(p)
+		return b
 	}
 	return make([]byte, n, 1<<c)
 }
@@ -45,8 +52,9 @@ func putBuffer(b []byte) {
 	if c < minPoolClass || c > maxPoolClass || cap(b) != 1<<c {
 		return // not one of ours
 	}
-	b = b[:0]
-	bufPools[c].Put(&b)
+	p := boxes.Get().(*[]byte)
+	*p = b[:0]
+	bufPools[c].Put(p)
 }
 
 const (
