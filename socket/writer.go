@@ -41,7 +41,7 @@ type batch struct {
 	segs  net.Buffers // sealed segments, in order
 	cur   []byte      // the chunk being filled; cur[start:] is not sealed yet
 	start int
-	owned []*chunk // chunks to recycle after the write
+	owned []*chunk  // chunks to recycle after the write
 	holds []*Buffer // Buffers referenced by segs, released after the write
 	msgs  int
 	bytes int64 // message body bytes
