@@ -35,8 +35,9 @@ const dispatchBatch = 256
 type item struct {
 	id         codec.ID
 	seq        uint64
-	frames     [3][]byte // routing id, delimiter, envelope; the envelope is never modified
-	value      any       // for WithOnDead
+	frames     [3][]byte      // routing id, delimiter, envelope; the envelope is never modified
+	buf        *socket.Buffer // the envelope's memory, if reused: released when forgotten
+	value      any            // for WithOnDead
 	prio       uint8
 	pushed     int64 // mono time
 	deadline   int64 // mono time of the ack timeout, while in flight
@@ -168,9 +169,13 @@ func (a *ackPusher[T]) wake() {
 }
 
 // push takes custody of a message: frame is its envelope, with the given
-// id (from custody.id), sequence number and priority.
-func (a *ackPusher[T]) push(ctx context.Context, frame []byte, id codec.ID, seq uint64, prio uint8, v T) error {
-	it := &item{id: id, seq: seq, prio: prio, pushed: mono()}
+// id (from custody.id), sequence number and priority. buf, if not nil, is
+// the frame's memory, whose reference custody takes over: every delivery
+// holds one more while the socket may reference the frame, and custody
+// releases its own when it forgets the message, so redelivery sends the
+// same bytes without a copy.
+func (a *ackPusher[T]) push(ctx context.Context, frame []byte, buf *socket.Buffer, id codec.ID, seq uint64, prio uint8, v T) error {
+	it := &item{id: id, seq: seq, prio: prio, pushed: mono(), buf: buf}
 	it.frames[1], it.frames[2] = empty, frame
 	if a.o.onDead != nil {
 		it.value = v
@@ -287,7 +292,11 @@ func (a *ackPusher[T]) assign(it *item, p *pullerPeer, now int64) {
 // send hands an assigned delivery to the socket.
 // d is the caller's: the socket is handed d.frames without a copy.
 func (a *ackPusher[T]) send(d *delivery, dead []DeadLetter) []DeadLetter {
-	err := a.p.sock.Send(a.p.ctx, socket.Msg{Frames: d.frames[:], Priority: d.prio})
+	err := a.p.sock.Send(a.p.ctx, socket.Msg{Frames: d.frames[:], Priority: d.prio, Buf: d.buf})
+	if d.buf != nil {
+		d.buf.Release() // the socket holds its own until written
+		d.buf = nil
+	}
 	if err != nil {
 		return a.undo(d.it, d.peer, err, dead)
 	}
@@ -347,6 +356,10 @@ func (a *ackPusher[T]) requeue(it *item, why string, dead []DeadLetter) []DeadLe
 // still holds a delivery of it. a.mu is held.
 func (a *ackPusher[T]) forget(it *item) {
 	a.custody.del(it)
+	if it.buf != nil {
+		it.buf.Release() // deliveries still being sent hold their own
+		it.buf = nil
+	}
 	if stale := slices.DeleteFunc(it.stale, func(p *pullerPeer) bool { return p.gone }); len(stale) > 0 {
 		a.tombs[it.id] = stale
 	}
@@ -475,6 +488,7 @@ type delivery struct {
 	// assigned: once a.mu is released the dispatcher may take it back and
 	// assign it again (another routing id, another delivery count).
 	frames [3][]byte
+	buf    *socket.Buffer // a reference of the delivery's own to it.buf, released by send
 	prio   uint8
 	retry  bool
 }
@@ -485,7 +499,10 @@ var deliveryPool = sync.Pool{New: func() any { return new(delivery) }}
 
 // deliveryOf snapshots an item just assigned to p. a.mu is held.
 func deliveryOf(it *item, p *pullerPeer) delivery {
-	return delivery{it: it, peer: p, frames: it.frames, prio: it.prio, retry: it.deliveries > 1}
+	if it.buf != nil {
+		it.buf.Retain()
+	}
+	return delivery{it: it, peer: p, frames: it.frames, buf: it.buf, prio: it.prio, retry: it.deliveries > 1}
 }
 
 // dispatch assigns queued messages to pullers with credit, sends them, and

@@ -33,13 +33,21 @@ func TestReceivedValuesOwnTheirMemory(t *testing.T) {
 			}
 		}
 	}
-	collect := func() (func(context.Context, []byte) error, func() [][]byte) {
+	// collect's handler keeps every value; a borrowed one (valid only
+	// while the handler runs) is checked there and kept as a copy.
+	collect := func(borrowed bool) (func(context.Context, []byte) error, func() [][]byte) {
 		var mu sync.Mutex
 		var got [][]byte
 		done := make(chan struct{})
 		h := func(_ context.Context, v []byte) error {
 			mu.Lock()
 			defer mu.Unlock()
+			if borrowed {
+				if i := len(got); !bytes.Equal(v, memValue(i)) {
+					t.Errorf("borrowed value %d not intact while its handler runs", i)
+				}
+				v = bytes.Clone(v)
+			}
 			if got = append(got, v); len(got) == n {
 				close(done)
 			}
@@ -54,16 +62,21 @@ func TestReceivedValuesOwnTheirMemory(t *testing.T) {
 		return h, wait
 	}
 
-	for _, acked := range []bool{false, true} {
-		t.Run(fmt.Sprintf("pipeline acked=%v", acked), func(t *testing.T) {
+	for _, tc := range []struct{ acked, borrowed bool }{{false, false}, {true, false}, {false, true}, {true, true}} {
+		acked, borrowed := tc.acked, tc.borrowed
+		t.Run(fmt.Sprintf("pipeline acked=%v borrowed=%v", acked, borrowed), func(t *testing.T) {
 			var opts []Option
 			if acked {
 				opts = append(opts, WithAck())
 			}
 			push, err := NewPusher[[]byte](append(opts, WithBind(loopback))...)
 			push = cleanup(t, push, err)
-			h, wait := collect()
-			pl, err := NewPuller(h, append(opts, WithConnect(ep(t, push)), WithWorkers(1))...)
+			h, wait := collect(borrowed)
+			popts := append(opts, WithConnect(ep(t, push)), WithWorkers(1))
+			if borrowed {
+				popts = append(popts, WithBorrowedValues())
+			}
+			pl, err := NewPuller(h, popts...)
 			cleanup(t, pl, err)
 			waitFor(t, "puller", func() bool { return push.Pullers() == 1 })
 			for i := range n {
@@ -97,15 +110,37 @@ func TestReceivedValuesOwnTheirMemory(t *testing.T) {
 		check(t, kept)
 	})
 
-	t.Run("reqrep", func(t *testing.T) {
+	for _, borrowed := range []bool{false, true} {
+		t.Run(fmt.Sprintf("reqrep borrowed=%v", borrowed), func(t *testing.T) {
+			testReqRepMemory(t, n, borrowed, check)
+		})
+	}
+}
+
+// testReqRepMemory: a Replier's handler keeps every request (a copy when
+// borrowed, checked while it runs) and echoes it; the Requester keeps
+// every reply.
+func testReqRepMemory(t *testing.T, n int, borrowed bool, check func(*testing.T, [][]byte)) {
+	{
 		var mu sync.Mutex
 		var reqs [][]byte
+		opts := []Option{WithBind(loopback), WithWorkers(1)}
+		if borrowed {
+			opts = append(opts, WithBorrowedValues())
+		}
 		rp, err := NewReplier(func(_ context.Context, v []byte) ([]byte, error) {
 			mu.Lock()
+			defer mu.Unlock()
+			if borrowed {
+				if i := len(reqs); !bytes.Equal(v, memValue(i)) {
+					t.Errorf("borrowed request %d not intact while its handler runs", i)
+				}
+				reqs = append(reqs, bytes.Clone(v))
+				return v, nil // echoing a borrowed value is allowed
+			}
 			reqs = append(reqs, v)
-			mu.Unlock()
 			return v, nil
-		}, WithBind(loopback), WithWorkers(1))
+		}, opts...)
 		rp = cleanup(t, rp, err)
 		rq, err := NewRequester[[]byte, []byte](WithConnect(ep(t, rp)))
 		rq = cleanup(t, rq, err)
@@ -121,5 +156,5 @@ func TestReceivedValuesOwnTheirMemory(t *testing.T) {
 		mu.Lock()
 		defer mu.Unlock()
 		check(t, reqs)
-	})
+	}
 }

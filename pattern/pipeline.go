@@ -121,17 +121,17 @@ func (p *Pusher[T]) Push(ctx context.Context, v T, opts ...CallOption) error {
 	if p.ack != nil {
 		// The acked pusher makes its own ids, and keeps the frame.
 		id := p.ack.custody.id(seq)
-		frame, bp, prio, err := encodeMsg(&p.o, p.tmpl, codec.KindData, "", id, seq, v, opts)
+		frame, mem, prio, err := encodeMsg(&p.o, p.tmpl, codec.KindData, "", id, seq, v, opts)
 		if err != nil {
 			return err
 		}
-		if bp != nil {
+		if mem.bp != nil {
 			frame = bytes.Clone(frame)
-			codec.PutBuffer(bp)
+			codec.PutBuffer(mem.bp)
 		}
-		return p.ack.push(ctx, frame, id, seq, prio, v)
+		return p.ack.push(ctx, frame, mem.sb, id, seq, prio, v)
 	}
-	frame, bp, prio, err := encodeMsg(&p.o, p.tmpl, codec.KindData, "", codec.NewID(), seq, v, opts)
+	frame, mem, prio, err := encodeMsg(&p.o, p.tmpl, codec.KindData, "", codec.NewID(), seq, v, opts)
 	if err != nil {
 		return err
 	}
@@ -141,8 +141,8 @@ func (p *Pusher[T]) Push(ctx context.Context, v T, opts ...CallOption) error {
 		// does not wait for ever on a puller of the wrong mode.
 		sctx = w
 	}
-	err = p.sock.Send(sctx, socket.Msg{Frames: [][]byte{frame}, Priority: prio})
-	codec.PutBuffer(bp)
+	err = p.sock.Send(sctx, socket.Msg{Frames: [][]byte{frame}, Priority: prio, Buf: mem.sb})
+	mem.release()
 	if err != nil {
 		return p.ref.explain(callError(err))
 	}
@@ -283,7 +283,7 @@ func NewPuller[T any](h func(ctx context.Context, v T) error, opts ...Option) (*
 	if h == nil {
 		return nil, optErr("NewPuller: nil handler")
 	}
-	o, err := buildOptions("Puller", oAck|oCredit|oDedup|oWorkers|oOnRefused, opts)
+	o, err := buildOptions("Puller", oAck|oCredit|oDedup|oWorkers|oOnRefused|oBorrow, opts)
 	if err != nil {
 		return nil, err
 	}
@@ -357,7 +357,7 @@ func (pl *Puller[T]) worker() {
 // handle decodes body and runs the handler on it, recovering a panic. kept
 // reports that the value was the body itself (see takeBody).
 func (pl *Puller[T]) handle(body []byte) (kept bool, err error) {
-	v, kept, err := takeBody[T](body)
+	v, kept, err := takeBodyMode[T](body, pl.o.borrow)
 	if err != nil {
 		pl.c.dropped.Add(1)
 		return false, err
