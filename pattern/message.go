@@ -241,8 +241,30 @@ func marshalBody[T any](dst []byte, v T) ([]byte, error) {
 		return append(codec.AppendBinHeader(dst, len(x)), x...), nil
 	case string:
 		return append(codec.AppendStrHeader(dst, len(x)), x...), nil
+	case MsgMarshaler:
+		return x.MarshalMsg(dst)
 	}
 	return codec.AppendValue(dst, v)
+}
+
+// MsgMarshaler is the fast path for encoding struct values: a type whose
+// value has this method is encoded by it instead of by the msgpack
+// library's reflection. It is the method github.com/tinylib/msgp generates
+// (go:generate msgp), so generated code needs no glue; it must append one
+// MessagePack value to b, encoded as a peer decoding with a stock msgpack
+// library expects (msgp encodes a struct as a map keyed by field name, or
+// by the `msg` tag, as the msgpack library does with the `msgpack` tag).
+type MsgMarshaler interface {
+	MarshalMsg(b []byte) ([]byte, error)
+}
+
+// MsgUnmarshaler is the fast path for decoding struct values: when *T has
+// this method, a received body is checked (codec.CheckValue: one whole
+// value, within the same bounds as the reflective decoder) and decoded by
+// it. It is the method github.com/tinylib/msgp generates; it must decode
+// one value from the start of b and return what follows it.
+type MsgUnmarshaler interface {
+	UnmarshalMsg(b []byte) ([]byte, error)
 }
 
 // aliasMin is the body size from which a []byte value is handed over in
@@ -306,6 +328,18 @@ func unmarshalBody[T any](data []byte) (v T, err error) {
 			*p = string(b)
 			return v, nil
 		}
+	case MsgUnmarshaler:
+		if err := codec.CheckValue(data); err != nil {
+			return v, badMessage("body: %v", err)
+		}
+		if rest, err := p.UnmarshalMsg(data); err != nil || len(rest) != 0 {
+			var zero T
+			if err == nil {
+				err = fmt.Errorf("%d bytes after the value", len(rest))
+			}
+			return zero, badMessage("body: %v", err)
+		}
+		return v, nil
 	}
 	return unmarshalValue[T](data)
 }
