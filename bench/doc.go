@@ -1,7 +1,8 @@
 // Package bench measures zpeer side by side with other messaging stacks, in
 // the same run and on the same machine, over loopback TCP (127.0.0.1): libzmq
 // through github.com/pebbe/zmq4 (cgo), go-zeromq/zmq4's own sockets, nanomsg
-// mangos v3, NATS with an embedded server (a brokered reference point), and a
+// mangos v3, NATS with an embedded server (a brokered reference point; with
+// JetStream's file storage, the reference for the durable acked pipeline), and a
 // bare TCP stream of length-prefixed records with buffered I/O, the floor
 // any framing on TCP sits on.
 //

@@ -9,7 +9,8 @@ import (
 
 // Stacks returns every stack, zpeer first and the references last.
 func Stacks() []benchcore.Stack {
-	return append(benchcore.ZpeerStacks(), Libzmq{}, GoZMQ4{}, Mangos{}, NATS{}, TCP{})
+	return append(benchcore.ZpeerStacks(), Libzmq{}, GoZMQ4{}, Mangos{}, NATS{},
+		JetStream{Window: 256}, JetStream{SyncAlways: true, Window: 256}, TCP{})
 }
 
 // StackNames lists the names Stacks returns.

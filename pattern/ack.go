@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/zpeer/zpeer/codec"
+	"github.com/zpeer/zpeer/internal/outbox"
 	"github.com/zpeer/zpeer/socket"
 )
 
@@ -47,7 +48,16 @@ type item struct {
 	stale      []*pullerPeer // earlier holders that have not answered
 	avoid      *pullerPeer   // redelivered: prefer another puller
 	lastErr    string
-	q, f, h    links // queue, in-flight and held list links
+	rcpt       *Receipt // PushAsync's, settled with the job
+	q, f, h    links    // queue, in-flight and held list links
+}
+
+// newItem is a message taken into custody, pushed now or taken back from
+// the outbox (openOutbox): frame is its envelope.
+func newItem(id codec.ID, seq uint64, prio uint8, frame []byte) *item {
+	it := &item{id: id, seq: seq, prio: prio, pushed: mono()}
+	it.frames[1], it.frames[2] = empty, frame
+	return it
 }
 
 type links struct{ prev, next *item }
@@ -142,6 +152,9 @@ type ackPusher[T any] struct {
 	remotes  map[string]string
 	spaceCh  chan struct{} // closed when custody shrinks, if someone waits
 	emptyCh  chan struct{} // closed when custody empties, if someone waits
+
+	store     *outbox.Log // WithOutbox
+	recovered int         // jobs taken back from the outbox at start
 }
 
 func newAckPusher[T any](p *Pusher[T]) *ackPusher[T] {
@@ -174,9 +187,10 @@ func (a *ackPusher[T]) wake() {
 // holds one more while the socket may reference the frame, and custody
 // releases its own when it forgets the message, so redelivery sends the
 // same bytes without a copy.
-func (a *ackPusher[T]) push(ctx context.Context, frame []byte, buf *socket.Buffer, id codec.ID, seq uint64, prio uint8, v T) error {
-	it := &item{id: id, seq: seq, prio: prio, pushed: mono(), buf: buf}
-	it.frames[1], it.frames[2] = empty, frame
+func (a *ackPusher[T]) push(ctx context.Context, frame []byte, buf *socket.Buffer, id codec.ID, seq uint64, prio uint8, v T, rc *Receipt) error {
+	it := newItem(id, seq, prio, frame)
+	it.buf = buf
+	it.rcpt = rc
 	if a.o.onDead != nil {
 		it.value = v
 	}
@@ -343,23 +357,24 @@ func (a *ackPusher[T]) takeBack(it *item) {
 func (a *ackPusher[T]) requeue(it *item, why string, dead []DeadLetter) []DeadLetter {
 	it.lastErr = why
 	if it.deliveries >= a.o.maxDeliveries {
-		a.forget(it)
+		err := fmt.Errorf("%w (%d): last: %s", ErrDead, it.deliveries, it.lastErr)
+		a.forget(it, err)
 		a.p.c.dead.Add(1)
-		return append(dead, DeadLetter{ID: it.id, Value: it.value, Priority: it.prio, Deliveries: it.deliveries,
-			Err: fmt.Errorf("%w (%d): last: %s", ErrDead, it.deliveries, it.lastErr)})
+		return append(dead, DeadLetter{ID: it.id, Value: it.value, Priority: it.prio, Deliveries: it.deliveries, Err: err})
 	}
 	a.enqueue(it, true)
 	return dead
 }
 
-// forget removes a settled or dead item from custody, remembering who
-// still holds a delivery of it. a.mu is held.
-func (a *ackPusher[T]) forget(it *item) {
+// forget removes an acked (err nil) or dead item from custody,
+// remembering who still holds a delivery of it. a.mu is held.
+func (a *ackPusher[T]) forget(it *item, err error) {
 	a.custody.del(it)
 	if it.buf != nil {
 		it.buf.Release() // deliveries still being sent hold their own
 		it.buf = nil
 	}
+	a.settled(it, err)
 	if stale := slices.DeleteFunc(it.stale, func(p *pullerPeer) bool { return p.gone }); len(stale) > 0 {
 		a.tombs[it.id] = stale
 	}
@@ -419,7 +434,7 @@ func (a *ackPusher[T]) answered(id codec.ID, p *pullerPeer, ok bool, why string,
 		}
 		a.p.c.acked.Add(1)
 		a.lat.record(time.Duration(now - it.pushed))
-		a.forget(it)
+		a.forget(it, nil)
 	case current:
 		a.takeBack(it)
 		it.avoid = p

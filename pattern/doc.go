@@ -35,7 +35,14 @@
 // A fire-and-forget pipeline is at-most-once; an acknowledged one
 // (WithAck) is at-least-once with duplicate suppression at the puller:
 // messages are redelivered until acknowledged, and after WithMaxDeliveries
-// reported dead. Both ends must use the same mode: an acked end and a
+// reported dead. Across a puller crash nothing is lost (what it held is
+// redelivered), but its dedup window was in its memory: handlers must be
+// idempotent across puller restarts. Across a pusher crash, everything the
+// pusher held is lost, unless it has a durable outbox (WithOutbox): then
+// the next Pusher on the directory delivers every job not yet acked (in
+// OutboxBatched(d) mode, but for the jobs pushed in the last d). PushAsync's
+// Receipt tells a producer when each job was acked or went dead.
+// Both ends must use the same mode: an acked end and a
 // fire-and-forget one refuse each other at the handshake and say so (see
 // Refusal and ErrRefused) rather than wait in silence.
 //
@@ -86,9 +93,9 @@
 //
 // # What this package is not
 //
-// It is not a broker and keeps nothing on disk: a Pusher's custody and a
-// Puller's dedup window are in memory, and a crashed Pusher loses what it
-// held. It does not reorder what a receiver has already taken, does not
+// It is not a broker: it keeps nothing on disk but an acked Pusher's
+// outbox (WithOutbox), which only that Pusher (or its successor on the
+// directory) reads. A Puller's dedup window is in memory. It does not reorder what a receiver has already taken, does not
 // replay missed publications, and does not encrypt (see socket's
 // WithSecurity, through WithSocketOptions).
 package pattern

@@ -28,6 +28,10 @@ var (
 	// ErrFull is returned by Pusher.Push when its custody queue is full and
 	// the context ends before room appears.
 	ErrFull = errors.New("pattern: queue full")
+	// ErrOutbox wraps a failure of an acked Pusher's outbox (WithOutbox):
+	// it cannot be opened, or a write or fsync failed, after which every
+	// Push fails with it.
+	ErrOutbox = errors.New("pattern: outbox")
 	// ErrOption is wrapped by the error of an invalid or inapplicable
 	// option.
 	ErrOption = errors.New("pattern: bad option")

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"sort"
 	"sync"
 	"time"
@@ -132,4 +133,45 @@ func ExamplePusher() {
 	// Output:
 	// [0 1 2 3 4 5 6 7 8 9]
 	// sent 10 acked 10 dead 0
+}
+
+// A dispatcher whose jobs survive its own crash: a durable outbox, and a
+// receipt per job to checkpoint the producer's input.
+func ExampleWithOutbox() {
+	dir, err := os.MkdirTemp("", "outbox-example-")
+	if err != nil {
+		panic(err)
+	}
+	defer os.RemoveAll(dir)
+	type Job struct{ N int }
+	push, err := pattern.NewPusher[Job](pattern.WithBind("tcp://127.0.0.1:0"), pattern.WithAck(),
+		pattern.WithOutbox(dir, pattern.OutboxSync)) // each Push returns once on disk
+	if err != nil {
+		panic(err)
+	}
+	defer push.Close()
+	pull, err := pattern.NewPuller(func(ctx context.Context, j Job) error {
+		return nil // must be idempotent: a job can come again after a crash
+	}, pattern.WithConnect(push.Endpoints()[0]), pattern.WithAck())
+	if err != nil {
+		panic(err)
+	}
+	defer pull.Close()
+
+	ctx := context.Background()
+	var receipts []*pattern.Receipt
+	for i := range 3 {
+		r, err := push.PushAsync(ctx, Job{N: i})
+		if err != nil {
+			panic(err)
+		}
+		receipts = append(receipts, r)
+	}
+	for i, r := range receipts {
+		fmt.Println("job", i, "settled:", r.Wait(ctx)) // checkpoint i here
+	}
+	// Output:
+	// job 0 settled: <nil>
+	// job 1 settled: <nil>
+	// job 2 settled: <nil>
 }

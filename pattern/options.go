@@ -43,6 +43,8 @@ const (
 	oDiscovery
 	oOnRefused
 	oBorrow
+	oOutbox
+	oOutboxBytes
 )
 
 var optNames = map[optBit]string{
@@ -52,7 +54,8 @@ var optNames = map[optBit]string{
 	oDedup: "WithDedupWindow", oCredit: "WithCredit", oMaxPending: "WithMaxPending",
 	oName: "WithName", oPriority: "WithPriority", oType: "WithType", oTopics: "WithTopics",
 	oOnGap: "WithOnGap", oOnDead: "WithOnDead", oLogger: "WithLogger", oDiscovery: "WithDiscovery",
-	oOnRefused: "WithOnRefused", oBorrow: "WithBorrowedValues",
+	oOnRefused: "WithOnRefused", oOutbox: "WithOutbox", oOutboxBytes: "WithOutboxMaxBytes",
+	oBorrow: "WithBorrowedValues",
 }
 
 // options common to every pattern.
@@ -85,6 +88,9 @@ type options struct {
 	service       string
 	serviceOpts   []discovery.Option
 	watcher       *discovery.Watcher
+	outboxDir     string
+	outboxMode    OutboxMode
+	outboxBytes   int64
 }
 
 func defaultOptions() options {
@@ -97,6 +103,7 @@ func defaultOptions() options {
 		dedupWindow:   4096,
 		credit:        256,
 		maxPending:    65536,
+		outboxBytes:   256 << 20,
 		logger:        slog.New(slog.DiscardHandler),
 	}
 }
@@ -274,7 +281,9 @@ func WithMaxDeliveries(n int) Option {
 }
 
 // WithDedupWindow sets how many recently processed message ids an acked
-// Puller remembers to drop redelivered duplicates (default 4096).
+// Puller remembers to drop redelivered duplicates (default 4096). The window
+// is in the Puller's memory: a restarted Puller, or another one, processes
+// a redelivered message again, so handlers must be idempotent.
 func WithDedupWindow(n int) Option {
 	return func(o *options) error {
 		if n < 1 {

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/zpeer/zpeer/codec"
+	"github.com/zpeer/zpeer/internal/outbox"
 	"github.com/zpeer/zpeer/socket"
 )
 
@@ -33,6 +34,8 @@ import (
 // puller nacks it), or at once when the puller's connection drops. After
 // WithMaxDeliveries deliveries it is declared dead: counted in Stats.Dead,
 // logged, and handed to the WithOnDead callback, never dropped silently.
+// The Pusher keeps its messages in memory: if its process dies they are
+// lost, unless WithOutbox keeps them on disk too (see WithOutbox).
 // Messages waiting for credit are queued by priority (see Priority), then in
 // push order; a redelivered message goes ahead of those pushed after it.
 type Pusher[T any] struct {
@@ -54,16 +57,20 @@ type Pusher[T any] struct {
 // NewPusher creates a Pusher.
 //
 // Options: WithBind, WithConnect, WithAck, WithAckTimeout, WithMaxDeliveries,
-// WithMaxPending, WithOnDead, WithOnRefused, WithPriority, WithType,
-// WithName, WithSocketOptions, WithLogger, WithService, WithWatcher,
-// WithDiscovery.
+// WithMaxPending, WithOnDead, WithOnRefused, WithOutbox, WithOutboxMaxBytes,
+// WithPriority, WithType, WithName, WithSocketOptions, WithLogger,
+// WithService, WithWatcher, WithDiscovery. With WithOutbox, NewPusher takes
+// back the jobs a previous Pusher left in the outbox before it returns.
 func NewPusher[T any](opts ...Option) (*Pusher[T], error) {
-	o, err := buildOptions("Pusher", oAck|oAckTimeout|oMaxDeliveries|oMaxPending|oOnDead|oPriority|oType|oOnRefused, opts)
+	o, err := buildOptions("Pusher", oAck|oAckTimeout|oMaxDeliveries|oMaxPending|oOnDead|oPriority|oType|oOnRefused|oOutbox|oOutboxBytes, opts)
 	if err != nil {
 		return nil, err
 	}
-	if !o.ack && o.used&(oAckTimeout|oMaxDeliveries|oMaxPending|oOnDead) != 0 {
-		return nil, optErr("WithAckTimeout, WithMaxDeliveries, WithMaxPending and WithOnDead need WithAck")
+	if !o.ack && o.used&(oAckTimeout|oMaxDeliveries|oMaxPending|oOnDead|oOutbox|oOutboxBytes) != 0 {
+		return nil, optErr("WithAckTimeout, WithMaxDeliveries, WithMaxPending, WithOnDead and WithOutbox need WithAck")
+	}
+	if o.used&oOutboxBytes != 0 && o.used&oOutbox == 0 {
+		return nil, optErr("WithOutboxMaxBytes needs WithOutbox")
 	}
 	p := &Pusher[T]{o: o}
 	if p.tmpl, err = newTemplate(&p.o, codec.KindData, ""); err != nil {
@@ -95,6 +102,12 @@ func NewPusher[T any](opts ...Option) (*Pusher[T], error) {
 		return nil, err
 	}
 	if p.ack != nil {
+		if o.outboxDir != "" {
+			if err := p.ack.openOutbox(); err != nil {
+				p.Close()
+				return nil, err
+			}
+		}
 		p.ack.start()
 	}
 	typ := "PUSH"
@@ -114,23 +127,13 @@ func NewPusher[T any](opts ...Option) (*Pusher[T], error) {
 // while WithMaxPending messages are already held; delivery, redelivery and
 // acknowledgement happen in the background (see Drain and Stats).
 func (p *Pusher[T]) Push(ctx context.Context, v T, opts ...CallOption) error {
+	if p.ack != nil {
+		return p.pushAcked(ctx, v, opts, nil)
+	}
 	if p.ctx.Err() != nil {
 		return ErrClosed
 	}
 	seq := p.seq.Add(1)
-	if p.ack != nil {
-		// The acked pusher makes its own ids, and keeps the frame.
-		id := p.ack.custody.id(seq)
-		frame, mem, prio, err := encodeMsg(&p.o, p.tmpl, codec.KindData, "", id, seq, v, opts)
-		if err != nil {
-			return err
-		}
-		if mem.bp != nil {
-			frame = bytes.Clone(frame)
-			codec.PutBuffer(mem.bp)
-		}
-		return p.ack.push(ctx, frame, mem.sb, id, seq, prio, v)
-	}
 	frame, mem, prio, err := encodeMsg(&p.o, p.tmpl, codec.KindData, "", codec.NewID(), seq, v, opts)
 	if err != nil {
 		return err
@@ -148,6 +151,38 @@ func (p *Pusher[T]) Push(ctx context.Context, v T, opts ...CallOption) error {
 	}
 	p.c.sent.Add(1)
 	return nil
+}
+
+// pushAcked is Push in acknowledged mode, with PushAsync's receipt if rc
+// is not nil.
+func (p *Pusher[T]) pushAcked(ctx context.Context, v T, opts []CallOption, rc *Receipt) error {
+	if p.ctx.Err() != nil {
+		return ErrClosed
+	}
+	// The acked pusher makes its own ids, and keeps the frame.
+	seq := p.seq.Add(1)
+	id := p.ack.custody.id(seq)
+	frame, mem, prio, err := encodeMsg(&p.o, p.tmpl, codec.KindData, "", id, seq, v, opts)
+	if err != nil {
+		return err
+	}
+	if mem.bp != nil {
+		frame = bytes.Clone(frame)
+		codec.PutBuffer(mem.bp)
+	}
+	if rc != nil {
+		rc.id = id
+	}
+	if p.ack.store != nil {
+		if err := p.ack.storeJob(ctx, id, frame); err != nil {
+			return err
+		}
+	}
+	err = p.ack.push(ctx, frame, mem.sb, id, seq, prio, v, rc)
+	if err != nil && p.ack.store != nil {
+		p.ack.store.Ack(outbox.ID(id)) // not pushed: not to be replayed
+	}
+	return err
 }
 
 // Drain waits until everything pushed so far is settled: in acknowledged
@@ -210,8 +245,10 @@ func (p *Pusher[T]) Stats() Stats {
 }
 
 // Close stops the Pusher. In acknowledged mode, messages not yet
-// acknowledged are abandoned (call Drain first to wait for them); queued
-// messages get the socket's linger time to be written. Close is idempotent.
+// acknowledged are abandoned (call Drain first to wait for them), their
+// PushAsync receipts settled with ErrClosed; with WithOutbox they stay in
+// the outbox for the next Pusher. Queued messages get the socket's linger
+// time to be written. Close is idempotent.
 func (p *Pusher[T]) Close() error {
 	p.closeMu.Lock()
 	defer p.closeMu.Unlock()
@@ -230,6 +267,12 @@ func (p *Pusher[T]) Close() error {
 	}
 	if p.ack != nil {
 		p.ack.notes.close()
+		p.ack.abandon()
+		if p.ack.store != nil {
+			if serr := p.ack.store.Close(); serr != nil && err == nil {
+				err = fmt.Errorf("%w: %w", ErrOutbox, serr)
+			}
+		}
 	}
 	if p.ref != nil {
 		p.ref.close()

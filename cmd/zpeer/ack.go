@@ -24,6 +24,8 @@ type ackOpts struct {
 	ackTimeout    time.Duration // push: redeliver a job not acked within
 	maxDeliveries int           // push: then report it dead
 	credit        int           // pull: jobs held at once
+	store         string        // push: the durable outbox's directory
+	storeBatch    time.Duration // push: its fsync interval (0: before each job is accepted)
 }
 
 func (o *ackOpts) addFlags(f *pflag.FlagSet, typ socket.Type) {
@@ -32,6 +34,8 @@ func (o *ackOpts) addFlags(f *pflag.FlagSet, typ socket.Type) {
 		f.BoolVar(&o.on, "ack", false, "acknowledged jobs: bind, and exit 0 only when \"pull --ack\" workers have acknowledged every job")
 		f.DurationVar(&o.ackTimeout, "ack-timeout", 30*time.Second, "--ack: give a job to another worker when its worker has not acknowledged it within `D`")
 		f.IntVar(&o.maxDeliveries, "max-deliveries", 5, "--ack: report a job dead after `N` deliveries")
+		f.StringVar(&o.store, "store", "", "--ack: keep each job on disk in `DIR` until a worker acknowledges it; the jobs a push that died left there go first in the next push --ack --store DIR")
+		f.DurationVar(&o.storeBatch, "store-batch", 0, "--store: write jobs to disk every `D` rather than each before it is taken (faster; a crash loses the jobs of the last D)")
 	case socket.PULL:
 		f.BoolVar(&o.on, "ack", false, "be a worker of \"push --ack\": connect, acknowledge each job when done (--exec: when CMD exits 0)")
 		f.IntVar(&o.credit, "credit", 1, "--ack: hold up to `N` unacknowledged jobs (1: the others wait at the pusher, free for other workers)")
@@ -41,7 +45,7 @@ func (o *ackOpts) addFlags(f *pflag.FlagSet, typ socket.Type) {
 // validate checks the --ack flags; so are the command's other flags.
 func (o *ackOpts) validate(sc sockCmd, so *sockOpts) error {
 	if !o.on {
-		for _, name := range []string{"ack-timeout", "max-deliveries", "credit"} {
+		for _, name := range []string{"ack-timeout", "max-deliveries", "credit", "store", "store-batch"} {
 			if so.changed[name] {
 				return usagef("--%s needs --ack", name)
 			}
@@ -63,6 +67,10 @@ func (o *ackOpts) validate(sc sockCmd, so *sockOpts) error {
 		return usagef("--max-deliveries must be at least 1")
 	case o.credit < 1 && sc.typ == socket.PULL:
 		return usagef("--credit must be at least 1")
+	case so.changed["store-batch"] && o.store == "":
+		return usagef("--store-batch needs --store")
+	case o.storeBatch < 0:
+		return usagef("--store-batch must not be negative")
 	}
 	return nil
 }
@@ -91,12 +99,20 @@ func (s *session) commonOptions() []pattern.Option {
 
 // pusherOptions are the pattern options of push --ack.
 func (s *session) pusherOptions(onDead func(pattern.DeadLetter)) []pattern.Option {
-	return append(s.commonOptions(),
+	opts := append(s.commonOptions(),
 		pattern.WithAckTimeout(s.o.ack.ackTimeout),
 		pattern.WithMaxDeliveries(s.o.ack.maxDeliveries),
 		pattern.WithOnDead(onDead),
 		pattern.WithType(s.o.msgType),
 		pattern.WithPriority(s.o.priority))
+	if s.o.ack.store != "" {
+		mode := pattern.OutboxSync
+		if s.o.ack.storeBatch > 0 {
+			mode = pattern.OutboxBatched(s.o.ack.storeBatch)
+		}
+		opts = append(opts, pattern.WithOutbox(s.o.ack.store, mode))
+	}
+	return opts
 }
 
 // pullerOptions are the pattern options of pull --ack.
@@ -133,6 +149,9 @@ func (s *session) runAckPush(ctx context.Context, args []string) error {
 	defer push.Close()
 	for _, ep := range push.Endpoints() {
 		s.a.errorf("bound %s", ep)
+	}
+	if n := push.Stats().Pending; n > 0 {
+		s.a.errorf("%d jobs left in %s go first", n, s.o.ack.store)
 	}
 	var headers []pattern.CallOption
 	for k, v := range s.headers {

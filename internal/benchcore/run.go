@@ -12,8 +12,11 @@ func Run(ctx context.Context, cfg Config, progress func(done, total int)) ([]Res
 }
 
 // ZpeerStacks returns zpeer's stacks: the socket engine, the typed
-// patterns, and the acknowledged pipeline.
-func ZpeerStacks() []Stack { return []Stack{Zpeer(), ZpeerTyped(), ZpeerAcked()} }
+// patterns, and the acknowledged pipeline in memory and with a durable
+// outbox in sync and batched mode.
+func ZpeerStacks() []Stack {
+	return []Stack{Zpeer(), ZpeerTyped(), ZpeerAcked(), ZpeerDurableSync(), ZpeerDurableBatched()}
+}
 
 type plan struct {
 	sc     Scenario

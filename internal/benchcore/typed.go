@@ -31,7 +31,10 @@ import (
 // With Acked set it is the acknowledged pipeline (WithAck on both sides:
 // credit, acks, redelivery when a puller goes), and PubSub and ReqRep are
 // n/a.
-type TypedStack struct{ Acked bool }
+type TypedStack struct {
+	Acked bool
+	extra []pattern.Option // the Pusher's (DurableStack's outbox)
+}
 
 // ZpeerTyped returns the typed-pattern stack.
 func ZpeerTyped() *TypedStack { return &TypedStack{} }
@@ -70,7 +73,7 @@ func (t *TypedStack) Pipeline(ctx context.Context, n int) (*Topology, error) {
 	if t.Acked {
 		ack = []pattern.Option{pattern.WithAck()}
 	}
-	push, err := pattern.NewPusher[[]byte](typedOpts(append(ack, pattern.WithBind("tcp://127.0.0.1:0"))...)...)
+	push, err := pattern.NewPusher[[]byte](typedOpts(append(append(ack, t.extra...), pattern.WithBind("tcp://127.0.0.1:0"))...)...)
 	if err != nil {
 		return nil, err
 	}

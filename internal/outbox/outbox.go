@@ -1,0 +1,812 @@
+package outbox
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Sentinel errors, usable with errors.Is.
+var (
+	// ErrClosed is returned by Append on a closed Log.
+	ErrClosed = errors.New("outbox: closed")
+	// ErrFull is returned by Append when the Log holds its maximum of
+	// messages or bytes and WithFailWhenFull is set, or the context ended
+	// while Append waited for room.
+	ErrFull = errors.New("outbox: full")
+	// ErrTooLarge is returned by Append for a record larger than the
+	// Log's byte bound.
+	ErrTooLarge = errors.New("outbox: record too large")
+	// ErrDuplicate is returned by Append for an id the Log already holds.
+	ErrDuplicate = errors.New("outbox: duplicate id")
+	// ErrLocked is returned by Open when another Log has the directory.
+	ErrLocked = errors.New("outbox: directory in use")
+	// ErrIO wraps a failed write or fsync. It is sticky: after a failed
+	// fsync the kernel may have dropped the data, so every later Append
+	// fails too.
+	ErrIO = errors.New("outbox: i/o error")
+	// ErrOption wraps an invalid option.
+	ErrOption = errors.New("outbox: bad option")
+)
+
+// ID names a record.
+type ID [16]byte
+
+// Options are the Log's settings; see the With functions for defaults.
+type Options struct {
+	Interval     time.Duration
+	MaxMessages  int
+	MaxBytes     int64
+	SegmentSize  int64
+	FailWhenFull bool
+}
+
+// Option sets an Option.
+type Option func(*Options) error
+
+// WithInterval selects the batched mode with fsync at most every d; 0
+// (the default) is the sync mode.
+func WithInterval(d time.Duration) Option {
+	return func(o *Options) error {
+		if d < 0 {
+			return fmt.Errorf("%w: WithInterval(%v): must not be negative", ErrOption, d)
+		}
+		o.Interval = d
+		return nil
+	}
+}
+
+// WithMaxMessages bounds how many records the Log holds (default 65536).
+func WithMaxMessages(n int) Option {
+	return func(o *Options) error {
+		if n < 1 {
+			return fmt.Errorf("%w: WithMaxMessages(%d): must be at least 1", ErrOption, n)
+		}
+		o.MaxMessages = n
+		return nil
+	}
+}
+
+// WithMaxBytes bounds the payload bytes of the records the Log holds
+// (default 256 MiB). The files on disk hold about twice the live records
+// plus six segments at most (see package doc: compaction).
+func WithMaxBytes(n int64) Option {
+	return func(o *Options) error {
+		if n < 1 {
+			return fmt.Errorf("%w: WithMaxBytes(%d): must be at least 1", ErrOption, n)
+		}
+		o.MaxBytes = n
+		return nil
+	}
+}
+
+// WithSegmentSize sets the size at which a segment file is sealed and a
+// new one started (default 16 MiB).
+func WithSegmentSize(n int64) Option {
+	return func(o *Options) error {
+		if n < 1024 {
+			return fmt.Errorf("%w: WithSegmentSize(%d): must be at least 1024", ErrOption, n)
+		}
+		o.SegmentSize = n
+		return nil
+	}
+}
+
+// WithFailWhenFull makes Append fail at once with ErrFull when the Log is
+// full, instead of waiting for room until its context ends.
+func WithFailWhenFull() Option {
+	return func(o *Options) error {
+		o.FailWhenFull = true
+		return nil
+	}
+}
+
+// Stats are the Log's counters.
+type Stats struct {
+	Messages     int   // records held
+	Bytes        int64 // their payload bytes
+	Segments     int   // segment files
+	Appends      uint64
+	Acks         uint64
+	Writes       uint64 // write calls (one per batch and segment)
+	Syncs        uint64 // fsyncs
+	Compacted    uint64 // records copied forward out of a sealed segment
+	Recovered    int    // records found on Open
+	Corrupt      int    // torn or corrupt records skipped on Open
+	CorruptBytes int64  // bytes skipped with them
+}
+
+const (
+	magic      = "zpeerob1" // first bytes of every segment file
+	hdrLen     = 8          // length (4) + crc32c (4)
+	bodyMin    = 1 + len(ID{})
+	recPut     = 1
+	recAck     = 2
+	maxRecord  = 1 << 30
+	bigBuffer  = 256 << 10 // batched mode: write (without fsync) beyond this
+	syncTick   = 200 * time.Millisecond
+	segSuffix  = ".seg"
+	lockName   = "LOCK"
+	compactMin = 4 // compact a sealed segment whose live bytes are under 1/compactMin of it
+	diskSlack  = 4 // segments on disk beyond twice the live bytes before the oldest is compacted
+)
+
+var crcTable = crc32.MakeTable(crc32.Castagnoli)
+
+type entry struct {
+	seg  uint64
+	size int64
+}
+
+type segInfo struct {
+	live      int
+	liveBytes int64
+	size      int64 // bytes appended (written or buffered)
+	file      *os.File
+}
+
+type chunk struct {
+	seg uint64
+	buf []byte
+}
+
+// batch is what one flush makes durable.
+type batch struct {
+	done chan struct{}
+	err  error
+}
+
+type recovered struct {
+	id   ID
+	data []byte
+}
+
+// Log is a durable outbox in one directory. It is safe for concurrent use.
+type Log struct {
+	dir  string
+	o    Options
+	lock *os.File
+
+	mu        sync.Mutex
+	index     *index
+	loading   bool // Open is reading the segments
+	segs      map[uint64]*segInfo
+	order     []uint64 // segment numbers on disk or buffered, oldest first
+	active    uint64
+	buf       []byte
+	spare     []byte
+	chunks    []chunk  // bytes of segments sealed since the last flush
+	dirty     []uint64 // segments written since the last fsync (batched mode)
+	cur       *batch
+	liveBytes int64
+	waiting   bool // an Append waits for cur
+	spaceCh   chan struct{}
+	closed    bool
+	err       error
+	recovered []recovered
+
+	kick chan struct{}
+	stop chan struct{}
+	wg   sync.WaitGroup
+
+	appends, acks, writes, syncs, compacted atomic.Uint64
+	nrecovered, corrupt                     int
+	corruptBytes                            int64
+}
+
+func segName(n uint64) string { return fmt.Sprintf("%016x%s", n, segSuffix) }
+
+// Open opens (creating it if needed) the Log in dir, reading what an
+// earlier Log left there: Replay hands back the records not acknowledged.
+func Open(dir string, opts ...Option) (*Log, error) {
+	o := Options{MaxMessages: 65536, MaxBytes: 256 << 20, SegmentSize: 16 << 20}
+	for _, opt := range opts {
+		if opt == nil {
+			continue
+		}
+		if err := opt(&o); err != nil {
+			return nil, err
+		}
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("outbox: %w", err)
+	}
+	lock, err := lockDir(filepath.Join(dir, lockName))
+	if err != nil {
+		return nil, err
+	}
+	l := &Log{dir: dir, o: o, lock: lock, index: newIndex(o.MaxMessages), loading: true, segs: make(map[uint64]*segInfo),
+		cur: &batch{done: make(chan struct{})}, kick: make(chan struct{}, 1), stop: make(chan struct{})}
+	if err := l.load(); err != nil {
+		lock.Close()
+		return nil, err
+	}
+	l.loading = false
+	l.active = 1
+	if n := len(l.order); n > 0 {
+		l.active = l.order[n-1] + 1
+	}
+	l.segs[l.active] = &segInfo{size: int64(len(magic))}
+	l.order = append(l.order, l.active)
+	l.wg.Add(1)
+	go l.flusher()
+	return l, nil
+}
+
+// load reads every segment in dir, oldest first.
+func (l *Log) load() error {
+	des, err := os.ReadDir(l.dir)
+	if err != nil {
+		return fmt.Errorf("outbox: %w", err)
+	}
+	var nums []uint64
+	for _, de := range des {
+		name, ok := strings.CutSuffix(de.Name(), segSuffix)
+		if !ok {
+			continue
+		}
+		n, err := strconv.ParseUint(name, 16, 64)
+		if err != nil || n == 0 {
+			continue
+		}
+		nums = append(nums, n)
+	}
+	slices.Sort(nums)
+	pos := map[ID]int{} // index in l.recovered
+	for i, n := range nums {
+		path := filepath.Join(l.dir, segName(n))
+		data, err := os.ReadFile(path)
+		if err != nil {
+			return fmt.Errorf("outbox: %w", err)
+		}
+		good := l.scan(n, data, pos)
+		if good < int64(len(data)) {
+			l.corrupt++
+			l.corruptBytes += int64(len(data)) - good
+			if i == len(nums)-1 {
+				// The newest segment ends in a torn write: cut it off,
+				// so that it is counted once.
+				if err := os.Truncate(path, good); err != nil {
+					return fmt.Errorf("outbox: %w", err)
+				}
+			}
+		}
+		s := l.segs[n]
+		if s == nil {
+			s = &segInfo{}
+			l.segs[n] = s
+		}
+		s.size = good
+		l.order = append(l.order, n)
+	}
+	kept := l.recovered[:0]
+	for _, r := range l.recovered {
+		if _, ok := l.index.get(r.id); ok {
+			kept = append(kept, r)
+		}
+	}
+	clear(l.recovered[len(kept):])
+	l.recovered = kept
+	l.nrecovered = len(kept)
+	return nil
+}
+
+// scan applies the records of segment n and returns the length of its
+// valid prefix.
+func (l *Log) scan(n uint64, data []byte, pos map[ID]int) int64 {
+	if len(data) < len(magic) || string(data[:len(magic)]) != magic {
+		return 0 // empty, or not a segment: all of it is skipped
+	}
+	off := len(magic)
+	for off < len(data) {
+		if len(data)-off < hdrLen {
+			break
+		}
+		size := int(binary.LittleEndian.Uint32(data[off:]))
+		sum := binary.LittleEndian.Uint32(data[off+4:])
+		if size < bodyMin || size > maxRecord || size > len(data)-off-hdrLen {
+			break
+		}
+		body := data[off+hdrLen : off+hdrLen+size]
+		if crc32.Checksum(body, crcTable) != sum {
+			break
+		}
+		id := ID(body[1:bodyMin])
+		switch body[0] {
+		case recPut:
+			payload := body[bodyMin:]
+			if old, ok := l.index.get(id); ok {
+				l.drop(old) // copied forward: the newer copy counts
+			}
+			p, ok := pos[id]
+			if !ok {
+				p = len(l.recovered)
+				pos[id] = p
+				l.recovered = append(l.recovered, recovered{id: id})
+			}
+			l.recovered[p].data = slices.Clone(payload)
+			l.add(id, n, int64(len(payload)))
+		case recAck:
+			if e, ok := l.index.del(id); ok {
+				l.drop(e)
+				l.recovered[pos[id]].data = nil
+			}
+		default:
+			return int64(off)
+		}
+		off += hdrLen + size
+	}
+	return int64(off)
+}
+
+// add indexes a live record of segment n. l.mu is held (or Open runs).
+func (l *Log) add(id ID, n uint64, size int64) {
+	s := l.segs[n]
+	if s == nil {
+		s = &segInfo{}
+		l.segs[n] = s
+	}
+	s.live++
+	s.liveBytes += size
+	l.liveBytes += size
+	if l.loading {
+		l.index.putOver(id, entry{seg: n, size: size})
+	} else {
+		l.index.put(id, entry{seg: n, size: size})
+	}
+}
+
+// drop forgets e's share of its segment. l.mu is held.
+func (l *Log) drop(e entry) {
+	s := l.segs[e.seg]
+	s.live--
+	s.liveBytes -= e.size
+	l.liveBytes -= e.size
+}
+
+// Replay calls fn with each record that a previous Log left unacknowledged,
+// in append order (a record that compaction copied forward comes where it
+// was copied), then forgets them (they stay in the Log until Ack). fn
+// owns data. Replay stops at fn's first error and returns it.
+func (l *Log) Replay(fn func(id ID, data []byte) error) error {
+	l.mu.Lock()
+	rs := l.recovered
+	l.recovered = nil
+	l.mu.Unlock()
+	for i, r := range rs {
+		if err := fn(r.id, r.data); err != nil {
+			return err
+		}
+		rs[i] = recovered{}
+	}
+	return nil
+}
+
+// appendRecord frames a record into the active segment's buffer, sealing
+// the segment first when the record would take it over its size. l.mu is
+// held.
+func (l *Log) appendRecord(kind byte, id ID, payload []byte) {
+	size := hdrLen + bodyMin + len(payload)
+	s := l.segs[l.active]
+	if s.size > int64(len(magic)) && s.size+int64(size) > l.o.SegmentSize {
+		l.chunks = append(l.chunks, chunk{seg: l.active, buf: l.buf})
+		l.buf = nil
+		l.active++
+		s = &segInfo{size: int64(len(magic))}
+		l.segs[l.active] = s
+		l.order = append(l.order, l.active)
+	}
+	start := len(l.buf)
+	l.buf = binary.LittleEndian.AppendUint32(l.buf, uint32(bodyMin+len(payload)))
+	l.buf = append(l.buf, 0, 0, 0, 0, kind)
+	l.buf = append(l.buf, id[:]...)
+	l.buf = append(l.buf, payload...)
+	binary.LittleEndian.PutUint32(l.buf[start+4:], crc32.Checksum(l.buf[start+hdrLen:], crcTable))
+	s.size += int64(size)
+}
+
+func (l *Log) full(size int64) bool {
+	if l.index.len() == 0 {
+		return false
+	}
+	return l.index.len() >= l.o.MaxMessages || l.liveBytes+size > l.o.MaxBytes
+}
+
+// Append adds a record. In sync mode it returns once the record is on
+// disk (written and fsynced); in batched mode once it is buffered. While
+// the Log is full it waits for room until ctx ends (ErrFull wrapping ctx's
+// error), or fails at once with WithFailWhenFull. If ctx ends while a sync
+// Append waits for its fsync, it returns ctx's error and the record may or
+// may not be durable: call Ack to withdraw it.
+func (l *Log) Append(ctx context.Context, id ID, data []byte) error {
+	size := int64(len(data))
+	if size > l.o.MaxBytes || size > maxRecord-int64(bodyMin) {
+		return fmt.Errorf("%w: %d bytes", ErrTooLarge, size)
+	}
+	l.mu.Lock()
+	for l.full(size) && !l.closed {
+		if l.o.FailWhenFull {
+			l.mu.Unlock()
+			return ErrFull
+		}
+		if l.spaceCh == nil {
+			l.spaceCh = make(chan struct{})
+		}
+		ch := l.spaceCh
+		l.mu.Unlock()
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return fmt.Errorf("%w: %w", ErrFull, ctx.Err())
+		}
+		l.mu.Lock()
+	}
+	if l.closed {
+		l.mu.Unlock()
+		return ErrClosed
+	}
+	if l.err != nil {
+		err := l.err
+		l.mu.Unlock()
+		return err
+	}
+	if _, dup := l.index.get(id); dup {
+		l.mu.Unlock()
+		return ErrDuplicate
+	}
+	l.appendRecord(recPut, id, data)
+	l.add(id, l.active, size)
+	b := l.cur
+	sync := l.o.Interval == 0
+	if sync {
+		l.waiting = true
+	}
+	big := len(l.buf) >= bigBuffer
+	l.mu.Unlock()
+	l.appends.Add(1)
+	if !sync {
+		if big {
+			l.wake()
+		}
+		return nil
+	}
+	l.wake()
+	select {
+	case <-b.done:
+		return b.err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// Ack removes a record: it will not be replayed. Acking an id the Log
+// does not hold does nothing. Ack does not wait for the disk.
+func (l *Log) Ack(id ID) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	e, ok := l.index.del(id)
+	if !ok {
+		return
+	}
+	l.drop(e)
+	if !l.closed {
+		l.appendRecord(recAck, id, nil)
+	}
+	l.acks.Add(1)
+	if l.spaceCh != nil {
+		close(l.spaceCh)
+		l.spaceCh = nil
+	}
+}
+
+func (l *Log) wake() {
+	select {
+	case l.kick <- struct{}{}:
+	default:
+	}
+}
+
+// Stats returns the Log's counters.
+func (l *Log) Stats() Stats {
+	l.mu.Lock()
+	s := Stats{Messages: l.index.len(), Bytes: l.liveBytes, Segments: len(l.order),
+		Recovered: l.nrecovered, Corrupt: l.corrupt, CorruptBytes: l.corruptBytes}
+	l.mu.Unlock()
+	s.Appends, s.Acks, s.Writes = l.appends.Load(), l.acks.Load(), l.writes.Load()
+	s.Syncs, s.Compacted = l.syncs.Load(), l.compacted.Load()
+	return s
+}
+
+// Close writes and fsyncs what is buffered (acks included), closes the
+// files and releases the directory. Appends waiting for room fail with
+// ErrClosed. Close is idempotent.
+func (l *Log) Close() error {
+	l.mu.Lock()
+	if l.closed {
+		l.mu.Unlock()
+		return nil
+	}
+	l.closed = true
+	if l.spaceCh != nil {
+		close(l.spaceCh)
+		l.spaceCh = nil
+	}
+	l.mu.Unlock()
+	close(l.stop)
+	l.wg.Wait()
+	l.mu.Lock()
+	err := l.err
+	for _, s := range l.segs {
+		if s.file != nil {
+			s.file.Close()
+			s.file = nil
+		}
+	}
+	l.mu.Unlock()
+	l.lock.Close()
+	return err
+}
+
+// flusher writes what Append and Ack buffer: at once in sync mode while an
+// Append waits, every interval in batched mode, and every syncTick for
+// acks alone.
+func (l *Log) flusher() {
+	defer l.wg.Done()
+	tick := l.o.Interval
+	if tick == 0 {
+		tick = syncTick
+	}
+	t := time.NewTicker(tick)
+	defer t.Stop()
+	for {
+		select {
+		case <-l.kick:
+			// Sync mode: the waiting Appends. Batched: a big buffer,
+			// written now and fsynced at the next tick.
+			l.flush(l.o.Interval == 0)
+		case <-t.C:
+			l.flush(true)
+		case <-l.stop:
+			l.flush(true)
+			return
+		}
+	}
+}
+
+// flush writes the buffered records, fsyncs them if sync, completes the
+// waiting Appends' batch, deletes segments whose records are all acked and
+// copies forward a mostly-acked one.
+func (l *Log) flush(sync bool) {
+	l.mu.Lock()
+	if len(l.buf) == 0 && len(l.chunks) == 0 && !l.waiting && (!sync || len(l.dirty) == 0) {
+		l.mu.Unlock()
+		if sync {
+			l.collect()
+		}
+		return
+	}
+	chunks := append(l.chunks, chunk{seg: l.active, buf: l.buf})
+	l.chunks = nil
+	l.buf = l.spare[:0]
+	l.spare = nil
+	active := l.active
+	b := l.cur
+	if sync {
+		l.cur = &batch{done: make(chan struct{})}
+		l.waiting = false
+	}
+	files := make([]*os.File, 0, len(chunks))
+	var err error
+	for _, c := range chunks {
+		f, ferr := l.file(c.seg)
+		if ferr != nil {
+			err = ferr
+			break
+		}
+		files = append(files, f)
+	}
+	// What to fsync: every segment written since the last fsync.
+	var syncSegs []uint64
+	if sync {
+		syncSegs = l.dirty
+		l.dirty = nil
+		for _, c := range chunks {
+			if !slices.Contains(syncSegs, c.seg) {
+				syncSegs = append(syncSegs, c.seg)
+			}
+		}
+	} else {
+		for _, c := range chunks {
+			if !slices.Contains(l.dirty, c.seg) {
+				l.dirty = append(l.dirty, c.seg)
+			}
+		}
+	}
+	syncFiles := make([]*os.File, 0, len(syncSegs))
+	for _, n := range syncSegs {
+		if s := l.segs[n]; s != nil && s.file != nil {
+			syncFiles = append(syncFiles, s.file)
+		}
+	}
+	prevErr := l.err
+	l.mu.Unlock()
+
+	if err == nil && prevErr == nil {
+		for i, c := range chunks {
+			if len(c.buf) == 0 {
+				continue
+			}
+			l.writes.Add(1)
+			if _, werr := files[i].Write(c.buf); werr != nil {
+				err = werr
+				break
+			}
+		}
+	}
+	if err == nil && prevErr == nil {
+		for _, f := range syncFiles {
+			l.syncs.Add(1)
+			if serr := f.Sync(); serr != nil {
+				err = serr
+				break
+			}
+		}
+	}
+
+	l.mu.Lock()
+	if err != nil && l.err == nil {
+		l.err = fmt.Errorf("%w: %w", ErrIO, err)
+	}
+	if prevErr == nil && l.err != nil {
+		prevErr = l.err
+	}
+	for _, n := range syncSegs {
+		if n != active {
+			if s := l.segs[n]; s != nil && s.file != nil {
+				s.file.Close() // sealed, written and fsynced
+				s.file = nil
+			}
+		}
+	}
+	last := chunks[len(chunks)-1].buf
+	if cap(last) <= 64*bigBuffer { // keep it (it grows while an fsync runs) unless huge
+		l.spare = last[:0]
+	}
+	l.mu.Unlock()
+	if sync {
+		b.err = prevErr
+		close(b.done)
+		l.collect()
+	}
+}
+
+// file returns segment n's file, creating it (with its magic, and an fsync
+// of the directory) if needed. l.mu is held.
+func (l *Log) file(n uint64) (*os.File, error) {
+	s := l.segs[n]
+	if s.file != nil {
+		return s.file, nil
+	}
+	path := filepath.Join(l.dir, segName(n))
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
+	if err != nil {
+		return nil, err
+	}
+	st, err := f.Stat()
+	if err == nil && st.Size() == 0 {
+		_, err = f.Write([]byte(magic))
+		if err == nil {
+			err = syncDir(l.dir)
+		}
+	}
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	s.file = f
+	return f, nil
+}
+
+// collect deletes the oldest segments while every record in them is
+// acked, and copies forward the live records of the oldest sealed segment
+// when they are few. It runs after an fsync, so a copy is durable before
+// its original goes.
+func (l *Log) collect() {
+	l.mu.Lock()
+	var gone []uint64
+	for len(l.order) > 1 {
+		n := l.order[0]
+		s := l.segs[n]
+		if n == l.active || s.live > 0 || l.pending(n) {
+			break
+		}
+		gone = append(gone, n)
+		if s.file != nil {
+			s.file.Close()
+		}
+		delete(l.segs, n)
+		l.order = l.order[1:]
+	}
+	var compact uint64
+	if len(l.order) > 2 && !l.closed {
+		n := l.order[0]
+		s := l.segs[n]
+		var disk int64
+		for _, m := range l.order {
+			disk += l.segs[m].size
+		}
+		// Copy the oldest segment's live records forward when they are
+		// few, or when the files have grown past twice what is live (the
+		// oldest pins every later segment, however empty).
+		sparse := s.liveBytes*compactMin < s.size
+		big := disk > 2*(l.liveBytes+int64(l.index.len()*(hdrLen+bodyMin)))+diskSlack*l.o.SegmentSize
+		if s.live > 0 && (sparse || big) && !l.pending(n) {
+			compact = n
+		}
+	}
+	l.mu.Unlock()
+	for _, n := range gone {
+		os.Remove(filepath.Join(l.dir, segName(n)))
+	}
+	if compact != 0 {
+		l.copyForward(compact)
+	}
+}
+
+// pending reports whether segment n has bytes not yet written. l.mu is
+// held.
+func (l *Log) pending(n uint64) bool {
+	for _, c := range l.chunks {
+		if c.seg == n {
+			return true
+		}
+	}
+	return false
+}
+
+// copyForward appends the live records of sealed segment n again; once
+// they are flushed, n holds none and collect deletes it.
+func (l *Log) copyForward(n uint64) {
+	data, err := os.ReadFile(filepath.Join(l.dir, segName(n)))
+	if err != nil || len(data) < len(magic) {
+		return
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	off := len(magic)
+	moved := 0
+	for len(data)-off >= hdrLen {
+		size := int(binary.LittleEndian.Uint32(data[off:]))
+		if size < bodyMin || size > len(data)-off-hdrLen {
+			break
+		}
+		body := data[off+hdrLen : off+hdrLen+size]
+		off += hdrLen + size
+		if body[0] != recPut {
+			continue
+		}
+		id := ID(body[1:bodyMin])
+		e, ok := l.index.get(id)
+		if !ok || e.seg != n {
+			continue
+		}
+		l.drop(e)
+		l.appendRecord(recPut, id, body[bodyMin:])
+		l.add(id, l.active, e.size)
+		moved++
+	}
+	if moved > 0 {
+		l.compacted.Add(uint64(moved))
+		l.wake()
+	}
+}
