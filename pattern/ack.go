@@ -38,6 +38,7 @@ type item struct {
 	seq        uint64
 	frames     [3][]byte      // routing id, delimiter, envelope; the envelope is never modified
 	buf        *socket.Buffer // the envelope's memory, if reused: released when forgotten
+	size       int            // bytes counted in ackPusher.bytes (WithMaxPendingBytes)
 	value      any            // for WithOnDead
 	prio       uint8
 	pushed     int64 // mono time
@@ -151,6 +152,7 @@ type ackPusher[T any] struct {
 	next     int
 	remotes  map[string]string
 	spaceCh  chan struct{} // closed when custody shrinks, if someone waits
+	bytes    int           // frame bytes of the items push put in custody (item.size)
 	emptyCh  chan struct{} // closed when custody empties, if someone waits
 
 	store     *outbox.Log // WithOutbox
@@ -190,12 +192,13 @@ func (a *ackPusher[T]) wake() {
 func (a *ackPusher[T]) push(ctx context.Context, frame []byte, buf *socket.Buffer, id codec.ID, seq uint64, prio uint8, v T, rc *Receipt) error {
 	it := newItem(id, seq, prio, frame)
 	it.buf = buf
+	it.size = len(frame)
 	it.rcpt = rc
 	if a.o.onDead != nil {
 		it.value = v
 	}
 	a.mu.Lock()
-	for a.custody.len() >= a.o.maxPending {
+	for a.custody.len() >= a.o.maxPending || (a.bytes > 0 && a.bytes+it.size > a.o.maxPendingBytes) {
 		if a.spaceCh == nil {
 			a.spaceCh = make(chan struct{})
 		}
@@ -215,6 +218,7 @@ func (a *ackPusher[T]) push(ctx context.Context, frame []byte, buf *socket.Buffe
 		return ErrClosed
 	}
 	a.custody.put(it)
+	a.bytes += it.size
 	if a.queued == 0 {
 		// Nothing waits ahead of it: send it from here, saving the
 		// hand-off to the dispatcher.
@@ -370,6 +374,7 @@ func (a *ackPusher[T]) requeue(it *item, why string, dead []DeadLetter) []DeadLe
 // remembering who still holds a delivery of it. a.mu is held.
 func (a *ackPusher[T]) forget(it *item, err error) {
 	a.custody.del(it)
+	a.bytes -= it.size
 	if it.buf != nil {
 		it.buf.Release() // deliveries still being sent hold their own
 		it.buf = nil

@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"testing"
+	"time"
 
 	"github.com/zpeer/zpeer/codec"
 )
@@ -182,4 +183,24 @@ func BenchmarkStructCodec(b *testing.B) {
 // msgp fast path.
 func BenchmarkTypedPipelineStructFast(b *testing.B) {
 	benchPipelineOf(b, fastJob{ID: 1 << 40, Kind: "resize", Data: make([]byte, 40)}, 0, false, 0)
+}
+
+// TestMaxPendingBytes: an acked Pusher with no puller holds one message
+// larger than its byte bound, and then blocks Push (ErrFull when ctx
+// ends) rather than holding more.
+func TestMaxPendingBytes(t *testing.T) {
+	push, err := NewPusher[[]byte](WithAck(), WithBind(loopback), WithMaxPendingBytes(100<<10))
+	push = cleanup(t, push, err)
+	big := make([]byte, 150<<10)
+	if err := push.Push(ctxT(t), big); err != nil {
+		t.Fatalf("first message over the bound, nothing held: %v", err)
+	}
+	ctx, cancel := context.WithTimeout(ctxT(t), 50*time.Millisecond)
+	defer cancel()
+	if err := push.Push(ctx, []byte("small")); !errors.Is(err, ErrFull) {
+		t.Fatalf("Push over the byte bound: %v, want ErrFull", err)
+	}
+	if _, err := NewPusher[[]byte](WithAck(), WithMaxPendingBytes(0)); err == nil {
+		t.Error("WithMaxPendingBytes(0) accepted")
+	}
 }

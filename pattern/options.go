@@ -62,49 +62,51 @@ var optNames = map[optBit]string{
 const oCommon = oBind | oConnect | oSocket | oName | oLogger | oDiscovery
 
 type options struct {
-	used          optBit
-	binds         []string
-	connects      []string
-	sockOpts      []socket.Option
-	timeout       time.Duration
-	retries       int
-	workers       int
-	borrow        bool
-	ack           bool
-	ackTimeout    time.Duration
-	maxDeliveries int
-	dedupWindow   int
-	credit        int
-	maxPending    int
-	name          string
-	priority      uint8
-	msgType       string
-	topics        []string
-	onGap         func(Gap)
-	onDead        func(DeadLetter)
-	onRefused     func(Refusal)
-	logger        *slog.Logger
-	discovery     Discovery
-	service       string
-	serviceOpts   []discovery.Option
-	watcher       *discovery.Watcher
-	outboxDir     string
-	outboxMode    OutboxMode
-	outboxBytes   int64
+	used            optBit
+	binds           []string
+	connects        []string
+	sockOpts        []socket.Option
+	timeout         time.Duration
+	retries         int
+	workers         int
+	borrow          bool
+	ack             bool
+	ackTimeout      time.Duration
+	maxDeliveries   int
+	dedupWindow     int
+	credit          int
+	maxPending      int
+	maxPendingBytes int
+	name            string
+	priority        uint8
+	msgType         string
+	topics          []string
+	onGap           func(Gap)
+	onDead          func(DeadLetter)
+	onRefused       func(Refusal)
+	logger          *slog.Logger
+	discovery       Discovery
+	service         string
+	serviceOpts     []discovery.Option
+	watcher         *discovery.Watcher
+	outboxDir       string
+	outboxMode      OutboxMode
+	outboxBytes     int64
 }
 
 func defaultOptions() options {
 	return options{
-		timeout:       2 * time.Second,
-		retries:       2,
-		workers:       runtime.GOMAXPROCS(0),
-		ackTimeout:    30 * time.Second,
-		maxDeliveries: 5,
-		dedupWindow:   4096,
-		credit:        256,
-		maxPending:    65536,
-		outboxBytes:   256 << 20,
-		logger:        slog.New(slog.DiscardHandler),
+		timeout:         2 * time.Second,
+		retries:         2,
+		workers:         runtime.GOMAXPROCS(0),
+		ackTimeout:      30 * time.Second,
+		maxDeliveries:   5,
+		dedupWindow:     4096,
+		credit:          256,
+		maxPending:      65536,
+		maxPendingBytes: 64 << 20,
+		outboxBytes:     256 << 20,
+		logger:          slog.New(slog.DiscardHandler),
 	}
 }
 
@@ -318,6 +320,23 @@ func WithMaxPending(n int) Option {
 		}
 		o.used |= oMaxPending
 		o.maxPending = n
+		return nil
+	}
+}
+
+// WithMaxPendingBytes bounds the envelope bytes an acked Pusher holds,
+// queued and unacknowledged together (default 64 MiB): Push blocks while
+// they would go over it, unless nothing is held (so that one message
+// larger than n still goes). With large values this is the bound that
+// matters: 65536 pending messages of 1 MiB would be 64 GiB. Memory whose
+// message was acknowledged is reused by later Pushes.
+func WithMaxPendingBytes(n int) Option {
+	return func(o *options) error {
+		if n < 1 {
+			return optErr("WithMaxPendingBytes(%d): must be at least 1", n)
+		}
+		o.used |= oMaxPending
+		o.maxPendingBytes = n
 		return nil
 	}
 }
