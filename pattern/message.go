@@ -241,8 +241,15 @@ func marshalBody[T any](dst []byte, v T) ([]byte, error) {
 		return append(codec.AppendBinHeader(dst, len(x)), x...), nil
 	case string:
 		return append(codec.AppendStrHeader(dst, len(x)), x...), nil
-	case MsgMarshaler:
-		return x.MarshalMsg(dst)
+	}
+	return marshalValue(dst, v)
+}
+
+// marshalValue is marshalBody for the other types, apart so that only they
+// pay for v in an interface: MsgMarshaler's fast path, or reflection.
+func marshalValue[T any](dst []byte, v T) ([]byte, error) {
+	if m, ok := any(v).(MsgMarshaler); ok {
+		return m.MarshalMsg(dst)
 	}
 	return codec.AppendValue(dst, v)
 }
@@ -328,18 +335,6 @@ func unmarshalBody[T any](data []byte) (v T, err error) {
 			*p = string(b)
 			return v, nil
 		}
-	case MsgUnmarshaler:
-		if err := codec.CheckValue(data); err != nil {
-			return v, badMessage("body: %v", err)
-		}
-		if rest, err := p.UnmarshalMsg(data); err != nil || len(rest) != 0 {
-			var zero T
-			if err == nil {
-				err = fmt.Errorf("%d bytes after the value", len(rest))
-			}
-			return zero, badMessage("body: %v", err)
-		}
-		return v, nil
 	}
 	return unmarshalValue[T](data)
 }
@@ -348,6 +343,20 @@ func unmarshalBody[T any](data []byte) (v T, err error) {
 // only it pays for the heap-allocated target.
 func unmarshalValue[T any](data []byte) (T, error) {
 	p := new(T)
+	if u, ok := any(p).(MsgUnmarshaler); ok {
+		if err := codec.CheckValue(data); err != nil {
+			var zero T
+			return zero, badMessage("body: %v", err)
+		}
+		if rest, err := u.UnmarshalMsg(data); err != nil || len(rest) != 0 {
+			var zero T
+			if err == nil {
+				err = fmt.Errorf("%d bytes after the value", len(rest))
+			}
+			return zero, badMessage("body: %v", err)
+		}
+		return *p, nil
+	}
 	if err := codec.UnmarshalValue(data, p); err != nil {
 		var zero T
 		return zero, badMessage("body: %v", err)
