@@ -135,3 +135,31 @@ func TestBufferReleaseTooMany(t *testing.T) {
 	b.Release()
 	mustPanic(t, "a Release too many", b.Release)
 }
+
+// TestSizeClasses: every size gets the smallest class that holds it, at
+// most 1.25× its size above 2 KiB, and a buffer is recognised as pooled
+// exactly when its capacity is a class size.
+func TestSizeClasses(t *testing.T) {
+	prev := 0
+	for _, n := range []int{1, 2048, 2049, 2560, 2561, 4096, 4097, 65536, 65536 + 60, 1 << 20, 1<<20 + 60, 5 << 20, 64 << 20} {
+		c, size, ok := sizeClass(n)
+		if !ok || size < n || (n > 2048 && float64(size) > 1.25*float64(n)) || c < prev || c >= numClasses {
+			t.Fatalf("sizeClass(%d) = %d, %d, %v", n, c, size, ok)
+		}
+		prev = c
+		if c2, size2, _ := sizeClass(size); c2 != c || size2 != size {
+			t.Fatalf("class size %d maps to class %d size %d, want %d %d", size, c2, size2, c, size)
+		}
+		b := getBuffer(n)
+		if len(b) != n || cap(b) != size {
+			t.Fatalf("getBuffer(%d): len %d cap %d, want cap %d", n, len(b), cap(b), size)
+		}
+		putBuffer(b)
+	}
+	if _, _, ok := sizeClass(64<<20 + 1); ok {
+		t.Error("a size over 64 MiB has a class")
+	}
+	if _, size, _ := sizeClass(1<<20 + 60); size != 1<<20+1<<18 {
+		t.Errorf("1 MiB + 60 B: class size %d, want 1.25 MiB", size)
+	}
+}
