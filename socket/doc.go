@@ -51,6 +51,10 @@
 // slabs and larger ones come from a pool; Msg.Free gives a message's share
 // back, so that a receiver that frees what it is done with reuses the same
 // memory instead of making garbage (at 1 KiB, three times the throughput).
+// A sender reuses the memory of its large frames the same way: a Buffer
+// from the same pools, sent as Msg.Buf, is held by the socket until the
+// frames are written and goes back to the pool when its last reference is
+// released.
 //
 // What this package is not: it does not know about envelopes, typed values,
 // acknowledgements or discovery. Those live in codec/, pattern/ and
