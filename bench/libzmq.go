@@ -16,10 +16,55 @@ import (
 // and linger 0. A libzmq socket is used by one goroutine at a time, so
 // calls poll the context every 100 ms through the send and receive
 // time-outs instead of being interrupted.
-type Libzmq struct{}
+type Libzmq struct {
+	// Curve, when set, makes the bound socket a CURVE server and the
+	// connecting ones its clients (ZMQ_CURVE_SERVER, ZMQ_CURVE_SERVERKEY:
+	// libzmq's CURVE through libsodium), with no ZAP handler: any client
+	// is let in.
+	Curve *LibzmqCurveKeys
+}
+
+// LibzmqCurveKeys are the Z85 keys of a CURVE Libzmq stack.
+type LibzmqCurveKeys struct {
+	ServerPublic, ServerSecret, ClientPublic, ClientSecret string
+}
+
+// LibzmqCurve returns the libzmq stack over CURVE ("libzmq-curve").
+func LibzmqCurve() Libzmq {
+	sp, ss, err := zmq.NewCurveKeypair()
+	if err != nil {
+		panic(err)
+	}
+	cp, cs, err := zmq.NewCurveKeypair()
+	if err != nil {
+		panic(err)
+	}
+	return Libzmq{Curve: &LibzmqCurveKeys{sp, ss, cp, cs}}
+}
 
 // Name implements benchcore.Stack.
-func (Libzmq) Name() string { return benchcore.RefLibzmq }
+func (l Libzmq) Name() string {
+	if l.Curve != nil {
+		return benchcore.RefLibzmq + "-curve"
+	}
+	return benchcore.RefLibzmq
+}
+
+// curveServer and curveClient set a socket's CURVE role (nothing without
+// Curve).
+func (l Libzmq) curveServer(s *zmq.Socket) error {
+	if l.Curve == nil {
+		return nil
+	}
+	return errors.Join(s.SetCurveServer(1), s.SetCurveSecretkey(l.Curve.ServerSecret))
+}
+
+func (l Libzmq) curveClient(s *zmq.Socket) error {
+	if l.Curve == nil {
+		return nil
+	}
+	return errors.Join(s.SetCurveServerkey(l.Curve.ServerPublic), s.SetCurvePublickey(l.Curve.ClientPublic), s.SetCurveSecretkey(l.Curve.ClientSecret))
+}
 
 const zmqPoll = 100 * time.Millisecond
 
@@ -53,7 +98,7 @@ func (t *zmqTopo) close() error {
 }
 
 // build binds one socket of type bt on 127.0.0.1 and connects n of type ct.
-func (Libzmq) build(bt, ct zmq.Type, n int, setup func(*zmq.Socket) error) (*zmqTopo, *zmq.Socket, []*zmq.Socket, error) {
+func (l Libzmq) build(bt, ct zmq.Type, n int, setup func(*zmq.Socket) error) (*zmqTopo, *zmq.Socket, []*zmq.Socket, error) {
 	zctx, err := zmq.NewContext()
 	if err != nil {
 		return nil, nil, nil, err
@@ -67,6 +112,9 @@ func (Libzmq) build(bt, ct zmq.Type, n int, setup func(*zmq.Socket) error) (*zmq
 	if err != nil {
 		return fail(err)
 	}
+	if err := l.curveServer(b); err != nil {
+		return fail(err)
+	}
 	if err := b.Bind("tcp://127.0.0.1:*"); err != nil {
 		return fail(err)
 	}
@@ -78,6 +126,9 @@ func (Libzmq) build(bt, ct zmq.Type, n int, setup func(*zmq.Socket) error) (*zmq
 	for range n {
 		c, err := t.socket(ct)
 		if err != nil {
+			return fail(err)
+		}
+		if err := l.curveClient(c); err != nil {
 			return fail(err)
 		}
 		if setup != nil {

@@ -148,7 +148,7 @@ func checkEndpoints(endpoints []string) (uint16, error) {
 }
 
 func (a *Announcer) encode() ([]string, error) {
-	return encodeTXT(txtData{node: a.o.node, typ: a.typ, rev: a.rev, endpoints: a.endpoints, meta: a.meta})
+	return encodeTXT(txtData{node: a.o.node, typ: a.typ, rev: a.rev, endpoints: a.endpoints, curve: a.o.curve, meta: a.meta})
 }
 
 // Stats returns the Announcer's counters: PacketsIn (queries for its

@@ -2,6 +2,7 @@ package discovery
 
 import (
 	"context"
+	"errors"
 	"strings"
 	"time"
 )
@@ -14,6 +15,21 @@ type Connector interface {
 	Connect(endpoint string) error
 	Disconnect(endpoint string) error
 }
+
+// PeerConnector is a Connector that decides per peer how to connect, for
+// example with the CURVE key the peer announced, or not at all for a peer
+// it does not trust. AutoConnect calls ConnectPeer instead of Connect when
+// c implements it. An error wrapping ErrDeclined declines the peer: it is
+// not retried until its announcement changes. Any other error is retried
+// every AutoConnectRetry, as for Connect.
+type PeerConnector interface {
+	Connector
+	ConnectPeer(p Peer, endpoint string) error
+}
+
+// ErrDeclined is returned by a PeerConnector's ConnectPeer to decline a
+// peer (see PeerConnector).
+var ErrDeclined = errors.New("discovery: peer declined")
 
 // compatible is ZMTP 3's table of socket types that may talk to each other
 // (RFC 23/ZMTP, section "The Socket Types"; RFC 28, 29, 30).
@@ -72,7 +88,8 @@ func AutoConnect(ctx context.Context, w *Watcher, c Connector, localType string)
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	events := w.Subscribe(ctx)
-	a := &autoConn{c: c, conns: make(map[string]string), refs: make(map[string]int), pending: make(map[string]string)}
+	a := &autoConn{c: c, conns: make(map[string]string), refs: make(map[string]int), pending: make(map[string]string), peers: make(map[string]Peer)}
+	a.pc, _ = c.(PeerConnector)
 	defer a.disconnectAll()
 	retry := time.NewTicker(AutoConnectRetry)
 	defer retry.Stop()
@@ -91,7 +108,15 @@ func AutoConnect(ctx context.Context, w *Watcher, c Connector, localType string)
 				want = ev.Peer.Endpoint()
 			}
 			delete(a.pending, key)
-			if cur := a.conns[key]; cur != want {
+			old, known := a.peers[key]
+			if want == "" {
+				delete(a.peers, key)
+			} else {
+				a.peers[key] = ev.Peer
+			}
+			// A new CURVE key at the same endpoint is a new connection.
+			rekey := a.pc != nil && known && old.Curve != ev.Peer.Curve
+			if cur := a.conns[key]; cur != want || rekey {
 				if cur != "" {
 					a.release(key)
 				}
@@ -115,11 +140,22 @@ type autoConn struct {
 	conns   map[string]string
 	refs    map[string]int
 	pending map[string]string // failed Connects to retry
+	pc      PeerConnector     // c, when it decides per peer
+	peers   map[string]Peer   // the last state of each compatible peer
 }
 
 func (a *autoConn) acquire(key, ep string) {
 	if a.refs[ep] == 0 {
-		if err := a.c.Connect(ep); err != nil {
+		var err error
+		if a.pc != nil {
+			err = a.pc.ConnectPeer(a.peers[key], ep)
+		} else {
+			err = a.c.Connect(ep)
+		}
+		if errors.Is(err, ErrDeclined) {
+			return
+		}
+		if err != nil {
 			a.pending[key] = ep
 			return
 		}

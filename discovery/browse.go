@@ -357,6 +357,7 @@ func (s *mdnsSource) peer(key, name string, txt []string, port uint16, addrs []n
 		Type:      d.typ,
 		Endpoints: eps,
 		Meta:      d.meta,
+		Curve:     d.curve,
 	}
 	sig := strings.Join(txt, "\x00") + "\x00" + strconv.Itoa(int(port))
 	return p, d.rev, sig, true

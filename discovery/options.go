@@ -49,6 +49,7 @@ type options struct {
 	expiry      time.Duration
 	unreachable time.Duration
 	meta        map[string]string
+	curve       string
 	node        string
 	instance    string
 	noMDNS      bool
@@ -296,6 +297,21 @@ func WithDNSServer(addr string) Option {
 			return fmt.Errorf("%w: DNS server %q: %v", ErrInvalidOption, addr, err)
 		}
 		o.dnsServer = addr
+		return nil
+	}
+}
+
+// WithCurveKey announces a CURVE server's long-term public key (40
+// characters of Z85) in the TXT key "curve", so that clients need not be
+// given it: a client connects with the announced key, and one with a trust
+// list connects only to peers announcing a trusted key. The announcement
+// proves nothing by itself; the CURVE handshake does.
+func WithCurveKey(z85 string) Option {
+	return func(o *options) error {
+		if !validCurveKey(z85) {
+			return fmt.Errorf("%w: curve key %q is not 40 characters of Z85", ErrInvalidMeta, z85)
+		}
+		o.curve = z85
 		return nil
 	}
 }

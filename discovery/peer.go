@@ -31,6 +31,10 @@ type Peer struct {
 	Endpoints []string
 	// Meta holds the application metadata of the TXT record.
 	Meta map[string]string
+	// Curve is the CURVE server public key the peer announced (TXT key
+	// "curve", 40 characters of Z85), or "". Announcements are not
+	// authenticated: the CURVE handshake proves whether the peer holds it.
+	Curve string
 }
 
 // Endpoint returns the preferred endpoint, or "" if there is none.
@@ -50,7 +54,7 @@ func (p Peer) clone() Peer {
 // same reports whether two views of a peer carry the same information.
 func (p Peer) same(q Peer) bool {
 	return p.Key == q.Key && p.Node == q.Node && p.Type == q.Type &&
-		p.Instance == q.Instance && p.Service == q.Service &&
+		p.Instance == q.Instance && p.Service == q.Service && p.Curve == q.Curve &&
 		slices.Equal(p.Endpoints, q.Endpoints) && maps.Equal(p.Meta, q.Meta)
 }
 

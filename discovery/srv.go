@@ -207,5 +207,6 @@ func (s *srvSource) peer(srv *dns.SRV, common txtData, addrs []net.IP, txt []str
 		Type:      d.typ,
 		Endpoints: eps,
 		Meta:      d.meta,
+		Curve:     d.curve,
 	}, true
 }

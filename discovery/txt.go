@@ -16,6 +16,7 @@ import (
 //	type=<TYPE>      socket type, upper case
 //	rev=<n>          revision, incremented on every change
 //	ep=<endpoint>    first endpoint; ep2=, ep3=... for more
+//	curve=<Z85>      a CURVE server's long-term public key (40 characters)
 //	<key>=<value>    application metadata
 const (
 	schemaKey     = "zpeer"
@@ -34,6 +35,7 @@ type txtData struct {
 	typ       string
 	rev       uint64
 	endpoints []string
+	curve     string // Z85 CURVE public key, "" when none (or malformed)
 	meta      map[string]string
 }
 
@@ -51,7 +53,7 @@ func endpointKey(i int) string {
 func reservedKey(k string) bool {
 	k = strings.ToLower(k)
 	switch k {
-	case "node", "type", "rev":
+	case "node", "type", "rev", "curve":
 		return true
 	}
 	if strings.HasPrefix(k, schemaKey) {
@@ -113,6 +115,9 @@ func encodeTXT(d txtData) ([]string, error) {
 	}
 	for i, ep := range d.endpoints {
 		txt = append(txt, endpointKey(i)+"="+ep)
+	}
+	if d.curve != "" {
+		txt = append(txt, "curve="+d.curve)
 	}
 	keys := make([]string, 0, len(d.meta))
 	for k := range d.meta {
@@ -177,6 +182,10 @@ func parseTXT(txt []string) (d txtData, ok bool) {
 			d.rev, _ = strconv.ParseUint(v, 10, 64)
 		case lk == "ep":
 			eps[0] = v
+		case lk == "curve":
+			if validCurveKey(v) {
+				d.curve = v
+			}
 		case strings.HasPrefix(lk, "ep") && reservedKey(lk):
 			if n, err := strconv.Atoi(lk[2:]); err == nil && n >= 2 && n <= maxEndpoints {
 				eps[n-1] = v
@@ -203,4 +212,22 @@ func parseTXT(txt []string) (d txtData, ok bool) {
 		}
 	}
 	return d, true
+}
+
+// z85Chars is the Z85 alphabet (ZeroMQ RFC 32).
+const z85Chars = "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ.-:+=^!/*?&<>()[]{}@%$#"
+
+// validCurveKey reports whether s looks like a Z85 CURVE public key: 40
+// characters of the Z85 alphabet. (Whether it is a key anyone holds is for
+// the CURVE handshake to prove.)
+func validCurveKey(s string) bool {
+	if len(s) != 40 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if strings.IndexByte(z85Chars, s[i]) < 0 {
+			return false
+		}
+	}
+	return true
 }

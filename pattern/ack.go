@@ -362,8 +362,8 @@ func (a *ackPusher[T]) requeue(it *item, why string, dead []DeadLetter) []DeadLe
 	it.lastErr = why
 	if it.deliveries >= a.o.maxDeliveries {
 		err := fmt.Errorf("%w (%d): last: %s", ErrDead, it.deliveries, it.lastErr)
+		a.p.c.dead.Add(1) // before the receipt settles: a producer woken by it sees the count
 		a.forget(it, err)
-		a.p.c.dead.Add(1)
 		return append(dead, DeadLetter{ID: it.id, Value: it.value, Priority: it.prio, Deliveries: it.deliveries, Err: err})
 	}
 	a.enqueue(it, true)

@@ -91,6 +91,9 @@ type joined struct {
 // socket type, c the pattern, endpoints its bound endpoints.
 func join(o *options, sockType string, c Connector, endpoints []string) (*joined, error) {
 	j := &joined{}
+	if o.curve.client {
+		c = curveConnector{Connector: c, o: o}
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	j.cancel = cancel
 	run := func(what string, f func(context.Context) error) {

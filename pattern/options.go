@@ -41,6 +41,7 @@ const (
 	oOnDead
 	oLogger
 	oDiscovery
+	oCurve
 	oOnRefused
 	oBorrow
 	oOutbox
@@ -54,12 +55,12 @@ var optNames = map[optBit]string{
 	oDedup: "WithDedupWindow", oCredit: "WithCredit", oMaxPending: "WithMaxPending",
 	oName: "WithName", oPriority: "WithPriority", oType: "WithType", oTopics: "WithTopics",
 	oOnGap: "WithOnGap", oOnDead: "WithOnDead", oLogger: "WithLogger", oDiscovery: "WithDiscovery",
-	oOnRefused: "WithOnRefused", oOutbox: "WithOutbox", oOutboxBytes: "WithOutboxMaxBytes",
+	oCurve: "WithKey", oOnRefused: "WithOnRefused", oOutbox: "WithOutbox", oOutboxBytes: "WithOutboxMaxBytes",
 	oBorrow: "WithBorrowedValues",
 }
 
 // options common to every pattern.
-const oCommon = oBind | oConnect | oSocket | oName | oLogger | oDiscovery
+const oCommon = oBind | oConnect | oSocket | oName | oLogger | oDiscovery | oCurve
 
 type options struct {
 	used            optBit
@@ -92,6 +93,7 @@ type options struct {
 	outboxDir       string
 	outboxMode      OutboxMode
 	outboxBytes     int64
+	curve           curveOpts
 }
 
 func defaultOptions() options {
@@ -128,6 +130,9 @@ func buildOptions(what string, allowed optBit, opts []Option) (options, error) {
 	}
 	if o.name == "" {
 		o.name = newName()
+	}
+	if err := o.resolveCurve(); err != nil {
+		return o, err
 	}
 	return o, nil
 }

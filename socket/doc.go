@@ -56,6 +56,15 @@
 // frames are written and goes back to the pool when its last reference is
 // released.
 //
+// Security: NULL (the default), PLAIN (WithSecurity with zmq4's
+// security/plain, and WithPlainUsers to check users) and CURVE (RFC 26, as
+// libzmq 4.3 speaks it: WithCurveServer, WithCurveClient), with access
+// control on accepted connections: address filters checked before any byte
+// is read (WithAllow, WithDeny), trusted client keys (WithTrust, LoadTrust)
+// and an Authenticator, the Go counterpart of ZAP. Certificates are the
+// files czmq and pyzmq write (ReadCertificate, WriteCertificate). See
+// docs/security.md.
+//
 // What this package is not: it does not know about envelopes, typed values,
 // acknowledgements or discovery. Those live in codec/, pattern/ and
 // discovery/, on top of it.

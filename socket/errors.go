@@ -39,6 +39,16 @@ var (
 	// ErrProtocol is the reason a connection is dropped when the peer
 	// violates ZMTP (bad greeting, bad frame flags, garbage).
 	ErrProtocol = errors.New("socket: protocol error")
+	// ErrKey is returned for a malformed CURVE key (not 40 characters of
+	// Z85, say).
+	ErrKey = errors.New("socket: bad key")
+	// ErrCertificate is returned for a certificate file that cannot be
+	// used: malformed, missing a key, or a secret file others can read.
+	ErrCertificate = errors.New("socket: bad certificate")
+	// ErrRefused is the reason a peer is refused by access control (an
+	// address filter, the trusted keys, a PLAIN user table, an
+	// Authenticator) or by the peer (a ZMTP ERROR during the handshake).
+	ErrRefused = errors.New("socket: refused")
 	// ErrFreed is returned by Send and SendTo for a received message that
 	// was given back with Free (through any copy).
 	ErrFreed = errors.New("socket: message used after Free")

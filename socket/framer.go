@@ -188,12 +188,19 @@ func readErr(err error) error {
 	return err
 }
 
-// frameCipher encrypts and decrypts message frames for a security
-// mechanism that requires it (not NULL or PLAIN, which send frames as they
-// are). It is the seam where CURVE's MESSAGE boxes go. A nil *frameCipher
-// is the plain-text case.
+// frameCipher encrypts and decrypts frames for a security mechanism that
+// requires it (not NULL or PLAIN, which send frames as they are): CURVE's
+// MESSAGE boxes (curve.go), or a zmq4.Security that encrypts frame bodies.
+// A nil *frameCipher is the plain-text case.
+//
+// CURVE wraps every frame, commands included, in a MESSAGE whose box holds
+// the frame's flags: unwrap reads one and returns the header of the frame
+// inside it, read decrypts its body into the memory the reader chose. Each
+// frame takes the next nonce as it is queued, so under CURVE nothing may
+// overtake what is queued: there is one lane (lanes).
 type frameCipher struct {
-	sec zmq4.Security
+	sec   zmq4.Security
+	curve *curveCodec
 }
 
 // newFrameCipher returns the cipher for sec, or nil when sec sends frames
@@ -207,6 +214,10 @@ func newFrameCipher(sec zmq4.Security) *frameCipher {
 
 // seal appends m's frames to b, encrypted.
 func (c *frameCipher) seal(b *batch, m Msg) error {
+	if c.curve != nil {
+		appendCurve(b, c.curve, m)
+		return nil
+	}
 	last := len(m.Frames) - 1
 	for i, f := range m.Frames {
 		var buf bytes.Buffer
@@ -222,8 +233,45 @@ func (c *frameCipher) seal(b *batch, m Msg) error {
 	return nil
 }
 
+// command appends a command frame to b, encrypted.
+func (c *frameCipher) command(b *batch, name string, data []byte) error {
+	if c.curve == nil {
+		return b.appendCommand(name, data)
+	}
+	return b.appendCurveCommand(c.curve, name, data)
+}
+
+// lanes reports whether urgent messages and commands may overtake queued
+// ones (not under CURVE; always in the clear).
+func (c *frameCipher) lanes() bool { return c == nil || c.curve == nil }
+
+// fresh reports whether a received frame must be read into fresh memory
+// (open replaces it) rather than memory from the slabs and the pool.
+func (c *frameCipher) fresh() bool { return c != nil && c.curve == nil }
+
+// unwrap reads the MESSAGE that header h starts (CURVE) and returns the
+// header of the frame inside; otherwise it returns h.
+func (c *frameCipher) unwrap(fr *frameReader, h frameHeader) (frameHeader, error) {
+	if c.curve == nil {
+		return h, nil
+	}
+	return c.curve.unwrap(fr, h)
+}
+
+// read reads the body of the frame whose header unwrap returned into buf.
+func (c *frameCipher) read(fr *frameReader, buf []byte) error {
+	if c.curve == nil {
+		return fr.body(buf)
+	}
+	c.curve.read(buf)
+	return nil
+}
+
 // open decrypts a received frame body.
 func (c *frameCipher) open(body []byte) ([]byte, error) {
+	if c.curve != nil {
+		return body, nil // read decrypted it in place
+	}
 	var buf bytes.Buffer
 	if _, err := c.sec.Decrypt(&buf, body); err != nil {
 		return nil, fmt.Errorf("%w: decrypt: %v", ErrProtocol, err)

@@ -3,6 +3,7 @@ package socket
 import (
 	"fmt"
 	"log/slog"
+	"net/netip"
 	"time"
 
 	"github.com/go-zeromq/zmq4"
@@ -29,11 +30,23 @@ type Options struct {
 	NoBlock          bool          // Send fails with ErrWouldBlock instead of blocking
 	RelaxedREQ       bool          // REQ may send again before the reply; replies are correlated
 	Identity         []byte        // ZMTP identity announced to ROUTER peers
-	Security         zmq4.Security // handshake mechanism (NULL by default)
-	Logger           *slog.Logger
-	EventHandler     func(Event)
-	EventBuffer      int
-	Hooks            PeerHooks // called as peers attach, detach and get room to send
+	Security         zmq4.Security // handshake mechanism (NULL by default; not with CURVE)
+	// CURVE (see WithCurveServer, WithCurveClient): the role, this
+	// socket's long-term key pair and, for a client, the server's key.
+	CurveServer    bool
+	CurveClient    bool
+	CurveKey       KeyPair
+	CurveServerKey Key                               // zero: every endpoint is connected with ConnectKey
+	CurveKeyFor    func(endpoint string) (Key, bool) // per-endpoint server keys (WithCurveServerKeys)
+	// Access control on accepted connections (see auth.go).
+	Allow, Deny   []netip.Prefix
+	Trusted       *KeySet       // CURVE server: the only client keys let in (nil: any)
+	PlainUsers    PlainUsers    // PLAIN server: the user table (nil: any)
+	Authenticator Authenticator // called last, after the mechanism's own checks
+	Logger        *slog.Logger
+	EventHandler  func(Event)
+	EventBuffer   int
+	Hooks         PeerHooks // called as peers attach, detach and get room to send
 
 	lowLatency *bool
 }
@@ -227,4 +240,136 @@ func WithLowLatency(on bool) Option {
 // socket types.
 func WithRelaxedREQ() Option {
 	return func(o *Options) error { o.RelaxedREQ = true; return nil }
+}
+
+// curve reports whether the socket speaks CURVE.
+func (o *Options) curve() bool { return o.CurveServer || o.CurveClient }
+
+// WithCurveServer makes the socket a CURVE server (RFC 26) with the
+// long-term secret key sec: every connection, accepted or dialled, is
+// encrypted, and peers must prove they know the server's public key. With
+// no trusted keys (WithTrust) and no Authenticator, any client that
+// completes the handshake is let in: that is encryption and server
+// authentication, not client authentication (libzmq's CURVE_ALLOW_ANY).
+// A CURVE socket never completes a NULL or PLAIN handshake.
+func WithCurveServer(sec SecretKey) Option {
+	return func(o *Options) error {
+		if sec.IsZero() {
+			return fmt.Errorf("%w: %w: CURVE server: zero secret key", ErrOption, ErrKey)
+		}
+		o.CurveServer, o.CurveClient, o.CurveKey, o.CurveServerKey = true, false, KeyPairFromSecret(sec), Key{}
+		return nil
+	}
+}
+
+// WithCurveClient makes the socket a CURVE client of the server whose
+// long-term public key is server, proving itself with the key pair ours.
+// A zero ours makes New generate a fresh key pair for the socket (enough
+// for servers that let any client in). The handshake fails unless the peer
+// holds server's secret key.
+func WithCurveClient(server Key, ours KeyPair) Option {
+	return func(o *Options) error {
+		if server.IsZero() {
+			return fmt.Errorf("%w: %w: CURVE client: zero server key", ErrOption, ErrKey)
+		}
+		if !ours.IsZero() && ours.Secret.Public() != ours.Public {
+			return fmt.Errorf("%w: %w: CURVE client: the public key does not belong to the secret key", ErrOption, ErrKey)
+		}
+		o.CurveServer, o.CurveClient, o.CurveKey, o.CurveServerKey = false, true, ours, server
+		return nil
+	}
+}
+
+// WithCurveClientKey makes the socket a CURVE client with the key pair ours
+// (zero: a fresh one) and no server key of its own: each endpoint is
+// connected with ConnectKey, naming the key its server must hold (the key
+// a discovered peer announced, say). Connect fails on such a socket.
+func WithCurveClientKey(ours KeyPair) Option {
+	return func(o *Options) error {
+		if !ours.IsZero() && ours.Secret.Public() != ours.Public {
+			return fmt.Errorf("%w: %w: CURVE client: the public key does not belong to the secret key", ErrOption, ErrKey)
+		}
+		o.CurveServer, o.CurveClient, o.CurveKey, o.CurveServerKey = false, true, ours, Key{}
+		return nil
+	}
+}
+
+// WithTrust lets in only CURVE clients whose long-term public key is in
+// keys (a CURVE server's trust list). The set may change while the socket
+// runs; it is consulted at each handshake.
+func WithTrust(keys *KeySet) Option {
+	return func(o *Options) error {
+		if keys == nil {
+			return fmt.Errorf("%w: nil trusted key set", ErrOption)
+		}
+		o.Trusted = keys
+		return nil
+	}
+}
+
+// WithPlainUsers makes a PLAIN server (WithSecurity(plain.Security(...)))
+// check each client's user name and password against users.
+func WithPlainUsers(users PlainUsers) Option {
+	return func(o *Options) error {
+		if users == nil {
+			return fmt.Errorf("%w: nil PLAIN user table", ErrOption)
+		}
+		o.PlainUsers = users
+		return nil
+	}
+}
+
+// WithAuthenticator has a accepted peers checked by a after the
+// mechanism's own checks (see Authenticator). It also applies to NULL
+// peers, after their handshake.
+func WithAuthenticator(a Authenticator) Option {
+	return func(o *Options) error {
+		if a == nil {
+			return fmt.Errorf("%w: nil authenticator", ErrOption)
+		}
+		o.Authenticator = a
+		return nil
+	}
+}
+
+// WithAllow accepts TCP connections only from addresses in the given CIDR
+// prefixes ("10.0.0.0/8") or single addresses, checked right after accept,
+// before any byte is read. Repeated calls add to the list.
+func WithAllow(cidrs ...string) Option {
+	return func(o *Options) error {
+		p, err := parsePrefixes(cidrs)
+		if err != nil {
+			return err
+		}
+		o.Allow = append(o.Allow, p...)
+		return nil
+	}
+}
+
+// WithDeny refuses TCP connections from addresses in the given CIDR
+// prefixes or single addresses, checked right after accept (before the
+// allow list). Repeated calls add to the list.
+func WithDeny(cidrs ...string) Option {
+	return func(o *Options) error {
+		p, err := parsePrefixes(cidrs)
+		if err != nil {
+			return err
+		}
+		o.Deny = append(o.Deny, p...)
+		return nil
+	}
+}
+
+// WithCurveServerKeys gives a CURVE client socket (WithCurveClientKey) a
+// function that names the server key for each endpoint it connects to (the
+// keys discovered peers announced, say). ConnectKey's key, when given, wins.
+// The function must be safe for concurrent use.
+func WithCurveServerKeys(lookup func(endpoint string) (Key, bool)) Option {
+	return func(o *Options) error {
+		if lookup == nil {
+			return fmt.Errorf("%w: nil CURVE server key lookup", ErrOption)
+		}
+		o.CurveKeyFor = lookup
+		return nil
+	}
 }

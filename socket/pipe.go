@@ -82,17 +82,17 @@ type pipe struct {
 	subs subscriptions // PUB: what this peer subscribed to
 }
 
-func newPipe(s *Socket, c net.Conn, br *bufio.Reader, zc *zmq4.Conn, endpoint string) *pipe {
+func newPipe(s *Socket, c net.Conn, br *bufio.Reader, pi peerInfo, endpoint string) *pipe {
 	p := &pipe{
-		s:        s,
-		id:       s.peerIDs.Add(1),
-		conn:     c,
-		fr:       frameReader{br: br, limit: uint64(s.opts.MaxMsgSize)},
-		cipher:   newFrameCipher(s.opts.Security),
+		s:    s,
+		id:   s.peerIDs.Add(1),
+		conn: c,
+		fr:   frameReader{br: br, limit: uint64(s.opts.MaxMsgSize)},
+
 		endpoint: endpoint,
 		remote:   c.RemoteAddr().String(),
-		peerType: zc.Peer.Meta["Socket-Type"],
-		identity: []byte(zc.Peer.Meta["Identity"]),
+		peerType: pi.peerType,
+		identity: pi.identity,
 		lowLat:   s.lowLatency,
 		out:      &batch{},
 		spare:    &batch{},
@@ -101,6 +101,12 @@ func newPipe(s *Socket, c net.Conn, br *bufio.Reader, zc *zmq4.Conn, endpoint st
 		kick:     make(chan struct{}, 1),
 		in:       inbox{space: make(chan struct{}, 1)},
 		done:     make(chan struct{}),
+	}
+	if pi.curve != nil {
+		p.cipher = &frameCipher{curve: pi.curve}
+		p.fr.limit += curveMsgOverhead // a MESSAGE is its frame plus 33 bytes
+	} else {
+		p.cipher = newFrameCipher(s.opts.Security)
 	}
 	p.face.p = p
 	p.lastRecv.Store(time.Now().UnixNano())

@@ -46,6 +46,9 @@ func (p *pipe) readLoop() {
 			p.lastRecv.Store(time.Now().UnixNano())
 		}
 		h, err := fr.header()
+		if err == nil && p.cipher != nil {
+			h, err = p.cipher.unwrap(fr, h)
+		}
 		if err != nil {
 			fail(err)
 			return
@@ -60,7 +63,7 @@ func (p *pipe) readLoop() {
 				return
 			}
 			body := make([]byte, h.size)
-			if err := fr.body(body); err != nil {
+			if err := p.readBody(body); err != nil {
 				fail(err)
 				return
 			}
@@ -80,8 +83,8 @@ func (p *pipe) readLoop() {
 			return
 		}
 		total += int64(h.size)
-		body := c.frame(int(h.size), p.cipher != nil)
-		if err := fr.body(body); err != nil {
+		body := c.frame(int(h.size), p.cipher.fresh())
+		if err := p.readBody(body); err != nil {
 			fail(err)
 			return
 		}
@@ -111,6 +114,15 @@ func (p *pipe) readLoop() {
 			m.Free() // not delivered: the memory can be reused
 		}
 	}
+}
+
+// readBody reads the body of the frame just framed into buf, through the
+// cipher when there is one.
+func (p *pipe) readBody(buf []byte) error {
+	if p.cipher != nil {
+		return p.cipher.read(&p.fr, buf)
+	}
+	return p.fr.body(buf)
 }
 
 // handleCommand acts on a command frame received after the handshake.

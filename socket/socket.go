@@ -61,6 +61,7 @@ type Socket struct {
 	listeners map[string]*listener
 	dialers   map[string]*dialer
 	shaking   map[net.Conn]struct{} // connections in the handshake
+	curveKeys map[string]Key        // CURVE server keys per endpoint (ConnectKey)
 	closed    bool
 
 	readyMu sync.Mutex
@@ -108,7 +109,18 @@ func New(t Type, opts ...Option) (*Socket, error) {
 			return nil, err
 		}
 	}
-	if o.Security == nil {
+	if o.curve() {
+		if o.Security != nil {
+			return nil, fmt.Errorf("%w: WithSecurity(%s) and CURVE are exclusive", ErrOption, o.Security.Type())
+		}
+		if o.CurveKey.IsZero() {
+			kp, err := NewKeyPair()
+			if err != nil {
+				return nil, err
+			}
+			o.CurveKey = kp
+		}
+	} else if o.Security == nil {
 		o.Security = null.Security()
 	}
 	s := &Socket{
@@ -234,6 +246,9 @@ func (s *Socket) Connect(ep string) error {
 	if s.closed {
 		return ErrClosed
 	}
+	if s.opts.CurveClient && s.curveServerKey(ep).IsZero() {
+		return fmt.Errorf("%w: %s: this CURVE client has no server key (use ConnectKey)", ErrKey, ep)
+	}
 	if _, dup := s.dialers[ep]; dup {
 		return fmt.Errorf("%w %q: already connected", ErrEndpoint, ep)
 	}
@@ -254,6 +269,7 @@ func (s *Socket) Disconnect(ep string) error {
 		return fmt.Errorf("%w %q: not connected", ErrEndpoint, ep)
 	}
 	delete(s.dialers, ep)
+	delete(s.curveKeys, ep)
 	p := d.pipe
 	s.mu.Unlock()
 	d.halt()
@@ -537,7 +553,7 @@ func (s *Socket) handshakeAs(c net.Conn, ep string, server bool, l *listener) (*
 	}
 	s.shaking[c] = struct{}{}
 	s.mu.Unlock()
-	zc, err := openZMTP(g, s.opts.Security, s.typ.zmq(), s.opts.Identity, server)
+	pi, err := s.openPeer(g, c, ep, l != nil, server)
 	if err == nil {
 		err = c.SetDeadline(time.Time{})
 	}
@@ -556,7 +572,7 @@ func (s *Socket) handshakeAs(c net.Conn, ep string, server bool, l *listener) (*
 		s.ev.emit(Event{Kind: EventRejected, Endpoint: ep, Remote: c.RemoteAddr().String(), Err: err})
 		return nil, err
 	}
-	p := newPipe(s, c, g.br, zc, ep)
+	p := newPipe(s, c, g.br, pi, ep)
 	s.mu.Lock()
 	// Registering the pipe with the socket and with its listener is one
 	// step: Close and Unbind see every pipe, and no pipe they did not see

@@ -42,6 +42,7 @@ type batch struct {
 	cur   []byte      // the chunk being filled; cur[start:] is not sealed yet
 	start int
 	owned []*chunk  // chunks to recycle after the write
+	bufs  [][]byte  // pooled buffers (large sealed frames) to give back after the write
 	holds []*Buffer // Buffers referenced by segs, released after the write
 	msgs  int
 	bytes int64 // message body bytes
@@ -148,8 +149,18 @@ func (b *batch) writeTo(w io.Writer) error {
 	return err
 }
 
+// putBufs gives the batch's pooled buffers back.
+func (b *batch) putBufs() {
+	for _, buf := range b.bufs {
+		putBuffer(buf)
+	}
+	clear(b.bufs)
+	b.bufs = b.bufs[:0]
+}
+
 // reset drops the batch's content, keeping its last chunk for reuse.
 func (b *batch) reset() {
+	b.putBufs()
 	keep := len(b.owned) - 1
 	for i, c := range b.owned {
 		if i != keep {
@@ -169,6 +180,7 @@ func (b *batch) reset() {
 // batch held.
 func (b *batch) release() {
 	b.releaseHolds()
+	b.putBufs()
 	for _, c := range b.owned {
 		chunkPool.Put(c)
 	}
@@ -206,7 +218,7 @@ func (p *pipe) enqueue(m Msg, force bool) error {
 		return errFull
 	}
 	b := p.out
-	if m.Priority > 0 {
+	if m.Priority > 0 && p.cipher.lanes() {
 		b = p.urgent
 	}
 	if p.cipher != nil {
@@ -258,7 +270,12 @@ func (p *pipe) command(name string, data []byte) error {
 		p.wmu.Unlock()
 		return nil
 	}
-	err := p.urgent.appendCommand(name, data)
+	var err error
+	if p.cipher.lanes() {
+		err = p.urgent.appendCommand(name, data)
+	} else {
+		err = p.cipher.command(p.out, name, data)
+	}
 	writing := p.writing
 	p.wmu.Unlock()
 	if err == nil && !writing {

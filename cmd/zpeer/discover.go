@@ -66,7 +66,7 @@ func (s *session) startDiscovery(ctx context.Context) error {
 	d := &sessionDiscovery{}
 	if len(s.bound) > 0 {
 		ann, err := discovery.Announce(s.o.discover, typ, s.bound,
-			append(opts, discovery.WithMeta(map[string]string{"name": s.o.name}))...)
+			append(append(opts, discovery.WithMeta(map[string]string{"name": s.o.name})), s.o.sec.announceOptions()...)...)
 		if err != nil {
 			return discoveryError(err)
 		}

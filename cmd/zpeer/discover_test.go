@@ -54,8 +54,8 @@ func TestPeersListAndWatch(t *testing.T) {
 	}
 
 	table, _, code := zpeer(t, "", "peers", "--service", svc, "--iface", "lo", "--wait", "1s")
-	if code != 0 || !regexp.MustCompile(`(?m)^SERVICE\s+TYPE\s+ENDPOINT\s+NODE\s+LAST SEEN\s+META\n`+
-		regexp.QuoteMeta(svc)+`\s+REP\s+`+regexp.QuoteMeta(ep)+`\s+\S+\s+[\d.]+m?s ago\s+name=svc-a\n`).MatchString(table) {
+	if code != 0 || !regexp.MustCompile(`(?m)^SERVICE\s+TYPE\s+ENDPOINT\s+NODE\s+LAST SEEN\s+META\s+CURVE KEY\n`+
+		regexp.QuoteMeta(svc)+`\s+REP\s+`+regexp.QuoteMeta(ep)+`\s+\S+\s+[\d.]+m?s ago\s+name=svc-a\s+-\n`).MatchString(table) {
 		t.Errorf("peers table (exit %d):\n%s", code, table)
 	}
 
@@ -191,7 +191,8 @@ func TestDemo(t *testing.T) {
 			}
 		}
 	}
-	for _, want := range []string{"replier-2 stopped", "worker-3 stopped", "found each other over mDNS", "thr x lat"} {
+	for _, want := range []string{"replier-2 stopped", "worker-3 stopped", "found each other over mDNS", "thr x lat",
+		"talk over CURVE", "the impostor announcing the service with an untrusted key received 0 requests"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("summary lacks %q", want)
 		}

@@ -12,6 +12,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/zpeer/zpeer/discovery"
+	"github.com/zpeer/zpeer/socket"
 )
 
 type peersOpts struct {
@@ -22,6 +23,8 @@ type peersOpts struct {
 	wait     time.Duration
 	count    int
 	timeout  time.Duration
+	trust    []string
+	trusted  *socket.KeySet
 }
 
 func (a *app) peersCommand() *cobra.Command {
@@ -48,6 +51,13 @@ it streams up, updated and down events instead, until --count events,
 			if o.count < 0 || o.wait < 0 || o.timeout < 0 {
 				return usagef("--count, --wait and --timeout cannot be negative")
 			}
+			if len(o.trust) > 0 {
+				ks, err := socket.LoadTrust(o.trust...)
+				if err != nil {
+					return usageError{fmt.Errorf("--trust: %w", err)}
+				}
+				o.trusted = ks
+			}
 			return a.runPeers(cmd.Context(), o)
 		}),
 	}
@@ -60,6 +70,7 @@ it streams up, updated and down events instead, until --count events,
 	f.DurationVar(&o.wait, "wait", 2*time.Second, "how long to browse before listing `D`")
 	f.IntVarP(&o.count, "count", "n", 0, "--watch: stop after `N` events (0: no limit)")
 	f.DurationVar(&o.timeout, "timeout", 0, "--watch: stop after `D` (0: until Ctrl-C)")
+	f.StringArrayVar(&o.trust, "trust", nil, "trusted public `KEY`, certificate file or directory of *.key files: mark each peer's announced CURVE key trusted or untrusted; repeatable")
 	return cmd
 }
 
@@ -81,8 +92,36 @@ type peerRecord struct {
 	Instance  string            `json:"instance"`
 	Source    string            `json:"source"`
 	Meta      map[string]string `json:"meta"`
+	Curve     string            `json:"curve,omitempty"`   // the announced CURVE key
+	Trusted   *bool             `json:"trusted,omitempty"` // with --trust
 	LastSeen  time.Time         `json:"last_seen"`
 	Time      *time.Time        `json:"time,omitempty"` // --watch: when the event happened
+}
+
+// trustString says whether a peer's announced key is trusted (--trust).
+func (o *peersOpts) trustString(p discovery.Peer) string {
+	switch {
+	case p.Curve == "":
+		return "-"
+	case o.trusted == nil:
+		return p.Curve
+	}
+	k, err := socket.ParseKey(p.Curve)
+	if err == nil && o.trusted.Contains(k) {
+		return p.Curve + " (trusted)"
+	}
+	return p.Curve + " (untrusted)"
+}
+
+func (o *peersOpts) record(service string, p discovery.Peer, seen time.Time) peerRecord {
+	r := newPeerRecord(service, p, seen)
+	r.Curve = p.Curve
+	if o.trusted != nil && p.Curve != "" {
+		k, err := socket.ParseKey(p.Curve)
+		t := err == nil && o.trusted.Contains(k)
+		r.Trusted = &t
+	}
+	return r
 }
 
 func newPeerRecord(service string, p discovery.Peer, seen time.Time) peerRecord {
@@ -257,7 +296,7 @@ loop:
 	}
 	if o.json {
 		for _, p := range list {
-			if err := out.JSON(newPeerRecord(p.service, p.peer, p.at)); err != nil {
+			if err := out.JSON(o.record(p.service, p.peer, p.at)); err != nil {
 				return err
 			}
 		}
@@ -265,10 +304,10 @@ loop:
 	}
 	out.Close()
 	tw := tabwriter.NewWriter(a.stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "SERVICE\tTYPE\tENDPOINT\tNODE\tLAST SEEN\tMETA")
+	fmt.Fprintln(tw, "SERVICE\tTYPE\tENDPOINT\tNODE\tLAST SEEN\tMETA\tCURVE KEY")
 	for _, p := range list {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s ago\t%s\n", p.service, p.peer.Type, p.peer.Endpoint(),
-			p.peer.Node, time.Since(p.at).Round(100*time.Millisecond), metaString(p.peer.Meta))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s ago\t%s\t%s\n", p.service, p.peer.Type, p.peer.Endpoint(),
+			p.peer.Node, time.Since(p.at).Round(100*time.Millisecond), metaString(p.peer.Meta), o.trustString(p.peer))
 	}
 	return tw.Flush()
 }
@@ -296,7 +335,7 @@ func (a *app) watchPeers(ctx context.Context, o *peersOpts, events <-chan peerEv
 				kind = "down"
 			}
 			if o.json {
-				r := newPeerRecord(ev.service, ev.Peer, lastSeen(ev.Event))
+				r := o.record(ev.service, ev.Peer, lastSeen(ev.Event))
 				at := ev.Time.UTC()
 				r.Event, r.Reason, r.Time = kind, ev.Reason, &at
 				if err := out.JSON(r); err != nil {
@@ -305,6 +344,9 @@ func (a *app) watchPeers(ctx context.Context, o *peersOpts, events <-chan peerEv
 				continue
 			}
 			line := fmt.Sprintf("%-7s %s %s %s node=%s %s", kind, ev.service, ev.Peer.Type, ev.Peer.Endpoint(), ev.Peer.Node, metaString(ev.Peer.Meta))
+			if ev.Peer.Curve != "" {
+				line += " curve=" + o.trustString(ev.Peer)
+			}
 			if ev.Reason != "" {
 				line += " (" + ev.Reason + ")"
 			}

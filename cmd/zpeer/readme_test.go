@@ -83,5 +83,8 @@ func quickstartOutputs(script string) []string {
 	if strings.Contains(script, "'found you'") && strings.Contains(script, "--json") {
 		want = append(want, `"body":"found you"`)
 	}
+	if strings.Contains(script, "--server-key") && strings.Contains(script, "'for your eyes only'") {
+		want = append(want, "for your eyes only\n")
+	}
 	return want
 }

@@ -114,7 +114,7 @@ when stopped by Ctrl-C or SIGTERM.`,
 	for _, c := range a.socketCommands() {
 		root.AddCommand(c)
 	}
-	root.AddCommand(a.peersCommand(), a.demoCommand(), a.benchCommand(), a.versionCommand())
+	root.AddCommand(a.peersCommand(), a.keygenCommand(), a.demoCommand(), a.benchCommand(), a.versionCommand())
 	return root
 }
 

@@ -110,6 +110,7 @@ func (s *session) newSocket() (*socket.Socket, error) {
 	if s.o.identity != "" {
 		opts = append(opts, socket.WithIdentity([]byte(s.o.identity)))
 	}
+	opts = append(opts, s.o.sec.socketOptions()...)
 	sock, err := socket.New(s.sc.typ, opts...)
 	if err != nil {
 		return nil, usageError{err}

@@ -41,6 +41,7 @@ type sockOpts struct {
 	verbose  bool
 	frameSep string // --frame-sep: raw messages' frames, split and joined on it
 	ack      ackOpts
+	sec      secFlags
 }
 
 // role says what a socket command does with messages.
@@ -260,6 +261,7 @@ func (a *app) socketCommand(sc sockCmd) *cobra.Command {
 	if sc.typ == socket.REQ || sc.typ == socket.DEALER {
 		f.StringVar(&o.identity, "identity", "", "routing `ID` announced to router peers")
 	}
+	o.sec.register(f)
 	f.StringVar(&o.name, "name", "", "node `NAME`: the sender in envelopes and discovery (default HOST-PID)")
 	f.DurationVar(&o.linger, "linger", time.Second, "on exit, wait up to `D` for queued messages to go out")
 	f.BoolVarP(&o.verbose, "verbose", "v", false, "log connections and a final count on standard error")
@@ -327,5 +329,5 @@ func (o *sockOpts) validate(sc sockCmd) error {
 	if err := o.ack.validate(sc, o); err != nil {
 		return err
 	}
-	return nil
+	return o.sec.resolve(len(o.binds) > 0, o.discover != "")
 }

@@ -14,16 +14,46 @@ type ZpeerStack struct {
 	// Options are applied to every socket after the harness's own
 	// (linger 0, so that closing a topology never waits).
 	Options []socket.Option
+	// Bound and Connected are applied after Options to the bound socket
+	// and to the connecting ones (a CURVE server and its clients).
+	Bound, Connected []socket.Option
+	name             string
 }
 
 // Zpeer returns the zpeer stack with default socket options.
 func Zpeer(opts ...socket.Option) *ZpeerStack { return &ZpeerStack{Options: opts} }
 
-// Name implements Stack.
-func (*ZpeerStack) Name() string { return "zpeer" }
+// ZpeerCurve returns the zpeer stack over CURVE ("zpeer-curve"): the bound
+// socket is a CURVE server, the connecting ones its clients, each with a
+// key pair of its own; the server lets any client in.
+func ZpeerCurve() *ZpeerStack {
+	kp, err := socket.NewKeyPair()
+	if err != nil {
+		panic(err) // crypto/rand failed
+	}
+	return &ZpeerStack{
+		name:      "zpeer-curve",
+		Bound:     []socket.Option{socket.WithCurveServer(kp.Secret)},
+		Connected: []socket.Option{socket.WithCurveClient(kp.Public, socket.KeyPair{})},
+	}
+}
 
-func (z *ZpeerStack) newSocket(t socket.Type) (*socket.Socket, error) {
-	return socket.New(t, append([]socket.Option{socket.WithLinger(0)}, z.Options...)...)
+// Name implements Stack.
+func (z *ZpeerStack) Name() string {
+	if z.name != "" {
+		return z.name
+	}
+	return "zpeer"
+}
+
+func (z *ZpeerStack) newSocket(t socket.Type, bound bool) (*socket.Socket, error) {
+	opts := append([]socket.Option{socket.WithLinger(0)}, z.Options...)
+	if bound {
+		opts = append(opts, z.Bound...)
+	} else {
+		opts = append(opts, z.Connected...)
+	}
+	return socket.New(t, opts...)
 }
 
 // topo builds one bound socket and n connected ones, and waits until the
@@ -41,7 +71,7 @@ func (z *ZpeerStack) topo(ctx context.Context, bt, ct socket.Type, n int, setup 
 		closeAll()
 		return nil, nil, nil, err
 	}
-	b, err := z.newSocket(bt)
+	b, err := z.newSocket(bt, true)
 	if err != nil {
 		return fail(err)
 	}
@@ -52,7 +82,7 @@ func (z *ZpeerStack) topo(ctx context.Context, bt, ct socket.Type, n int, setup 
 	}
 	var cs []*socket.Socket
 	for range n {
-		c, err := z.newSocket(ct)
+		c, err := z.newSocket(ct, false)
 		if err != nil {
 			return fail(err)
 		}

@@ -16,6 +16,14 @@ hangs: the Go test kills it at its own deadline anyway.
 Usage: zmqpeer.py ROLE (--bind EP | --connect EP ...) [--count N] [--specials]
        [--topics a,b] [--identity ID] [--expect-id ID]
        [--hb-ivl MS --hb-timeout MS --hb-ttl MS]
+       [--curve-cert SECRET.key_secret] [--curve-server-cert PUBLIC.key]
+       [--curve-trust DIR]
+
+CURVE: --curve-cert alone makes the socket a CURVE server with that
+certificate's keys; with --curve-server-cert it is a CURVE client of that
+server (a client without --curve-cert uses a fresh key pair).
+--curve-trust lets in only the clients whose public certificates are in DIR
+(zmq.auth's ThreadAuthenticator, that is ZAP).
 """
 
 import argparse
@@ -23,6 +31,8 @@ import json
 import sys
 
 import zmq
+import zmq.auth
+import zmq.auth.thread
 
 TIMEOUT_MS = 15000
 
@@ -205,6 +215,9 @@ def main():
     p.add_argument("--hb-ivl", type=int, default=0)
     p.add_argument("--hb-timeout", type=int, default=0)
     p.add_argument("--hb-ttl", type=int, default=0)
+    p.add_argument("--curve-cert")
+    p.add_argument("--curve-server-cert")
+    p.add_argument("--curve-trust")
     a = p.parse_args()
 
     typ, fn = ROLES[a.role]
@@ -220,6 +233,25 @@ def main():
         sock.setsockopt(zmq.HEARTBEAT_TIMEOUT, a.hb_timeout or a.hb_ivl)
         if a.hb_ttl:
             sock.setsockopt(zmq.HEARTBEAT_TTL, a.hb_ttl)
+    auth = None
+    if a.curve_trust:
+        auth = zmq.auth.thread.ThreadAuthenticator(ctx)
+        auth.start()
+        auth.configure_curve(domain="*", location=a.curve_trust)
+    if a.curve_server_cert:
+        server_public, _ = zmq.auth.load_certificate(a.curve_server_cert)
+        if a.curve_cert:
+            public, secret = zmq.auth.load_certificate(a.curve_cert)
+        else:
+            public, secret = zmq.curve_keypair()
+        sock.curve_publickey = public
+        sock.curve_secretkey = secret
+        sock.curve_serverkey = server_public
+    elif a.curve_cert:
+        public, secret = zmq.auth.load_certificate(a.curve_cert)
+        sock.curve_publickey = public
+        sock.curve_secretkey = secret
+        sock.curve_server = True
     if a.bind:
         sock.bind(a.bind)
         out(event="bound", endpoint=sock.getsockopt(zmq.LAST_ENDPOINT).decode())
@@ -231,6 +263,8 @@ def main():
         return fail("send timed out after %d ms" % TIMEOUT_MS)
     finally:
         sock.close()
+        if auth is not None:
+            auth.stop()
         ctx.term()
     return 0
 

@@ -10,6 +10,7 @@ import (
 
 	"github.com/zpeer/zpeer/discovery"
 	"github.com/zpeer/zpeer/pattern"
+	"github.com/zpeer/zpeer/socket"
 )
 
 // Config sets the demo's size. The zero value gives the default demo.
@@ -102,7 +103,7 @@ type Summary struct {
 func Run(ctx context.Context, cfg Config) (*Summary, error) {
 	cfg.defaults()
 	start := time.Now()
-	n := &network{cfg: cfg, tag: fmt.Sprintf("%04x", rand.Uint32()&0xffff)}
+	n := &network{cfg: cfg, tag: fmt.Sprintf("%04x", rand.Uint32()&0xffff), trusted: socket.NewKeySet()}
 	defer n.closeAll()
 	sum := &Summary{}
 	for _, phase := range []func(context.Context) (Figures, error){n.reqRep, n.pubSub, n.pipeline} {
@@ -126,6 +127,27 @@ type network struct {
 	peers     int
 	services  []string
 	discovery time.Duration
+	// trusted holds the public keys of the servers (the peers that bind)
+	// made at start; the connecting peers connect only to these.
+	trusted *socket.KeySet
+}
+
+// server makes a CURVE key pair for a peer that binds and trusts it: with
+// pattern.WithKey it is the peer's key, and announce publishes its public
+// half.
+func (n *network) server() (socket.KeyPair, error) {
+	kp, err := socket.NewKeyPair()
+	if err != nil {
+		return kp, err
+	}
+	n.trusted.Add(kp.Public)
+	return kp, nil
+}
+
+// client is the options of a peer that connects: CURVE with a fresh key
+// pair, to servers whose key is trusted only.
+func (n *network) client(opts ...pattern.Option) []pattern.Option {
+	return append(opts, pattern.WithKey(socket.KeyPair{}), pattern.WithTrust(n.trusted))
 }
 
 func (n *network) service(name string) string {
@@ -153,11 +175,12 @@ func (n *network) closeAll() {
 // announce publishes a bound peer under service. Every peer has its own
 // node id: a watcher ignores announcements of its own node, and all the
 // demo's peers live in one process.
-func (n *network) announce(service, typ, node string, endpoints []string) (*discovery.Announcer, error) {
+func (n *network) announce(service, typ, node string, endpoints []string, key socket.Key) (*discovery.Announcer, error) {
 	a, err := discovery.Announce(service, typ, endpoints,
 		discovery.WithLoopback(),
 		discovery.WithNodeID(node),
-		discovery.WithMeta(map[string]string{"demo": node}))
+		discovery.WithMeta(map[string]string{"demo": node}),
+		discovery.WithCurveKey(key.String()))
 	if err != nil {
 		return nil, fmt.Errorf("demo: announce %s: %w", node, err)
 	}

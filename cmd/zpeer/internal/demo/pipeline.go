@@ -24,14 +24,18 @@ func (n *network) pipeline(ctx context.Context) (Figures, error) {
 		Latency: "push to processed"}
 	svc := n.service("demo-jobs")
 	var dead atomic.Int64
-	push, err := pattern.NewPusher[Job](pattern.WithAck(), pattern.WithBind(local), pattern.WithName("pusher"),
+	kp, err := n.server()
+	if err != nil {
+		return f, err
+	}
+	push, err := pattern.NewPusher[Job](pattern.WithAck(), pattern.WithBind(local), pattern.WithName("pusher"), pattern.WithKey(kp),
 		pattern.WithAckTimeout(time.Second),
 		pattern.WithOnDead(func(pattern.DeadLetter) { dead.Add(1) }))
 	if err != nil {
 		return f, err
 	}
 	n.onClose(push.Close)
-	if _, err := n.announce(svc, "PUSH", "jobs-push-"+n.tag, push.Endpoints()); err != nil {
+	if _, err := n.announce(svc, "PUSH", "jobs-push-"+n.tag, push.Endpoints(), kp.Public); err != nil {
 		return f, err
 	}
 	cfg.Log("acked pipeline: pusher announced as %s; starting %d workers", svc, cfg.Workers)
@@ -60,11 +64,11 @@ func (n *network) pipeline(ctx context.Context) (Figures, error) {
 			perWorker[i]++
 			mu.Unlock()
 			return nil
-		},
+		}, n.client(
 			pattern.WithAck(),
 			pattern.WithWorkers(4),
 			pattern.WithDiscovery(n.find(svc, "PULL", fmt.Sprintf("jobs-worker-%s-%d", n.tag, i+1))),
-			pattern.WithName(fmt.Sprintf("worker-%d", i+1)))
+			pattern.WithName(fmt.Sprintf("worker-%d", i+1)))...)
 		if err != nil {
 			return f, err
 		}

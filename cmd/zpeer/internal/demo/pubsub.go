@@ -28,23 +28,27 @@ func (n *network) pubSub(ctx context.Context) (Figures, error) {
 	// A publisher drops for a subscriber whose queue is full rather than
 	// wait for it; a queue of a second's worth of ticks rides out a busy
 	// machine's hiccups.
+	kp, err := n.server()
+	if err != nil {
+		return f, err
+	}
 	pub, err := pattern.NewPublisher[Tick](pattern.WithBind(local), pattern.WithName("publisher"),
-		pattern.WithSocketOptions(socket.WithSendHWM(cfg.PubRate)))
+		pattern.WithSocketOptions(socket.WithSendHWM(cfg.PubRate)), pattern.WithKey(kp))
 	if err != nil {
 		return f, err
 	}
 	n.onClose(pub.Close)
-	if _, err := n.announce(svc, "PUB", "ticks-pub-"+n.tag, pub.Endpoints()); err != nil {
+	if _, err := n.announce(svc, "PUB", "ticks-pub-"+n.tag, pub.Endpoints(), kp.Public); err != nil {
 		return f, err
 	}
 	cfg.Log("publish/subscribe: publisher announced as %s; starting %d subscribers", svc, cfg.Subscribers)
 	began := time.Now()
 	subs := make([]*pattern.Subscriber[Tick], cfg.Subscribers)
 	for i := range subs {
-		s, err := pattern.NewSubscriber[Tick](
+		s, err := pattern.NewSubscriber[Tick](n.client(
 			pattern.WithTopics("ticks"),
 			pattern.WithDiscovery(n.find(svc, "SUB", fmt.Sprintf("ticks-sub-%s-%d", n.tag, i+1))),
-			pattern.WithName(fmt.Sprintf("subscriber-%d", i+1)))
+			pattern.WithName(fmt.Sprintf("subscriber-%d", i+1)))...)
 		if err != nil {
 			return f, err
 		}

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/zpeer/zpeer/pattern"
+	"github.com/zpeer/zpeer/socket"
 )
 
 // Query and Answer are the request/reply service's messages.
@@ -37,14 +38,18 @@ func (n *network) reqRep(ctx context.Context) (Figures, error) {
 	var replicas []replica
 	for i := 1; i <= 2; i++ {
 		name := fmt.Sprintf("replier-%d", i)
+		kp, err := n.server()
+		if err != nil {
+			return f, err
+		}
 		rep, err := pattern.NewReplier(func(_ context.Context, q Query) (Answer, error) {
 			return Answer{Sum: q.A + q.B, By: name}, nil
-		}, pattern.WithBind(local), pattern.WithName(name))
+		}, pattern.WithBind(local), pattern.WithName(name), pattern.WithKey(kp))
 		if err != nil {
 			return f, err
 		}
 		n.onClose(rep.Close)
-		ann, err := n.announce(svc, "REP", fmt.Sprintf("rpc-%s-%d", n.tag, i), rep.Endpoints())
+		ann, err := n.announce(svc, "REP", fmt.Sprintf("rpc-%s-%d", n.tag, i), rep.Endpoints(), kp.Public)
 		if err != nil {
 			return f, err
 		}
@@ -53,12 +58,32 @@ func (n *network) reqRep(ctx context.Context) (Figures, error) {
 			return rep.Close()
 		}})
 	}
+	// An impostor announces the same service with a key nobody trusts: the
+	// requester sees it and never connects to it.
+	var stolen atomic.Uint64
+	impKey, err := socket.NewKeyPair()
+	if err != nil {
+		return f, err
+	}
+	imp, err := pattern.NewReplier(func(_ context.Context, q Query) (Answer, error) {
+		stolen.Add(1)
+		return Answer{Sum: q.A + q.B, By: "impostor"}, nil
+	}, pattern.WithBind(local), pattern.WithName("impostor"), pattern.WithKey(impKey))
+	if err != nil {
+		return f, err
+	}
+	n.onClose(imp.Close)
+	if _, err := n.announce(svc, "REP", "rpc-impostor-"+n.tag, imp.Endpoints(), impKey.Public); err != nil {
+		return f, err
+	}
+	cfg.Log("request/reply: an impostor announces %s too, with a key nobody trusts", svc)
+
 	began := time.Now()
-	req, err := pattern.NewRequester[Query, Answer](
+	req, err := pattern.NewRequester[Query, Answer](n.client(
 		pattern.WithDiscovery(n.find(svc, "REQ", "rpc-client-"+n.tag)),
 		pattern.WithTimeout(500*time.Millisecond),
 		pattern.WithRetries(4),
-		pattern.WithName("requester"))
+		pattern.WithName("requester"))...)
 	if err != nil {
 		return f, err
 	}
@@ -139,6 +164,7 @@ loop:
 	f.Notes = append(f.Notes,
 		fmt.Sprintf("replier-2 stopped at %s; replies: replier-1 %d, replier-2 %d; re-sent attempts (fail-over): %d; late replies discarded: %d",
 			stoppedAt.Round(100*time.Millisecond), per("replier-1"), per("replier-2"), st.Retried, st.Late))
+	f.Notes = append(f.Notes, fmt.Sprintf("the impostor announcing the service with an untrusted key received %d requests", stolen.Load()+per("impostor")))
 	if w := wrong.Load(); w > 0 {
 		f.Notes = append(f.Notes, fmt.Sprintf("%d WRONG answers", w))
 	}

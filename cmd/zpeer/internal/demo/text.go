@@ -11,7 +11,7 @@ import (
 // four figures, then the notes.
 func (s *Summary) Text() string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "zpeer demo: %d peers in one process on the loopback interface, found each other over mDNS (slowest pattern: %s); %s in all\n\n",
+	fmt.Fprintf(&b, "zpeer demo: %d peers in one process on the loopback interface, found each other over mDNS (slowest pattern: %s) and talk over CURVE with keys made at start; %s in all\n\n",
 		s.Peers, s.Discovery.Round(time.Millisecond), s.Elapsed.Round(100*time.Millisecond))
 	rows := [][]string{{"pattern", "peers", "msgs/s", "p50", "p90", "p99", "delivered/sent", "reliability", "thr x lat"}}
 	for _, f := range s.Patterns {

@@ -1,0 +1,192 @@
+package pattern
+
+import (
+	"fmt"
+	"sync"
+
+	"github.com/zpeer/zpeer/discovery"
+	"github.com/zpeer/zpeer/socket"
+)
+
+// CURVE for patterns (see docs/security.md). A pattern given any of
+// WithKey, WithServerKey or WithTrust speaks CURVE on every connection:
+//
+//   - A pattern that binds is a CURVE server with its key pair (WithKey;
+//     without one, a fresh pair made at construction). With WithService it
+//     announces its public key in the TXT key "curve". WithTrust lists the
+//     only client keys it lets in, WithAuthenticator checks clients further.
+//     Without either, any client that completes the handshake gets in:
+//     encryption and server authentication, not client authentication.
+//   - A pattern that only connects is a CURVE client with its key pair
+//     (WithKey; without one, a fresh pair). Explicit endpoints
+//     (WithConnect) take the server key from WithServerKey. Discovered
+//     peers (WithService, WithWatcher) are connected with the key they
+//     announce; with WithTrust, only those announcing a trusted key are
+//     connected to (the handshake then proves the peer holds it), and the
+//     others are logged with their key and skipped. With WithServerKey and
+//     discovery, only peers announcing that key are connected to.
+//
+// A binding pattern is the CURVE server on every connection, including
+// those it dials (as libzmq's CURVE_SERVER option): it cannot also be a
+// CURVE client of another server.
+
+// WithKey gives the pattern its long-term CURVE key pair (from
+// socket.ReadCertificate(...).KeyPair(), say); a zero pair makes a fresh one.
+func WithKey(kp socket.KeyPair) Option {
+	return func(o *options) error {
+		if !kp.IsZero() && kp.Secret.Public() != kp.Public {
+			return optErr("WithKey: the public key does not belong to the secret key")
+		}
+		o.used |= oCurve
+		o.curve.on, o.curve.key = true, kp
+		return nil
+	}
+}
+
+// WithServerKey makes a connecting pattern a CURVE client of servers
+// holding the secret of key k (for WithConnect endpoints, and the only key
+// accepted from discovered peers).
+func WithServerKey(k socket.Key) Option {
+	return func(o *options) error {
+		if k.IsZero() {
+			return optErr("WithServerKey: zero key")
+		}
+		o.used |= oCurve
+		o.curve.on, o.curve.server = true, k
+		return nil
+	}
+}
+
+// WithTrust sets the trusted keys: on a pattern that binds, the only client
+// keys let in; on one that discovers its peers, the only server keys it
+// connects to. The set may change while the pattern runs.
+func WithTrust(keys *socket.KeySet) Option {
+	return func(o *options) error {
+		if keys == nil {
+			return optErr("WithTrust: nil key set")
+		}
+		o.used |= oCurve
+		o.curve.on, o.curve.trust = true, keys
+		return nil
+	}
+}
+
+// WithAuthenticator has a pattern that binds check each connecting peer
+// (see socket.Authenticator) after the mechanism's own checks.
+func WithAuthenticator(a socket.Authenticator) Option {
+	return func(o *options) error {
+		if a == nil {
+			return optErr("WithAuthenticator: nil")
+		}
+		o.used |= oCurve
+		o.curve.auth = a
+		return nil
+	}
+}
+
+// curveOpts is what the CURVE options collected.
+type curveOpts struct {
+	on     bool
+	key    socket.KeyPair
+	server socket.Key
+	trust  *socket.KeySet
+	auth   socket.Authenticator
+	client bool     // resolved: the pattern is a CURVE client
+	keys   *keyByEP // discovered server keys, by endpoint
+}
+
+// keyByEP maps endpoints to the server keys discovered peers announced.
+type keyByEP struct {
+	mu sync.Mutex
+	m  map[string]socket.Key
+}
+
+func (k *keyByEP) set(ep string, key socket.Key) {
+	k.mu.Lock()
+	k.m[ep] = key
+	k.mu.Unlock()
+}
+
+func (k *keyByEP) get(ep string) (socket.Key, bool) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	key, ok := k.m[ep]
+	return key, ok
+}
+
+// resolveCurve turns the CURVE options into socket options (placed before
+// WithSocketOptions' so that those still win) and, for a server that
+// announces, the TXT key.
+func (o *options) resolveCurve() error {
+	c := &o.curve
+	if !c.on {
+		if c.auth != nil {
+			o.sockOpts = append([]socket.Option{socket.WithAuthenticator(c.auth)}, o.sockOpts...)
+		}
+		return nil
+	}
+	if c.key.IsZero() {
+		kp, err := socket.NewKeyPair()
+		if err != nil {
+			return err
+		}
+		c.key = kp
+	}
+	var sopts []socket.Option
+	if len(o.binds) > 0 {
+		if !c.server.IsZero() {
+			return optErr("WithServerKey: a pattern that binds is a CURVE server")
+		}
+		sopts = append(sopts, socket.WithCurveServer(c.key.Secret))
+		if c.trust != nil {
+			sopts = append(sopts, socket.WithTrust(c.trust))
+		}
+		if c.auth != nil {
+			sopts = append(sopts, socket.WithAuthenticator(c.auth))
+		}
+		if o.service != "" {
+			o.serviceOpts = append(o.serviceOpts, discovery.WithCurveKey(c.key.Public.String()))
+		}
+	} else {
+		if c.auth != nil {
+			return optErr("WithAuthenticator: applies to a pattern that binds")
+		}
+		c.client = true
+		c.keys = &keyByEP{m: make(map[string]socket.Key)}
+		if c.server.IsZero() {
+			sopts = append(sopts, socket.WithCurveClientKey(c.key))
+		} else {
+			sopts = append(sopts, socket.WithCurveClient(c.server, c.key))
+		}
+		sopts = append(sopts, socket.WithCurveServerKeys(c.keys.get))
+	}
+	o.sockOpts = append(sopts, o.sockOpts...)
+	return nil
+}
+
+// curveConnector connects a CURVE client pattern to discovered peers with
+// the key each announces, if it is trusted.
+type curveConnector struct {
+	Connector
+	o *options
+}
+
+var _ discovery.PeerConnector = curveConnector{}
+
+func (cc curveConnector) ConnectPeer(p discovery.Peer, ep string) error {
+	c := &cc.o.curve
+	if p.Curve == "" {
+		cc.o.logger.Info("pattern: peer announces no CURVE key; not connecting", "peer", p.Instance, "endpoint", ep)
+		return fmt.Errorf("%w: %s announces no CURVE key", discovery.ErrDeclined, p.Instance)
+	}
+	k, err := socket.ParseKey(p.Curve)
+	if err != nil {
+		return fmt.Errorf("%w: %s: %v", discovery.ErrDeclined, p.Instance, err)
+	}
+	if (!c.server.IsZero() && k != c.server) || (c.trust != nil && !c.trust.Contains(k)) {
+		cc.o.logger.Warn("pattern: peer seen but not trusted; not connecting", "peer", p.Instance, "endpoint", ep, "key", p.Curve)
+		return fmt.Errorf("%w: %s: key %s is not trusted", discovery.ErrDeclined, p.Instance, p.Curve)
+	}
+	c.keys.set(ep, k)
+	return cc.Connector.Connect(ep)
+}

@@ -1,0 +1,414 @@
+package socket
+
+import (
+	"crypto/rand"
+	"crypto/subtle"
+	"encoding/binary"
+	"fmt"
+	"slices"
+	"strings"
+
+	"golang.org/x/crypto/curve25519"
+	"golang.org/x/crypto/nacl/box"
+	"golang.org/x/crypto/poly1305" //lint:ignore SA1019 the x/crypto box is built from it; golang.org/x/crypto/internal/poly1305 is not importable
+	"golang.org/x/crypto/salsa20/salsa"
+)
+
+// Key is a CURVE public key (Curve25519, 32 bytes). Its String is the Z85
+// text libzmq, pyzmq and czmq use.
+type Key [32]byte
+
+// SecretKey is a CURVE secret key. Its String never shows the key: call Z85
+// to get the text (for writing a certificate file, not for logs).
+type SecretKey [32]byte
+
+// KeyPair is a long-term CURVE key pair.
+type KeyPair struct {
+	Public Key
+	Secret SecretKey
+}
+
+func (k Key) String() string {
+	s, _ := Z85Encode(k[:])
+	return s
+}
+
+// IsZero reports whether k is all zero bytes (no key).
+func (k Key) IsZero() bool { return k == Key{} }
+
+// String hides the key.
+func (SecretKey) String() string { return "[secret key]" }
+
+// GoString hides the key from %#v too.
+func (SecretKey) GoString() string { return "socket.SecretKey{...}" }
+
+// Z85 returns the secret key's Z85 text.
+func (k SecretKey) Z85() string {
+	s, _ := Z85Encode(k[:])
+	return s
+}
+
+// IsZero reports whether k is all zero bytes (no key).
+func (k SecretKey) IsZero() bool { return k == SecretKey{} }
+
+// Public returns the public key that belongs to k.
+func (k SecretKey) Public() Key {
+	var pub Key
+	curve25519.ScalarBaseMult((*[32]byte)(&pub), (*[32]byte)(&k))
+	return pub
+}
+
+// IsZero reports whether kp holds no key.
+func (kp KeyPair) IsZero() bool { return kp.Secret.IsZero() }
+
+// NewKeyPair makes a fresh long-term key pair from crypto/rand.
+func NewKeyPair() (KeyPair, error) {
+	pub, sec, err := box.GenerateKey(rand.Reader)
+	if err != nil {
+		return KeyPair{}, fmt.Errorf("socket: generate key pair: %w", err)
+	}
+	return KeyPair{Public: Key(*pub), Secret: SecretKey(*sec)}, nil
+}
+
+// KeyPairFromSecret returns the key pair whose secret key is sec.
+func KeyPairFromSecret(sec SecretKey) KeyPair {
+	return KeyPair{Public: sec.Public(), Secret: sec}
+}
+
+// ParseKey reads a public key from its 40-character Z85 text.
+func ParseKey(s string) (Key, error) {
+	b, err := parseKey32(s)
+	return Key(b), err
+}
+
+// ParseSecretKey reads a secret key from its 40-character Z85 text. The
+// error never quotes the text.
+func ParseSecretKey(s string) (SecretKey, error) {
+	s = strings.TrimSpace(s)
+	if len(s) != 40 {
+		return SecretKey{}, fmt.Errorf("%w: a Z85 key is 40 characters, got %d", ErrKey, len(s))
+	}
+	b, err := Z85Decode(s)
+	if err != nil {
+		return SecretKey{}, fmt.Errorf("%w: secret key is not valid Z85", ErrKey)
+	}
+	return SecretKey(b), nil
+}
+
+func parseKey32(s string) ([32]byte, error) {
+	s = strings.TrimSpace(s)
+	if len(s) != 40 {
+		return [32]byte{}, fmt.Errorf("%w: a Z85 key is 40 characters, got %d (%q)", ErrKey, len(s), s)
+	}
+	b, err := Z85Decode(s)
+	if err != nil {
+		return [32]byte{}, err
+	}
+	return [32]byte(b), nil
+}
+
+// The flags byte inside a MESSAGE box carries libzmq's message flags, not
+// ZMTP's frame flags: MORE is 0x01 as in ZMTP, but COMMAND is 0x02 (ZMTP's
+// 0x04). libzmq ignores the other bits; so does frameFlags.
+const (
+	boxMore    = 0x01
+	boxCommand = 0x02
+)
+
+// boxFlags maps ZMTP frame flags to the flags byte of a MESSAGE box.
+func boxFlags(f byte) byte {
+	var b byte
+	if f&flagMore != 0 {
+		b |= boxMore
+	}
+	if f&flagCommand != 0 {
+		b |= boxCommand
+	}
+	return b
+}
+
+// frameFlags maps a MESSAGE box's flags byte to ZMTP frame flags.
+func frameFlags(b byte) byte {
+	var f byte
+	if b&boxMore != 0 {
+		f |= flagMore
+	}
+	if b&boxCommand != 0 {
+		f |= flagCommand
+	}
+	return f
+}
+
+// CurveZMQ MESSAGE framing, as libzmq 4.3 writes it (curve_mechanism_base):
+// a ZMTP frame with no flags set (LONG when needed) whose body is
+//
+//	"\x07MESSAGE" | short nonce (8, big-endian) | Box[flags (1) + frame body]
+//
+// where the box is NaCl crypto_box under the connection's precomputed key
+// with the nonce prefix "CurveZMQMESSAGEC" (client to server) or
+// "CurveZMQMESSAGES" (server to client) and the flags byte carries the
+// frame's MORE (0x01) and COMMAND (0x02, see boxCommand) bits. Every ZMTP
+// frame after the handshake, commands included, travels this way.
+const (
+	curveMsgHeader   = 16                      // "\x07MESSAGE" + short nonce
+	curveMsgOverhead = curveMsgHeader + 16 + 1 // + MAC + flags byte
+)
+
+var curveMsgName = []byte("\x07MESSAGE")
+
+// curveCodec seals and opens one connection's MESSAGE boxes. The send half
+// is used under the pipe's write lock, the receive half by its reader only.
+//
+// The box is NaCl's crypto_box after precomputation: XSalsa20 keyed by the
+// shared key and the 24-byte nonce, the first 32 bytes of its key stream
+// keying Poly1305 over the ciphertext, the tag first. It is computed here
+// from x/crypto's salsa and poly1305 rather than through box.Seal and
+// box.Open so that the flags byte and the frame body need not be copied
+// together first, and so that a body is decrypted straight into the memory
+// it is delivered in: no scratch copy either way. TestCurveBoxMatchesNaCl
+// checks both directions against nacl/box.
+type curveCodec struct {
+	key [32]byte // precomputed box key (C'/S' shared secret)
+	// XSalsa20's sub-key depends on the key and the nonce's first 16
+	// bytes only, and every MESSAGE nonce of one direction starts with
+	// the same 16-byte prefix ("CurveZMQMESSAGEC" or "...S"): so the
+	// sub-key is computed once per direction, not once per message.
+	sendSub, recvSub [32]byte
+
+	sendNonce [24]byte // prefix | counter
+	sendCount uint64   // last short nonce sent
+	recvNonce [24]byte
+	recvCount uint64 // last short nonce received; the next must be larger
+
+	// receive: the key stream state of the MESSAGE last checked by
+	// openHeader, for decryptTo.
+	rs           xsalsa
+	recvCipher   []byte // scratch for boxed frame bodies up to scratchKeep
+	sealed       []byte // the MESSAGE unwrap checked, for read
+	pooledCipher bool   // sealed came from the buffer pool
+}
+
+// xsalsa is XSalsa20 set up for one nonce: the sub-key, the counter block
+// and the first 64 bytes of key stream (Poly1305's key, then the pad of the
+// first 32 plaintext bytes).
+type xsalsa struct {
+	subKey  [32]byte
+	counter [16]byte
+	first   [64]byte
+}
+
+func (x *xsalsa) setup(subKey *[32]byte, nonce *[24]byte) {
+	x.subKey = *subKey
+	x.counter = [16]byte{}
+	copy(x.counter[:8], nonce[16:])
+	x.first = [64]byte{}
+	salsa.XORKeyStream(x.first[:], x.first[:], &x.counter, &x.subKey)
+	x.counter[8] = 1 // the rest of the stream starts at block 1
+}
+
+func newCurveCodec(key *[32]byte, server bool, sent, received uint64) *curveCodec {
+	c := &curveCodec{key: *key, sendCount: sent, recvCount: received}
+	send, recv := "CurveZMQMESSAGEC", "CurveZMQMESSAGES"
+	if server {
+		send, recv = recv, send
+	}
+	copy(c.sendNonce[:16], send)
+	copy(c.recvNonce[:16], recv)
+	c.sendSub = hsalsa(key, c.sendNonce[:16])
+	c.recvSub = hsalsa(key, c.recvNonce[:16])
+	return c
+}
+
+// hsalsa is XSalsa20's sub-key for key and a 16-byte nonce prefix.
+func hsalsa(key *[32]byte, prefix []byte) [32]byte {
+	var in [16]byte
+	copy(in[:], prefix)
+	var out [32]byte
+	salsa.HSalsa20(&out, &in, key, &salsa.Sigma)
+	return out
+}
+
+// scratchKeep is the size of the ciphertext scratch buffer each CURVE
+// connection keeps (small frames: a slab-sized frame plus the MESSAGE
+// overhead); larger MESSAGEs borrow from the buffer pool, so an idle
+// connection holds no more than this.
+const scratchKeep = 2 << 10
+
+// sealedSize is the ZMTP body size of the MESSAGE carrying n body bytes.
+func sealedSize(n int) int { return curveMsgOverhead + n }
+
+// appendSealed appends to dst the whole ZMTP frame (header included) that
+// carries one frame with the given flags (flagMore, flagCommand) and body.
+func (c *curveCodec) appendSealed(dst []byte, flags byte, body []byte) []byte {
+	size := sealedSize(len(body))
+	if size > 255 {
+		dst = append(dst, flagLong)
+		dst = binary.BigEndian.AppendUint64(dst, uint64(size))
+	} else {
+		dst = append(dst, 0, byte(size))
+	}
+	c.sendCount++
+	binary.BigEndian.PutUint64(c.sendNonce[16:], c.sendCount)
+	dst = append(dst, curveMsgName...)
+	dst = append(dst, c.sendNonce[16:]...)
+	var x xsalsa
+	x.setup(&c.sendSub, &c.sendNonce)
+	n := len(dst)
+	dst = slices.Grow(dst, 16+1+len(body))[:n+16+1+len(body)]
+	ct := dst[n+16:]
+	ct[0] = boxFlags(flags) ^ x.first[32]
+	head := min(len(body), 31)
+	for i := range head {
+		ct[1+i] = body[i] ^ x.first[33+i]
+	}
+	if len(body) > head {
+		salsa.XORKeyStream(ct[32:], body[head:], &x.counter, &x.subKey)
+	}
+	var tag [16]byte
+	poly1305.Sum(&tag, ct, (*[32]byte)(x.first[:32]))
+	copy(dst[n:], tag[:])
+	return dst
+}
+
+// openHeader checks one MESSAGE body (the ZMTP frame's body): its name, its
+// short nonce (larger than the last one: a replay or a reordering fails)
+// and its tag. It returns the frame's flags and body length; decryptTo then
+// writes the body.
+func (c *curveCodec) openHeader(msg []byte) (flags byte, n int, err error) {
+	if len(msg) < curveMsgOverhead || subtle.ConstantTimeCompare(msg[:8], curveMsgName) != 1 {
+		return 0, 0, fmt.Errorf("%w: CURVE: malformed MESSAGE (%d bytes)", ErrProtocol, len(msg))
+	}
+	nonce := binary.BigEndian.Uint64(msg[8:16])
+	if nonce <= c.recvCount {
+		return 0, 0, fmt.Errorf("%w: CURVE: MESSAGE nonce %d after %d (replayed or reordered)", ErrProtocol, nonce, c.recvCount)
+	}
+	copy(c.recvNonce[16:], msg[8:16])
+	c.rs.setup(&c.recvSub, &c.recvNonce)
+	var tag [16]byte
+	copy(tag[:], msg[16:32])
+	ct := msg[32:]
+	if !poly1305.Verify(&tag, ct, (*[32]byte)(c.rs.first[:32])) {
+		return 0, 0, fmt.Errorf("%w: CURVE: MESSAGE box does not open", ErrProtocol)
+	}
+	c.recvCount = nonce
+	return frameFlags(ct[0] ^ c.rs.first[32]), len(ct) - 1, nil
+}
+
+// decryptTo writes the body of the MESSAGE openHeader last checked into
+// dst, whose length is the n it returned.
+func (c *curveCodec) decryptTo(dst, msg []byte) {
+	ct := msg[32+1:]
+	head := min(len(ct), 31)
+	for i := range head {
+		dst[i] = ct[i] ^ c.rs.first[33+i]
+	}
+	if len(ct) > head {
+		salsa.XORKeyStream(dst[head:], ct[head:], &c.rs.counter, &c.rs.subKey)
+	}
+}
+
+// open is openHeader and decryptTo into fresh memory (tests, commands).
+func (c *curveCodec) open(msg []byte) (flags byte, body []byte, err error) {
+	flags, n, err := c.openHeader(msg)
+	if err != nil {
+		return 0, nil, err
+	}
+	body = make([]byte, n)
+	c.decryptTo(body, msg)
+	return flags, body, nil
+}
+
+// unwrap reads the MESSAGE whose outer header is h from fr (its size
+// already checked against the socket's limit plus the MESSAGE overhead),
+// checks it, and returns the header of the frame inside. The body is
+// decrypted by read, into the memory the reader picks for it.
+func (c *curveCodec) unwrap(fr *frameReader, h frameHeader) (frameHeader, error) {
+	if h.more() {
+		return h, fmt.Errorf("%w: CURVE: MESSAGE frame with MORE set", ErrProtocol)
+	}
+	if h.size < curveMsgOverhead {
+		return h, fmt.Errorf("%w: CURVE: MESSAGE of %d bytes", ErrProtocol, h.size)
+	}
+	n := int(h.size)
+	var buf []byte
+	if cap(c.recvCipher) >= n {
+		buf = c.recvCipher[:n]
+	} else if n <= scratchKeep {
+		c.recvCipher = make([]byte, n, scratchKeep)
+		buf = c.recvCipher
+	} else {
+		buf = getBuffer(n)
+		c.pooledCipher = true
+	}
+	err := fr.body(buf)
+	var flags byte
+	var size int
+	if err == nil {
+		flags, size, err = c.openHeader(buf)
+	}
+	if err != nil {
+		c.giveBack(buf)
+		return h, err
+	}
+	c.sealed = buf
+	return frameHeader{flags: flags, size: uint64(size)}, nil
+}
+
+// read decrypts the MESSAGE unwrap last checked into dst.
+func (c *curveCodec) read(dst []byte) {
+	c.decryptTo(dst, c.sealed)
+	c.giveBack(c.sealed)
+	c.sealed = nil
+}
+
+func (c *curveCodec) giveBack(buf []byte) {
+	if c.pooledCipher {
+		putBuffer(buf)
+		c.pooledCipher = false
+	}
+}
+
+// appendCurve queues m's frames as MESSAGE boxes. Large frames are sealed
+// into a pooled buffer of their own, which the batch gives back once
+// written.
+func appendCurve(b *batch, c *curveCodec, m Msg) {
+	last := len(m.Frames) - 1
+	for i, f := range m.Frames {
+		var fl byte
+		if i < last {
+			fl = flagMore
+		}
+		n := 9 + sealedSize(len(f))
+		if n > chunkSize {
+			b.seal()
+			buf := c.appendSealed(getBuffer(n)[:0], fl, f)
+			b.bufs = append(b.bufs, buf)
+			b.segs = append(b.segs, buf)
+			continue
+		}
+		b.room(n)
+		b.cur = c.appendSealed(b.cur, fl, f)
+	}
+}
+
+// appendCurveCommand queues a ZMTP command (PING, PONG) as a MESSAGE box
+// whose flags byte has COMMAND set. It fails, appending nothing, where
+// appendCommand does.
+func (b *batch) appendCurveCommand(c *curveCodec, name string, data []byte) error {
+	n, err := commandLen(name, data)
+	if err != nil {
+		return err
+	}
+	if n+curveMsgOverhead > maxCommand {
+		return fmt.Errorf("%w: %s command of %d bytes (limit %d)", ErrTooLarge, name, n, maxCommand-curveMsgOverhead)
+	}
+	var cmd [256 + 64]byte
+	body := cmd[:0]
+	if n > len(cmd) {
+		body = make([]byte, 0, n)
+	}
+	body = appendCommandBody(body, name, data)
+	b.room(maxHeaderLen + sealedSize(n))
+	b.cur = c.appendSealed(b.cur, flagCommand, body)
+	return nil
+}
