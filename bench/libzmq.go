@@ -204,3 +204,96 @@ func (c zmqConn) Recv(ctx context.Context) ([]byte, error) {
 }
 
 func (c zmqConn) Close() error { return c.s.Close() }
+
+// ProxyPubSub implements benchcore.ProxyStack: zmq_proxy_steerable between
+// an XSUB and an XPUB, both bound, on a goroutine of its own (a control
+// PAIR over inproc ends it); the PUB and the n SUBs connect.
+func (l Libzmq) ProxyPubSub(ctx context.Context, n int) (*benchcore.Topology, error) {
+	zctx, err := zmq.NewContext()
+	if err != nil {
+		return nil, err
+	}
+	t := &zmqTopo{zctx: zctx}
+	var proxySocks []*zmq.Socket
+	done := make(chan struct{})
+	var ctl *zmq.Socket
+	stop := func() error {
+		if ctl != nil {
+			ctl.Send("TERMINATE", 0)
+			<-done
+			for _, s := range proxySocks {
+				s.Close()
+			}
+		}
+		return t.close()
+	}
+	fail := func(err error) (*benchcore.Topology, error) {
+		stop()
+		return nil, err
+	}
+	raw := func(typ zmq.Type) (*zmq.Socket, error) {
+		s, err := zctx.NewSocket(typ)
+		if err == nil {
+			proxySocks = append(proxySocks, s)
+			err = s.SetLinger(0)
+		}
+		return s, err
+	}
+	xsub, err := raw(zmq.XSUB)
+	if err != nil {
+		return fail(err)
+	}
+	xpub, err := raw(zmq.XPUB)
+	if err != nil {
+		return fail(err)
+	}
+	ctlIn, err := raw(zmq.PAIR)
+	if err != nil {
+		return fail(err)
+	}
+	for _, e := range []error{xsub.Bind("tcp://127.0.0.1:*"), xpub.Bind("tcp://127.0.0.1:*"), ctlIn.Bind("inproc://zpeer-bench-proxy-control")} {
+		if e != nil {
+			return fail(e)
+		}
+	}
+	front, err := xsub.GetLastEndpoint()
+	if err != nil {
+		return fail(err)
+	}
+	back, err := xpub.GetLastEndpoint()
+	if err != nil {
+		return fail(err)
+	}
+	if ctl, err = t.socket(zmq.PAIR); err != nil {
+		return fail(err)
+	}
+	if err := ctl.Connect("inproc://zpeer-bench-proxy-control"); err != nil {
+		return fail(err)
+	}
+	go func() {
+		defer close(done)
+		zmq.ProxySteerable(xsub, xpub, nil, ctlIn)
+	}()
+	pub, err := t.socket(zmq.PUB)
+	if err != nil {
+		return fail(err)
+	}
+	if err := pub.Connect(front); err != nil {
+		return fail(err)
+	}
+	top := &benchcore.Topology{Send: zmqConn{pub}, Close: stop}
+	for range n {
+		s, err := t.socket(zmq.SUB)
+		if err != nil {
+			return fail(err)
+		}
+		if err := s.SetSubscribe(""); err != nil {
+			return fail(err)
+		}
+		if err := s.Connect(back); err != nil {
+			return fail(err)
+		}
+		top.Recv = append(top.Recv, zmqConn{s})
+	}
+	return top, nil
+}

@@ -77,7 +77,7 @@ func parseID(s []byte) (ID, error) {
 }
 
 // Kind tells the pattern layer what an envelope is for. The codec carries it
-// without interpreting it. Values 5 to 255 are reserved for future use.
+// without interpreting it. Values 6 to 255 are reserved for future use.
 type Kind uint8
 
 // Kinds defined by the pattern layer, documented in docs/wire.md.
@@ -87,9 +87,10 @@ const (
 	KindError Kind = 2 // an error reply; the body describes the error
 	KindAck   Kind = 3 // positive acknowledgement of a delivered message
 	KindNack  Kind = 4 // negative acknowledgement: not processed, redeliver
+	KindStart Kind = 5 // a handler started on delivered messages (acked pipeline)
 )
 
-var kindNames = [...]string{"data", "reply", "error", "ack", "nack"}
+var kindNames = [...]string{"data", "reply", "error", "ack", "nack", "start"}
 
 // String returns the kind's name ("data", "reply", ...) or "kind(N)".
 func (k Kind) String() string {

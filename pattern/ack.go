@@ -1,10 +1,10 @@
 package pattern
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"math/bits"
 	"slices"
 	"strconv"
@@ -20,11 +20,35 @@ import (
 // a zero id and no ids in its body.
 const creditHeader = "zpeer-credit"
 
+// startHeader, in a Puller's hello, says that it reports handler starts;
+// in a delivered message, it asks the puller to report when its handler
+// starts on it (a start envelope, before the handler runs). See
+// docs/wire.md.
+const startHeader = "zpeer-start"
+
+// limboWait bounds how long a message whose last delivery, lost with its
+// puller's connection, brought it to WithMaxDeliveries waits before it is
+// declared dead: what the puller sent before its connection closed (an ack
+// of that very message, say) may still be queued on the socket. It is
+// declared dead as soon as the socket has no message waiting, or after
+// limboWait.
+const limboWait = 100 * time.Millisecond
+
 // dispatchBatch bounds how many messages the dispatcher assigns per lock
 // hold, so acks are not held up behind a long backlog.
 const dispatchBatch = 256
 
 // item is one message in an acked Pusher's custody.
+//
+// Deliveries that count towards WithMaxDeliveries are those a handler
+// started, as far as the Pusher can tell: one that was nacked or whose ack
+// timed out counts; one lost with its puller's connection counts unless
+// the puller would have reported its start (a redelivery, flagged, to a
+// puller that reports starts) and did not. A first delivery is not
+// flagged (a start report per message would cost the fast path a message
+// each), so its loss counts: a message that crashes its worker is dead
+// after WithMaxDeliveries starts, and puller churn costs a message at most
+// one counted delivery.
 //
 // Credit bookkeeping: a puller holds a message from its delivery until it
 // acks or nacks it, or disconnects, and each held message uses one of its
@@ -36,28 +60,37 @@ const dispatchBatch = 256
 type item struct {
 	id         codec.ID
 	seq        uint64
-	frames     [3][]byte      // routing id, delimiter, envelope; the envelope is never modified
-	buf        *socket.Buffer // the envelope's memory, if reused: released when forgotten
+	frames     [2][]byte      // delimiter, envelope; an envelope is never modified, only replaced
+	buf        *socket.Buffer // the envelope's memory, if reused: released when forgotten or replaced
 	size       int            // bytes counted in ackPusher.bytes (WithMaxPendingBytes)
 	value      any            // for WithOnDead
 	prio       uint8
 	pushed     int64 // mono time
 	deadline   int64 // mono time of the ack timeout, while in flight
-	deliveries int
-	inflight   bool          // delivered, waiting for its ack (else queued)
-	peer       *pullerPeer   // in flight: the current holder
-	stale      []*pullerPeer // earlier holders that have not answered
-	avoid      *pullerPeer   // redelivered: prefer another puller
-	lastErr    string
-	rcpt       *Receipt // PushAsync's, settled with the job
-	q, f, h    links    // queue, in-flight and held list links
+	sends      int   // times handed to a puller
+	deliveries int   // deliveries that count (see above)
+	flagged    bool  // the envelope asks for a start report
+	started    bool  // the current holder reported its handler's start
+	// lostOn is the gone puller of a lost delivery that did not count:
+	// its start report, read after the loss, still counts it.
+	lostOn *socket.Peer
+	// limbo: the mono time until which it waits to be declared dead (see
+	// limboWait); 0 when it is not waiting.
+	limbo    int64
+	inflight bool          // delivered, waiting for its ack (else queued)
+	peer     *pullerPeer   // in flight: the current holder
+	stale    []*pullerPeer // earlier holders that have not answered
+	avoid    *pullerPeer   // redelivered: prefer another puller
+	lastErr  string
+	rcpt     *Receipt // PushAsync's, settled with the job
+	q, f, h  links    // queue, in-flight and held list links
 }
 
 // newItem is a message taken into custody, pushed now or taken back from
 // the outbox (openOutbox): frame is its envelope.
 func newItem(id codec.ID, seq uint64, prio uint8, frame []byte) *item {
 	it := &item{id: id, seq: seq, prio: prio, pushed: mono()}
-	it.frames[1], it.frames[2] = empty, frame
+	it.frames[0], it.frames[1] = empty, frame
 	return it
 }
 
@@ -117,18 +150,21 @@ var monoBase = time.Now()
 // mono is a monotonic clock reading in nanoseconds.
 func mono() int64 { return int64(time.Since(monoBase)) }
 
-// pullerPeer is one connected acked Puller, by its ROUTER routing id.
+// pullerPeer is one connected acked Puller: attached by the socket's
+// Attach hook, sent work once its hello arrived, gone at its Detach hook.
 type pullerPeer struct {
-	rid    []byte
+	peer   *socket.Peer
+	hello  bool // its credit arrived: it is in the ring
+	starts bool // it reports handler starts
 	window int
 	credit int   // how many more it accepts
 	held   ilist // items whose current delivery it holds
 	nheld  int   // len(held) plus stale and settled deliveries it holds
 	sent   uint64
 	gone   bool
-	// blockedUntil: its socket queue was full; try it again then, or
-	// after its next ack.
-	blockedUntil int64
+	// blocked: its socket queue was full; it is tried again when the
+	// socket's Ready hook says it has room.
+	blocked bool
 }
 
 // ackPusher is the acknowledged mode of a Pusher.
@@ -146,11 +182,11 @@ type ackPusher[T any] struct {
 	levels   [256]ilist                 // queued, by priority
 	nonEmpty [4]uint64                  // bitmap of non-empty levels
 	queued   int
-	flight   ilist // in flight, by deadline (= send order)
-	peers    map[string]*pullerPeer
-	ring     []*pullerPeer // round-robin order
+	flight   ilist   // in flight, by deadline (= send order)
+	limbo    []*item // waiting to be declared dead (see limboWait)
+	peers    map[*socket.Peer]*pullerPeer
+	ring     []*pullerPeer // pullers whose hello arrived, round-robin order
 	next     int
-	remotes  map[string]string
 	spaceCh  chan struct{} // closed when custody shrinks, if someone waits
 	bytes    int           // frame bytes of the items push put in custody (item.size)
 	emptyCh  chan struct{} // closed when custody empties, if someone waits
@@ -162,7 +198,7 @@ type ackPusher[T any] struct {
 func newAckPusher[T any](p *Pusher[T]) *ackPusher[T] {
 	a := &ackPusher[T]{p: p, o: &p.o, notes: newNotifier(), kick: make(chan struct{}, 1),
 		custody: newCustody(p.o.maxPending), tombs: make(map[codec.ID][]*pullerPeer),
-		peers: make(map[string]*pullerPeer), remotes: make(map[string]string)}
+		peers: make(map[*socket.Peer]*pullerPeer)}
 	for i := range a.levels {
 		a.levels[i].sel = qlinks
 	}
@@ -187,8 +223,8 @@ func (a *ackPusher[T]) wake() {
 // id (from custody.id), sequence number and priority. buf, if not nil, is
 // the frame's memory, whose reference custody takes over: every delivery
 // holds one more while the socket may reference the frame, and custody
-// releases its own when it forgets the message, so redelivery sends the
-// same bytes without a copy.
+// releases its own when it forgets the message (or replaces the
+// envelope), so deliveries send the same bytes without a copy.
 func (a *ackPusher[T]) push(ctx context.Context, frame []byte, buf *socket.Buffer, id codec.ID, seq uint64, prio uint8, v T, rc *Receipt) error {
 	it := newItem(id, seq, prio, frame)
 	it.buf = buf
@@ -222,7 +258,7 @@ func (a *ackPusher[T]) push(ctx context.Context, frame []byte, buf *socket.Buffe
 	if a.queued == 0 {
 		// Nothing waits ahead of it: send it from here, saving the
 		// hand-off to the dispatcher.
-		if p := a.pick(nil, it.pushed); p != nil {
+		if p := a.pick(nil); p != nil {
 			a.assign(it, p, it.pushed)
 			d := deliveryPool.Get().(*delivery)
 			*d = deliveryOf(it, p)
@@ -279,16 +315,16 @@ func (a *ackPusher[T]) highest() *item {
 
 // pick chooses a puller with free credit, round robin, preferring one other
 // than avoid.
-func (a *ackPusher[T]) pick(avoid *pullerPeer, now int64) *pullerPeer {
+func (a *ackPusher[T]) pick(avoid *pullerPeer) *pullerPeer {
 	n := len(a.ring)
 	for i := range n {
 		p := a.ring[(a.next+i)%n]
-		if p.credit > 0 && p != avoid && now >= p.blockedUntil {
+		if p.credit > 0 && p != avoid && !p.blocked {
 			a.next = (a.next + i + 1) % n
 			return p
 		}
 	}
-	if avoid != nil && !avoid.gone && avoid.credit > 0 && now >= avoid.blockedUntil {
+	if avoid != nil && !avoid.gone && avoid.hello && avoid.credit > 0 && !avoid.blocked {
 		return avoid
 	}
 	return nil
@@ -300,17 +336,48 @@ func (a *ackPusher[T]) assign(it *item, p *pullerPeer, now int64) {
 	p.sent++
 	p.nheld++
 	p.held.pushBack(it)
-	it.frames[0] = p.rid
 	it.inflight, it.peer = true, p
-	it.deliveries++
+	it.sends++
+	it.started = false
+	if it.sends > 1 && !it.flagged {
+		a.flag(it)
+	}
 	it.deadline = now + int64(a.o.ackTimeout)
 	a.flight.pushBack(it)
+}
+
+// flag makes a redelivered message's envelope ask the puller to report
+// its handler's start. It costs a re-encoding, once per message that is
+// redelivered at all. a.mu is held.
+func (a *ackPusher[T]) flag(it *item) {
+	it.flagged = true
+	var env codec.Envelope
+	if codec.Decode(it.frames[1], &env) != nil {
+		return // ours: it decodes
+	}
+	h := make(map[string]string, len(env.Headers)+1)
+	maps.Copy(h, env.Headers)
+	h[startHeader] = "1"
+	env.Headers = h
+	if frame, err := encodeEnvelope(&env); err == nil {
+		it.frames[1] = frame
+		it.releaseBuf() // deliveries of the old envelope hold their own
+	}
+}
+
+// releaseBuf drops custody's reference to the envelope's memory
+// (deliveries still being sent hold their own). a.mu is held.
+func (it *item) releaseBuf() {
+	if it.buf != nil {
+		it.buf.Release()
+		it.buf = nil
+	}
 }
 
 // send hands an assigned delivery to the socket.
 // d is the caller's: the socket is handed d.frames without a copy.
 func (a *ackPusher[T]) send(d *delivery, dead []DeadLetter) []DeadLetter {
-	err := a.p.sock.Send(a.p.ctx, socket.Msg{Frames: d.frames[:], Priority: d.prio, Buf: d.buf})
+	err := a.p.sock.SendTo(a.p.ctx, d.peer.peer, socket.Msg{Frames: d.frames[:], Priority: d.prio, Buf: d.buf})
 	if d.buf != nil {
 		d.buf.Release() // the socket holds its own until written
 		d.buf = nil
@@ -342,7 +409,6 @@ func (a *ackPusher[T]) sendAll(sends []delivery, dead []DeadLetter) ([]delivery,
 func (p *pullerPeer) release() {
 	p.credit++
 	p.nheld--
-	p.blockedUntil = 0
 }
 
 // takeBack withdraws an in-flight item from its current holder, which no
@@ -357,17 +423,74 @@ func (a *ackPusher[T]) takeBack(it *item) {
 }
 
 // requeue puts an item that was not acknowledged back in the queue, or
-// declares it dead when it has had its deliveries. a.mu is held.
-func (a *ackPusher[T]) requeue(it *item, why string, dead []DeadLetter) []DeadLetter {
+// declares it dead when it has had its deliveries; counted says that the
+// delivery that failed counts (see item). a.mu is held.
+func (a *ackPusher[T]) requeue(it *item, counted bool, why string, dead []DeadLetter) []DeadLetter {
 	it.lastErr = why
+	if counted {
+		it.deliveries++
+	}
 	if it.deliveries >= a.o.maxDeliveries {
-		err := fmt.Errorf("%w (%d): last: %s", ErrDead, it.deliveries, it.lastErr)
-		a.p.c.dead.Add(1) // before the receipt settles: a producer woken by it sees the count
-		a.forget(it, err)
-		return append(dead, DeadLetter{ID: it.id, Value: it.value, Priority: it.prio, Deliveries: it.deliveries, Err: err})
+		return a.kill(it, dead)
 	}
 	a.enqueue(it, true)
 	return dead
+}
+
+// requeueLost is requeue for a delivery lost with its puller's
+// connection: a message that reaches its last delivery waits in limbo
+// rather than dying at once (see limboWait). a.mu is held.
+func (a *ackPusher[T]) requeueLost(it *item, counted bool) {
+	it.lastErr = "puller connection lost"
+	if counted {
+		it.deliveries++
+	}
+	if it.deliveries >= a.o.maxDeliveries {
+		a.toLimbo(it)
+		return
+	}
+	a.enqueue(it, true)
+}
+
+// toLimbo parks a message that is neither queued nor in flight until it
+// is declared dead. a.mu is held.
+func (a *ackPusher[T]) toLimbo(it *item) {
+	it.limbo = mono() + int64(limboWait)
+	a.limbo = append(a.limbo, it)
+	a.wake() // the dispatcher arms its timer
+}
+
+func (a *ackPusher[T]) leaveLimbo(it *item) {
+	it.limbo = 0
+	if i := slices.Index(a.limbo, it); i >= 0 {
+		a.limbo = slices.Delete(a.limbo, i, i+1)
+	}
+}
+
+// settleLimbo declares dead the messages in limbo, all of them or those
+// whose wait is over by now. a.mu is held.
+func (a *ackPusher[T]) settleLimbo(all bool, now int64, dead []DeadLetter) []DeadLetter {
+	keep := a.limbo[:0]
+	for _, it := range a.limbo {
+		if all || now >= it.limbo {
+			it.limbo = 0
+			dead = a.kill(it, dead)
+		} else {
+			keep = append(keep, it)
+		}
+	}
+	clear(a.limbo[len(keep):])
+	a.limbo = keep
+	return dead
+}
+
+// kill declares a message that is neither queued nor in flight dead. a.mu
+// is held.
+func (a *ackPusher[T]) kill(it *item, dead []DeadLetter) []DeadLetter {
+	err := fmt.Errorf("%w (%d): last: %s", ErrDead, it.deliveries, it.lastErr)
+	a.p.c.dead.Add(1) // before the receipt settles: a producer woken by it sees the count
+	a.forget(it, err)
+	return append(dead, DeadLetter{ID: it.id, Value: it.value, Priority: it.prio, Deliveries: it.deliveries, Err: err})
 }
 
 // forget removes an acked (err nil) or dead item from custody,
@@ -375,10 +498,7 @@ func (a *ackPusher[T]) requeue(it *item, why string, dead []DeadLetter) []DeadLe
 func (a *ackPusher[T]) forget(it *item, err error) {
 	a.custody.del(it)
 	a.bytes -= it.size
-	if it.buf != nil {
-		it.buf.Release() // deliveries still being sent hold their own
-		it.buf = nil
-	}
+	it.releaseBuf()
 	a.settled(it, err)
 	if stale := slices.DeleteFunc(it.stale, func(p *pullerPeer) bool { return p.gone }); len(stale) > 0 {
 		a.tombs[it.id] = stale
@@ -434,6 +554,8 @@ func (a *ackPusher[T]) answered(id codec.ID, p *pullerPeer, ok bool, why string,
 				it.peer.held.remove(it)
 				it.stale = append(it.stale, it.peer)
 			}
+		} else if it.limbo != 0 {
+			a.leaveLimbo(it)
 		} else {
 			a.dequeue(it)
 		}
@@ -443,16 +565,54 @@ func (a *ackPusher[T]) answered(id codec.ID, p *pullerPeer, ok bool, why string,
 	case current:
 		a.takeBack(it)
 		it.avoid = p
-		dead = a.requeue(it, "puller: "+why, dead)
+		dead = a.requeue(it, true, "puller: "+why, dead)
 	}
 	return dead
+}
+
+// startedOn handles sp's report that its handler started on id. a.mu is
+// held.
+func (a *ackPusher[T]) startedOn(id codec.ID, sp *socket.Peer) {
+	it := a.custody.get(id)
+	switch {
+	case it == nil || sp == nil:
+	case it.inflight && it.peer.peer == sp:
+		it.started = true
+	case it.lostOn == sp:
+		// The connection was lost before its report was read: the
+		// delivery counts after all.
+		it.lostOn = nil
+		it.deliveries++
+		if it.deliveries < a.o.maxDeliveries || it.limbo != 0 {
+			break
+		}
+		if it.inflight {
+			// Redelivered meanwhile: withdraw it, as after an ack
+			// timeout (the holder keeps its credit until it answers).
+			p := it.peer
+			a.flight.remove(it)
+			p.held.remove(it)
+			it.stale = append(it.stale, p)
+			it.peer, it.inflight = nil, false
+		} else {
+			a.dequeue(it)
+		}
+		a.toLimbo(it)
+	}
 }
 
 // undo takes back a delivery the socket refused.
 func (a *ackPusher[T]) undo(it *item, p *pullerPeer, err error, dead []DeadLetter) []DeadLetter {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	if errors.Is(err, socket.ErrNoPeer) {
+	if errors.Is(err, socket.ErrPeerLost) {
+		if it.inflight && it.peer == p {
+			// Never sent: it does not count.
+			a.takeBack(it)
+			it.sends--
+			a.enqueue(it, true)
+			a.wake()
+		}
 		if !p.gone {
 			dead = a.dropPeer(p, dead)
 		}
@@ -462,31 +622,73 @@ func (a *ackPusher[T]) undo(it *item, p *pullerPeer, err error, dead []DeadLette
 		return dead // already taken back
 	}
 	a.takeBack(it)
-	it.deliveries--
+	it.sends--
 	if errors.Is(err, socket.ErrTooLarge) {
 		// No puller will ever take it.
 		it.deliveries = a.o.maxDeliveries
-		return a.requeue(it, err.Error(), dead)
+		return a.requeue(it, false, err.Error(), dead)
 	}
-	// Full queue (or closing): try the peer again shortly. (Not "after its
-	// next ack": every ack may already be in.)
-	p.blockedUntil = mono() + int64(time.Millisecond)
+	// Full queue (or closing): the peer is tried again when the socket's
+	// Ready hook says it has room, or now if it has room already (the
+	// hook may have run before it was marked).
+	p.blocked = p.peer != nil && !p.peer.Ready()
 	a.enqueue(it, true)
 	a.wake()
 	return dead
 }
 
+// attach is the socket's Attach hook: a puller connected. It gets work
+// once its hello arrives.
+func (a *ackPusher[T]) attach(sp *socket.Peer) {
+	p := &pullerPeer{peer: sp}
+	p.held.sel = hlinks
+	a.mu.Lock()
+	a.peers[sp] = p
+	a.mu.Unlock()
+}
+
+// detach is the socket's Detach hook: what the puller held is redelivered
+// at once.
+func (a *ackPusher[T]) detach(sp *socket.Peer, _ error) {
+	var dead []DeadLetter
+	a.mu.Lock()
+	if p := a.peers[sp]; p != nil && !p.gone {
+		dead = a.dropPeer(p, nil)
+	}
+	a.mu.Unlock()
+	a.reportDead(dead)
+}
+
+// ready is the socket's Ready hook: a puller whose queue was full has room.
+func (a *ackPusher[T]) ready(sp *socket.Peer) {
+	a.mu.Lock()
+	p := a.peers[sp]
+	wake := p != nil && p.blocked
+	if wake {
+		p.blocked = false
+	}
+	a.mu.Unlock()
+	if wake {
+		a.wake()
+	}
+}
+
 // dropPeer forgets a puller and redelivers what it held. a.mu is held.
 func (a *ackPusher[T]) dropPeer(p *pullerPeer, dead []DeadLetter) []DeadLetter {
 	p.gone = true
-	delete(a.peers, string(p.rid))
+	delete(a.peers, p.peer)
 	if i := slices.Index(a.ring, p); i >= 0 {
 		a.ring = slices.Delete(a.ring, i, i+1)
 	}
 	for it := p.held.head; it != nil; it = p.held.head {
+		// It counts unless the puller would have reported its start.
+		counted := !(p.starts && it.flagged && !it.started)
 		a.takeBack(it)
 		it.avoid = p
-		dead = a.requeue(it, "puller connection lost", dead)
+		if !counted {
+			it.lostOn = p.peer
+		}
+		a.requeueLost(it, counted)
 	}
 	for id, holders := range a.tombs {
 		if i := slices.Index(holders, p); i >= 0 {
@@ -506,8 +708,8 @@ type delivery struct {
 	peer *pullerPeer
 	// What the socket is handed, copied from it under a.mu when it was
 	// assigned: once a.mu is released the dispatcher may take it back and
-	// assign it again (another routing id, another delivery count).
-	frames [3][]byte
+	// assign it again (another peer, another envelope).
+	frames [2][]byte
 	buf    *socket.Buffer // a reference of the delivery's own to it.buf, released by send
 	prio   uint8
 	retry  bool
@@ -522,7 +724,7 @@ func deliveryOf(it *item, p *pullerPeer) delivery {
 	if it.buf != nil {
 		it.buf.Retain()
 	}
-	return delivery{it: it, peer: p, frames: it.frames, buf: it.buf, prio: it.prio, retry: it.deliveries > 1}
+	return delivery{it: it, peer: p, frames: it.frames, buf: it.buf, prio: it.prio, retry: it.sends > 1}
 }
 
 // dispatch assigns queued messages to pullers with credit, sends them, and
@@ -549,7 +751,10 @@ func (a *ackPusher[T]) dispatch() {
 			p.held.remove(it)
 			it.stale = append(it.stale, p)
 			it.peer, it.inflight, it.avoid = nil, false, p
-			dead = a.requeue(it, "no ack within "+a.o.ackTimeout.String(), dead)
+			dead = a.requeue(it, true, "no ack within "+a.o.ackTimeout.String(), dead)
+		}
+		if len(a.limbo) > 0 {
+			dead = a.settleLimbo(false, now, dead)
 		}
 		sends = a.assignQueued(sends, now)
 		more := len(sends) == dispatchBatch
@@ -557,11 +762,9 @@ func (a *ackPusher[T]) dispatch() {
 		if h := a.flight.head; h != nil {
 			next = h.deadline
 		}
-		if a.queued > 0 {
-			for _, p := range a.ring {
-				if p.blockedUntil > now && (next == 0 || p.blockedUntil < next) {
-					next = p.blockedUntil
-				}
+		for _, it := range a.limbo {
+			if next == 0 || it.limbo < next {
+				next = it.limbo
 			}
 		}
 		if next != 0 {
@@ -584,7 +787,7 @@ func (a *ackPusher[T]) assignQueued(sends []delivery, now int64) []delivery {
 		if it == nil {
 			break
 		}
-		p := a.pick(it.avoid, now)
+		p := a.pick(it.avoid)
 		if p == nil {
 			break
 		}
@@ -606,49 +809,41 @@ func (a *ackPusher[T]) reportDead(dead []DeadLetter) []DeadLetter {
 	return dead[:0]
 }
 
-// event runs on the socket's event goroutine.
-func (a *ackPusher[T]) event(ev socket.Event) {
-	var dead []DeadLetter
-	a.mu.Lock()
-	switch ev.Kind {
-	case socket.EventConnected:
-		a.remotes[string(ev.PeerID)] = ev.Remote
-	case socket.EventDisconnected:
-		delete(a.remotes, string(ev.PeerID))
-		if p := a.peers[string(ev.PeerID)]; p != nil {
-			dead = a.dropPeer(p, nil)
-		}
-	}
-	a.mu.Unlock()
-	a.reportDead(dead)
-}
-
 func (a *ackPusher[T]) recvLoop() {
 	defer a.wg.Done()
 	var dead []DeadLetter
 	var sends []delivery
 	for {
-		m, err := a.p.sock.Recv(a.p.ctx)
+		m, sp, err := a.p.sock.RecvFrom(polling)
 		if err != nil {
-			return
+			// Nothing waiting: whatever a gone puller sent has been
+			// read, and the messages in limbo are dead.
+			a.mu.Lock()
+			if len(a.limbo) > 0 {
+				dead = a.settleLimbo(true, 0, dead)
+			}
+			a.mu.Unlock()
+			dead = a.reportDead(dead)
+			if m, sp, err = a.p.sock.RecvFrom(a.p.ctx); err != nil {
+				return
+			}
 		}
-		dead, sends = a.handleAnswer(m, dead, sends)
+		dead, sends = a.handleAnswer(m, sp, dead, sends)
 		m.Free() // handleAnswer has copied what it keeps
 	}
 }
 
-// handleAnswer handles one message from a puller: an ack (or a hello), or
-// a nack.
-func (a *ackPusher[T]) handleAnswer(m socket.Msg, dead []DeadLetter, sends []delivery) ([]DeadLetter, []delivery) {
+// handleAnswer handles one message from the puller sp: an ack (or a
+// hello), a nack or a start report.
+func (a *ackPusher[T]) handleAnswer(m socket.Msg, sp *socket.Peer, dead []DeadLetter, sends []delivery) ([]DeadLetter, []delivery) {
 	n := len(m.Frames)
 	var env codec.View
 	if n < 2 || codec.DecodeView(m.Frames[n-1], &env) != nil {
 		a.p.c.dropped.Add(1)
 		return dead, sends
 	}
-	rid := m.Frames[0]
 	switch env.Kind {
-	case codec.KindAck:
+	case codec.KindAck, codec.KindStart:
 		ids, ok := []byte(nil), true // a hello carries no body at all
 		if len(env.Body) > 0 {
 			ids, ok = binBody(env.Body)
@@ -657,17 +852,24 @@ func (a *ackPusher[T]) handleAnswer(m socket.Msg, dead []DeadLetter, sends []del
 			a.p.c.dropped.Add(1)
 			return dead, sends
 		}
+		if env.Kind == codec.KindStart {
+			a.mu.Lock()
+			for ; len(ids) > 0; ids = ids[16:] {
+				a.startedOn(codec.ID(ids[:16]), sp)
+			}
+			a.mu.Unlock()
+			return dead, sends
+		}
 		now := mono()
 		a.mu.Lock()
-		p := a.peers[string(rid)]
-		if c, ok := env.Header(creditHeader); ok {
+		p := a.peers[sp] // nil once gone
+		if c, ok := env.Header(creditHeader); ok && p != nil {
 			if w, err := strconv.Atoi(string(c)); err == nil && w > 0 {
-				if p == nil {
-					p = &pullerPeer{rid: bytes.Clone(rid)}
-					p.held.sel = hlinks
-					a.peers[string(rid)] = p
+				if !p.hello {
+					p.hello = true
 					a.ring = append(a.ring, p)
 				}
+				_, p.starts = env.Header(startHeader)
 				p.window = w
 				p.credit = w - p.nheld
 			}
@@ -693,7 +895,7 @@ func (a *ackPusher[T]) handleAnswer(m socket.Msg, dead []DeadLetter, sends []del
 			why = "nack"
 		}
 		a.mu.Lock()
-		dead = a.answered(env.ID, a.peers[string(rid)], false, why, mono(), dead)
+		dead = a.answered(env.ID, a.peers[sp], false, why, mono(), dead)
 		a.mu.Unlock()
 		dead = a.reportDead(dead)
 		a.wake()
@@ -730,7 +932,7 @@ func (a *ackPusher[T]) stats(s *Stats) {
 	defer a.mu.Unlock()
 	s.Pending = a.custody.len()
 	for _, p := range a.ring {
-		s.Peers = append(s.Peers, PeerStats{Remote: a.remotes[string(p.rid)], Sent: p.sent,
+		s.Peers = append(s.Peers, PeerStats{Remote: p.peer.Remote(), Sent: p.sent,
 			Reliability: 1, Credit: p.credit, InFlight: p.nheld})
 	}
 }

@@ -6,144 +6,170 @@ import (
 	"strconv"
 	"sync"
 	"sync/atomic"
-	"time"
 
 	"github.com/zpeer/zpeer/codec"
 	"github.com/zpeer/zpeer/socket"
 )
 
-// ackPuller is the acknowledged mode of a Puller: one DEALER socket per
-// pusher endpoint, a shared pool of workers, and per-socket batched acks.
+// ackPuller is the acknowledged mode of a Puller: one DEALER socket
+// connected to every pusher, WithWorkers workers taking messages from it,
+// and acks batched per pusher connection. It starts no goroutine per
+// pusher: the socket's peer hooks greet a pusher (the hello granting
+// credit) and flush acks that were waiting for room.
 type ackPuller[T any] struct {
-	pl  *Puller[T]
-	sem chan struct{}  // one slot per worker, shared by every socket
-	wg  sync.WaitGroup // workers
-	awg sync.WaitGroup // ackers
+	pl   *Puller[T]
+	sock *socket.Socket
+	wg   sync.WaitGroup // workers
 
 	mu    sync.Mutex
-	socks map[string]*pullSock
+	peers map[*socket.Peer]*pusherPeer
+	// left holds the acks due on an endpoint whose connection went before
+	// they were sent, for its next connection: they settle messages the
+	// pusher would otherwise redeliver.
+	left map[string][]byte
 
 	dmu   sync.Mutex
-	seen  map[codec.ID]*pullSock   // being processed: the first copy's socket; nil: processed
-	extra map[codec.ID][]*pullSock // duplicates that arrived while the first was processed
-	ring  []codec.ID               // the processed ids in seen, oldest first from pos
+	seen  map[codec.ID]*pusherPeer   // being processed: the first copy's pusher; nil: processed
+	extra map[codec.ID][]*pusherPeer // duplicates that arrived while the first was processed
+	ring  []codec.ID                 // the processed ids in seen, oldest first from pos
 	pos   int
 }
 
-// pullSock is the connection to one pusher endpoint.
-type pullSock struct {
-	ep   string
-	sock *socket.Socket
-	up   atomic.Int32
-	kick chan struct{}
-	stop chan struct{}
+// pusherPeer is one connection to a pusher.
+type pusherPeer struct {
+	peer *socket.Peer
 
 	amu   sync.Mutex
 	ids   []byte // acks due, 16 bytes each
 	spare []byte
+	gone  atomic.Bool // detached: acks go to ackPuller.left (set under amu)
 }
 
-func newAckPuller[T any](pl *Puller[T]) *ackPuller[T] {
-	return &ackPuller[T]{pl: pl, sem: make(chan struct{}, pl.o.workers), socks: make(map[string]*pullSock),
-		seen: make(map[codec.ID]*pullSock, pl.o.dedupWindow), extra: make(map[codec.ID][]*pullSock),
+func newAckPuller[T any](pl *Puller[T]) (*ackPuller[T], error) {
+	a := &ackPuller[T]{pl: pl, peers: make(map[*socket.Peer]*pusherPeer), left: make(map[string][]byte),
+		seen: make(map[codec.ID]*pusherPeer, pl.o.dedupWindow), extra: make(map[codec.ID][]*pusherPeer),
 		ring: make([]codec.ID, pl.o.dedupWindow)}
+	// The DEALER sends acks in batches: written at once from the worker
+	// that flushes them, they reach the pusher without waiting for a
+	// writer goroutine to be scheduled.
+	var err error
+	a.sock, err = newSocket(socket.DEALER, &pl.o,
+		&socket.PeerHooks{Attach: a.attach, Detach: a.detach, Ready: a.ready},
+		socket.WithNoBlock(), socket.WithLowLatency(true), pl.ref.eventOption(a.pushers))
+	if err != nil {
+		return nil, err
+	}
+	return a, nil
 }
 
-func (a *ackPuller[T]) connect(ep string) error {
-	ps := &pullSock{ep: ep, kick: make(chan struct{}, 1), stop: make(chan struct{})}
-	// The DEALER only sends acks, in batches: written at once from the
-	// worker that flushes them, they reach the pusher without waiting
-	// for a writer goroutine to be scheduled.
-	sopts := append([]socket.Option{
-		socket.WithNoBlock(),
-		socket.WithLowLatency(true),
-		socket.WithEventHandler(func(ev socket.Event) { a.event(ps, ev) }),
-	}, a.pl.o.sockOpts...)
-	s, err := socket.New(socket.DEALER, sopts...)
-	if err != nil {
-		return err
-	}
-	ps.sock = s
-	a.mu.Lock()
-	if a.pl.ctx.Err() != nil {
-		a.mu.Unlock()
-		s.Close()
-		return ErrClosed
-	}
-	if a.socks[ep] != nil {
-		a.mu.Unlock()
-		s.Close()
-		return &endpointError{ep, "already connected"}
-	}
-	a.socks[ep] = ps
+// start connects to the pushers and starts the workers.
+func (a *ackPuller[T]) start() error {
 	a.wg.Add(a.pl.o.workers)
-	a.awg.Add(1)
-	a.mu.Unlock()
 	for range a.pl.o.workers {
-		go a.worker(ps)
+		go a.worker()
 	}
-	go a.acker(ps)
-	if err := s.Connect(ep); err != nil {
-		a.disconnect(ep)
+	return setup(a.sock, a.pl.o)
+}
+
+// maxLeft bounds the acks kept for a connection that went, in bytes: the
+// dedup window's worth.
+func (a *ackPuller[T]) maxLeft() int { return 16 * len(a.ring) }
+
+// attach is the socket's Attach hook: every new connection starts with a
+// hello announcing the credit, then the acks left over from the last
+// connection to the endpoint.
+func (a *ackPuller[T]) attach(sp *socket.Peer) {
+	ps := &pusherPeer{peer: sp}
+	a.mu.Lock()
+	a.peers[sp] = ps
+	ps.ids = a.left[sp.Endpoint()]
+	delete(a.left, sp.Endpoint())
+	a.mu.Unlock()
+	env := codec.Envelope{Kind: codec.KindAck, Sender: a.pl.o.name, Timestamp: nowNano(),
+		Headers: map[string]string{creditHeader: strconv.Itoa(a.pl.o.credit), startHeader: "1"}}
+	if frame, err := encodeEnvelope(&env); err == nil {
+		a.sock.SendTo(context.Background(), sp, socket.Msg{Frames: [][]byte{empty, frame}})
+	}
+	a.flush(ps)
+}
+
+// detach is the socket's Detach hook: acks not yet sent wait for the
+// endpoint's next connection.
+func (a *ackPuller[T]) detach(sp *socket.Peer, _ error) {
+	a.mu.Lock()
+	ps := a.peers[sp]
+	delete(a.peers, sp)
+	a.mu.Unlock()
+	if ps == nil {
+		return
+	}
+	ps.amu.Lock()
+	ps.gone.Store(true)
+	ids := ps.ids
+	ps.ids, ps.spare = nil, nil
+	ps.amu.Unlock()
+	a.keepLeft(sp.Endpoint(), ids)
+}
+
+// ready is the socket's Ready hook: acks that found the queue full go now.
+func (a *ackPuller[T]) ready(sp *socket.Peer) {
+	a.mu.Lock()
+	ps := a.peers[sp]
+	a.mu.Unlock()
+	if ps != nil {
+		a.flush(ps)
+	}
+}
+
+// keepLeft keeps ids (16 bytes each) for ep's next connection, the newest
+// maxLeft bytes at most.
+func (a *ackPuller[T]) keepLeft(ep string, ids []byte) {
+	if len(ids) == 0 {
+		return
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.pl.ctx.Err() != nil {
+		return // closing: nothing will connect again
+	}
+	all := append(a.left[ep], ids...)
+	if m := a.maxLeft(); len(all) > m {
+		all = all[len(all)-m:]
+	}
+	a.left[ep] = all
+}
+
+// pusher returns the state of the connection a message came from: the
+// attached one, or a detached stand-in whose acks go to left.
+func (a *ackPuller[T]) pusher(sp *socket.Peer) *pusherPeer {
+	a.mu.Lock()
+	ps := a.peers[sp]
+	a.mu.Unlock()
+	if ps == nil {
+		ps = &pusherPeer{peer: sp}
+		ps.gone.Store(true)
+	}
+	return ps
+}
+
+func (a *ackPuller[T]) connect(ep string) error { return a.sock.Connect(ep) }
+
+// disconnect drops ep, and the acks kept for its next connection: there
+// will be none.
+func (a *ackPuller[T]) disconnect(ep string) error {
+	if err := a.sock.Disconnect(ep); err != nil {
 		return err
 	}
+	a.mu.Lock()
+	delete(a.left, ep)
+	a.mu.Unlock()
 	return nil
 }
 
-type endpointError struct{ ep, what string }
-
-func (e *endpointError) Error() string {
-	return "pattern: endpoint " + strconv.Quote(e.ep) + ": " + e.what
-}
-func (e *endpointError) Unwrap() error { return socket.ErrEndpoint }
-
-func (a *ackPuller[T]) disconnect(ep string) error {
-	a.mu.Lock()
-	ps := a.socks[ep]
-	delete(a.socks, ep)
-	a.mu.Unlock()
-	if ps == nil {
-		return &endpointError{ep, "not connected"}
-	}
-	close(ps.stop)
-	return ps.sock.Close()
-}
-
-func (a *ackPuller[T]) peers() int {
+func (a *ackPuller[T]) pushers() int {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	n := 0
-	for _, ps := range a.socks {
-		n += int(ps.up.Load())
-	}
-	return n
-}
-
-// event runs on the socket's event goroutine: every new connection starts
-// with a hello announcing the credit.
-func (a *ackPuller[T]) event(ps *pullSock, ev socket.Event) {
-	a.pl.ref.event(ev, a.peers)
-	switch ev.Kind {
-	case socket.EventConnected:
-		ps.up.Add(1)
-		env := codec.Envelope{Kind: codec.KindAck, Sender: a.pl.o.name, Timestamp: now().UnixNano(),
-			Headers: map[string]string{creditHeader: strconv.Itoa(a.pl.o.credit)}}
-		if frame, err := encodeEnvelope(&env); err == nil {
-			ps.sock.Send(context.Background(), socket.Msg{Frames: [][]byte{empty, frame}})
-		}
-		// Acks left over from the last connection settle messages the
-		// pusher may have requeued: send them now.
-		ps.wake()
-	case socket.EventDisconnected:
-		ps.up.Add(-1)
-	}
-}
-
-func (ps *pullSock) wake() {
-	select {
-	case ps.kick <- struct{}{}:
-	default:
-	}
+	return len(a.peers)
 }
 
 // polling is a cancelled context: Recv with it takes a waiting message
@@ -154,102 +180,119 @@ var polling = func() context.Context {
 	return ctx
 }()
 
-// worker takes messages from ps and processes them. Every socket has
-// WithWorkers of them, and they share WithWorkers slots: the handler never
-// runs more than that many times at once, and no goroutine hand-off
+// worker takes messages from the socket and processes them: the handler
+// never runs more than WithWorkers times at once, and no goroutine hand-off
 // separates receiving a message from processing it.
 //
-// Acks are queued on ps as messages finish, and the worker sends them
-// when it runs out of waiting messages or has finished half its credit
-// since it last sent: a busy puller acks in batches (the pusher refills
-// half the window at once, while the other half keeps the worker busy),
-// and an idle one at once.
-func (a *ackPuller[T]) worker(ps *pullSock) {
+// Acks are queued per pusher as messages finish, and a worker sends those
+// it queued when it runs out of waiting messages, or a pusher's when half
+// the credit is due on it: a busy puller acks in batches (the pusher
+// refills half the window at once, while the other half keeps the worker
+// busy), and an idle one at once.
+func (a *ackPuller[T]) worker() {
 	defer a.wg.Done()
 	ctx := a.pl.ctx
 	batch := max(1, a.pl.o.credit/2)
-	acks := 0 // queued on ps since the last flush
+	var dirty []*pusherPeer // pushers this worker queued acks on since it last flushed
+	var last *pusherPeer    // the pusher of the previous message
 	for {
-		m, err := ps.sock.Recv(polling)
+		m, sp, err := a.sock.RecvFrom(polling)
 		if err != nil {
-			if acks > 0 {
-				a.flushFrom(ps)
-				acks = 0
+			for i, ps := range dirty {
+				a.flush(ps)
+				dirty[i] = nil
 			}
-			if m, err = ps.sock.Recv(ctx); err != nil {
+			dirty = dirty[:0]
+			if m, sp, err = a.sock.RecvFrom(ctx); err != nil {
 				return
 			}
 		}
-		select {
-		case <-ps.stop:
-			return
-		default:
+		if ctx.Err() != nil {
+			m.Free()
+			return // closing: the pusher redelivers it
 		}
-		acked, kept, ok := a.process(ps, m)
+		ps := last
+		if ps == nil || ps.peer != sp || ps.gone.Load() {
+			ps = a.pusher(sp)
+			last = ps
+		}
+		due, kept := a.process(ps, m)
 		if !kept {
 			m.Free() // process has copied what it keeps
 		}
-		if !ok {
-			return
+		if due == 0 {
+			continue
 		}
-		if acks += acked; acks >= batch {
-			a.flushFrom(ps)
-			acks = 0
+		if due >= batch {
+			a.flush(ps)
+		} else if !containsPeer(dirty, ps) {
+			dirty = append(dirty, ps)
 		}
 	}
 }
 
-// process handles one message received on ps: it drops it (malformed),
+func containsPeer(l []*pusherPeer, ps *pusherPeer) bool {
+	for _, q := range l {
+		if q == ps {
+			return true
+		}
+	}
+	return false
+}
+
+// process handles one message from ps: it drops it (malformed),
 // acknowledges it again (a duplicate already processed), parks it (a
 // duplicate being processed), or runs the handler and acks or nacks it.
-// It returns how many acks it queued on ps, whether the handler was given
-// the received memory (see takeBody), and false when the Puller closed
-// while it waited for a worker slot.
-func (a *ackPuller[T]) process(ps *pullSock, m socket.Msg) (acks int, kept, ok bool) {
+// It returns how many acks are due on ps when it queued one (0 when it
+// did not), and whether the handler was given the received memory (see
+// takeBody).
+func (a *ackPuller[T]) process(ps *pusherPeer, m socket.Msg) (due int, kept bool) {
 	c := &a.pl.c
 	n := len(m.Frames)
 	var env codec.View
 	if n == 0 || codec.DecodeView(m.Frames[n-1], &env) != nil || env.Kind != codec.KindData {
 		c.dropped.Add(1)
-		return 0, false, true
+		return 0, false
 	}
 	a.dmu.Lock()
 	if first, dup := a.seen[env.ID]; dup {
 		c.dups.Add(1)
 		if first == nil { // processed: acknowledge again
 			a.dmu.Unlock()
-			ps.ack(env.ID)
-			return 1, false, true
+			return a.ack(ps, env.ID), false
 		}
 		// Being processed: answer with the first copy's outcome.
 		a.extra[env.ID] = append(a.extra[env.ID], ps)
 		a.dmu.Unlock()
-		return 0, false, true
+		return 0, false
 	}
 	a.seen[env.ID] = ps
 	a.dmu.Unlock()
-	select {
-	case a.sem <- struct{}{}:
-	case <-a.pl.ctx.Done():
-		return 0, false, false
+	if _, ok := env.Header(startHeader); ok {
+		// The pusher counts this delivery against WithMaxDeliveries only
+		// if it hears that the handler started.
+		id := env.ID // (env itself must not escape)
+		a.sendIDs(ps, codec.KindStart, id[:])
 	}
 	kept, err := a.pl.handle(env.Body)
-	<-a.sem
 	if err != nil && a.pl.ctx.Err() != nil && errors.Is(err, context.Canceled) {
-		return 0, kept, true // closing: neither ack nor nack; the pusher redelivers
+		a.dmu.Lock()
+		delete(a.seen, env.ID) // closing: neither ack nor nack; the pusher redelivers
+		a.dmu.Unlock()
+		return 0, kept
 	}
-	a.finish(ps, env.ID, err)
-	return 1, kept, true
+	return a.finish(ps, env.ID, err), kept
 }
 
-// finish acks (or nacks) every copy of id received so far. The acks on
-// self, the caller's socket, are left for the caller to flush; those on
-// other sockets are flushed now.
-func (a *ackPuller[T]) finish(self *pullSock, id codec.ID, err error) {
+// finish acks (or nacks) every copy of id received so far. The ack on
+// self, the caller's pusher, is left for the caller to flush (finish
+// returns how many are due on self, 0 after a nack); those on other
+// pushers are flushed now.
+func (a *ackPuller[T]) finish(self *pusherPeer, id codec.ID, err error) (due int) {
 	a.dmu.Lock()
 	// seen[id] is self: only the worker that put it there finishes id, and
 	// duplicates that arrive meanwhile wait in extra.
-	var more []*pullSock
+	var more []*pusherPeer
 	if len(a.extra) > 0 {
 		if more = a.extra[id]; more != nil {
 			delete(a.extra, id)
@@ -274,138 +317,130 @@ func (a *ackPuller[T]) finish(self *pullSock, id codec.ID, err error) {
 			ps = more[i]
 		}
 		if err == nil {
-			ps.ack(id)
+			n := a.ack(ps, id)
 			if ps != self {
-				ps.wake()
+				a.flush(ps)
+			} else {
+				due = n
 			}
 			a.pl.c.acked.Add(1)
 		} else {
 			a.nack(ps, id, err)
 		}
 	}
+	return due
 }
 
-// flushFrom sends the acks due on ps from a worker, saving the hand-off
-// to the acker, which retries if they cannot be sent now.
-func (a *ackPuller[T]) flushFrom(ps *pullSock) {
-	if !a.flush(ps) {
-		ps.wake()
-	}
-}
-
-// ack queues an ack; the caller flushes it (see worker).
-func (ps *pullSock) ack(id codec.ID) {
+// ack queues an ack on ps, and returns how many are due on it (at least
+// 1); the caller flushes them (see worker).
+func (a *ackPuller[T]) ack(ps *pusherPeer, id codec.ID) int {
 	ps.amu.Lock()
+	if ps.gone.Load() {
+		ps.amu.Unlock()
+		if ps.peer != nil {
+			a.keepLeft(ps.peer.Endpoint(), id[:])
+		}
+		return 1
+	}
 	ps.ids = append(ps.ids, id[:]...)
+	n := len(ps.ids) / 16
 	ps.amu.Unlock()
+	return n
 }
 
-func (a *ackPuller[T]) nack(ps *pullSock, id codec.ID, cause error) {
+func (a *ackPuller[T]) nack(ps *pusherPeer, id codec.ID, cause error) {
 	bp := codec.GetBuffer()
 	defer codec.PutBuffer(bp)
 	body, _ := marshalBody(*bp, cause.Error())
 	*bp = body
-	env := codec.Envelope{ID: id, Kind: codec.KindNack, Sender: a.pl.o.name, Timestamp: now().UnixNano(), Body: body}
+	env := codec.Envelope{ID: id, Kind: codec.KindNack, Sender: a.pl.o.name, Timestamp: nowNano(), Body: body}
 	if frame, err := encodeEnvelope(&env); err == nil {
 		// Best effort: a lost nack becomes an ack timeout at the pusher.
-		ps.sock.Send(context.Background(), socket.Msg{Frames: [][]byte{empty, frame}})
+		a.sock.SendTo(context.Background(), ps.peer, socket.Msg{Frames: [][]byte{empty, frame}})
 	}
 }
 
-// acker sends the acks due on ps in batches: whatever accumulated while
-// the previous batch was being sent goes out in one message.
-func (a *ackPuller[T]) acker(ps *pullSock) {
-	defer a.awg.Done()
-	var retry *time.Timer
-	var retryC <-chan time.Time
-	defer func() {
-		if retry != nil {
-			retry.Stop()
-		}
-	}()
-	for {
-		select {
-		case <-ps.kick:
-		case <-retryC:
-		case <-ps.stop:
-			a.flush(ps)
-			return
-		}
-		retryC = nil
-		if !a.flush(ps) {
-			if retry == nil {
-				retry = time.NewTimer(10 * time.Millisecond)
-			} else {
-				retry.Reset(10 * time.Millisecond)
-			}
-			retryC = retry.C
-		}
-	}
-}
-
-// flush sends the acks due on ps; it reports false when they could not be
-// sent and are kept for later.
-func (a *ackPuller[T]) flush(ps *pullSock) bool {
-	ps.amu.Lock()
-	ids := ps.ids
-	ps.ids = ps.spare[:0]
-	ps.spare = nil
-	ps.amu.Unlock()
-	if len(ids) == 0 {
-		ps.amu.Lock()
-		ps.spare = ids
-		ps.amu.Unlock()
-		return true
-	}
+// sendIDs sends ps an envelope of the given kind whose body is ids (16
+// bytes each).
+func (a *ackPuller[T]) sendIDs(ps *pusherPeer, kind codec.Kind, ids []byte) error {
 	bp := codec.GetBuffer()
+	defer codec.PutBuffer(bp)
 	body, _ := marshalBody(*bp, ids)
 	*bp = body
-	env := codec.Envelope{Kind: codec.KindAck, Sender: a.pl.o.name, Timestamp: now().UnixNano(), Body: body}
+	env := codec.Envelope{Kind: kind, Sender: a.pl.o.name, Timestamp: nowNano(), Body: body}
 	frame, err := encodeEnvelope(&env)
-	codec.PutBuffer(bp)
-	if err == nil {
-		err = ps.sock.Send(context.Background(), socket.Msg{Frames: [][]byte{empty, frame}})
+	if err != nil {
+		return err
 	}
-	ps.amu.Lock()
-	defer ps.amu.Unlock()
-	if err == nil {
-		ps.spare = ids[:0]
-		return true
+	return a.sock.SendTo(context.Background(), ps.peer, socket.Msg{Frames: [][]byte{empty, frame}})
+}
+
+// flush sends the acks due on ps. Acks that find its queue full are kept
+// and sent by the socket's Ready hook; those of a connection that went
+// wait for the endpoint's next one.
+func (a *ackPuller[T]) flush(ps *pusherPeer) {
+	for {
+		ps.amu.Lock()
+		ids := ps.ids
+		if len(ids) == 0 || ps.gone.Load() {
+			ps.amu.Unlock()
+			return
+		}
+		ps.ids = ps.spare[:0]
+		ps.spare = nil
+		ps.amu.Unlock()
+		err := a.sendIDs(ps, codec.KindAck, ids)
+		ps.amu.Lock()
+		if err == nil {
+			ps.spare = ids[:0]
+			ps.amu.Unlock()
+			return
+		}
+		// Keep them, oldest first, but no more than the dedup window's worth.
+		ids = append(ids, ps.ids...)
+		if m := a.maxLeft(); len(ids) > m {
+			ids = ids[len(ids)-m:]
+		}
+		gone := ps.gone.Load()
+		if gone {
+			ps.ids = nil
+		} else {
+			ps.ids = ids
+		}
+		ps.amu.Unlock()
+		switch {
+		case gone || errors.Is(err, socket.ErrPeerLost):
+			if !gone {
+				// The Detach hook is on its way; it moves what is
+				// left on ps.
+				return
+			}
+			a.keepLeft(ps.peer.Endpoint(), ids)
+			return
+		case errors.Is(err, socket.ErrWouldBlock) && ps.peer.Ready():
+			continue // room came before the Ready hook could see these
+		default:
+			return
+		}
 	}
-	// Keep them, oldest first, but no more than the dedup window's worth.
-	ids = append(ids, ps.ids...)
-	if max := 16 * len(a.ring); len(ids) > max {
-		ids = ids[len(ids)-max:]
-	}
-	ps.ids = ids
-	return false
 }
 
 func (a *ackPuller[T]) stats(s *Stats) {
-	a.mu.Lock()
-	socks := make([]*pullSock, 0, len(a.socks))
-	for _, ps := range a.socks {
-		socks = append(socks, ps)
-	}
-	a.mu.Unlock()
-	for _, ps := range socks {
-		addSocket(&s.Socket, ps.sock.Stats())
-	}
+	addSocket(&s.Socket, a.sock.Stats())
 }
 
 // close runs after the Puller's context is cancelled: it waits for the
-// receivers and workers, flushes the acks due and closes the sockets.
+// workers, sends the acks due and closes the socket.
 func (a *ackPuller[T]) close() {
 	a.wg.Wait()
 	a.mu.Lock()
-	socks := a.socks
-	a.socks = map[string]*pullSock{}
+	peers := make([]*pusherPeer, 0, len(a.peers))
+	for _, ps := range a.peers {
+		peers = append(peers, ps)
+	}
 	a.mu.Unlock()
-	for _, ps := range socks {
-		close(ps.stop)
+	for _, ps := range peers {
+		a.flush(ps)
 	}
-	a.awg.Wait()
-	for _, ps := range socks {
-		ps.sock.Close()
-	}
+	a.sock.Close()
 }

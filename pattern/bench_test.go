@@ -413,3 +413,93 @@ func BenchmarkLargePipeline(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkPipelineLightLoad and BenchmarkAckedPipelineLightLoad measure
+// push-to-handler latency at light load: one job every millisecond (1,000
+// jobs/s), an empty handler, one worker. Each job carries the monotonic
+// time it was pushed; the handler records how long it took to get there.
+// b.N is the number of jobs, so the run takes about b.N milliseconds.
+func BenchmarkPipelineLightLoad(b *testing.B)      { benchLightLoad(b, false) }
+func BenchmarkAckedPipelineLightLoad(b *testing.B) { benchLightLoad(b, true) }
+
+func benchLightLoad(b *testing.B, acked bool) {
+	var opts []Option
+	if acked {
+		opts = append(opts, WithAck())
+	}
+	push, err := NewPusher[int64](append(opts, WithBind(loopback))...)
+	push = cleanup(b, push, err)
+	var lat histogram
+	var got atomic.Int64
+	pl, err := NewPuller(func(_ context.Context, pushed int64) error {
+		if pushed >= 0 { // not the warm-up job
+			lat.record(time.Duration(mono() - pushed))
+		}
+		got.Add(1)
+		return nil
+	}, append(opts, WithConnect(ep(b, push)), WithWorkers(1))...)
+	pl = cleanup(b, pl, err)
+	waitFor(b, "puller", func() bool { return push.Pullers() == 1 })
+	ctx := context.Background()
+	// warm up the connection (and, acked, the puller's credit)
+	if err := push.Push(ctx, -1); err != nil {
+		b.Fatal(err)
+	}
+	waitFor(b, "warm-up job", func() bool { return got.Load() == 1 })
+	got.Store(0)
+	tick := time.NewTicker(time.Millisecond)
+	defer tick.Stop()
+	b.ReportAllocs()
+	b.ResetTimer()
+	for range b.N {
+		<-tick.C
+		if err := push.Push(ctx, mono()); err != nil {
+			b.Fatal(err)
+		}
+	}
+	waitFor(b, "every job handled", func() bool { return got.Load() == int64(b.N) })
+	b.StopTimer()
+	s := lat.snapshot()
+	b.ReportMetric(float64(s.P50.Microseconds()), "p50-µs")
+	b.ReportMetric(float64(s.P99.Microseconds()), "p99-µs")
+}
+
+// BenchmarkRequesterAttachToSend measures how long a request waiting for a
+// replier takes to go out once one connects: from the socket's Attach hook
+// (the user's, which runs just before the Requester's) to the return of
+// the send, for b.N Requesters each connecting to the same Replier.
+func BenchmarkRequesterAttachToSend(b *testing.B) {
+	rp, err := NewReplier(func(_ context.Context, s string) (string, error) { return s, nil }, WithBind(loopback))
+	rp = cleanup(b, rp, err)
+	target := ep(b, rp)
+	var lat histogram
+	b.ReportAllocs()
+	for range b.N {
+		var attachedAt, sentAt atomic.Int64
+		rq, err := NewRequester[string, string](WithTimeout(10*time.Second),
+			WithSocketOptions(socket.WithPeerHooks(socket.PeerHooks{
+				Attach: func(*socket.Peer) { attachedAt.Store(mono()) },
+			})))
+		if err != nil {
+			b.Fatal(err)
+		}
+		rq.sent = func(*socket.Peer) { sentAt.CompareAndSwap(0, mono()) }
+		done := make(chan error, 1)
+		go func() {
+			_, err := rq.Request(context.Background(), "x")
+			done <- err
+		}()
+		waitFor(b, "the request to wait", func() bool { return rq.waits.Load() == 1 })
+		if err := rq.Connect(target); err != nil {
+			b.Fatal(err)
+		}
+		if err := <-done; err != nil {
+			b.Fatal(err)
+		}
+		lat.record(time.Duration(sentAt.Load() - attachedAt.Load()))
+		rq.Close()
+	}
+	s := lat.snapshot()
+	b.ReportMetric(float64(s.P50.Nanoseconds())/1e3, "p50-µs")
+	b.ReportMetric(float64(s.P90.Nanoseconds())/1e3, "p90-µs")
+}

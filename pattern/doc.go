@@ -63,8 +63,9 @@
 //	Pusher (PUSH) -> Puller (PULL)            [envelope{Kind: data}]
 //	acked Pusher (ROUTER) -> Puller (DEALER)  ["", envelope{Kind: data}]
 //	acked Puller -> Pusher                    ["", envelope{Kind: ack, Body: bin of n 16-byte ids}]
-//	                                          ["", envelope{Kind: ack, no ids, Headers: {"zpeer-credit": "N"}}]  (hello)
+//	                                          ["", envelope{Kind: ack, no ids, Headers: {"zpeer-credit": "N", "zpeer-start": "1"}}]  (hello)
 //	                                          ["", envelope{Kind: nack, ID: the message's ID, Body: str reason}]
+//	                                          ["", envelope{Kind: start, Body: bin of 16-byte ids}]  (handler started)
 //
 // The empty delimiter frame follows the REQ/REP convention, so a plain
 // ZeroMQ REQ socket that sends envelopes gets answers from a Replier
@@ -79,9 +80,18 @@
 // that grants the Pusher credit for N messages. Each message delivered on
 // the connection uses one credit; each id acknowledged or nacked on it
 // returns one. Acks are batched: one ack envelope carries every id
-// acknowledged since the previous one was sent. The Pusher watches its
-// ROUTER socket's events and redelivers a lost connection's messages at
-// once.
+// acknowledged since the previous one was sent. The Pusher learns of lost
+// connections from its socket's Detach hook and redelivers their messages
+// at once. A redelivered message carries the header "zpeer-start"; a
+// Puller whose hello said "zpeer-start" reports, with a start envelope,
+// that its handler starts on such a message before running it, so that a
+// lost connection counts against WithMaxDeliveries only when the handler
+// had started.
+//
+// Each pattern role is one socket. Patterns that choose their peer (the
+// Requester's fail-over, the acked Pusher's credit) do it through the
+// socket's peer handles and its synchronous attach and detach hooks, with
+// no goroutine per peer and no polling.
 //
 // # Memory
 //

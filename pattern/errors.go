@@ -1,6 +1,7 @@
 package pattern
 
 import (
+	"context"
 	"errors"
 	"fmt"
 )
@@ -64,4 +65,12 @@ func (e *RemoteError) Unwrap() error { return ErrRemote }
 
 func badMessage(format string, args ...any) error {
 	return fmt.Errorf("%w: "+format, append([]any{ErrBadMessage}, args...)...)
+}
+
+// ctxError is ctx's error, wrapped in ErrTimeout for a deadline.
+func ctxError(ctx context.Context) error {
+	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		return fmt.Errorf("%w: %w", ErrTimeout, ctx.Err())
+	}
+	return ctx.Err()
 }

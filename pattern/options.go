@@ -46,6 +46,7 @@ const (
 	oBorrow
 	oOutbox
 	oOutboxBytes
+	oLastValue
 )
 
 var optNames = map[optBit]string{
@@ -56,7 +57,8 @@ var optNames = map[optBit]string{
 	oName: "WithName", oPriority: "WithPriority", oType: "WithType", oTopics: "WithTopics",
 	oOnGap: "WithOnGap", oOnDead: "WithOnDead", oLogger: "WithLogger", oDiscovery: "WithDiscovery",
 	oCurve: "WithKey", oOnRefused: "WithOnRefused", oOutbox: "WithOutbox", oOutboxBytes: "WithOutboxMaxBytes",
-	oBorrow: "WithBorrowedValues",
+	oLastValue: "WithLastValue",
+	oBorrow:    "WithBorrowedValues",
 }
 
 // options common to every pattern.
@@ -94,6 +96,7 @@ type options struct {
 	outboxMode      OutboxMode
 	outboxBytes     int64
 	curve           curveOpts
+	lastValue       int // Publisher: topics in the last-value cache (0: none)
 }
 
 func defaultOptions() options {
@@ -274,8 +277,15 @@ func WithAckTimeout(d time.Duration) Option {
 	}
 }
 
-// WithMaxDeliveries sets how many times an acked Pusher delivers a message
-// before it declares it dead (default 5).
+// WithMaxDeliveries sets how many deliveries of a message an acked Pusher
+// makes before it declares it dead (default 5). Only deliveries that a
+// handler started count, as far as the Pusher can tell: one that was
+// nacked or whose ack timed out counts; one lost with its puller's
+// connection counts when the handler had started on it. Pullers report
+// the start of a redelivered message; a first delivery lost with its
+// connection counts, as the Pusher cannot tell. So a message that crashes
+// every worker it reaches is dead after n starts, and pullers that come and
+// go without starting it cost it one counted delivery at most.
 func WithMaxDeliveries(n int) Option {
 	return func(o *options) error {
 		if n < 1 {

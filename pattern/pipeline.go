@@ -82,19 +82,15 @@ func NewPusher[T any](opts ...Option) (*Pusher[T], error) {
 		p.ref = newRefusals(&p.o, "an acked Pusher (ROUTER)", "acked Pullers, WithAck (DEALER)")
 		// Credit bounds what is queued per puller, so the socket's own
 		// high-water mark need not (WithCredit allows up to 1<<20).
-		sopts := append([]socket.Option{socket.WithNoBlock(), socket.WithSendHWM(1 << 20),
-			socket.WithEventHandler(func(ev socket.Event) {
-				p.ack.event(ev)
-				p.ref.event(ev, p.sock.Peers)
-			})}, o.sockOpts...)
-		p.sock, err = socket.New(socket.ROUTER, sopts...)
+		p.sock, err = newSocket(socket.ROUTER, &p.o,
+			&socket.PeerHooks{Attach: p.ack.attach, Detach: p.ack.detach, Ready: p.ack.ready},
+			socket.WithNoBlock(), socket.WithSendHWM(1<<20), p.ref.eventOption(func() int { return p.sock.Peers() }))
 	} else {
 		p.ref = newRefusals(&p.o, "a fire-and-forget Pusher (PUSH)", "fire-and-forget Pullers, without WithAck (PULL)")
-		sopts := append([]socket.Option{p.ref.eventOption(func() int { return p.sock.Peers() })}, o.sockOpts...)
-		p.sock, err = socket.New(socket.PUSH, sopts...)
+		p.sock, err = newSocket(socket.PUSH, &p.o, nil, p.ref.eventOption(func() int { return p.sock.Peers() }))
 	}
 	if err != nil {
-		p.ref.close()
+		p.Close() // stops the notifiers
 		return nil, err
 	}
 	if err := setup(p.sock, o); err != nil {
@@ -286,14 +282,17 @@ func (p *Pusher[T]) Close() error {
 // Fire-and-forget: a PULL socket, fair-queued over the pushers; a handler
 // error is counted and logged, and the message is gone.
 //
-// Acknowledged (WithAck): one DEALER socket per pusher endpoint, announcing
-// WithCredit. After the handler returns nil the message is acknowledged
+// Acknowledged (WithAck): one DEALER socket connected to every pusher,
+// announcing WithCredit on each connection. After the handler returns nil the message is acknowledged
 // (acknowledgements are batched); after it returns an error or panics it is
 // nacked and the pusher redelivers it, preferably elsewhere. The ids of the
 // last WithDedupWindow processed messages are remembered, and a redelivered
 // message whose id is among them is acknowledged without being processed
 // again (counted in Stats.Duplicates); a duplicate that arrives while the
-// first copy is still being processed waits for that outcome. An acked
+// first copy is still being processed waits for that outcome. When the
+// pusher asks (on a redelivery), the puller reports that the handler starts
+// on a message before it runs it, so that the pusher counts towards
+// WithMaxDeliveries only deliveries that reached a handler. An acked
 // Puller must connect to its pushers (WithConnect, Connect, WithDiscovery):
 // acknowledgements go back on the connection the message came on.
 //
@@ -340,18 +339,20 @@ func NewPuller[T any](h func(ctx context.Context, v T) error, opts ...Option) (*
 	pl.ctx, pl.cancel = context.WithCancel(context.Background())
 	if o.ack {
 		pl.ref = newRefusals(&pl.o, "an acked Puller (DEALER)", "an acked Pusher, WithAck (ROUTER)")
-		pl.ack = newAckPuller(pl)
-		for _, ep := range o.connects {
-			if err := pl.ack.connect(ep); err != nil {
-				pl.Close()
-				return nil, err
-			}
+		if pl.ack, err = newAckPuller(pl); err != nil {
+			pl.ref.close()
+			pl.cancel()
+			return nil, err
+		}
+		if err := pl.ack.start(); err != nil {
+			pl.Close()
+			return nil, err
 		}
 	} else {
 		pl.ref = newRefusals(&pl.o, "a fire-and-forget Puller (PULL)", "a fire-and-forget Pusher, without WithAck (PUSH)")
-		sopts := append([]socket.Option{pl.ref.eventOption(func() int { return pl.sock.Peers() })}, o.sockOpts...)
-		if pl.sock, err = socket.New(socket.PULL, sopts...); err != nil {
+		if pl.sock, err = newSocket(socket.PULL, &pl.o, nil, pl.ref.eventOption(func() int { return pl.sock.Peers() })); err != nil {
 			pl.ref.close()
+			pl.cancel()
 			return nil, err
 		}
 		if err := setup(pl.sock, o); err != nil {
@@ -448,7 +449,7 @@ func (pl *Puller[T]) Endpoints() []string {
 // Pushers returns the number of connected pushers.
 func (pl *Puller[T]) Pushers() int {
 	if pl.ack != nil {
-		return pl.ack.peers()
+		return pl.ack.pushers()
 	}
 	return pl.sock.Peers()
 }

@@ -374,3 +374,127 @@ func TestAckedCreditAboveHWM(t *testing.T) {
 		t.Fatalf("stats %+v, handled %d", st, n.Load())
 	}
 }
+
+// Puller churn with no handler failure sends no message dead: pullers come,
+// take a window of work, handle a little of it and go, again and again, so
+// most messages are delivered several times before a handler starts on
+// them. Only deliveries a handler started count towards
+// WithMaxDeliveries(3): a message lost on its first delivery may count once
+// (its start is not reported), a redelivery only if its start was. (A
+// redelivery that a handler finished counts too when its ack is lost with
+// the connection, which the engine can do when the pusher's write fails
+// before it has read the puller's last bytes: so 3, not 2. Counting every
+// lost delivery, as before, sends messages dead here every time.)
+func TestAckedChurnNoDeadLetters(t *testing.T) {
+	const (
+		n      = 300
+		cycles = 30
+	)
+	var dead atomic.Int32
+	push, err := NewPusher[job](WithBind(loopback), WithAck(), WithMaxDeliveries(3), WithAckTimeout(time.Minute),
+		WithOnDead(func(DeadLetter) { dead.Add(1) }))
+	push = cleanup(t, push, err)
+	for i := range n {
+		if err := push.Push(ctxT(t), job{N: i}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got := newTally()
+	handler := func(_ context.Context, j job) error {
+		got.add(j.N, "")
+		time.Sleep(200 * time.Microsecond) // some work: most of the window waits
+		return nil
+	}
+	for range cycles {
+		before := got.distinct()
+		pl, err := NewPuller(handler, WithConnect(ep(t, push)), WithAck(), WithCredit(32), WithWorkers(1))
+		if err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, "the puller to work", func() bool { return got.distinct() >= min(n, before+2) || dead.Load() > 0 })
+		pl.Close() // holding most of its window, unstarted
+		if dead.Load() > 0 {
+			t.Fatalf("%d messages dead, with no handler failure", dead.Load())
+		}
+	}
+	lost := push.Stats().Retried
+	pl, err := NewPuller(handler, WithConnect(ep(t, push)), WithAck(), WithWorkers(4))
+	cleanup(t, pl, err)
+	if err := push.Drain(ctxT(t)); err != nil {
+		t.Fatal(err)
+	}
+	st := push.Stats()
+	t.Logf("%d messages, %d redeliveries during the churn, %d in all", n, lost, st.Retried)
+	if lost < n {
+		t.Fatalf("only %d redeliveries during the churn: the test proves nothing", lost)
+	}
+	if st.Dead != 0 || dead.Load() != 0 || st.Acked != n || got.distinct() != n {
+		t.Fatalf("stats %+v, dead letters %d, handled %d", st, dead.Load(), got.distinct())
+	}
+}
+
+// A poison message that kills every worker it is given (here: its handler
+// never returns, and the puller is closed under it, as a crash would end
+// its connection) is dead after WithMaxDeliveries handler starts, and the
+// messages pushed with it are all processed.
+func TestAckedPoisonDeadAfterStarts(t *testing.T) {
+	const maxDeliveries = 3
+	deadCh := make(chan DeadLetter, 1)
+	push, err := NewPusher[job](WithBind(loopback), WithAck(), WithMaxDeliveries(maxDeliveries),
+		WithAckTimeout(time.Minute), WithOnDead(func(d DeadLetter) { deadCh <- d }))
+	push = cleanup(t, push, err)
+	got := newTally()
+	crashed := make(chan struct{}, 1)
+	var starts atomic.Int32
+	handler := func(ctx context.Context, j job) error {
+		if j.Data == "poison" {
+			starts.Add(1)
+			crashed <- struct{}{}
+			<-ctx.Done()
+			return ctx.Err()
+		}
+		got.add(j.N, "")
+		return nil
+	}
+	if err := push.Push(ctxT(t), job{N: -1, Data: "poison"}); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 20 {
+		if err := push.Push(ctxT(t), job{N: i}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var d DeadLetter
+	for d.Deliveries == 0 {
+		pl, err := NewPuller(handler, WithConnect(ep(t, push)), WithAck(), WithCredit(4), WithWorkers(2))
+		if err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case <-crashed:
+			pl.Close() // the worker dies with the poison in its handler
+		case d = <-deadCh:
+			pl.Close()
+		case <-time.After(10 * time.Second):
+			pl.Close()
+			t.Fatalf("no crash and no dead letter; %d starts, stats %+v", starts.Load(), push.Stats())
+		}
+		if starts.Load() > maxDeliveries {
+			t.Fatalf("the poison was started %d times", starts.Load())
+		}
+	}
+	if v, ok := d.Value.(job); !ok || v.Data != "poison" || d.Deliveries != maxDeliveries || !errors.Is(d.Err, ErrDead) {
+		t.Fatalf("dead letter %+v", d)
+	}
+	if s := starts.Load(); s != maxDeliveries {
+		t.Fatalf("the poison was started %d times, dead after %d", s, d.Deliveries)
+	}
+	pl, err := NewPuller(handler, WithConnect(ep(t, push)), WithAck())
+	cleanup(t, pl, err)
+	if err := push.Drain(ctxT(t)); err != nil {
+		t.Fatal(err)
+	}
+	if st := push.Stats(); st.Dead != 1 || st.Acked != 20 || got.distinct() != 20 {
+		t.Fatalf("stats %+v, handled %d", st, got.distinct())
+	}
+}

@@ -23,10 +23,17 @@ import (
 // A subscription reaches the Publisher a moment after the subscriber
 // connects, and what is published before it arrives is not sent to that
 // subscriber (ZeroMQ's slow joiner): WaitSubscribers waits for it.
+//
+// With WithLastValue it is an XPUB socket with a last-value cache
+// (socket.LastValueCache): a subscriber that joins first gets the last
+// message of every topic it subscribes to, then the live stream.
 type Publisher[T any] struct {
 	o    options
 	sock *socket.Socket
 	c    counters
+	lvc  *socket.LastValueCache
+	// served is closed when the cache's Serve goroutine ends (after Close).
+	served chan struct{}
 
 	mu     sync.Mutex // serialises sequence numbering and sending, so seqs go out in order
 	topics map[string]*topicState
@@ -45,24 +52,66 @@ type topicState struct {
 // Options: WithBind, WithConnect, WithPriority, WithType, WithName,
 // WithSocketOptions, WithLogger, WithService, WithWatcher, WithDiscovery.
 func NewPublisher[T any](opts ...Option) (*Publisher[T], error) {
-	o, err := buildOptions("Publisher", oPriority|oType, opts)
+	o, err := buildOptions("Publisher", oPriority|oType|oLastValue, opts)
 	if err != nil {
 		return nil, err
 	}
-	s, err := socket.New(socket.PUB, o.sockOpts...)
+	typ, own := socket.PUB, []socket.Option(nil)
+	if o.lastValue > 0 {
+		typ, own = socket.XPUB, []socket.Option{socket.WithXPubManual()}
+	}
+	s, err := newSocket(typ, &o, nil, own...)
 	if err != nil {
 		return nil, err
 	}
 	p := &Publisher[T]{o: o, sock: s, topics: make(map[string]*topicState)}
+	if o.lastValue > 0 {
+		if p.lvc, err = socket.NewLastValueCache(s, o.lastValue); err != nil {
+			s.Close()
+			return nil, err
+		}
+		p.served = make(chan struct{})
+		go func() {
+			defer close(p.served)
+			p.lvc.Serve(context.Background()) // until the socket closes
+		}()
+	}
 	if err := setup(s, o); err != nil {
-		s.Close()
+		p.closeSocket()
 		return nil, err
 	}
-	if p.disc, err = join(&p.o, "PUB", p, p.Endpoints()); err != nil {
-		s.Close()
+	if p.disc, err = join(&p.o, typ.String(), p, p.Endpoints()); err != nil {
+		p.closeSocket()
 		return nil, err
 	}
 	return p, nil
+}
+
+// WithLastValue gives a Publisher a last-value cache of up to topics
+// topics: it keeps the last message published on each, and a subscriber
+// that joins gets the current message of every topic it subscribes to
+// before the live stream, with its original sequence number (so no gap is
+// counted). Publishing on a new topic beyond the bound forgets the topic
+// published least recently. The Publisher is then an XPUB socket (any SUB
+// still talks to it) that handles subscriptions itself.
+func WithLastValue(topics int) Option {
+	return func(o *options) error {
+		if topics < 1 {
+			return optErr("WithLastValue(%d): the cache needs room for at least one topic", topics)
+		}
+		o.used |= oLastValue
+		o.lastValue = topics
+		return nil
+	}
+}
+
+// closeSocket closes the socket and waits for the cache's goroutine.
+func (p *Publisher[T]) closeSocket() error {
+	err := p.sock.Close()
+	if p.served != nil {
+		<-p.served
+	}
+	return err
 }
 
 // Publish sends v on topic to every subscriber of a matching prefix. It
@@ -87,7 +136,13 @@ func (p *Publisher[T]) Publish(ctx context.Context, topic string, v T, opts ...C
 		return err
 	}
 	defer mem.release()
-	if err := p.sock.Send(ctx, socket.Msg{Frames: [][]byte{st.frame, frame}, Priority: prio, Buf: mem.sb}); err != nil {
+	m := socket.Msg{Frames: [][]byte{st.frame, frame}, Priority: prio, Buf: mem.sb}
+	if p.lvc != nil {
+		err = p.lvc.Send(ctx, m)
+	} else {
+		err = p.sock.Send(ctx, m)
+	}
+	if err != nil {
 		return callError(err)
 	}
 	st.seq++
@@ -192,7 +247,7 @@ func (p *Publisher[T]) Close() error {
 	if !closed {
 		p.disc.leave()
 	}
-	return p.sock.Close()
+	return p.closeSocket()
 }
 
 // Subscriber receives typed values published on the topics it subscribed
@@ -230,10 +285,12 @@ type source struct {
 	topics map[string]*stream
 }
 
-// stream is one publisher's topic: the last sequence number seen.
+// stream is one publisher's topic: the last sequence number seen, and the
+// ID of the message that had it.
 type stream struct {
-	topic string
-	last  uint64
+	topic  string
+	last   uint64
+	lastID codec.ID
 }
 
 // NewSubscriber creates a Subscriber. Give it topics with WithTopics or
@@ -248,7 +305,7 @@ func NewSubscriber[T any](opts ...Option) (*Subscriber[T], error) {
 	if err != nil {
 		return nil, err
 	}
-	s, err := socket.New(socket.SUB, o.sockOpts...)
+	s, err := newSocket(socket.SUB, &o, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -353,14 +410,22 @@ func (s *Subscriber[T]) next(ctx context.Context) (Message[T], socket.Msg, []byt
 		}
 		msg := Message[T]{ID: env.ID, Type: s.typ, Priority: env.Priority, Seq: env.Seq,
 			Timestamp: time.Unix(0, env.Timestamp), Headers: env.Headers()}
-		gap := s.track(&env, &msg)
+		gap, dup := s.track(&env, &msg)
+		if dup {
+			s.c.dups.Add(1)
+			m.Free()
+			continue
+		}
 		return msg, m, env.Body, gap, nil
 	}
 }
 
 // track updates the sequence state of env's stream, fills in msg's sender
-// and topic, and returns the gap env reveals, if any.
-func (s *Subscriber[T]) track(env *codec.View, msg *Message[T]) Gap {
+// and topic, and returns the gap env reveals, if any. dup reports the
+// message just before it again (the same sequence number and ID: a
+// last-value cache's copy, forwarded by a proxy to a subscriber that had the
+// original), which the caller drops.
+func (s *Subscriber[T]) track(env *codec.View, msg *Message[T]) (gap Gap, dup bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	src := s.sources[string(env.Sender)]
@@ -377,18 +442,22 @@ func (s *Subscriber[T]) track(env *codec.View, msg *Message[T]) Gap {
 		src.topics[st.topic] = st
 	}
 	msg.Topic = st.topic
+	if seen && env.Seq == st.last && env.ID == st.lastID {
+		src.stats.Delivered--
+		return Gap{}, true
+	}
 	last := st.last
-	st.last = env.Seq
+	st.last, st.lastID = env.Seq, env.ID
 	if !seen || env.Seq <= last || env.Seq == 0 {
-		return Gap{}
+		return Gap{}, false
 	}
 	missed := env.Seq - last - 1
 	if missed == 0 {
-		return Gap{}
+		return Gap{}, false
 	}
 	src.stats.Gaps += missed
 	s.c.gaps.Add(missed)
-	return Gap{Sender: msg.Sender, Topic: msg.Topic, From: last + 1, To: env.Seq - 1, Missed: missed}
+	return Gap{Sender: msg.Sender, Topic: msg.Topic, From: last + 1, To: env.Seq - 1, Missed: missed}, false
 }
 
 // Stats returns the Subscriber's counters: Delivered (messages returned by

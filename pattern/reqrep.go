@@ -14,25 +14,39 @@ import (
 	"github.com/zpeer/zpeer/socket"
 )
 
-// empty is the REQ/REP delimiter frame. It is never modified.
-var empty = []byte{}
-
 const panicHeader = "zpeer-panic"
 
 // Requester sends typed requests and returns typed replies. It is safe for
 // concurrent use: any number of goroutines may call Request at once, and
 // their requests are in flight together.
 //
-// Underneath, each endpoint it connects to gets a DEALER socket of its own,
-// so that the Requester chooses which replier an attempt goes to: the
-// connected replier with the fewest requests in flight, avoiding repliers
-// that have just timed out and those already tried for this request. An
-// attempt that gets no reply within WithTimeout is abandoned and the request
-// is sent again, to another replier when there is one, up to WithRetries
-// times (the Lazy Pirate pattern of the ZeroMQ guide); after two timeouts in
-// a row with no reply in between, the connection to that replier is dropped
-// and dialled afresh. When a replier's connection drops while it holds a
-// request, the request is resent at once rather than after the timeout.
+// Underneath is one DEALER socket connected to every replier endpoint (and
+// bound, with WithBind, for repliers that dial in). The Requester chooses
+// the replier of each attempt itself, through the socket's peer handles:
+// the connected replier with the fewest requests in flight, not one already
+// tried for this request when another is connected. It learns of repliers
+// from the socket's attach and detach hooks, so a request waiting for a
+// replier goes out as soon as one connects. An attempt that gets no reply
+// within WithTimeout is abandoned and the request is sent again, to another
+// replier when there is one, up to WithRetries times (the Lazy Pirate
+// pattern of the ZeroMQ guide). When a replier's connection drops while it
+// holds a request, the request is resent at once rather than after the
+// timeout.
+//
+// Each replier endpoint has a circuit breaker. An attempt that times out
+// opens it: the replier gets no requests until its back-off (WithTimeout at
+// first) has passed, then one probe request. A reply closes the breaker
+// and the replier gets its full share again; a probe that times out doubles
+// the back-off, up to the larger of WithTimeout and 5 s. A hung replier so
+// costs at most one timed-out request per back-off, and one that recovered
+// gets traffic back within a back-off. The breaker belongs to the endpoint,
+// not the connection: after two timeouts in a row the Requester drops the
+// connection and dials it afresh (Lazy Pirate), and the new connection
+// starts where the old one left off. A replier that dialled in (WithBind)
+// has a breaker for as long as its connection lasts. When every connected
+// replier's breaker is open, the breakers are overruled rather than the
+// request kept waiting: it goes to the replier with the fewest timeouts in
+// a row.
 //
 // Every attempt carries a new envelope id and replies are matched by it: a
 // late reply to an abandoned attempt is discarded (counted in Stats.Late),
@@ -41,6 +55,7 @@ const panicHeader = "zpeer-panic"
 // processed.
 type Requester[Req, Resp any] struct {
 	o      options
+	sock   *socket.Socket
 	ctx    context.Context
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
@@ -48,31 +63,56 @@ type Requester[Req, Resp any] struct {
 	lat    histogram
 	seq    atomic.Uint64
 	disc   *joined
+	waits  atomic.Uint64 // times a request waited for a replier (tests)
+
+	// sent, when set (by tests, before the first Request), is called
+	// after each attempt is queued for its replier.
+	sent func(*socket.Peer)
+
+	// epMu serialises Connect, Disconnect and redials. It is never held
+	// by a peer hook: socket.Disconnect runs the Detach hook.
+	epMu sync.Mutex
 
 	mu      sync.Mutex
-	peers   []*reqPeer
-	bound   *reqPeer
+	peers   []*reqPeer // attached repliers, in attach order
+	byPeer  map[*socket.Peer]*reqPeer
+	health  map[string]*breaker // per connected endpoint
 	pending map[codec.ID]*call
 	next    int
 	closed  bool
-	change  chan struct{} // closed and replaced when a peer connects
+	change  chan struct{} // closed and replaced when a replier may have become available
 }
 
+// reqPeer is one connected replier.
 type reqPeer struct {
-	ep       string // connected endpoint; "" for the bound socket
-	sock     *socket.Socket
-	up       int // connected pipes
+	peer     *socket.Peer
+	h        *breaker
 	inflight int
-	timeouts int // consecutive abandoned attempts
 	calls    map[*call]struct{}
 	gone     bool
 }
 
+// breaker is a replier endpoint's circuit breaker. r.mu guards it.
+type breaker struct {
+	ep       string // the connected endpoint; "" for a peer that dialled in
+	fails    int    // attempts in a row that timed out
+	open     bool
+	retryAt  int64         // mono time when an open breaker lets a probe through
+	backoff  time.Duration // how long it stays open after a failed probe
+	probing  bool          // the probe is in flight
+	sent     uint64        // attempts sent
+	timeouts uint64        // attempts that timed out
+}
+
+// probeMax caps the breaker's back-off (but never below WithTimeout).
+const probeMax = 5 * time.Second
+
 // call is one Request's registration while an attempt is in flight.
 type call struct {
-	ch   chan reply // capacity 1; written once per registration
-	id   codec.ID
-	peer *reqPeer
+	ch    chan reply // capacity 1; written once per registration
+	id    codec.ID
+	peer  *reqPeer
+	probe bool
 }
 
 type reply struct {
@@ -96,19 +136,20 @@ func NewRequester[Req, Resp any](opts ...Option) (*Requester[Req, Resp], error) 
 	if err != nil {
 		return nil, err
 	}
-	r := &Requester[Req, Resp]{o: o, pending: make(map[codec.ID]*call), change: make(chan struct{})}
+	r := &Requester[Req, Resp]{o: o, byPeer: make(map[*socket.Peer]*reqPeer), health: make(map[string]*breaker),
+		pending: make(map[codec.ID]*call), change: make(chan struct{})}
 	r.ctx, r.cancel = context.WithCancel(context.Background())
-	if len(o.binds) > 0 {
-		p, err := r.newPeer("")
-		if err != nil {
+	r.sock, err = newSocket(socket.DEALER, &r.o,
+		&socket.PeerHooks{Attach: r.attach, Detach: r.detach, Ready: r.ready},
+		socket.WithNoBlock(), socket.WithLowLatency(true), socket.WithLinger(0))
+	if err != nil {
+		r.cancel()
+		return nil, err
+	}
+	for _, ep := range o.binds {
+		if _, err := r.sock.Bind(ep); err != nil {
 			r.Close()
 			return nil, err
-		}
-		for _, ep := range o.binds {
-			if _, err := p.sock.Bind(ep); err != nil {
-				r.Close()
-				return nil, err
-			}
 		}
 	}
 	for _, ep := range o.connects {
@@ -117,6 +158,8 @@ func NewRequester[Req, Resp any](opts ...Option) (*Requester[Req, Resp], error) 
 			return nil, err
 		}
 	}
+	r.wg.Add(1)
+	go r.recvLoop()
 	if r.disc, err = join(&r.o, "DEALER", r, r.Endpoints()); err != nil {
 		r.Close()
 		return nil, err
@@ -124,54 +167,28 @@ func NewRequester[Req, Resp any](opts ...Option) (*Requester[Req, Resp], error) 
 	return r, nil
 }
 
-// newPeer creates a DEALER socket for ep ("" for the bound socket) and
-// starts its receive loop.
-func (r *Requester[Req, Resp]) newPeer(ep string) (*reqPeer, error) {
-	p := &reqPeer{ep: ep, calls: make(map[*call]struct{})}
-	sopts := append([]socket.Option{
-		socket.WithNoBlock(),
-		socket.WithLowLatency(true),
-		socket.WithLinger(0),
-		socket.WithEventHandler(func(ev socket.Event) { r.event(p, ev) }),
-	}, r.o.sockOpts...)
-	s, err := socket.New(socket.DEALER, sopts...)
-	if err != nil {
-		return nil, err
-	}
-	p.sock = s
+// Connect adds a replier endpoint. Connecting is asynchronous; the
+// endpoint is re-dialled whenever its connection drops. Connecting twice to
+// one endpoint is an error (wrapping socket.ErrEndpoint).
+func (r *Requester[Req, Resp]) Connect(ep string) error {
+	r.epMu.Lock()
+	defer r.epMu.Unlock()
 	r.mu.Lock()
 	if r.closed {
 		r.mu.Unlock()
-		s.Close()
-		return nil, ErrClosed
+		return ErrClosed
 	}
-	if ep == "" {
-		r.bound = p
+	if r.health[ep] != nil {
+		r.mu.Unlock()
+		return fmt.Errorf("%w %q: already connected", socket.ErrEndpoint, ep)
 	}
-	r.peers = append(r.peers, p)
-	r.wg.Add(1)
+	// The breaker is there before the first connection attaches.
+	r.health[ep] = &breaker{ep: ep}
 	r.mu.Unlock()
-	go r.recvLoop(p)
-	return p, nil
-}
-
-// Connect adds a replier endpoint. Connecting is asynchronous; the
-// endpoint is re-dialled whenever its connection drops.
-func (r *Requester[Req, Resp]) Connect(ep string) error {
-	r.mu.Lock()
-	for _, p := range r.peers {
-		if p.ep == ep && ep != "" {
-			r.mu.Unlock()
-			return fmt.Errorf("%w %q: already connected", socket.ErrEndpoint, ep)
-		}
-	}
-	r.mu.Unlock()
-	p, err := r.newPeer(ep)
-	if err != nil {
-		return err
-	}
-	if err := p.sock.Connect(ep); err != nil {
-		r.removePeer(p)
+	if err := r.sock.Connect(ep); err != nil {
+		r.mu.Lock()
+		delete(r.health, ep)
+		r.mu.Unlock()
 		return err
 	}
 	return nil
@@ -180,28 +197,70 @@ func (r *Requester[Req, Resp]) Connect(ep string) error {
 // Disconnect removes a replier endpoint added by Connect. Requests in flight
 // to it are resent elsewhere at once.
 func (r *Requester[Req, Resp]) Disconnect(ep string) error {
+	r.epMu.Lock()
+	defer r.epMu.Unlock()
+	if err := r.sock.Disconnect(ep); err != nil {
+		return err
+	}
 	r.mu.Lock()
-	var p *reqPeer
-	for _, q := range r.peers {
-		if q.ep == ep && ep != "" {
-			p = q
-		}
-	}
+	delete(r.health, ep)
 	r.mu.Unlock()
-	if p == nil {
-		return fmt.Errorf("%w %q: not connected", socket.ErrEndpoint, ep)
-	}
-	r.removePeer(p)
 	return nil
 }
 
-func (r *Requester[Req, Resp]) removePeer(p *reqPeer) {
+// redial drops the connection to ep and dials it afresh, unless ep was
+// disconnected meanwhile. Its breaker stays as it is.
+func (r *Requester[Req, Resp]) redial(ep string) {
+	r.epMu.Lock()
+	defer r.epMu.Unlock()
 	r.mu.Lock()
+	_, ok := r.health[ep]
+	r.mu.Unlock()
+	if ok && r.sock.Disconnect(ep) == nil {
+		r.sock.Connect(ep)
+	}
+}
+
+// attach is the socket's Attach hook: a replier connected.
+func (r *Requester[Req, Resp]) attach(sp *socket.Peer) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	h := r.health[sp.Endpoint()]
+	if h == nil { // it dialled in: a breaker for this connection
+		h = &breaker{}
+	}
+	p := &reqPeer{peer: sp, h: h, calls: make(map[*call]struct{})}
+	r.peers = append(r.peers, p)
+	r.byPeer[sp] = p
+	r.broadcast()
+}
+
+// detach is the socket's Detach hook: a replier's connection is gone, and
+// the requests it held are resent at once.
+func (r *Requester[Req, Resp]) detach(sp *socket.Peer, _ error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	p := r.byPeer[sp]
+	if p == nil {
+		return
+	}
+	delete(r.byPeer, sp)
 	p.gone = true
 	r.peers = slices.DeleteFunc(r.peers, func(q *reqPeer) bool { return q == p })
 	r.failCalls(p)
+}
+
+// ready is the socket's Ready hook: a replier's full queue has room again.
+func (r *Requester[Req, Resp]) ready(*socket.Peer) {
+	r.mu.Lock()
+	r.broadcast()
 	r.mu.Unlock()
-	p.sock.Close()
+}
+
+// broadcast wakes the requests waiting for a replier. r.mu is held.
+func (r *Requester[Req, Resp]) broadcast() {
+	close(r.change)
+	r.change = make(chan struct{})
 }
 
 // failCalls tells every call waiting on p that its attempt is lost. r.mu is
@@ -209,38 +268,35 @@ func (r *Requester[Req, Resp]) removePeer(p *reqPeer) {
 func (r *Requester[Req, Resp]) failCalls(p *reqPeer) {
 	for c := range p.calls {
 		delete(r.pending, c.id)
-		c.peer = nil
+		r.release(c)
 		c.ch <- reply{lost: true}
 	}
 	clear(p.calls)
 	p.inflight = 0
 }
 
-// event runs on the socket's event goroutine.
-func (r *Requester[Req, Resp]) event(p *reqPeer, ev socket.Event) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	switch ev.Kind {
-	case socket.EventConnected:
-		p.up++
-		close(r.change)
-		r.change = make(chan struct{})
-	case socket.EventDisconnected:
-		if p.up > 0 {
-			p.up--
-		}
-		// A bound socket cannot tell which requests went to the pipe that
-		// dropped; its requests fail over only when the last one goes.
-		if p.up == 0 {
-			r.failCalls(p)
-		}
+// release undoes c's registration with its peer. r.mu is held.
+func (r *Requester[Req, Resp]) release(c *call) {
+	p := c.peer
+	if p == nil {
+		return
 	}
+	delete(p.calls, c)
+	p.inflight--
+	if c.probe {
+		// The probe ended without an answer either way (lost, or not
+		// sent): the next request may probe again.
+		p.h.probing = false
+		c.probe = false
+		r.broadcast()
+	}
+	c.peer = nil
 }
 
-func (r *Requester[Req, Resp]) recvLoop(p *reqPeer) {
+func (r *Requester[Req, Resp]) recvLoop() {
 	defer r.wg.Done()
 	for {
-		m, err := p.sock.Recv(r.ctx)
+		m, err := r.sock.Recv(r.ctx)
 		if err != nil {
 			return
 		}
@@ -258,43 +314,64 @@ func (r *Requester[Req, Resp]) recvLoop(p *reqPeer) {
 			continue
 		}
 		delete(r.pending, env.ID)
-		if q := c.peer; q != nil {
-			delete(q.calls, c)
-			q.inflight--
-			q.timeouts = 0
+		if p := c.peer; p != nil {
+			// A matched reply: the replier is healthy.
+			h := p.h
+			h.fails = 0
+			c.probe = false
+			if h.open || h.probing {
+				h.open, h.probing, h.backoff = false, false, 0
+				r.broadcast()
+			}
+			r.release(c)
 		}
-		c.peer = nil
 		panicked, _ := env.Header(panicHeader)
 		c.ch <- reply{kind: env.Kind, body: env.Body, panic: len(panicked) > 0}
 		r.mu.Unlock()
 	}
 }
 
-// pick chooses the peer for an attempt: connected, not tried yet if any
-// untried one is connected, fewest timeouts, then fewest in flight, then
-// round-robin. It returns nil when no peer is connected.
-func (r *Requester[Req, Resp]) pick(tried []*reqPeer) *reqPeer {
-	var best *reqPeer
-	bestTried := true
+// pick chooses the replier for an attempt among the connected ones whose
+// queue has room. Those whose breaker lets a request through come first:
+// one not tried yet for this request if there is one, then one due a probe,
+// then the one with the fewest requests in flight, round-robin among
+// equals. When every breaker is shut, the breakers are overruled rather
+// than the request kept waiting: it goes to the replier with the fewest
+// timeouts in a row (then in all), preferably not tried yet. pick returns
+// nil when no connected replier has room.
+func (r *Requester[Req, Resp]) pick(tried []*reqPeer, now int64) (best *reqPeer, probe bool) {
+	var least *reqPeer // the fallback
+	bestTried, leastTried := true, true
 	n := len(r.peers)
 	for i := range n {
 		p := r.peers[(r.next+i)%n]
-		if p.up == 0 {
+		if p.gone || !p.peer.Ready() {
 			continue
 		}
+		h := p.h
 		t := slices.Contains(tried, p)
+		if h.open && (h.probing || now < h.retryAt) {
+			if q := least; q == nil || leastTried && !t ||
+				leastTried == t && (h.fails < q.h.fails || h.fails == q.h.fails && h.timeouts < q.h.timeouts) {
+				least, leastTried = p, t
+			}
+			continue
+		}
+		isProbe := h.open
 		switch {
 		case best == nil,
 			bestTried && !t,
-			bestTried == t && (p.timeouts < best.timeouts ||
-				p.timeouts == best.timeouts && p.inflight < best.inflight):
-			best, bestTried = p, t
+			bestTried == t && (isProbe && !probe || isProbe == probe && p.inflight < best.inflight):
+			best, bestTried, probe = p, t, isProbe
 		}
 	}
 	if n > 0 {
 		r.next = (r.next + 1) % n
 	}
-	return best
+	if best == nil {
+		return least, false
+	}
+	return best, probe
 }
 
 // Request sends v and returns the reply. It fails with ctx's error (wrapped
@@ -336,12 +413,6 @@ func (r *Requester[Req, Resp]) request(ctx context.Context, now time.Time, v Req
 	tried := triedBuf[:0]
 	timer := getTimer(r.o.timeout)
 	defer putTimer(timer)
-	var poll *time.Timer // while the chosen peer's queue is full
-	defer func() {
-		if poll != nil {
-			poll.Stop()
-		}
-	}()
 
 	attempts := r.o.retries + 1
 	lastErr := error(nil)
@@ -357,7 +428,7 @@ attempt:
 		if err != nil {
 			return zero, err
 		}
-		// Send, waiting for a connected peer whose queue has room.
+		// Send, waiting for a replier that can take it.
 		var p *reqPeer
 		for {
 			r.mu.Lock()
@@ -365,41 +436,43 @@ attempt:
 				r.mu.Unlock()
 				return zero, ErrClosed
 			}
-			p = r.pick(tried)
+			var probe bool
+			p, probe = r.pick(tried, mono())
 			change := r.change
 			if p != nil {
-				c.id, c.peer = env.ID, p
+				c.id, c.peer, c.probe = env.ID, p, probe
 				r.pending[env.ID] = c
 				p.calls[c] = struct{}{}
 				p.inflight++
+				p.h.sent++
+				if probe {
+					p.h.probing = true
+				}
 			}
 			r.mu.Unlock()
-			var wait <-chan time.Time
 			if p != nil {
-				err := p.sock.Send(ctx, socket.Msg{Frames: [][]byte{empty, frame}, Priority: env.Priority})
+				err := r.sock.SendTo(ctx, p.peer, socket.Msg{Frames: [][]byte{empty, frame}, Priority: env.Priority})
 				if err == nil {
+					if r.sent != nil {
+						r.sent(p.peer)
+					}
 					break
 				}
-				r.unregister(c)
+				r.unregister(c, p, errors.Is(err, socket.ErrPeerLost))
 				drain(c.ch)
-				if !errors.Is(err, socket.ErrWouldBlock) && !errors.Is(err, socket.ErrNoPeers) &&
-					!errors.Is(err, socket.ErrClosed) {
-					return zero, err
+				switch {
+				case errors.Is(err, socket.ErrWouldBlock), errors.Is(err, socket.ErrPeerLost):
+					continue // its queue filled, or it went: choose again
+				case errors.Is(err, socket.ErrClosed):
+					return zero, ErrClosed
 				}
-				// The peer's queue is full, or its connection is going:
-				// look again shortly.
-				if poll == nil {
-					poll = time.NewTimer(time.Millisecond)
-				} else {
-					poll.Reset(time.Millisecond)
-				}
-				wait = poll.C
+				return zero, err
 			}
+			r.waits.Add(1)
 			select {
 			case <-change:
-			case <-wait:
 			case <-timer.C:
-				lastErr = errors.New("no replier connected")
+				lastErr = errors.New("no replier available")
 				continue attempt
 			case <-ctx.Done():
 				return zero, ctxError(ctx)
@@ -454,24 +527,26 @@ attempt:
 	return zero, fmt.Errorf("%w: %d attempts, last: %v", ErrTimeout, attempts, lastErr)
 }
 
-// unregister removes c's registration if it is still there.
-func (r *Requester[Req, Resp]) unregister(c *call) {
+// unregister removes c's registration after its send failed; gone says
+// that the send found p gone, so it is not chosen again.
+func (r *Requester[Req, Resp]) unregister(c *call, p *reqPeer, gone bool) {
 	r.mu.Lock()
 	if r.pending[c.id] == c {
 		delete(r.pending, c.id)
 	}
-	if p := c.peer; p != nil {
-		delete(p.calls, c)
-		p.inflight--
-		c.peer = nil
+	r.release(c)
+	p.h.sent--
+	if gone {
+		p.gone = true
 	}
 	r.mu.Unlock()
 }
 
 // abandon withdraws c's attempt. It returns false when a reply (or a lost
 // notice) was already delivered to c.ch. timedOut, when not nil, is the
-// peer the attempt timed out on: after two timeouts in a row its
-// connection is dropped and dialled again.
+// replier the attempt timed out on: its breaker opens, or stays open with
+// a doubled back-off when the attempt was its probe; after two timeouts in
+// a row its connection is dropped and dialled again.
 func (r *Requester[Req, Resp]) abandon(c *call, timedOut *reqPeer) bool {
 	r.mu.Lock()
 	if r.pending[c.id] != c {
@@ -479,26 +554,34 @@ func (r *Requester[Req, Resp]) abandon(c *call, timedOut *reqPeer) bool {
 		return false
 	}
 	delete(r.pending, c.id)
-	if p := c.peer; p != nil {
-		delete(p.calls, c)
-		p.inflight--
-		c.peer = nil
-	}
-	reconnect := false
+	probe := c.probe
+	c.probe = false // a failed probe is no reason to let another through
+	r.release(c)
+	redial := ""
 	if p := timedOut; p != nil && !p.gone {
-		p.timeouts++
-		if p.timeouts >= 2 && p.ep != "" {
-			p.timeouts = 0
-			reconnect = true
+		h := p.h
+		h.fails++
+		h.timeouts++
+		now := mono()
+		switch {
+		case probe:
+			h.probing = false
+			h.backoff = min(2*h.backoff, max(r.o.timeout, probeMax))
+			h.retryAt = now + int64(h.backoff)
+		case !h.open:
+			h.open = true
+			h.backoff = r.o.timeout
+			h.retryAt = now + int64(h.backoff)
+		}
+		if h.fails%2 == 0 && h.ep != "" {
+			redial = h.ep
 		}
 	}
 	r.mu.Unlock()
-	if reconnect {
+	if redial != "" {
 		// Lazy Pirate: abandon the connection and dial afresh. The
-		// disconnect fails the peer's other attempts over at once.
-		if timedOut.sock.Disconnect(timedOut.ep) == nil {
-			timedOut.sock.Connect(timedOut.ep)
-		}
+		// disconnect fails the replier's other attempts over at once.
+		r.redial(redial)
 	}
 	return true
 }
@@ -527,52 +610,49 @@ func drain(ch chan reply) {
 	}
 }
 
-func ctxError(ctx context.Context) error {
-	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
-		return fmt.Errorf("%w: %w", ErrTimeout, ctx.Err())
-	}
-	return ctx.Err()
-}
-
 // Endpoints returns the endpoints bound with WithBind.
-func (r *Requester[Req, Resp]) Endpoints() []string {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.bound == nil {
-		return nil
-	}
-	return r.bound.sock.Endpoints()
-}
+func (r *Requester[Req, Resp]) Endpoints() []string { return r.sock.Endpoints() }
 
 // Peers returns the number of connected repliers.
 func (r *Requester[Req, Resp]) Peers() int {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	n := 0
-	for _, p := range r.peers {
-		n += p.up
-	}
-	return n
+	return len(r.peers)
 }
 
 // Stats returns the Requester's counters: Sent (requests), Retried,
 // Delivered (replies returned), Errors, Late, Dropped (undecodable replies),
-// Pending (requests in flight) and the Latency of successful requests,
-// retries included.
+// Pending (requests in flight), the Latency of successful requests, retries
+// included, and in Peers one entry per replier endpoint (and per replier
+// that dialled in): attempts sent, in flight and timed out, and whether its
+// breaker is open.
 func (r *Requester[Req, Resp]) Stats() Stats {
 	var s Stats
 	r.c.fill(&s)
 	s.Latency = r.lat.snapshot()
 	r.mu.Lock()
 	s.Pending = len(r.pending)
-	socks := make([]*socket.Socket, 0, len(r.peers))
+	add := func(h *breaker, p *reqPeer) {
+		ps := PeerStats{Endpoint: h.ep, Sent: h.sent, Timeouts: h.timeouts, Open: h.open, Reliability: 1}
+		if p != nil {
+			ps.Remote, ps.InFlight = p.peer.Remote(), p.inflight
+		}
+		s.Peers = append(s.Peers, ps)
+	}
+	seen := make(map[*breaker]bool)
 	for _, p := range r.peers {
-		socks = append(socks, p.sock)
+		if !seen[p.h] {
+			seen[p.h] = true
+			add(p.h, p)
+		}
+	}
+	for _, h := range r.health {
+		if !seen[h] {
+			add(h, nil)
+		}
 	}
 	r.mu.Unlock()
-	for _, so := range socks {
-		addSocket(&s.Socket, so.Stats())
-	}
+	addSocket(&s.Socket, r.sock.Stats())
 	return s
 }
 
@@ -587,13 +667,8 @@ func (r *Requester[Req, Resp]) Close() error {
 	r.closed = true
 	r.mu.Unlock()
 	r.disc.leave()
-	r.mu.Lock()
-	peers := slices.Clone(r.peers)
-	r.mu.Unlock()
 	r.cancel()
-	for _, p := range peers {
-		p.sock.Close()
-	}
+	r.sock.Close()
 	r.wg.Wait()
 	return nil
 }
@@ -633,8 +708,7 @@ func NewReplier[Req, Resp any](h func(ctx context.Context, req Req) (Resp, error
 	if err != nil {
 		return nil, err
 	}
-	sopts := append([]socket.Option{socket.WithNoBlock(), socket.WithLowLatency(true)}, o.sockOpts...)
-	s, err := socket.New(socket.ROUTER, sopts...)
+	s, err := newSocket(socket.ROUTER, &o, nil, socket.WithNoBlock(), socket.WithLowLatency(true))
 	if err != nil {
 		return nil, err
 	}
@@ -653,21 +727,6 @@ func NewReplier[Req, Resp any](h func(ctx context.Context, req Req) (Resp, error
 		return nil, err
 	}
 	return rp, nil
-}
-
-// setup binds and connects s as the options say.
-func setup(s *socket.Socket, o options) error {
-	for _, ep := range o.binds {
-		if _, err := s.Bind(ep); err != nil {
-			return err
-		}
-	}
-	for _, ep := range o.connects {
-		if err := s.Connect(ep); err != nil {
-			return err
-		}
-	}
-	return nil
 }
 
 func (rp *Replier[Req, Resp]) worker() {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -269,5 +270,276 @@ func TestRequesterClose(t *testing.T) {
 func TestOptionNotApplicable(t *testing.T) {
 	if _, err := NewRequester[string, string](WithAck()); !errors.Is(err, ErrOption) {
 		t.Fatalf("got %v", err)
+	}
+}
+
+// peerStats returns the Requester's figures for the replier at endpoint.
+func peerStats(t *testing.T, st Stats, endpoint string) PeerStats {
+	t.Helper()
+	for _, p := range st.Peers {
+		if p.Endpoint == endpoint {
+			return p
+		}
+	}
+	t.Fatalf("no figures for %s in %+v", endpoint, st.Peers)
+	return PeerStats{}
+}
+
+// A replier that stalls once, for three times the request timeout, and is
+// healthy after: the Requester's circuit breaker opens on the timeout,
+// probes it after a back-off, and gives it its share of the requests back
+// within 5 s of the stall's end.
+func TestRequestStalledReplierRecovers(t *testing.T) {
+	const timeout = 150 * time.Millisecond
+	var stall atomic.Bool
+	stallDone := make(chan struct{})
+	var aCalls, bCalls atomic.Int64
+	a, err := NewReplier(func(ctx context.Context, s string) (string, error) {
+		aCalls.Add(1)
+		if stall.CompareAndSwap(true, false) {
+			select { // the handler is slow this once
+			case <-time.After(3 * timeout):
+			case <-ctx.Done():
+			}
+			close(stallDone)
+		}
+		return "a " + s, nil
+	}, WithBind(loopback), WithWorkers(1))
+	a = cleanup(t, a, err)
+	b, err := NewReplier(func(_ context.Context, s string) (string, error) { bCalls.Add(1); return "b " + s, nil },
+		WithBind(loopback))
+	b = cleanup(t, b, err)
+	rq, err := NewRequester[string, string](WithConnect(ep(t, a)), WithConnect(ep(t, b)),
+		WithTimeout(timeout), WithRetries(3))
+	rq = cleanup(t, rq, err)
+	waitFor(t, "both repliers", func() bool { return rq.Peers() == 2 })
+	request := func() {
+		t.Helper()
+		if _, err := rq.Request(ctxT(t), "x"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for range 10 {
+		request()
+	}
+	if aCalls.Load() == 0 || bCalls.Load() == 0 {
+		t.Fatalf("not shared before the stall: a %d, b %d", aCalls.Load(), bCalls.Load())
+	}
+
+	stall.Store(true)
+	waitFor(t, "a timeout on the stalled replier", func() bool {
+		request() // each one succeeds, on the other replier if need be
+		return peerStats(t, rq.Stats(), ep(t, a)).Timeouts > 0
+	})
+	<-stallDone
+	end := time.Now()
+	for {
+		a0, b0 := aCalls.Load(), bCalls.Load()
+		for range 20 {
+			request()
+		}
+		da, db := aCalls.Load()-a0, bCalls.Load()-b0
+		if da*10 >= 3*(da+db) { // at least 30% of a window of 20
+			t.Logf("share back %v after the stall: a %d, b %d of the last 20", time.Since(end).Round(time.Millisecond), da, db)
+			break
+		}
+		if time.Since(end) > 5*time.Second {
+			t.Fatalf("5 s after the stall the replier gets %d of 20 requests (stats %+v)", da, rq.Stats().Peers)
+		}
+	}
+}
+
+// A replier that hangs for good costs at most one timed-out request per
+// probe interval: its breaker stays open, each failed probe doubles the
+// back-off, and redials do not reset it. Four goroutines request for 2 s;
+// the timeouts counted against the hung replier are those in flight when
+// it was first found out (at most four) plus one per probe, and the probe
+// intervals (150, 300, 600 ms, ...) fit fewer than five probes in 2 s.
+func TestRequestHungReplierBounded(t *testing.T) {
+	const (
+		timeout     = 150 * time.Millisecond
+		window      = 2 * time.Second
+		concurrency = 4
+		maxProbes   = 5
+	)
+	hung, err := NewReplier(func(ctx context.Context, s string) (string, error) {
+		<-ctx.Done()
+		return "", ctx.Err()
+	}, WithBind(loopback))
+	hung = cleanup(t, hung, err)
+	good := newStringReplier(t, "good")
+	rq, err := NewRequester[string, string](WithConnect(ep(t, hung)), WithConnect(ep(t, good)),
+		WithTimeout(timeout), WithRetries(3))
+	rq = cleanup(t, rq, err)
+	waitFor(t, "both repliers", func() bool { return rq.Peers() == 2 })
+
+	deadline := time.Now().Add(window)
+	var wg sync.WaitGroup
+	var ok, failed atomic.Int64
+	for range concurrency {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for time.Now().Before(deadline) {
+				if got, err := rq.Request(ctxT(t), "x"); err != nil || got != "good x" {
+					failed.Add(1)
+					t.Errorf("request: %q %v", got, err)
+					return
+				}
+				ok.Add(1)
+			}
+		}()
+	}
+	wg.Wait()
+	st := rq.Stats()
+	h := peerStats(t, st, ep(t, hung))
+	t.Logf("%d requests in %v; the hung replier: %d attempts, %d timeouts, open %v; %d connections made",
+		ok.Load(), window, h.Sent, h.Timeouts, h.Open, rq.sock.Stats().Connects)
+	if failed.Load() > 0 {
+		return
+	}
+	if h.Timeouts == 0 || !h.Open {
+		t.Fatalf("the hung replier was never found out: %+v", h)
+	}
+	if h.Timeouts > concurrency+maxProbes {
+		t.Fatalf("the hung replier cost %d timeouts in %v (at most %d expected)", h.Timeouts, window, concurrency+maxProbes)
+	}
+}
+
+// A request waiting for a replier goes out on the wake-up of the replier's
+// attach: it waited once, and the first thing it did on waking was send,
+// with no poll in between. The time from the attach hook to the send is
+// logged (BenchmarkRequesterAttachToSend measures it).
+func TestRequesterSendsOnAttach(t *testing.T) {
+	var delays []time.Duration
+	for range 5 {
+		var attachedAt, sentAt atomic.Int64
+		rq, err := NewRequester[string, string](WithTimeout(10*time.Second),
+			WithSocketOptions(socket.WithPeerHooks(socket.PeerHooks{
+				Attach: func(*socket.Peer) { attachedAt.Store(mono()) },
+			})))
+		rq = cleanup(t, rq, err)
+		rq.sent = func(*socket.Peer) { sentAt.CompareAndSwap(0, mono()) }
+		done := make(chan error, 1)
+		go func() {
+			_, err := rq.Request(ctxT(t), "x")
+			done <- err
+		}()
+		waitFor(t, "the request to wait", func() bool { return rq.waits.Load() == 1 })
+		rp := newStringReplier(t, "r")
+		if err := rq.Connect(ep(t, rp)); err != nil {
+			t.Fatal(err)
+		}
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+		if w := rq.waits.Load(); w != 1 {
+			t.Fatalf("the request waited %d times: it did not go out on the attach's wake-up", w)
+		}
+		if sentAt.Load() < attachedAt.Load() || attachedAt.Load() == 0 {
+			t.Fatalf("sent at %d, attached at %d", sentAt.Load(), attachedAt.Load())
+		}
+		delays = append(delays, time.Duration(sentAt.Load()-attachedAt.Load()))
+		rq.Close()
+		rp.Close()
+	}
+	slices.Sort(delays)
+	t.Logf("attach to send: median %v (of %v)", delays[len(delays)/2], delays)
+}
+
+// A redial does not reset the breaker: it belongs to the endpoint, not
+// the connection. Two timeouts in a row (the first attempt, then the
+// probe) make the Requester drop the connection and dial again; once the
+// new connection is up, the replier is still open.
+func TestRequestBreakerSurvivesRedial(t *testing.T) {
+	const timeout = 100 * time.Millisecond
+	hung, err := NewReplier(func(ctx context.Context, s string) (string, error) {
+		<-ctx.Done()
+		return "", ctx.Err()
+	}, WithBind(loopback))
+	hung = cleanup(t, hung, err)
+	rq, err := NewRequester[string, string](WithConnect(ep(t, hung)), WithTimeout(timeout), WithRetries(1))
+	rq = cleanup(t, rq, err)
+	waitFor(t, "replier", func() bool { return rq.Peers() == 1 })
+	if _, err := rq.Request(ctxT(t), "x"); !errors.Is(err, ErrTimeout) {
+		t.Fatalf("got %v", err)
+	}
+	waitFor(t, "the redial", func() bool { return rq.sock.Stats().Connects >= 2 && rq.Peers() == 1 })
+	if h := peerStats(t, rq.Stats(), ep(t, hung)); !h.Open || h.Timeouts != 2 {
+		t.Fatalf("after the redial: %+v", h)
+	}
+}
+
+// Connect checks for a duplicate and adds the endpoint in one step: of
+// many concurrent Connects to one endpoint exactly one succeeds, the
+// others fail with socket.ErrEndpoint, as does a Disconnect of an endpoint
+// never connected. Disconnect then Connect again works.
+func TestRequesterConnectOnce(t *testing.T) {
+	rp := newStringReplier(t, "r")
+	rq, err := NewRequester[string, string]()
+	rq = cleanup(t, rq, err)
+	var wg sync.WaitGroup
+	var ok, dup atomic.Int32
+	for range 16 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			switch err := rq.Connect(ep(t, rp)); {
+			case err == nil:
+				ok.Add(1)
+			case errors.Is(err, socket.ErrEndpoint):
+				dup.Add(1)
+			default:
+				t.Errorf("Connect: %v", err)
+			}
+		}()
+	}
+	wg.Wait()
+	if ok.Load() != 1 || dup.Load() != 15 {
+		t.Fatalf("%d Connects succeeded, %d were duplicates", ok.Load(), dup.Load())
+	}
+	waitFor(t, "replier", func() bool { return rq.Peers() == 1 })
+	if err := rq.Disconnect("tcp://127.0.0.1:1"); !errors.Is(err, socket.ErrEndpoint) {
+		t.Fatalf("Disconnect of an unknown endpoint: %v", err)
+	}
+	if err := rq.Disconnect(ep(t, rp)); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "no replier", func() bool { return rq.Peers() == 0 })
+	if err := rq.Connect(ep(t, rp)); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := rq.Request(ctxT(t), "x"); err != nil || got != "r x" {
+		t.Fatalf("after reconnecting: %q %v", got, err)
+	}
+	if n := len(rq.Stats().Peers); n != 1 {
+		t.Fatalf("%d replier entries in Stats", n)
+	}
+}
+
+// A replier whose queue is full is skipped, and requests waiting for room
+// go out when the socket's Ready hook says there is some: with a send
+// high-water mark of 1, many concurrent requests all succeed.
+func TestRequestWaitsForRoom(t *testing.T) {
+	rp := newAdder(t, WithWorkers(4))
+	rq, err := NewRequester[addReq, addResp](WithConnect(ep(t, rp)), WithSocketOptions(socket.WithSendHWM(1)))
+	rq = cleanup(t, rq, err)
+	var wg sync.WaitGroup
+	for g := range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range 50 {
+				got, err := rq.Request(ctxT(t), addReq{g, i})
+				if err != nil || got.Sum != g+i {
+					t.Errorf("g%d i%d: %v %v", g, i, got, err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if st := rq.Stats(); st.Delivered != 400 || st.Retried != 0 {
+		t.Fatalf("stats %+v", st)
 	}
 }

@@ -82,15 +82,18 @@ type SourceStats struct {
 	Reliability float64
 }
 
-// PeerStats are a sender's figures for one connected peer.
+// PeerStats are a sender's figures for one peer.
 type PeerStats struct {
-	Remote  string
-	Sent    uint64 // messages queued for the peer
-	Dropped uint64 // messages not queued because its queue was full
+	Remote   string // its network address, while connected
+	Endpoint string // Requester: the replier endpoint ("" for one that dialled in)
+	Sent     uint64 // messages queued for the peer (Requester: attempts)
+	Dropped  uint64 // messages not queued because its queue was full
 	// Reliability is Sent / (Sent + Dropped).
 	Reliability float64
-	Credit      int // acked Pusher: how many more messages the puller accepts now
-	InFlight    int // acked Pusher: delivered to it, not yet acknowledged
+	Credit      int    // acked Pusher: how many more messages the puller accepts now
+	InFlight    int    // acked Pusher: delivered to it, not yet acknowledged; Requester: attempts waiting for a reply
+	Timeouts    uint64 // Requester: attempts that got no reply in time
+	Open        bool   // Requester: its circuit breaker is open (it gets only probes)
 }
 
 // LatencyStats summarises a latency histogram. Percentiles are accurate to

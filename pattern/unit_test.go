@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/zpeer/zpeer/codec"
+	"github.com/zpeer/zpeer/socket"
 )
 
 // The fast paths for []byte and string bodies write exactly what
@@ -251,5 +252,26 @@ func TestCustodyRing(t *testing.T) {
 	}
 	if c.len() != 0 || len(c.over) != 0 {
 		t.Fatalf("len %d, overflow %d", c.len(), len(c.over))
+	}
+}
+
+// A bad socket option fails every constructor with the socket's error and
+// leaves no goroutine behind (goleak checks at the end of the package).
+func TestBadSocketOption(t *testing.T) {
+	bad := WithSocketOptions(socket.WithSendHWM(0))
+	h := func(context.Context, int) error { return nil }
+	errs := map[string]error{}
+	_, errs["Requester"] = NewRequester[int, int](bad)
+	_, errs["Replier"] = NewReplier(func(context.Context, int) (int, error) { return 0, nil }, bad)
+	_, errs["Pusher"] = NewPusher[int](bad)
+	_, errs["Pusher acked"] = NewPusher[int](bad, WithAck())
+	_, errs["Puller"] = NewPuller(h, bad)
+	_, errs["Puller acked"] = NewPuller(h, bad, WithAck())
+	_, errs["Publisher"] = NewPublisher[int](bad)
+	_, errs["Subscriber"] = NewSubscriber[int](bad)
+	for what, err := range errs {
+		if !errors.Is(err, socket.ErrOption) {
+			t.Errorf("%s: got %v", what, err)
+		}
 	}
 }

@@ -18,10 +18,11 @@ import (
 // Conformance: the same checks run against every socket type, in the style
 // of mangos' VerifyCooked helpers, so that a new type gets them for free.
 
-var allTypes = []Type{REQ, REP, DEALER, ROUTER, PUB, SUB, PUSH, PULL}
+var allTypes = []Type{REQ, REP, DEALER, ROUTER, PUB, SUB, PUSH, PULL, PAIR, XPUB, XSUB}
 
 // peerOf is the type each type talks to in these tests.
-var peerOf = map[Type]Type{REQ: REP, REP: REQ, DEALER: ROUTER, ROUTER: DEALER, PUB: SUB, SUB: PUB, PUSH: PULL, PULL: PUSH}
+var peerOf = map[Type]Type{REQ: REP, REP: REQ, DEALER: ROUTER, ROUTER: DEALER, PUB: SUB, SUB: PUB, PUSH: PULL, PULL: PUSH,
+	PAIR: PAIR, XPUB: SUB, XSUB: PUB}
 
 func canSend(t Type) bool { return t != PULL && t != SUB }
 func canRecv(t Type) bool { return t != PUSH && t != PUB }
@@ -55,6 +56,41 @@ func exchange(t *testing.T, a, b *Socket) {
 		send(t, a, "t", "hello")
 		if got := recvString(t, b); got[1] != "hello" {
 			t.Fatalf("SUB got %q", got)
+		}
+	case XPUB:
+		b.Subscribe("t")
+		for {
+			if got := recvString(t, a); len(got) == 1 && got[0] == "\x01t" {
+				break
+			}
+		}
+		syncPub(t, a, b, "t")
+		send(t, a, "t", "hello")
+		if got := recvString(t, b); got[1] != "hello" {
+			t.Fatalf("SUB got %q", got)
+		}
+	case XSUB:
+		if err := a.Subscribe("t"); err != nil {
+			t.Fatalf("XSUB Subscribe: %v", err)
+		}
+		syncPub(t, b, a, "t")
+		send(t, b, "t", "hello")
+		send(t, b, "u", "not subscribed")
+		send(t, b, "t", "again")
+		if got := recvString(t, a); got[1] != "hello" {
+			t.Fatalf("XSUB got %q", got)
+		}
+		if got := recvString(t, a); got[1] != "again" {
+			t.Fatalf("XSUB got %q, want the second t message", got)
+		}
+	case PAIR:
+		send(t, a, "hello")
+		if got := recvString(t, b); got[0] != "hello" {
+			t.Fatalf("PAIR got %q", got)
+		}
+		send(t, b, "back")
+		if got := recvString(t, a); got[0] != "back" {
+			t.Fatalf("PAIR got %q", got)
 		}
 	case DEALER:
 		send(t, a, "hello")
@@ -312,7 +348,7 @@ func verifyNotAllowed(t *testing.T, typ Type) {
 			t.Errorf("Recv: %v, want ErrState", err)
 		}
 	}
-	if typ != SUB {
+	if typ != SUB && typ != XSUB {
 		if err := s.Subscribe("x"); !errors.Is(err, ErrState) {
 			t.Errorf("Subscribe: %v, want ErrState", err)
 		}
@@ -374,9 +410,9 @@ func verifyRecvDeadline(t *testing.T, typ Type) {
 // context ends (or at once with WithNoBlock); PUB never waits.
 func verifySendDeadline(t *testing.T, typ Type) {
 	switch typ {
-	case PUSH, DEALER, REQ:
-	case PUB:
-		s := newSock(t, PUB)
+	case PUSH, DEALER, REQ, PAIR:
+	case PUB, XPUB, XSUB:
+		s := newSock(t, typ)
 		if err := s.Send(ctxT(t), NewMsgString("nobody listens")); err != nil {
 			t.Fatalf("PUB Send with no peers: %v", err)
 		}
@@ -454,7 +490,7 @@ func TestOptionErrors(t *testing.T) {
 			}
 		})
 	}
-	for _, typ := range []Type{0, PULL + 1, 255} {
+	for _, typ := range []Type{0, XSUB + 1, 255} {
 		if s, err := New(typ); err == nil {
 			s.Close()
 			t.Errorf("New(%d) accepted an unknown type", typ)
@@ -471,7 +507,7 @@ func TestEndpointErrors(t *testing.T) {
 			t.Errorf("Bind(%q): %v, want ErrEndpoint", ep, err)
 		}
 	}
-	for _, ep := range []string{"tcp://*:5555", "tcp://127.0.0.1:0", "tcp://:5555", "inproc://x"} {
+	for _, ep := range []string{"tcp://*:5555", "tcp://127.0.0.1:0", "tcp://:5555", "inproc://", "inproc://*"} {
 		if err := s.Connect(ep); !errors.Is(err, ErrEndpoint) {
 			t.Errorf("Connect(%q): %v, want ErrEndpoint", ep, err)
 		}
@@ -493,7 +529,7 @@ func TestTypeNames(t *testing.T) {
 		if !typ.Compatible(peerOf[typ].String()) {
 			t.Errorf("%s not compatible with %s", typ, peerOf[typ])
 		}
-		if typ.Compatible(typ.String()) && typ != DEALER && typ != ROUTER {
+		if typ.Compatible(typ.String()) && typ != DEALER && typ != ROUTER && typ != PAIR {
 			t.Errorf("%s compatible with itself", typ)
 		}
 	}

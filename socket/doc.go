@@ -1,7 +1,11 @@
 // Package socket is zpeer's socket engine: the ZeroMQ socket types REQ, REP,
-// PUB, SUB, PUSH, PULL, DEALER and ROUTER with the semantics of ZeroMQ RFC 28
-// (REQ/REP), 29 (PUB/SUB) and 30 (PUSH/PULL), spoken over ZMTP 3 so that any
+// PUB, SUB, PUSH, PULL, DEALER, ROUTER, PAIR, XPUB and XSUB with the
+// semantics of ZeroMQ RFC 28 (REQ/REP), 29 (PUB/SUB), 30 (PUSH/PULL) and 31
+// (PAIR), and libzmq 4.3's XPUB and XSUB, spoken over ZMTP 3 so that any
 // libzmq, pyzmq, JeroMQ or zmq4 peer of the matching type can talk to them.
+// Proxy joins two sockets as libzmq's zmq_proxy_steerable does (the pub/sub
+// forwarder, the request queue, the pipeline streamer), and LastValueCache
+// gives late subscribers each topic's last message.
 //
 // The ZMTP greeting and security handshake come from
 // github.com/go-zeromq/zmq4 (zmq4.Open, zmq4.Security). Everything after the
@@ -15,7 +19,11 @@
 // ROUTER).
 //
 // Endpoints are tcp://host:port (port 0 or * picks a free port; Bind returns
-// the real endpoint) and ipc:///path (a Unix domain socket). A socket binds
+// the real endpoint), ipc:///path (a Unix domain socket) and inproc://name
+// (sockets of one process, messages handed over in memory with no network
+// and no handshake: the receiver's receive mark is the
+// high-water mark, Close is immediate, and a socket may connect before the
+// name is bound). A socket binds
 // and connects any number of endpoints. Connect is asynchronous: connecting
 // to a peer that is not up yet is normal, and every connected endpoint is
 // re-dialled with exponential backoff and jitter for as long as it stays
@@ -27,8 +35,14 @@
 //     is ready while its queue is below the send high-water mark. When no
 //     peer is ready Send blocks until one is or the context ends, or, with
 //     WithNoBlock, fails at once with ErrWouldBlock.
-//   - PUB: Send never blocks. A subscriber whose queue is full misses the
-//     message; the drop is counted in Stats (and per peer).
+//   - PUB, XPUB: Send never blocks. A subscriber whose queue is full misses
+//     the message; the drop is counted in Stats (and per peer). A publisher
+//     keeps a set of prefixes per subscriber (WithSubscriptionLimits bounds
+//     it). XPUB also hands its subscribers' subscription messages to Recv
+//     (see XPubOptions for verbose and manual modes).
+//   - XSUB: Send takes subscription messages (0x01 or 0x00, then the
+//     prefix) and passes the rest to every publisher; its subscriptions go
+//     to every publisher that attaches. PAIR: one peer; Send waits for it.
 //   - REP, ROUTER: replies go to the peer that asked (REP) or the peer named
 //     by the first frame (ROUTER); an unknown or departed peer is an error
 //     (ErrNoPeer), never a silent misroute.

@@ -45,13 +45,18 @@ func parseEndpoint(ep string, bind bool) (endpoint, error) {
 			return endpoint{}, fmt.Errorf("%w %q: connect needs a host and a non-zero port", ErrEndpoint, ep)
 		}
 		return endpoint{raw: ep, network: "tcp", addr: net.JoinHostPort(host, strconv.Itoa(n))}, nil
+	case "inproc":
+		if rest == "" || strings.ContainsAny(rest, "*") {
+			return endpoint{}, fmt.Errorf("%w %q: inproc needs a name", ErrEndpoint, ep)
+		}
+		return endpoint{raw: ep, network: "inproc", addr: rest}, nil
 	case "ipc":
 		if rest == "" || rest == "*" {
 			return endpoint{}, fmt.Errorf("%w %q: ipc needs a path", ErrEndpoint, ep)
 		}
 		return endpoint{raw: ep, network: "unix", addr: rest}, nil
 	}
-	return endpoint{}, fmt.Errorf("%w %q: unsupported transport %q (want tcp or ipc)", ErrEndpoint, ep, scheme)
+	return endpoint{}, fmt.Errorf("%w %q: unsupported transport %q (want tcp, ipc or inproc)", ErrEndpoint, ep, scheme)
 }
 
 // boundEndpoint renders the address a listener actually got.

@@ -3,6 +3,7 @@ package socket
 import (
 	"context"
 	"sync"
+	"sync/atomic"
 )
 
 // fairQueue holds received messages per pipe, in each pipe's inbox, and
@@ -43,6 +44,10 @@ type inbox struct {
 	// space (capacity 1) wakes the pipe's reader, blocked on a full
 	// inbox, when it has room again. The channel itself needs no lock.
 	space chan struct{}
+	// n and b mirror len() and bytes for readers that take no lock (an
+	// inproc sender checking for room): written holding the fair queue's
+	// mu, by put and take.
+	n, b atomic.Int64
 }
 
 func (in *inbox) len() int { return len(in.q) - in.head }
@@ -56,6 +61,8 @@ func (in *inbox) put(msgs []Msg) {
 		in.head = 0
 	}
 	in.q = append(in.q, msgs...)
+	in.n.Store(int64(in.len()))
+	in.b.Store(in.bytes)
 }
 
 // take removes the first message; in must not be empty. It reports whether
@@ -65,6 +72,8 @@ func (in *inbox) take() (Msg, bool) {
 	in.bytes -= int64(m.size)
 	in.q[in.head] = Msg{}
 	in.head++
+	in.n.Store(int64(in.len()))
+	in.b.Store(in.bytes)
 	if in.head < len(in.q) {
 		return m, false
 	}
@@ -190,6 +199,9 @@ func (q *fairQueue) tryPop() (Msg, *pipe, bool) {
 		select {
 		case p.in.space <- struct{}{}:
 		default:
+		}
+		if p.peer != nil {
+			p.peer.s.signalReady() // inproc: the sender may send again
 		}
 	}
 	if len(q.active) > 0 {

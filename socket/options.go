@@ -47,6 +47,9 @@ type Options struct {
 	EventHandler  func(Event)
 	EventBuffer   int
 	Hooks         PeerHooks // called as peers attach, detach and get room to send
+	MaxSubs       int       // PUB, XPUB: prefixes one peer may subscribe to
+	MaxPrefix     int       // PUB, XPUB: bytes in one subscription prefix
+	XPub          XPubOptions
 
 	lowLatency *bool
 }
@@ -67,6 +70,8 @@ func DefaultOptions() Options {
 		Linger:           time.Second,
 		Logger:           slog.New(slog.DiscardHandler),
 		EventBuffer:      256,
+		MaxSubs:          10000,
+		MaxPrefix:        4096,
 	}
 }
 
@@ -370,6 +375,20 @@ func WithCurveServerKeys(lookup func(endpoint string) (Key, bool)) Option {
 			return fmt.Errorf("%w: nil CURVE server key lookup", ErrOption)
 		}
 		o.CurveKeyFor = lookup
+		return nil
+	}
+}
+
+// WithSubscriptionLimits bounds what one subscriber may ask a PUB or XPUB
+// socket for: at most prefixes distinct prefixes (default 10000) of at most
+// prefixBytes bytes each (default 4096). A subscription beyond either is
+// dropped and counted in Stats.Discarded; the connection stays.
+func WithSubscriptionLimits(prefixes, prefixBytes int) Option {
+	return func(o *Options) error {
+		if prefixes < 1 || prefixBytes < 0 {
+			return fmt.Errorf("socket: subscription limits %d/%d: need at least 1 prefix and a non-negative size", prefixes, prefixBytes)
+		}
+		o.MaxSubs, o.MaxPrefix = prefixes, prefixBytes
 		return nil
 	}
 }

@@ -79,7 +79,12 @@ type pipe struct {
 	err    error // why the pipe ended: written once, in terminate
 	stats  counters
 
-	subs subscriptions // PUB: what this peer subscribed to
+	subs subscriptions // PUB, XPUB: what this peer subscribed to
+
+	// inproc (inproc.go): the other end, in the other socket, and this
+	// end's sending state; nil for a network peer.
+	peer *pipe
+	ip   *inprocState
 }
 
 func newPipe(s *Socket, c net.Conn, br *bufio.Reader, pi peerInfo, endpoint string) *pipe {
@@ -140,17 +145,25 @@ func (p *pipe) heartbeat(now time.Time) error {
 // terminate closes the connection and removes the pipe from its socket. The
 // first error given is the reason reported.
 func (p *pipe) terminate(err error) {
+	first := false
 	p.once.Do(func() {
+		first = true
 		p.err = err
 		p.wmu.Lock()
 		p.wclosed = true
 		p.out.release()
 		p.urgent.release()
 		p.wmu.Unlock()
-		p.conn.Close()
+		if p.conn != nil {
+			p.conn.Close()
+		}
 		close(p.done)
 		p.s.detach(p, err)
 	})
+	if first && p.ip != nil {
+		p.inprocClose()
+		p.peer.terminate(err)
+	}
 }
 
 // resume notes that the reader reads again after a pause: the heartbeat
@@ -179,9 +192,5 @@ func (p *pipe) peerStats() PeerStats {
 	p.wmu.Lock()
 	q, id := p.queued, p.routeID
 	p.wmu.Unlock()
-	subs := 0
-	if snap := p.subs.snap.Load(); snap != nil {
-		subs = len(snap.prefixes)
-	}
-	return PeerStats{Endpoint: p.endpoint, Remote: p.remote, PeerType: p.peerType, Identity: id, Queued: q, Subscriptions: subs, Counters: p.stats.snapshot()}
+	return PeerStats{Endpoint: p.endpoint, Remote: p.remote, PeerType: p.peerType, Identity: id, Queued: q, Subscriptions: p.subs.len(), Counters: p.stats.snapshot()}
 }

@@ -1,20 +1,24 @@
 package socket
 
 import (
-	"bytes"
 	"context"
+	"errors"
 	"sync"
 	"sync/atomic"
+
+	"github.com/go-zeromq/zmq4"
 )
 
-// subscriptions is what one SUB peer asked a PUB for: prefixes with a count
-// (the same prefix subscribed twice needs two cancels, as in libzmq).
-// Matching reads an immutable snapshot, so the publisher's hot path takes no
-// lock and writes no shared memory.
+// subscriptions is the set of prefixes one subscriber asked a PUB or XPUB
+// for. As in libzmq it is a set, not a count: subscribing twice to a prefix
+// is the same as once, and one cancel removes it (a SUB sends the cancel
+// only when its own last Subscribe of the prefix is undone). Matching reads
+// an immutable snapshot, so the publisher's hot path takes no lock and
+// writes no shared memory.
 type subscriptions struct {
-	mu    sync.Mutex
-	count map[string]int              // guarded by mu
-	snap  atomic.Pointer[subSnapshot] // written holding mu, read without
+	mu   sync.Mutex
+	set  map[string]struct{}         // guarded by mu
+	snap atomic.Pointer[subSnapshot] // written holding mu, read without
 }
 
 type subSnapshot struct {
@@ -22,30 +26,50 @@ type subSnapshot struct {
 	prefixes []string
 }
 
-func (s *subscriptions) add(prefix []byte, on bool) {
+// errTooManySubs is why a subscription beyond the per-peer limit is
+// refused.
+var errTooManySubs = errors.New("socket: too many subscriptions")
+
+// add adds (on) or removes prefix and reports whether the set changed. A
+// new prefix beyond max prefixes is refused with errTooManySubs.
+func (s *subscriptions) add(prefix []byte, on bool, max int) (bool, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.count == nil {
-		s.count = make(map[string]int)
+	if s.set == nil {
+		s.set = make(map[string]struct{})
 	}
-	k := string(prefix)
+	_, had := s.set[string(prefix)]
 	switch {
+	case on == had:
+		return false, nil
+	case on && len(s.set) >= max:
+		return false, errTooManySubs
 	case on:
-		s.count[k]++
-	case s.count[k] <= 1:
-		delete(s.count, k)
+		s.set[string(prefix)] = struct{}{}
 	default:
-		s.count[k]--
+		delete(s.set, string(prefix))
 	}
-	snap := &subSnapshot{}
-	for p := range s.count {
+	snap := &subSnapshot{prefixes: make([]string, 0, len(s.set))}
+	for p := range s.set {
 		if p == "" {
 			snap.all = true
 		}
 		snap.prefixes = append(snap.prefixes, p)
 	}
 	s.snap.Store(snap)
+	return true, nil
 }
+
+// list returns the prefixes in the set.
+func (s *subscriptions) list() []string {
+	if snap := s.snap.Load(); snap != nil {
+		return snap.prefixes
+	}
+	return nil
+}
+
+// len returns the number of prefixes in the set.
+func (s *subscriptions) len() int { return len(s.list()) }
 
 func (s *subscriptions) match(topic []byte) bool {
 	snap := s.snap.Load()
@@ -118,17 +142,12 @@ func (r *pubProto) recv(context.Context) (Msg, *pipe, error) {
 }
 
 // incoming takes ZMTP 3.0 subscription messages (0x01 prefix subscribes,
-// 0x00 cancels); anything else a SUB sends is dropped.
+// 0x00 cancels); anything else a SUB sends is dropped, and so is a
+// subscription over the limits (WithSubscriptionLimits).
 func (r *pubProto) incoming(p *pipe, m Msg) (Msg, bool) {
-	if len(m.Frames) == 1 && len(m.Frames[0]) > 0 {
-		switch f := m.Frames[0]; f[0] {
-		case 1:
-			p.subs.add(f[1:], true)
-			return Msg{}, false
-		case 0:
-			p.subs.add(f[1:], false)
-			return Msg{}, false
-		}
+	if prefix, on, ok := subscription(m); ok {
+		r.s.subscribePipe(p, prefix, on)
+		return Msg{}, false
 	}
 	p.discard(1)
 	return Msg{}, false
@@ -136,5 +155,30 @@ func (r *pubProto) incoming(p *pipe, m Msg) (Msg, bool) {
 
 // command takes ZMTP 3.1 SUBSCRIBE and CANCEL commands.
 func (r *pubProto) command(p *pipe, name string, data []byte) {
-	p.subs.add(bytes.Clone(data), name == "SUBSCRIBE")
+	r.s.subscribePipe(p, data, name == zmq4.CmdSubscribe)
+}
+
+// subscription reports whether m is a ZMTP 3.0 subscription message (one
+// frame: 0x01 then the prefix to subscribe, or 0x00 then the prefix to
+// cancel) and returns its prefix.
+func subscription(m Msg) (prefix []byte, on, ok bool) {
+	if len(m.Frames) != 1 || len(m.Frames[0]) == 0 || m.Frames[0][0] > 1 {
+		return nil, false, false
+	}
+	return m.Frames[0][1:], m.Frames[0][0] == 1, true
+}
+
+// subscribePipe changes p's subscriptions within the socket's limits and
+// reports whether they changed. A refused subscription is counted as a
+// discarded message.
+func (s *Socket) subscribePipe(p *pipe, prefix []byte, on bool) bool {
+	if on && len(prefix) > s.opts.MaxPrefix {
+		p.discard(1)
+		return false
+	}
+	changed, err := p.subs.add(prefix, on, s.opts.MaxSubs)
+	if err != nil {
+		p.discard(1)
+	}
+	return changed
 }

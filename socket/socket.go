@@ -33,6 +33,14 @@ type protocol interface {
 	command(p *pipe, name string, data []byte)
 }
 
+// admitter is implemented by the protocols of the socket types that refuse
+// some peers (PAIR has one). admit runs before the pipe is registered,
+// holding the socket's mu; a refused peer is closed and counted as
+// rejected.
+type admitter interface {
+	admit(p *pipe) error
+}
+
 // idAssigner is implemented by the protocols that address peers by an id
 // of their own (ROUTER): the id is assigned before the Attach hook runs.
 type idAssigner interface {
@@ -154,6 +162,12 @@ func New(t Type, opts ...Option) (*Socket, error) {
 		s.proto = &dealerProto{lb: lb{s: s}}
 	case ROUTER:
 		s.proto = newRouterProto(s)
+	case PAIR:
+		s.proto = &pairProto{s: s}
+	case XPUB:
+		s.proto = newXPubProto(s)
+	case XSUB:
+		s.proto = newXSubProto(s)
 	}
 	if o.lowLatency != nil {
 		s.lowLatency = *o.lowLatency
@@ -180,6 +194,9 @@ func (s *Socket) Bind(ep string) (string, error) {
 	defer s.mu.Unlock()
 	if s.closed {
 		return "", ErrClosed
+	}
+	if e.network == "inproc" {
+		return s.bindInproc(e)
 	}
 	if e.network == "unix" {
 		// Like libzmq, take over a stale socket file.
@@ -256,7 +273,11 @@ func (s *Socket) Connect(ep string) error {
 	d.ctx, d.cancel = context.WithCancel(context.Background())
 	s.dialers[ep] = d
 	s.wg.Add(1)
-	go s.dialLoop(d)
+	if e.network == "inproc" {
+		go s.inprocDialLoop(d)
+	} else {
+		go s.dialLoop(d)
+	}
 	return nil
 }
 
@@ -327,21 +348,33 @@ func (s *Socket) Recv(ctx context.Context) (Msg, error) {
 
 // Subscribe adds a topic prefix on a SUB socket ("" receives everything). It
 // is sent to every connected publisher and to every one that connects later.
+// On an XSUB socket it sends the subscription message for prefix (see
+// XSUB). On an XPUB socket with WithXPubManual it subscribes the peer whose
+// subscription message Recv returned last, as libzmq's ZMQ_XPUB_MANUAL does
+// (SubscribePeer names the peer instead). Other types fail with ErrState.
 func (s *Socket) Subscribe(prefix string) error {
-	r, ok := s.proto.(*subProto)
-	if !ok {
-		return fmt.Errorf("%w: Subscribe on a %s socket", ErrState, s.typ)
-	}
-	return r.subscribe(prefix, true)
+	return s.subscribe(prefix, true)
 }
 
 // Unsubscribe removes a prefix added by Subscribe.
 func (s *Socket) Unsubscribe(prefix string) error {
-	r, ok := s.proto.(*subProto)
-	if !ok {
-		return fmt.Errorf("%w: Unsubscribe on a %s socket", ErrState, s.typ)
+	return s.subscribe(prefix, false)
+}
+
+func (s *Socket) subscribe(prefix string, on bool) error {
+	switch r := s.proto.(type) {
+	case *subProto:
+		return r.subscribe(prefix, on)
+	case *xsubProto:
+		return r.sendAs(context.Background(), subMsg(prefix, on), true)
+	case *xpubProto:
+		return r.subscribeLast(prefix, on)
 	}
-	return r.subscribe(prefix, false)
+	op := "Subscribe"
+	if !on {
+		op = "Unsubscribe"
+	}
+	return fmt.Errorf("%w: %s on a %s socket", ErrState, op, s.typ)
 }
 
 // Peers returns the number of connected peers.
@@ -581,6 +614,16 @@ func (s *Socket) handshakeAs(c net.Conn, ep string, server bool, l *listener) (*
 		s.mu.Unlock()
 		c.Close()
 		return nil, ErrClosed
+	}
+	if a, ok := s.proto.(admitter); ok {
+		if err := a.admit(p); err != nil {
+			s.mu.Unlock()
+			c.Close()
+			s.rejected.Add(1)
+			s.opts.Logger.Info("peer refused", "endpoint", ep, "remote", p.remote, "err", err)
+			s.ev.emit(Event{Kind: EventRejected, Endpoint: ep, Remote: p.remote, PeerType: p.peerType, Err: err})
+			return nil, err
+		}
 	}
 	s.pipes[p] = struct{}{}
 	if l != nil {

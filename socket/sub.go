@@ -2,6 +2,7 @@ package socket
 
 import (
 	"context"
+	"math"
 	"sync"
 )
 
@@ -29,18 +30,28 @@ func subMsg(prefix string, on bool) Msg {
 	return Msg{Frames: [][]byte{f}}
 }
 
+// subscribe counts Subscribe and Unsubscribe calls per prefix, as libzmq's
+// SUB does: every Subscribe is sent to the publishers (a verbose XPUB wants
+// to see each), a cancel only when the last Subscribe of the prefix is
+// undone, since a publisher keeps a set of prefixes, not a count.
 func (r *subProto) subscribe(prefix string, on bool) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if !on && r.count[prefix] == 0 {
+	n := r.count[prefix]
+	switch {
+	case !on && n == 0:
+		return nil
+	case on:
+		r.count[prefix] = n + 1
+	case n == 1:
+		delete(r.count, prefix)
+	default:
+		r.count[prefix] = n - 1
 		return nil
 	}
-	if on {
-		r.count[prefix]++
-	} else if r.count[prefix]--; r.count[prefix] == 0 {
-		delete(r.count, prefix)
+	if n == 0 || !on {
+		r.subs.add([]byte(prefix), on, math.MaxInt)
 	}
-	r.subs.add([]byte(prefix), on)
 	m := subMsg(prefix, on)
 	for p := range r.pipes {
 		p.enqueue(m, true)
@@ -48,15 +59,13 @@ func (r *subProto) subscribe(prefix string, on bool) error {
 	return nil
 }
 
+// attach sends the subscriptions to a new publisher: once per prefix.
 func (r *subProto) attach(p *pipe) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.pipes[p] = struct{}{}
-	for prefix, n := range r.count {
-		m := subMsg(prefix, true)
-		for range n {
-			p.enqueue(m, true)
-		}
+	for prefix := range r.count {
+		p.enqueue(subMsg(prefix, true), true)
 	}
 }
 

@@ -20,9 +20,12 @@ const (
 	SUB
 	PUSH
 	PULL
+	PAIR
+	XPUB
+	XSUB
 )
 
-var typeNames = [...]string{REQ: "REQ", REP: "REP", DEALER: "DEALER", ROUTER: "ROUTER", PUB: "PUB", SUB: "SUB", PUSH: "PUSH", PULL: "PULL"}
+var typeNames = [...]string{REQ: "REQ", REP: "REP", DEALER: "DEALER", ROUTER: "ROUTER", PUB: "PUB", SUB: "SUB", PUSH: "PUSH", PULL: "PULL", PAIR: "PAIR", XPUB: "XPUB", XSUB: "XSUB"}
 
 // String returns the ZMTP name of the type ("PUSH").
 func (t Type) String() string {
@@ -43,13 +46,13 @@ func ParseType(s string) (Type, error) {
 	return 0, fmt.Errorf("%w: unknown socket type %q", ErrOption, s)
 }
 
-func (t Type) valid() bool { return t >= REQ && t <= PULL }
+func (t Type) valid() bool { return t >= REQ && t <= XSUB }
 
 func (t Type) zmq() zmq4.SocketType { return zmq4.SocketType(t.String()) }
 
 // Compatible reports whether a socket of type t may talk to a peer of type
-// peer, following the ZMTP 3 compatibility table (XPUB and XSUB peers count
-// as PUB and SUB).
+// peer, following the ZMTP 3 compatibility table (XPUB and XSUB count as
+// PUB and SUB).
 func (t Type) Compatible(peer string) bool {
 	p := zmq4.SocketType(strings.ToUpper(peer))
 	switch p {

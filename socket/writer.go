@@ -192,6 +192,9 @@ func (b *batch) release() {
 // ready reports whether the pipe can take another message without going
 // over its high-water mark.
 func (p *pipe) ready() bool {
+	if p.ip != nil {
+		return p.inprocReady()
+	}
 	p.wmu.Lock()
 	ok := !p.wclosed && !p.fullLocked()
 	p.wmu.Unlock()
@@ -208,6 +211,9 @@ func (p *pipe) fullLocked() bool {
 // with errFull at the high-water mark. It fails with ErrClosed once the
 // pipe is gone.
 func (p *pipe) enqueue(m Msg, force bool) error {
+	if p.ip != nil {
+		return p.inprocSend(m, force)
+	}
 	p.wmu.Lock()
 	if p.wclosed {
 		p.wmu.Unlock()
@@ -265,6 +271,9 @@ func (p *pipe) kickWriter() {
 // does not take (see appendCommand); on a pipe that is gone it does
 // nothing.
 func (p *pipe) command(name string, data []byte) error {
+	if p.ip != nil {
+		return nil // inproc: no commands
+	}
 	p.wmu.Lock()
 	if p.wclosed {
 		p.wmu.Unlock()

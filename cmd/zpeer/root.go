@@ -115,6 +115,7 @@ when stopped by Ctrl-C or SIGTERM.`,
 		root.AddCommand(c)
 	}
 	root.AddCommand(a.peersCommand(), a.keygenCommand(), a.demoCommand(), a.benchCommand(), a.versionCommand())
+	root.AddCommand(a.proxyCommand())
 	return root
 }
 

@@ -42,6 +42,9 @@ type session struct {
 	disc      io.Closer        // discovery, when --discover is given
 	refusedAt map[string]bool  // endpoints where a peer was refused (said once)
 
+	lvc     *socket.LastValueCache // pub --last-value
+	lvcDone chan struct{}          // closed when the cache's Serve ends
+
 	// deferred is, for req, the endpoint of the replier that let the last
 	// attempt time out: the retry's fresh socket connects to it only after
 	// the request went to another replier, so that the retry fails over.
@@ -92,6 +95,8 @@ func (a *app) runSocket(ctx context.Context, sc sockCmd, o *sockOpts, args []str
 		err = s.runReq(ctx, args)
 	case sc.typ == socket.DEALER:
 		err = s.runDealer(ctx, args)
+	case sc.typ == socket.PAIR:
+		err = s.runPair(ctx, args)
 	case sc.role&roleSend != 0:
 		err = s.runSend(ctx, args)
 	default:
@@ -111,6 +116,9 @@ func (s *session) newSocket() (*socket.Socket, error) {
 		opts = append(opts, socket.WithIdentity([]byte(s.o.identity)))
 	}
 	opts = append(opts, s.o.sec.socketOptions()...)
+	if s.o.lastVal {
+		return s.newCache(opts)
+	}
 	sock, err := socket.New(s.sc.typ, opts...)
 	if err != nil {
 		return nil, usageError{err}
@@ -190,6 +198,9 @@ func (s *session) close() {
 	// connections discovery made are up; then the goodbyes.
 	if sock != nil {
 		sock.Close()
+	}
+	if s.lvcDone != nil {
+		<-s.lvcDone
 	}
 	if disc != nil {
 		disc.Close()
@@ -602,7 +613,12 @@ func (s *session) runSend(ctx context.Context, args []string) error {
 // timeout with no peer taking it is a no-peer error.
 func (s *session) sendOne(ctx context.Context, frames [][]byte) error {
 	sctx, cancel := s.opContext(ctx)
-	err := s.socket().Send(sctx, socket.Msg{Frames: frames, Priority: s.o.priority})
+	var err error
+	if s.lvc != nil {
+		err = s.lvc.Send(sctx, socket.Msg{Frames: frames, Priority: s.o.priority})
+	} else {
+		err = s.socket().Send(sctx, socket.Msg{Frames: frames, Priority: s.o.priority})
+	}
 	cancel()
 	if err != nil {
 		if isTimeout(err) && ctx.Err() == nil {

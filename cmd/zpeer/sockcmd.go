@@ -42,6 +42,7 @@ type sockOpts struct {
 	frameSep string // --frame-sep: raw messages' frames, split and joined on it
 	ack      ackOpts
 	sec      secFlags
+	lastVal  bool // pub --last-value
 }
 
 // role says what a socket command does with messages.
@@ -154,6 +155,16 @@ requests from req and dealer peers alike; --json shows each peer's routing id.`,
 		example: `  zpeer router --bind 'tcp://*:5555' --json
   zpeer router --bind tcp://127.0.0.1:5555 --exec 'wc -c'`,
 	},
+	{
+		name: "pair", typ: socket.PAIR, role: roleSend | roleRecv,
+		short: "Talk to one peer both ways",
+		long: `pair sends each MESSAGE argument, or else each line of standard input, to
+its one peer (a second peer is refused while the first is connected), and
+prints each message it receives meanwhile. It exits after --count messages
+received, after --timeout with none (when given), or on Ctrl-C.`,
+		example: `  zpeer pair --bind tcp://127.0.0.1:5558
+  zpeer pair --connect tcp://127.0.0.1:5558 hello`,
+	},
 }
 
 func (a *app) socketCommands() []*cobra.Command {
@@ -201,6 +212,7 @@ func (a *app) socketCommand(sc sockCmd) *cobra.Command {
 	switch sc.typ {
 	case socket.PUB:
 		f.StringArrayVarP(&o.topics, "topic", "t", nil, "publish under topic `T`")
+		f.BoolVar(&o.lastVal, "last-value", false, "keep the last message of each topic (up to 10000 topics) and send it to each subscriber as it subscribes, before the live stream")
 	case socket.SUB:
 		f.StringArrayVarP(&o.topics, "topic", "t", nil, "subscribe to topic prefix `T`; repeatable, default everything")
 	}
@@ -213,6 +225,8 @@ func (a *app) socketCommand(sc sockCmd) *cobra.Command {
 	switch {
 	case sc.role&roleRequest != 0:
 		timeout, timeoutHelp = 5*time.Second, "give up when a reply does not come within `D`; see --help"
+	case sc.typ == socket.PAIR:
+		timeoutHelp = "give up when no message comes, or no peer takes one, for `D` (0: wait for ever)"
 	case sc.role&roleSend != 0:
 		timeout, timeoutHelp = 5*time.Second, "give up when no peer takes a message within `D` (0: wait for ever); see --help"
 	}

@@ -86,6 +86,7 @@ type Scenario struct {
 	Size  int    // message payload, bytes
 	Peers int    // receivers
 	Fault string // for Kind Fault
+	Proxy bool   // for Kind FanOut: through a pub/sub proxy (ProxyStack)
 	Desc  string
 }
 
@@ -109,6 +110,8 @@ func Scenarios() []Scenario {
 	s = append(s,
 		Scenario{Name: "pubsub/8subs", Kind: FanOut, Size: 64, Peers: 8,
 			Desc: "PUB->8 SUBs, 64 B, publisher as fast as it goes; deliveries/s summed over subscribers"},
+		Scenario{Name: "proxy/8subs", Kind: FanOut, Size: 64, Peers: 8, Proxy: true,
+			Desc: "PUB->XSUB/XPUB proxy->8 SUBs, 64 B (zpeer's socket.Proxy, libzmq's zmq_proxy); deliveries/s summed over subscribers"},
 		Scenario{Name: "fault/puller-killed", Kind: Fault, Fault: FaultPullerKilled, Size: 64, Peers: 2,
 			Desc: "PUSH->2 PULLs at a paced rate; one puller closes half-way; unique delivered / sent"},
 		// 1 KiB so that what the stalled subscriber misses outgrows the

@@ -29,6 +29,12 @@ func Measure(ctx context.Context, st Stack, p Params) (Sample, error) {
 	var top *Topology
 	var err error
 	switch {
+	case sc.Proxy:
+		ps, ok := st.(ProxyStack)
+		if !ok {
+			return Sample{}, ErrNotSupported
+		}
+		top, err = ps.ProxyPubSub(sctx, sc.Peers)
 	case sc.Kind == RoundTrip:
 		top, err = st.ReqRep(sctx)
 	case sc.Kind == FanOut || sc.Fault == FaultSlowSub:

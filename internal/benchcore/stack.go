@@ -61,6 +61,14 @@ type Topology struct {
 	Close func() error
 }
 
+// A ProxyStack is a Stack that can put a pub/sub forwarder (an XSUB bound
+// for the publisher, an XPUB bound for the subscribers, a proxy between
+// them) between one publisher and n subscribers of everything. Stacks
+// without one report the proxy scenarios as n/a.
+type ProxyStack interface {
+	ProxyPubSub(ctx context.Context, n int) (*Topology, error)
+}
+
 // A Stack is one messaging implementation under test. Each method builds a
 // fresh topology bound and connected on 127.0.0.1 and returns it once every
 // connection is up (or ErrNotSupported).

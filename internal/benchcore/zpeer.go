@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync/atomic"
 	"time"
 
 	"github.com/zpeer/zpeer/socket"
@@ -18,10 +19,28 @@ type ZpeerStack struct {
 	// and to the connecting ones (a CURVE server and its clients).
 	Bound, Connected []socket.Option
 	name             string
+	// Inproc binds inproc:// endpoints instead of loopback TCP: the
+	// sockets of one process, messages handed over in memory.
+	Inproc bool
 }
 
 // Zpeer returns the zpeer stack with default socket options.
 func Zpeer(opts ...socket.Option) *ZpeerStack { return &ZpeerStack{Options: opts} }
+
+// ZpeerInproc returns the zpeer stack over inproc:// ("zpeer-inproc").
+func ZpeerInproc(opts ...socket.Option) *ZpeerStack {
+	return &ZpeerStack{Options: opts, Inproc: true, name: "zpeer-inproc"}
+}
+
+var inprocSeq atomic.Uint64
+
+// bindEndpoint is what the stack's bound sockets bind.
+func (z *ZpeerStack) bindEndpoint() string {
+	if z.Inproc {
+		return fmt.Sprintf("inproc://zpeer-bench-%d", inprocSeq.Add(1))
+	}
+	return "tcp://127.0.0.1:0"
+}
 
 // ZpeerCurve returns the zpeer stack over CURVE ("zpeer-curve"): the bound
 // socket is a CURVE server, the connecting ones its clients, each with a
@@ -76,7 +95,7 @@ func (z *ZpeerStack) topo(ctx context.Context, bt, ct socket.Type, n int, setup 
 		return fail(err)
 	}
 	all = append(all, b)
-	ep, err := b.Bind("tcp://127.0.0.1:0")
+	ep, err := b.Bind(z.bindEndpoint())
 	if err != nil {
 		return fail(err)
 	}
@@ -184,3 +203,90 @@ func (r *zrecv) Recv(ctx context.Context) ([]byte, error) {
 }
 
 func (r *zrecv) Close() error { return r.s.Close() }
+
+// ProxyPubSub implements ProxyStack: a socket.Proxy between an XSUB and an
+// XPUB, both bound; the PUB and the n SUBs connect.
+func (z *ZpeerStack) ProxyPubSub(ctx context.Context, n int) (*Topology, error) {
+	var socks []*socket.Socket
+	var stopProxy func()
+	closeAll := func() error {
+		if stopProxy != nil {
+			stopProxy()
+		}
+		var errs []error
+		for i := len(socks) - 1; i >= 0; i-- {
+			errs = append(errs, socks[i].Close())
+		}
+		return errors.Join(errs...)
+	}
+	fail := func(err error) (*Topology, error) {
+		closeAll()
+		return nil, err
+	}
+	mk := func(t socket.Type, bound bool, opts ...socket.Option) (*socket.Socket, error) {
+		all := append([]socket.Option{socket.WithLinger(0)}, z.Options...)
+		if bound {
+			all = append(all, z.Bound...)
+		} else {
+			all = append(all, z.Connected...)
+		}
+		s, err := socket.New(t, append(all, opts...)...)
+		if err == nil {
+			socks = append(socks, s)
+		}
+		return s, err
+	}
+	xsub, err := mk(socket.XSUB, true)
+	if err != nil {
+		return fail(err)
+	}
+	xpub, err := mk(socket.XPUB, true, socket.WithXPubVerbose(false))
+	if err != nil {
+		return fail(err)
+	}
+	px, err := socket.NewProxy(xsub, xpub)
+	if err != nil {
+		return fail(err)
+	}
+	pctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		px.Run(pctx)
+	}()
+	stopProxy = func() { cancel(); <-done }
+	front, err := xsub.Bind(z.bindEndpoint())
+	if err != nil {
+		return fail(err)
+	}
+	back, err := xpub.Bind(z.bindEndpoint())
+	if err != nil {
+		return fail(err)
+	}
+	pub, err := mk(socket.PUB, false)
+	if err != nil {
+		return fail(err)
+	}
+	if err := pub.Connect(front); err != nil {
+		return fail(err)
+	}
+	t := &Topology{Send: zconn{pub}, Close: closeAll}
+	for range n {
+		s, err := mk(socket.SUB, false)
+		if err != nil {
+			return fail(err)
+		}
+		s.Subscribe("")
+		if err := s.Connect(back); err != nil {
+			return fail(err)
+		}
+		t.Recv = append(t.Recv, &zrecv{s: s})
+	}
+	if err := WaitFor(ctx, func() bool {
+		st := pub.Stats()
+		return xpub.Peers() >= n && len(st.PerPeer) == 1 && st.PerPeer[0].Subscriptions > 0
+	}); err != nil {
+		return fail(fmt.Errorf("zpeer: proxy with %d subscribers: %w", n, err))
+	}
+	return t, nil
+}

@@ -190,6 +190,89 @@ def role_dealer(sock, a):
     out(event="done", received=len(want), bad=bad)
 
 
+def role_pair(sock, a):
+    """Echoes count messages (messages()) back to its peer."""
+    want, bad = messages(a.count, a.specials), []
+    for i, w in enumerate(want):
+        m = recv(sock)
+        if m != w:
+            bad.append({"i": i, "got": show(m)})
+        sock.send_multipart(m)
+    out(event="done", received=len(want), bad=bad)
+
+
+def role_xpub(sock, a):
+    """A verbose XPUB: reports each subscription message as
+    {"event": "sub", "msg": "+topic" or "-topic"}; once every --topics entry
+    is subscribed, publishes count messages per topic (and on "other", which
+    nobody subscribed to) then [topic, b"end"]; then waits for a cancel of
+    each topic and reports done with every subscription message seen."""
+    sock.setsockopt(zmq.XPUB_VERBOSE, 1)
+    topics = [t.encode() for t in a.topics.split(",")]
+    seen, subscribed, cancelled = [], set(), set()
+
+    def take():
+        m = recv(sock)
+        if len(m) != 1 or not m[0] or m[0][0] > 1:
+            return
+        ev = ("+" if m[0][0] == 1 else "-") + m[0][1:].decode()
+        seen.append(ev)
+        out(event="sub", msg=ev)
+        (subscribed if m[0][0] == 1 else cancelled).add(m[0][1:])
+
+    while not subscribed.issuperset(topics):
+        take()
+    for i in range(a.count):
+        for t in topics + [b"other"]:
+            sock.send_multipart([t, str(i).encode()])
+    for t in topics:
+        sock.send_multipart([t, b"end"])
+    while not cancelled.issuperset(topics):
+        take()
+    out(event="done", received=len(seen), bad=[], ids=seen)
+
+
+def role_xsub(sock, a):
+    """Subscribes to --topics by sending subscription messages, sends one
+    upstream message [b"up", b"hello"], counts data per topic until [topic,
+    b"end"] on each, then cancels each topic and reports done."""
+    topics = [t.encode() for t in a.topics.split(",")]
+    for t in topics:
+        sock.send(b"\x01" + t)
+    sock.send_multipart([b"up", b"hello"])
+    ended, counts, bad, foreign = set(), {}, [], []
+    while len(ended) < len(topics):
+        m = recv(sock)
+        t = m[0]
+        if not any(t.startswith(s) for s in topics):
+            foreign.append(show(m))
+            continue
+        if m[1:] == [b"end"]:
+            ended.add(t)
+            continue
+        n = counts.get(t.decode(), 0)
+        counts[t.decode()] = n + 1
+        if m[1:] != [str(n).encode()]:
+            bad.append(show(m))
+    for t in topics:
+        sock.send(b"\x00" + t)
+    out(event="done", received=sum(counts.values()), bad=bad, counts=counts, foreign=foreign)
+
+
+def run_proxy(a):
+    """zmq_proxy between an XSUB and a verbose XPUB, both bound; reports
+    {"event": "bound", "ids": [xsub endpoint, xpub endpoint]} and runs
+    until killed."""
+    ctx = zmq.Context()
+    xsub, xpub = ctx.socket(zmq.XSUB), ctx.socket(zmq.XPUB)
+    xpub.setsockopt(zmq.XPUB_VERBOSE, 1)
+    xsub.bind("tcp://127.0.0.1:*")
+    xpub.bind("tcp://127.0.0.1:*")
+    out(event="bound", ids=[s.getsockopt(zmq.LAST_ENDPOINT).decode() for s in (xsub, xpub)])
+    zmq.proxy(xsub, xpub)
+    return 0
+
+
 ROLES = {
     "rep": (zmq.REP, role_rep),
     "req": (zmq.REQ, role_req),
@@ -199,12 +282,15 @@ ROLES = {
     "sub": (zmq.SUB, role_sub),
     "router": (zmq.ROUTER, role_router),
     "dealer": (zmq.DEALER, role_dealer),
+    "pair": (zmq.PAIR, role_pair),
+    "xpub": (zmq.XPUB, role_xpub),
+    "xsub": (zmq.XSUB, role_xsub),
 }
 
 
 def main():
     p = argparse.ArgumentParser()
-    p.add_argument("role", choices=sorted(ROLES))
+    p.add_argument("role", choices=sorted(ROLES) + ["proxy"])
     p.add_argument("--bind")
     p.add_argument("--connect", action="append", default=[])
     p.add_argument("--count", type=int, default=10)
@@ -219,6 +305,8 @@ def main():
     p.add_argument("--curve-server-cert")
     p.add_argument("--curve-trust")
     a = p.parse_args()
+    if a.role == "proxy":
+        return run_proxy(a)
 
     typ, fn = ROLES[a.role]
     ctx = zmq.Context()
