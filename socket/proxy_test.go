@@ -349,6 +349,9 @@ func TestProxySteering(t *testing.T) {
 			if got := recvString(t, sink); got[0] != "two" {
 				t.Fatalf("got %q", got)
 			}
+			// The proxy counts a message out when its Send returns, which
+			// can be after the sink has it.
+			waitFor(t, "two counted out", func() bool { return px.Stats().Backend.MsgsOut == 2 })
 			stats := command("STATISTICS")
 			if len(stats) != 8 {
 				t.Fatalf("STATISTICS: %d frames", len(stats))
