@@ -9,15 +9,20 @@ import (
 
 // inproc:// connects sockets of one process without a network, a ZMTP
 // greeting or a handshake: a connected pair of pipes hands each message
-// over in memory. Send copies the frames (into the receiver's pooled slab
+// over in memory. Send copies the frames (into the sender's pooled slab
 // memory, so a sender that reuses its message and a receiver that frees
-// what it reads allocate nothing) and queues the copy straight into the
-// receiving socket's fair queue, after its socket type's incoming filter,
-// as a reader goroutine would. The high-water mark is the receiver's
-// receive mark (a sender finds the peer full when the receiver holds
-// RecvHWM messages or RecvHWMBytes of it); the send mark plays no part, as
-// nothing waits on the sending side. Close is immediate: what was handed
-// over stays deliverable to the receiver, as with any peer that goes.
+// what it reads allocate nothing), passes the copy through the receiving
+// socket type's incoming filter, as a reader goroutine would, and appends
+// it to the receiving pipe's mailbox. The receiving socket's fair queue
+// takes a whole mailbox at a time when that pipe's inbox runs empty, so
+// sender and receiver meet on one lock per batch rather than per message
+// (see mailbox). The high-water mark is the receiver's receive mark (a
+// sender finds the peer full when the receiver holds RecvHWM messages or
+// RecvHWMBytes of it, mailbox and inbox together); the send mark plays no
+// part, as nothing waits on the sending side. A sender blocked on a full
+// peer is woken when the receiver has read it down to half its mark.
+// Close is immediate: what was handed over stays deliverable to the
+// receiver, as with any peer that goes.
 //
 // As in libzmq 4.x, a socket may connect before another binds the name
 // (the connection is made when it does, and again after an unbind and a
