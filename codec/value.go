@@ -74,6 +74,25 @@ func UnmarshalValue(data []byte, v any) error {
 	return nil
 }
 
+// CheckValue checks that data is one whole MessagePack value within
+// UnmarshalValue's bounds (see there), without decoding it: for code that
+// decodes bodies itself, such as generated decoders (the msgp fast path
+// of package pattern).
+func CheckValue(data []byte) error {
+	if len(data) == 0 {
+		return fieldErr("value", ErrTruncated, "no input")
+	}
+	d := reader{data: data}
+	var vc valueCheck
+	if err := d.skip("value", 1, &vc); err != nil {
+		return err
+	}
+	if d.pos != len(data) {
+		return fieldErr("value", ErrMalformed, "%d trailing bytes after the value", len(data)-d.pos)
+	}
+	return nil
+}
+
 // structTag is the struct tag msgpack/v5 falls back on when a field has no
 // `msgpack` tag: a Go struct written for encoding/json (and the zpeer
 // command's --body json) keeps its key names.

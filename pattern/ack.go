@@ -60,8 +60,10 @@ const dispatchBatch = 256
 type item struct {
 	id         codec.ID
 	seq        uint64
-	frames     [2][]byte // delimiter, envelope; an envelope is never modified, only replaced
-	value      any       // for WithOnDead
+	frames     [2][]byte      // delimiter, envelope; an envelope is never modified, only replaced
+	buf        *socket.Buffer // the envelope's memory, if reused: released when forgotten or replaced
+	size       int            // bytes counted in ackPusher.bytes (WithMaxPendingBytes)
+	value      any            // for WithOnDead
 	prio       uint8
 	pushed     int64 // mono time
 	deadline   int64 // mono time of the ack timeout, while in flight
@@ -186,6 +188,7 @@ type ackPusher[T any] struct {
 	ring     []*pullerPeer // pullers whose hello arrived, round-robin order
 	next     int
 	spaceCh  chan struct{} // closed when custody shrinks, if someone waits
+	bytes    int           // frame bytes of the items push put in custody (item.size)
 	emptyCh  chan struct{} // closed when custody empties, if someone waits
 
 	store     *outbox.Log // WithOutbox
@@ -217,15 +220,21 @@ func (a *ackPusher[T]) wake() {
 }
 
 // push takes custody of a message: frame is its envelope, with the given
-// id (from custody.id), sequence number and priority.
-func (a *ackPusher[T]) push(ctx context.Context, frame []byte, id codec.ID, seq uint64, prio uint8, v T, rc *Receipt) error {
+// id (from custody.id), sequence number and priority. buf, if not nil, is
+// the frame's memory, whose reference custody takes over: every delivery
+// holds one more while the socket may reference the frame, and custody
+// releases its own when it forgets the message (or replaces the
+// envelope), so deliveries send the same bytes without a copy.
+func (a *ackPusher[T]) push(ctx context.Context, frame []byte, buf *socket.Buffer, id codec.ID, seq uint64, prio uint8, v T, rc *Receipt) error {
 	it := newItem(id, seq, prio, frame)
+	it.buf = buf
+	it.size = len(frame)
 	it.rcpt = rc
 	if a.o.onDead != nil {
 		it.value = v
 	}
 	a.mu.Lock()
-	for a.custody.len() >= a.o.maxPending {
+	for a.custody.len() >= a.o.maxPending || (a.bytes > 0 && a.bytes+it.size > a.o.maxPendingBytes) {
 		if a.spaceCh == nil {
 			a.spaceCh = make(chan struct{})
 		}
@@ -245,6 +254,7 @@ func (a *ackPusher[T]) push(ctx context.Context, frame []byte, id codec.ID, seq 
 		return ErrClosed
 	}
 	a.custody.put(it)
+	a.bytes += it.size
 	if a.queued == 0 {
 		// Nothing waits ahead of it: send it from here, saving the
 		// hand-off to the dispatcher.
@@ -351,13 +361,27 @@ func (a *ackPusher[T]) flag(it *item) {
 	env.Headers = h
 	if frame, err := encodeEnvelope(&env); err == nil {
 		it.frames[1] = frame
+		it.releaseBuf() // deliveries of the old envelope hold their own
+	}
+}
+
+// releaseBuf drops custody's reference to the envelope's memory
+// (deliveries still being sent hold their own). a.mu is held.
+func (it *item) releaseBuf() {
+	if it.buf != nil {
+		it.buf.Release()
+		it.buf = nil
 	}
 }
 
 // send hands an assigned delivery to the socket.
 // d is the caller's: the socket is handed d.frames without a copy.
 func (a *ackPusher[T]) send(d *delivery, dead []DeadLetter) []DeadLetter {
-	err := a.p.sock.SendTo(a.p.ctx, d.peer.peer, socket.Msg{Frames: d.frames[:], Priority: d.prio})
+	err := a.p.sock.SendTo(a.p.ctx, d.peer.peer, socket.Msg{Frames: d.frames[:], Priority: d.prio, Buf: d.buf})
+	if d.buf != nil {
+		d.buf.Release() // the socket holds its own until written
+		d.buf = nil
+	}
 	if err != nil {
 		return a.undo(d.it, d.peer, err, dead)
 	}
@@ -473,6 +497,8 @@ func (a *ackPusher[T]) kill(it *item, dead []DeadLetter) []DeadLetter {
 // remembering who still holds a delivery of it. a.mu is held.
 func (a *ackPusher[T]) forget(it *item, err error) {
 	a.custody.del(it)
+	a.bytes -= it.size
+	it.releaseBuf()
 	a.settled(it, err)
 	if stale := slices.DeleteFunc(it.stale, func(p *pullerPeer) bool { return p.gone }); len(stale) > 0 {
 		a.tombs[it.id] = stale
@@ -684,6 +710,7 @@ type delivery struct {
 	// assigned: once a.mu is released the dispatcher may take it back and
 	// assign it again (another peer, another envelope).
 	frames [2][]byte
+	buf    *socket.Buffer // a reference of the delivery's own to it.buf, released by send
 	prio   uint8
 	retry  bool
 }
@@ -694,7 +721,10 @@ var deliveryPool = sync.Pool{New: func() any { return new(delivery) }}
 
 // deliveryOf snapshots an item just assigned to p. a.mu is held.
 func deliveryOf(it *item, p *pullerPeer) delivery {
-	return delivery{it: it, peer: p, frames: it.frames, prio: it.prio, retry: it.sends > 1}
+	if it.buf != nil {
+		it.buf.Retain()
+	}
+	return delivery{it: it, peer: p, frames: it.frames, buf: it.buf, prio: it.prio, retry: it.sends > 1}
 }
 
 // dispatch assigns queued messages to pullers with credit, sends them, and

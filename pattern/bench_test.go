@@ -16,6 +16,7 @@ package pattern
 
 import (
 	"context"
+	"fmt"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -266,7 +267,7 @@ func benchPipeline(b *testing.B, acked bool, credit int) {
 // report bytes) through a Pusher and a one-worker Puller, acknowledged
 // with the given credit or fire-and-forget, from the first push until
 // every message was handled and, acked, acknowledged.
-func benchPipelineOf[T any](b *testing.B, v T, size int64, acked bool, credit int) {
+func benchPipelineOf[T any](b *testing.B, v T, size int64, acked bool, credit int, pullExtra ...Option) {
 	var opts, pullOpts []Option
 	if acked {
 		opts = append(opts, WithAck())
@@ -282,7 +283,7 @@ func benchPipelineOf[T any](b *testing.B, v T, size int64, acked bool, credit in
 			close(all)
 		}
 		return nil
-	}, append(append(opts, pullOpts...), WithConnect(ep(b, push)), WithWorkers(1))...)
+	}, append(append(append(opts, pullOpts...), WithConnect(ep(b, push)), WithWorkers(1)), pullExtra...)...)
 	pl = cleanup(b, pl, err)
 	waitFor(b, "puller", func() bool { return push.Pullers() == 1 })
 	ctx := context.Background()
@@ -387,6 +388,30 @@ type benchJob struct {
 // benchJob: what the reflective encoding and decoding of a struct add.
 func BenchmarkTypedPipelineStruct(b *testing.B) {
 	benchPipelineOf(b, benchJob{ID: 1 << 40, Kind: "resize", Data: make([]byte, 40)}, 0, false, 0)
+}
+
+// BenchmarkLargePipeline carries large []byte values through a Pusher and
+// a one-worker Puller whose handler reads nothing, with the Puller's
+// values owned (the default: the received frame is handed over, and the
+// socket receives the next one into fresh memory) or borrowed
+// (WithBorrowedValues: the frame goes back to the pool when the handler
+// returns). The sending side reuses its buffers either way.
+func BenchmarkLargePipeline(b *testing.B) {
+	for _, size := range []int{64 << 10, 1 << 20} {
+		v := make([]byte, size)
+		for _, acked := range []bool{false, true} {
+			for _, borrow := range []bool{false, true} {
+				name := fmt.Sprintf("%dKiB/acked=%v/borrowed=%v", size>>10, acked, borrow)
+				b.Run(name, func(b *testing.B) {
+					var extra []Option
+					if borrow {
+						extra = append(extra, WithBorrowedValues())
+					}
+					benchPipelineOf(b, v, int64(size), acked, 256, extra...)
+				})
+			}
+		}
+	}
 }
 
 // BenchmarkPipelineLightLoad and BenchmarkAckedPipelineLightLoad measure

@@ -99,7 +99,15 @@
 // bytes that came in, except that a []byte of 4 KiB or more is the received
 // frame itself (handed over, never reused). Everything else of a received
 // message goes back to the socket for reuse (socket.Msg.Free) as soon as
-// it is decoded, so a busy receiver makes little garbage.
+// it is decoded, so a busy receiver makes little garbage. With
+// WithBorrowedValues a Puller's or Replier's []byte or string value is
+// borrowed instead, like a net/http request body: valid only while the
+// handler runs, its memory reused afterwards; for large values that is
+// about twice the throughput. Large values sent are encoded into
+// socket.Buffers that are reused once written (or, acked, once
+// acknowledged). Struct types with msgp's MarshalMsg and UnmarshalMsg
+// methods (MsgMarshaler, MsgUnmarshaler) skip the msgpack library's
+// reflection.
 //
 // # What this package is not
 //

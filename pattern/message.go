@@ -1,13 +1,13 @@
 package pattern
 
 import (
-	"bytes"
 	"encoding/binary"
 	"encoding/hex"
 	"fmt"
 	"math/rand/v2"
 	"sync/atomic"
 	"time"
+	"unsafe"
 
 	"github.com/zpeer/zpeer/codec"
 	"github.com/zpeer/zpeer/socket"
@@ -97,23 +97,42 @@ func encodeEnvelope(e *codec.Envelope) ([]byte, error) {
 	return codec.Encode(e)
 }
 
+// sendMem is the memory an encoded frame lives in: a pooled buffer (bp),
+// for a frame under socket.CopyThreshold, which the socket copies before
+// Send returns; or a socket.Buffer (sb), for a larger frame, which the
+// socket references until written and is sent with it (socket.Msg.Buf).
+// Either may be nil: the frame is then in memory of its own.
+type sendMem struct {
+	bp *[]byte
+	sb *socket.Buffer
+}
+
+// release gives the caller's reference back, once Send has returned.
+func (m sendMem) release() {
+	codec.PutBuffer(m.bp)
+	if m.sb != nil {
+		m.sb.Release()
+	}
+}
+
 // encodePooled encodes e into a pooled buffer, for a frame that goes
-// straight to socket.Send: the socket copies frames under
-// socket.CopyThreshold before Send returns, so the caller gives the buffer
-// back (codec.PutBuffer(bp)) once Send has returned. A larger encoding is
-// returned in memory of its own, which the socket may keep referencing.
-func encodePooled(e *codec.Envelope) (bp *[]byte, frame []byte, err error) {
-	bp = codec.GetBuffer()
+// straight to socket.Send (see sendMem). A larger encoding is copied into
+// a socket.Buffer, reused once the socket has written it.
+func encodePooled(e *codec.Envelope) (mem sendMem, frame []byte, err error) {
+	bp := codec.GetBuffer()
 	frame, err = e.AppendEncode((*bp)[:0])
 	if err != nil {
 		codec.PutBuffer(bp)
-		return nil, nil, err
+		return sendMem{}, nil, err
 	}
 	*bp = frame
 	if len(frame) >= socket.CopyThreshold {
-		frame = bytes.Clone(frame)
+		sb := socket.NewBuffer(len(frame))
+		frame = sb.SetLen(copy(sb.Bytes(), frame))
+		codec.PutBuffer(bp)
+		return sendMem{sb: sb}, frame, nil
 	}
-	return bp, frame, nil
+	return sendMem{bp: bp}, frame, nil
 }
 
 // newTemplate returns the codec.Template for the envelopes a pattern sends
@@ -125,49 +144,53 @@ func newTemplate(o *options, kind codec.Kind, topic string) (*codec.Template, er
 // encodeMsg encodes the envelope of one message sent by a pattern with
 // options o: from tmpl (the pattern's template for kind and topic) when
 // the call has no options, else field by field with opts applied. frame
-// and bp are as for encodeFrame; prio is the message's priority.
-func encodeMsg[T any](o *options, tmpl *codec.Template, kind codec.Kind, topic string, id codec.ID, seq uint64, v T, opts []CallOption) (frame []byte, bp *[]byte, prio uint8, err error) {
+// and mem are as for encodeFrame; prio is the message's priority.
+func encodeMsg[T any](o *options, tmpl *codec.Template, kind codec.Kind, topic string, id codec.ID, seq uint64, v T, opts []CallOption) (frame []byte, mem sendMem, prio uint8, err error) {
 	if len(opts) == 0 {
-		frame, bp, err = encodeFrame(tmpl, id, nowNano(), seq, v)
-		return frame, bp, o.priority, err
+		frame, mem, err = encodeFrame(tmpl, id, nowNano(), seq, v)
+		return frame, mem, o.priority, err
 	}
 	body := codec.GetBuffer()
 	defer codec.PutBuffer(body)
 	b, err := marshalBody((*body)[:0], v)
 	if err != nil {
-		return nil, nil, 0, err
+		return nil, sendMem{}, 0, err
 	}
 	*body = b
 	env := codec.Envelope{ID: id, Kind: kind, Topic: topic, Seq: seq, Body: b}
 	stamp(&env, now(), o, opts)
-	if bp, frame, err = encodePooled(&env); err != nil {
-		return nil, nil, 0, err
+	if mem, frame, err = encodePooled(&env); err != nil {
+		return nil, sendMem{}, 0, err
 	}
-	return frame, bp, env.Priority, nil
+	return frame, mem, env.Priority, nil
 }
 
-// encodeFrame encodes the envelope made from tmpl with v as its body. A
-// frame the socket copies (under socket.CopyThreshold) is returned in a
-// pooled buffer, bp, which the caller gives back with codec.PutBuffer once
-// Send has returned. A larger frame is returned in memory of its own (bp is
-// nil), which the socket keeps until written: a large []byte or string is
-// encoded into memory of exactly the right size, anything else into the
-// pooled buffer, which is then handed over rather than copied.
-func encodeFrame[T any](tmpl *codec.Template, id codec.ID, ts int64, seq uint64, v T) (frame []byte, bp *[]byte, err error) {
+// encodeFrame encodes the envelope made from tmpl with v as its body, in
+// memory the caller releases (mem.release) once Send has returned. A large
+// []byte or string (socket.CopyThreshold and more) is encoded into a
+// socket.Buffer, which the caller sends with the frame (socket.Msg.Buf):
+// the socket holds it until written, and then it is reused. Anything else
+// is encoded into a pooled buffer, which is handed over rather than copied
+// (mem is empty) if the frame turns out large.
+func encodeFrame[T any](tmpl *codec.Template, id codec.ID, ts int64, seq uint64, v T) (frame []byte, mem sendMem, err error) {
 	if n := bodyLen(v); n >= socket.CopyThreshold {
-		frame, err = appendFrame(make([]byte, 0, tmpl.MaxHeadLen()+5+n), tmpl, id, ts, seq, v)
-		return frame, nil, err
+		sb := socket.NewBuffer(tmpl.MaxHeadLen() + 5 + n)
+		if frame, err = appendFrame(sb.Bytes()[:0], tmpl, id, ts, seq, v); err != nil {
+			sb.Release()
+			return nil, sendMem{}, err
+		}
+		return frame, sendMem{sb: sb}, nil
 	}
-	bp = codec.GetBuffer()
+	bp := codec.GetBuffer()
 	if frame, err = appendFrame((*bp)[:0], tmpl, id, ts, seq, v); err != nil {
 		codec.PutBuffer(bp)
-		return nil, nil, err
+		return nil, sendMem{}, err
 	}
 	if len(frame) >= socket.CopyThreshold {
-		return frame, nil, nil // bp is not given back: frame may be in it
+		return frame, sendMem{}, nil // bp is not given back: frame may be in it
 	}
 	*bp = frame
-	return frame, bp, nil
+	return frame, sendMem{bp: bp}, nil
 }
 
 // bodyLen is the length of v's MessagePack encoding when it is cheap to
@@ -219,7 +242,36 @@ func marshalBody[T any](dst []byte, v T) ([]byte, error) {
 	case string:
 		return append(codec.AppendStrHeader(dst, len(x)), x...), nil
 	}
+	return marshalValue(dst, v)
+}
+
+// marshalValue is marshalBody for the other types, apart so that only they
+// pay for v in an interface: MsgMarshaler's fast path, or reflection.
+func marshalValue[T any](dst []byte, v T) ([]byte, error) {
+	if m, ok := any(v).(MsgMarshaler); ok {
+		return m.MarshalMsg(dst)
+	}
 	return codec.AppendValue(dst, v)
+}
+
+// MsgMarshaler is the fast path for encoding struct values: a type whose
+// value has this method is encoded by it instead of by the msgpack
+// library's reflection. It is the method github.com/tinylib/msgp generates
+// (go:generate msgp), so generated code needs no glue; it must append one
+// MessagePack value to b, encoded as a peer decoding with a stock msgpack
+// library expects (msgp encodes a struct as a map keyed by field name, or
+// by the `msg` tag, as the msgpack library does with the `msgpack` tag).
+type MsgMarshaler interface {
+	MarshalMsg(b []byte) ([]byte, error)
+}
+
+// MsgUnmarshaler is the fast path for decoding struct values: when *T has
+// this method, a received body is checked (codec.CheckValue: one whole
+// value, within the same bounds as the reflective decoder) and decoded by
+// it. It is the method github.com/tinylib/msgp generates; it must decode
+// one value from the start of b and return what follows it.
+type MsgUnmarshaler interface {
+	UnmarshalMsg(b []byte) ([]byte, error)
 }
 
 // aliasMin is the body size from which a []byte value is handed over in
@@ -233,6 +285,28 @@ const aliasMin = 4 << 10
 // must then not free the received message, whose memory the value now
 // owns. Otherwise the value is a copy (see unmarshalBody).
 func takeBody[T any](data []byte) (v T, kept bool, err error) {
+	return takeBodyMode[T](data, false)
+}
+
+// takeBodyMode is takeBody, or with borrow set (WithBorrowedValues) it
+// decodes a []byte or string of any size as the body itself, borrowed:
+// kept is false, and the caller frees the received message once the
+// handler it gives the value to has returned.
+func takeBodyMode[T any](data []byte, borrow bool) (v T, kept bool, err error) {
+	if borrow {
+		switch p := any(&v).(type) {
+		case *[]byte:
+			if b, ok := binBody(data); ok {
+				*p = b
+				return v, false, nil
+			}
+		case *string:
+			if b, ok := binBody(data); ok {
+				*p = unsafe.String(unsafe.SliceData(b), len(b))
+				return v, false, nil
+			}
+		}
+	}
 	if p, ok := any(&v).(*[]byte); ok && len(data) >= aliasMin {
 		if b, ok := binBody(data); ok {
 			*p = b
@@ -269,6 +343,20 @@ func unmarshalBody[T any](data []byte) (v T, err error) {
 // only it pays for the heap-allocated target.
 func unmarshalValue[T any](data []byte) (T, error) {
 	p := new(T)
+	if u, ok := any(p).(MsgUnmarshaler); ok {
+		if err := codec.CheckValue(data); err != nil {
+			var zero T
+			return zero, badMessage("body: %v", err)
+		}
+		if rest, err := u.UnmarshalMsg(data); err != nil || len(rest) != 0 {
+			var zero T
+			if err == nil {
+				err = fmt.Errorf("%d bytes after the value", len(rest))
+			}
+			return zero, badMessage("body: %v", err)
+		}
+		return *p, nil
+	}
 	if err := codec.UnmarshalValue(data, p); err != nil {
 		var zero T
 		return zero, badMessage("body: %v", err)

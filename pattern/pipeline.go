@@ -130,7 +130,7 @@ func (p *Pusher[T]) Push(ctx context.Context, v T, opts ...CallOption) error {
 		return ErrClosed
 	}
 	seq := p.seq.Add(1)
-	frame, bp, prio, err := encodeMsg(&p.o, p.tmpl, codec.KindData, "", codec.NewID(), seq, v, opts)
+	frame, mem, prio, err := encodeMsg(&p.o, p.tmpl, codec.KindData, "", codec.NewID(), seq, v, opts)
 	if err != nil {
 		return err
 	}
@@ -140,8 +140,8 @@ func (p *Pusher[T]) Push(ctx context.Context, v T, opts ...CallOption) error {
 		// does not wait for ever on a puller of the wrong mode.
 		sctx = w
 	}
-	err = p.sock.Send(sctx, socket.Msg{Frames: [][]byte{frame}, Priority: prio})
-	codec.PutBuffer(bp)
+	err = p.sock.Send(sctx, socket.Msg{Frames: [][]byte{frame}, Priority: prio, Buf: mem.sb})
+	mem.release()
 	if err != nil {
 		return p.ref.explain(callError(err))
 	}
@@ -158,13 +158,13 @@ func (p *Pusher[T]) pushAcked(ctx context.Context, v T, opts []CallOption, rc *R
 	// The acked pusher makes its own ids, and keeps the frame.
 	seq := p.seq.Add(1)
 	id := p.ack.custody.id(seq)
-	frame, bp, prio, err := encodeMsg(&p.o, p.tmpl, codec.KindData, "", id, seq, v, opts)
+	frame, mem, prio, err := encodeMsg(&p.o, p.tmpl, codec.KindData, "", id, seq, v, opts)
 	if err != nil {
 		return err
 	}
-	if bp != nil {
+	if mem.bp != nil {
 		frame = bytes.Clone(frame)
-		codec.PutBuffer(bp)
+		codec.PutBuffer(mem.bp)
 	}
 	if rc != nil {
 		rc.id = id
@@ -174,7 +174,7 @@ func (p *Pusher[T]) pushAcked(ctx context.Context, v T, opts []CallOption, rc *R
 			return err
 		}
 	}
-	err = p.ack.push(ctx, frame, id, seq, prio, v, rc)
+	err = p.ack.push(ctx, frame, mem.sb, id, seq, prio, v, rc)
 	if err != nil && p.ack.store != nil {
 		p.ack.store.Ack(outbox.ID(id)) // not pushed: not to be replayed
 	}
@@ -325,7 +325,7 @@ func NewPuller[T any](h func(ctx context.Context, v T) error, opts ...Option) (*
 	if h == nil {
 		return nil, optErr("NewPuller: nil handler")
 	}
-	o, err := buildOptions("Puller", oAck|oCredit|oDedup|oWorkers|oOnRefused, opts)
+	o, err := buildOptions("Puller", oAck|oCredit|oDedup|oWorkers|oOnRefused|oBorrow, opts)
 	if err != nil {
 		return nil, err
 	}
@@ -401,7 +401,7 @@ func (pl *Puller[T]) worker() {
 // handle decodes body and runs the handler on it, recovering a panic. kept
 // reports that the value was the body itself (see takeBody).
 func (pl *Puller[T]) handle(body []byte) (kept bool, err error) {
-	v, kept, err := takeBody[T](body)
+	v, kept, err := takeBodyMode[T](body, pl.o.borrow)
 	if err != nil {
 		pl.c.dropped.Add(1)
 		return false, err

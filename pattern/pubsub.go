@@ -131,12 +131,12 @@ func (p *Publisher[T]) Publish(ctx context.Context, topic string, v T, opts ...C
 	if err != nil {
 		return err
 	}
-	frame, bp, prio, err := encodeMsg(&p.o, st.tmpl, codec.KindData, topic, id, st.seq+1, v, opts)
+	frame, mem, prio, err := encodeMsg(&p.o, st.tmpl, codec.KindData, topic, id, st.seq+1, v, opts)
 	if err != nil {
 		return err
 	}
-	defer codec.PutBuffer(bp)
-	m := socket.Msg{Frames: [][]byte{st.frame, frame}, Priority: prio}
+	defer mem.release()
+	m := socket.Msg{Frames: [][]byte{st.frame, frame}, Priority: prio, Buf: mem.sb}
 	if p.lvc != nil {
 		err = p.lvc.Send(ctx, m)
 	} else {

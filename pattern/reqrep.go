@@ -704,7 +704,7 @@ func NewReplier[Req, Resp any](h func(ctx context.Context, req Req) (Resp, error
 	if h == nil {
 		return nil, optErr("NewReplier: nil handler")
 	}
-	o, err := buildOptions("Replier", oWorkers, opts)
+	o, err := buildOptions("Replier", oWorkers|oBorrow, opts)
 	if err != nil {
 		return nil, err
 	}
@@ -758,7 +758,7 @@ func (rp *Replier[Req, Resp]) serve(m socket.Msg) (kept bool) {
 	var resp Resp
 	bp := codec.GetBuffer()
 	defer codec.PutBuffer(bp)
-	req, kept, err := takeBody[Req](env.Body)
+	req, kept, err := takeBodyMode[Req](env.Body, rp.o.borrow)
 	panicked := false
 	if err == nil {
 		logUnknownKeys[Req](&rp.o, env.Body)

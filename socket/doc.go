@@ -65,6 +65,10 @@
 // slabs and larger ones come from a pool; Msg.Free gives a message's share
 // back, so that a receiver that frees what it is done with reuses the same
 // memory instead of making garbage (at 1 KiB, three times the throughput).
+// A sender reuses the memory of its large frames the same way: a Buffer
+// from the same pools, sent as Msg.Buf, is held by the socket until the
+// frames are written and goes back to the pool when its last reference is
+// released.
 //
 // Security: NULL (the default), PLAIN (WithSecurity with zmq4's
 // security/plain, and WithPlainUsers to check users) and CURVE (RFC 26, as

@@ -40,6 +40,12 @@ type Msg struct {
 	// written before every ordinary message still waiting in that peer's
 	// queue. Receivers see no difference; it is not sent on the wire.
 	Priority uint8
+	// Buf, if set, is the Buffer the message's large frames (of
+	// CopyThreshold bytes and more) live in: the socket holds a reference
+	// to it for as long as it references them, and releases it once they
+	// are written (see Buffer). The caller's own reference is its own to
+	// release, whatever Send returned. Received messages have none.
+	Buf *Buffer
 
 	gen  uint32  // received: mem's generation when the message was made
 	size int     // received: total body bytes

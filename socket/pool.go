@@ -7,46 +7,70 @@ import (
 	"unsafe"
 )
 
-// Received frames larger than slabFrameMax come from power-of-two size
-// classes of reusable buffers. Msg.Free gives them back; a message that is
-// never freed is simply collected. Reuse matters for large messages: a
-// fresh multi-megabyte buffer per message costs a page fault per 4 KiB
-// touched, which on a virtual machine outweighs the copy from the kernel.
+// Received frames larger than slabFrameMax, and sent ones in a Buffer,
+// come from size classes of reusable buffers: four per doubling (2 KiB,
+// 2.5, 3, 3.5, 4, 5, 6, 7, 8 KiB, ...) up to 64 MiB, so that a frame a
+// little over a power of two (a 1 MiB value in its envelope) takes 1.25×
+// its size, not 2×. Msg.Free and Buffer.Release give them back; a message
+// that is never freed is simply collected. Reuse matters for large
+// messages: a fresh multi-megabyte buffer per message costs a page fault
+// per 4 KiB touched (and Go zeroes all of it), which on a virtual machine
+// outweighs the copy from the kernel.
 const (
-	minPoolClass = 11 // 2 KiB
-	maxPoolClass = 26 // 64 MiB; larger frames are allocated and collected
+	minPoolShift = 11 // 2 KiB, the smallest class
+	maxPoolShift = 26 // 64 MiB, the largest; larger frames are allocated and collected
+	numClasses   = (maxPoolShift-minPoolShift)*4 + 1
 )
 
-var bufPools [maxPoolClass + 1]sync.Pool
+var bufPools [numClasses]sync.Pool
 
-func sizeClass(n int) int {
-	if n <= 1<<minPoolClass {
-		return minPoolClass
+// boxes holds the empty *[]byte that carry buffers in bufPools, so that
+// putting a buffer back allocates nothing.
+var boxes = sync.Pool{New: func() any { return new([]byte) }}
+
+// sizeClass returns the smallest class whose buffers hold n bytes, and
+// their size; ok is false above the largest class.
+func sizeClass(n int) (class, size int, ok bool) {
+	if n <= 1<<minPoolShift {
+		return 0, 1 << minPoolShift, true
 	}
-	return bits.Len(uint(n - 1))
+	k := bits.Len(uint(n)) - 1 // 2^k <= n < 2^(k+1)
+	step := 1 << (k - 2)
+	q := (n+step-1)/step - 4 // 0..4 quarters over 2^k
+	if q == 4 {
+		k, q, step = k+1, 0, step*2
+	}
+	if k > maxPoolShift || (k == maxPoolShift && q > 0) {
+		return 0, 0, false
+	}
+	return (k-minPoolShift)*4 + q, (4 + q) * step, true
 }
 
 func getBuffer(n int) []byte {
-	c := sizeClass(n)
-	if c > maxPoolClass {
+	c, size, ok := sizeClass(n)
+	if !ok {
 		return make([]byte, n)
 	}
-	if b, ok := bufPools[c].Get().(*[]byte); ok {
-		return (*b)[:n]
+	if p, ok := bufPools[c].Get().(*[]byte); ok {
+		b := (*p)[:n]
+		*p = nil
+		boxes.Put(p)
+		return b
 	}
-	return make([]byte, n, 1<<c)
+	return make([]byte, n, size)
 }
 
 func putBuffer(b []byte) {
 	if debugMsgs {
 		return // freed memory stays poisoned, never reused
 	}
-	c := bits.Len(uint(cap(b))) - 1
-	if c < minPoolClass || c > maxPoolClass || cap(b) != 1<<c {
+	c, size, ok := sizeClass(cap(b))
+	if !ok || size != cap(b) {
 		return // not one of ours
 	}
-	b = b[:0]
-	bufPools[c].Put(&b)
+	p := boxes.Get().(*[]byte)
+	*p = b[:0]
+	bufPools[c].Put(p)
 }
 
 const (

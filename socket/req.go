@@ -80,9 +80,9 @@ func (r *reqProto) request(ctx context.Context, m Msg, target *pipe) error {
 	var err error
 	if target != nil {
 		before(target)
-		err = sendTo(ctx, r.s, target, Msg{Frames: frames}, ErrPeerLost)
+		err = sendTo(ctx, r.s, target, Msg{Frames: frames, Buf: m.Buf}, ErrPeerLost)
 	} else {
-		_, err = r.lb.send(ctx, Msg{Frames: frames}, before)
+		_, err = r.lb.send(ctx, Msg{Frames: frames, Buf: m.Buf}, before)
 	}
 	if err != nil {
 		r.rmu.Lock()

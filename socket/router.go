@@ -100,7 +100,10 @@ func (r *routerProto) send(ctx context.Context, m Msg) error {
 	if p == nil {
 		return fmt.Errorf("%w: routing id %x", ErrNoPeer, m.Frames[0])
 	}
-	if err := sendTo(ctx, r.s, p, Msg{Frames: m.Frames[1:]}, ErrNoPeer); err != nil {
+	if err := sendTo(ctx, r.s, p, Msg{Frames: m.Frames[1:], Buf: m.Buf}, ErrNoPeer); err != nil {
+		if err == ErrWouldBlock {
+			return err // routine for a non-blocking sender, which retries: no garbage
+		}
 		return fmt.Errorf("socket: ROUTER send to %x: %w", m.Frames[0], err)
 	}
 	return nil

@@ -41,8 +41,9 @@ type batch struct {
 	segs  net.Buffers // sealed segments, in order
 	cur   []byte      // the chunk being filled; cur[start:] is not sealed yet
 	start int
-	owned []*chunk // chunks to recycle after the write
-	bufs  [][]byte // pooled buffers (large sealed frames) to give back after the write
+	owned []*chunk  // chunks to recycle after the write
+	bufs  [][]byte  // pooled buffers (large sealed frames) to give back after the write
+	holds []*Buffer // Buffers referenced by segs, released after the write
 	msgs  int
 	bytes int64 // message body bytes
 }
@@ -82,16 +83,32 @@ func (b *batch) appendFrame(flags byte, body []byte) {
 	b.cur = append(b.cur, body...)
 }
 
-// appendMsg appends m's frames, in the clear.
+// appendMsg appends m's frames, in the clear. If a frame is referenced
+// rather than copied, the batch holds a reference to m.Buf until written.
 func (b *batch) appendMsg(m Msg) {
 	last := len(m.Frames) - 1
+	big := false
 	for i, f := range m.Frames {
 		var fl byte
 		if i < last {
 			fl = flagMore
 		}
 		b.appendFrame(fl, f)
+		big = big || len(f) >= bigFrame
 	}
+	if big && m.Buf != nil {
+		m.Buf.Retain()
+		b.holds = append(b.holds, m.Buf)
+	}
+}
+
+// releaseHolds drops the batch's references to Buffers.
+func (b *batch) releaseHolds() {
+	for _, h := range b.holds {
+		h.Release()
+	}
+	clear(b.holds)
+	b.holds = b.holds[:0]
 }
 
 // maxCommand is the largest command body a batch takes: a command is
@@ -127,6 +144,7 @@ func (b *batch) writeTo(w io.Writer) error {
 	}
 	clear(b.segs)
 	b.segs = b.segs[:0]
+	b.releaseHolds()
 	b.reset()
 	return err
 }
@@ -158,8 +176,10 @@ func (b *batch) reset() {
 	b.msgs, b.bytes = 0, 0
 }
 
-// release gives every chunk back to the pool.
+// release gives every chunk back to the pool, and drops the Buffers the
+// batch held.
 func (b *batch) release() {
+	b.releaseHolds()
 	b.putBufs()
 	for _, c := range b.owned {
 		chunkPool.Put(c)

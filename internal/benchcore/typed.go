@@ -1,6 +1,7 @@
 package benchcore
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -18,6 +19,14 @@ import (
 // echoes. A Puller's handler hands each value to the harness over an
 // unbuffered channel, so it returns (and, acked, acknowledges) only once
 // the value was taken.
+//
+// Pullers borrow their values (pattern.WithBorrowedValues), as a service
+// that reads a request body in its handler does: a value is valid until
+// the handler returns. So that the harness may read it until its next Recv
+// (see Receiver), a handler given a value of socket.CopyThreshold bytes or
+// more waits for that next Recv before it returns; a smaller value is
+// copied and the handler returns at once, as in the default owned mode
+// (where the pattern makes that copy).
 //
 // With Acked set it is the acknowledged pipeline (WithAck on both sides:
 // credit, acks, redelivery when a puller goes), and PubSub and ReqRep are
@@ -79,20 +88,33 @@ func (t *TypedStack) Pipeline(ctx context.Context, n int) (*Topology, error) {
 	}
 	top := &Topology{Send: typedPush{push}}
 	for range n {
-		ch := make(chan []byte)
+		tp := &typedPull{ch: make(chan []byte), next: make(chan struct{}, 1)}
 		pull, err := pattern.NewPuller(func(ctx context.Context, v []byte) error {
+			large := len(v) >= socket.CopyThreshold
+			if !large {
+				v = bytes.Clone(v)
+			}
 			select {
-			case ch <- v:
+			case tp.ch <- v:
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+			if !large {
+				return nil
+			}
+			select { // the harness reads v until its next Recv
+			case <-tp.next:
 				return nil
 			case <-ctx.Done():
 				return ctx.Err()
 			}
-		}, typedOpts(append(ack, pattern.WithConnect(eps[0]), pattern.WithWorkers(1))...)...)
+		}, typedOpts(append(ack, pattern.WithConnect(eps[0]), pattern.WithWorkers(1), pattern.WithBorrowedValues())...)...)
 		if err != nil {
 			return fail(err)
 		}
+		tp.p = pull
 		cs = append(cs, pull.Close)
-		top.Recv = append(top.Recv, typedPull{p: pull, ch: ch})
+		top.Recv = append(top.Recv, tp)
 	}
 	if err := WaitFor(ctx, func() bool { return push.Pullers() >= n }); err != nil {
 		return fail(fmt.Errorf("%s: %d pullers: %w", t.Name(), n, err))
@@ -106,20 +128,27 @@ type typedPush struct{ p *pattern.Pusher[[]byte] }
 func (p typedPush) Send(ctx context.Context, b []byte) error { return p.p.Push(ctx, b) }
 
 type typedPull struct {
-	p  *pattern.Puller[[]byte]
-	ch chan []byte
+	p    *pattern.Puller[[]byte]
+	ch   chan []byte
+	next chan struct{} // lets the handler of the borrowed value last received return
+	held bool          // Recv is reading a borrowed value
 }
 
-func (p typedPull) Recv(ctx context.Context) ([]byte, error) {
+func (p *typedPull) Recv(ctx context.Context) ([]byte, error) {
+	if p.held {
+		p.held = false
+		p.next <- struct{}{}
+	}
 	select {
 	case v := <-p.ch:
+		p.held = len(v) >= socket.CopyThreshold
 		return v, nil
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	}
 }
 
-func (p typedPull) Close() error { return p.p.Close() }
+func (p *typedPull) Close() error { return p.p.Close() }
 
 // PubSub implements Stack.
 func (t *TypedStack) PubSub(ctx context.Context, n int) (*Topology, error) {

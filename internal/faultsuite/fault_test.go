@@ -24,6 +24,9 @@ func TestMain(m *testing.M) {
 	if ep := os.Getenv("ZPEER_FAULT_WORKER"); ep != "" {
 		os.Exit(runWorker(ep, os.Getenv("ZPEER_FAULT_COLLECT")))
 	}
+	if ep := os.Getenv("ZPEER_FAULT_IDLE_SUB"); ep != "" {
+		os.Exit(runIdleSubscriber(ep))
+	}
 	goleak.VerifyTestMain(m)
 }
 
