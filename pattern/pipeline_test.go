@@ -498,3 +498,49 @@ func TestAckedPoisonDeadAfterStarts(t *testing.T) {
 		t.Fatalf("stats %+v, handled %d", st, got.distinct())
 	}
 }
+
+// A fire-and-forget Drain waits on the socket's Flush (no polling): it
+// cannot return while a puller that reads nothing holds up the queue, and
+// returns once the puller reads; on a closed Pusher it fails with ErrClosed.
+func TestFireAndForgetDrainWaitsForTheQueue(t *testing.T) {
+	push, err := NewPusher[[]byte](WithBind(loopback))
+	push = cleanup(t, push, err)
+	pull, err := socket.New(socket.PULL, socket.WithRecvHWM(1))
+	pull = cleanup(t, pull, err)
+	pull.Connect(ep(t, push))
+	waitFor(t, "the puller", func() bool { return push.Pullers() == 1 })
+	const n = 300
+	body := make([]byte, 64<<10) // n of them: more than the kernel's buffers
+	for range n {
+		if err := push.Push(ctxT(t), body); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	err = push.Drain(ctx)
+	cancel()
+	if !errors.Is(err, ErrTimeout) {
+		t.Fatalf("Drain while the puller reads nothing: %v, want ErrTimeout", err)
+	}
+	go func() {
+		for range n {
+			m, err := pull.Recv(context.Background())
+			if err != nil {
+				return
+			}
+			m.Free()
+		}
+	}()
+	if err := push.Drain(ctxT(t)); err != nil {
+		t.Fatalf("Drain: %v", err)
+	}
+	for _, ps := range push.sock.Stats().PerPeer {
+		if ps.Queued != 0 {
+			t.Fatalf("%d queued after Drain", ps.Queued)
+		}
+	}
+	push.Close()
+	if err := push.Drain(ctxT(t)); !errors.Is(err, ErrClosed) {
+		t.Fatalf("Drain after Close: %v, want ErrClosed", err)
+	}
+}
