@@ -414,6 +414,39 @@ func (p *pipe) writeLoop() {
 	}
 }
 
+// writeFailGrace bounds how long a pipe whose write failed waits for its
+// reader to reach the end of what the peer sent.
+const writeFailGrace = 250 * time.Millisecond
+
+// endAfterWriteError ends the pipe after a write failed. Writing has
+// stopped (wclosed), but the connection stays open for the reader: a peer
+// that closed with our data unread (its kernel then resets the connection)
+// may have sent messages just before, acks say, that are still in our
+// kernel buffer. The reader reads them up to its own error (EOF, reset),
+// which ends the pipe with err as the reason; after writeFailGrace (a
+// reader held up by a full receive queue, a peer that keeps sending) the
+// pipe ends anyway.
+func (p *pipe) endAfterWriteError(err error) {
+	t := time.NewTimer(writeFailGrace)
+	defer t.Stop()
+	select {
+	case <-p.done:
+	case <-t.C:
+		p.terminate(err)
+	}
+}
+
+// writeErrorOr returns the write error that stopped the pipe's writing, if
+// one did (the reason the pipe ends, though its reader ends it), else err.
+func (p *pipe) writeErrorOr(err error) error {
+	p.wmu.Lock()
+	defer p.wmu.Unlock()
+	if p.werr != nil {
+		return p.werr
+	}
+	return err
+}
+
 // actOnNotes runs on the writer goroutine what a flush noted. It returns
 // false when the pipe is terminated.
 func (p *pipe) actOnNotes() bool {
@@ -422,7 +455,7 @@ func (p *pipe) actOnNotes() bool {
 		p.wmu.Lock()
 		err := p.werr
 		p.wmu.Unlock()
-		p.terminate(err)
+		p.endAfterWriteError(err)
 		return false
 	}
 	if n&noteReady != 0 {
