@@ -144,12 +144,6 @@ func qlinks(it *item) *links { return &it.q }
 func flinks(it *item) *links { return &it.f }
 func hlinks(it *item) *links { return &it.h }
 
-// monoBase anchors mono.
-var monoBase = time.Now()
-
-// mono is a monotonic clock reading in nanoseconds.
-func mono() int64 { return int64(time.Since(monoBase)) }
-
 // pullerPeer is one connected acked Puller: attached by the socket's
 // Attach hook, sent work once its hello arrived, gone at its Detach hook.
 type pullerPeer struct {
