@@ -114,6 +114,9 @@ func New(t Type, opts ...Option) (*Socket, error) {
 			continue
 		}
 		if err := opt(&o); err != nil {
+			if !errors.Is(err, ErrOption) { // the contract, for an option written elsewhere
+				err = fmt.Errorf("%w: %w", ErrOption, err)
+			}
 			return nil, err
 		}
 	}
