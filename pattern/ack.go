@@ -371,18 +371,21 @@ func (it *item) releaseBuf() {
 // send hands an assigned delivery to the socket.
 // d is the caller's: the socket is handed d.frames without a copy.
 func (a *ackPusher[T]) send(d *delivery, dead []DeadLetter) []DeadLetter {
+	// Counted before the send: the puller may answer, and the job settle
+	// and Drain return, before SendTo does; Stats then already has it.
+	count := &a.p.c.sent
+	if d.retry {
+		count = &a.p.c.retried
+	}
+	count.Add(1)
 	err := a.p.sock.SendTo(a.p.ctx, d.peer.peer, socket.Msg{Frames: d.frames[:], Priority: d.prio, Buf: d.buf})
 	if d.buf != nil {
 		d.buf.Release() // the socket holds its own until written
 		d.buf = nil
 	}
 	if err != nil {
+		count.Add(^uint64(0)) // not sent after all
 		return a.undo(d.it, d.peer, err, dead)
-	}
-	if d.retry {
-		a.p.c.retried.Add(1)
-	} else {
-		a.p.c.sent.Add(1)
 	}
 	return dead
 }

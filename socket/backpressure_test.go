@@ -18,9 +18,12 @@ import (
 // queue went down with the connection.)
 func TestPausedReaderKeepsPeer(t *testing.T) {
 	const (
-		ivl     = 20 * time.Millisecond
-		timeout = 100 * time.Millisecond
-		pause   = 15 * timeout // the reader is away this long
+		// A timeout long enough that a reader merely not scheduled on a
+		// loaded machine is not taken for dead, short enough that the
+		// pause is several of them.
+		ivl     = 100 * time.Millisecond
+		timeout = time.Second
+		pause   = 5 * timeout // the reader is away this long
 	)
 	for _, size := range []int{64, 4 << 10} {
 		t.Run(fmt.Sprintf("%dB", size), func(t *testing.T) {
@@ -66,7 +69,7 @@ func TestPausedReaderKeepsPeer(t *testing.T) {
 			// Wait until the pipeline is full (Send blocks), then stay away.
 			waitFor(t, "back-pressure", func() bool {
 				n := accepted.Load()
-				time.Sleep(3 * timeout)
+				time.Sleep(300 * time.Millisecond) // no Send got through meanwhile
 				return accepted.Load() == n && n > 0
 			})
 			time.Sleep(pause)

@@ -98,8 +98,8 @@ func (d *disconnects) option() pattern.Option {
 // TestFaultReaderPause: a puller whose handler stops for many heartbeat
 // timeouts keeps its connection and loses nothing the pusher accepted.
 func TestFaultReaderPause(t *testing.T) {
-	pause := pick(1500*time.Millisecond, 25*time.Second)
-	hb := pick([]time.Duration{20 * time.Millisecond, 100 * time.Millisecond}, []time.Duration{5 * time.Second, 15 * time.Second})
+	pause := pick(4*time.Second, 25*time.Second)
+	hb := pick([]time.Duration{100 * time.Millisecond, time.Second}, []time.Duration{5 * time.Second, 15 * time.Second})
 	var pullDisc, pushDisc disconnects
 	gate := make(chan struct{})
 	var mu sync.Mutex
