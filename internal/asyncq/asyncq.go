@@ -6,10 +6,10 @@ import "sync"
 // of its own. Close runs what is queued and waits for it.
 type Queue[T any] struct {
 	fn     func(T)
-	max    int             // most items waiting; <= 0: no bound
-	shrink func([]T) []T   // at max, may drop items of lesser value
-	kick   chan struct{}   // capacity 1: something was queued
-	done   chan struct{}   // closed by Close
+	max    int           // most items waiting; <= 0: no bound
+	shrink func([]T) []T // at max, may drop items of lesser value
+	kick   chan struct{} // capacity 1: something was queued
+	done   chan struct{} // closed by Close
 	wg     sync.WaitGroup
 
 	mu     sync.Mutex
