@@ -47,6 +47,14 @@
 // hints from the socket layer: Touch when a peer was heard from,
 // ReportUnreachable when its connection was lost.
 //
+// Options and errors: Option is func(*options) error with the struct
+// unexported (as in pattern, for the same reason: it holds resolved state
+// that is not API; socket exports its flat Options for pattern to read).
+// Options apply in order, nil skipped, the first error returned; every
+// option error wraps ErrInvalidOption, beside a more precise sentinel
+// where there is one (ErrInvalidEndpoint, ErrInvalidMeta,
+// ErrInvalidSocketType).
+//
 // The package does not open ZeroMQ connections itself (that is package
 // socket's job, through the Connector interface), does not carry messages,
 // and does not secure anything: announcements are unauthenticated, and any

@@ -2,7 +2,6 @@ package discovery
 
 import (
 	"bufio"
-	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
@@ -16,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/zpeer/zpeer/internal/testutil"
 	"github.com/zpeer/zpeer/internal/udpsock"
 	"go.uber.org/goleak"
 )
@@ -333,17 +333,7 @@ func waitEvent(t testing.TB, ch <-chan Event, timeout time.Duration, ok func(Eve
 // timeout.
 func eventually(t testing.TB, timeout time.Duration, what string, cond func() bool) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), timeout)
-	defer cancel()
-	tk := time.NewTicker(10 * time.Millisecond)
-	defer tk.Stop()
-	for !cond() {
-		select {
-		case <-ctx.Done():
-			t.Fatalf("timed out after %v waiting for %s", timeout, what)
-		case <-tk.C:
-		}
-	}
+	testutil.Eventually(t, timeout, what, cond)
 }
 
 // nodesOf returns the sorted node ids of peers.

@@ -1,6 +1,7 @@
 package discovery
 
 import (
+	"errors"
 	"fmt"
 	"log/slog"
 	"maps"
@@ -70,6 +71,11 @@ func buildOptions(opts []Option) (options, error) {
 			continue
 		}
 		if err := opt(&o); err != nil {
+			// Every option error wraps ErrInvalidOption (and may wrap a
+			// more precise one: ErrInvalidEndpoint, ErrInvalidMeta).
+			if !errors.Is(err, ErrInvalidOption) {
+				err = fmt.Errorf("%w: %w", ErrInvalidOption, err)
+			}
 			return o, err
 		}
 	}

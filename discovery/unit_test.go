@@ -196,6 +196,17 @@ func TestOptionErrors(t *testing.T) {
 			}
 		})
 	}
+	// Every option error wraps ErrInvalidOption, beside a more precise one.
+	for name, opt := range map[string]Option{
+		"static type":     WithStatic(Peer{Type: "NOPE", Endpoints: []string{"tcp://h:1"}}),
+		"static endpoint": WithStatic(Peer{Type: "PUB", Endpoints: []string{"h:1"}}),
+		"no endpoint":     WithStatic(Peer{Type: "PUB"}),
+		"curve key":       WithCurveKey("short"),
+	} {
+		if _, err := NewWatcher("svc", opt); !errors.Is(err, ErrInvalidOption) {
+			t.Errorf("%s: %v, want ErrInvalidOption", name, err)
+		}
+	}
 	if _, err := Announce("svc", "FOO", []string{"tcp://127.0.0.1:1"}, WithLoopback()); !errors.Is(err, ErrInvalidSocketType) {
 		t.Errorf("Announce with a bad type: %v", err)
 	}

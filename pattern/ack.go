@@ -18,13 +18,13 @@ import (
 
 // creditHeader carries a Puller's credit in its hello: an ack envelope with
 // a zero id and no ids in its body.
-const creditHeader = "zpeer-credit"
+const creditHeader = codec.HeaderCredit
 
 // startHeader, in a Puller's hello, says that it reports handler starts;
 // in a delivered message, it asks the puller to report when its handler
 // starts on it (a start envelope, before the handler runs). See
 // docs/wire.md.
-const startHeader = "zpeer-start"
+const startHeader = codec.HeaderStart
 
 // limboWait bounds how long a message whose last delivery, lost with its
 // puller's connection, brought it to WithMaxDeliveries waits before it is
@@ -143,12 +143,6 @@ func (l *ilist) remove(it *item) {
 func qlinks(it *item) *links { return &it.q }
 func flinks(it *item) *links { return &it.f }
 func hlinks(it *item) *links { return &it.h }
-
-// monoBase anchors mono.
-var monoBase = time.Now()
-
-// mono is a monotonic clock reading in nanoseconds.
-func mono() int64 { return int64(time.Since(monoBase)) }
 
 // pullerPeer is one connected acked Puller: attached by the socket's
 // Attach hook, sent work once its hello arrived, gone at its Detach hook.

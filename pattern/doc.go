@@ -109,6 +109,16 @@
 // methods (MsgMarshaler, MsgUnmarshaler) skip the msgpack library's
 // reflection.
 //
+// # Options and errors
+//
+// Option is func(*options) error with the struct unexported, where socket
+// exports its Options: a pattern's option state (resolved CURVE keys,
+// discovery wiring, which options were used, for "does not apply to"
+// errors) is not API, and exporting it would freeze it. Nothing outside
+// the package reads it; socket options pass through WithSocketOptions.
+// Otherwise the convention is socket's: applied in order, nil skipped,
+// first error returned, every option error wraps ErrOption.
+//
 // # What this package is not
 //
 // It is not a broker: it keeps nothing on disk but an acked Pusher's

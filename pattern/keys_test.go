@@ -1,30 +1,13 @@
 package pattern
 
 import (
-	"bytes"
 	"context"
 	"log/slog"
 	"strings"
-	"sync"
 	"testing"
+
+	"github.com/zpeer/zpeer/internal/testutil"
 )
-
-type syncWriter struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (w *syncWriter) Write(p []byte) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.b.Write(p)
-}
-
-func (w *syncWriter) String() string {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.b.String()
-}
 
 // Issue 12 item 8: json tags name the keys when there is no msgpack tag,
 // and a key the receiving type has no field for shows in the debug log.
@@ -36,7 +19,7 @@ func TestJSONTagsAndUnknownKeys(t *testing.T) {
 	type received struct {
 		UserID int `json:"user_id"`
 	}
-	var logs syncWriter
+	var logs testutil.SyncBuffer
 	logger := slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	got := make(chan received, 1)
 	pl, err := NewPuller(func(_ context.Context, v received) error { got <- v; return nil },

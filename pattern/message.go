@@ -5,7 +5,6 @@ import (
 	"encoding/hex"
 	"fmt"
 	"math/rand/v2"
-	"sync/atomic"
 	"time"
 	"unsafe"
 
@@ -398,36 +397,4 @@ func binBody(data []byte) ([]byte, bool) {
 		return nil, false
 	}
 	return data[h:len(data):len(data)], true
-}
-
-// clockBase is a recent time.Now, with its monotonic reading.
-var clockBase atomic.Pointer[time.Time]
-
-func init() {
-	t := time.Now()
-	clockBase.Store(&t)
-}
-
-// nowNano is now().UnixNano() without making a time.Time.
-func nowNano() int64 {
-	b := clockBase.Load()
-	if d := time.Since(*b); d < time.Second {
-		return b.UnixNano() + int64(d)
-	}
-	return now().UnixNano()
-}
-
-// now is time.Now for envelope timestamps and latencies at half the cost
-// on machines whose wall clock is slow to read: the wall time is a recent
-// time.Now plus the monotonic time elapsed since, re-based every second so
-// that a wall-clock step shows within a second.
-func now() time.Time {
-	b := clockBase.Load()
-	d := time.Since(*b)
-	if d < time.Second {
-		return b.Add(d)
-	}
-	t := time.Now()
-	clockBase.Store(&t)
-	return t
 }

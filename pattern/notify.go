@@ -1,77 +1,19 @@
 package pattern
 
-import "sync"
+import "github.com/zpeer/zpeer/internal/asyncq"
 
-// notifier runs user callbacks in order on a goroutine of its own, so that
-// no internal goroutine ever waits for user code. Its queue is unbounded:
+// notifier runs user callbacks (WithOnDead) in order on a goroutine of its
+// own, so that no internal goroutine ever waits for user code. It is
+// socket's event-handler queue (internal/asyncq) without a bound:
 // callbacks are rare events (dead messages), not a data path.
-type notifier struct {
-	mu     sync.Mutex
-	queue  []func()
-	kick   chan struct{}
-	done   chan struct{}
-	wg     sync.WaitGroup
-	closed bool
-}
+type notifier struct{ q *asyncq.Queue[func()] }
 
 func newNotifier() *notifier {
-	n := &notifier{kick: make(chan struct{}, 1), done: make(chan struct{})}
-	n.wg.Add(1)
-	go n.run()
-	return n
+	return &notifier{q: asyncq.New(func(f func()) { f() }, 0, nil)}
 }
 
-func (n *notifier) post(f func()) {
-	n.mu.Lock()
-	if n.closed {
-		n.mu.Unlock()
-		return
-	}
-	n.queue = append(n.queue, f)
-	n.mu.Unlock()
-	select {
-	case n.kick <- struct{}{}:
-	default:
-	}
-}
+// post queues f; after close it is dropped.
+func (n *notifier) post(f func()) { n.q.Post(f) }
 
-func (n *notifier) run() {
-	defer n.wg.Done()
-	for {
-		select {
-		case <-n.kick:
-		case <-n.done:
-			n.drain()
-			return
-		}
-		n.drain()
-	}
-}
-
-func (n *notifier) drain() {
-	for {
-		n.mu.Lock()
-		q := n.queue
-		n.queue = nil
-		n.mu.Unlock()
-		if len(q) == 0 {
-			return
-		}
-		for _, f := range q {
-			f()
-		}
-	}
-}
-
-// close runs what is queued and waits for it.
-func (n *notifier) close() {
-	n.mu.Lock()
-	if n.closed {
-		n.mu.Unlock()
-		return
-	}
-	n.closed = true
-	n.mu.Unlock()
-	close(n.done)
-	n.wg.Wait()
-}
+// close runs what is queued and waits for it. It is idempotent.
+func (n *notifier) close() { n.q.Close() }

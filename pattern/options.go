@@ -125,6 +125,9 @@ func buildOptions(what string, allowed optBit, opts []Option) (options, error) {
 		}
 		before := o.used
 		if err := opt(&o); err != nil {
+			if !errors.Is(err, ErrOption) { // the contract, for an option written elsewhere
+				err = fmt.Errorf("%w: %w", ErrOption, err)
+			}
 			return o, err
 		}
 		if extra := (o.used &^ before) &^ (allowed | oCommon); extra != 0 {
@@ -425,7 +428,7 @@ func WithOnDead(fn func(DeadLetter)) Option {
 func WithLogger(l *slog.Logger) Option {
 	return func(o *options) error {
 		if l == nil {
-			return errors.New("pattern: nil logger")
+			return optErr("WithLogger: nil logger")
 		}
 		o.used |= oLogger
 		o.logger = l

@@ -3,11 +3,11 @@ package pattern
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"runtime/debug"
 	"sync"
 	"sync/atomic"
-	"time"
 
 	"github.com/zpeer/zpeer/codec"
 	"github.com/zpeer/zpeer/internal/outbox"
@@ -194,22 +194,20 @@ func (p *Pusher[T]) Drain(ctx context.Context) error {
 		}
 		return p.ref.explain(err)
 	}
-	for {
-		queued := 0
-		for _, ps := range p.sock.Stats().PerPeer {
-			queued += ps.Queued
-		}
-		if queued == 0 {
-			return nil
-		}
-		select {
-		case <-time.After(time.Millisecond):
-		case <-ctx.Done():
-			return ctxError(ctx)
-		case <-p.ctx.Done():
-			return ErrClosed
-		}
+	// Fire-and-forget: the socket says when its send queues are written.
+	fctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	defer context.AfterFunc(p.ctx, cancel)()
+	err := p.sock.Flush(fctx)
+	switch {
+	case err == nil:
+		return nil
+	case ctx.Err() != nil:
+		return ctxError(ctx)
+	case p.ctx.Err() != nil || errors.Is(err, socket.ErrClosed):
+		return ErrClosed
 	}
+	return err
 }
 
 // Connect connects the Pusher's socket to ep (for a pusher that dials

@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/zpeer/zpeer/internal/testutil"
 )
 
 // Issue 12 item 4: an acked Pusher and a fire-and-forget Puller (or the
@@ -15,7 +17,7 @@ import (
 // the error of the call that waits (Drain, Push), which no longer hangs.
 func TestModeMismatchIsRefused(t *testing.T) {
 	t.Run("acked Pusher, plain Puller", func(t *testing.T) {
-		var logs syncWriter
+		var logs testutil.SyncBuffer
 		refused := make(chan Refusal, 16)
 		push, err := NewPusher[int](WithBind(loopback), WithAck(),
 			WithLogger(slog.New(slog.NewTextHandler(&logs, nil))),

@@ -14,7 +14,7 @@ import (
 	"github.com/zpeer/zpeer/socket"
 )
 
-const panicHeader = "zpeer-panic"
+const panicHeader = codec.HeaderPanic
 
 // Requester sends typed requests and returns typed replies. It is safe for
 // concurrent use: any number of goroutines may call Request at once, and
@@ -753,8 +753,8 @@ func (rp *Replier[Req, Resp]) serve(m socket.Msg) (kept bool) {
 		return kept
 	}
 	rp.c.delivered.Add(1)
-	out := codec.Envelope{ID: env.ID, Kind: codec.KindReply, Priority: env.Priority, Seq: env.Seq,
-		Sender: rp.o.name, Type: rp.o.msgType, Timestamp: now().UnixNano()}
+	out := env.Reply()
+	out.Sender, out.Type, out.Timestamp = rp.o.name, rp.o.msgType, now().UnixNano()
 	var resp Resp
 	bp := codec.GetBuffer()
 	defer codec.PutBuffer(bp)

@@ -1,7 +1,9 @@
 package pattern
 
 import (
+	"context"
 	"fmt"
+	"log/slog"
 	"sync"
 
 	"github.com/zpeer/zpeer/discovery"
@@ -91,23 +93,54 @@ type curveOpts struct {
 	server socket.Key
 	trust  *socket.KeySet
 	auth   socket.Authenticator
-	client bool     // resolved: the pattern is a CURVE client
-	keys   *keyByEP // discovered server keys, by endpoint
+	client bool        // resolved: the pattern is a CURVE client
+	keys   *ServerKeys // discovered server keys, by endpoint
 }
 
-// keyByEP maps endpoints to the server keys discovered peers announced.
-type keyByEP struct {
+// ServerKeys decides which discovered CURVE servers a client connects to,
+// and remembers the key each announced, by endpoint, for the handshake
+// (socket.WithCurveServerKeys(k.Lookup)). A pattern that is a CURVE client
+// keeps one; the zpeer CLI's --discover with --key or --trust uses one too,
+// so the rule is written once. It is safe for concurrent use.
+type ServerKeys struct {
+	server socket.Key     // when not zero, the only key admitted
+	trust  *socket.KeySet // when not nil, the keys admitted
+
 	mu sync.Mutex
-	m  map[string]socket.Key
+	m  map[string]socket.Key // guarded by mu
 }
 
-func (k *keyByEP) set(ep string, key socket.Key) {
+// NewServerKeys returns a ServerKeys that admits a peer announcing server
+// (when not zero) and, when trust is not nil, only keys in trust. With
+// neither, every announced key is admitted.
+func NewServerKeys(server socket.Key, trust *socket.KeySet) *ServerKeys {
+	return &ServerKeys{server: server, trust: trust, m: make(map[string]socket.Key)}
+}
+
+// Admit checks the CURVE key discovered peer p announced for ep and, when
+// it is admitted, records it for Lookup. A peer that announces no key, an
+// unreadable key or an untrusted one gets an error wrapping
+// discovery.ErrDeclined.
+func (k *ServerKeys) Admit(p discovery.Peer, ep string) error {
+	if p.Curve == "" {
+		return fmt.Errorf("%w: %s announces no CURVE key", discovery.ErrDeclined, p.Instance)
+	}
+	key, err := socket.ParseKey(p.Curve)
+	if err != nil {
+		return fmt.Errorf("%w: %s: %w", discovery.ErrDeclined, p.Instance, err)
+	}
+	if (!k.server.IsZero() && key != k.server) || (k.trust != nil && !k.trust.Contains(key)) {
+		return fmt.Errorf("%w: %s: key %s is not trusted", discovery.ErrDeclined, p.Instance, p.Curve)
+	}
 	k.mu.Lock()
 	k.m[ep] = key
 	k.mu.Unlock()
+	return nil
 }
 
-func (k *keyByEP) get(ep string) (socket.Key, bool) {
+// Lookup returns the key the peer admitted for ep announced; it has the
+// signature socket.WithCurveServerKeys takes.
+func (k *ServerKeys) Lookup(ep string) (socket.Key, bool) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	key, ok := k.m[ep]
@@ -152,13 +185,13 @@ func (o *options) resolveCurve() error {
 			return optErr("WithAuthenticator: applies to a pattern that binds")
 		}
 		c.client = true
-		c.keys = &keyByEP{m: make(map[string]socket.Key)}
+		c.keys = NewServerKeys(c.server, c.trust)
 		if c.server.IsZero() {
 			sopts = append(sopts, socket.WithCurveClientKey(c.key))
 		} else {
 			sopts = append(sopts, socket.WithCurveClient(c.server, c.key))
 		}
-		sopts = append(sopts, socket.WithCurveServerKeys(c.keys.get))
+		sopts = append(sopts, socket.WithCurveServerKeys(c.keys.Lookup))
 	}
 	o.sockOpts = append(sopts, o.sockOpts...)
 	return nil
@@ -174,19 +207,13 @@ type curveConnector struct {
 var _ discovery.PeerConnector = curveConnector{}
 
 func (cc curveConnector) ConnectPeer(p discovery.Peer, ep string) error {
-	c := &cc.o.curve
-	if p.Curve == "" {
-		cc.o.logger.Info("pattern: peer announces no CURVE key; not connecting", "peer", p.Instance, "endpoint", ep)
-		return fmt.Errorf("%w: %s announces no CURVE key", discovery.ErrDeclined, p.Instance)
+	if err := cc.o.curve.keys.Admit(p, ep); err != nil {
+		level := slog.LevelWarn
+		if p.Curve == "" {
+			level = slog.LevelInfo
+		}
+		cc.o.logger.Log(context.Background(), level, "pattern: not connecting to a discovered peer", "peer", p.Instance, "endpoint", ep, "reason", err)
+		return err
 	}
-	k, err := socket.ParseKey(p.Curve)
-	if err != nil {
-		return fmt.Errorf("%w: %s: %v", discovery.ErrDeclined, p.Instance, err)
-	}
-	if (!c.server.IsZero() && k != c.server) || (c.trust != nil && !c.trust.Contains(k)) {
-		cc.o.logger.Warn("pattern: peer seen but not trusted; not connecting", "peer", p.Instance, "endpoint", ep, "key", p.Curve)
-		return fmt.Errorf("%w: %s: key %s is not trusted", discovery.ErrDeclined, p.Instance, p.Curve)
-	}
-	c.keys.set(ep, k)
 	return cc.Connector.Connect(ep)
 }

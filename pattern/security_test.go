@@ -2,6 +2,7 @@ package pattern
 
 import (
 	"context"
+	"errors"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -90,5 +91,43 @@ func TestCurveServiceTrust(t *testing.T) {
 	}
 	if rq.Peers() != 1 {
 		t.Fatalf("requester has %d peers", rq.Peers())
+	}
+}
+
+// ServerKeys is the one rule for which discovered CURVE servers a client
+// connects to (patterns and the CLI share it).
+func TestServerKeysAdmit(t *testing.T) {
+	a, _ := socket.NewKeyPair()
+	b, _ := socket.NewKeyPair()
+	tests := []struct {
+		name   string
+		server socket.Key
+		trust  *socket.KeySet
+		curve  string
+		ok     bool
+	}{
+		{"any key", socket.Key{}, nil, a.Public.String(), true},
+		{"no key", socket.Key{}, nil, "", false},
+		{"bad key", socket.Key{}, nil, "not-z85", false},
+		{"trusted", socket.Key{}, socket.NewKeySet(a.Public), a.Public.String(), true},
+		{"untrusted", socket.Key{}, socket.NewKeySet(a.Public), b.Public.String(), false},
+		{"the server key", a.Public, nil, a.Public.String(), true},
+		{"another server", a.Public, nil, b.Public.String(), false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			k := NewServerKeys(tc.server, tc.trust)
+			err := k.Admit(discovery.Peer{Instance: "p", Curve: tc.curve}, "tcp://127.0.0.1:1")
+			got, found := k.Lookup("tcp://127.0.0.1:1")
+			if tc.ok {
+				if err != nil || !found || got.String() != tc.curve {
+					t.Fatalf("Admit: %v; Lookup: %v %v", err, got, found)
+				}
+				return
+			}
+			if !errors.Is(err, discovery.ErrDeclined) || found {
+				t.Fatalf("Admit: %v (want ErrDeclined); Lookup found %v", err, found)
+			}
+		})
 	}
 }

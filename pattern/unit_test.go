@@ -90,6 +90,7 @@ func TestOptionErrors(t *testing.T) {
 		{"zero workers", func() error { _, err := NewPuller(h, WithWorkers(0)); return err }},
 		{"negative retries", func() error { _, err := NewRequester[int, int](WithRetries(-1)); return err }},
 		{"nil handler", func() error { _, err := NewPuller[int](nil); return err }},
+		{"nil logger", func() error { _, err := NewPusher[int](WithLogger(nil)); return err }},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

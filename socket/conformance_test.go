@@ -476,6 +476,7 @@ func TestOptionErrors(t *testing.T) {
 		{"Identity starting with 0", WithIdentity([]byte{0, 'x'})},
 		{"Security nil", WithSecurity(nil)},
 		{"Logger nil", WithLogger(nil)},
+		{"SubscriptionLimits 0", WithSubscriptionLimits(0, -1)},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			for _, typ := range allTypes {

@@ -79,6 +79,15 @@
 // files czmq and pyzmq write (ReadCertificate, WriteCertificate). See
 // docs/security.md.
 //
+// Options and errors (the convention of zpeer's three library packages):
+// a constructor takes typed options, applied in order over documented
+// defaults, nil skipped, the first error returned; every option error
+// wraps ErrOption (errors.Is), and other failures wrap the sentinel errors
+// of errors.go. socket's Option is func(*Options) error with Options
+// exported, unlike pattern's and discovery's: Options is a flat set of
+// engine settings (DefaultOptions), and pattern reads a user's socket
+// options through it (to chain the user's PeerHooks with its own).
+//
 // What this package is not: it does not know about envelopes, typed values,
 // acknowledgements or discovery. Those live in codec/, pattern/ and
 // discovery/, on top of it.

@@ -2,9 +2,10 @@ package socket
 
 import (
 	"fmt"
-	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/zpeer/zpeer/internal/asyncq"
 )
 
 // EventKind says what happened to a peer connection.
@@ -61,23 +62,26 @@ func (e Event) String() string {
 }
 
 // events fans events out to the Events channel and the handler without ever
-// blocking an I/O goroutine.
+// blocking an I/O goroutine: the handler runs on an asyncq.Queue's
+// goroutine.
 type events struct {
-	ch      chan Event // user-visible, drops when full
-	handler func(Event)
-	mu      sync.Mutex
-	queue   []Event // guarded by mu: pending for the handler goroutine
-	kick    chan struct{}
-	done    chan struct{}
+	ch      chan Event           // user-visible, drops when full
+	q       *asyncq.Queue[Event] // nil without a handler
 	dropped atomic.Uint64
-	wg      sync.WaitGroup
 }
 
+// maxHandlerQueue bounds the events waiting for a stuck handler.
+const maxHandlerQueue = 1 << 16
+
 func newEvents(handler func(Event), buf int) *events {
-	e := &events{ch: make(chan Event, buf), handler: handler, kick: make(chan struct{}, 1), done: make(chan struct{})}
+	e := &events{ch: make(chan Event, buf)}
 	if handler != nil {
-		e.wg.Add(1)
-		go e.run()
+		// The handler gets every event: they come at the pace of
+		// connection changes, and code like an acked pusher's redelivery
+		// depends on each disconnect. Only a handler stuck for good lets
+		// the queue reach maxHandlerQueue, and then the retry events go
+		// first.
+		e.q = asyncq.New(handler, maxHandlerQueue, dropRetries)
 	}
 	return e
 }
@@ -89,32 +93,10 @@ func (e *events) emit(ev Event) {
 	default:
 		e.dropped.Add(1)
 	}
-	if e.handler == nil {
-		return
-	}
-	e.mu.Lock()
-	// The handler gets every event: they come at the pace of connection
-	// changes, and code like an acked pusher's redelivery depends on each
-	// disconnect. Only a handler stuck for good lets the queue grow past
-	// maxHandlerQueue, and then the oldest retry events go first.
-	if len(e.queue) >= maxHandlerQueue {
-		e.queue = dropRetries(e.queue)
-		if len(e.queue) >= maxHandlerQueue {
-			e.mu.Unlock()
-			e.dropped.Add(1)
-			return
-		}
-	}
-	e.queue = append(e.queue, ev)
-	e.mu.Unlock()
-	select {
-	case e.kick <- struct{}{}:
-	default:
+	if e.q != nil && !e.q.Post(ev) {
+		e.dropped.Add(1)
 	}
 }
-
-// maxHandlerQueue bounds the events waiting for a stuck handler.
-const maxHandlerQueue = 1 << 16
 
 // dropRetries removes EventRetry events (the only kind that repeats without
 // a connection changing) from q.
@@ -129,35 +111,9 @@ func dropRetries(q []Event) []Event {
 	return out
 }
 
-func (e *events) run() {
-	defer e.wg.Done()
-	for {
-		select {
-		case <-e.kick:
-		case <-e.done:
-			e.drain()
-			return
-		}
-		e.drain()
-	}
-}
-
-func (e *events) drain() {
-	for {
-		e.mu.Lock()
-		q := e.queue
-		e.queue = nil
-		e.mu.Unlock()
-		if len(q) == 0 {
-			return
-		}
-		for _, ev := range q {
-			e.handler(ev)
-		}
-	}
-}
-
+// close runs the events queued for the handler and waits for it.
 func (e *events) close() {
-	close(e.done)
-	e.wg.Wait()
+	if e.q != nil {
+		e.q.Close()
+	}
 }

@@ -14,6 +14,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/zpeer/zpeer/internal/testutil"
 )
 
 // Interop tests: every pattern against a real libzmq peer, driven through
@@ -57,25 +59,6 @@ type pyEvent struct {
 	Msg      string            `json:"msg"`
 }
 
-// lockedBuffer collects the script's stderr; it is read while the script
-// may still be writing.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 // pyPeer is a running zmqpeer.py.
 type pyPeer struct {
 	name   string
@@ -83,7 +66,7 @@ type pyPeer struct {
 	cancel context.CancelFunc
 	stdin  io.WriteCloser
 	events chan pyEvent // closed at the script's end of output
-	stderr lockedBuffer
+	stderr testutil.SyncBuffer
 	waited bool
 	werr   error
 }

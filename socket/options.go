@@ -386,7 +386,7 @@ func WithCurveServerKeys(lookup func(endpoint string) (Key, bool)) Option {
 func WithSubscriptionLimits(prefixes, prefixBytes int) Option {
 	return func(o *Options) error {
 		if prefixes < 1 || prefixBytes < 0 {
-			return fmt.Errorf("socket: subscription limits %d/%d: need at least 1 prefix and a non-negative size", prefixes, prefixBytes)
+			return fmt.Errorf("%w: subscription limits %d/%d: need at least 1 prefix and a non-negative size", ErrOption, prefixes, prefixBytes)
 		}
 		o.MaxSubs, o.MaxPrefix = prefixes, prefixBytes
 		return nil

@@ -55,8 +55,9 @@ type pipe struct {
 	qbytes  int64
 	writing bool
 	wclosed bool
-	werr    error  // the write error a caller's flush hit, for the writer to act on
-	routeID []byte // ROUTER: the id this peer is addressed by (set once, on attach)
+	werr    error         // the write error a caller's flush hit, for the writer to act on
+	idle    chan struct{} // closed when the queue is next empty or unwritable; nil when nobody waits (see flushed)
+	routeID []byte        // ROUTER: the id this peer is addressed by (set once, on attach)
 
 	kick  chan struct{}
 	notes atomic.Uint32 // noteReady | noteFail, for the writer goroutine

@@ -27,7 +27,7 @@ func (p *pipe) readLoop() {
 		if len(batch) > 0 {
 			p.s.fq.push(p, batch)
 		}
-		p.terminate(err)
+		p.terminate(p.writeErrorOr(err))
 	}
 	for {
 		// Before a read that may block: deliver what we have, and note the

@@ -116,6 +116,9 @@ func New(t Type, opts ...Option) (*Socket, error) {
 			continue
 		}
 		if err := opt(&o); err != nil {
+			if !errors.Is(err, ErrOption) { // the contract, for an option written elsewhere
+				err = fmt.Errorf("%w: %w", ErrOption, err)
+			}
 			return nil, err
 		}
 	}
@@ -424,6 +427,40 @@ func (s *Socket) Stats() Stats {
 		st.BytesOut += p.BytesOut
 	}
 	return st
+}
+
+// Flush waits until every message queued so far for the socket's peers has
+// been written to its connection (handed to the kernel: not a proof of
+// delivery), or its peer is gone. A sender that keeps queueing meanwhile
+// may delay it: it returns when each peer's queue has been empty once. It
+// fails with ctx's error, or ErrClosed when the socket is closed. Inproc
+// peers take each message in Send: nothing waits for them.
+func (s *Socket) Flush(ctx context.Context) error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return ErrClosed
+	}
+	ps := make([]*pipe, 0, len(s.pipes))
+	for p := range s.pipes {
+		ps = append(ps, p)
+	}
+	s.mu.Unlock()
+	for _, p := range ps {
+		ch := p.flushed()
+		if ch == nil {
+			continue
+		}
+		select {
+		case <-ch:
+		case <-p.done:
+		case <-s.closing:
+			return ErrClosed
+		case <-ctx.Done():
+			return ctxErr(ctx)
+		}
+	}
+	return nil
 }
 
 // Close stops listening and dialling, gives queued messages up to the linger

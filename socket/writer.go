@@ -332,6 +332,7 @@ func (p *pipe) flushLocked() {
 				p.werr = fmt.Errorf("socket: write: %w", err)
 			}
 			p.notes.Or(noteFail)
+			p.wakeFlushedLocked()
 			p.wmu.Unlock()
 			return
 		}
@@ -343,7 +344,42 @@ func (p *pipe) flushLocked() {
 		}
 	}
 	p.writing = false
+	p.wakeFlushedLocked()
 	p.wmu.Unlock()
+}
+
+// sendEmptyLocked reports whether nothing is queued or being written.
+func (p *pipe) sendEmptyLocked() bool {
+	return p.queued == 0 && p.out.empty() && p.urgent.empty() && !p.writing
+}
+
+// flushed returns a channel that is closed once the send queue is empty
+// (everything queued before the call has been written to the connection)
+// or nothing more can be written; nil when that is already so. The pipe's
+// Done channel should be watched beside it. Inproc pipes hand messages
+// over in Send: nothing waits.
+func (p *pipe) flushed() <-chan struct{} {
+	if p.ip != nil {
+		return nil
+	}
+	p.wmu.Lock()
+	defer p.wmu.Unlock()
+	if p.wclosed || p.sendEmptyLocked() {
+		return nil
+	}
+	if p.idle == nil {
+		p.idle = make(chan struct{})
+	}
+	return p.idle
+}
+
+// wakeFlushedLocked wakes flushed's waiters when the queue has emptied or
+// can no longer be written. The caller holds wmu.
+func (p *pipe) wakeFlushedLocked() {
+	if p.idle != nil && (p.wclosed || p.sendEmptyLocked()) {
+		close(p.idle)
+		p.idle = nil
+	}
 }
 
 func (p *pipe) writeLoop() {
@@ -378,6 +414,39 @@ func (p *pipe) writeLoop() {
 	}
 }
 
+// writeFailGrace bounds how long a pipe whose write failed waits for its
+// reader to reach the end of what the peer sent.
+const writeFailGrace = 250 * time.Millisecond
+
+// endAfterWriteError ends the pipe after a write failed. Writing has
+// stopped (wclosed), but the connection stays open for the reader: a peer
+// that closed with our data unread (its kernel then resets the connection)
+// may have sent messages just before, acks say, that are still in our
+// kernel buffer. The reader reads them up to its own error (EOF, reset),
+// which ends the pipe with err as the reason; after writeFailGrace (a
+// reader held up by a full receive queue, a peer that keeps sending) the
+// pipe ends anyway.
+func (p *pipe) endAfterWriteError(err error) {
+	t := time.NewTimer(writeFailGrace)
+	defer t.Stop()
+	select {
+	case <-p.done:
+	case <-t.C:
+		p.terminate(err)
+	}
+}
+
+// writeErrorOr returns the write error that stopped the pipe's writing, if
+// one did (the reason the pipe ends, though its reader ends it), else err.
+func (p *pipe) writeErrorOr(err error) error {
+	p.wmu.Lock()
+	defer p.wmu.Unlock()
+	if p.werr != nil {
+		return p.werr
+	}
+	return err
+}
+
 // actOnNotes runs on the writer goroutine what a flush noted. It returns
 // false when the pipe is terminated.
 func (p *pipe) actOnNotes() bool {
@@ -386,7 +455,7 @@ func (p *pipe) actOnNotes() bool {
 		p.wmu.Lock()
 		err := p.werr
 		p.wmu.Unlock()
-		p.terminate(err)
+		p.endAfterWriteError(err)
 		return false
 	}
 	if n&noteReady != 0 {
@@ -400,19 +469,18 @@ func (p *pipe) actOnNotes() bool {
 	return true
 }
 
-// drain waits until the send queue is empty or the deadline passes.
+// drain waits until the send queue is empty (or can no longer be written)
+// or the deadline passes.
 func (p *pipe) drain(deadline time.Time) {
-	for {
-		p.wmu.Lock()
-		empty := p.queued == 0 && p.out.empty() && p.urgent.empty() && !p.writing
-		p.wmu.Unlock()
-		if empty || p.isDone() || !time.Now().Before(deadline) {
-			return
-		}
-		select {
-		case <-p.done:
-			return
-		case <-time.After(time.Millisecond):
-		}
+	ch := p.flushed()
+	if ch == nil {
+		return
+	}
+	t := time.NewTimer(time.Until(deadline))
+	defer t.Stop()
+	select {
+	case <-ch:
+	case <-p.done:
+	case <-t.C:
 	}
 }

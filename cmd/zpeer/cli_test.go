@@ -30,6 +30,30 @@ func TestReqRep(t *testing.T) {
 	equalLines(t, "rep output", rep.lines(), "hello", "wide world")
 }
 
+// A reply follows the library's reply rule (codec's Reply, as
+// pattern.Replier): the request's id, priority and sequence number.
+func TestRepReplyCarriesTheRequest(t *testing.T) {
+	t.Parallel()
+	rep := start(t, "", "rep", "--bind", local, "--count", "2", "--name", "server")
+	ep := rep.endpoint()
+	req := start(t, "", "req", "--connect", ep, "--priority", "5", "--json", "a", "b")
+	req.mustSucceed()
+	rep.mustSucceed()
+	lines := req.lines()
+	if len(lines) != 2 {
+		t.Fatalf("%d replies: %q", len(lines), lines)
+	}
+	for i, line := range lines {
+		var r record
+		if err := json.Unmarshal([]byte(line), &r); err != nil {
+			t.Fatal(err)
+		}
+		if r.Kind != "reply" || r.Priority != 5 || r.Sequence != uint64(i+1) || r.Sender != "server" || r.ID == "" {
+			t.Errorf("reply %d: %+v", i, r)
+		}
+	}
+}
+
 func TestReqRepExecStdin(t *testing.T) {
 	t.Parallel()
 	rep := start(t, "", "rep", "--bind", local, "--exec", "tr a-z A-Z")

@@ -43,6 +43,18 @@ func (s *session) runExec(ctx context.Context, text []byte) ([]byte, error) {
 
 // runReq sends each request and waits for its reply, retrying on a fresh
 // socket (lazy pirate) when none comes in time.
+//
+// This is not a second copy of pattern.Requester's retry logic, and cannot
+// be built on it: `zpeer req` must talk to any ZeroMQ REP (libzmq, pyzmq,
+// --raw frames that are not zpeer envelopes), so it is a real REQ socket.
+// A REQ socket enforces send/recv alternation and, after a lost reply, is
+// stuck until it is replaced: the zguide's Lazy Pirate closes and reopens
+// it (reopen), connecting the endpoint that got the unanswered request
+// last so that the retry goes elsewhere. pattern.Requester is a DEALER that
+// sends zpeer envelopes, matches replies by envelope id (a late reply is
+// discarded), and picks each attempt's replier through the socket's peer
+// handles with a breaker per replier; it never reopens a socket. What the
+// two share is only "try at most retries+1 times", the loop below.
 func (s *session) runReq(ctx context.Context, args []string) error {
 	if err := s.waitPeers(ctx, s.o.peers); err != nil {
 		return err

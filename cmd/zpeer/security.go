@@ -4,12 +4,12 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"sync"
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
 	"github.com/zpeer/zpeer/discovery"
+	"github.com/zpeer/zpeer/pattern"
 	"github.com/zpeer/zpeer/socket"
 )
 
@@ -27,7 +27,7 @@ type secFlags struct {
 	kp      socket.KeyPair
 	server  socket.Key
 	trusted *socket.KeySet
-	keys    *endpointKeys // discovered server keys (curveDiscovered)
+	keys    *pattern.ServerKeys // discovered server keys (curveDiscovered)
 }
 
 type curveMode uint8
@@ -84,7 +84,7 @@ func (f *secFlags) resolve(binds bool, discover bool) error {
 		f.mode = curveClient
 	case discover && (f.key != "" || len(f.trust) > 0):
 		f.mode = curveDiscovered
-		f.keys = &endpointKeys{m: make(map[string]socket.Key)}
+		f.keys = pattern.NewServerKeys(socket.Key{}, f.trusted)
 	case f.key != "":
 		return usagef("--key on a connecting socket needs --server-key (or --discover, which learns the server's key)")
 	case len(f.trust) > 0:
@@ -115,7 +115,7 @@ func (f *secFlags) socketOptions() []socket.Option {
 	case curveClient:
 		opts = append(opts, socket.WithCurveClient(f.server, f.kp))
 	case curveDiscovered:
-		opts = append(opts, socket.WithCurveClientKey(f.kp), socket.WithCurveServerKeys(f.keys.get))
+		opts = append(opts, socket.WithCurveClientKey(f.kp), socket.WithCurveServerKeys(f.keys.Lookup))
 	}
 	if len(f.allow) > 0 {
 		opts = append(opts, socket.WithAllow(f.allow...))
@@ -134,51 +134,15 @@ func (f *secFlags) announceOptions() []discovery.Option {
 	return nil
 }
 
-// admit decides whether a discovered peer is connected to, and records the
-// key to connect with. It returns a reason when not.
-func (f *secFlags) admit(p discovery.Peer, ep string) (bool, string) {
-	if f.mode != curveDiscovered {
-		return true, ""
-	}
-	if p.Curve == "" {
-		return false, "announces no CURVE key"
-	}
-	k, err := socket.ParseKey(p.Curve)
-	if err != nil {
-		return false, err.Error()
-	}
-	if f.trusted != nil && !f.trusted.Contains(k) {
-		return false, "key " + p.Curve + " is not trusted"
-	}
-	f.keys.set(ep, k)
-	return true, ""
-}
-
-// endpointKeys are the server keys discovered peers announced, by endpoint.
-type endpointKeys struct {
-	mu sync.Mutex
-	m  map[string]socket.Key
-}
-
-func (k *endpointKeys) set(ep string, key socket.Key) {
-	k.mu.Lock()
-	k.m[ep] = key
-	k.mu.Unlock()
-}
-
-func (k *endpointKeys) get(ep string) (socket.Key, bool) {
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	key, ok := k.m[ep]
-	return key, ok
-}
-
 // ConnectPeer makes the session's discovery connector decline untrusted
-// peers and connect the others with the key they announced.
+// peers and connect the others with the key they announced (with
+// --discover and --key or --trust; pattern.ServerKeys holds the rule).
 func (c *discConnector) ConnectPeer(p discovery.Peer, ep string) error {
-	if ok, why := c.s.o.sec.admit(p, ep); !ok {
-		c.s.logf("not connecting to %s (%s): %s", ep, p.Instance, why)
-		return fmt.Errorf("%w: %s", discovery.ErrDeclined, why)
+	if c.s.o.sec.mode == curveDiscovered {
+		if err := c.s.o.sec.keys.Admit(p, ep); err != nil {
+			c.s.logf("not connecting to %s (%s): %v", ep, p.Instance, err)
+			return err
+		}
 	}
 	return c.Connect(ep)
 }

@@ -778,7 +778,10 @@ func (s *session) reply(ctx context.Context, msg *message, frames [][]byte) [][]
 	}
 	env := s.envelope(kind, "", body)
 	if req != nil {
-		env.ID = req.ID // the reply carries the request's id
+		// The library's reply rule (codec's Reply, as pattern's Replier
+		// uses): the request's id, priority and sequence number.
+		r := req.Reply()
+		env.ID, env.Priority, env.Seq = r.ID, r.Priority, r.Seq
 		if env.Type == "" {
 			env.Type = req.Type
 		}
