@@ -334,6 +334,10 @@ func (p *pipe) flushLocked() {
 			p.notes.Or(noteFail)
 			p.wakeFlushedLocked()
 			p.wmu.Unlock()
+			// Senders blocked on this peer learn at once that it is lost
+			// (SendTo fails with ErrPeerLost, Send picks another peer),
+			// while the reader goes on to the end of what it sent.
+			p.s.signalReady()
 			return
 		}
 		if wasFull && !p.fullLocked() {
@@ -416,7 +420,7 @@ func (p *pipe) writeLoop() {
 
 // writeFailGrace bounds how long a pipe whose write failed waits for its
 // reader to reach the end of what the peer sent.
-const writeFailGrace = 250 * time.Millisecond
+const writeFailGrace = 500 * time.Millisecond
 
 // endAfterWriteError ends the pipe after a write failed. Writing has
 // stopped (wclosed), but the connection stays open for the reader: a peer
@@ -432,6 +436,9 @@ func (p *pipe) endAfterWriteError(err error) {
 	select {
 	case <-p.done:
 	case <-t.C:
+		// A reader still paused by a full receive queue has not reached
+		// the end: what it holds unread goes with the connection, as for
+		// any paused reader whose peer is gone (memory stays bounded).
 		p.terminate(err)
 	}
 }
