@@ -50,11 +50,20 @@ func countGoroutines() goroutines {
 	return g
 }
 
-// settled counts goroutines once no connection is in its handshake.
+// settled counts goroutines once no connection is in its handshake and
+// the pattern's count holds still between two looks: a goroutine whose
+// WaitGroup was released (a closed role of an earlier subtest) may still
+// be on its way out for a moment.
 func settled(t *testing.T) goroutines {
 	t.Helper()
 	var g goroutines
-	waitFor(t, "handshakes to finish", func() bool { g = countGoroutines(); return g.shaking == 0 })
+	prev := -1
+	waitFor(t, "goroutines to settle", func() bool {
+		g = countGoroutines()
+		ok := g.shaking == 0 && g.pattern == prev
+		prev = g.pattern
+		return ok
+	})
 	return g
 }
 
