@@ -54,16 +54,9 @@ func AppendValue(dst []byte, v any) ([]byte, error) {
 // own DecodeMsgpack method, or a non-nil value already stored in an interface
 // inside v, is decoded by code this package does not control.
 func UnmarshalValue(data []byte, v any) error {
-	if len(data) == 0 {
-		return fieldErr("value", ErrTruncated, "no input")
-	}
-	d := reader{data: data}
-	var vc valueCheck
-	if err := d.skip("value", 1, &vc); err != nil {
+	vc, err := checkValue(data)
+	if err != nil {
 		return err
-	}
-	if d.pos != len(data) {
-		return fieldErr("value", ErrMalformed, "%d trailing bytes after the value", len(data)-d.pos)
 	}
 	if len(vc.rewrite) > 0 {
 		data = vc.rewriteTimestamps(data)
@@ -79,18 +72,25 @@ func UnmarshalValue(data []byte, v any) error {
 // decodes bodies itself, such as generated decoders (the msgp fast path
 // of package pattern).
 func CheckValue(data []byte) error {
+	_, err := checkValue(data)
+	return err
+}
+
+// checkValue walks data as one whole MessagePack value within the bounds,
+// noting what UnmarshalValue must rewrite before decoding.
+func checkValue(data []byte) (valueCheck, error) {
+	var vc valueCheck
 	if len(data) == 0 {
-		return fieldErr("value", ErrTruncated, "no input")
+		return vc, fieldErr("value", ErrTruncated, "no input")
 	}
 	d := reader{data: data}
-	var vc valueCheck
 	if err := d.skip("value", 1, &vc); err != nil {
-		return err
+		return vc, err
 	}
 	if d.pos != len(data) {
-		return fieldErr("value", ErrMalformed, "%d trailing bytes after the value", len(data)-d.pos)
+		return vc, fieldErr("value", ErrMalformed, "%d trailing bytes after the value", len(data)-d.pos)
 	}
-	return nil
+	return vc, nil
 }
 
 // structTag is the struct tag msgpack/v5 falls back on when a field has no
