@@ -142,33 +142,12 @@ func pyClientArgs(c curveCerts) []string {
 
 func TestCurveInteropReqToLibzmqRep(t *testing.T) {
 	c := goCerts(t)
-	py := startPy(t, append([]string{"rep", "--bind", "tcp://127.0.0.1:*", "--count", "20", "--specials"}, pyServerArgs(c)...)...)
-	ep := py.expect(t, "bound").Endpoint
-	req := newSock(t, REQ, zpeerClientOpts(t, c)...)
-	connect(t, req, ep)
-	want := interopMsgs(20, true)
-	for i, m := range want {
-		sendMsg(t, req, m)
-		if got := recvMsg(t, req); !sameFrames(got.Frames, m.Frames) {
-			t.Fatalf("reply %d = %s, want %s", i, showMsg(got), showMsg(m))
-		}
-	}
-	py.done(t, len(want))
+	reqToLibzmqRep(t, 20, pyServerArgs(c), zpeerClientOpts(t, c)...)
 }
 
 func TestCurveInteropLibzmqReqToRep(t *testing.T) {
 	c := pyCerts(t)
-	rep := newSock(t, REP, zpeerServerOpts(t, c)...)
-	ep := bind(t, rep)
-	py := startPy(t, append([]string{"req", "--connect", ep, "--count", "20", "--specials"}, pyClientArgs(c)...)...)
-	for i, m := range interopMsgs(20, true) {
-		got := recvMsg(t, rep)
-		if !sameFrames(got.Frames, m.Frames) {
-			t.Fatalf("request %d = %s, want %s", i, showMsg(got), showMsg(m))
-		}
-		sendMsg(t, rep, got)
-	}
-	py.done(t, 23)
+	libzmqReqToRep(t, 20, pyClientArgs(c), zpeerServerOpts(t, c)...)
 }
 
 func TestCurveInteropPushToLibzmqPull(t *testing.T) {
@@ -185,15 +164,7 @@ func TestCurveInteropPushToLibzmqPull(t *testing.T) {
 
 func TestCurveInteropLibzmqPushToPull(t *testing.T) {
 	c := pyCerts(t)
-	pull := newSock(t, PULL, zpeerServerOpts(t, c)...)
-	ep := bind(t, pull)
-	py := startPy(t, append([]string{"push", "--connect", ep, "--count", "200", "--specials"}, pyClientArgs(c)...)...)
-	for i, m := range interopMsgs(200, true) {
-		if got := recvMsg(t, pull); !sameFrames(got.Frames, m.Frames) {
-			t.Fatalf("message %d = %s, want %s", i, showMsg(got), showMsg(m))
-		}
-	}
-	py.done(t, -1)
+	libzmqPushToPull(t, 200, pyClientArgs(c), zpeerServerOpts(t, c)...)
 }
 
 // TestCurveInteropPubToLibzmqSub: the libzmq SUB's subscriptions reach the

@@ -242,12 +242,19 @@ func sendMsg(t *testing.T, s *Socket, m Msg) {
 	}
 }
 
-func TestInteropReqToLibzmqRep(t *testing.T) {
-	py := startPy(t, "rep", "--bind", "tcp://127.0.0.1:*", "--count", "50", "--specials")
+func TestInteropReqToLibzmqRep(t *testing.T) { reqToLibzmqRep(t, 50, nil) }
+
+func TestInteropLibzmqReqToRep(t *testing.T) { libzmqReqToRep(t, 50, nil) }
+
+// reqToLibzmqRep: a zpeer REQ (with opts) sends n messages to a libzmq REP
+// (started with pyArgs, its security) and gets each echoed back.
+func reqToLibzmqRep(t *testing.T, n int, pyArgs []string, opts ...Option) {
+	t.Helper()
+	py := startPy(t, append([]string{"rep", "--bind", "tcp://127.0.0.1:*", "--count", fmt.Sprint(n), "--specials"}, pyArgs...)...)
 	ep := py.expect(t, "bound").Endpoint
-	req := newSock(t, REQ)
+	req := newSock(t, REQ, opts...)
 	connect(t, req, ep)
-	want := interopMsgs(50, true)
+	want := interopMsgs(n, true)
 	for i, m := range want {
 		sendMsg(t, req, m)
 		if got := recvMsg(t, req); !sameFrames(got.Frames, m.Frames) {
@@ -257,18 +264,21 @@ func TestInteropReqToLibzmqRep(t *testing.T) {
 	py.done(t, len(want))
 }
 
-func TestInteropLibzmqReqToRep(t *testing.T) {
-	rep := newSock(t, REP)
+// libzmqReqToRep: a libzmq REQ (with pyArgs) sends n messages to a zpeer
+// REP (with opts), which echoes each.
+func libzmqReqToRep(t *testing.T, n int, pyArgs []string, opts ...Option) {
+	t.Helper()
+	rep := newSock(t, REP, opts...)
 	ep := bind(t, rep)
-	py := startPy(t, "req", "--connect", ep, "--count", "50", "--specials")
-	for i, m := range interopMsgs(50, true) {
+	py := startPy(t, append([]string{"req", "--connect", ep, "--count", fmt.Sprint(n), "--specials"}, pyArgs...)...)
+	for i, m := range interopMsgs(n, true) {
 		got := recvMsg(t, rep)
 		if !sameFrames(got.Frames, m.Frames) {
 			t.Fatalf("request %d = %s, want %s", i, showMsg(got), showMsg(m))
 		}
 		sendMsg(t, rep, got)
 	}
-	py.done(t, 53)
+	py.done(t, n+3)
 }
 
 func TestInteropPubToLibzmqSubs(t *testing.T) {
@@ -369,11 +379,16 @@ func TestInteropLibzmqPubToSub(t *testing.T) {
 	py.done(t, -1)
 }
 
-func TestInteropLibzmqPushToPull(t *testing.T) {
-	pull := newSock(t, PULL)
+func TestInteropLibzmqPushToPull(t *testing.T) { libzmqPushToPull(t, 500, nil) }
+
+// libzmqPushToPull: a libzmq PUSH (with pyArgs) sends n messages to a zpeer
+// PULL (with opts), in order.
+func libzmqPushToPull(t *testing.T, n int, pyArgs []string, opts ...Option) {
+	t.Helper()
+	pull := newSock(t, PULL, opts...)
 	ep := bind(t, pull)
-	py := startPy(t, "push", "--connect", ep, "--count", "500", "--specials")
-	for i, m := range interopMsgs(500, true) {
+	py := startPy(t, append([]string{"push", "--connect", ep, "--count", fmt.Sprint(n), "--specials"}, pyArgs...)...)
+	for i, m := range interopMsgs(n, true) {
 		if got := recvMsg(t, pull); !sameFrames(got.Frames, m.Frames) {
 			t.Fatalf("message %d = %s, want %s", i, showMsg(got), showMsg(m))
 		}
