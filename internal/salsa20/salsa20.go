@@ -1,0 +1,34 @@
+package salsa20
+
+import (
+	"encoding/binary"
+
+	"golang.org/x/crypto/salsa20/salsa"
+)
+
+// useAsm selects the assembly kernels. It is set at start-up from the CPU's
+// features; tests turn it off to cover the fallback.
+var useAsm = hasAsm
+
+// XORKeyStream writes in XOR the Salsa20/20 key stream of key and counter
+// into out, as golang.org/x/crypto/salsa20/salsa.XORKeyStream does: counter
+// holds the 8-byte nonce (counter[0:8]) and the little-endian 64-bit number
+// of the first block (counter[8:16]), which counts on across its 32-bit
+// halves and wraps modulo 2^64. counter is not modified. out must be at
+// least as long as in, and in and out must overlap entirely or not at all.
+func XORKeyStream(out, in []byte, counter *[16]byte, key *[32]byte) {
+	if len(in) == 0 {
+		return
+	}
+	_ = out[len(in)-1]
+	if !useAsm {
+		salsa.XORKeyStream(out, in, counter, key)
+		return
+	}
+	xorKeyStreamAsm(out[:len(in)], in, counter, key)
+}
+
+// addBlocks advances counter's 64-bit block number by n, modulo 2^64.
+func addBlocks(counter *[16]byte, n uint64) {
+	binary.LittleEndian.PutUint64(counter[8:], binary.LittleEndian.Uint64(counter[8:])+n)
+}

@@ -1,0 +1,413 @@
+//go:build amd64 && !purego && gc
+
+#include "textflag.h"
+
+// Salsa20/20 with AVX2. The state of one block is sixteen 32-bit words,
+//
+//	x0  x1  x2  x3      s0 k0 k1 k2
+//	x4  x5  x6  x7  =   k3 s1 n0 n1
+//	x8  x9  x10 x11     b0 b1 s2 k4
+//	x12 x13 x14 x15     k5 k6 k7 s3
+//
+// (s: "expand 32-byte k", k: key, n: nonce, b: 64-bit block number), and a
+// double round is a column round, quarter rounds on (x0,x4,x8,x12),
+// (x5,x9,x13,x1), (x10,x14,x2,x6), (x15,x3,x7,x11), then a row round, on
+// (x0,x1,x2,x3), (x5,x6,x7,x4), (x10,x11,x8,x9), (x15,x12,x13,x14). The
+// quarter round on (a,b,c,d) is
+//
+//	b ^= (a+d) <<< 7;  c ^= (b+a) <<< 9;  d ^= (c+b) <<< 13;  a ^= (d+c) <<< 18
+//
+// AVX2 has no rotate: each step is an add, two shifts and two XORs.
+
+// STEP: dst ^= (x+y) <<< l, with t and u as scratch; r is 32-l.
+#define STEP(dst, x, y, l, r, t, u) \
+	VPADDD x, y, t; \
+	VPSLLD $l, t, u; \
+	VPSRLD $r, t, t; \
+	VPXOR  u, dst, dst; \
+	VPXOR  t, dst, dst
+
+// QR2: two independent quarter rounds (a,b,c,d) and (e,f,g,h), their steps
+// interleaved; both use t and u as scratch (the CPU renames them).
+#define QR2(a, b, c, d, e, f, g, h, t, u) \
+	STEP(b, a, d, 7, 25, t, u); \
+	STEP(f, e, h, 7, 25, t, u); \
+	STEP(c, b, a, 9, 23, t, u); \
+	STEP(g, f, e, 9, 23, t, u); \
+	STEP(d, c, b, 13, 19, t, u); \
+	STEP(h, g, f, 13, 19, t, u); \
+	STEP(a, d, c, 18, 14, t, u); \
+	STEP(e, h, g, 18, 14, t, u)
+
+// func blocks2(ks *[128]byte, counter *[16]byte, key *[32]byte)
+//
+// Two blocks side by side, block n in the low 128-bit lane of each register
+// and block n+1 in the high lane, each lane in the diagonal layout that puts
+// the four quarter rounds of a column round in the four 32-bit words:
+//
+//	Y0 = A = (x0, x5, x10, x15)
+//	Y1 = B = (x4, x9, x14, x3)
+//	Y2 = C = (x8, x13, x2, x7)
+//	Y3 = D = (x12, x1, x6, x11)
+//
+// so that the column round is B ^= (A+D)<<<7, C ^= (B+A)<<<9,
+// D ^= (C+B)<<<13, A ^= (D+C)<<<18. Rotating the words of D, C and B by 1,
+// 2 and 3 places turns them into (x1,x6,x11,x12), (x2,x7,x8,x13) and
+// (x3,x4,x9,x14), the row round's b, c and d; rotating back restores the
+// column layout. Y4-Y7 keep the input state, Y8 and Y9 are scratch.
+//
+// Frame: 0(SP) D, 16(SP) B and 32(SP) C of block n, 48(SP) B and 64(SP) C of
+// block n+1 (they differ in the block number only).
+TEXT ·blocks2(SB), NOSPLIT, $80-24
+	MOVQ ks+0(FP), DI
+	MOVQ counter+8(FP), SI
+	MOVQ key+16(FP), DX
+
+	// D = (k5, k0, n0, k4)
+	MOVL 20(DX), AX
+	MOVL AX, 0(SP)
+	MOVL 0(DX), AX
+	MOVL AX, 4(SP)
+	MOVL 0(SI), AX
+	MOVL AX, 8(SP)
+	MOVL 16(DX), AX
+	MOVL AX, 12(SP)
+
+	// B = (k3, b1, k7, k2)
+	MOVL 12(DX), AX
+	MOVL AX, 16(SP)
+	MOVL AX, 48(SP)
+	MOVL 28(DX), AX
+	MOVL AX, 24(SP)
+	MOVL AX, 56(SP)
+	MOVL 8(DX), AX
+	MOVL AX, 28(SP)
+	MOVL AX, 60(SP)
+
+	// C = (b0, k6, k1, n1)
+	MOVL 24(DX), AX
+	MOVL AX, 36(SP)
+	MOVL AX, 68(SP)
+	MOVL 4(DX), AX
+	MOVL AX, 40(SP)
+	MOVL AX, 72(SP)
+	MOVL 4(SI), AX
+	MOVL AX, 44(SP)
+	MOVL AX, 76(SP)
+
+	// block numbers n and n+1 (64-bit, wrapping)
+	MOVQ 8(SI), AX
+	MOVL AX, 32(SP)
+	MOVQ AX, BX
+	SHRQ $32, BX
+	MOVL BX, 20(SP)
+	ADDQ $1, AX
+	MOVL AX, 64(SP)
+	SHRQ $32, AX
+	MOVL AX, 52(SP)
+
+	VBROADCASTI128 ·sigma<>(SB), Y0
+	VMOVDQU        16(SP), X1
+	VINSERTI128    $1, 48(SP), Y1, Y1
+	VMOVDQU        32(SP), X2
+	VINSERTI128    $1, 64(SP), Y2, Y2
+	VBROADCASTI128 0(SP), Y3
+	VMOVDQA        Y0, Y4
+	VMOVDQA        Y1, Y5
+	VMOVDQA        Y2, Y6
+	VMOVDQA        Y3, Y7
+
+	MOVQ $10, CX
+
+loop2:
+	// column round
+	STEP(Y1, Y0, Y3, 7, 25, Y8, Y9)
+	STEP(Y2, Y1, Y0, 9, 23, Y8, Y9)
+	STEP(Y3, Y2, Y1, 13, 19, Y8, Y9)
+	STEP(Y0, Y3, Y2, 18, 14, Y8, Y9)
+	VPSHUFD $0x93, Y1, Y1 // (x3, x4, x9, x14): row d
+	VPSHUFD $0x4e, Y2, Y2 // (x2, x7, x8, x13): row c
+	VPSHUFD $0x39, Y3, Y3 // (x1, x6, x11, x12): row b
+
+	// row round: b is in Y3, d in Y1
+	STEP(Y3, Y0, Y1, 7, 25, Y8, Y9)
+	STEP(Y2, Y3, Y0, 9, 23, Y8, Y9)
+	STEP(Y1, Y2, Y3, 13, 19, Y8, Y9)
+	STEP(Y0, Y1, Y2, 18, 14, Y8, Y9)
+	VPSHUFD $0x39, Y1, Y1 // back to (x4, x9, x14, x3)
+	VPSHUFD $0x4e, Y2, Y2 // (x8, x13, x2, x7)
+	VPSHUFD $0x93, Y3, Y3 // (x12, x1, x6, x11)
+
+	DECQ CX
+	JNZ  loop2
+
+	VPADDD Y4, Y0, Y0
+	VPADDD Y5, Y1, Y1
+	VPADDD Y6, Y2, Y2
+	VPADDD Y7, Y3, Y3
+
+	// Back to rows: row0 = (A0, D1, C2, B3), row1 = (B0, A1, D2, C3),
+	// row2 = (C0, B1, A2, D3), row3 = (D0, C1, B2, A3).
+	VPBLENDD $0x22, Y3, Y0, Y4
+	VPBLENDD $0x44, Y2, Y4, Y4
+	VPBLENDD $0x88, Y1, Y4, Y4
+	VPBLENDD $0x22, Y0, Y1, Y5
+	VPBLENDD $0x44, Y3, Y5, Y5
+	VPBLENDD $0x88, Y2, Y5, Y5
+	VPBLENDD $0x22, Y1, Y2, Y6
+	VPBLENDD $0x44, Y0, Y6, Y6
+	VPBLENDD $0x88, Y3, Y6, Y6
+	VPBLENDD $0x22, Y2, Y3, Y7
+	VPBLENDD $0x44, Y1, Y7, Y7
+	VPBLENDD $0x88, Y0, Y7, Y7
+
+	VMOVDQU     X4, 0(DI)
+	VMOVDQU     X5, 16(DI)
+	VMOVDQU     X6, 32(DI)
+	VMOVDQU     X7, 48(DI)
+	VEXTRACTI128 $1, Y4, 64(DI)
+	VEXTRACTI128 $1, Y5, 80(DI)
+	VEXTRACTI128 $1, Y6, 96(DI)
+	VEXTRACTI128 $1, Y7, 112(DI)
+	VZEROUPPER
+	RET
+
+// func blocks8(out, in *byte, n uint64, counter *[16]byte, key *[32]byte)
+//
+// Eight blocks per step, word i of block j in 32-bit lane j of state vector
+// i. Fourteen vectors live in registers and two in the frame: the words
+// x3 and x7 share Y10 and Y11 with x12 and x13, the pair not in use waiting
+// in the frame (the column round needs x3 and x7 only in its last quarter
+// round, the row round x12 and x13 only in its last):
+//
+//	Y0 x0    Y3 x4    Y6 x8     Y8  x10   Y10 x12 | x3   Y12 x14   Y14 scratch
+//	Y1 x1    Y4 x5    Y7 x9     Y9  x11   Y11 x13 | x7   Y13 x15   Y15 scratch
+//	Y2 x2    Y5 x6
+//
+// Other registers: DI out, SI in, DX bytes left, R8 key, R9 the frame's
+// 32-byte aligned base, R10 the first block number of the step, CX rounds.
+//
+// Frame (from R9): 32*i the input state vector i (0 <= i < 16), then at
+// 512+32*i the output vector i, whose slots 3, 7, 12 and 13 also hold the
+// words waiting out a round.
+#define INIT(i) (32*(i))(R9)
+#define WORK(i) (512+32*(i))(R9)
+
+// TRANSPOSE_XOR: words w..w+7 of the eight blocks from the frame,
+// transposed to eight 32-byte rows (block j's bytes off..off+31), XORed with
+// in and stored to out. Y0-Y15 are all scratch here.
+#define TRANSPOSE_XOR(w, off) \
+	VMOVDQA     WORK(w+0), Y0; \
+	VMOVDQA     WORK(w+1), Y1; \
+	VMOVDQA     WORK(w+2), Y2; \
+	VMOVDQA     WORK(w+3), Y3; \
+	VMOVDQA     WORK(w+4), Y4; \
+	VMOVDQA     WORK(w+5), Y5; \
+	VMOVDQA     WORK(w+6), Y6; \
+	VMOVDQA     WORK(w+7), Y7; \
+	VPUNPCKLDQ  Y1, Y0, Y8; \
+	VPUNPCKHDQ  Y1, Y0, Y9; \
+	VPUNPCKLDQ  Y3, Y2, Y10; \
+	VPUNPCKHDQ  Y3, Y2, Y11; \
+	VPUNPCKLDQ  Y5, Y4, Y12; \
+	VPUNPCKHDQ  Y5, Y4, Y13; \
+	VPUNPCKLDQ  Y7, Y6, Y14; \
+	VPUNPCKHDQ  Y7, Y6, Y15; \
+	VPUNPCKLQDQ Y10, Y8, Y0; \
+	VPUNPCKHQDQ Y10, Y8, Y1; \
+	VPUNPCKLQDQ Y11, Y9, Y2; \
+	VPUNPCKHQDQ Y11, Y9, Y3; \
+	VPUNPCKLQDQ Y14, Y12, Y4; \
+	VPUNPCKHQDQ Y14, Y12, Y5; \
+	VPUNPCKLQDQ Y15, Y13, Y6; \
+	VPUNPCKHQDQ Y15, Y13, Y7; \
+	VPERM2I128  $0x20, Y4, Y0, Y8; \
+	VPERM2I128  $0x31, Y4, Y0, Y9; \
+	VPERM2I128  $0x20, Y5, Y1, Y10; \
+	VPERM2I128  $0x31, Y5, Y1, Y11; \
+	VPERM2I128  $0x20, Y6, Y2, Y12; \
+	VPERM2I128  $0x31, Y6, Y2, Y13; \
+	VPERM2I128  $0x20, Y7, Y3, Y14; \
+	VPERM2I128  $0x31, Y7, Y3, Y15; \
+	VPXOR       (0*64+off)(SI), Y8, Y8; \
+	VMOVDQU     Y8, (0*64+off)(DI); \
+	VPXOR       (4*64+off)(SI), Y9, Y9; \
+	VMOVDQU     Y9, (4*64+off)(DI); \
+	VPXOR       (1*64+off)(SI), Y10, Y10; \
+	VMOVDQU     Y10, (1*64+off)(DI); \
+	VPXOR       (5*64+off)(SI), Y11, Y11; \
+	VMOVDQU     Y11, (5*64+off)(DI); \
+	VPXOR       (2*64+off)(SI), Y12, Y12; \
+	VMOVDQU     Y12, (2*64+off)(DI); \
+	VPXOR       (6*64+off)(SI), Y13, Y13; \
+	VMOVDQU     Y13, (6*64+off)(DI); \
+	VPXOR       (3*64+off)(SI), Y14, Y14; \
+	VMOVDQU     Y14, (3*64+off)(DI); \
+	VPXOR       (7*64+off)(SI), Y15, Y15; \
+	VMOVDQU     Y15, (7*64+off)(DI)
+
+TEXT ·blocks8(SB), 0, $1056-40
+	MOVQ out+0(FP), DI
+	MOVQ in+8(FP), SI
+	MOVQ n+16(FP), DX
+	MOVQ counter+24(FP), AX
+	MOVQ key+32(FP), R8
+	LEAQ 31(SP), R9
+	ANDQ $-32, R9
+
+	// The input state, each word broadcast to all eight lanes, but for
+	// the block numbers, set per step.
+	VPBROADCASTD ·sigma<>+0(SB), Y14
+	VMOVDQA      Y14, INIT(0)
+	VPBROADCASTD ·sigma<>+4(SB), Y14
+	VMOVDQA      Y14, INIT(5)
+	VPBROADCASTD ·sigma<>+8(SB), Y14
+	VMOVDQA      Y14, INIT(10)
+	VPBROADCASTD ·sigma<>+12(SB), Y14
+	VMOVDQA      Y14, INIT(15)
+	VPBROADCASTD 0(R8), Y14
+	VMOVDQA      Y14, INIT(1)
+	VPBROADCASTD 4(R8), Y14
+	VMOVDQA      Y14, INIT(2)
+	VPBROADCASTD 8(R8), Y14
+	VMOVDQA      Y14, INIT(3)
+	VPBROADCASTD 12(R8), Y14
+	VMOVDQA      Y14, INIT(4)
+	VPBROADCASTD 16(R8), Y14
+	VMOVDQA      Y14, INIT(11)
+	VPBROADCASTD 20(R8), Y14
+	VMOVDQA      Y14, INIT(12)
+	VPBROADCASTD 24(R8), Y14
+	VMOVDQA      Y14, INIT(13)
+	VPBROADCASTD 28(R8), Y14
+	VMOVDQA      Y14, INIT(14)
+	VPBROADCASTD 0(AX), Y14
+	VMOVDQA      Y14, INIT(6)
+	VPBROADCASTD 4(AX), Y14
+	VMOVDQA      Y14, INIT(7)
+	MOVQ         8(AX), R10
+
+step8:
+	// Block numbers R10+j for lanes j = 0..7, 64-bit: quadwords
+	// R10+{0,1,4,5} and R10+{2,3,6,7}, whose low and high halves
+	// VSHUFPS gathers in lane order.
+	VMOVQ        R10, X14
+	VPBROADCASTQ X14, Y14
+	VPADDQ       ·lanes0145<>(SB), Y14, Y12
+	VPADDQ       ·lanes2367<>(SB), Y14, Y13
+	VSHUFPS      $0x88, Y13, Y12, Y14
+	VSHUFPS      $0xdd, Y13, Y12, Y15
+	VMOVDQA      Y14, INIT(8)
+	VMOVDQA      Y15, INIT(9)
+
+	VMOVDQA INIT(0), Y0
+	VMOVDQA INIT(1), Y1
+	VMOVDQA INIT(2), Y2
+	VMOVDQA INIT(4), Y3
+	VMOVDQA INIT(5), Y4
+	VMOVDQA INIT(6), Y5
+	VMOVDQA INIT(8), Y6
+	VMOVDQA INIT(9), Y7
+	VMOVDQA INIT(10), Y8
+	VMOVDQA INIT(11), Y9
+	VMOVDQA INIT(12), Y10
+	VMOVDQA INIT(13), Y11
+	VMOVDQA INIT(14), Y12
+	VMOVDQA INIT(15), Y13
+	VMOVDQA INIT(3), Y14
+	VMOVDQA Y14, WORK(3)
+	VMOVDQA INIT(7), Y14
+	VMOVDQA Y14, WORK(7)
+
+	MOVQ $10, CX
+
+rounds8:
+	// column round: (x0,x4,x8,x12) with (x5,x9,x13,x1), then
+	// (x10,x14,x2,x6) with (x15,x3,x7,x11), x3 and x7 in for x12 and x13
+	QR2(Y0, Y3, Y6, Y10, Y4, Y7, Y11, Y1, Y14, Y15)
+	VMOVDQA Y10, WORK(12)
+	VMOVDQA Y11, WORK(13)
+	VMOVDQA WORK(3), Y10
+	VMOVDQA WORK(7), Y11
+	QR2(Y8, Y12, Y2, Y5, Y13, Y10, Y11, Y9, Y14, Y15)
+
+	// row round: (x0,x1,x2,x3) with (x5,x6,x7,x4), then
+	// (x10,x11,x8,x9) with (x15,x12,x13,x14), x12 and x13 back in
+	QR2(Y0, Y1, Y2, Y10, Y4, Y5, Y11, Y3, Y14, Y15)
+	VMOVDQA Y10, WORK(3)
+	VMOVDQA Y11, WORK(7)
+	VMOVDQA WORK(12), Y10
+	VMOVDQA WORK(13), Y11
+	QR2(Y8, Y9, Y6, Y7, Y13, Y10, Y11, Y12, Y14, Y15)
+
+	DECQ CX
+	JNZ  rounds8
+
+	// Add the input state; all sixteen vectors to the frame.
+	VPADDD  INIT(0), Y0, Y0
+	VMOVDQA Y0, WORK(0)
+	VPADDD  INIT(1), Y1, Y1
+	VMOVDQA Y1, WORK(1)
+	VPADDD  INIT(2), Y2, Y2
+	VMOVDQA Y2, WORK(2)
+	VPADDD  INIT(4), Y3, Y3
+	VMOVDQA Y3, WORK(4)
+	VPADDD  INIT(5), Y4, Y4
+	VMOVDQA Y4, WORK(5)
+	VPADDD  INIT(6), Y5, Y5
+	VMOVDQA Y5, WORK(6)
+	VPADDD  INIT(8), Y6, Y6
+	VMOVDQA Y6, WORK(8)
+	VPADDD  INIT(9), Y7, Y7
+	VMOVDQA Y7, WORK(9)
+	VPADDD  INIT(10), Y8, Y8
+	VMOVDQA Y8, WORK(10)
+	VPADDD  INIT(11), Y9, Y9
+	VMOVDQA Y9, WORK(11)
+	VPADDD  INIT(12), Y10, Y10
+	VMOVDQA Y10, WORK(12)
+	VPADDD  INIT(13), Y11, Y11
+	VMOVDQA Y11, WORK(13)
+	VPADDD  INIT(14), Y12, Y12
+	VMOVDQA Y12, WORK(14)
+	VPADDD  INIT(15), Y13, Y13
+	VMOVDQA Y13, WORK(15)
+	VMOVDQA WORK(3), Y14
+	VPADDD  INIT(3), Y14, Y14
+	VMOVDQA Y14, WORK(3)
+	VMOVDQA WORK(7), Y14
+	VPADDD  INIT(7), Y14, Y14
+	VMOVDQA Y14, WORK(7)
+
+	// Words 0-7 of the eight blocks (their first 32 bytes), then words
+	// 8-15 (the last 32).
+	TRANSPOSE_XOR(0, 0)
+	TRANSPOSE_XOR(8, 32)
+
+	ADDQ $512, SI
+	ADDQ $512, DI
+	ADDQ $8, R10
+	SUBQ $512, DX
+	JNZ  step8
+
+	VZEROUPPER
+	RET
+
+// sigma is "expand 32-byte k" as four little-endian words.
+DATA ·sigma<>+0(SB)/4, $0x61707865
+DATA ·sigma<>+4(SB)/4, $0x3320646e
+DATA ·sigma<>+8(SB)/4, $0x79622d32
+DATA ·sigma<>+12(SB)/4, $0x6b206574
+GLOBL ·sigma<>(SB), RODATA|NOPTR, $16
+
+// lanes0145 and lanes2367: the block offsets blocks8 adds, as quadwords.
+DATA ·lanes0145<>+0(SB)/8, $0
+DATA ·lanes0145<>+8(SB)/8, $1
+DATA ·lanes0145<>+16(SB)/8, $4
+DATA ·lanes0145<>+24(SB)/8, $5
+GLOBL ·lanes0145<>(SB), RODATA|NOPTR, $32
+DATA ·lanes2367<>+0(SB)/8, $2
+DATA ·lanes2367<>+8(SB)/8, $3
+DATA ·lanes2367<>+16(SB)/8, $6
+DATA ·lanes2367<>+24(SB)/8, $7
+GLOBL ·lanes2367<>(SB), RODATA|NOPTR, $32

@@ -1,0 +1,9 @@
+//go:build !amd64 || purego || !gc
+
+package salsa20
+
+const hasAsm = false
+
+func xorKeyStreamAsm(out, in []byte, counter *[16]byte, key *[32]byte) {
+	panic("salsa20: no assembly kernels on this platform")
+}
