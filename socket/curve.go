@@ -12,6 +12,8 @@ import (
 	"golang.org/x/crypto/nacl/box"
 	"golang.org/x/crypto/poly1305" //lint:ignore SA1019 the x/crypto box is built from it; golang.org/x/crypto/internal/poly1305 is not importable
 	"golang.org/x/crypto/salsa20/salsa"
+
+	"github.com/zpeer/zpeer/internal/salsa20"
 )
 
 // Key is a CURVE public key (Curve25519, 32 bytes). Its String is the Z85
@@ -203,7 +205,7 @@ const smallKS = 9 * 64
 func smallKeyStream(ks []byte, subKey *[32]byte, n8 []byte) {
 	var counter [16]byte
 	copy(counter[:8], n8)
-	salsa.XORKeyStream(ks, ks, &counter, subKey)
+	salsa20.XORKeyStream(ks, ks, &counter, subKey)
 }
 
 // xsalsa is XSalsa20 set up for one nonce: the sub-key, the counter block
@@ -220,7 +222,7 @@ func (x *xsalsa) setup(subKey *[32]byte, nonce *[24]byte) {
 	x.counter = [16]byte{}
 	copy(x.counter[:8], nonce[16:])
 	x.first = [64]byte{}
-	salsa.XORKeyStream(x.first[:], x.first[:], &x.counter, &x.subKey)
+	salsa20.XORKeyStream(x.first[:], x.first[:], &x.counter, &x.subKey)
 	x.counter[8] = 1 // the rest of the stream starts at block 1
 }
 
@@ -289,7 +291,7 @@ func (c *curveCodec) appendSealed(dst []byte, flags byte, body []byte) []byte {
 	head := min(len(body), 31)
 	subtle.XORBytes(ct[1:1+head], body[:head], x.first[33:33+head])
 	if len(body) > head {
-		salsa.XORKeyStream(ct[32:], body[head:], &x.counter, &x.subKey)
+		salsa20.XORKeyStream(ct[32:], body[head:], &x.counter, &x.subKey)
 	}
 	poly1305.Sum(&tag, ct, (*[32]byte)(x.first[:32]))
 	copy(dst[n:], tag[:])
@@ -341,7 +343,7 @@ func (c *curveCodec) decryptTo(dst, msg []byte) {
 	head := min(len(ct), 31)
 	subtle.XORBytes(dst[:head], ct[:head], c.rs.first[33:33+head])
 	if len(ct) > head {
-		salsa.XORKeyStream(dst[head:], ct[head:], &c.rs.counter, &c.rs.subKey)
+		salsa20.XORKeyStream(dst[head:], ct[head:], &c.rs.counter, &c.rs.subKey)
 	}
 }
 
