@@ -28,6 +28,18 @@ func XORKeyStream(out, in []byte, counter *[16]byte, key *[32]byte) {
 	xorKeyStreamAsm(out[:len(in)], in, counter, key)
 }
 
+// KeyStream128 writes the first 128 bytes of the key stream of counter and
+// key into ks: XORKeyStream of 128 zero bytes, without the zeros. One
+// CURVE MESSAGE of up to 95 body bytes needs no more.
+func KeyStream128(ks *[128]byte, counter *[16]byte, key *[32]byte) {
+	if !useAsm {
+		clear(ks[:])
+		salsa.XORKeyStream(ks[:], ks[:], counter, key)
+		return
+	}
+	blocks2(ks, counter, key)
+}
+
 // addBlocks advances counter's 64-bit block number by n, modulo 2^64.
 func addBlocks(counter *[16]byte, n uint64) {
 	binary.LittleEndian.PutUint64(counter[8:], binary.LittleEndian.Uint64(counter[8:])+n)

@@ -157,6 +157,26 @@ func TestXORKeyStreamKnownAnswer(t *testing.T) {
 	})
 }
 
+// TestKeyStream128 checks KeyStream128 against XORKeyStream of zeros, over
+// whatever ks held before.
+func TestKeyStream128(t *testing.T) {
+	modes(t, func(t *testing.T) {
+		r := rand.New(rand.NewPCG(7, 8))
+		for _, start := range []uint64{0, 1, 1<<32 - 1, 1<<64 - 1} {
+			v := randomVector(r, 128)
+			binary.LittleEndian.PutUint64(v.counter[8:], start)
+			want := make([]byte, 128)
+			salsa.XORKeyStream(want, want, &v.counter, &v.key)
+			ks := [128]byte(v.in)
+			ctr := v.counter
+			KeyStream128(&ks, &ctr, &v.key)
+			if !bytes.Equal(ks[:], want) || ctr != v.counter {
+				t.Fatalf("block %#x: first difference at byte %d", start, firstDiff(ks[:], want))
+			}
+		}
+	})
+}
+
 func FuzzXORKeyStream(f *testing.F) {
 	f.Add([]byte("key"), []byte("nonce"), uint64(0), 97)
 	f.Add([]byte{}, []byte{}, uint64(1<<32-1), 1000)
@@ -191,6 +211,16 @@ func BenchmarkXORKeyStream(b *testing.B) {
 				XORKeyStream(buf, buf, &counter, &key)
 			}
 		})
+		if n <= 128 {
+			b.Run(fmt.Sprintf("zpeer-KeyStream128/%d", n), func(b *testing.B) {
+				var ks [128]byte
+				b.SetBytes(int64(n))
+				b.ReportAllocs()
+				for b.Loop() {
+					KeyStream128(&ks, &counter, &key)
+				}
+			})
+		}
 		b.Run(fmt.Sprintf("xcrypto/%d", n), func(b *testing.B) {
 			b.SetBytes(int64(n))
 			b.ReportAllocs()
