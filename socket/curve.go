@@ -7,9 +7,9 @@ import (
 	"slices"
 	"strings"
 
-	"golang.org/x/crypto/poly1305" //lint:ignore SA1019 the x/crypto box is built from it; golang.org/x/crypto/internal/poly1305 is not importable
 	"golang.org/x/crypto/salsa20/salsa"
 
+	"github.com/zpeer/zpeer/internal/poly1305"
 	"github.com/zpeer/zpeer/internal/salsa20"
 )
 
@@ -161,11 +161,13 @@ var curveMsgName = []byte("\x07MESSAGE")
 // The box is NaCl's crypto_box after precomputation: XSalsa20 keyed by the
 // shared key and the 24-byte nonce, the first 32 bytes of its key stream
 // keying Poly1305 over the ciphertext, the tag first. It is computed here
-// from x/crypto's salsa and poly1305 rather than through box.Seal and
-// box.Open so that the flags byte and the frame body need not be copied
-// together first, and so that a body is decrypted straight into the memory
-// it is delivered in: no scratch copy either way. TestCurveBoxMatchesNaCl
-// checks both directions against nacl/box.
+// from Salsa20 and Poly1305 (internal/salsa20 and internal/poly1305: AVX2
+// kernels where the CPU has them, x/crypto's code elsewhere and for short
+// tags) rather than through box.Seal and box.Open so that the flags byte
+// and the frame body need not be copied together first, and so that a body
+// is decrypted straight into the memory it is delivered in: no scratch copy
+// either way. TestCurveBoxMatchesNaCl checks both directions against
+// nacl/box.
 type curveCodec struct {
 	key [32]byte // precomputed box key (C'/S' shared secret)
 	// XSalsa20's sub-key depends on the key and the nonce's first 16
