@@ -23,6 +23,12 @@ func blocks8(out, in *byte, n uint64, counter *[16]byte, key *[32]byte)
 //go:noescape
 func blocks2(ks *[128]byte, counter *[16]byte, key *[32]byte)
 
+// blocks2x2 writes the two first key stream blocks of c0 and key into
+// ks[0:128] and those of c1 into ks[128:256].
+//
+//go:noescape
+func blocks2x2(ks *[256]byte, c0, c1 *[16]byte, key *[32]byte)
+
 // xorKeyStreamAsm is XORKeyStream on the AVX2 kernels; len(out) == len(in) > 0.
 func xorKeyStreamAsm(out, in []byte, counter *[16]byte, key *[32]byte) {
 	ctr := *counter

@@ -39,136 +39,203 @@
 	STEP(a, d, c, 18, 14, t, u); \
 	STEP(e, h, g, 18, 14, t, u)
 
-// func blocks2(ks *[128]byte, counter *[16]byte, key *[32]byte)
-//
 // Two blocks side by side, block n in the low 128-bit lane of each register
 // and block n+1 in the high lane, each lane in the diagonal layout that puts
 // the four quarter rounds of a column round in the four 32-bit words:
 //
-//	Y0 = A = (x0, x5, x10, x15)
-//	Y1 = B = (x4, x9, x14, x3)
-//	Y2 = C = (x8, x13, x2, x7)
-//	Y3 = D = (x12, x1, x6, x11)
+//	A = (x0, x5, x10, x15)
+//	B = (x4, x9, x14, x3)
+//	C = (x8, x13, x2, x7)
+//	D = (x12, x1, x6, x11)
 //
 // so that the column round is B ^= (A+D)<<<7, C ^= (B+A)<<<9,
 // D ^= (C+B)<<<13, A ^= (D+C)<<<18. Rotating the words of D, C and B by 1,
 // 2 and 3 places turns them into (x1,x6,x11,x12), (x2,x7,x8,x13) and
 // (x3,x4,x9,x14), the row round's b, c and d; rotating back restores the
-// column layout. Y4-Y7 keep the input state, Y8 and Y9 are scratch.
+// column layout. This is latency-bound (every step waits for the one
+// before), so blocks2x2 runs two such pairs, for two nonces, interleaved,
+// in about the time of one.
+
+// IMAGES writes the 16-byte rows of a block pair's input state to the
+// frame at base: D at base, then B and C of block n, then B and C of block
+// n+1 (they differ in the block number only). SI is the counter, DX the
+// key; AX and BX are scratch.
+#define IMAGES(base) \
+	MOVL 20(DX), AX; \
+	MOVL AX, (base+0)(SP); \
+	MOVL 0(DX), AX; \
+	MOVL AX, (base+4)(SP); \
+	MOVL 0(SI), AX; \
+	MOVL AX, (base+8)(SP); \
+	MOVL 16(DX), AX; \
+	MOVL AX, (base+12)(SP); \
+	MOVL 12(DX), AX; \
+	MOVL AX, (base+16)(SP); \
+	MOVL AX, (base+48)(SP); \
+	MOVL 28(DX), AX; \
+	MOVL AX, (base+24)(SP); \
+	MOVL AX, (base+56)(SP); \
+	MOVL 8(DX), AX; \
+	MOVL AX, (base+28)(SP); \
+	MOVL AX, (base+60)(SP); \
+	MOVL 24(DX), AX; \
+	MOVL AX, (base+36)(SP); \
+	MOVL AX, (base+68)(SP); \
+	MOVL 4(DX), AX; \
+	MOVL AX, (base+40)(SP); \
+	MOVL AX, (base+72)(SP); \
+	MOVL 4(SI), AX; \
+	MOVL AX, (base+44)(SP); \
+	MOVL AX, (base+76)(SP); \
+	MOVQ 8(SI), AX; \
+	MOVL AX, (base+32)(SP); \
+	MOVQ AX, BX; \
+	SHRQ $32, BX; \
+	MOVL BX, (base+20)(SP); \
+	ADDQ $1, AX; \
+	MOVL AX, (base+64)(SP); \
+	SHRQ $32, AX; \
+	MOVL AX, (base+52)(SP)
+
+// LOAD loads the pair whose images are at base into A, B, C, D (xb and xc
+// are B's and C's low halves).
+#define LOAD(base, a, b, c, d, xb, xc) \
+	VBROADCASTI128 ·sigma<>(SB), a; \
+	VMOVDQU        (base+16)(SP), xb; \
+	VINSERTI128    $1, (base+48)(SP), b, b; \
+	VMOVDQU        (base+32)(SP), xc; \
+	VINSERTI128    $1, (base+64)(SP), c, c; \
+	VBROADCASTI128 (base+0)(SP), d
+
+// COLUMN and ROW are a column round and a row round of a pair, each
+// leaving the layout the other expects.
+#define COLUMN(a, b, c, d, t, u) \
+	STEP(b, a, d, 7, 25, t, u); \
+	STEP(c, b, a, 9, 23, t, u); \
+	STEP(d, c, b, 13, 19, t, u); \
+	STEP(a, d, c, 18, 14, t, u); \
+	VPSHUFD $0x93, b, b; \
+	VPSHUFD $0x4e, c, c; \
+	VPSHUFD $0x39, d, d
+
+#define ROW(a, b, c, d, t, u) \
+	STEP(d, a, b, 7, 25, t, u); \
+	STEP(c, d, a, 9, 23, t, u); \
+	STEP(b, c, d, 13, 19, t, u); \
+	STEP(a, b, c, 18, 14, t, u); \
+	VPSHUFD $0x39, b, b; \
+	VPSHUFD $0x4e, c, c; \
+	VPSHUFD $0x93, d, d
+
+// OUT adds the input state (the images at base: A is sigma) and stores
+// the pair's 128 bytes of key stream at off(DI): rows (x0,x1,x2,x3) =
+// (A0,D1,C2,B3), (x4..x7) = (B0,A1,D2,C3), (x8..x11) = (C0,B1,A2,D3) and
+// (x12..x15) = (D0,C1,B2,A3), block n from the low lanes, n+1 from the high.
+// r0-r3 (x0-x3 their low halves) are scratch.
+#define OUT(base, off, a, b, c, d, r0, r1, r2, r3, x0, x1, x2, x3) \
+	VBROADCASTI128 ·sigma<>(SB), r0; \
+	VPADDD         r0, a, a; \
+	VMOVDQU        (base+16)(SP), x1; \
+	VINSERTI128    $1, (base+48)(SP), r1, r1; \
+	VPADDD         r1, b, b; \
+	VMOVDQU        (base+32)(SP), x2; \
+	VINSERTI128    $1, (base+64)(SP), r2, r2; \
+	VPADDD         r2, c, c; \
+	VBROADCASTI128 (base+0)(SP), r3; \
+	VPADDD         r3, d, d; \
+	VPBLENDD       $0x22, d, a, r0; \
+	VPBLENDD       $0x44, c, r0, r0; \
+	VPBLENDD       $0x88, b, r0, r0; \
+	VPBLENDD       $0x22, a, b, r1; \
+	VPBLENDD       $0x44, d, r1, r1; \
+	VPBLENDD       $0x88, c, r1, r1; \
+	VPBLENDD       $0x22, b, c, r2; \
+	VPBLENDD       $0x44, a, r2, r2; \
+	VPBLENDD       $0x88, d, r2, r2; \
+	VPBLENDD       $0x22, c, d, r3; \
+	VPBLENDD       $0x44, b, r3, r3; \
+	VPBLENDD       $0x88, a, r3, r3; \
+	VMOVDQU        x0, (off+0)(DI); \
+	VMOVDQU        x1, (off+16)(DI); \
+	VMOVDQU        x2, (off+32)(DI); \
+	VMOVDQU        x3, (off+48)(DI); \
+	VEXTRACTI128   $1, r0, (off+64)(DI); \
+	VEXTRACTI128   $1, r1, (off+80)(DI); \
+	VEXTRACTI128   $1, r2, (off+96)(DI); \
+	VEXTRACTI128   $1, r3, (off+112)(DI)
+
+// func blocks2(ks *[128]byte, counter *[16]byte, key *[32]byte)
 //
-// Frame: 0(SP) D, 16(SP) B and 32(SP) C of block n, 48(SP) B and 64(SP) C of
-// block n+1 (they differ in the block number only).
+// Y0-Y3 A, B, C, D; Y8, Y9 scratch; Y4-Y7 the output rows. DI ks, SI
+// counter, DX key, CX double rounds left. Frame: the images (IMAGES).
 TEXT ·blocks2(SB), NOSPLIT, $80-24
 	MOVQ ks+0(FP), DI
 	MOVQ counter+8(FP), SI
 	MOVQ key+16(FP), DX
-
-	// D = (k5, k0, n0, k4)
-	MOVL 20(DX), AX
-	MOVL AX, 0(SP)
-	MOVL 0(DX), AX
-	MOVL AX, 4(SP)
-	MOVL 0(SI), AX
-	MOVL AX, 8(SP)
-	MOVL 16(DX), AX
-	MOVL AX, 12(SP)
-
-	// B = (k3, b1, k7, k2)
-	MOVL 12(DX), AX
-	MOVL AX, 16(SP)
-	MOVL AX, 48(SP)
-	MOVL 28(DX), AX
-	MOVL AX, 24(SP)
-	MOVL AX, 56(SP)
-	MOVL 8(DX), AX
-	MOVL AX, 28(SP)
-	MOVL AX, 60(SP)
-
-	// C = (b0, k6, k1, n1)
-	MOVL 24(DX), AX
-	MOVL AX, 36(SP)
-	MOVL AX, 68(SP)
-	MOVL 4(DX), AX
-	MOVL AX, 40(SP)
-	MOVL AX, 72(SP)
-	MOVL 4(SI), AX
-	MOVL AX, 44(SP)
-	MOVL AX, 76(SP)
-
-	// block numbers n and n+1 (64-bit, wrapping)
-	MOVQ 8(SI), AX
-	MOVL AX, 32(SP)
-	MOVQ AX, BX
-	SHRQ $32, BX
-	MOVL BX, 20(SP)
-	ADDQ $1, AX
-	MOVL AX, 64(SP)
-	SHRQ $32, AX
-	MOVL AX, 52(SP)
-
-	VBROADCASTI128 ·sigma<>(SB), Y0
-	VMOVDQU        16(SP), X1
-	VINSERTI128    $1, 48(SP), Y1, Y1
-	VMOVDQU        32(SP), X2
-	VINSERTI128    $1, 64(SP), Y2, Y2
-	VBROADCASTI128 0(SP), Y3
-	VMOVDQA        Y0, Y4
-	VMOVDQA        Y1, Y5
-	VMOVDQA        Y2, Y6
-	VMOVDQA        Y3, Y7
-
+	IMAGES(0)
+	LOAD(0, Y0, Y1, Y2, Y3, X1, X2)
 	MOVQ $10, CX
 
 loop2:
-	// column round
-	STEP(Y1, Y0, Y3, 7, 25, Y8, Y9)
-	STEP(Y2, Y1, Y0, 9, 23, Y8, Y9)
-	STEP(Y3, Y2, Y1, 13, 19, Y8, Y9)
-	STEP(Y0, Y3, Y2, 18, 14, Y8, Y9)
-	VPSHUFD $0x93, Y1, Y1 // (x3, x4, x9, x14): row d
-	VPSHUFD $0x4e, Y2, Y2 // (x2, x7, x8, x13): row c
-	VPSHUFD $0x39, Y3, Y3 // (x1, x6, x11, x12): row b
-
-	// row round: b is in Y3, d in Y1
-	STEP(Y3, Y0, Y1, 7, 25, Y8, Y9)
-	STEP(Y2, Y3, Y0, 9, 23, Y8, Y9)
-	STEP(Y1, Y2, Y3, 13, 19, Y8, Y9)
-	STEP(Y0, Y1, Y2, 18, 14, Y8, Y9)
-	VPSHUFD $0x39, Y1, Y1 // back to (x4, x9, x14, x3)
-	VPSHUFD $0x4e, Y2, Y2 // (x8, x13, x2, x7)
-	VPSHUFD $0x93, Y3, Y3 // (x12, x1, x6, x11)
-
+	COLUMN(Y0, Y1, Y2, Y3, Y8, Y9)
+	ROW(Y0, Y1, Y2, Y3, Y8, Y9)
 	DECQ CX
 	JNZ  loop2
 
-	VPADDD Y4, Y0, Y0
-	VPADDD Y5, Y1, Y1
-	VPADDD Y6, Y2, Y2
-	VPADDD Y7, Y3, Y3
+	OUT(0, 0, Y0, Y1, Y2, Y3, Y4, Y5, Y6, Y7, X4, X5, X6, X7)
+	VZEROUPPER
+	RET
 
-	// Back to rows: row0 = (A0, D1, C2, B3), row1 = (B0, A1, D2, C3),
-	// row2 = (C0, B1, A2, D3), row3 = (D0, C1, B2, A3).
-	VPBLENDD $0x22, Y3, Y0, Y4
-	VPBLENDD $0x44, Y2, Y4, Y4
-	VPBLENDD $0x88, Y1, Y4, Y4
-	VPBLENDD $0x22, Y0, Y1, Y5
-	VPBLENDD $0x44, Y3, Y5, Y5
-	VPBLENDD $0x88, Y2, Y5, Y5
-	VPBLENDD $0x22, Y1, Y2, Y6
-	VPBLENDD $0x44, Y0, Y6, Y6
-	VPBLENDD $0x88, Y3, Y6, Y6
-	VPBLENDD $0x22, Y2, Y3, Y7
-	VPBLENDD $0x44, Y1, Y7, Y7
-	VPBLENDD $0x88, Y0, Y7, Y7
+// func blocks2x2(ks *[256]byte, c0, c1 *[16]byte, key *[32]byte)
+//
+// blocks2 for c0 (Y0-Y3, scratch Y8, Y9, key stream to ks[0:128]) and c1
+// (Y4-Y7, scratch Y10, Y11, to ks[128:256]), the steps of the two
+// interleaved. Frame: c0's images at 0, c1's at 80.
+TEXT ·blocks2x2(SB), NOSPLIT, $160-32
+	MOVQ ks+0(FP), DI
+	MOVQ key+24(FP), DX
+	MOVQ c0+8(FP), SI
+	IMAGES(0)
+	MOVQ c1+16(FP), SI
+	IMAGES(80)
+	LOAD(0, Y0, Y1, Y2, Y3, X1, X2)
+	LOAD(80, Y4, Y5, Y6, Y7, X5, X6)
+	MOVQ $10, CX
 
-	VMOVDQU     X4, 0(DI)
-	VMOVDQU     X5, 16(DI)
-	VMOVDQU     X6, 32(DI)
-	VMOVDQU     X7, 48(DI)
-	VEXTRACTI128 $1, Y4, 64(DI)
-	VEXTRACTI128 $1, Y5, 80(DI)
-	VEXTRACTI128 $1, Y6, 96(DI)
-	VEXTRACTI128 $1, Y7, 112(DI)
+loop2x2:
+	STEP(Y1, Y0, Y3, 7, 25, Y8, Y9)
+	STEP(Y5, Y4, Y7, 7, 25, Y10, Y11)
+	STEP(Y2, Y1, Y0, 9, 23, Y8, Y9)
+	STEP(Y6, Y5, Y4, 9, 23, Y10, Y11)
+	STEP(Y3, Y2, Y1, 13, 19, Y8, Y9)
+	STEP(Y7, Y6, Y5, 13, 19, Y10, Y11)
+	STEP(Y0, Y3, Y2, 18, 14, Y8, Y9)
+	STEP(Y4, Y7, Y6, 18, 14, Y10, Y11)
+	VPSHUFD $0x93, Y1, Y1
+	VPSHUFD $0x93, Y5, Y5
+	VPSHUFD $0x4e, Y2, Y2
+	VPSHUFD $0x4e, Y6, Y6
+	VPSHUFD $0x39, Y3, Y3
+	VPSHUFD $0x39, Y7, Y7
+	STEP(Y3, Y0, Y1, 7, 25, Y8, Y9)
+	STEP(Y7, Y4, Y5, 7, 25, Y10, Y11)
+	STEP(Y2, Y3, Y0, 9, 23, Y8, Y9)
+	STEP(Y6, Y7, Y4, 9, 23, Y10, Y11)
+	STEP(Y1, Y2, Y3, 13, 19, Y8, Y9)
+	STEP(Y5, Y6, Y7, 13, 19, Y10, Y11)
+	STEP(Y0, Y1, Y2, 18, 14, Y8, Y9)
+	STEP(Y4, Y5, Y6, 18, 14, Y10, Y11)
+	VPSHUFD $0x39, Y1, Y1
+	VPSHUFD $0x39, Y5, Y5
+	VPSHUFD $0x4e, Y2, Y2
+	VPSHUFD $0x4e, Y6, Y6
+	VPSHUFD $0x93, Y3, Y3
+	VPSHUFD $0x93, Y7, Y7
+	DECQ CX
+	JNZ  loop2x2
+
+	OUT(0, 0, Y0, Y1, Y2, Y3, Y8, Y9, Y10, Y11, X8, X9, X10, X11)
+	OUT(80, 128, Y4, Y5, Y6, Y7, Y8, Y9, Y10, Y11, X8, X9, X10, X11)
 	VZEROUPPER
 	RET
 

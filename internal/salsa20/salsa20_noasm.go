@@ -11,3 +11,7 @@ func xorKeyStreamAsm(out, in []byte, counter *[16]byte, key *[32]byte) {
 func blocks2(ks *[128]byte, counter *[16]byte, key *[32]byte) {
 	panic("salsa20: no assembly kernels on this platform")
 }
+
+func blocks2x2(ks *[256]byte, c0, c1 *[16]byte, key *[32]byte) {
+	panic("salsa20: no assembly kernels on this platform")
+}

@@ -177,6 +177,35 @@ func TestKeyStream128(t *testing.T) {
 	})
 }
 
+// TestKeyStream128x2 checks both halves of KeyStream128x2 against
+// x/crypto, for nonces that differ in one bit or in all of them and block
+// numbers on both sides of the carries.
+func TestKeyStream128x2(t *testing.T) {
+	modes(t, func(t *testing.T) {
+		r := rand.New(rand.NewPCG(9, 10))
+		for _, start := range []uint64{0, 5, 1<<32 - 1, 1<<64 - 1} {
+			v := randomVector(r, 256)
+			c0 := v.counter
+			binary.LittleEndian.PutUint64(c0[8:], start)
+			for _, c1 := range []func() [16]byte{
+				func() [16]byte { c := c0; c[7] ^= 1; return c },
+				func() [16]byte { c := v.counter; binary.LittleEndian.PutUint64(c[8:], ^start); return c },
+			} {
+				c1 := c1()
+				want := make([]byte, 256)
+				salsa.XORKeyStream(want[:128], want[:128], &c0, &v.key)
+				salsa.XORKeyStream(want[128:], want[128:], &c1, &v.key)
+				ks := [256]byte(v.in)
+				a, b := c0, c1
+				KeyStream128x2(&ks, &a, &b, &v.key)
+				if !bytes.Equal(ks[:], want) || a != c0 || b != c1 {
+					t.Fatalf("block %#x: first difference at byte %d", start, firstDiff(ks[:], want))
+				}
+			}
+		}
+	})
+}
+
 func FuzzXORKeyStream(f *testing.F) {
 	f.Add([]byte("key"), []byte("nonce"), uint64(0), 97)
 	f.Add([]byte{}, []byte{}, uint64(1<<32-1), 1000)
@@ -218,6 +247,18 @@ func BenchmarkXORKeyStream(b *testing.B) {
 				b.ReportAllocs()
 				for b.Loop() {
 					KeyStream128(&ks, &counter, &key)
+				}
+			})
+		}
+		if n <= 128 {
+			b.Run(fmt.Sprintf("zpeer-KeyStream128x2-per-nonce/%d", n), func(b *testing.B) {
+				var ks [256]byte
+				c1 := counter
+				c1[0] = 1
+				b.SetBytes(int64(2 * n))
+				b.ReportAllocs()
+				for b.Loop() {
+					KeyStream128x2(&ks, &counter, &c1, &key)
 				}
 			})
 		}
