@@ -182,6 +182,9 @@ type curveCodec struct {
 	recvCount uint64        // last short nonce received; the next must be larger
 	sendKS    [smallKS]byte // a small MESSAGE's key stream, for appendSealed
 
+	// the next short nonce's key stream, made with this one's
+	sendAhead, recvAhead ksAhead
+
 	// receive: the key stream state of the MESSAGE last checked by
 	// openHeader, for decryptTo: a small MESSAGE's whole key stream in
 	// recvKS (recvSmall set), a larger one's first block and counter in rs.
@@ -196,23 +199,53 @@ type curveCodec struct {
 // smallKS is the key stream a small MESSAGE is sealed or opened with, made
 // in one call: Poly1305's key, the flags byte's pad and up to
 // smallKS-33 body bytes' pads. Up to 128 bytes (a body of up to 95 bytes)
-// it is one two-block kernel call; beyond, one eight-block call into a
-// buffer: either costs less than making the first block and the rest
-// apart, as larger MESSAGEs do.
+// it comes from a two-block kernel call shared with the next nonce
+// (ksAhead); beyond, from one eight-block call into a buffer: either costs
+// less than making the first block and the rest apart, as larger MESSAGEs
+// do.
 const smallKS = 9 * 64
 
 // smallKeyStream writes at least the first n bytes of the key stream of
-// the nonce whose last 8 bytes are n8 into ks.
-func smallKeyStream(ks *[smallKS]byte, n int, subKey *[32]byte, n8 []byte) {
-	var counter [16]byte
-	copy(counter[:8], n8)
+// short nonce nonce into ks.
+func smallKeyStream(ks *[smallKS]byte, n int, ahead *ksAhead, subKey *[32]byte, nonce uint64) {
 	if n <= 128 {
-		salsa20.KeyStream128((*[128]byte)(ks[:128]), &counter, subKey)
+		ahead.keyStream128((*[128]byte)(ks[:128]), subKey, nonce)
 		return
 	}
+	var counter [16]byte
+	binary.BigEndian.PutUint64(counter[:8], nonce)
 	k := ks[:n]
 	clear(k)
 	salsa20.XORKeyStream(k, k, &counter, subKey)
+}
+
+// ksAhead keeps the first 128 bytes of the key stream of one direction's
+// next short nonce, made together with the current one's by one
+// KeyStream128x2 call, which costs little more than one nonce's (the
+// kernel waits on the latency of its steps, not on the CPU's width).
+// Short nonces go up by one per MESSAGE, in libzmq as here, so a stream of
+// small MESSAGEs makes one call per two; a nonce that was not foreseen is
+// made afresh, with its successor.
+type ksAhead struct {
+	ks    [256]byte // [0:128] scratch, [128:256] the key stream of next
+	next  uint64
+	valid bool
+}
+
+// keyStream128 writes the first 128 bytes of the key stream of short
+// nonce n into dst.
+func (a *ksAhead) keyStream128(dst *[128]byte, subKey *[32]byte, n uint64) {
+	if a.valid && a.next == n {
+		a.valid = false
+		*dst = [128]byte(a.ks[128:])
+		return
+	}
+	var c0, c1 [16]byte
+	binary.BigEndian.PutUint64(c0[:8], n)
+	binary.BigEndian.PutUint64(c1[:8], n+1)
+	salsa20.KeyStream128x2(&a.ks, &c0, &c1, subKey)
+	*dst = [128]byte(a.ks[:128])
+	a.next, a.valid = n+1, n+1 != 0
 }
 
 // xsalsa is XSalsa20 set up for one nonce: the sub-key, the counter block
@@ -284,7 +317,7 @@ func (c *curveCodec) appendSealed(dst []byte, flags byte, body []byte) []byte {
 	var tag [16]byte
 	if len(ct)+32 <= smallKS {
 		k := c.sendKS[:32+len(ct)]
-		smallKeyStream(&c.sendKS, len(k), &c.sendSub, c.sendNonce[16:])
+		smallKeyStream(&c.sendKS, len(k), &c.sendAhead, &c.sendSub, c.sendCount)
 		ct[0] = boxFlags(flags) ^ k[32]
 		subtle.XORBytes(ct[1:], body, k[33:])
 		poly1305.Sum(&tag, ct, (*[32]byte)(k[:32]))
@@ -324,7 +357,7 @@ func (c *curveCodec) openHeader(msg []byte) (flags byte, n int, err error) {
 	c.recvSmall = len(ct)+32 <= smallKS
 	if c.recvSmall {
 		k := c.recvKS[:32+len(ct)]
-		smallKeyStream(&c.recvKS, len(k), &c.recvSub, c.recvNonce[16:])
+		smallKeyStream(&c.recvKS, len(k), &c.recvAhead, &c.recvSub, nonce)
 		first = k
 	} else {
 		c.rs.setup(&c.recvSub, &c.recvNonce)

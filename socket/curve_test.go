@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"net"
 	"strings"
 	"sync"
@@ -352,7 +353,7 @@ func TestCurveBoxSequenceMatchesNaCl(t *testing.T) {
 	rand.Read(key[:])
 	enc := newCurveCodec(&key, false, 0, 0)
 	dec := newCurveCodec(&key, false, 0, 0)
-	lengths := []int{64, 543, 64, 200, 95, 96, 1 << 16, 0, 300, 64, 128, 1, 542, 97}
+	lengths := []int{64, 543, 64, 200, 95, 96, 1 << 16, 0, 300, 64, 128, 1, 542, 97, 10, 20, 30, 95, 0, 5, 64}
 	for i, n := range lengths {
 		body := make([]byte, n)
 		rand.Read(body)
@@ -378,6 +379,36 @@ func TestCurveBoxSequenceMatchesNaCl(t *testing.T) {
 		fl, got, err := dec.open(theirs)
 		if err != nil || fl != flagMore || !bytes.Equal(got, body) {
 			t.Fatalf("message %d (len %d): we cannot open nacl's: %v", i, n, err)
+		}
+	}
+}
+
+// TestCurveOpenUnforeseenNonces: the receiver makes the next nonce's key
+// stream with each small MESSAGE's (ksAhead); MESSAGEs whose nonces skip
+// ahead, and a forged one that does not open, must not lead it astray.
+func TestCurveOpenUnforeseenNonces(t *testing.T) {
+	var key [32]byte
+	rand.Read(key[:])
+	dec := newCurveCodec(&key, false, 0, 0)
+	seal := func(n uint64, body []byte) []byte {
+		var nonce [24]byte
+		copy(nonce[:], "CurveZMQMESSAGES")
+		binary.BigEndian.PutUint64(nonce[16:], n)
+		msg := append([]byte("\x07MESSAGE"), nonce[16:]...)
+		return box.SealAfterPrecomputation(msg, append([]byte{0}, body...), &nonce, &key)
+	}
+	for _, n := range []uint64{1, 2, 5, 6, 7, 100, 101, 1 << 40} {
+		body := []byte(fmt.Sprintf("message %d", n))
+		if n == 6 {
+			forged := seal(n, body)
+			forged[len(forged)-1] ^= 1
+			if _, _, err := dec.open(forged); err == nil {
+				t.Fatalf("nonce %d: a forged MESSAGE opened", n)
+			}
+		}
+		_, got, err := dec.open(seal(n, body))
+		if err != nil || !bytes.Equal(got, body) {
+			t.Fatalf("nonce %d: %q, %v", n, got, err)
 		}
 	}
 }
