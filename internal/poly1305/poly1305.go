@@ -20,11 +20,11 @@ const minAsm = 2048
 // Sum writes the Poly1305 tag of msg under the one-time key into out, as
 // golang.org/x/crypto/poly1305.Sum does.
 func Sum(out *[TagSize]byte, msg []byte, key *[32]byte) {
-	if !useAsm || len(msg) < minAsm {
-		poly1305.Sum(out, msg, key)
+	if useAsm && len(msg) >= minAsm {
+		sumAsm(out, msg, key)
 		return
 	}
-	sumAsm(out, msg, key)
+	poly1305.Sum(out, msg, key)
 }
 
 // Verify reports whether tag is msg's tag under the one-time key, in
