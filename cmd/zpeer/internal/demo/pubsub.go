@@ -211,9 +211,12 @@ func (n *network) relay(ctx context.Context, from, to string) (*socket.Proxy, er
 		defer wg.Done()
 		px.Run(pctx)
 	}()
+	// find counts the peer in n, so it is called here, not on the
+	// goroutine (the main goroutine goes on to count others).
+	discover := n.find(from, "XSUB", "ticks-relay-"+n.tag)
 	go func() {
 		defer wg.Done()
-		n.find(from, "XSUB", "ticks-relay-"+n.tag)(pctx, keyedConnector{front, keys})
+		discover(pctx, keyedConnector{front, keys})
 	}()
 	if _, err := n.announce(to, "XPUB", "ticks-relay-out-"+n.tag, []string{ep}, kp.Public); err != nil {
 		stop()
