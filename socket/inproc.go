@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"net"
 	"sync"
-	"sync/atomic"
 )
 
 // inproc:// connects sockets of one process without a network, a ZMTP
@@ -213,10 +212,12 @@ type inprocState struct {
 // then; so sender and receiver share one lock per batch, not per message.
 //
 // The high-water mark is the receiver's receive mark over the inbox and
-// the mailbox together: the sender counts what it sent, the receiver what
-// it took, and a sender that finds the peer full sets waiting, so that the
-// receiver signals the sending socket once the peer is down to half its
-// mark (libzmq's low-water mark): a blocked sender wakes once per half
+// the mailbox together: the sender counts what it sent (inprocState), the
+// receiver what it took, under the fair queue's lock, with plain adds. The
+// sender looks at what was taken, under that lock, only when its last
+// look says the peer is full; when it still is, it sets waiting, so that
+// the receiver signals the sending socket once the peer is down to half
+// its mark (libzmq's low-water mark): a blocked sender wakes once per half
 // mark, not once per message.
 type mailbox struct {
 	mu     sync.Mutex
@@ -225,31 +226,30 @@ type mailbox struct {
 	listed bool  // guarded by mu: the pipe is active in the fair queue, or its sender is listing it
 	closed bool  // guarded by mu: the pipe is gone, nothing more is handed over
 
-	// the sender's counts as of its last ask for a signal (roomLocked),
-	// read by the receiver only while waiting
-	sent, sentB atomic.Int64
-	// The receiver's side, on cache lines of its own: each end writes per
-	// message only to its own.
+	// The receiver's side, guarded by the receiving socket's fq.mu, on
+	// cache lines of its own: Recv writes it per message, the sender reads
+	// it once per mark or so.
 	_             [64]byte
-	taken, takenB atomic.Int64 // messages and bytes Recv took from the pipe
-	waiting       atomic.Bool  // a sender found the peer full and waits for a signal
+	taken, takenB int64 // messages and bytes Recv took from the pipe
+	waiting       bool  // a sender found the peer full and waits for a signal
+	sent, sentB   int64 // the sender's counts when it set waiting
 	_             [64]byte
 }
 
 // took counts m (size bytes) as taken from p, holding the fair queue's mu,
 // and wakes p's sender if it waits and p is down to its low-water mark.
 func (mb *mailbox) took(p *pipe, size int, q *fairQueue) {
-	t, tb := mb.taken.Add(1), mb.takenB.Add(int64(size))
-	if !mb.waiting.Load() {
+	mb.taken++
+	mb.takenB += int64(size)
+	if !mb.waiting {
 		return
 	}
-	n, b := mb.sent.Load()-t, mb.sentB.Load()-tb
+	n, b := mb.sent-mb.taken, mb.sentB-mb.takenB
 	if n > 0 && (n > int64(q.hwm/2) || b > q.hwmB/2) {
 		return
 	}
-	if mb.waiting.Swap(false) {
-		p.peer.s.signalReady()
-	}
+	mb.waiting = false
+	p.peer.s.signalReady()
 }
 
 // refillLocked moves p's mailbox into its inbox and reports whether the
@@ -362,29 +362,19 @@ func (p *pipe) roomLocked() bool {
 	if ip.fits() && !fq.orphanFull.Load() {
 		return true
 	}
+	// Our last look says full (or orphans may be): look again.
 	mb := q.mb
-	ip.seen, ip.seenB = mb.taken.Load(), mb.takenB.Load()
-	if !ip.fits() {
-		mb.sent.Store(ip.sent)
-		mb.sentB.Store(ip.sentB)
-		mb.waiting.Store(true)
-		// Look again after asking: the receiver takes (then looks at
-		// waiting) in the other order, so one of us sees the other.
-		ip.seen, ip.seenB = mb.taken.Load(), mb.takenB.Load()
-		if !ip.fits() {
-			return false
-		}
+	fq.mu.Lock()
+	ip.seen, ip.seenB = mb.taken, mb.takenB
+	ok := ip.fits()
+	if !ok {
+		mb.sent, mb.sentB, mb.waiting = ip.sent, ip.sentB, true
+	} else if fq.orphansFullLocked() {
+		ok = false
+		fq.orphanWait = append(fq.orphanWait, p.s)
 	}
-	if fq.orphanFull.Load() {
-		fq.mu.Lock()
-		full := fq.orphansFullLocked()
-		if full {
-			fq.orphanWait = append(fq.orphanWait, p.s)
-		}
-		fq.mu.Unlock()
-		return !full
-	}
-	return true
+	fq.mu.Unlock()
+	return ok
 }
 
 // fits reports whether what was handed over and not yet seen taken is
@@ -457,10 +447,11 @@ func (p *pipe) handOver(m Msg) (bool, error) {
 	cp := c.finish(fs, size)
 	clear(fs)
 	p.ip.frames = fs[:0]
+	// Only this end counts (the peer's incoming counts are these, see
+	// pipe.counters), so that the receiver's memory is not written per
+	// message.
 	p.stats.msgsOut.Add(1)
 	p.stats.bytesOut.Add(uint64(size))
-	q.stats.msgsIn.Add(1)
-	q.stats.bytesIn.Add(uint64(size))
 	out, ok := p.ip.incoming(q, cp)
 	if !ok {
 		cp.Free()

@@ -198,5 +198,16 @@ func (p *pipe) peerStats() PeerStats {
 	p.wmu.Lock()
 	q, id := p.queued, p.routeID
 	p.wmu.Unlock()
-	return PeerStats{Endpoint: p.endpoint, Remote: p.remote, PeerType: p.peerType, Identity: id, Queued: q, Subscriptions: p.subs.len(), Counters: p.stats.snapshot()}
+	return PeerStats{Endpoint: p.endpoint, Remote: p.remote, PeerType: p.peerType, Identity: id, Queued: q, Subscriptions: p.subs.len(), Counters: p.counters()}
+}
+
+// counters is a snapshot of the pipe's counters. An inproc pipe's incoming
+// counts are its peer's outgoing ones, which only the sending end writes
+// (handOver): the receiver's memory is not written per message.
+func (p *pipe) counters() Counters {
+	c := p.stats.snapshot()
+	if p.peer != nil {
+		c.MsgsIn, c.BytesIn = p.peer.stats.msgsOut.Load(), p.peer.stats.bytesOut.Load()
+	}
+	return c
 }

@@ -705,7 +705,7 @@ func (s *Socket) detach(p *pipe, err error) {
 	if ok {
 		// Keep the dead pipe's counters in the socket totals, in the same
 		// critical section so that Stats never misses them.
-		st := p.stats.snapshot()
+		st := p.counters()
 		s.stats.msgsIn.Add(st.MsgsIn)
 		s.stats.msgsOut.Add(st.MsgsOut)
 		s.stats.bytesIn.Add(st.BytesIn)
