@@ -225,6 +225,11 @@ type mailbox struct {
 	bytes  int64 // guarded by mu
 	listed bool  // guarded by mu: the pipe is active in the fair queue, or its sender is listing it
 	closed bool  // guarded by mu: the pipe is gone, nothing more is handed over
+	// everything the sender handed over, filtered out or not: the pipe's
+	// MsgsIn and BytesIn, and the sending end's MsgsOut and BytesOut
+	// (pipe.counters). Counted under mu, which the sender holds anyway,
+	// rather than with atomic adds per message.
+	handed, handedB uint64 // guarded by mu
 
 	// The receiver's side, guarded by the receiving socket's fq.mu, on
 	// cache lines of its own: Recv writes it per message, the sender reads
@@ -234,6 +239,13 @@ type mailbox struct {
 	waiting       bool  // a sender found the peer full and waits for a signal
 	sent, sentB   int64 // the sender's counts when it set waiting
 	_             [64]byte
+}
+
+// counts returns what the sender handed over (mailbox.handed).
+func (mb *mailbox) counts() (msgs, bytes uint64) {
+	mb.mu.Lock()
+	defer mb.mu.Unlock()
+	return mb.handed, mb.handedB
 }
 
 // took counts m (size bytes) as taken from p, holding the fair queue's mu,
@@ -447,18 +459,16 @@ func (p *pipe) handOver(m Msg) (bool, error) {
 	cp := c.finish(fs, size)
 	clear(fs)
 	p.ip.frames = fs[:0]
-	// Only this end counts (the peer's incoming counts are these, see
-	// pipe.counters), so that the receiver's memory is not written per
-	// message.
-	p.stats.msgsOut.Add(1)
-	p.stats.bytesOut.Add(uint64(size))
 	out, ok := p.ip.incoming(q, cp)
+	mb := q.mb
+	mb.mu.Lock()
+	mb.handed++
+	mb.handedB += uint64(size)
 	if !ok {
+		mb.mu.Unlock()
 		cp.Free()
 		return false, nil
 	}
-	mb := q.mb
-	mb.mu.Lock()
 	if mb.closed {
 		mb.mu.Unlock()
 		out.Free()

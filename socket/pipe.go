@@ -201,13 +201,15 @@ func (p *pipe) peerStats() PeerStats {
 	return PeerStats{Endpoint: p.endpoint, Remote: p.remote, PeerType: p.peerType, Identity: id, Queued: q, Subscriptions: p.subs.len(), Counters: p.counters()}
 }
 
-// counters is a snapshot of the pipe's counters. An inproc pipe's incoming
-// counts are its peer's outgoing ones, which only the sending end writes
-// (handOver): the receiver's memory is not written per message.
+// counters is a snapshot of the pipe's counters. An inproc pipe's message
+// and byte counts, both ways, are its mailboxes' (mailbox.handed): the
+// sender counts what it hands over there, in the critical section it takes
+// anyway.
 func (p *pipe) counters() Counters {
 	c := p.stats.snapshot()
-	if p.peer != nil {
-		c.MsgsIn, c.BytesIn = p.peer.stats.msgsOut.Load(), p.peer.stats.bytesOut.Load()
+	if p.mb != nil {
+		c.MsgsIn, c.BytesIn = p.mb.counts()
+		c.MsgsOut, c.BytesOut = p.peer.mb.counts()
 	}
 	return c
 }
