@@ -59,6 +59,7 @@ type Socket struct {
 	typ        Type
 	opts       Options
 	proto      protocol
+	plainRecv  bool // proto.recv is pop: Recv pops straight from fq
 	fq         *fairQueue
 	ev         *events
 	lowLatency bool
@@ -173,6 +174,10 @@ func New(t Type, opts ...Option) (*Socket, error) {
 		s.proto = newXPubProto(s)
 	case XSUB:
 		s.proto = newXSubProto(s)
+	}
+	switch t {
+	case PULL, DEALER, ROUTER, PAIR, SUB, XSUB:
+		s.plainRecv = true // recv is s.pop
 	}
 	if o.lowLatency != nil {
 		s.lowLatency = *o.lowLatency
@@ -346,8 +351,12 @@ func (s *Socket) SendBytes(ctx context.Context, b []byte) error {
 // are still returned after Close. A message already waiting is returned
 // even when ctx is done, so Recv with a cancelled context polls: it returns
 // a message or ctx's error at once.
-func (s *Socket) Recv(ctx context.Context) (Msg, error) {
-	m, _, err := s.proto.recv(ctx)
+func (s *Socket) Recv(ctx context.Context) (m Msg, err error) {
+	if s.plainRecv {
+		_, err = s.fq.popInto(ctx, nil, &m)
+		return m, err
+	}
+	m, _, err = s.proto.recv(ctx)
 	return m, err
 }
 
