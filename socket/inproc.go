@@ -130,7 +130,13 @@ func (s *Socket) inprocLink(d *dialer, ln *inprocListener) (*pipe, error) {
 	pa.peer, pb.peer = pb, pa
 	for _, p := range []*pipe{pa, pb} {
 		ip, r := p.ip, p.peer.s
-		ip.hwm, ip.hwmB, ip.incoming = int64(r.fq.hwm), r.fq.hwmB, r.proto.incoming
+		ip.hwm, ip.hwmB = int64(r.fq.hwm), r.fq.hwmB
+		switch r.typ {
+		case PULL, DEALER, PAIR:
+			// their incoming passes every message as it is: no call per message
+		default:
+			ip.incoming = r.proto.incoming
+		}
 	}
 	if err := b.registerInproc(pb, ln.l); err != nil {
 		return nil, err
@@ -201,7 +207,7 @@ type inprocState struct {
 	// nothing per message from the receiver's busy memory
 	hwm      int64
 	hwmB     int64
-	incoming func(*pipe, Msg) (Msg, bool)
+	incoming func(*pipe, Msg) (Msg, bool) // nil: the peer takes every message as it is
 }
 
 // mailbox is an inproc pipe's incoming side: the sending end appends the
@@ -459,7 +465,10 @@ func (p *pipe) handOver(m Msg) (bool, error) {
 	cp := c.finish(fs, size)
 	clear(fs)
 	p.ip.frames = fs[:0]
-	out, ok := p.ip.incoming(q, cp)
+	out, ok := cp, true
+	if p.ip.incoming != nil {
+		out, ok = p.ip.incoming(q, cp)
+	}
 	mb := q.mb
 	mb.mu.Lock()
 	mb.handed++
