@@ -60,6 +60,7 @@ type Socket struct {
 	opts       Options
 	proto      protocol
 	plainRecv  bool // proto.recv is pop: Recv pops straight from fq
+	plainSend  *lb  // proto.send is this lb's send: Send calls it straight
 	fq         *fairQueue
 	ev         *events
 	lowLatency bool
@@ -178,6 +179,12 @@ func New(t Type, opts ...Option) (*Socket, error) {
 	switch t {
 	case PULL, DEALER, ROUTER, PAIR, SUB, XSUB:
 		s.plainRecv = true // recv is s.pop
+	}
+	switch r := s.proto.(type) {
+	case *pushProto:
+		s.plainSend = &r.lb
+	case *dealerProto:
+		s.plainSend = &r.lb
 	}
 	if o.lowLatency != nil {
 		s.lowLatency = *o.lowLatency
@@ -315,6 +322,10 @@ func (s *Socket) Disconnect(ep string) error {
 // message is queued for a peer, ctx ends, or the socket closes.
 func (s *Socket) Send(ctx context.Context, m Msg) error {
 	if err := s.checkSend(m); err != nil {
+		return err
+	}
+	if l := s.plainSend; l != nil {
+		_, err := l.send(ctx, m, nil)
 		return err
 	}
 	return s.proto.send(ctx, m)
