@@ -197,8 +197,8 @@ func (q *fairQueue) tryPop() (Msg, *pipe, bool) {
 // results is measurably cheaper at millions of messages a second.
 func (q *fairQueue) tryPopInto(out *Msg) (*pipe, bool) {
 	q.mu.Lock()
-	defer q.mu.Unlock()
 	if len(q.active) == 0 {
+		q.mu.Unlock()
 		return nil, false
 	}
 	if q.next >= len(q.active) {
@@ -252,6 +252,7 @@ func (q *fairQueue) tryPopInto(out *Msg) (*pipe, bool) {
 		default:
 		}
 	}
+	q.mu.Unlock()
 	return p, true
 }
 

@@ -321,7 +321,7 @@ func (s *Socket) Disconnect(ep string) error {
 // (see the package documentation for which types block and when) until the
 // message is queued for a peer, ctx ends, or the socket closes.
 func (s *Socket) Send(ctx context.Context, m Msg) error {
-	if err := s.checkSend(m); err != nil {
+	if err := s.checkSend(&m); err != nil {
 		return err
 	}
 	if l := s.plainSend; l != nil {
@@ -332,7 +332,7 @@ func (s *Socket) Send(ctx context.Context, m Msg) error {
 }
 
 // checkSend is what Send and SendTo check before routing m.
-func (s *Socket) checkSend(m Msg) error {
+func (s *Socket) checkSend(m *Msg) error {
 	if m.freed() {
 		m.checkLive()
 		return ErrFreed
@@ -340,8 +340,12 @@ func (s *Socket) checkSend(m Msg) error {
 	if len(m.Frames) == 0 {
 		return ErrEmpty
 	}
-	if int64(m.Size()) > s.opts.MaxMsgSize {
-		return fmt.Errorf("%w: %d bytes (limit %d)", ErrTooLarge, m.Size(), s.opts.MaxMsgSize)
+	size := 0
+	for _, f := range m.Frames {
+		size += len(f)
+	}
+	if int64(size) > s.opts.MaxMsgSize {
+		return fmt.Errorf("%w: %d bytes (limit %d)", ErrTooLarge, size, s.opts.MaxMsgSize)
 	}
 	if len(m.Frames) > maxFrames {
 		return fmt.Errorf("%w: %d frames (limit %d)", ErrTooLarge, len(m.Frames), maxFrames)
