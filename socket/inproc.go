@@ -347,9 +347,9 @@ func (p *pipe) linkUp() {
 	pending := p.ip.pending
 	p.ip.pending = nil
 	list := false
-	for i, m := range pending {
+	for i := range pending {
 		if !p.wclosed {
-			l, err := p.handOver(m)
+			l, err := p.handOver(&pending[i])
 			list = list || (err == nil && l)
 		}
 		pending[i] = Msg{}
@@ -405,7 +405,7 @@ func (ip *inprocState) fits() bool {
 // inprocSend is enqueue for an inproc pipe. A forced message (a
 // subscription, say) waits for room, as a reader would, without holding
 // wmu; it gives up when either end goes.
-func (p *pipe) inprocSend(m Msg, force bool) error {
+func (p *pipe) inprocSend(m *Msg, force bool) error {
 	for {
 		p.wmu.Lock()
 		if p.wclosed {
@@ -451,7 +451,7 @@ func (p *pipe) inprocSend(m Msg, force bool) error {
 // mailbox; it reports whether the peer is to be listed in its fair queue
 // (fairQueue.list, called without wmu). The caller holds wmu and has
 // checked for room.
-func (p *pipe) handOver(m Msg) (bool, error) {
+func (p *pipe) handOver(m *Msg) (bool, error) {
 	q := p.peer
 	c := &p.ip.c
 	fs := p.ip.frames[:0]
@@ -493,7 +493,7 @@ func (p *pipe) handOver(m Msg) (bool, error) {
 	return list, nil
 }
 
-func cloneMsg(m Msg) Msg {
+func cloneMsg(m *Msg) Msg {
 	fs := make([][]byte, len(m.Frames))
 	for i, f := range m.Frames {
 		fs[i] = append([]byte{}, f...)

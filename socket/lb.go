@@ -50,9 +50,9 @@ func (l *lb) detach(p *pipe) {
 	l.mu.Unlock()
 }
 
-// send queues m on the next ready pipe, waiting for one if needed. before,
+// send queues *m (which it does not keep) on the next ready pipe, waiting for one if needed. before,
 // if not nil, runs just before the message is queued on the chosen pipe.
-func (l *lb) send(ctx context.Context, m Msg, before func(*pipe)) (*pipe, error) {
+func (l *lb) send(ctx context.Context, m *Msg, before func(*pipe)) (*pipe, error) {
 	// The first round looks without the ready channel: a sender that
 	// finds a ready pipe (the usual case) takes no more locks than it must.
 	var wait <-chan struct{}
@@ -82,7 +82,7 @@ func (l *lb) send(ctx context.Context, m Msg, before func(*pipe)) (*pipe, error)
 			if before != nil {
 				before(p)
 			}
-			if err := p.enqueue(m, false); err == nil {
+			if err := p.enqueueRef(m, false); err == nil {
 				return p, nil
 			}
 		}

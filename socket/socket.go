@@ -325,7 +325,7 @@ func (s *Socket) Send(ctx context.Context, m Msg) error {
 		return err
 	}
 	if l := s.plainSend; l != nil {
-		_, err := l.send(ctx, m, nil)
+		_, err := l.send(ctx, &m, nil)
 		return err
 	}
 	return s.proto.send(ctx, m)
