@@ -454,22 +454,60 @@ func (p *pipe) inprocSend(m *Msg, force bool) error {
 func (p *pipe) handOver(m *Msg) (bool, error) {
 	q := p.peer
 	c := &p.ip.c
-	fs := p.ip.frames[:0]
+	// The frames' copies: one (the usual message), or fs.
+	var one []byte
+	var fs [][]byte
 	size := 0
-	for _, f := range m.Frames {
-		b := c.frame(len(f), false)
-		copy(b, f)
-		fs = append(fs, b)
-		size += len(f)
+	if len(m.Frames) == 1 {
+		f := m.Frames[0]
+		one = c.frame(len(f), false)
+		copy(one, f)
+		size = len(f)
+	} else {
+		fs = p.ip.frames[:0]
+		for _, f := range m.Frames {
+			b := c.frame(len(f), false)
+			copy(b, f)
+			fs = append(fs, b)
+			size += len(f)
+		}
 	}
-	cp := c.finish(fs, size)
-	clear(fs)
-	p.ip.frames = fs[:0]
-	out, ok := cp, true
-	if p.ip.incoming != nil {
-		out, ok = p.ip.incoming(q, cp)
+	finish := func(dst *Msg) {
+		if fs == nil {
+			c.finishOne(dst, one, size)
+			return
+		}
+		c.finishInto(dst, fs, size)
+		clear(fs)
+		p.ip.frames = fs[:0]
 	}
 	mb := q.mb
+	if p.ip.incoming == nil {
+		// The copy is made in its place in the mailbox: a message is 8
+		// words, and building it once where it stays is measurably
+		// cheaper than copying it there (see tryPopInto).
+		mb.mu.Lock()
+		mb.handed++
+		mb.handedB += uint64(size)
+		if mb.closed {
+			mb.mu.Unlock()
+			var cp Msg
+			finish(&cp)
+			cp.Free()
+			return false, ErrClosed
+		}
+		n := len(mb.q)
+		if n < cap(mb.q) {
+			mb.q = mb.q[:n+1]
+		} else {
+			mb.q = append(mb.q, Msg{})
+		}
+		finish(&mb.q[n])
+		return p.postedLocked(mb, size), nil
+	}
+	var cp Msg
+	finish(&cp)
+	out, ok := p.ip.incoming(q, cp)
 	mb.mu.Lock()
 	mb.handed++
 	mb.handedB += uint64(size)
@@ -484,13 +522,19 @@ func (p *pipe) handOver(m *Msg) (bool, error) {
 		return false, ErrClosed
 	}
 	mb.q = append(mb.q, out)
-	mb.bytes += int64(out.size)
+	return p.postedLocked(mb, out.size), nil
+}
+
+// postedLocked accounts for a message of size bytes just appended to mb,
+// unlocks mb.mu and reports whether the peer is to be listed.
+func (p *pipe) postedLocked(mb *mailbox, size int) bool {
+	mb.bytes += int64(size)
 	list := !mb.listed
 	mb.listed = true
 	p.ip.sent++
-	p.ip.sentB += int64(out.size)
+	p.ip.sentB += int64(size)
 	mb.mu.Unlock()
-	return list, nil
+	return list
 }
 
 func cloneMsg(m *Msg) Msg {
