@@ -171,7 +171,12 @@ func (o *msgMem) release(frames [][]byte) {
 			}
 		}
 	}
-	clear(frames) // every copy of the Msg shares this array: none sees freed memory
+	// every copy of the Msg shares this array: none sees freed memory
+	if len(frames) == 1 {
+		frames[0] = nil // (clear calls the runtime, which costs more per message)
+	} else {
+		clear(frames)
+	}
 	s.release(1)
 }
 
