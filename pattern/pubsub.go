@@ -201,9 +201,8 @@ func (p *Publisher[T]) Subscribers() int {
 // waits here first, with a deadline in ctx. It fails with ctx's error (a
 // deadline matches ErrTimeout) or ErrClosed.
 func (p *Publisher[T]) WaitSubscribers(ctx context.Context, n int) error {
-	tick := time.NewTicker(2 * time.Millisecond)
-	defer tick.Stop()
 	for {
+		changed := p.sock.SubscriptionsChanged() // before the look: no change is missed
 		p.mu.Lock()
 		closed := p.closed
 		p.mu.Unlock()
@@ -214,7 +213,7 @@ func (p *Publisher[T]) WaitSubscribers(ctx context.Context, n int) error {
 			return nil
 		}
 		select {
-		case <-tick.C:
+		case <-changed:
 		case <-ctx.Done():
 			return ctxError(ctx)
 		}

@@ -1,15 +1,12 @@
 package socket
 
 import (
-	"crypto/rand"
 	"crypto/subtle"
 	"encoding/binary"
 	"fmt"
 	"slices"
 	"strings"
 
-	"golang.org/x/crypto/curve25519"
-	"golang.org/x/crypto/nacl/box"
 	"golang.org/x/crypto/poly1305" //lint:ignore SA1019 the x/crypto box is built from it; golang.org/x/crypto/internal/poly1305 is not importable
 	"golang.org/x/crypto/salsa20/salsa"
 )
@@ -54,7 +51,7 @@ func (k SecretKey) IsZero() bool { return k == SecretKey{} }
 // Public returns the public key that belongs to k.
 func (k SecretKey) Public() Key {
 	var pub Key
-	curve25519.ScalarBaseMult((*[32]byte)(&pub), (*[32]byte)(&k))
+	x25519Base((*[32]byte)(&pub), (*[32]byte)(&k))
 	return pub
 }
 
@@ -63,11 +60,11 @@ func (kp KeyPair) IsZero() bool { return kp.Secret.IsZero() }
 
 // NewKeyPair makes a fresh long-term key pair from crypto/rand.
 func NewKeyPair() (KeyPair, error) {
-	pub, sec, err := box.GenerateKey(rand.Reader)
+	pub, sec, err := generateKey()
 	if err != nil {
 		return KeyPair{}, fmt.Errorf("socket: generate key pair: %w", err)
 	}
-	return KeyPair{Public: Key(*pub), Secret: SecretKey(*sec)}, nil
+	return KeyPair{Public: Key(pub), Secret: SecretKey(sec)}, nil
 }
 
 // KeyPairFromSecret returns the key pair whose secret key is sec.

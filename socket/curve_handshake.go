@@ -237,10 +237,11 @@ func curveClient(h *hsIO, server *Key, kp *KeyPair, meta []byte) (*curveCodec, z
 	if len(meta) > curveMetaMax {
 		return nil, zmtpMeta{}, fmt.Errorf("%w: CURVE: our metadata is %d bytes", ErrTooLarge, len(meta))
 	}
-	cPub, cSec, err := box.GenerateKey(rand.Reader)
+	cPub, cSec, err := generateKey()
 	if err != nil {
 		return nil, zmtpMeta{}, err
 	}
+	defer clear(cSec[:])
 	sk := (*[32]byte)(server)
 	var nonce [24]byte
 	var plain [128 + curveMetaMax]byte
@@ -256,7 +257,9 @@ func curveClient(h *hsIO, server *Key, kp *KeyPair, meta []byte) (*curveCodec, z
 	hello = append(hello, nonce[16:]...)
 	// One key for C'->S in HELLO and S->C' in WELCOME: computed once.
 	var helloKey [32]byte
-	box.Precompute(&helloKey, sk, cSec)
+	if !boxKey(&helloKey, sk, &cSec) {
+		return nil, zmtpMeta{}, fmt.Errorf("%w: CURVE: the server key %s is a point of small order", ErrRefused, server)
+	}
 	hello = box.SealAfterPrecomputation(hello, plain[:64], &nonce, &helloKey)
 	if err := h.writeCommand(hello); err != nil {
 		return nil, zmtpMeta{}, err
@@ -286,7 +289,9 @@ func curveClient(h *hsIO, server *Key, kp *KeyPair, meta []byte) (*curveCodec, z
 	copy(sPrime[:], wp[:32])
 	copy(cookie[:], wp[32:128])
 	var shared [32]byte
-	box.Precompute(&shared, &sPrime, cSec)
+	if !boxKey(&shared, &sPrime, &cSec) {
+		return nil, zmtpMeta{}, bad("WELCOME's short-term key is a point of small order")
+	}
 
 	// INITIATE, short nonce 2: C, the vouch and our metadata.
 	var vouchNonce [24]byte
@@ -297,8 +302,11 @@ func curveClient(h *hsIO, server *Key, kp *KeyPair, meta []byte) (*curveCodec, z
 	var vp [64]byte
 	copy(vp[:32], cPub[:])
 	copy(vp[32:], server[:])
+	var vouchKey [32]byte
+	boxKey(&vouchKey, &sPrime, (*[32]byte)(&kp.Secret)) // sPrime's order was checked above
 	var vouch [80]byte
-	box.Seal(vouch[:0], vp[:], &vouchNonce, &sPrime, (*[32]byte)(&kp.Secret))
+	box.SealAfterPrecomputation(vouch[:0], vp[:], &vouchNonce, &vouchKey)
+	clear(vouchKey[:])
 	ip := plain[:0]
 	ip = append(ip, kp.Public[:]...)
 	ip = append(ip, vouchNonce[8:]...)
@@ -377,7 +385,9 @@ func curveServer(h *hsIO, kp *KeyPair, meta []byte, authorize func(client Key, p
 	copy(nonce[:], "CurveZMQHELLO---")
 	copy(nonce[16:], hello[112:120])
 	var helloKey [32]byte // C'/s: opens HELLO and seals WELCOME
-	box.Precompute(&helloKey, &cPrime, sk)
+	if !boxKey(&helloKey, &cPrime, sk) {
+		return fail(bad("HELLO's short-term key is a point of small order"))
+	}
 	hp, ok := box.OpenAfterPrecomputation(plain[:0], hello[120:200], &nonce, &helloKey)
 	if !ok {
 		return fail(fmt.Errorf("%w: CURVE: HELLO does not open: the client expects another server key", ErrRefused))
@@ -387,10 +397,11 @@ func curveServer(h *hsIO, kp *KeyPair, meta []byte, authorize func(client Key, p
 	}
 
 	// WELCOME: our short-term key S' and the cookie.
-	sPub, sSec, err := box.GenerateKey(rand.Reader)
+	sPub, sSec, err := generateKey()
 	if err != nil {
 		return fail(err)
 	}
+	defer clear(sSec[:])
 	var cookieKey [32]byte
 	defer clear(cookieKey[:])
 	var cookieNonce [24]byte
@@ -444,7 +455,7 @@ func curveServer(h *hsIO, kp *KeyPair, meta []byte, authorize func(client Key, p
 	}
 	clear(cp[:])
 	var shared [32]byte
-	box.Precompute(&shared, &cPrime, sSec)
+	boxKey(&shared, &cPrime, &sSec) // cPrime's order was checked with HELLO
 	copy(nonce[:], "CurveZMQINITIATE")
 	copy(nonce[16:], init[105:113])
 	in := binary.BigEndian.Uint64(init[105:113])
@@ -458,7 +469,12 @@ func curveServer(h *hsIO, kp *KeyPair, meta []byte, authorize func(client Key, p
 	copy(vouchNonce[:], "VOUCH---")
 	copy(vouchNonce[8:], ip[32:48])
 	var vp [64]byte
-	vouch, ok := box.Open(vp[:0], ip[48:128], &vouchNonce, (*[32]byte)(&client), sSec)
+	var vouchKey [32]byte
+	if !boxKey(&vouchKey, (*[32]byte)(&client), &sSec) {
+		return fail(bad("INITIATE's client key is a point of small order"))
+	}
+	vouch, ok := box.OpenAfterPrecomputation(vp[:0], ip[48:128], &vouchNonce, &vouchKey)
+	clear(vouchKey[:])
 	if !ok {
 		return fail(bad("INITIATE vouch does not open"))
 	}

@@ -207,6 +207,12 @@ func TestCurveRefusals(t *testing.T) {
 		{"HELLO bad box", func(t *testing.T) {
 			f.rawCurve(t, f.kp.Public, f.good, only("HELLO", flip(150)))
 		}, "HELLO does not open"},
+		{"HELLO key of small order", func(t *testing.T) {
+			// C' replaced by a point of order 8: every X25519 product with it
+			// is zero, so whoever sent it would know the shared key.
+			small := unhex32(t, "e0eb7a7c3b41b8ae1656e3faf19fc46ada098deb9c32b1fd866205165f49b800")
+			f.rawCurve(t, f.kp.Public, f.good, only("HELLO", func(b []byte) []byte { copy(b[80:112], small[:]); return b }))
+		}, "HELLO's short-term key is a point of small order"},
 		{"INITIATE too short", func(t *testing.T) {
 			f.rawCurve(t, f.kp.Public, f.good, only("INITIATE", func(b []byte) []byte { return b[:200] }))
 		}, "INITIATE of 200 bytes"},
@@ -270,6 +276,23 @@ func TestCurveRefusals(t *testing.T) {
 			f.expectRejection(t, before, mark, tc.reason)
 			f.stillServes(t)
 		})
+	}
+}
+
+// TestCurveClientRefusesSmallOrderServerKey: a server key of small order
+// would fix the HELLO key whatever our secret; the client refuses it
+// before it sends anything.
+func TestCurveClientRefusesSmallOrderServerKey(t *testing.T) {
+	small := Key(*unhex32(t, "e0eb7a7c3b41b8ae1656e3faf19fc46ada098deb9c32b1fd866205165f49b800"))
+	kp, _ := NewKeyPair()
+	var sent bytes.Buffer
+	h := &hsIO{br: bufio.NewReader(strings.NewReader("")), w: &sent}
+	_, _, err := curveClient(h, &small, &kp, ourMeta(nil, REQ, nil))
+	if !errors.Is(err, ErrRefused) || !strings.Contains(err.Error(), "small order") {
+		t.Errorf("curveClient: %v, want a refusal of the key", err)
+	}
+	if sent.Len() != 0 {
+		t.Errorf("sent %d bytes before refusing", sent.Len())
 	}
 }
 

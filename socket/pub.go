@@ -180,5 +180,8 @@ func (s *Socket) subscribePipe(p *pipe, prefix []byte, on bool) bool {
 	if err != nil {
 		p.discard(1)
 	}
+	if changed {
+		s.subsChanged.fire()
+	}
 	return changed
 }

@@ -79,6 +79,8 @@ type Socket struct {
 	readyMu sync.Mutex
 	readyCh chan struct{} // guarded by readyMu: closed at the next signalReady
 
+	subsChanged changeSignal // fired when a peer's subscriptions change
+
 	closing chan struct{}
 	wg      sync.WaitGroup
 
@@ -528,7 +530,43 @@ func (s *Socket) Close() error {
 	}
 	s.wg.Wait()
 	s.ev.close()
+	s.subsChanged.fire()
 	return nil
+}
+
+// SubscriptionsChanged returns a channel that is closed at the next change
+// of a peer's subscriptions (PUB and XPUB), when a peer goes, and when the
+// socket closes. Take it before looking at Stats, then wait on it: a
+// change between the look and the wait is not missed. Publisher's
+// WaitSubscribers waits this way.
+func (s *Socket) SubscriptionsChanged() <-chan struct{} {
+	return s.subsChanged.wait()
+}
+
+// changeSignal wakes those waiting for something to change. It makes a
+// channel only when someone waits, so a flood of changes with no one
+// waiting costs a lock each and allocates nothing.
+type changeSignal struct {
+	mu sync.Mutex
+	ch chan struct{} // guarded by mu: nil while no one waits
+}
+
+func (c *changeSignal) wait() <-chan struct{} {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.ch == nil {
+		c.ch = make(chan struct{})
+	}
+	return c.ch
+}
+
+func (c *changeSignal) fire() {
+	c.mu.Lock()
+	if c.ch != nil {
+		close(c.ch)
+		c.ch = nil
+	}
+	c.mu.Unlock()
 }
 
 func (s *Socket) isClosed() bool {
@@ -762,6 +800,7 @@ func (s *Socket) detach(p *pipe, err error) {
 	}
 	s.ev.emit(Event{Kind: EventDisconnected, Endpoint: p.endpoint, Remote: p.remote, PeerType: p.peerType, PeerID: p.routeID, Err: err})
 	s.signalReady()
+	s.subsChanged.fire()
 }
 
 // readyWait returns a channel closed at the next signalReady.

@@ -253,6 +253,9 @@ func (r *xpubProto) subscription(p *pipe, prefix []byte, on bool) {
 		}
 	} else {
 		changed, err := p.subs.add(prefix, on, r.s.opts.MaxSubs)
+		if changed {
+			r.s.subsChanged.fire()
+		}
 		switch {
 		case err != nil:
 			p.discard(1)
@@ -348,8 +351,12 @@ func (r *xpubProto) subscribePeer(p *pipe, prefix string, on bool) error {
 	if !r.o.Manual {
 		return fmt.Errorf("%w: SubscribePeer needs WithXPubManual", ErrState)
 	}
-	if _, err := p.subs.add([]byte(prefix), on, r.s.opts.MaxSubs); err != nil {
+	changed, err := p.subs.add([]byte(prefix), on, r.s.opts.MaxSubs)
+	if err != nil {
 		return fmt.Errorf("socket: subscribe %s: %w", p.face.String(), err)
+	}
+	if changed {
+		r.s.subsChanged.fire()
 	}
 	return nil
 }

@@ -391,3 +391,48 @@ func TestPairSendWaitsForPeer(t *testing.T) {
 		t.Fatalf("got %q", got)
 	}
 }
+
+// SubscriptionsChanged wakes a waiter when a subscription arrives, when the
+// subscriber goes and when the socket closes; the subscription is visible
+// in Stats once it has fired.
+func TestSubscriptionsChangedWakes(t *testing.T) {
+	pub := newSock(t, PUB)
+	ep := bind(t, pub)
+	wake := func(what string, ch <-chan struct{}) {
+		t.Helper()
+		select {
+		case <-ch:
+		case <-time.After(10 * time.Second):
+			t.Fatalf("no wake-up for %s", what)
+		}
+	}
+	subscribers := func() int {
+		n := 0
+		for _, ps := range pub.Stats().PerPeer {
+			if ps.Subscriptions > 0 {
+				n++
+			}
+		}
+		return n
+	}
+	sub := newSock(t, SUB)
+	if err := sub.Subscribe("news"); err != nil {
+		t.Fatal(err)
+	}
+	ch := pub.SubscriptionsChanged()
+	connect(t, sub, ep)
+	for { // one wake-up per change: wait until the one that brings the subscription
+		wake("the subscription", ch)
+		ch = pub.SubscriptionsChanged()
+		if subscribers() == 1 {
+			break
+		}
+	}
+	ch = pub.SubscriptionsChanged()
+	sub.Close()
+	wake("the subscriber's leaving", ch)
+	waitFor(t, "no subscriber", func() bool { return subscribers() == 0 })
+	ch = pub.SubscriptionsChanged()
+	pub.Close()
+	wake("Close", ch)
+}

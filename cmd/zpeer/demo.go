@@ -26,7 +26,9 @@ pattern:
 
   - a request/reply service with two repliers and concurrent requests; one
     replier stops halfway and the requester fails over to the other;
-  - a publisher with several subscribers, paced;
+  - a publisher with several subscribers, paced; the last subscriber
+    gets the ticks through a pub/sub proxy (XSUB->XPUB, as zpeer proxy
+    runs it) that finds the publisher and is found in turn over mDNS;
   - an acknowledged pipeline: a pusher and workers, one of which is stopped
     halfway; what it held is redelivered to the others.
 

@@ -197,4 +197,17 @@ func TestDemo(t *testing.T) {
 			t.Errorf("summary lacks %q", want)
 		}
 	}
+	// The subscriber behind the proxy got ticks through it: the proxy
+	// passed its subscription up and relayed at least half of what was
+	// published (the row's reliability bound, for one subscriber).
+	published := regexp.MustCompile(`(\d+) published x`).FindStringSubmatch(out)
+	relayed := regexp.MustCompile(`relayed (\d+) messages and (\d+) subscription`).FindStringSubmatch(out)
+	if published == nil || relayed == nil {
+		t.Fatalf("summary lacks the publication or proxy notes")
+	}
+	np, _ := strconv.Atoi(published[1])
+	nr, _ := strconv.Atoi(relayed[1])
+	if nr < np/2 || relayed[2] == "0" {
+		t.Errorf("the proxy relayed %d of %d publications, %s subscriptions", nr, np, relayed[2])
+	}
 }

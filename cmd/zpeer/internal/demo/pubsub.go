@@ -7,6 +7,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/zpeer/zpeer/discovery"
 	"github.com/zpeer/zpeer/pattern"
 	"github.com/zpeer/zpeer/socket"
 )
@@ -19,10 +20,12 @@ type Tick struct {
 }
 
 // pubSub runs a publisher and subscribers that find it over mDNS, paced at
-// PubRate for one phase.
+// PubRate for one phase. The last subscriber stands for another LAN: it
+// finds a relay (an XSUB->XPUB socket.Proxy, as `zpeer proxy --type
+// pubsub` runs) that finds the publisher, and gets the ticks through it.
 func (n *network) pubSub(ctx context.Context) (Figures, error) {
 	cfg := n.cfg
-	f := Figures{Pattern: "publish/subscribe", Peers: fmt.Sprintf("1 publisher, %d subscribers", cfg.Subscribers),
+	f := Figures{Pattern: "publish/subscribe", Peers: fmt.Sprintf("1 publisher, %d subscribers (1 via a proxy)", cfg.Subscribers),
 		Latency: "one way"}
 	svc := n.service("demo-ticks")
 	// A publisher drops for a subscriber whose queue is full rather than
@@ -41,13 +44,22 @@ func (n *network) pubSub(ctx context.Context) (Figures, error) {
 	if _, err := n.announce(svc, "PUB", "ticks-pub-"+n.tag, pub.Endpoints(), kp.Public); err != nil {
 		return f, err
 	}
-	cfg.Log("publish/subscribe: publisher announced as %s; starting %d subscribers", svc, cfg.Subscribers)
 	began := time.Now()
+	relaySvc := n.service("demo-relay")
+	px, err := n.relay(ctx, svc, relaySvc)
+	if err != nil {
+		return f, err
+	}
+	cfg.Log("publish/subscribe: publisher announced as %s, a proxy relays it as %s; starting %d subscribers", svc, relaySvc, cfg.Subscribers)
 	subs := make([]*pattern.Subscriber[Tick], cfg.Subscribers)
 	for i := range subs {
+		from := svc
+		if i == len(subs)-1 {
+			from = relaySvc
+		}
 		s, err := pattern.NewSubscriber[Tick](n.client(
 			pattern.WithTopics("ticks"),
-			pattern.WithDiscovery(n.find(svc, "SUB", fmt.Sprintf("ticks-sub-%s-%d", n.tag, i+1))),
+			pattern.WithDiscovery(n.find(from, "SUB", fmt.Sprintf("ticks-sub-%s-%d", n.tag, i+1))),
 			pattern.WithName(fmt.Sprintf("subscriber-%d", i+1)))...)
 		if err != nil {
 			return f, err
@@ -55,6 +67,8 @@ func (n *network) pubSub(ctx context.Context) (Figures, error) {
 		n.onClose(s.Close)
 		subs[i] = s
 	}
+	// The publisher's subscribers: the direct ones and the proxy (which
+	// subscribes once the relayed subscriber has).
 	if err := waitFor(ctx, discoveryTimeout, "the subscribers finding the publisher", func() bool {
 		return pub.Subscribers() == cfg.Subscribers
 	}); err != nil {
@@ -148,6 +162,83 @@ func (n *network) pubSub(ctx context.Context) (Figures, error) {
 	ps := pub.Stats()
 	f.Notes = append(f.Notes, fmt.Sprintf("%d published x %d subscribers; publisher dropped %d copies for full queues, subscribers counted %d gaps",
 		published, len(subs), ps.Dropped, gaps))
+	xs := px.Stats()
+	f.Notes = append(f.Notes, fmt.Sprintf("the proxy (XSUB->XPUB, both sides found over mDNS) relayed %d messages and %d subscription(s) upstream",
+		xs.Backend.MsgsOut, xs.Subscriptions))
 	cfg.Log("publish/subscribe: %d of %d copies delivered", f.Delivered, f.Sent)
 	return f, nil
+}
+
+// relay starts a pub/sub proxy between two services: its XSUB finds the
+// publishers of from (trusted keys only, as every client in the demo), its
+// XPUB binds, is a CURVE server with a key of its own and is announced as
+// to. It runs until the demo closes.
+func (n *network) relay(ctx context.Context, from, to string) (*socket.Proxy, error) {
+	kp, err := n.server()
+	if err != nil {
+		return nil, err
+	}
+	ckp, err := socket.NewKeyPair()
+	if err != nil {
+		return nil, err
+	}
+	keys := pattern.NewServerKeys(socket.Key{}, n.trusted)
+	front, err := socket.New(socket.XSUB, socket.WithLinger(0), socket.WithCurveClientKey(ckp),
+		socket.WithCurveServerKeys(keys.Lookup))
+	if err != nil {
+		return nil, err
+	}
+	n.onClose(front.Close)
+	back, err := socket.New(socket.XPUB, socket.WithLinger(0), socket.WithNoBlock(), socket.WithCurveServer(kp.Secret))
+	if err != nil {
+		return nil, err
+	}
+	n.onClose(back.Close)
+	ep, err := back.Bind(local)
+	if err != nil {
+		return nil, err
+	}
+	px, err := socket.NewProxy(front, back)
+	if err != nil {
+		return nil, err
+	}
+	// Closed first (closers run in reverse): the proxy stops, then the
+	// announcement, the discovery and the sockets go.
+	pctx, stop := context.WithCancel(context.WithoutCancel(ctx))
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() {
+		defer wg.Done()
+		px.Run(pctx)
+	}()
+	go func() {
+		defer wg.Done()
+		n.find(from, "XSUB", "ticks-relay-"+n.tag)(pctx, keyedConnector{front, keys})
+	}()
+	if _, err := n.announce(to, "XPUB", "ticks-relay-out-"+n.tag, []string{ep}, kp.Public); err != nil {
+		stop()
+		wg.Wait()
+		return nil, err
+	}
+	n.onClose(func() error {
+		stop()
+		wg.Wait()
+		return nil
+	})
+	n.peers-- // find and announce each counted it: one peer
+	return px, nil
+}
+
+// keyedConnector connects a socket to the discovered peers whose CURVE key
+// keys admits, with that key (what a pattern's WithTrust does).
+type keyedConnector struct {
+	*socket.Socket
+	keys *pattern.ServerKeys
+}
+
+func (c keyedConnector) ConnectPeer(p discovery.Peer, ep string) error {
+	if err := c.keys.Admit(p, ep); err != nil {
+		return err
+	}
+	return c.Connect(ep)
 }
