@@ -388,3 +388,53 @@ func TestInprocRoomAfterReads(t *testing.T) {
 		t.Fatalf("after the signal, sent %d, want 5", n)
 	}
 }
+
+// TestInprocLBOneThenMore: a PUSH with one peer sends to it without taking
+// a turn (lb.one); once a second peer joins the turns go round both, and
+// once one leaves everything goes to the other again.
+func TestInprocLBOneThenMore(t *testing.T) {
+	push := newSock(t, PUSH)
+	a, b := newSock(t, PULL), newSock(t, PULL)
+	epA, epB := inprocName(t), inprocName(t)
+	for _, x := range []struct {
+		s  *Socket
+		ep string
+	}{{a, epA}, {b, epB}} {
+		if _, err := x.s.Bind(x.ep); err != nil {
+			t.Fatal(err)
+		}
+	}
+	recvN := func(s *Socket, n int) {
+		t.Helper()
+		for range n {
+			recvString(t, s)
+		}
+	}
+	connect(t, push, epA)
+	waitPeers(t, push, 1)
+	for i := range 3 {
+		send(t, push, strconv.Itoa(i))
+	}
+	recvN(a, 3)
+	connect(t, push, epB)
+	waitPeers(t, push, 2)
+	for i := range 10 {
+		send(t, push, strconv.Itoa(i))
+	}
+	waitFor(t, "five each", func() bool {
+		return a.Stats().MsgsIn == 8 && b.Stats().MsgsIn == 5
+	})
+	recvN(a, 5)
+	recvN(b, 5)
+	if err := push.Disconnect(epA); err != nil {
+		t.Fatal(err)
+	}
+	waitPeers(t, push, 1)
+	for i := range 4 {
+		send(t, push, strconv.Itoa(i))
+	}
+	recvN(b, 4)
+	if st := b.Stats(); st.MsgsIn != 9 {
+		t.Fatalf("b got %d in all, want 9", st.MsgsIn)
+	}
+}
