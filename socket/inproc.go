@@ -23,6 +23,14 @@ import (
 // Close is immediate: what was handed over stays deliverable to the
 // receiver, as with any peer that goes.
 //
+// Per message, each end writes only memory of its own or memory it holds
+// the lock of anyway: the sender counts what it hands over in the mailbox
+// (the counts both ends' Stats show), the receiver what it took under its
+// fair queue's lock, and the sender looks at the latter only when its last
+// look says the peer is full. The copy is built in its place in the
+// mailbox, and a PULL, DEALER or PAIR peer's incoming filter, which passes
+// everything, is not called.
+//
 // As in libzmq 4.x, a socket may connect before another binds the name
 // (the connection is made when it does, and again after an unbind and a
 // new bind); binding a name that is bound already is an error. Inproc
