@@ -323,14 +323,18 @@ func (s *Socket) Disconnect(ep string) error {
 // (see the package documentation for which types block and when) until the
 // message is queued for a peer, ctx ends, or the socket closes.
 func (s *Socket) Send(ctx context.Context, m Msg) error {
-	if err := s.checkSend(&m); err != nil {
+	return s.send(ctx, &m) // small enough to inline: m stays in the caller's frame
+}
+
+func (s *Socket) send(ctx context.Context, m *Msg) error {
+	if err := s.checkSend(m); err != nil {
 		return err
 	}
 	if l := s.plainSend; l != nil {
-		_, err := l.send(ctx, &m, nil)
+		_, err := l.send(ctx, m, nil)
 		return err
 	}
-	return s.proto.send(ctx, m)
+	return s.proto.send(ctx, *m)
 }
 
 // checkSend is what Send and SendTo check before routing m.
@@ -369,12 +373,19 @@ func (s *Socket) SendBytes(ctx context.Context, b []byte) error {
 // even when ctx is done, so Recv with a cancelled context polls: it returns
 // a message or ctx's error at once.
 func (s *Socket) Recv(ctx context.Context) (m Msg, err error) {
-	if s.plainRecv {
-		_, err = s.fq.popInto(ctx, nil, &m)
-		return m, err
-	}
-	m, _, err = s.proto.recv(ctx)
+	// Small enough to inline: the message is written once, in the
+	// caller's frame, not copied out through the results (8 words).
+	err = s.recvInto(ctx, &m)
 	return m, err
+}
+
+func (s *Socket) recvInto(ctx context.Context, m *Msg) (err error) {
+	if s.plainRecv {
+		_, err = s.fq.popInto(ctx, nil, m)
+		return err
+	}
+	*m, _, err = s.proto.recv(ctx)
+	return err
 }
 
 // Subscribe adds a topic prefix on a SUB socket ("" receives everything). It
