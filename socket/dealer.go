@@ -7,7 +7,7 @@ import "context"
 type dealerProto struct{ lb }
 
 func (r *dealerProto) send(ctx context.Context, m Msg) error {
-	_, err := r.lb.send(ctx, m, nil)
+	_, err := r.lb.send(ctx, &m, nil)
 	return err
 }
 func (r *dealerProto) recv(ctx context.Context) (Msg, *pipe, error) {

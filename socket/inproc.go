@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"net"
 	"sync"
-	"sync/atomic"
 )
 
 // inproc:// connects sockets of one process without a network, a ZMTP
@@ -23,6 +22,14 @@ import (
 // peer is woken when the receiver has read it down to half its mark.
 // Close is immediate: what was handed over stays deliverable to the
 // receiver, as with any peer that goes.
+//
+// Per message, each end writes only memory of its own or memory it holds
+// the lock of anyway: the sender counts what it hands over in the mailbox
+// (the counts both ends' Stats show), the receiver what it took under its
+// fair queue's lock, and the sender looks at the latter only when its last
+// look says the peer is full. The copy is built in its place in the
+// mailbox, and a PULL, DEALER or PAIR peer's incoming filter, which passes
+// everything, is not called.
 //
 // As in libzmq 4.x, a socket may connect before another binds the name
 // (the connection is made when it does, and again after an unbind and a
@@ -131,7 +138,13 @@ func (s *Socket) inprocLink(d *dialer, ln *inprocListener) (*pipe, error) {
 	pa.peer, pb.peer = pb, pa
 	for _, p := range []*pipe{pa, pb} {
 		ip, r := p.ip, p.peer.s
-		ip.hwm, ip.hwmB, ip.incoming = int64(r.fq.hwm), r.fq.hwmB, r.proto.incoming
+		ip.hwm, ip.hwmB = int64(r.fq.hwm), r.fq.hwmB
+		switch r.typ {
+		case PULL, DEALER, PAIR:
+			// their incoming passes every message as it is: no call per message
+		default:
+			ip.incoming = r.proto.incoming
+		}
 	}
 	if err := b.registerInproc(pb, ln.l); err != nil {
 		return nil, err
@@ -202,7 +215,7 @@ type inprocState struct {
 	// nothing per message from the receiver's busy memory
 	hwm      int64
 	hwmB     int64
-	incoming func(*pipe, Msg) (Msg, bool)
+	incoming func(*pipe, Msg) (Msg, bool) // nil: the peer takes every message as it is
 }
 
 // mailbox is an inproc pipe's incoming side: the sending end appends the
@@ -213,10 +226,12 @@ type inprocState struct {
 // then; so sender and receiver share one lock per batch, not per message.
 //
 // The high-water mark is the receiver's receive mark over the inbox and
-// the mailbox together: the sender counts what it sent, the receiver what
-// it took, and a sender that finds the peer full sets waiting, so that the
-// receiver signals the sending socket once the peer is down to half its
-// mark (libzmq's low-water mark): a blocked sender wakes once per half
+// the mailbox together: the sender counts what it sent (inprocState), the
+// receiver what it took, under the fair queue's lock, with plain adds. The
+// sender looks at what was taken, under that lock, only when its last
+// look says the peer is full; when it still is, it sets waiting, so that
+// the receiver signals the sending socket once the peer is down to half
+// its mark (libzmq's low-water mark): a blocked sender wakes once per half
 // mark, not once per message.
 type mailbox struct {
 	mu     sync.Mutex
@@ -224,32 +239,43 @@ type mailbox struct {
 	bytes  int64 // guarded by mu
 	listed bool  // guarded by mu: the pipe is active in the fair queue, or its sender is listing it
 	closed bool  // guarded by mu: the pipe is gone, nothing more is handed over
+	// everything the sender handed over, filtered out or not: the pipe's
+	// MsgsIn and BytesIn, and the sending end's MsgsOut and BytesOut
+	// (pipe.counters). Counted under mu, which the sender holds anyway,
+	// rather than with atomic adds per message.
+	handed, handedB uint64 // guarded by mu
 
-	// the sender's counts as of its last ask for a signal (roomLocked),
-	// read by the receiver only while waiting
-	sent, sentB atomic.Int64
-	// The receiver's side, on cache lines of its own: each end writes per
-	// message only to its own.
+	// The receiver's side, guarded by the receiving socket's fq.mu, on
+	// cache lines of its own: Recv writes it per message, the sender reads
+	// it once per mark or so.
 	_             [64]byte
-	taken, takenB atomic.Int64 // messages and bytes Recv took from the pipe
-	waiting       atomic.Bool  // a sender found the peer full and waits for a signal
+	taken, takenB int64 // messages and bytes Recv took from the pipe
+	waiting       bool  // a sender found the peer full and waits for a signal
+	sent, sentB   int64 // the sender's counts when it set waiting
 	_             [64]byte
+}
+
+// counts returns what the sender handed over (mailbox.handed).
+func (mb *mailbox) counts() (msgs, bytes uint64) {
+	mb.mu.Lock()
+	defer mb.mu.Unlock()
+	return mb.handed, mb.handedB
 }
 
 // took counts m (size bytes) as taken from p, holding the fair queue's mu,
 // and wakes p's sender if it waits and p is down to its low-water mark.
 func (mb *mailbox) took(p *pipe, size int, q *fairQueue) {
-	t, tb := mb.taken.Add(1), mb.takenB.Add(int64(size))
-	if !mb.waiting.Load() {
+	mb.taken++
+	mb.takenB += int64(size)
+	if !mb.waiting {
 		return
 	}
-	n, b := mb.sent.Load()-t, mb.sentB.Load()-tb
+	n, b := mb.sent-mb.taken, mb.sentB-mb.takenB
 	if n > 0 && (n > int64(q.hwm/2) || b > q.hwmB/2) {
 		return
 	}
-	if mb.waiting.Swap(false) {
-		p.peer.s.signalReady()
-	}
+	mb.waiting = false
+	p.peer.s.signalReady()
 }
 
 // refillLocked moves p's mailbox into its inbox and reports whether the
@@ -329,9 +355,9 @@ func (p *pipe) linkUp() {
 	pending := p.ip.pending
 	p.ip.pending = nil
 	list := false
-	for i, m := range pending {
+	for i := range pending {
 		if !p.wclosed {
-			l, err := p.handOver(m)
+			l, err := p.handOver(&pending[i])
 			list = list || (err == nil && l)
 		}
 		pending[i] = Msg{}
@@ -362,29 +388,19 @@ func (p *pipe) roomLocked() bool {
 	if ip.fits() && !fq.orphanFull.Load() {
 		return true
 	}
+	// Our last look says full (or orphans may be): look again.
 	mb := q.mb
-	ip.seen, ip.seenB = mb.taken.Load(), mb.takenB.Load()
-	if !ip.fits() {
-		mb.sent.Store(ip.sent)
-		mb.sentB.Store(ip.sentB)
-		mb.waiting.Store(true)
-		// Look again after asking: the receiver takes (then looks at
-		// waiting) in the other order, so one of us sees the other.
-		ip.seen, ip.seenB = mb.taken.Load(), mb.takenB.Load()
-		if !ip.fits() {
-			return false
-		}
+	fq.mu.Lock()
+	ip.seen, ip.seenB = mb.taken, mb.takenB
+	ok := ip.fits()
+	if !ok {
+		mb.sent, mb.sentB, mb.waiting = ip.sent, ip.sentB, true
+	} else if fq.orphansFullLocked() {
+		ok = false
+		fq.orphanWait = append(fq.orphanWait, p.s)
 	}
-	if fq.orphanFull.Load() {
-		fq.mu.Lock()
-		full := fq.orphansFullLocked()
-		if full {
-			fq.orphanWait = append(fq.orphanWait, p.s)
-		}
-		fq.mu.Unlock()
-		return !full
-	}
-	return true
+	fq.mu.Unlock()
+	return ok
 }
 
 // fits reports whether what was handed over and not yet seen taken is
@@ -397,7 +413,7 @@ func (ip *inprocState) fits() bool {
 // inprocSend is enqueue for an inproc pipe. A forced message (a
 // subscription, say) waits for room, as a reader would, without holding
 // wmu; it gives up when either end goes.
-func (p *pipe) inprocSend(m Msg, force bool) error {
+func (p *pipe) inprocSend(m *Msg, force bool) error {
 	for {
 		p.wmu.Lock()
 		if p.wclosed {
@@ -443,47 +459,93 @@ func (p *pipe) inprocSend(m Msg, force bool) error {
 // mailbox; it reports whether the peer is to be listed in its fair queue
 // (fairQueue.list, called without wmu). The caller holds wmu and has
 // checked for room.
-func (p *pipe) handOver(m Msg) (bool, error) {
+func (p *pipe) handOver(m *Msg) (bool, error) {
 	q := p.peer
 	c := &p.ip.c
-	fs := p.ip.frames[:0]
+	// The frames' copies: one (the usual message), or fs.
+	var one []byte
+	var fs [][]byte
 	size := 0
-	for _, f := range m.Frames {
-		b := c.frame(len(f), false)
-		copy(b, f)
-		fs = append(fs, b)
-		size += len(f)
+	if len(m.Frames) == 1 {
+		f := m.Frames[0]
+		one = c.frame(len(f), false)
+		copy(one, f)
+		size = len(f)
+	} else {
+		fs = p.ip.frames[:0]
+		for _, f := range m.Frames {
+			b := c.frame(len(f), false)
+			copy(b, f)
+			fs = append(fs, b)
+			size += len(f)
+		}
 	}
-	cp := c.finish(fs, size)
-	clear(fs)
-	p.ip.frames = fs[:0]
-	p.stats.msgsOut.Add(1)
-	p.stats.bytesOut.Add(uint64(size))
-	q.stats.msgsIn.Add(1)
-	q.stats.bytesIn.Add(uint64(size))
+	finish := func(dst *Msg) {
+		if fs == nil {
+			c.finishOne(dst, one, size)
+			return
+		}
+		c.finishInto(dst, fs, size)
+		clear(fs)
+		p.ip.frames = fs[:0]
+	}
+	mb := q.mb
+	if p.ip.incoming == nil {
+		// The copy is made in its place in the mailbox: a message is 8
+		// words, and building it once where it stays is measurably
+		// cheaper than copying it there (see tryPopInto).
+		mb.mu.Lock()
+		mb.handed++
+		mb.handedB += uint64(size)
+		if mb.closed {
+			mb.mu.Unlock()
+			var cp Msg
+			finish(&cp)
+			cp.Free()
+			return false, ErrClosed
+		}
+		n := len(mb.q)
+		if n < cap(mb.q) {
+			mb.q = mb.q[:n+1]
+		} else {
+			mb.q = append(mb.q, Msg{})
+		}
+		finish(&mb.q[n])
+		return p.postedLocked(mb, size), nil
+	}
+	var cp Msg
+	finish(&cp)
 	out, ok := p.ip.incoming(q, cp)
+	mb.mu.Lock()
+	mb.handed++
+	mb.handedB += uint64(size)
 	if !ok {
+		mb.mu.Unlock()
 		cp.Free()
 		return false, nil
 	}
-	mb := q.mb
-	mb.mu.Lock()
 	if mb.closed {
 		mb.mu.Unlock()
 		out.Free()
 		return false, ErrClosed
 	}
 	mb.q = append(mb.q, out)
-	mb.bytes += int64(out.size)
+	return p.postedLocked(mb, out.size), nil
+}
+
+// postedLocked accounts for a message of size bytes just appended to mb,
+// unlocks mb.mu and reports whether the peer is to be listed.
+func (p *pipe) postedLocked(mb *mailbox, size int) bool {
+	mb.bytes += int64(size)
 	list := !mb.listed
 	mb.listed = true
 	p.ip.sent++
-	p.ip.sentB += int64(out.size)
+	p.ip.sentB += int64(size)
 	mb.mu.Unlock()
-	return list, nil
+	return list
 }
 
-func cloneMsg(m Msg) Msg {
+func cloneMsg(m *Msg) Msg {
 	fs := make([][]byte, len(m.Frames))
 	for i, f := range m.Frames {
 		fs[i] = append([]byte{}, f...)

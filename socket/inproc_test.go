@@ -278,3 +278,163 @@ func TestInprocByteMark(t *testing.T) {
 		t.Fatalf("a message behind it: %v, want ErrWouldBlock", err)
 	}
 }
+
+// TestInprocStatsExact: each end counts what it handed over and was handed,
+// message for message and byte for byte, before the receiver reads, after,
+// and in the socket totals once the peer is gone.
+func TestInprocStatsExact(t *testing.T) {
+	ep := inprocName(t)
+	pull := newSock(t, PULL)
+	if _, err := pull.Bind(ep); err != nil {
+		t.Fatal(err)
+	}
+	push, err := New(PUSH)
+	if err != nil {
+		t.Fatal(err)
+	}
+	connect(t, push, ep)
+	waitPeers(t, push, 1)
+	const n = 37
+	var bytes uint64
+	for i := range n {
+		body := make([]byte, i*3)
+		bytes += uint64(len(body))
+		if err := push.Send(ctxT(t), NewMsg([]byte("x"), body)); err != nil {
+			t.Fatal(err)
+		}
+		bytes++
+	}
+	check := func(when string, want uint64) {
+		t.Helper()
+		out, in := push.Stats(), pull.Stats()
+		if out.MsgsOut != n || out.BytesOut != bytes || out.MsgsIn != 0 {
+			t.Errorf("%s: push stats %+v, want %d messages, %d bytes out", when, out.Counters, n, bytes)
+		}
+		if in.MsgsIn != want || (want == n && in.BytesIn != bytes) || in.MsgsOut != 0 {
+			t.Errorf("%s: pull stats %+v, want %d messages, %d bytes in", when, in.Counters, want, bytes)
+		}
+		if len(in.PerPeer) == 1 && (in.PerPeer[0].MsgsIn != n || in.PerPeer[0].BytesIn != bytes) {
+			t.Errorf("%s: pull's peer stats %+v", when, in.PerPeer[0].Counters)
+		}
+	}
+	check("before any Recv", n)
+	for range n {
+		m, err := pull.Recv(ctxT(t))
+		if err != nil {
+			t.Fatal(err)
+		}
+		m.Free()
+	}
+	check("after the Recvs", n)
+	push.Close()
+	waitFor(t, "PULL sees the peer go", func() bool { return pull.Peers() == 0 })
+	if st := pull.Stats(); st.MsgsIn != n || st.BytesIn != bytes {
+		t.Errorf("after the peer went: pull stats %+v, want %d messages, %d bytes in", st.Counters, n, bytes)
+	}
+}
+
+// TestInprocRoomAfterReads: what the receiver read while no sender waited
+// is room the sender finds at once: with a mark of 10, 10 sent and 3 read,
+// exactly 3 more go without blocking; and a sender blocked then is woken
+// once the receiver is down to half the mark.
+func TestInprocRoomAfterReads(t *testing.T) {
+	ep := inprocName(t)
+	pull := newSock(t, PULL, WithRecvHWM(10))
+	if _, err := pull.Bind(ep); err != nil {
+		t.Fatal(err)
+	}
+	push := newSock(t, PUSH, WithNoBlock())
+	connect(t, push, ep)
+	waitPeers(t, push, 1)
+	sendN := func(max int) int {
+		n := 0
+		for ; n < max; n++ {
+			if err := push.Send(ctxT(t), NewMsgString("m")); err != nil {
+				if !errors.Is(err, ErrWouldBlock) {
+					t.Fatal(err)
+				}
+				break
+			}
+		}
+		return n
+	}
+	if n := sendN(100); n != 10 {
+		t.Fatalf("sent %d, want the mark, 10", n)
+	}
+	for range 3 {
+		recvString(t, pull)
+	}
+	if n := sendN(100); n != 3 {
+		t.Fatalf("after 3 reads, sent %d more, want 3", n)
+	}
+	// The sender waits now (it found the peer full): reading down to
+	// half the mark signals it, not before.
+	wait := push.readyWait()
+	for range 4 {
+		recvString(t, pull)
+	}
+	select {
+	case <-wait:
+		t.Fatal("signalled with 6 held, above half the mark")
+	default:
+	}
+	recvString(t, pull)
+	select {
+	case <-wait:
+	default:
+		t.Fatal("not signalled with 5 held, half the mark")
+	}
+	if n := sendN(100); n != 5 {
+		t.Fatalf("after the signal, sent %d, want 5", n)
+	}
+}
+
+// TestInprocLBOneThenMore: a PUSH with one peer sends to it without taking
+// a turn (lb.one); once a second peer joins the turns go round both, and
+// once one leaves everything goes to the other again.
+func TestInprocLBOneThenMore(t *testing.T) {
+	push := newSock(t, PUSH)
+	a, b := newSock(t, PULL), newSock(t, PULL)
+	epA, epB := inprocName(t), inprocName(t)
+	for _, x := range []struct {
+		s  *Socket
+		ep string
+	}{{a, epA}, {b, epB}} {
+		if _, err := x.s.Bind(x.ep); err != nil {
+			t.Fatal(err)
+		}
+	}
+	recvN := func(s *Socket, n int) {
+		t.Helper()
+		for range n {
+			recvString(t, s)
+		}
+	}
+	connect(t, push, epA)
+	waitPeers(t, push, 1)
+	for i := range 3 {
+		send(t, push, strconv.Itoa(i))
+	}
+	recvN(a, 3)
+	connect(t, push, epB)
+	waitPeers(t, push, 2)
+	for i := range 10 {
+		send(t, push, strconv.Itoa(i))
+	}
+	waitFor(t, "five each", func() bool {
+		return a.Stats().MsgsIn == 8 && b.Stats().MsgsIn == 5
+	})
+	recvN(a, 5)
+	recvN(b, 5)
+	if err := push.Disconnect(epA); err != nil {
+		t.Fatal(err)
+	}
+	waitPeers(t, push, 1)
+	for i := range 4 {
+		send(t, push, strconv.Itoa(i))
+	}
+	recvN(b, 4)
+	if st := b.Stats(); st.MsgsIn != 9 {
+		t.Fatalf("b got %d in all, want 9", st.MsgsIn)
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"sync"
+	"sync/atomic"
 )
 
 // lb load-balances sends round-robin over the pipes that are ready (below
@@ -15,12 +16,24 @@ type lb struct {
 	mu    sync.Mutex
 	pipes []*pipe // guarded by mu
 	next  int     // guarded by mu
+	// one is the only pipe when there is exactly one, else nil: written
+	// holding mu, so that send finds it without taking mu.
+	one atomic.Pointer[pipe]
 }
 
 func (l *lb) attach(p *pipe) {
 	l.mu.Lock()
 	l.pipes = append(l.pipes, p)
+	l.setOneLocked()
 	l.mu.Unlock()
+}
+
+func (l *lb) setOneLocked() {
+	if len(l.pipes) == 1 {
+		l.one.Store(l.pipes[0])
+	} else {
+		l.one.Store(nil)
+	}
 }
 
 func (l *lb) detach(p *pipe) {
@@ -33,37 +46,43 @@ func (l *lb) detach(p *pipe) {
 			break
 		}
 	}
+	l.setOneLocked()
 	l.mu.Unlock()
 }
 
-// send queues m on the next ready pipe, waiting for one if needed. before,
+// send queues *m (which it does not keep) on the next ready pipe, waiting for one if needed. before,
 // if not nil, runs just before the message is queued on the chosen pipe.
-func (l *lb) send(ctx context.Context, m Msg, before func(*pipe)) (*pipe, error) {
+func (l *lb) send(ctx context.Context, m *Msg, before func(*pipe)) (*pipe, error) {
 	// The first round looks without the ready channel: a sender that
 	// finds a ready pipe (the usual case) takes no more locks than it must.
 	var wait <-chan struct{}
 	for {
 		n := 0
 		for tried := 0; ; tried++ {
-			l.mu.Lock()
-			n = len(l.pipes)
-			if tried >= n {
+			p := l.one.Load()
+			if p != nil && tried == 0 {
+				n = 1 // one pipe (the usual PUSH): no turn to take
+			} else {
+				l.mu.Lock()
+				n = len(l.pipes)
+				if tried >= n {
+					l.mu.Unlock()
+					break
+				}
+				if l.next >= n {
+					l.next = 0
+				}
+				p = l.pipes[l.next]
+				l.next++
 				l.mu.Unlock()
-				break
 			}
-			if l.next >= n {
-				l.next = 0
-			}
-			p := l.pipes[l.next]
-			l.next++
-			l.mu.Unlock()
 			if p.ip == nil && !p.ready() {
 				continue // (an inproc pipe's enqueue checks as cheaply)
 			}
 			if before != nil {
 				before(p)
 			}
-			if err := p.enqueue(m, false); err == nil {
+			if err := p.enqueueRef(m, false); err == nil {
 				return p, nil
 			}
 		}

@@ -110,7 +110,7 @@ func (s *Socket) SendTo(ctx context.Context, p *Peer, m Msg) error {
 	if !ok {
 		return errState(s, "SendTo")
 	}
-	if err := s.checkSend(m); err != nil {
+	if err := s.checkSend(&m); err != nil {
 		return err
 	}
 	if p == nil || p.p.s != s {

@@ -198,5 +198,18 @@ func (p *pipe) peerStats() PeerStats {
 	p.wmu.Lock()
 	q, id := p.queued, p.routeID
 	p.wmu.Unlock()
-	return PeerStats{Endpoint: p.endpoint, Remote: p.remote, PeerType: p.peerType, Identity: id, Queued: q, Subscriptions: p.subs.len(), Counters: p.stats.snapshot()}
+	return PeerStats{Endpoint: p.endpoint, Remote: p.remote, PeerType: p.peerType, Identity: id, Queued: q, Subscriptions: p.subs.len(), Counters: p.counters()}
+}
+
+// counters is a snapshot of the pipe's counters. An inproc pipe's message
+// and byte counts, both ways, are its mailboxes' (mailbox.handed): the
+// sender counts what it hands over there, in the critical section it takes
+// anyway.
+func (p *pipe) counters() Counters {
+	c := p.stats.snapshot()
+	if p.mb != nil {
+		c.MsgsIn, c.BytesIn = p.mb.counts()
+		c.MsgsOut, c.BytesOut = p.peer.mb.counts()
+	}
+	return c
 }

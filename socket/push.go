@@ -6,7 +6,7 @@ import "context"
 type pushProto struct{ lb }
 
 func (r *pushProto) send(ctx context.Context, m Msg) error {
-	_, err := r.lb.send(ctx, m, nil)
+	_, err := r.lb.send(ctx, &m, nil)
 	return err
 }
 func (r *pushProto) recv(context.Context) (Msg, *pipe, error) {

@@ -82,7 +82,7 @@ func (r *reqProto) request(ctx context.Context, m Msg, target *pipe) error {
 		before(target)
 		err = sendTo(ctx, r.s, target, Msg{Frames: frames, Buf: m.Buf}, ErrPeerLost)
 	} else {
-		_, err = r.lb.send(ctx, Msg{Frames: frames, Buf: m.Buf}, before)
+		_, err = r.lb.send(ctx, &Msg{Frames: frames, Buf: m.Buf}, before)
 	}
 	if err != nil {
 		r.rmu.Lock()

@@ -59,6 +59,8 @@ type Socket struct {
 	typ        Type
 	opts       Options
 	proto      protocol
+	plainRecv  bool // proto.recv is pop: Recv pops straight from fq
+	plainSend  *lb  // proto.send is this lb's send: Send calls it straight
 	fq         *fairQueue
 	ev         *events
 	lowLatency bool
@@ -175,6 +177,16 @@ func New(t Type, opts ...Option) (*Socket, error) {
 		s.proto = newXPubProto(s)
 	case XSUB:
 		s.proto = newXSubProto(s)
+	}
+	switch t {
+	case PULL, DEALER, ROUTER, PAIR, SUB, XSUB:
+		s.plainRecv = true // recv is s.pop
+	}
+	switch r := s.proto.(type) {
+	case *pushProto:
+		s.plainSend = &r.lb
+	case *dealerProto:
+		s.plainSend = &r.lb
 	}
 	if o.lowLatency != nil {
 		s.lowLatency = *o.lowLatency
@@ -311,14 +323,22 @@ func (s *Socket) Disconnect(ep string) error {
 // (see the package documentation for which types block and when) until the
 // message is queued for a peer, ctx ends, or the socket closes.
 func (s *Socket) Send(ctx context.Context, m Msg) error {
+	return s.send(ctx, &m) // small enough to inline: m stays in the caller's frame
+}
+
+func (s *Socket) send(ctx context.Context, m *Msg) error {
 	if err := s.checkSend(m); err != nil {
 		return err
 	}
-	return s.proto.send(ctx, m)
+	if l := s.plainSend; l != nil {
+		_, err := l.send(ctx, m, nil)
+		return err
+	}
+	return s.proto.send(ctx, *m)
 }
 
 // checkSend is what Send and SendTo check before routing m.
-func (s *Socket) checkSend(m Msg) error {
+func (s *Socket) checkSend(m *Msg) error {
 	if m.freed() {
 		m.checkLive()
 		return ErrFreed
@@ -326,8 +346,12 @@ func (s *Socket) checkSend(m Msg) error {
 	if len(m.Frames) == 0 {
 		return ErrEmpty
 	}
-	if int64(m.Size()) > s.opts.MaxMsgSize {
-		return fmt.Errorf("%w: %d bytes (limit %d)", ErrTooLarge, m.Size(), s.opts.MaxMsgSize)
+	size := 0
+	for _, f := range m.Frames {
+		size += len(f)
+	}
+	if int64(size) > s.opts.MaxMsgSize {
+		return fmt.Errorf("%w: %d bytes (limit %d)", ErrTooLarge, size, s.opts.MaxMsgSize)
 	}
 	if len(m.Frames) > maxFrames {
 		return fmt.Errorf("%w: %d frames (limit %d)", ErrTooLarge, len(m.Frames), maxFrames)
@@ -348,9 +372,20 @@ func (s *Socket) SendBytes(ctx context.Context, b []byte) error {
 // are still returned after Close. A message already waiting is returned
 // even when ctx is done, so Recv with a cancelled context polls: it returns
 // a message or ctx's error at once.
-func (s *Socket) Recv(ctx context.Context) (Msg, error) {
-	m, _, err := s.proto.recv(ctx)
+func (s *Socket) Recv(ctx context.Context) (m Msg, err error) {
+	// Small enough to inline: the message is written once, in the
+	// caller's frame, not copied out through the results (8 words).
+	err = s.recvInto(ctx, &m)
 	return m, err
+}
+
+func (s *Socket) recvInto(ctx context.Context, m *Msg) (err error) {
+	if s.plainRecv {
+		_, err = s.fq.popInto(ctx, nil, m)
+		return err
+	}
+	*m, _, err = s.proto.recv(ctx)
+	return err
 }
 
 // Subscribe adds a topic prefix on a SUB socket ("" receives everything). It
@@ -743,7 +778,7 @@ func (s *Socket) detach(p *pipe, err error) {
 	if ok {
 		// Keep the dead pipe's counters in the socket totals, in the same
 		// critical section so that Stats never misses them.
-		st := p.stats.snapshot()
+		st := p.counters()
 		s.stats.msgsIn.Add(st.MsgsIn)
 		s.stats.msgsOut.Add(st.MsgsOut)
 		s.stats.bytesIn.Add(st.BytesIn)

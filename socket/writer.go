@@ -207,12 +207,21 @@ func (p *pipe) fullLocked() bool {
 	return p.queued >= p.s.opts.SendHWM || (p.queued > 0 && p.qbytes >= p.s.opts.SendHWMBytes)
 }
 
+// enqueueRef is enqueue of *m, which it does not keep: an inproc pipe
+// copies it from there (see tryPopInto for why this pays).
+func (p *pipe) enqueueRef(m *Msg, force bool) error {
+	if p.ip != nil {
+		return p.inprocSend(m, force)
+	}
+	return p.enqueue(*m, force)
+}
+
 // enqueue adds a message to the send queue. Unless force is set it fails
 // with errFull at the high-water mark. It fails with ErrClosed once the
 // pipe is gone.
 func (p *pipe) enqueue(m Msg, force bool) error {
 	if p.ip != nil {
-		return p.inprocSend(m, force)
+		return p.inprocSend(&m, force)
 	}
 	p.wmu.Lock()
 	if p.wclosed {
