@@ -3,6 +3,8 @@ package bench
 import (
 	"context"
 	"errors"
+	"fmt"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -22,7 +24,14 @@ type Libzmq struct {
 	// libzmq's CURVE through libsodium), with no ZAP handler: any client
 	// is let in.
 	Curve *LibzmqCurveKeys
+	// Inproc, when set, binds and connects over inproc:// (one context per
+	// topology, as libzmq requires): libzmq's own in-process transport,
+	// the reference for zpeer-inproc.
+	Inproc bool
 }
+
+// inprocNames numbers the inproc endpoints of Inproc topologies.
+var inprocNames atomic.Uint64
 
 // LibzmqCurveKeys are the Z85 keys of a CURVE Libzmq stack.
 type LibzmqCurveKeys struct {
@@ -44,8 +53,11 @@ func LibzmqCurve() Libzmq {
 
 // Name implements benchcore.Stack.
 func (l Libzmq) Name() string {
-	if l.Curve != nil {
+	switch {
+	case l.Curve != nil:
 		return benchcore.RefLibzmq + "-curve"
+	case l.Inproc:
+		return benchcore.RefLibzmq + "-inproc"
 	}
 	return benchcore.RefLibzmq
 }
@@ -115,7 +127,11 @@ func (l Libzmq) build(bt, ct zmq.Type, n int, setup func(*zmq.Socket) error) (*z
 	if err := l.curveServer(b); err != nil {
 		return fail(err)
 	}
-	if err := b.Bind("tcp://127.0.0.1:*"); err != nil {
+	bindEP := "tcp://127.0.0.1:*"
+	if l.Inproc {
+		bindEP = fmt.Sprintf("inproc://zpeer-bench-%d", inprocNames.Add(1))
+	}
+	if err := b.Bind(bindEP); err != nil {
 		return fail(err)
 	}
 	ep, err := b.GetLastEndpoint()
@@ -209,6 +225,9 @@ func (c zmqConn) Close() error { return c.s.Close() }
 // an XSUB and an XPUB, both bound, on a goroutine of its own (a control
 // PAIR over inproc ends it); the PUB and the n SUBs connect.
 func (l Libzmq) ProxyPubSub(ctx context.Context, n int) (*benchcore.Topology, error) {
+	if l.Inproc {
+		return nil, benchcore.ErrNotSupported // the proxy scenario is over tcp://
+	}
 	zctx, err := zmq.NewContext()
 	if err != nil {
 		return nil, err

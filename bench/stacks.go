@@ -9,7 +9,7 @@ import (
 
 // Stacks returns every stack, zpeer first and the references last.
 func Stacks() []benchcore.Stack {
-	return append(benchcore.ZpeerStacks(), benchcore.ZpeerCurve(), Libzmq{}, LibzmqCurve(), GoZMQ4{}, Mangos{}, NATS{},
+	return append(benchcore.ZpeerStacks(), benchcore.ZpeerCurve(), Libzmq{}, Libzmq{Inproc: true}, LibzmqCurve(), GoZMQ4{}, Mangos{}, NATS{},
 		JetStream{Window: 256}, JetStream{SyncAlways: true, Window: 256}, TCP{})
 }
 
