@@ -7,24 +7,13 @@ import (
 	"testing"
 
 	"golang.org/x/crypto/poly1305" //lint:ignore SA1019 the oracle
+
+	"github.com/zpeer/zpeer/internal/testutil"
 )
 
 func modes(t *testing.T, f func(t *testing.T)) {
 	t.Helper()
-	for _, asm := range []bool{true, false} {
-		name := "fallback"
-		if asm {
-			if !hasAsm {
-				continue
-			}
-			name = "asm"
-		}
-		t.Run(name, func(t *testing.T) {
-			defer func(old bool) { useAsm = old }(useAsm)
-			useAsm = asm
-			f(t)
-		})
-	}
+	testutil.AsmModes(t, hasAsm, &useAsm, f)
 }
 
 // check compares Sum (and, where there is one, the AVX2 path at any

@@ -8,26 +8,15 @@ import (
 	"testing"
 
 	"golang.org/x/crypto/salsa20/salsa"
+
+	"github.com/zpeer/zpeer/internal/testutil"
 )
 
 // modes runs f with the assembly kernels (where the CPU has them) and with
 // the fallback.
 func modes(t *testing.T, f func(t *testing.T)) {
 	t.Helper()
-	for _, asm := range []bool{true, false} {
-		name := "fallback"
-		if asm {
-			if !hasAsm {
-				continue
-			}
-			name = "asm"
-		}
-		t.Run(name, func(t *testing.T) {
-			defer func(old bool) { useAsm = old }(useAsm)
-			useAsm = asm
-			f(t)
-		})
-	}
+	testutil.AsmModes(t, hasAsm, &useAsm, f)
 }
 
 type vector struct {

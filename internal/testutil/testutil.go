@@ -45,3 +45,25 @@ func Eventually(t testing.TB, timeout time.Duration, what string, cond func() bo
 		}
 	}
 }
+
+// AsmModes runs f as a subtest with *use set to true ("asm", only when
+// have: the CPU has the assembly kernels) and then false ("fallback"),
+// restoring *use after each: how a package with assembly kernels and a
+// portable fallback tests both.
+func AsmModes(t *testing.T, have bool, use *bool, f func(t *testing.T)) {
+	t.Helper()
+	for _, asm := range []bool{true, false} {
+		name := "fallback"
+		if asm {
+			if !have {
+				continue
+			}
+			name = "asm"
+		}
+		t.Run(name, func(t *testing.T) {
+			defer func(old bool) { *use = old }(*use)
+			*use = asm
+			f(t)
+		})
+	}
+}
