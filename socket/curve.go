@@ -11,6 +11,7 @@ import (
 
 	"github.com/zpeer/zpeer/internal/poly1305"
 	"github.com/zpeer/zpeer/internal/salsa20"
+	"github.com/zpeer/zpeer/internal/secretbox"
 )
 
 // Key is a CURVE public key (Curve25519, 32 bytes). Its String is the Z85
@@ -327,12 +328,9 @@ func (c *curveCodec) appendSealed(dst []byte, flags byte, body []byte) []byte {
 	var x xsalsa
 	x.setup(&c.sendSub, &c.sendNonce)
 	ct[0] = boxFlags(flags) ^ x.first[32]
-	head := min(len(body), 31)
-	subtle.XORBytes(ct[1:1+head], body[:head], x.first[33:33+head])
-	if len(body) > head {
-		salsa20.XORKeyStream(ct[32:], body[head:], &x.counter, &x.subKey)
-	}
-	poly1305.Sum(&tag, ct, (*[32]byte)(x.first[:32]))
+	// Larger than smallKS: the body is longer than 31 bytes.
+	subtle.XORBytes(ct[1:32], body[:31], x.first[33:64])
+	secretbox.Seal(&tag, ct, body[31:], &x.counter, &x.subKey, (*[32]byte)(x.first[:32]))
 	copy(dst[n:], tag[:])
 	return dst
 }
@@ -340,7 +338,9 @@ func (c *curveCodec) appendSealed(dst []byte, flags byte, body []byte) []byte {
 // openHeader checks one MESSAGE body (the ZMTP frame's body): its name, its
 // short nonce (larger than the last one: a replay or a reordering fails)
 // and its tag. It returns the frame's flags and body length; decryptTo then
-// writes the body.
+// writes the body. A MESSAGE larger than a small one's is decrypted in
+// msg, in the same pass as its tag is checked: msg is the codec's to
+// change, and decryptTo must read that msg.
 func (c *curveCodec) openHeader(msg []byte) (flags byte, n int, err error) {
 	if len(msg) < curveMsgOverhead || subtle.ConstantTimeCompare(msg[:8], curveMsgName) != 1 {
 		return 0, 0, fmt.Errorf("%w: CURVE: malformed MESSAGE (%d bytes)", ErrProtocol, len(msg))
@@ -355,15 +355,26 @@ func (c *curveCodec) openHeader(msg []byte) (flags byte, n int, err error) {
 	ct := msg[32:]
 	var first []byte // Poly1305's key, then the flags byte's pad
 	c.recvSmall = len(ct)+32 <= smallKS
+	var ok bool
 	if c.recvSmall {
 		k := c.recvKS[:32+len(ct)]
 		smallKeyStream(&c.recvKS, len(k), &c.recvAhead, &c.recvSub, nonce)
 		first = k
+		ok = poly1305.Verify(&tag, ct, (*[32]byte)(first[:32]))
 	} else {
+		// Larger than smallKS (len(ct) > 32): checked and decrypted in
+		// one pass (internal/secretbox), in place: ct[32:] holds body
+		// bytes 31 on in the clear afterwards, for decryptTo to copy
+		// (the destination is not known yet). On a mismatch they are
+		// cleared: no key stream is left in the buffer.
 		c.rs.setup(&c.recvSub, &c.recvNonce)
 		first = c.rs.first[:]
+		ok = secretbox.Open(ct[32:], &tag, ct, &c.rs.counter, &c.rs.subKey, (*[32]byte)(first[:32]))
+		if !ok {
+			clear(ct[32:])
+		}
 	}
-	if !poly1305.Verify(&tag, ct, (*[32]byte)(first[:32])) {
+	if !ok {
 		return 0, 0, fmt.Errorf("%w: CURVE: MESSAGE box does not open", ErrProtocol)
 	}
 	c.recvCount = nonce
@@ -378,11 +389,8 @@ func (c *curveCodec) decryptTo(dst, msg []byte) {
 		subtle.XORBytes(dst, ct, c.recvKS[33:33+len(ct)])
 		return
 	}
-	head := min(len(ct), 31)
-	subtle.XORBytes(dst[:head], ct[:head], c.rs.first[33:33+head])
-	if len(ct) > head {
-		salsa20.XORKeyStream(dst[head:], ct[head:], &c.rs.counter, &c.rs.subKey)
-	}
+	subtle.XORBytes(dst[:31], ct[:31], c.rs.first[33:64])
+	copy(dst[31:], ct[31:]) // decrypted by openHeader
 }
 
 // open is openHeader and decryptTo into fresh memory (tests, commands).
