@@ -192,6 +192,7 @@ type curveCodec struct {
 	rs           xsalsa
 	recvKS       [smallKS]byte
 	recvSmall    bool
+	recvPending  uint64 // a larger MESSAGE's short nonce, recvCount once decryptTo checked it
 	recvCipher   []byte // scratch for boxed frame bodies up to scratchKeep
 	sealed       []byte // the MESSAGE unwrap checked, for read
 	pooledCipher bool   // sealed came from the buffer pool
@@ -337,10 +338,13 @@ func (c *curveCodec) appendSealed(dst []byte, flags byte, body []byte) []byte {
 
 // openHeader checks one MESSAGE body (the ZMTP frame's body): its name, its
 // short nonce (larger than the last one: a replay or a reordering fails)
-// and its tag. It returns the frame's flags and body length; decryptTo then
-// writes the body. A MESSAGE larger than a small one's is decrypted in
-// msg, in the same pass as its tag is checked: msg is the codec's to
-// change, and decryptTo must read that msg.
+// and, for a small MESSAGE (up to smallKS-32 bytes of box), its tag. It
+// returns the frame's flags and body length; decryptTo then writes the
+// body. A larger MESSAGE's tag is checked by decryptTo, in the same pass
+// as the body is decrypted into its destination (internal/secretbox): its
+// flags and length are not authenticated until decryptTo returns nil, so
+// a caller may use them only to choose where the body goes (or to give up
+// on the connection), and must not deliver anything before.
 func (c *curveCodec) openHeader(msg []byte) (flags byte, n int, err error) {
 	if len(msg) < curveMsgOverhead || subtle.ConstantTimeCompare(msg[:8], curveMsgName) != 1 {
 		return 0, 0, fmt.Errorf("%w: CURVE: malformed MESSAGE (%d bytes)", ErrProtocol, len(msg))
@@ -350,47 +354,41 @@ func (c *curveCodec) openHeader(msg []byte) (flags byte, n int, err error) {
 		return 0, 0, fmt.Errorf("%w: CURVE: MESSAGE nonce %d after %d (replayed or reordered)", ErrProtocol, nonce, c.recvCount)
 	}
 	copy(c.recvNonce[16:], msg[8:16])
-	var tag [16]byte
-	copy(tag[:], msg[16:32])
 	ct := msg[32:]
-	var first []byte // Poly1305's key, then the flags byte's pad
 	c.recvSmall = len(ct)+32 <= smallKS
-	var ok bool
-	if c.recvSmall {
-		k := c.recvKS[:32+len(ct)]
-		smallKeyStream(&c.recvKS, len(k), &c.recvAhead, &c.recvSub, nonce)
-		first = k
-		ok = poly1305.Verify(&tag, ct, (*[32]byte)(first[:32]))
-	} else {
-		// Larger than smallKS (len(ct) > 32): checked and decrypted in
-		// one pass (internal/secretbox), in place: ct[32:] holds body
-		// bytes 31 on in the clear afterwards, for decryptTo to copy
-		// (the destination is not known yet). On a mismatch they are
-		// cleared: no key stream is left in the buffer.
+	if !c.recvSmall {
 		c.rs.setup(&c.recvSub, &c.recvNonce)
-		first = c.rs.first[:]
-		ok = secretbox.Open(ct[32:], &tag, ct, &c.rs.counter, &c.rs.subKey, (*[32]byte)(first[:32]))
-		if !ok {
-			clear(ct[32:])
-		}
+		c.recvPending = nonce
+		return frameFlags(ct[0] ^ c.rs.first[32]), len(ct) - 1, nil
 	}
-	if !ok {
-		return 0, 0, fmt.Errorf("%w: CURVE: MESSAGE box does not open", ErrProtocol)
+	k := c.recvKS[:32+len(ct)]
+	smallKeyStream(&c.recvKS, len(k), &c.recvAhead, &c.recvSub, nonce)
+	if !poly1305.Verify((*[16]byte)(msg[16:32]), ct, (*[32]byte)(k[:32])) {
+		return 0, 0, errBoxOpen
 	}
 	c.recvCount = nonce
-	return frameFlags(ct[0] ^ first[32]), len(ct) - 1, nil
+	return frameFlags(ct[0] ^ k[32]), len(ct) - 1, nil
 }
 
-// decryptTo writes the body of the MESSAGE openHeader last checked into
-// dst, whose length is the n it returned.
-func (c *curveCodec) decryptTo(dst, msg []byte) {
-	ct := msg[32+1:]
+var errBoxOpen = fmt.Errorf("%w: CURVE: MESSAGE box does not open", ErrProtocol)
+
+// decryptTo writes the body of the MESSAGE openHeader last took into dst,
+// whose length is the n it returned. For a larger MESSAGE it checks the
+// tag too: on a mismatch dst is cleared and the error is ErrProtocol.
+func (c *curveCodec) decryptTo(dst, msg []byte) error {
+	ct := msg[32:]
 	if c.recvSmall {
-		subtle.XORBytes(dst, ct, c.recvKS[33:33+len(ct)])
-		return
+		subtle.XORBytes(dst, ct[1:], c.recvKS[33:33+len(ct)-1])
+		return nil
 	}
-	subtle.XORBytes(dst[:31], ct[:31], c.rs.first[33:64])
-	copy(dst[31:], ct[31:]) // decrypted by openHeader
+	// Larger than smallKS: the body is longer than 31 bytes.
+	subtle.XORBytes(dst[:31], ct[1:32], c.rs.first[33:64])
+	if !secretbox.Open(dst[31:], (*[16]byte)(msg[16:32]), ct, &c.rs.counter, &c.rs.subKey, (*[32]byte)(c.rs.first[:32])) {
+		clear(dst)
+		return errBoxOpen
+	}
+	c.recvCount = c.recvPending
+	return nil
 }
 
 // open is openHeader and decryptTo into fresh memory (tests, commands).
@@ -400,14 +398,17 @@ func (c *curveCodec) open(msg []byte) (flags byte, body []byte, err error) {
 		return 0, nil, err
 	}
 	body = make([]byte, n)
-	c.decryptTo(body, msg)
+	if err := c.decryptTo(body, msg); err != nil {
+		return 0, nil, err
+	}
 	return flags, body, nil
 }
 
 // unwrap reads the MESSAGE whose outer header is h from fr (its size
 // already checked against the socket's limit plus the MESSAGE overhead),
-// checks it, and returns the header of the frame inside. The body is
-// decrypted by read, into the memory the reader picks for it.
+// checks it (but a larger MESSAGE's tag: see openHeader), and returns the
+// header of the frame inside. The body is decrypted, and a larger
+// MESSAGE's tag checked, by read, into the memory the reader picks for it.
 func (c *curveCodec) unwrap(fr *frameReader, h frameHeader) (frameHeader, error) {
 	if h.more() {
 		return h, fmt.Errorf("%w: CURVE: MESSAGE frame with MORE set", ErrProtocol)
@@ -440,11 +441,14 @@ func (c *curveCodec) unwrap(fr *frameReader, h frameHeader) (frameHeader, error)
 	return frameHeader{flags: flags, size: uint64(size)}, nil
 }
 
-// read decrypts the MESSAGE unwrap last checked into dst.
-func (c *curveCodec) read(dst []byte) {
-	c.decryptTo(dst, c.sealed)
+// read decrypts the MESSAGE unwrap last took into dst, checking a larger
+// MESSAGE's tag in the same pass (openHeader): an error is ErrProtocol,
+// the connection's end.
+func (c *curveCodec) read(dst []byte) error {
+	err := c.decryptTo(dst, c.sealed)
 	c.giveBack(c.sealed)
 	c.sealed = nil
+	return err
 }
 
 func (c *curveCodec) giveBack(buf []byte) {

@@ -443,3 +443,53 @@ func TestConnectKey(t *testing.T) {
 		t.Fatalf("CurvePublicKey = %v %v", k, ok)
 	}
 }
+
+// TestCurveOpenLargeForged: a larger MESSAGE's tag is checked by decryptTo,
+// in the pass that decrypts it: a forged one (any bit flipped: tag, flags
+// byte, head, stitched steps, tail) fails with ErrProtocol, leaves its
+// destination cleared and does not use up its nonce; the genuine one then
+// opens, and a replay of it does not.
+func TestCurveOpenLargeForged(t *testing.T) {
+	var key [32]byte
+	rand.Read(key[:])
+	dec := newCurveCodec(&key, false, 0, 0)
+	seal := func(n uint64, body []byte) []byte {
+		var nonce [24]byte
+		copy(nonce[:], "CurveZMQMESSAGES")
+		binary.BigEndian.PutUint64(nonce[16:], n)
+		msg := append([]byte("\x07MESSAGE"), nonce[16:]...)
+		return box.SealAfterPrecomputation(msg, append([]byte{0}, body...), &nonce, &key)
+	}
+	nonce := uint64(0)
+	for _, size := range []int{544, 545, 1100, 4000, 1<<16 + 5} {
+		body := make([]byte, size)
+		rand.Read(body)
+		nonce++
+		good := seal(nonce, body)
+		for _, at := range []int{16, 31, 32, 33, 64, 65, 600, len(good) - 513, len(good) - 1} {
+			if at >= len(good) {
+				continue
+			}
+			forged := bytes.Clone(good)
+			forged[at] ^= 0x10
+			_, n, err := dec.openHeader(forged)
+			if err != nil {
+				t.Fatalf("size %d, byte %d flipped: openHeader: %v", size, at, err)
+			}
+			dst := make([]byte, n)
+			if err := dec.decryptTo(dst, forged); !errors.Is(err, ErrProtocol) {
+				t.Fatalf("size %d, byte %d flipped: decryptTo = %v, want ErrProtocol", size, at, err)
+			}
+			if !bytes.Equal(dst, make([]byte, n)) {
+				t.Fatalf("size %d, byte %d flipped: destination not cleared", size, at)
+			}
+		}
+		_, got, err := dec.open(good)
+		if err != nil || !bytes.Equal(got, body) {
+			t.Fatalf("size %d: the genuine MESSAGE after forged ones: %v", size, err)
+		}
+		if _, _, err := dec.open(good); !errors.Is(err, ErrProtocol) {
+			t.Fatalf("size %d: replay: %v, want ErrProtocol", size, err)
+		}
+	}
+}
