@@ -469,84 +469,78 @@ rounds8:
 // blocks after three of each double round's four QR2s (30), two more
 // after the rounds, before the step's stores. acc holds h0, h1, h2 (the
 // accumulator, h2 small) and r0, r1 (the clamped key) as in x/crypto's
-// amd64 Poly1305; h is written back at the end.
+// Poly1305; h is written back at the end.
 //
 // Vector registers and the frame as in blocks8, plus four words at 1024
-// from R9: BNUM (the step's first block number), LEFT (bytes left), R0M
-// and R1M (r0, r1: MULQ reads them from memory). General registers: DI
-// out, SI in, R9 the frame, CX rounds left; for Poly1305 R10 mac, R11 h0,
-// R12 h1, R13 h2, BX R8 R14 R15 the product t0-t3, AX DX MULQ's.
+// from R9: BNUM (the step's first block number), LEFT (bytes left), INP
+// and OUTP (in and out, in SI and DI only while a step's key stream is
+// stored). General registers: R9 the frame, CX rounds left; for
+// Poly1305 R10 mac, R11 h0, R12 h1, R13 h2, R14 r0, R8 r1, R15
+// s1 = r1 + r1>>2, and SI DI BX AX DX the products.
 #define BNUM 1024(R9)
 #define LEFT 1032(R9)
-#define R0M 1040(R9)
-#define R1M 1048(R9)
+#define INP 1040(R9)
+#define OUTP 1048(R9)
 
 // POLY: one Poly1305 block from (R10), R10 advanced by 16 (LEAQ: the
-// carries of the addition are in the flags). The multiplication and the
-// partial reduction modulo 2^130 - 5 are x/crypto's sum_amd64.s
-// POLY1305_MUL, r0 and r1 read from the frame; no branch, constant time.
+// carries of the addition are in the flags), then h *= r modulo
+// 2^130 - 5, partially reduced, as OpenSSL's poly1305-x86_64
+// __poly1305_block does: r1 is a multiple of 4 (clamped), so the
+// products of weight 2^128 and 2^192 fold down as h1*s1 and h2*s1 with
+// s1 = 5*r1/4, leaving d0 = h0*r0 + h1*s1, d1 = h0*r1 + h1*r0 + h2*s1,
+// d2 = h2*r0; then h = d mod 2^130 + 5*(d >> 130). No branch, constant
+// time.
 #define POLY \
 	ADDQ  0(R10), R11; \
 	ADCQ  8(R10), R12; \
 	ADCQ  $1, R13; \
 	LEAQ  16(R10), R10; \
-	MOVQ  R0M, AX; \
+	MOVQ  R8, AX; \
 	MULQ  R11; \
-	MOVQ  AX, BX; \
-	MOVQ  DX, R8; \
-	MOVQ  R0M, AX; \
-	MULQ  R12; \
-	ADDQ  AX, R8; \
-	ADCQ  $0, DX; \
-	MOVQ  R0M, R14; \
-	IMULQ R13, R14; \
-	ADDQ  DX, R14; \
-	MOVQ  R1M, AX; \
+	MOVQ  AX, DI; \
+	MOVQ  R14, AX; \
+	MOVQ  DX, BX; \
 	MULQ  R11; \
-	ADDQ  AX, R8; \
-	ADCQ  $0, DX; \
-	MOVQ  DX, R11; \
-	MOVQ  R1M, R15; \
-	IMULQ R13, R15; \
-	MOVQ  R1M, AX; \
+	MOVQ  AX, R11; \
+	MOVQ  R14, AX; \
+	MOVQ  DX, SI; \
 	MULQ  R12; \
-	ADDQ  AX, R14; \
-	ADCQ  DX, R15; \
-	ADDQ  R11, R14; \
-	ADCQ  $0, R15; \
-	MOVQ  BX, R11; \
-	MOVQ  R8, R12; \
-	MOVQ  R14, R13; \
+	ADDQ  AX, DI; \
+	MOVQ  R15, AX; \
+	ADCQ  DX, BX; \
+	MULQ  R12; \
+	MOVQ  R13, R12; \
+	ADDQ  AX, R11; \
+	ADCQ  DX, SI; \
+	IMULQ R15, R12; \
+	ADDQ  R12, DI; \
+	MOVQ  SI, R12; \
+	ADCQ  $0, BX; \
+	IMULQ R14, R13; \
+	ADDQ  DI, R12; \
+	MOVQ  $-4, AX; \
+	ADCQ  R13, BX; \
+	ANDQ  BX, AX; \
+	MOVQ  BX, R13; \
+	SHRQ  $2, BX; \
 	ANDQ  $3, R13; \
-	MOVQ  R14, BX; \
-	ANDQ  $-4, BX; \
-	ADDQ  BX, R11; \
-	ADCQ  R15, R12; \
-	ADCQ  $0, R13; \
-	SHRQ  $2, R15, R14; \
-	SHRQ  $2, R15; \
-	ADDQ  R14, R11; \
-	ADCQ  R15, R12; \
+	ADDQ  BX, AX; \
+	ADDQ  AX, R11; \
+	ADCQ  $0, R12; \
 	ADCQ  $0, R13
 
 TEXT ·blocks8mac(SB), 0, $1088-56
-	MOVQ out+0(FP), DI
-	MOVQ in+8(FP), SI
 	MOVQ counter+24(FP), AX
 	MOVQ key+32(FP), R8
 	LEAQ 31(SP), R9
 	ANDQ $-32, R9
+	MOVQ out+0(FP), BX
+	MOVQ BX, OUTP
+	MOVQ in+8(FP), BX
+	MOVQ BX, INP
 	MOVQ n+16(FP), BX
 	MOVQ BX, LEFT
 	MOVQ mac+40(FP), R10
-	MOVQ acc+48(FP), BX
-	MOVQ 0(BX), R11
-	MOVQ 8(BX), R12
-	MOVQ 16(BX), R13
-	MOVQ 24(BX), DX
-	MOVQ DX, R0M
-	MOVQ 32(BX), DX
-	MOVQ DX, R1M
 
 	// The input state, each word broadcast to all eight lanes, but for
 	// the block numbers, set per step.
@@ -580,6 +574,15 @@ TEXT ·blocks8mac(SB), 0, $1088-56
 	VMOVDQA      Y14, INIT(7)
 	MOVQ         8(AX), BX
 	MOVQ         BX, BNUM
+	MOVQ         acc+48(FP), BX
+	MOVQ         0(BX), R11
+	MOVQ         8(BX), R12
+	MOVQ         16(BX), R13
+	MOVQ         24(BX), R14
+	MOVQ         32(BX), R8
+	MOVQ         R8, R15
+	SHRQ         $2, R15
+	ADDQ         R8, R15
 
 step8m:
 	// Block numbers BNUM+j for lanes j = 0..7, 64-bit: quadwords
@@ -684,11 +687,15 @@ rounds8m:
 
 	// Words 0-7 of the eight blocks (their first 32 bytes), then words
 	// 8-15 (the last 32).
+	MOVQ INP, SI
+	MOVQ OUTP, DI
 	TRANSPOSE_XOR(0, 0)
 	TRANSPOSE_XOR(8, 32)
 
 	ADDQ $512, SI
+	MOVQ SI, INP
 	ADDQ $512, DI
+	MOVQ DI, OUTP
 	ADDQ $8, BNUM
 	SUBQ $512, LEFT
 	JNZ  step8m
