@@ -164,11 +164,14 @@ var curveMsgName = []byte("\x07MESSAGE")
 // keying Poly1305 over the ciphertext, the tag first. It is computed here
 // from Salsa20 and Poly1305 (internal/salsa20 and internal/poly1305: AVX2
 // kernels where the CPU has them, x/crypto's code elsewhere and for short
-// tags) rather than through box.Seal and box.Open so that the flags byte
-// and the frame body need not be copied together first, and so that a body
-// is decrypted straight into the memory it is delivered in: no scratch copy
-// either way. TestCurveBoxMatchesNaCl checks both directions against
-// nacl/box.
+// tags; beyond smallKS, internal/secretbox's one pass for both, Poly1305
+// stitched into the Salsa20 kernel) rather than through box.Seal and
+// box.Open so that the flags byte and the frame body need not be copied
+// together first, and so that a body is decrypted straight into the memory
+// it is delivered in: no scratch copy either way. A larger MESSAGE's tag
+// is checked in the pass that decrypts it, so by read, not unwrap (see
+// openHeader). TestCurveBoxMatchesNaCl checks both directions against
+// nacl/box, TestCurveOpenLargeForged the late check.
 type curveCodec struct {
 	key [32]byte // precomputed box key (C'/S' shared secret)
 	// XSalsa20's sub-key depends on the key and the nonce's first 16
