@@ -258,6 +258,33 @@ func TestCurveRefusals(t *testing.T) {
 				t.Error("server kept the connection")
 			}
 		}, "replayed or reordered"},
+		// A larger MESSAGE's tag is checked as it is decrypted, after
+		// its (unauthenticated) flags chose the frame's path: a forged
+		// one is refused whether it claims data or a command.
+		{"forged large MESSAGE", func(t *testing.T) {
+			c, codec, err := f.rawCurve(t, f.kp.Public, f.good, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			msg := codec.appendSealed(nil, 0, bytes.Repeat([]byte("x"), 4000))
+			msg[len(msg)-1] ^= 1
+			c.Write(msg)
+			if !readsEOF(c) {
+				t.Error("server kept the connection")
+			}
+		}, "MESSAGE box does not open"},
+		{"forged large MESSAGE as a command", func(t *testing.T) {
+			c, codec, err := f.rawCurve(t, f.kp.Public, f.good, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			msg := codec.appendSealed(nil, 0, bytes.Repeat([]byte("x"), 4000))
+			msg[9+curveMsgHeader+16] ^= boxCommand // the flags byte (long frame header)
+			c.Write(msg)
+			if !readsEOF(c) {
+				t.Error("server kept the connection")
+			}
+		}, "MESSAGE box does not open"},
 		{"terabyte MESSAGE header", func(t *testing.T) {
 			c, _, err := f.rawCurve(t, f.kp.Public, f.good, nil)
 			if err != nil {
