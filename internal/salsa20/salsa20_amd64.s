@@ -313,6 +313,111 @@ loop2x2:
 	VPXOR       (7*64+off)(SI), Y15, Y15; \
 	VMOVDQU     Y15, (7*64+off)(DI)
 
+// The eight-block kernels' shared steps (blocks8 and blocks8mac).
+
+// INIT8: the input state in the frame, each word broadcast to all eight
+// lanes (R8 the key, AX the counter), but for the block numbers, set per
+// step by BLOCKS8.
+#define INIT8 \
+	VPBROADCASTD ·sigma<>+0(SB), Y14 ; \
+	VMOVDQA      Y14, INIT(0) ; \
+	VPBROADCASTD ·sigma<>+4(SB), Y14 ; \
+	VMOVDQA      Y14, INIT(5) ; \
+	VPBROADCASTD ·sigma<>+8(SB), Y14 ; \
+	VMOVDQA      Y14, INIT(10) ; \
+	VPBROADCASTD ·sigma<>+12(SB), Y14 ; \
+	VMOVDQA      Y14, INIT(15) ; \
+	VPBROADCASTD 0(R8), Y14 ; \
+	VMOVDQA      Y14, INIT(1) ; \
+	VPBROADCASTD 4(R8), Y14 ; \
+	VMOVDQA      Y14, INIT(2) ; \
+	VPBROADCASTD 8(R8), Y14 ; \
+	VMOVDQA      Y14, INIT(3) ; \
+	VPBROADCASTD 12(R8), Y14 ; \
+	VMOVDQA      Y14, INIT(4) ; \
+	VPBROADCASTD 16(R8), Y14 ; \
+	VMOVDQA      Y14, INIT(11) ; \
+	VPBROADCASTD 20(R8), Y14 ; \
+	VMOVDQA      Y14, INIT(12) ; \
+	VPBROADCASTD 24(R8), Y14 ; \
+	VMOVDQA      Y14, INIT(13) ; \
+	VPBROADCASTD 28(R8), Y14 ; \
+	VMOVDQA      Y14, INIT(14) ; \
+	VPBROADCASTD 0(AX), Y14 ; \
+	VMOVDQA      Y14, INIT(6) ; \
+	VPBROADCASTD 4(AX), Y14 ; \
+	VMOVDQA      Y14, INIT(7)
+
+// BLOCKS8: block numbers X14's quadword + j for lanes j = 0..7, 64-bit:
+// quadwords +{0,1,4,5} and +{2,3,6,7}, whose low and high halves VSHUFPS
+// gathers in lane order, to INIT(8) and INIT(9).
+#define BLOCKS8 \
+	VPBROADCASTQ X14, Y14 ; \
+	VPADDQ       ·lanes0145<>(SB), Y14, Y12 ; \
+	VPADDQ       ·lanes2367<>(SB), Y14, Y13 ; \
+	VSHUFPS      $0x88, Y13, Y12, Y14 ; \
+	VSHUFPS      $0xdd, Y13, Y12, Y15 ; \
+	VMOVDQA      Y14, INIT(8) ; \
+	VMOVDQA      Y15, INIT(9)
+
+// LOAD8: the state from the frame to Y0-Y13, x3 and x7 to their WORK slots.
+#define LOAD8 \
+	VMOVDQA INIT(0), Y0 ; \
+	VMOVDQA INIT(1), Y1 ; \
+	VMOVDQA INIT(2), Y2 ; \
+	VMOVDQA INIT(4), Y3 ; \
+	VMOVDQA INIT(5), Y4 ; \
+	VMOVDQA INIT(6), Y5 ; \
+	VMOVDQA INIT(8), Y6 ; \
+	VMOVDQA INIT(9), Y7 ; \
+	VMOVDQA INIT(10), Y8 ; \
+	VMOVDQA INIT(11), Y9 ; \
+	VMOVDQA INIT(12), Y10 ; \
+	VMOVDQA INIT(13), Y11 ; \
+	VMOVDQA INIT(14), Y12 ; \
+	VMOVDQA INIT(15), Y13 ; \
+	VMOVDQA INIT(3), Y14 ; \
+	VMOVDQA Y14, WORK(3) ; \
+	VMOVDQA INIT(7), Y14 ; \
+	VMOVDQA Y14, WORK(7)
+
+// ADD8: the input state added; all sixteen vectors to the frame.
+#define ADD8 \
+	VPADDD  INIT(0), Y0, Y0 ; \
+	VMOVDQA Y0, WORK(0) ; \
+	VPADDD  INIT(1), Y1, Y1 ; \
+	VMOVDQA Y1, WORK(1) ; \
+	VPADDD  INIT(2), Y2, Y2 ; \
+	VMOVDQA Y2, WORK(2) ; \
+	VPADDD  INIT(4), Y3, Y3 ; \
+	VMOVDQA Y3, WORK(4) ; \
+	VPADDD  INIT(5), Y4, Y4 ; \
+	VMOVDQA Y4, WORK(5) ; \
+	VPADDD  INIT(6), Y5, Y5 ; \
+	VMOVDQA Y5, WORK(6) ; \
+	VPADDD  INIT(8), Y6, Y6 ; \
+	VMOVDQA Y6, WORK(8) ; \
+	VPADDD  INIT(9), Y7, Y7 ; \
+	VMOVDQA Y7, WORK(9) ; \
+	VPADDD  INIT(10), Y8, Y8 ; \
+	VMOVDQA Y8, WORK(10) ; \
+	VPADDD  INIT(11), Y9, Y9 ; \
+	VMOVDQA Y9, WORK(11) ; \
+	VPADDD  INIT(12), Y10, Y10 ; \
+	VMOVDQA Y10, WORK(12) ; \
+	VPADDD  INIT(13), Y11, Y11 ; \
+	VMOVDQA Y11, WORK(13) ; \
+	VPADDD  INIT(14), Y12, Y12 ; \
+	VMOVDQA Y12, WORK(14) ; \
+	VPADDD  INIT(15), Y13, Y13 ; \
+	VMOVDQA Y13, WORK(15) ; \
+	VMOVDQA WORK(3), Y14 ; \
+	VPADDD  INIT(3), Y14, Y14 ; \
+	VMOVDQA Y14, WORK(3) ; \
+	VMOVDQA WORK(7), Y14 ; \
+	VPADDD  INIT(7), Y14, Y14 ; \
+	VMOVDQA Y14, WORK(7)
+
 TEXT ·blocks8(SB), 0, $1056-40
 	MOVQ out+0(FP), DI
 	MOVQ in+8(FP), SI
@@ -322,69 +427,14 @@ TEXT ·blocks8(SB), 0, $1056-40
 	LEAQ 31(SP), R9
 	ANDQ $-32, R9
 
-	// The input state, each word broadcast to all eight lanes, but for
-	// the block numbers, set per step.
-	VPBROADCASTD ·sigma<>+0(SB), Y14
-	VMOVDQA      Y14, INIT(0)
-	VPBROADCASTD ·sigma<>+4(SB), Y14
-	VMOVDQA      Y14, INIT(5)
-	VPBROADCASTD ·sigma<>+8(SB), Y14
-	VMOVDQA      Y14, INIT(10)
-	VPBROADCASTD ·sigma<>+12(SB), Y14
-	VMOVDQA      Y14, INIT(15)
-	VPBROADCASTD 0(R8), Y14
-	VMOVDQA      Y14, INIT(1)
-	VPBROADCASTD 4(R8), Y14
-	VMOVDQA      Y14, INIT(2)
-	VPBROADCASTD 8(R8), Y14
-	VMOVDQA      Y14, INIT(3)
-	VPBROADCASTD 12(R8), Y14
-	VMOVDQA      Y14, INIT(4)
-	VPBROADCASTD 16(R8), Y14
-	VMOVDQA      Y14, INIT(11)
-	VPBROADCASTD 20(R8), Y14
-	VMOVDQA      Y14, INIT(12)
-	VPBROADCASTD 24(R8), Y14
-	VMOVDQA      Y14, INIT(13)
-	VPBROADCASTD 28(R8), Y14
-	VMOVDQA      Y14, INIT(14)
-	VPBROADCASTD 0(AX), Y14
-	VMOVDQA      Y14, INIT(6)
-	VPBROADCASTD 4(AX), Y14
-	VMOVDQA      Y14, INIT(7)
+	INIT8
 	MOVQ         8(AX), R10
 
 step8:
-	// Block numbers R10+j for lanes j = 0..7, 64-bit: quadwords
-	// R10+{0,1,4,5} and R10+{2,3,6,7}, whose low and high halves
-	// VSHUFPS gathers in lane order.
-	VMOVQ        R10, X14
-	VPBROADCASTQ X14, Y14
-	VPADDQ       ·lanes0145<>(SB), Y14, Y12
-	VPADDQ       ·lanes2367<>(SB), Y14, Y13
-	VSHUFPS      $0x88, Y13, Y12, Y14
-	VSHUFPS      $0xdd, Y13, Y12, Y15
-	VMOVDQA      Y14, INIT(8)
-	VMOVDQA      Y15, INIT(9)
+	VMOVQ R10, X14 // block numbers R10+j
+	BLOCKS8
 
-	VMOVDQA INIT(0), Y0
-	VMOVDQA INIT(1), Y1
-	VMOVDQA INIT(2), Y2
-	VMOVDQA INIT(4), Y3
-	VMOVDQA INIT(5), Y4
-	VMOVDQA INIT(6), Y5
-	VMOVDQA INIT(8), Y6
-	VMOVDQA INIT(9), Y7
-	VMOVDQA INIT(10), Y8
-	VMOVDQA INIT(11), Y9
-	VMOVDQA INIT(12), Y10
-	VMOVDQA INIT(13), Y11
-	VMOVDQA INIT(14), Y12
-	VMOVDQA INIT(15), Y13
-	VMOVDQA INIT(3), Y14
-	VMOVDQA Y14, WORK(3)
-	VMOVDQA INIT(7), Y14
-	VMOVDQA Y14, WORK(7)
+	LOAD8
 
 	MOVQ $10, CX
 
@@ -410,41 +460,7 @@ rounds8:
 	DECQ CX
 	JNZ  rounds8
 
-	// Add the input state; all sixteen vectors to the frame.
-	VPADDD  INIT(0), Y0, Y0
-	VMOVDQA Y0, WORK(0)
-	VPADDD  INIT(1), Y1, Y1
-	VMOVDQA Y1, WORK(1)
-	VPADDD  INIT(2), Y2, Y2
-	VMOVDQA Y2, WORK(2)
-	VPADDD  INIT(4), Y3, Y3
-	VMOVDQA Y3, WORK(4)
-	VPADDD  INIT(5), Y4, Y4
-	VMOVDQA Y4, WORK(5)
-	VPADDD  INIT(6), Y5, Y5
-	VMOVDQA Y5, WORK(6)
-	VPADDD  INIT(8), Y6, Y6
-	VMOVDQA Y6, WORK(8)
-	VPADDD  INIT(9), Y7, Y7
-	VMOVDQA Y7, WORK(9)
-	VPADDD  INIT(10), Y8, Y8
-	VMOVDQA Y8, WORK(10)
-	VPADDD  INIT(11), Y9, Y9
-	VMOVDQA Y9, WORK(11)
-	VPADDD  INIT(12), Y10, Y10
-	VMOVDQA Y10, WORK(12)
-	VPADDD  INIT(13), Y11, Y11
-	VMOVDQA Y11, WORK(13)
-	VPADDD  INIT(14), Y12, Y12
-	VMOVDQA Y12, WORK(14)
-	VPADDD  INIT(15), Y13, Y13
-	VMOVDQA Y13, WORK(15)
-	VMOVDQA WORK(3), Y14
-	VPADDD  INIT(3), Y14, Y14
-	VMOVDQA Y14, WORK(3)
-	VMOVDQA WORK(7), Y14
-	VPADDD  INIT(7), Y14, Y14
-	VMOVDQA Y14, WORK(7)
+	ADD8
 
 	// Words 0-7 of the eight blocks (their first 32 bytes), then words
 	// 8-15 (the last 32).
@@ -542,36 +558,7 @@ TEXT ·blocks8mac(SB), 0, $1088-56
 	MOVQ BX, LEFT
 	MOVQ mac+40(FP), R10
 
-	// The input state, each word broadcast to all eight lanes, but for
-	// the block numbers, set per step.
-	VPBROADCASTD ·sigma<>+0(SB), Y14
-	VMOVDQA      Y14, INIT(0)
-	VPBROADCASTD ·sigma<>+4(SB), Y14
-	VMOVDQA      Y14, INIT(5)
-	VPBROADCASTD ·sigma<>+8(SB), Y14
-	VMOVDQA      Y14, INIT(10)
-	VPBROADCASTD ·sigma<>+12(SB), Y14
-	VMOVDQA      Y14, INIT(15)
-	VPBROADCASTD 0(R8), Y14
-	VMOVDQA      Y14, INIT(1)
-	VPBROADCASTD 4(R8), Y14
-	VMOVDQA      Y14, INIT(2)
-	VPBROADCASTD 8(R8), Y14
-	VMOVDQA      Y14, INIT(3)
-	VPBROADCASTD 12(R8), Y14
-	VMOVDQA      Y14, INIT(4)
-	VPBROADCASTD 16(R8), Y14
-	VMOVDQA      Y14, INIT(11)
-	VPBROADCASTD 20(R8), Y14
-	VMOVDQA      Y14, INIT(12)
-	VPBROADCASTD 24(R8), Y14
-	VMOVDQA      Y14, INIT(13)
-	VPBROADCASTD 28(R8), Y14
-	VMOVDQA      Y14, INIT(14)
-	VPBROADCASTD 0(AX), Y14
-	VMOVDQA      Y14, INIT(6)
-	VPBROADCASTD 4(AX), Y14
-	VMOVDQA      Y14, INIT(7)
+	INIT8
 	MOVQ         8(AX), BX
 	MOVQ         BX, BNUM
 	MOVQ         acc+48(FP), BX
@@ -585,37 +572,11 @@ TEXT ·blocks8mac(SB), 0, $1088-56
 	ADDQ         R8, R15
 
 step8m:
-	// Block numbers BNUM+j for lanes j = 0..7, 64-bit: quadwords
-	// BNUM+{0,1,4,5} and BNUM+{2,3,6,7}, whose low and high halves
-	// VSHUFPS gathers in lane order.
-	MOVQ         BNUM, AX
-	VMOVQ        AX, X14
-	VPBROADCASTQ X14, Y14
-	VPADDQ       ·lanes0145<>(SB), Y14, Y12
-	VPADDQ       ·lanes2367<>(SB), Y14, Y13
-	VSHUFPS      $0x88, Y13, Y12, Y14
-	VSHUFPS      $0xdd, Y13, Y12, Y15
-	VMOVDQA      Y14, INIT(8)
-	VMOVDQA      Y15, INIT(9)
+	MOVQ  BNUM, AX
+	VMOVQ AX, X14 // block numbers BNUM+j
+	BLOCKS8
 
-	VMOVDQA INIT(0), Y0
-	VMOVDQA INIT(1), Y1
-	VMOVDQA INIT(2), Y2
-	VMOVDQA INIT(4), Y3
-	VMOVDQA INIT(5), Y4
-	VMOVDQA INIT(6), Y5
-	VMOVDQA INIT(8), Y6
-	VMOVDQA INIT(9), Y7
-	VMOVDQA INIT(10), Y8
-	VMOVDQA INIT(11), Y9
-	VMOVDQA INIT(12), Y10
-	VMOVDQA INIT(13), Y11
-	VMOVDQA INIT(14), Y12
-	VMOVDQA INIT(15), Y13
-	VMOVDQA INIT(3), Y14
-	VMOVDQA Y14, WORK(3)
-	VMOVDQA INIT(7), Y14
-	VMOVDQA Y14, WORK(7)
+	LOAD8
 
 	MOVQ $10, CX
 
@@ -649,41 +610,7 @@ rounds8m:
 	POLY
 	POLY
 
-	// Add the input state; all sixteen vectors to the frame.
-	VPADDD  INIT(0), Y0, Y0
-	VMOVDQA Y0, WORK(0)
-	VPADDD  INIT(1), Y1, Y1
-	VMOVDQA Y1, WORK(1)
-	VPADDD  INIT(2), Y2, Y2
-	VMOVDQA Y2, WORK(2)
-	VPADDD  INIT(4), Y3, Y3
-	VMOVDQA Y3, WORK(4)
-	VPADDD  INIT(5), Y4, Y4
-	VMOVDQA Y4, WORK(5)
-	VPADDD  INIT(6), Y5, Y5
-	VMOVDQA Y5, WORK(6)
-	VPADDD  INIT(8), Y6, Y6
-	VMOVDQA Y6, WORK(8)
-	VPADDD  INIT(9), Y7, Y7
-	VMOVDQA Y7, WORK(9)
-	VPADDD  INIT(10), Y8, Y8
-	VMOVDQA Y8, WORK(10)
-	VPADDD  INIT(11), Y9, Y9
-	VMOVDQA Y9, WORK(11)
-	VPADDD  INIT(12), Y10, Y10
-	VMOVDQA Y10, WORK(12)
-	VPADDD  INIT(13), Y11, Y11
-	VMOVDQA Y11, WORK(13)
-	VPADDD  INIT(14), Y12, Y12
-	VMOVDQA Y12, WORK(14)
-	VPADDD  INIT(15), Y13, Y13
-	VMOVDQA Y13, WORK(15)
-	VMOVDQA WORK(3), Y14
-	VPADDD  INIT(3), Y14, Y14
-	VMOVDQA Y14, WORK(3)
-	VMOVDQA WORK(7), Y14
-	VPADDD  INIT(7), Y14, Y14
-	VMOVDQA Y14, WORK(7)
+	ADD8
 
 	// Words 0-7 of the eight blocks (their first 32 bytes), then words
 	// 8-15 (the last 32).
