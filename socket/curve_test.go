@@ -300,46 +300,53 @@ func TestCurveNoPlaintextOnTheWire(t *testing.T) {
 	}
 }
 
+// crossNaCl checks one MESSAGE both ways against nacl/box: what enc seals
+// for flags and body opens with nacl/box (with the short nonce want, when
+// not 0), and what nacl/box seals with the next nonce dec opens.
+func crossNaCl(t *testing.T, what string, key *[32]byte, enc, dec *curveCodec, flags byte, body []byte, want uint64) {
+	t.Helper()
+	frame := enc.appendSealed(nil, flags, body)
+	hl := 2
+	if frame[0]&flagLong != 0 {
+		hl = 9
+	}
+	msg := frame[hl:]
+	var nonce [24]byte
+	copy(nonce[:], "CurveZMQMESSAGEC")
+	copy(nonce[16:], msg[8:16])
+	if got := binary.BigEndian.Uint64(nonce[16:]); want != 0 && got != want {
+		t.Fatalf("%s: short nonce %d, want %d", what, got, want)
+	}
+	plain, ok := box.OpenAfterPrecomputation(nil, msg[16:], &nonce, key)
+	if !ok || plain[0] != boxFlags(flags) || !bytes.Equal(plain[1:], body) {
+		t.Fatalf("%s: nacl cannot open ours (ok %v)", what, ok)
+	}
+	copy(nonce[:], "CurveZMQMESSAGES")
+	theirs := append([]byte("\x07MESSAGE"), nonce[16:]...)
+	theirs = box.SealAfterPrecomputation(theirs, append([]byte{boxFlags(flags)}, body...), &nonce, key)
+	fl, got, err := dec.open(theirs)
+	if err != nil || fl != flags || !bytes.Equal(got, body) {
+		t.Fatalf("%s: we cannot open nacl's: %v", what, err)
+	}
+}
+
 // TestCurveBoxMatchesNaCl checks the codec's split XSalsa20-Poly1305
 // against nacl/box in both directions, at every length around the 31-byte
 // first-block boundary and beyond.
 func TestCurveBoxMatchesNaCl(t *testing.T) {
 	var key [32]byte
 	rand.Read(key[:])
+	// libzmq's box flags: MORE 0x01, COMMAND 0x02 (not ZMTP's 0x04).
+	if boxFlags(flagMore|flagCommand) != 0x03 || frameFlags(0xFF) != flagMore|flagCommand {
+		t.Fatal("box flag mapping")
+	}
 	lengths := []int{0, 1, 30, 31, 32, 33, 63, 64, 65, 95, 96, 97, 127, 128, 200, 478, 479, 480, 510, 511, 542, 543, 544, 545, 1000, 4096, 100000}
 	for _, n := range lengths {
 		body := make([]byte, n)
 		rand.Read(body)
-		// libzmq's box flags: MORE 0x01, COMMAND 0x02 (not ZMTP's 0x04).
-		if boxFlags(flagMore|flagCommand) != 0x03 || frameFlags(0xFF) != flagMore|flagCommand {
-			t.Fatal("box flag mapping")
-		}
 		for _, flags := range []byte{0, flagMore, flagCommand} {
-			// ours -> nacl
-			enc := newCurveCodec(&key, false, 0, 0)
-			frame := enc.appendSealed(nil, flags, body)
-			hl := 2
-			if frame[0]&flagLong != 0 {
-				hl = 9
-			}
-			msg := frame[hl:]
-			var nonce [24]byte
-			copy(nonce[:], "CurveZMQMESSAGEC")
-			copy(nonce[16:], msg[8:16])
-			plain, ok := box.OpenAfterPrecomputation(nil, msg[16:], &nonce, &key)
-			if !ok || plain[0] != boxFlags(flags) || !bytes.Equal(plain[1:], body) {
-				t.Fatalf("len %d flags %x: nacl cannot open ours (ok %v)", n, flags, ok)
-			}
-			// nacl -> ours
-			binary.BigEndian.PutUint64(nonce[16:], 7)
-			copy(nonce[:], "CurveZMQMESSAGES")
-			theirs := append([]byte("\x07MESSAGE"), nonce[16:]...)
-			theirs = box.SealAfterPrecomputation(theirs, append([]byte{boxFlags(flags)}, body...), &nonce, &key)
-			dec := newCurveCodec(&key, false, 0, 0)
-			fl, got, err := dec.open(theirs)
-			if err != nil || fl != flags || !bytes.Equal(got, body) {
-				t.Fatalf("len %d flags %x: we cannot open nacl's: %v", n, flags, err)
-			}
+			enc, dec := newCurveCodec(&key, false, 0, 0), newCurveCodec(&key, false, 0, 0)
+			crossNaCl(t, fmt.Sprintf("len %d flags %x", n, flags), &key, enc, dec, flags, body, 1)
 		}
 	}
 }
@@ -357,29 +364,7 @@ func TestCurveBoxSequenceMatchesNaCl(t *testing.T) {
 	for i, n := range lengths {
 		body := make([]byte, n)
 		rand.Read(body)
-		frame := enc.appendSealed(nil, flagMore, body)
-		hl := 2
-		if frame[0]&flagLong != 0 {
-			hl = 9
-		}
-		msg := frame[hl:]
-		var nonce [24]byte
-		copy(nonce[:], "CurveZMQMESSAGEC")
-		copy(nonce[16:], msg[8:16])
-		if got := binary.BigEndian.Uint64(nonce[16:]); got != uint64(i+1) {
-			t.Fatalf("message %d: short nonce %d", i, got)
-		}
-		plain, ok := box.OpenAfterPrecomputation(nil, msg[16:], &nonce, &key)
-		if !ok || plain[0] != boxFlags(flagMore) || !bytes.Equal(plain[1:], body) {
-			t.Fatalf("message %d (len %d): nacl cannot open ours (ok %v)", i, n, ok)
-		}
-		copy(nonce[:], "CurveZMQMESSAGES")
-		theirs := append([]byte("\x07MESSAGE"), nonce[16:]...)
-		theirs = box.SealAfterPrecomputation(theirs, append([]byte{boxFlags(flagMore)}, body...), &nonce, &key)
-		fl, got, err := dec.open(theirs)
-		if err != nil || fl != flagMore || !bytes.Equal(got, body) {
-			t.Fatalf("message %d (len %d): we cannot open nacl's: %v", i, n, err)
-		}
+		crossNaCl(t, fmt.Sprintf("message %d (len %d)", i, n), &key, enc, dec, flagMore, body, uint64(i+1))
 	}
 }
 
