@@ -92,6 +92,22 @@ func newFairQueue(hwm int, hwmBytes int64, closed chan struct{}) *fairQueue {
 }
 
 // orphansFullLocked reports whether the orphans fill a receive mark.
+// activateLocked lists p among the pipes with something to take. The
+// caller holds q.mu and has checked that p is not listed.
+func (q *fairQueue) activateLocked(p *pipe) {
+	p.in.active = true
+	q.active = append(q.active, p)
+}
+
+// wake wakes one waiting receiver, or the next to wait (one wake-up stays
+// pending at most).
+func (q *fairQueue) wake() {
+	select {
+	case q.notify <- struct{}{}:
+	default:
+	}
+}
+
 func (q *fairQueue) orphansFullLocked() bool {
 	return q.orphans >= q.hwm || (q.orphans > 0 && q.orphanBytes >= q.hwmB)
 }
@@ -106,12 +122,8 @@ func (q *fairQueue) orphan(p *pipe) {
 		p.mb.mu.Unlock()
 		if q.refillLocked(p) && !p.in.active {
 			// its sender had not listed it yet (it finds it listed)
-			p.in.active = true
-			q.active = append(q.active, p)
-			select {
-			case q.notify <- struct{}{}:
-			default:
-			}
+			q.activateLocked(p)
+			q.wake()
 		}
 	}
 	p.in.gone = true
@@ -174,14 +186,10 @@ func (q *fairQueue) push(p *pipe, msgs []Msg) {
 		p.in.put(msgs[:n])
 		msgs = msgs[n:]
 		if !p.in.active {
-			p.in.active = true
-			q.active = append(q.active, p)
+			q.activateLocked(p)
 		}
 		q.mu.Unlock()
-		select {
-		case q.notify <- struct{}{}:
-		default:
-		}
+		q.wake()
 	}
 }
 
@@ -246,11 +254,7 @@ func (q *fairQueue) tryPopInto(out *Msg) (*pipe, bool) {
 		}
 	}
 	if len(q.active) > 0 && q.waiters.Load() > 0 {
-		// more left: make sure another waiting receiver wakes too
-		select {
-		case q.notify <- struct{}{}:
-		default:
-		}
+		q.wake() // more left: make sure another waiting receiver wakes too
 	}
 	q.mu.Unlock()
 	return p, true

@@ -315,34 +315,15 @@ func (q *fairQueue) list(p *pipe) {
 		q.mu.Unlock()
 		return
 	}
-	p.in.active = true
-	q.active = append(q.active, p)
+	q.activateLocked(p)
 	q.mu.Unlock()
-	select {
-	case q.notify <- struct{}{}:
-	default:
-	}
+	q.wake()
 }
 
 func newInprocPipe(s *Socket, endpoint string, other *Socket) *pipe {
-	p := &pipe{
-		s:        s,
-		id:       s.peerIDs.Add(1),
-		endpoint: endpoint,
-		remote:   "inproc",
-		peerType: other.typ.String(),
-		identity: other.opts.Identity,
-		out:      &batch{},
-		spare:    &batch{},
-		urgent:   &batch{},
-		uspare:   &batch{},
-		kick:     make(chan struct{}, 1),
-		in:       inbox{space: make(chan struct{}, 1)},
-		done:     make(chan struct{}),
-		ip:       &inprocState{},
-		mb:       &mailbox{},
-	}
-	p.face.p = p
+	p := newPipeBase(s, endpoint, "inproc", other.typ.String(), other.opts.Identity)
+	p.ip = &inprocState{}
+	p.mb = &mailbox{}
 	return p
 }
 

@@ -93,18 +93,15 @@ type pipe struct {
 	mb   *mailbox // what the other end hands over, for the fair queue
 }
 
-func newPipe(s *Socket, c net.Conn, br *bufio.Reader, pi peerInfo, endpoint string) *pipe {
+// newPipeBase is what every pipe starts with, over the network or inproc.
+func newPipeBase(s *Socket, endpoint, remote, peerType string, identity []byte) *pipe {
 	p := &pipe{
-		s:    s,
-		id:   s.peerIDs.Add(1),
-		conn: c,
-		fr:   frameReader{br: br, limit: uint64(s.opts.MaxMsgSize)},
-
+		s:        s,
+		id:       s.peerIDs.Add(1),
 		endpoint: endpoint,
-		remote:   c.RemoteAddr().String(),
-		peerType: pi.peerType,
-		identity: pi.identity,
-		lowLat:   s.lowLatency,
+		remote:   remote,
+		peerType: peerType,
+		identity: identity,
 		out:      &batch{},
 		spare:    &batch{},
 		urgent:   &batch{},
@@ -113,13 +110,21 @@ func newPipe(s *Socket, c net.Conn, br *bufio.Reader, pi peerInfo, endpoint stri
 		in:       inbox{space: make(chan struct{}, 1)},
 		done:     make(chan struct{}),
 	}
+	p.face.p = p
+	return p
+}
+
+func newPipe(s *Socket, c net.Conn, br *bufio.Reader, pi peerInfo, endpoint string) *pipe {
+	p := newPipeBase(s, endpoint, c.RemoteAddr().String(), pi.peerType, pi.identity)
+	p.conn = c
+	p.fr = frameReader{br: br, limit: uint64(s.opts.MaxMsgSize)}
+	p.lowLat = s.lowLatency
 	if pi.curve != nil {
 		p.cipher = &frameCipher{curve: pi.curve}
 		p.fr.limit += curveMsgOverhead // a MESSAGE is its frame plus 33 bytes
 	} else {
 		p.cipher = newFrameCipher(s.opts.Security)
 	}
-	p.face.p = p
 	p.lastRecv.Store(time.Now().UnixNano())
 	return p
 }
