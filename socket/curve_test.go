@@ -300,6 +300,16 @@ func TestCurveNoPlaintextOnTheWire(t *testing.T) {
 	}
 }
 
+// naclMessage is the server-to-client MESSAGE body nacl/box seals under key
+// for short nonce n, the box flags byte flags and body.
+func naclMessage(key *[32]byte, n uint64, flags byte, body []byte) []byte {
+	var nonce [24]byte
+	copy(nonce[:], "CurveZMQMESSAGES")
+	binary.BigEndian.PutUint64(nonce[16:], n)
+	msg := append([]byte("\x07MESSAGE"), nonce[16:]...)
+	return box.SealAfterPrecomputation(msg, append([]byte{flags}, body...), &nonce, key)
+}
+
 // crossNaCl checks one MESSAGE both ways against nacl/box: what enc seals
 // for flags and body opens with nacl/box (with the short nonce want, when
 // not 0), and what nacl/box seals with the next nonce dec opens.
@@ -321,10 +331,7 @@ func crossNaCl(t *testing.T, what string, key *[32]byte, enc, dec *curveCodec, f
 	if !ok || plain[0] != boxFlags(flags) || !bytes.Equal(plain[1:], body) {
 		t.Fatalf("%s: nacl cannot open ours (ok %v)", what, ok)
 	}
-	copy(nonce[:], "CurveZMQMESSAGES")
-	theirs := append([]byte("\x07MESSAGE"), nonce[16:]...)
-	theirs = box.SealAfterPrecomputation(theirs, append([]byte{boxFlags(flags)}, body...), &nonce, key)
-	fl, got, err := dec.open(theirs)
+	fl, got, err := dec.open(naclMessage(key, binary.BigEndian.Uint64(nonce[16:]), boxFlags(flags), body))
 	if err != nil || fl != flags || !bytes.Equal(got, body) {
 		t.Fatalf("%s: we cannot open nacl's: %v", what, err)
 	}
@@ -375,13 +382,7 @@ func TestCurveOpenUnforeseenNonces(t *testing.T) {
 	var key [32]byte
 	rand.Read(key[:])
 	dec := newCurveCodec(&key, false, 0, 0)
-	seal := func(n uint64, body []byte) []byte {
-		var nonce [24]byte
-		copy(nonce[:], "CurveZMQMESSAGES")
-		binary.BigEndian.PutUint64(nonce[16:], n)
-		msg := append([]byte("\x07MESSAGE"), nonce[16:]...)
-		return box.SealAfterPrecomputation(msg, append([]byte{0}, body...), &nonce, &key)
-	}
+	seal := func(n uint64, body []byte) []byte { return naclMessage(&key, n, 0, body) }
 	for _, n := range []uint64{1, 2, 5, 6, 7, 100, 101, 1 << 40} {
 		body := []byte(fmt.Sprintf("message %d", n))
 		if n == 6 {
@@ -438,13 +439,7 @@ func TestCurveOpenLargeForged(t *testing.T) {
 	var key [32]byte
 	rand.Read(key[:])
 	dec := newCurveCodec(&key, false, 0, 0)
-	seal := func(n uint64, body []byte) []byte {
-		var nonce [24]byte
-		copy(nonce[:], "CurveZMQMESSAGES")
-		binary.BigEndian.PutUint64(nonce[16:], n)
-		msg := append([]byte("\x07MESSAGE"), nonce[16:]...)
-		return box.SealAfterPrecomputation(msg, append([]byte{0}, body...), &nonce, &key)
-	}
+	seal := func(n uint64, body []byte) []byte { return naclMessage(&key, n, 0, body) }
 	nonce := uint64(0)
 	for _, size := range []int{544, 545, 1100, 4000, 1<<16 + 5} {
 		body := make([]byte, size)
