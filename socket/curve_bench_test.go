@@ -24,34 +24,7 @@ func BenchmarkMechPushPull(b *testing.B) {
 				pull := newSock(b, PULL, srv...)
 				push := newSock(b, PUSH, cli...)
 				connect(b, push, bind(b, pull))
-				waitPeers(b, push, 1)
-				ctx := context.Background()
-				n := b.N
-				done := make(chan error, 1)
-				b.SetBytes(int64(size))
-				b.ReportAllocs()
-				b.ResetTimer()
-				go func() {
-					for range n {
-						m, err := pull.Recv(ctx)
-						if err != nil {
-							done <- err
-							return
-						}
-						m.Free()
-					}
-					done <- nil
-				}()
-				msg := Msg{Frames: [][]byte{make([]byte, size)}}
-				for range n {
-					if err := push.Send(ctx, msg); err != nil {
-						b.Fatal(err)
-					}
-				}
-				if err := <-done; err != nil {
-					b.Fatal(err)
-				}
-				b.ReportMetric(float64(n)/b.Elapsed().Seconds(), "msg/s")
+				pushPullLoop(b, pull, push, size)
 			})
 		}
 	}
