@@ -13,5 +13,8 @@ func (r *dealerProto) send(ctx context.Context, m Msg) error {
 func (r *dealerProto) recv(ctx context.Context) (Msg, *pipe, error) {
 	return r.s.pop(ctx)
 }
+func (*dealerProto) recvIsPop()                            {}
+func (*dealerProto) incomingPasses()                       {}
+func (r *dealerProto) sendLB() *lb                         { return &r.lb }
 func (r *dealerProto) incoming(_ *pipe, m Msg) (Msg, bool) { return m, true }
 func (r *dealerProto) command(*pipe, string, []byte)       {}

@@ -139,11 +139,8 @@ func (s *Socket) inprocLink(d *dialer, ln *inprocListener) (*pipe, error) {
 	for _, p := range []*pipe{pa, pb} {
 		ip, r := p.ip, p.peer.s
 		ip.hwm, ip.hwmB = int64(r.fq.hwm), r.fq.hwmB
-		switch r.typ {
-		case PULL, DEALER, PAIR:
-			// their incoming passes every message as it is: no call per message
-		default:
-			ip.incoming = r.proto.incoming
+		if _, ok := r.proto.(passIncoming); !ok {
+			ip.incoming = r.proto.incoming // (else no call per message)
 		}
 	}
 	if err := b.registerInproc(pb, ln.l); err != nil {

@@ -89,5 +89,7 @@ func (r *pairProto) sendTo(ctx context.Context, p *pipe, m Msg) error {
 }
 
 func (r *pairProto) recv(ctx context.Context) (Msg, *pipe, error) { return r.s.pop(ctx) }
+func (*pairProto) recvIsPop()                                     {}
+func (*pairProto) incomingPasses()                                {}
 func (r *pairProto) incoming(_ *pipe, m Msg) (Msg, bool)          { return m, true }
 func (r *pairProto) command(*pipe, string, []byte)                {}

@@ -13,3 +13,5 @@ func (r *pullProto) send(context.Context, Msg) error     { return errState(r.s, 
 func (r *pullProto) recv(ctx context.Context) (Msg, *pipe, error) {
 	return r.s.pop(ctx)
 }
+func (*pullProto) recvIsPop()      {}
+func (*pullProto) incomingPasses() {}

@@ -9,6 +9,7 @@ func (r *pushProto) send(ctx context.Context, m Msg) error {
 	_, err := r.lb.send(ctx, &m, nil)
 	return err
 }
+func (r *pushProto) sendLB() *lb { return &r.lb }
 func (r *pushProto) recv(context.Context) (Msg, *pipe, error) {
 	return Msg{}, nil, errState(r.s, "Recv")
 }

@@ -89,6 +89,7 @@ func (r *routerProto) incoming(p *pipe, m Msg) (Msg, bool) {
 func (r *routerProto) recv(ctx context.Context) (Msg, *pipe, error) {
 	return r.s.pop(ctx)
 }
+func (*routerProto) recvIsPop() {}
 
 func (r *routerProto) send(ctx context.Context, m Msg) error {
 	if len(m.Frames) < 2 {

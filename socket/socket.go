@@ -33,6 +33,19 @@ type protocol interface {
 	command(p *pipe, name string, data []byte)
 }
 
+// The fast paths Send, Recv and inproc hand-over take when a protocol says,
+// beside the method it describes, that the method is the plain one.
+type (
+	// popRecv: recv is s.pop, so Recv pops straight from the fair queue.
+	popRecv interface{ recvIsPop() }
+	// lbSend: send is sendLB's send with no hook, so Send calls it
+	// straight, without the indirect call.
+	lbSend interface{ sendLB() *lb }
+	// passIncoming: incoming passes every message as it is, so an inproc
+	// sender need not call it.
+	passIncoming interface{ incomingPasses() }
+)
+
 // admitter is implemented by the protocols of the socket types that refuse
 // some peers (PAIR has one). admit runs before the pipe is registered,
 // holding the socket's mu; a refused peer is closed and counted as
@@ -178,15 +191,9 @@ func New(t Type, opts ...Option) (*Socket, error) {
 	case XSUB:
 		s.proto = newXSubProto(s)
 	}
-	switch t {
-	case PULL, DEALER, ROUTER, PAIR, SUB, XSUB:
-		s.plainRecv = true // recv is s.pop
-	}
-	switch r := s.proto.(type) {
-	case *pushProto:
-		s.plainSend = &r.lb
-	case *dealerProto:
-		s.plainSend = &r.lb
+	_, s.plainRecv = s.proto.(popRecv)
+	if r, ok := s.proto.(lbSend); ok {
+		s.plainSend = r.sendLB()
 	}
 	if o.lowLatency != nil {
 		s.lowLatency = *o.lowLatency

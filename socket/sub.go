@@ -90,3 +90,4 @@ func (r *subProto) send(context.Context, Msg) error { return errState(r.s, "Send
 func (r *subProto) recv(ctx context.Context) (Msg, *pipe, error) {
 	return r.s.pop(ctx)
 }
+func (*subProto) recvIsPop() {}

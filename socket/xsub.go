@@ -111,3 +111,4 @@ func (r *xsubProto) command(*pipe, string, []byte) {}
 func (r *xsubProto) recv(ctx context.Context) (Msg, *pipe, error) {
 	return r.s.pop(ctx)
 }
+func (*xsubProto) recvIsPop() {}
