@@ -353,11 +353,7 @@ func (s *Socket) checkSend(m *Msg) error {
 	if len(m.Frames) == 0 {
 		return ErrEmpty
 	}
-	size := 0
-	for _, f := range m.Frames {
-		size += len(f)
-	}
-	if int64(size) > s.opts.MaxMsgSize {
+	if size := m.Size(); int64(size) > s.opts.MaxMsgSize {
 		return fmt.Errorf("%w: %d bytes (limit %d)", ErrTooLarge, size, s.opts.MaxMsgSize)
 	}
 	if len(m.Frames) > maxFrames {
