@@ -4,9 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"math/rand/v2"
 	"net"
 	"os"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -481,10 +483,7 @@ func (s *Socket) Flush(ctx context.Context) error {
 		s.mu.Unlock()
 		return ErrClosed
 	}
-	ps := make([]*pipe, 0, len(s.pipes))
-	for p := range s.pipes {
-		ps = append(ps, p)
-	}
+	ps := slices.Collect(maps.Keys(s.pipes))
 	s.mu.Unlock()
 	for _, p := range ps {
 		ch := p.flushed()
@@ -523,10 +522,7 @@ func (s *Socket) Close() error {
 		c.Close() // do not wait out a stalled handshake's timeout
 	}
 	s.listeners, s.dialers = map[string]*listener{}, map[string]*dialer{}
-	ps := make([]*pipe, 0, len(s.pipes))
-	for p := range s.pipes {
-		ps = append(ps, p)
-	}
+	ps := slices.Collect(maps.Keys(s.pipes))
 	s.mu.Unlock()
 
 	deadline := time.Now().Add(s.opts.Linger)

@@ -3,7 +3,9 @@ package socket
 import (
 	"context"
 	"errors"
+	"maps"
 	"math"
+	"slices"
 	"sync"
 )
 
@@ -74,10 +76,7 @@ func (r *xsubProto) sendAs(ctx context.Context, m Msg, force bool) error {
 			return nil
 		}
 	}
-	ps := make([]*pipe, 0, len(r.pipes))
-	for p := range r.pipes {
-		ps = append(ps, p)
-	}
+	ps := slices.Collect(maps.Keys(r.pipes))
 	r.mu.Unlock()
 	for _, p := range ps {
 		if !sub {
