@@ -7,6 +7,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unsafe"
 
 	"github.com/zpeer/zpeer/codec"
 	"github.com/zpeer/zpeer/socket"
@@ -203,7 +204,9 @@ func (m *Mirror[T]) WaitSynced(ctx context.Context) error {
 	}
 }
 
-// Get returns key's value, and whether the key is there.
+// Get returns key's value, and whether the key is there. A []byte value
+// is the mirror's own memory, shared with every other reader: do not
+// modify it.
 func (m *Mirror[T]) Get(key string) (T, bool) {
 	m.mu.RLock()
 	e, ok := m.state[key]
@@ -587,19 +590,27 @@ func (r *mirrorRun[T]) snapshotPart(env *codec.View) {
 		return
 	}
 	if r.snap == nil {
-		r.snap, r.snapSeq = make(map[string]mirrorEntry[T]), env.Seq
+		size := 0
+		if b, ok := env.Header(hdrKeys); ok {
+			size, _ = parseCount(b)
+		}
+		r.snap, r.snapSeq = make(map[string]mirrorEntry[T], min(size, 1<<24)), env.Seq
 	}
-	// The values' encodings share one allocation per part.
+	// The keys and the values' encodings share one allocation per part,
+	// which []byte and string values use too (see sharedValue).
 	arena := make([]byte, 0, len(env.Body))
 	n, err := parseSnapshot(env.Body, func(k, raw []byte) {
-		v, err := unmarshalBody[T](raw)
+		at := len(arena)
+		arena = append(append(arena, raw...), k...)
+		raw = arena[at : at+len(raw) : at+len(raw)]
+		key := unsafe.String(unsafe.SliceData(arena[at+len(raw):]), len(k))
+		v, err := sharedValue[T](raw)
 		if err != nil {
 			r.m.c.dropped.Add(1)
-			r.m.o.logger.Warn("pattern: mirror: a value does not decode; key left out", "key", string(k), "err", err)
+			r.m.o.logger.Warn("pattern: mirror: a value does not decode; key left out", "key", key, "err", err)
 			return
 		}
-		arena = append(arena, raw...)
-		r.snap[string(k)] = mirrorEntry[T]{v, arena[len(arena)-len(raw) : len(arena) : len(arena)]}
+		r.snap[key] = mirrorEntry[T]{v, raw}
 	})
 	r.snapN += n
 	if err != nil {
@@ -640,7 +651,7 @@ func (r *mirrorRun[T]) install() {
 		}
 		if c.deleted {
 			delete(state, c.key)
-		} else if v, err := unmarshalBody[T](c.raw); err == nil {
+		} else if v, err := sharedValue[T](c.raw); err == nil {
 			state[c.key] = mirrorEntry[T]{v, c.raw}
 		} else {
 			m.c.dropped.Add(1)
@@ -670,6 +681,25 @@ func (r *mirrorRun[T]) install() {
 		r.overflow = false
 		r.requestSnapshot()
 	}
+}
+
+// sharedValue decodes a value kept in raw, whose memory is the mirror's
+// and never modified: a []byte or string value is raw's payload itself
+// (a string without a copy), anything else is decoded.
+func sharedValue[T any](raw []byte) (v T, err error) {
+	switch p := any(&v).(type) {
+	case *[]byte:
+		if b, ok := binBody(raw); ok {
+			*p = b
+			return v, nil
+		}
+	case *string:
+		if b, ok := binBody(raw); ok {
+			*p = unsafe.String(unsafe.SliceData(b), len(b))
+			return v, nil
+		}
+	}
+	return unmarshalBody[T](raw)
 }
 
 // watchList returns the watches; the caller holds m.mu.
@@ -790,13 +820,14 @@ func (r *mirrorRun[T]) apply(seq uint64, key string, raw []byte, deleted bool) {
 	c := Change[T]{Key: key, Deleted: deleted, Seq: seq}
 	var e mirrorEntry[T]
 	if !deleted {
-		v, err := unmarshalBody[T](raw)
+		raw = bytes.Clone(raw)
+		v, err := sharedValue[T](raw)
 		if err != nil {
 			m.c.dropped.Add(1)
 			m.o.logger.Warn("pattern: mirror: a value does not decode; key deleted", "key", key, "err", err)
 			c.Deleted = true
 		} else {
-			e, c.Value = mirrorEntry[T]{v, bytes.Clone(raw)}, v
+			e, c.Value = mirrorEntry[T]{v, raw}, v
 		}
 	}
 	m.mu.Lock()

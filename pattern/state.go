@@ -452,9 +452,10 @@ func (s *StateServer[T]) startSnapshot(peer *socket.Peer, id codec.ID) {
 // SendTo waits while the mirror's queue is full, so a large snapshot goes
 // at the pace the mirror reads it.
 func (s *StateServer[T]) sendSnapshot(ctx context.Context, peer *socket.Peer, id codec.ID, seq uint64, keys []string, vals [][]byte) error {
-	hdr := map[string]string{hdrEpoch: s.epoch}
-	last := map[string]string{hdrEpoch: s.epoch, hdrEnd: formatCount(len(keys))}
-	i := 0
+	count := formatCount(len(keys))
+	hdr := map[string]string{hdrEpoch: s.epoch, hdrKeys: count}
+	last := map[string]string{hdrEpoch: s.epoch, hdrEnd: count}
+	i, first := 0, true
 	for {
 		body := appendMapHeader32(make([]byte, 0, snapshotPart+1024), 0)
 		n := uint32(0)
@@ -470,6 +471,9 @@ func (s *StateServer[T]) sendSnapshot(ctx context.Context, peer *socket.Peer, id
 		if done {
 			env.Headers = last
 		}
+		if done && first {
+			env.Headers[hdrKeys] = count // the first part is the last
+		}
 		frame, err := codec.Encode(&env)
 		if err != nil {
 			return err
@@ -480,6 +484,7 @@ func (s *StateServer[T]) sendSnapshot(ctx context.Context, peer *socket.Peer, id
 		if done {
 			return nil
 		}
+		hdr, first = map[string]string{hdrEpoch: s.epoch}, false
 	}
 }
 

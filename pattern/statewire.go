@@ -23,6 +23,7 @@ const (
 
 	hdrEpoch = "zpeer-epoch" // the server's epoch, on everything it sends
 	hdrEnd   = "zpeer-end"   // the last part of a snapshot: the number of keys in it
+	hdrKeys  = "zpeer-keys"  // the first part of a snapshot: the same, for the receiver to make room
 )
 
 // The topic frames of what a StateServer publishes.
@@ -239,10 +240,9 @@ func mpStr(b []byte, p int) (s []byte, next int, ok bool) {
 // callers have checked b with codec.CheckValue (bounded lengths, counts
 // and nesting); the checks here keep a mistake from reading out of range.
 func mpSkip(b []byte, p int) (int, error) {
-	short := badMessage("state: truncated value at %d", p)
 	for todo := 1; todo > 0; todo-- {
 		if p >= len(b) {
-			return 0, short
+			return 0, badMessage("state: truncated value at %d", p)
 		}
 		c := b[p]
 		var size, count int // bytes to skip from p; values that follow
@@ -301,7 +301,7 @@ func mpSkip(b []byte, p int) (int, error) {
 			return 0, badMessage("state: type code %#x at %d", c, p)
 		}
 		if size > len(b)-p || count > len(b) {
-			return 0, short
+			return 0, badMessage("state: truncated value at %d", p)
 		}
 		p += size
 		todo += count
