@@ -384,8 +384,8 @@ func mustMarshalString(s string) []byte {
 	return b
 }
 
-// reply sends one small answer to peer, waiting at most the socket's
-// high-water mark (a mirror that does not read asks again later).
+// reply sends one small answer to peer without waiting: a mirror whose
+// queue is full asks again later, and the others are not held up.
 func (s *StateServer[T]) reply(peer *socket.Peer, env *codec.Envelope) {
 	env.Sender = s.o.name
 	env.Timestamp = nowNano()
@@ -397,8 +397,8 @@ func (s *StateServer[T]) reply(peer *socket.Peer, env *codec.Envelope) {
 		s.o.logger.Warn("pattern: state server reply", "err", err)
 		return
 	}
-	ctx, cancel := context.WithTimeout(s.ctx, s.o.timeout)
-	defer cancel()
+	ctx, cancel := context.WithCancel(s.ctx)
+	cancel() // a done context: SendTo tries once
 	if err := s.router.SendTo(ctx, peer, socket.Msg{Frames: [][]byte{empty, frame}}); err != nil && s.ctx.Err() == nil {
 		s.o.logger.Debug("pattern: state server reply not sent", "peer", peer, "err", err)
 	}
