@@ -317,6 +317,14 @@ func TestStateCurve(t *testing.T) {
 		}
 		s.Set("more", "2")
 		caughtUp(t, s, m)
+		// A mirror expecting another key is refused at the handshake
+		// and gets nothing.
+		other, _ := socket.NewKeyPair()
+		wrong := newMirror(t, WithConnect(ep(t, s)), WithServerKey(other.Public))
+		waitFor(t, "the wrong key refused", func() bool { return s.router.Stats().Rejected > 0 })
+		if st := wrong.Stats(); st.Snapshots != 0 || st.Keys != 0 {
+			t.Errorf("a mirror with the wrong server key got %+v", st)
+		}
 	})
 	t.Run("discovered", func(t *testing.T) {
 		svc := svcName("stcrv")
