@@ -773,7 +773,7 @@ func (r *mirrorRun[T]) published(in inMsg) {
 		}
 		return
 	}
-	if !isDone(in.p) {
+	if in.p != nil && !isDone(in.p) {
 		r.proof = in.p
 	}
 	if typ == stateHeartbeat {
