@@ -476,3 +476,21 @@ func FuzzStateParse(f *testing.F) {
 		})
 	})
 }
+
+// Over inproc the changes are at the state endpoint's name plus
+// ".changes", which the mirror takes from the hello as it is.
+func TestStateInproc(t *testing.T) {
+	name := fmt.Sprintf("inproc://state-%d", time.Now().UnixNano())
+	s, err := NewStateServer[string](WithBind(name))
+	s = cleanup(t, s, err)
+	s.Set("a", "1")
+	if got := s.ChangesEndpoints(); len(got) != 1 || got[0] != name+".changes" {
+		t.Fatalf("changes at %v", got)
+	}
+	m := newMirror(t, WithConnect(name))
+	if err := m.WaitSynced(ctxT(t)); err != nil {
+		t.Fatal(err)
+	}
+	s.Set("b", "2")
+	caughtUp(t, s, m)
+}
