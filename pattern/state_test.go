@@ -126,7 +126,9 @@ func TestStateMirrorJoinsDuringStream(t *testing.T) {
 	// Everything after the snapshot was applied change by change.
 	snapAt := s.Seq() - st.Changes
 	t.Logf("snapshot at seq %d of %d; %d changes applied after it", snapAt, s.Seq(), st.Changes)
-	if snapAt == 0 || st.Changes < 3000 {
+	// (Of the 3000 calls made after the join, a delete of a key already
+	// gone changes nothing.)
+	if snapAt == 0 || st.Changes < 2000 {
 		t.Errorf("the snapshot was at seq %d, %d changes before the end: not from the middle of the stream", snapAt, st.Changes)
 	}
 	if st.Snapshots != 1 || st.Resyncs != 0 || st.Gaps != 0 {
