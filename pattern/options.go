@@ -47,6 +47,7 @@ const (
 	oOutbox
 	oOutboxBytes
 	oLastValue
+	oHeartbeat
 )
 
 var optNames = map[optBit]string{
@@ -59,6 +60,7 @@ var optNames = map[optBit]string{
 	oCurve: "WithKey", oOnRefused: "WithOnRefused", oOutbox: "WithOutbox", oOutboxBytes: "WithOutboxMaxBytes",
 	oLastValue: "WithLastValue",
 	oBorrow:    "WithBorrowedValues",
+	oHeartbeat: "WithStateHeartbeat",
 }
 
 // options common to every pattern.
@@ -97,6 +99,8 @@ type options struct {
 	outboxBytes     int64
 	curve           curveOpts
 	lastValue       int // Publisher: topics in the last-value cache (0: none)
+	// StateServer: the interval between heartbeats (WithStateHeartbeat)
+	heartbeat time.Duration
 }
 
 func defaultOptions() options {
@@ -111,6 +115,7 @@ func defaultOptions() options {
 		maxPending:      65536,
 		maxPendingBytes: 64 << 20,
 		outboxBytes:     256 << 20,
+		heartbeat:       time.Second,
 		logger:          slog.New(slog.DiscardHandler),
 	}
 }
