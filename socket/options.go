@@ -392,3 +392,62 @@ func WithSubscriptionLimits(prefixes, prefixBytes int) Option {
 		return nil
 	}
 }
+
+// checkSecurity refuses the security options a socket of type t set up
+// with o could not enforce: security fails closed, so an option that would
+// be ignored is an error (wrapping ErrOption) that says what is missing.
+func (o *Options) checkSecurity(t Type) error {
+	fail := func(format string, args ...any) error {
+		return fmt.Errorf("%w: %s socket: "+format, append([]any{ErrOption, t}, args...)...)
+	}
+	mech := "NULL"
+	if o.Security != nil {
+		mech = string(o.Security.Type())
+	}
+	switch {
+	case o.curve() && o.Security != nil:
+		return fail("WithSecurity(%s) and CURVE are exclusive", o.Security.Type())
+	case o.CurveClient:
+		mech = "CURVE client"
+	case o.CurveServer:
+		mech = "CURVE server"
+	}
+	if o.Trusted != nil && !o.CurveServer {
+		return fail("WithTrust lists the client keys a CURVE server lets in, and this socket is a %s (add WithCurveServer; a CURVE client names its server with WithCurveClient)", mech)
+	}
+	if o.PlainUsers != nil && (o.curve() || o.Security == nil || o.Security.Type() != zmq4.PlainSecurity) {
+		return fail("WithPlainUsers checks the users of a PLAIN server, and this socket is a %s (add WithSecurity(plain.Security(...)))", mech)
+	}
+	if o.Authenticator != nil && o.CurveClient {
+		return fail("WithAuthenticator checks the peers of a server, and a CURVE client has none to check (it proves its server by the server key)")
+	}
+	if o.CurveKeyFor != nil && !o.CurveClient {
+		return fail("WithCurveServerKeys names the servers of a CURVE client, and this socket is a %s (add WithCurveClientKey)", mech)
+	}
+	return nil
+}
+
+// checksAccepted reports whether the socket has access checks that only its
+// accepted connections go through (a NULL or PLAIN socket's user table or
+// Authenticator): a peer it dials would skip them. A CURVE server checks
+// every connection, dialled or accepted.
+func (o *Options) checksAccepted() string {
+	switch {
+	case o.CurveServer:
+		return ""
+	case o.PlainUsers != nil:
+		return "WithPlainUsers"
+	case o.Authenticator != nil && !o.CurveClient:
+		return "WithAuthenticator"
+	}
+	return ""
+}
+
+// secured reports whether the socket has a mechanism other than NULL or a
+// check of its peers, none of which an inproc connection (no handshake)
+// goes through. (Address filters, like ipc://, let inproc peers pass: they
+// have no address.)
+func (o *Options) secured() bool {
+	return o.curve() || (o.Security != nil && o.Security.Type() != zmq4.NullSecurity) ||
+		o.Trusted != nil || o.PlainUsers != nil || o.Authenticator != nil
+}
