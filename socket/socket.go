@@ -103,7 +103,7 @@ type Socket struct {
 	stats                                                counters
 	connects, disconnects, reconnects, rejected, refused atomic.Uint64
 	logLimit                                             logLimiter
-	peerIDs                                     atomic.Uint64 // the last Peer.ID given
+	peerIDs                                              atomic.Uint64 // the last Peer.ID given
 }
 
 type listener struct {
