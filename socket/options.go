@@ -368,7 +368,14 @@ func WithDeny(cidrs ...string) Option {
 // WithCurveServerKeys gives a CURVE client socket (WithCurveClientKey) a
 // function that names the server key for each endpoint it connects to (the
 // keys discovered peers announced, say). ConnectKey's key, when given, wins.
-// The function must be safe for concurrent use.
+// It is called by Connect and again before every handshake, reconnections
+// included, so a key it stops trusting is not connected to again: for an
+// endpoint it knows but will not connect to now, it returns the zero key
+// and true (each attempt then fails with ErrKey and is retried with
+// backoff); false means it has no key for the endpoint (then Connect fails
+// unless WithCurveClient gave one). The function must be safe for
+// concurrent use. New fails (ErrOption) on a socket that is not a CURVE
+// client.
 func WithCurveServerKeys(lookup func(endpoint string) (Key, bool)) Option {
 	return func(o *Options) error {
 		if lookup == nil {

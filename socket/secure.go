@@ -101,10 +101,14 @@ func (s *Socket) curveHandshake(g *guardConn, c net.Conn, ep string, accepted bo
 		// WithCurveServerKeys lookup may have stopped trusting it), before
 		// a byte is sent.
 		s.mu.Lock()
-		key = s.curveServerKey(ep)
+		k, known := s.curveServerKey(ep)
 		s.mu.Unlock()
-		if key.IsZero() {
-			return peerInfo{}, fmt.Errorf("%w: no CURVE server key for %s (none given to ConnectKey or WithCurveClient, or the WithCurveServerKeys lookup has none or no longer trusts it)", ErrKey, ep)
+		key = k
+		switch {
+		case !known:
+			return peerInfo{}, fmt.Errorf("%w: no CURVE server key for %s (use ConnectKey)", ErrKey, ep)
+		case k.IsZero():
+			return peerInfo{}, fmt.Errorf("%w: %s: its server's key is not trusted now (WithCurveServerKeys): not connecting", ErrKey, ep)
 		}
 	}
 	h := &hsIO{br: g.br, w: c}
@@ -259,17 +263,19 @@ func (s *Socket) CurvePublicKey() (Key, bool) {
 }
 
 // curveServerKey is the key the server at ep must hold: ConnectKey's, else
-// the WithCurveServerKeys lookup's, else WithCurveClient's. s.mu is held.
-func (s *Socket) curveServerKey(ep string) Key {
+// the WithCurveServerKeys lookup's, else WithCurveClient's. known is false
+// when none names a key for ep; a lookup may know ep and still give the
+// zero key (not to be connected now). s.mu is held.
+func (s *Socket) curveServerKey(ep string) (key Key, known bool) {
 	if k, ok := s.curveKeys[ep]; ok {
-		return k
+		return k, true
 	}
 	if s.opts.CurveKeyFor != nil {
 		if k, ok := s.opts.CurveKeyFor(ep); ok {
-			return k
+			return k, true
 		}
 	}
-	return s.opts.CurveServerKey
+	return s.opts.CurveServerKey, !s.opts.CurveServerKey.IsZero()
 }
 
 // logf logs what happened to a peer's connection at level, through the

@@ -306,7 +306,7 @@ func (s *Socket) Connect(ep string) error {
 	if e.network == "inproc" && s.opts.secured() {
 		return fmt.Errorf("%w %q: inproc has no handshake, so this socket's security options cannot apply to it", ErrEndpoint, ep)
 	}
-	if s.opts.CurveClient && s.curveServerKey(ep).IsZero() {
+	if _, known := s.curveServerKey(ep); s.opts.CurveClient && !known {
 		return fmt.Errorf("%w: %s: this CURVE client has no server key (use ConnectKey)", ErrKey, ep)
 	}
 	if _, dup := s.dialers[ep]; dup {
