@@ -66,6 +66,7 @@ func (a *app) runSocket(ctx context.Context, sc sockCmd, o *sockOpts, args []str
 			s.headers[k] = v
 		}
 	}
+	defer s.watchTrust()()
 	if !o.ack.on { // the acked pipeline's sockets are pattern's
 		if err := s.open(ctx, true); err != nil {
 			return err
@@ -115,7 +116,7 @@ func (s *session) newSocket() (*socket.Socket, error) {
 	if s.o.identity != "" {
 		opts = append(opts, socket.WithIdentity([]byte(s.o.identity)))
 	}
-	opts = append(opts, s.o.sec.socketOptions()...)
+	opts = append(opts, s.securityOptions()...)
 	if s.o.lastVal {
 		return s.newCache(opts)
 	}
@@ -225,6 +226,7 @@ func (s *session) event(ev socket.Event) {
 	}
 	s.mu.Unlock()
 	s.discoveryHint(ev)
+	s.securityEvent(ev)
 	if ev.Kind == socket.EventRejected && ev.Err != nil && strings.Contains(ev.Err.Error(), "not compatible with") {
 		s.refused(ev.Endpoint, fmt.Errorf("refused a peer of the wrong socket type at %s: %s", ev.Endpoint, rootCause(ev.Err)))
 	}
