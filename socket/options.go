@@ -206,8 +206,13 @@ func WithSecurity(sec zmq4.Security) Option {
 	}
 }
 
-// WithLogger sets the logger for connection-level events (rejected peers,
-// protocol errors). The default discards.
+// WithLogger sets the logger for connection-level events (the default
+// discards). A peer this socket refuses (an address filter, an untrusted
+// key, a bad password, another mechanism) and a session closed because its
+// key was revoked are logged at Warn with the endpoint, the remote address
+// and the reason; a refusal of this socket by its peer and other failed
+// handshakes at Info. At most 10 such lines go out at once, then one a
+// second; the next line says how many were held back ("suppressed").
 func WithLogger(l *slog.Logger) Option {
 	return func(o *Options) error {
 		if l == nil {
@@ -301,7 +306,9 @@ func WithCurveClientKey(ours KeyPair) Option {
 
 // WithTrust lets in only CURVE clients whose long-term public key is in
 // keys (a CURVE server's trust list). The set may change while the socket
-// runs; it is consulted at each handshake.
+// runs: it is consulted at each handshake, and a key removed from it
+// (KeySet.Remove, KeySet.Replace) has its sessions closed at once. New
+// fails (ErrOption) unless the socket is a CURVE server (WithCurveServer).
 func WithTrust(keys *KeySet) Option {
 	return func(o *Options) error {
 		if keys == nil {
@@ -313,7 +320,9 @@ func WithTrust(keys *KeySet) Option {
 }
 
 // WithPlainUsers makes a PLAIN server (WithSecurity(plain.Security(...)))
-// check each client's user name and password against users.
+// check each client's user name and password against users. New fails
+// (ErrOption) on a socket that is not PLAIN, and Connect (ErrState) on one
+// that has it: only the peers a socket accepts send it a user.
 func WithPlainUsers(users PlainUsers) Option {
 	return func(o *Options) error {
 		if users == nil {
@@ -324,9 +333,12 @@ func WithPlainUsers(users PlainUsers) Option {
 	}
 }
 
-// WithAuthenticator has a accepted peers checked by a after the
-// mechanism's own checks (see Authenticator). It also applies to NULL
-// peers, after their handshake.
+// WithAuthenticator has the peers a server accepts checked by a after the
+// mechanism's own checks (see Authenticator): every connection of a CURVE
+// server, the accepted ones of a NULL or PLAIN socket (NULL peers after
+// their handshake). New fails (ErrOption) on a CURVE client, which has no
+// clients to check, and Connect (ErrState) on a NULL or PLAIN socket that
+// has one: the peer it dialled would not be checked.
 func WithAuthenticator(a Authenticator) Option {
 	return func(o *Options) error {
 		if a == nil {
