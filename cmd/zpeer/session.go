@@ -66,14 +66,17 @@ func (a *app) runSocket(ctx context.Context, sc sockCmd, o *sockOpts, args []str
 			s.headers[k] = v
 		}
 	}
+	// The status line is set before the socket exists: the socket's
+	// events and logs (a refused peer) go through logf, which reads it.
+	if !sameTerminal(a.stdout, a.stderr) {
+		s.status = startStatus(a.stderr, &a.errMu, 250*time.Millisecond, s.statusText)
+	}
 	defer s.watchTrust()()
 	if !o.ack.on { // the acked pipeline's sockets are pattern's
 		if err := s.open(ctx, true); err != nil {
+			s.status.Stop()
 			return err
 		}
-	}
-	if !sameTerminal(a.stdout, a.stderr) {
-		s.status = startStatus(a.stderr, &a.errMu, 250*time.Millisecond, s.statusText)
 	}
 	defer func() {
 		s.status.Stop()
