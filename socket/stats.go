@@ -32,6 +32,7 @@ type Stats struct {
 	Disconnects   uint64
 	Reconnects    uint64 // dials after the first per endpoint
 	Rejected      uint64 // connections refused for bad greetings, handshakes, oversized or malformed frames
+	Refused       uint64 // connections the peer refused: its ZMTP ERROR (an untrusted key, say) or another mechanism (see RefusedError)
 	EventsDropped uint64
 	PerPeer       []PeerStats
 }
