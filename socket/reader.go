@@ -27,6 +27,13 @@ func (p *pipe) readLoop() {
 		if len(batch) > 0 {
 			p.s.fq.push(p, batch)
 		}
+		// Nothing of the message in progress is delivered; under CURVE
+		// its frames are plaintext, cleared here (key hygiene).
+		if p.cipher != nil {
+			for _, f := range frames {
+				clear(f)
+			}
+		}
 		p.terminate(p.writeErrorOr(err))
 	}
 	for {
