@@ -174,11 +174,11 @@ var curveMsgName = []byte("\x07MESSAGE")
 // openHeader). TestCurveBoxMatchesNaCl checks both directions against
 // nacl/box, TestCurveOpenLargeForged the late check.
 type curveCodec struct {
-	key [32]byte // precomputed box key (C'/S' shared secret)
 	// XSalsa20's sub-key depends on the key and the nonce's first 16
 	// bytes only, and every MESSAGE nonce of one direction starts with
 	// the same 16-byte prefix ("CurveZMQMESSAGEC" or "...S"): so the
-	// sub-key is computed once per direction, not once per message.
+	// sub-key is computed once per direction, not once per message, and
+	// the precomputed box key (the C'/S' shared secret) is not kept.
 	sendSub, recvSub [32]byte
 
 	sendNonce [24]byte // prefix | counter
@@ -273,7 +273,7 @@ func (x *xsalsa) setup(subKey *[32]byte, nonce *[24]byte) {
 }
 
 func newCurveCodec(key *[32]byte, server bool, sent, received uint64) *curveCodec {
-	c := &curveCodec{key: *key, sendCount: sent, recvCount: received}
+	c := &curveCodec{sendCount: sent, recvCount: received}
 	send, recv := "CurveZMQMESSAGEC", "CurveZMQMESSAGES"
 	if server {
 		send, recv = recv, send
@@ -413,6 +413,36 @@ func (c *curveCodec) decryptTo(dst, msg []byte) error {
 	}
 	c.recvCount = c.recvPending
 	return nil
+}
+
+// wipeSend clears the send half's key material (the sub-key and key
+// streams of this direction) once the pipe's writers are done with
+// it: under the pipe's write lock, after it is closed to senders.
+func (c *curveCodec) wipeSend() {
+	clear(c.sendSub[:])
+	clear(c.sendKS[:])
+	c.sendAhead = ksAhead{}
+}
+
+// wipeRecv clears the receive half's (its sub-key, key streams, the last
+// MESSAGE's setup and the ciphertext scratch) once the reader is done with
+// it, and gives back a pooled MESSAGE it still held.
+func (c *curveCodec) wipeRecv() {
+	clear(c.recvSub[:])
+	clear(c.recvKS[:])
+	c.recvAhead = ksAhead{}
+	c.rs = xsalsa{}
+	if c.sealed != nil {
+		c.giveBack(c.sealed)
+		c.sealed = nil
+	}
+	clear(c.recvCipher[:cap(c.recvCipher)])
+}
+
+// wipe is wipeSend and wipeRecv, for a codec no goroutine uses.
+func (c *curveCodec) wipe() {
+	c.wipeSend()
+	c.wipeRecv()
 }
 
 // open is openHeader and decryptTo into fresh memory (tests, commands).

@@ -23,6 +23,8 @@ func (p *pipe) readLoop() {
 		limit  = p.s.opts.MaxMsgSize
 	)
 	defer c.leave()
+	defer p.cipher.wipeRecv()
+	c.secret = p.cipher != nil
 	fail := func(err error) {
 		if len(batch) > 0 {
 			p.s.fq.push(p, batch)

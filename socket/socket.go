@@ -539,6 +539,9 @@ func (s *Socket) Close() error {
 		p.terminate(ErrClosed)
 	}
 	s.wg.Wait()
+	// No handshake runs any more: forget the socket's copy of its
+	// long-term secret (docs/security.md, key hygiene).
+	clear(s.opts.CurveKey.Secret[:])
 	s.ev.close()
 	s.subsChanged.fire()
 	return nil
@@ -701,6 +704,7 @@ func (s *Socket) handshakeAs(c net.Conn, ep string, server bool, l *listener) (*
 	s.mu.Unlock()
 	if closed {
 		c.Close()
+		pi.wipe()
 		return nil, ErrClosed
 	}
 	if err != nil {
@@ -718,12 +722,14 @@ func (s *Socket) handshakeAs(c net.Conn, ep string, server bool, l *listener) (*
 	if s.closed || (l != nil && s.listeners[l.bound] != l) {
 		s.mu.Unlock()
 		c.Close()
+		p.cipher.wipe()
 		return nil, ErrClosed
 	}
 	if a, ok := s.proto.(admitter); ok {
 		if err := a.admit(p); err != nil {
 			s.mu.Unlock()
 			c.Close()
+			p.cipher.wipe()
 			s.rejected.Add(1)
 			s.opts.Logger.Info("peer refused", "endpoint", ep, "remote", p.remote, "err", err)
 			s.ev.emit(Event{Kind: EventRejected, Endpoint: ep, Remote: p.remote, PeerType: p.peerType, Err: err})
