@@ -99,6 +99,8 @@ type Socket struct {
 	closing chan struct{}
 	wg      sync.WaitGroup
 
+	adm admission // handshakes in progress on accepted connections
+
 	stats                                       counters
 	connects, disconnects, reconnects, rejected atomic.Uint64
 	peerIDs                                     atomic.Uint64 // the last Peer.ID given
@@ -458,6 +460,7 @@ func (s *Socket) Stats() Stats {
 		Reconnects:    s.reconnects.Load(),
 		Rejected:      s.rejected.Load(),
 		EventsDropped: s.ev.dropped.Load(),
+		Shed:          s.adm.shed.Load(),
 		PerPeer:       ps,
 	}
 	// Per-socket message counters are the sum over pipes alive and gone.
@@ -606,12 +609,20 @@ func (s *Socket) acceptLoop(l *listener) {
 			continue
 		}
 		delay = 5 * time.Millisecond
+		sl, ok := s.adm.admit(c, s.opts.MaxPerSource, s.opts.MaxHandshakes)
+		if !ok {
+			c.Close() // unread: no key work for a connection over the limits
+			if now := time.Now(); s.adm.shouldWarn(now) {
+				s.opts.Logger.Warn("handshake limits reached: shedding connections", "endpoint", l.bound, "remote", c.RemoteAddr().String(), "shed", s.adm.shed.Load())
+			}
+			continue
+		}
 		s.wg.Add(1)
 		go func() {
 			defer s.wg.Done()
 			// handshake registers the pipe with l, or refuses it if l
 			// was unbound or the socket closed meanwhile.
-			s.handshake(c, l.bound, l)
+			s.handshake(c, l.bound, l, sl)
 		}()
 	}
 }
@@ -636,7 +647,7 @@ func (s *Socket) dialLoop(d *dialer) {
 		cancel()
 		var p *pipe
 		if err == nil {
-			p, err = s.handshake(c, d.ep.raw, nil)
+			p, err = s.handshake(c, d.ep.raw, nil, nil)
 		} else {
 			s.ev.emit(Event{Kind: EventRetry, Endpoint: d.ep.raw, Err: err})
 		}
@@ -674,13 +685,15 @@ func (s *Socket) dialLoop(d *dialer) {
 
 // handshake runs the ZMTP greeting and security handshake through zmq4 over
 // a guarded connection, then starts a pipe for the peer.
-func (s *Socket) handshake(c net.Conn, ep string, l *listener) (*pipe, error) {
-	return s.handshakeAs(c, ep, l != nil, l)
+// sl is the accepted connection's admission slot (nil for a dialled one),
+// given back as the handshake ends.
+func (s *Socket) handshake(c net.Conn, ep string, l *listener, sl *hsSlot) (*pipe, error) {
+	return s.handshakeAs(c, ep, l != nil, l, sl)
 }
 
 // handshakeAs is handshake with the ZMTP server role chosen apart from the
 // listener (for tests that drive a raw connection).
-func (s *Socket) handshakeAs(c net.Conn, ep string, server bool, l *listener) (*pipe, error) {
+func (s *Socket) handshakeAs(c net.Conn, ep string, server bool, l *listener, sl *hsSlot) (*pipe, error) {
 	if tc, ok := c.(*net.TCPConn); ok {
 		tc.SetNoDelay(true)
 	}
@@ -695,6 +708,11 @@ func (s *Socket) handshakeAs(c net.Conn, ep string, server bool, l *listener) (*
 	s.shaking[c] = struct{}{}
 	s.mu.Unlock()
 	pi, err := s.openPeer(g, c, ep, l != nil, server)
+	if sl != nil {
+		// Before clearing the deadline: a connection whose slot was
+		// taken (and which was closed) fails here, not as a pipe.
+		s.adm.release(sl)
+	}
 	if err == nil {
 		err = c.SetDeadline(time.Time{})
 	}

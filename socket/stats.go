@@ -33,6 +33,7 @@ type Stats struct {
 	Reconnects    uint64 // dials after the first per endpoint
 	Rejected      uint64 // connections refused for bad greetings, handshakes, oversized or malformed frames
 	EventsDropped uint64
+	Shed          uint64 // accepted connections closed unread: over the handshake limits (WithHandshakeLimits)
 	PerPeer       []PeerStats
 }
 
