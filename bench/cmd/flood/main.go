@@ -7,8 +7,9 @@
 // -garbage connections per second, it reports
 //
 //   - the throughput of an established CURVE peer (a zpeer PUSH sending
-//     -size byte messages to the server's PULL), quiet and under the flood,
-//     and their ratio;
+//     -size byte messages to the server's PULL), quiet (the mean of a
+//     phase before the flood and one after) and under the flood, and
+//     their ratio;
 //   - the handshake time of new legitimate clients (zpeer CURVE PUSH
 //     sockets connecting every 20 ms, from connect to the handshake's end),
 //     p50, p99 and worst, quiet and under the flood.
@@ -306,6 +307,12 @@ func measure(srv server, pub socket.Key, rate, garbage, size int, dur, hold time
 	flooded = run()
 	opened = fl.stop()
 	gb.stop()
+	// Quiet again: the quiet rate is the mean of before and after, so
+	// that a drift of the machine's load over the run weighs on both.
+	after := run()
+	quiet.rate = (quiet.rate + after.rate) / 2
+	quiet.handshake = append(quiet.handshake, after.handshake...)
+	quiet.failed += after.failed
 	return quiet, flooded, opened, nil
 }
 
