@@ -210,3 +210,24 @@ func TestNewBufferNoPlaintext(t *testing.T) {
 	}
 	t.Logf("NewBuffer reused %d of %d freed frames' memory", reused, n)
 }
+
+// TestCurveFreeKeepsRoutingID: Msg.Free clears only the memory a CURVE
+// message owns: a ROUTER's routing id frame, which its pipe shares with
+// every message it receives, survives, and replies keep reaching the
+// DEALER.
+func TestCurveFreeKeepsRoutingID(t *testing.T) {
+	srv, _ := NewKeyPair()
+	router := newSock(t, ROUTER, WithCurveServer(srv.Secret))
+	dealer := newSock(t, DEALER, WithCurveClient(srv.Public, KeyPair{}))
+	connect(t, dealer, bind(t, router))
+	for i := range 3 {
+		send(t, dealer, fmt.Sprint("request ", i))
+		m := recvMsg(t, router)
+		reply := NewMsg(bytes.Clone(m.Frames[0]), []byte(fmt.Sprint("reply ", i)))
+		m.Free()
+		sendMsg(t, router, reply)
+		if got := recvString(t, dealer); fmt.Sprint(got) != fmt.Sprintf("[reply %d]", i) {
+			t.Fatalf("reply %d: %q", i, got)
+		}
+	}
+}

@@ -127,6 +127,16 @@ func newSlab() *slab {
 	return s
 }
 
+// holds reports whether f was carved from s.
+func (s *slab) holds(f []byte) bool {
+	if len(f) == 0 {
+		return false
+	}
+	base := uintptr(unsafe.Pointer(&s.buf[0]))
+	at := uintptr(unsafe.Pointer(unsafe.SliceData(f)))
+	return at >= base && at < base+slabSize
+}
+
 // release drops n references.
 func (s *slab) release(n int32) {
 	if s.refs.Add(-n) == 0 && !debugMsgs {
@@ -165,10 +175,17 @@ func (o *msgMem) release(frames [][]byte) {
 	if o.secret {
 		// Decrypted plaintext never goes back to a pool (nor stays in a
 		// reused slab) uncleared: a pooled buffer may next be a
-		// NewBuffer's, handed to the application. The whole capacity,
-		// in case the frame was appended to within it.
+		// NewBuffer's, handed to the application. Only the memory the
+		// message owns: frames a socket type added (a ROUTER's routing
+		// id, shared by the pipe's messages) are left alone. A pooled
+		// frame is cleared to its capacity, in case it was appended to.
 		for _, f := range frames {
-			clear(f[:cap(f)])
+			switch {
+			case o.pooled && len(f) > slabFrameMax:
+				clear(f[:cap(f)])
+			case s.holds(f):
+				clear(f)
+			}
 		}
 	}
 	if o.pooled {
