@@ -177,13 +177,11 @@ func (o *msgMem) release(frames [][]byte) {
 		// reused slab) uncleared: a pooled buffer may next be a
 		// NewBuffer's, handed to the application. Only the memory the
 		// message owns: frames a socket type added (a ROUTER's routing
-		// id, shared by the pipe's messages) are left alone. A pooled
-		// frame is cleared to its capacity, in case it was appended to.
+		// id, shared by the pipe's messages) are left alone. What the
+		// reader wrote is each frame's length: clearing that on every
+		// Free keeps every pooled buffer's tail clear of it too.
 		for _, f := range frames {
-			switch {
-			case o.pooled && len(f) > slabFrameMax:
-				clear(f[:cap(f)])
-			case s.holds(f):
+			if (o.pooled && len(f) > slabFrameMax) || s.holds(f) {
 				clear(f)
 			}
 		}
