@@ -34,6 +34,7 @@ type Stats struct {
 	Rejected      uint64 // connections refused for bad greetings, handshakes, oversized or malformed frames
 	Refused       uint64 // connections the peer refused: its ZMTP ERROR (an untrusted key, say) or another mechanism (see RefusedError)
 	EventsDropped uint64
+	Shed          uint64 // accepted connections closed unread: over the handshake limits (WithHandshakeLimits)
 	PerPeer       []PeerStats
 }
 
