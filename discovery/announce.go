@@ -433,17 +433,17 @@ const answerDelay = 20 * time.Millisecond
 
 // answerLoop sends the answers: legacy unicast ones at once, multicast
 // ones gathered per interface for answerDelay. A multicast query with the
-// TC bit waits for the rest of its known answers (RFC 6762 section 7.2):
-// until its last packet, at most 400-500 ms.
+// TC bit waits for the rest of its known answers (tcHold).
 func (a *Announcer) answerLoop(ctx context.Context) {
 	defer a.wg.Done()
 	pending := make(map[int]int)
 	t := time.NewTimer(time.Hour)
 	t.Stop()
 	defer t.Stop()
-	deferred := make(map[string]*deferredQuery) // by sender
-	dt := time.NewTimer(time.Hour)
-	defer dt.Stop()
+	var held tcHold
+	ht := time.NewTimer(time.Hour)
+	ht.Stop()
+	defer ht.Stop()
 	answer := func(ifIndex, want int) {
 		if want == 0 {
 			return
@@ -467,37 +467,13 @@ func (a *Announcer) answerLoop(ctx context.Context) {
 				a.send(q.ifIndex, q.want, q.legacy, q.src)
 				continue
 			}
-			key := fmt.Sprint(q.src, "/", q.ifIndex)
-			d := deferred[key]
-			if d == nil && q.cont {
-				continue // continues nothing we wait for
-			}
-			if d == nil && !q.more {
-				answer(q.ifIndex, q.want)
-				continue
-			}
-			if d == nil {
-				d = &deferredQuery{ifIndex: q.ifIndex, until: time.Now().Add(tcDelay())}
-				deferred[key] = d
-				resetTo(dt, deferred)
-			}
-			d.want |= q.want
-			if q.known {
-				d.want &^= recPTR
-			}
-			if !q.more {
-				delete(deferred, key)
+			answer(held.add(q, time.Now()))
+			resetTo(ht, held.next())
+		case now := <-ht.C:
+			for _, d := range held.expired(now) {
 				answer(d.ifIndex, d.want)
-				resetTo(dt, deferred)
 			}
-		case now := <-dt.C:
-			for key, d := range deferred {
-				if !now.Before(d.until) {
-					delete(deferred, key)
-					answer(d.ifIndex, d.want)
-				}
-			}
-			resetTo(dt, deferred)
+			resetTo(ht, held.next())
 		case <-t.C:
 			for ifIndex, want := range pending {
 				a.send(ifIndex, want, nil, nil)
@@ -507,32 +483,83 @@ func (a *Announcer) answerLoop(ctx context.Context) {
 	}
 }
 
-// deferredQuery is a multicast query with the TC bit whose answer waits
-// for the rest of its known answers.
-type deferredQuery struct {
+// tcHold holds the answers to multicast queries with the TC bit until the
+// rest of their known answers has come (RFC 6762 section 7.2): until the
+// sender's packet without the TC bit, at most 400-500 ms. Continuation
+// packets that list our PTR record take it out of the answer.
+type tcHold struct {
+	held map[string]*heldQuery // by sender and interface
+}
+
+// heldQuery is what a query with the TC bit asked so far.
+type heldQuery struct {
 	ifIndex int
 	want    int
 	until   time.Time
+}
+
+// add takes a query at time now and returns what to answer now, on which
+// interface (want 0: nothing yet).
+func (h *tcHold) add(q query, now time.Time) (ifIndex, want int) {
+	key := fmt.Sprint(q.src, "/", q.ifIndex)
+	d := h.held[key]
+	switch {
+	case d == nil && q.cont:
+		return 0, 0 // continues nothing held
+	case d == nil && !q.more:
+		return q.ifIndex, q.want
+	case d == nil:
+		if h.held == nil {
+			h.held = make(map[string]*heldQuery)
+		}
+		d = &heldQuery{ifIndex: q.ifIndex, until: now.Add(tcDelay())}
+		h.held[key] = d
+	}
+	d.want |= q.want
+	if q.known {
+		d.want &^= recPTR
+	}
+	if q.more {
+		return 0, 0
+	}
+	delete(h.held, key)
+	return d.ifIndex, d.want
+}
+
+// expired removes and returns the queries whose wait is over at now.
+func (h *tcHold) expired(now time.Time) []heldQuery {
+	var out []heldQuery
+	for key, d := range h.held {
+		if !now.Before(d.until) {
+			delete(h.held, key)
+			out = append(out, *d)
+		}
+	}
+	return out
+}
+
+// next returns when the first held query's wait ends (zero: none held).
+func (h *tcHold) next() time.Time {
+	var first time.Time
+	for _, d := range h.held {
+		if first.IsZero() || d.until.Before(first) {
+			first = d.until
+		}
+	}
+	return first
 }
 
 // tcDelay is how long the continuation of a query with the TC bit is
 // awaited: 400-500 ms, at random (RFC 6762 section 7.2).
 func tcDelay() time.Duration { return 400*time.Millisecond + rand.N(100*time.Millisecond) }
 
-// resetTo sets t to fire at the earliest deadline of deferred (or not at
-// all when it is empty).
-func resetTo(t *time.Timer, deferred map[string]*deferredQuery) {
-	var first time.Time
-	for _, d := range deferred {
-		if first.IsZero() || d.until.Before(first) {
-			first = d.until
-		}
-	}
-	if first.IsZero() {
+// resetTo sets t to fire at (stops it when at is zero).
+func resetTo(t *time.Timer, at time.Time) {
+	if at.IsZero() {
 		t.Stop()
 		return
 	}
-	t.Reset(max(0, time.Until(first)))
+	t.Reset(max(0, time.Until(at)))
 }
 
 // send answers on one interface: to the group, or to src for a legacy

@@ -34,13 +34,16 @@ func TestMain(m *testing.M) {
 
 // helperConfig is passed to a helper process as JSON in helperEnv.
 type helperConfig struct {
-	Service  string        `json:"service"`
-	Node     string        `json:"node"`
-	Loopback bool          `json:"loopback"`
-	Endpoint string        `json:"endpoint"`
-	Watch    bool          `json:"watch"`
-	Refresh  time.Duration `json:"refresh"`
-	Expiry   time.Duration `json:"expiry"`
+	Service  string `json:"service"`
+	Node     string `json:"node"`
+	Loopback bool   `json:"loopback"`
+	Endpoint string `json:"endpoint"`
+	Watch    bool   `json:"watch"`
+	// Refresh and Expiry: zero leaves the defaults.
+	Refresh time.Duration `json:"refresh"`
+	Expiry  time.Duration `json:"expiry"`
+	// MaxRun is how long the helper runs at most (default two minutes).
+	MaxRun time.Duration `json:"max_run,omitempty"`
 	// AlsoLoopback adds a second Announcer and Watcher in the
 	// single-machine mode (WithLoopback), and reports the mDNS sockets.
 	AlsoLoopback bool `json:"also_loopback"`
@@ -65,7 +68,7 @@ type helperLine struct {
 }
 
 // helperMain announces (and optionally watches) until stdin is closed, then
-// closes gracefully. It exits on its own after two minutes at most.
+// closes gracefully. It exits on its own after MaxRun at most.
 func helperMain(raw string) int {
 	var cfg helperConfig
 	out := json.NewEncoder(os.Stdout)
@@ -79,7 +82,16 @@ func helperMain(raw string) int {
 		emit(helperLine{Kind: "error", Err: err.Error()})
 		return 2
 	}
-	opts := []Option{WithNodeID(cfg.Node), WithRefresh(cfg.Refresh), WithExpiry(cfg.Expiry)}
+	opts := []Option{WithNodeID(cfg.Node)}
+	if cfg.Refresh != 0 {
+		opts = append(opts, WithRefresh(cfg.Refresh))
+	}
+	if cfg.Expiry != 0 {
+		opts = append(opts, WithExpiry(cfg.Expiry))
+	}
+	if cfg.MaxRun == 0 {
+		cfg.MaxRun = 2 * time.Minute
+	}
 	if cfg.Loopback {
 		opts = append(opts, WithLoopback())
 	}
@@ -136,7 +148,7 @@ func helperMain(raw string) int {
 	}()
 	select {
 	case <-stdin:
-	case <-time.After(2 * time.Minute):
+	case <-time.After(cfg.MaxRun):
 	}
 	// Goodbyes first, as a program shutting down should.
 	start := time.Now()

@@ -153,10 +153,10 @@ func (w *Watcher) start() {
 	}
 }
 
-// Stats returns the Watcher's counters: PacketsIn (mDNS responses handed
-// to it), PacketsOut (queries), SendErrors, QueueDrops (responses dropped
-// while its queue was full), EventsCoalesced, EventDrops, PeersUp,
-// PeersDown and PeersIgnored.
+// Stats returns the Watcher's counters: PacketsIn (mDNS responses, and
+// queries for its service, handed to it), PacketsOut (query packets),
+// SendErrors, QueueDrops (packets dropped while its queue was full),
+// EventsCoalesced, EventDrops, PeersUp, PeersDown and PeersIgnored.
 func (w *Watcher) Stats() Stats { return w.stats.stats() }
 
 // NodeID returns the node id whose announcements this Watcher ignores.
