@@ -84,7 +84,11 @@ func (h *fleetHost) await(deadline time.Time, kind, reason string, nodes ...stri
 			return json.Unmarshal(raw, &l) == nil && l.Kind == kind && left[l.Node] && (reason == "" || l.Reason == reason)
 		})
 		if err != nil {
-			return got, fmt.Errorf("host %s: %d %s events missing: %w", h.node, len(left), kind, err)
+			var missing []string
+			for n := range left {
+				missing = append(missing, n)
+			}
+			return got, fmt.Errorf("host %s: %s events missing for %v: %w", h.node, kind, missing, err)
 		}
 		var l helperLine
 		_ = json.Unmarshal(raw, &l)
@@ -187,7 +191,9 @@ func runFleet(t *testing.T, n int, allWatch bool) {
 	for _, h := range watchers(hosts[:n]) {
 		got, err := h.await(deadline, "up", "", nodes(hosts[:n], h)...)
 		if err != nil {
-			t.Fatal(err)
+			t.Error(err)
+			logStats(t, hosts[:n])
+			t.FailNow()
 		}
 		for _, at := range got {
 			converged = maxTime(converged, at)
@@ -296,6 +302,25 @@ func runFleet(t *testing.T, n int, allWatch bool) {
 		len(all), watching, converged.Sub(last).Round(time.Millisecond), join, rate, steady.Queries, steady.Responses,
 		c1.At.Sub(c0.At).Round(time.Second), bound, startup.Packets, crash, mean(cpu), slices.Max(cpu), mean(rss), slices.Max(rss),
 		time.Since(began).Round(time.Second))
+}
+
+// logStats logs every host's discovery counters and peers, for a failure.
+func logStats(t *testing.T, hs []*fleetHost) {
+	t.Helper()
+	for _, h := range hs {
+		if err := h.p.Send("stats"); err != nil {
+			t.Logf("host %s: %v", h.node, err)
+			continue
+		}
+		raw, err := h.p.Wait(5*time.Second, func(raw []byte) bool { return strings.Contains(string(raw), `"kind":"stats"`) })
+		if err != nil {
+			t.Logf("host %s: %v", h.node, err)
+			continue
+		}
+		var l helperLine
+		_ = json.Unmarshal(raw, &l)
+		t.Logf("host %s: %d peers; announcer %+v; watcher %+v; stack %+v", h.node, len(l.Peers), l.Announcer, l.Watcher, l.Stack)
+	}
 }
 
 func usage(t *testing.T, hs []*fleetHost) []fleet.Usage {

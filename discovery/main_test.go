@@ -65,6 +65,11 @@ type helperLine struct {
 	// as StackStats count them (in "ready", with AlsoLoopback).
 	OSSockets    int `json:"os_sockets,omitempty"`
 	StackSockets int `json:"stack_sockets,omitempty"`
+	// In "stats": the counters and the nodes of the peers up.
+	Announcer Stats    `json:"announcer,omitzero"`
+	Watcher   *Stats   `json:"watcher,omitempty"`
+	Stack     Stats    `json:"stack,omitzero"`
+	Peers     []string `json:"peers,omitempty"`
 }
 
 // helperMain announces (and optionally watches) until stdin is closed, then
@@ -102,21 +107,13 @@ func helperMain(raw string) int {
 		return 2
 	}
 	var w *Watcher
-	done := make(chan struct{})
+	var events <-chan Event
 	if cfg.Watch {
 		if w, err = NewWatcher(cfg.Service, opts...); err != nil {
 			emit(helperLine{Kind: "error", Err: err.Error()})
 			return 2
 		}
-		go func() {
-			defer close(done)
-			for ev := range w.Events() {
-				emit(helperLine{Kind: ev.Kind.String(), Node: ev.Peer.Node, Endpoint: ev.Peer.Endpoint(), Reason: ev.Reason,
-					Time: ev.Time.UnixNano()})
-			}
-		}()
-	} else {
-		close(done)
+		events = w.Events() // subscribed now; printed after "ready"
 	}
 	ready := helperLine{Kind: "ready", Node: cfg.Node, Time: started.UnixNano()}
 	if cfg.AlsoLoopback {
@@ -141,10 +138,38 @@ func helperMain(raw string) int {
 		ready.OSSockets, ready.StackSockets = n, StackStats().Sockets
 	}
 	emit(ready)
+	// Events are printed after "ready", which readers wait for first.
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if events == nil {
+			return
+		}
+		for ev := range events {
+			emit(helperLine{Kind: ev.Kind.String(), Node: ev.Peer.Node, Endpoint: ev.Peer.Endpoint(), Reason: ev.Reason,
+				Time: ev.Time.UnixNano()})
+		}
+	}()
+	// Each line "stats" on stdin prints the counters and the peers seen
+	// (a "stats" line); end of input leaves.
 	stdin := make(chan struct{})
 	go func() {
-		_, _ = io.Copy(io.Discard, os.Stdin)
-		close(stdin)
+		defer close(stdin)
+		sc := bufio.NewScanner(os.Stdin)
+		for sc.Scan() {
+			if sc.Text() != "stats" {
+				continue
+			}
+			l := helperLine{Kind: "stats", Node: cfg.Node, Announcer: a.Stats(), Stack: StackStats()}
+			if w != nil {
+				st := w.Stats()
+				l.Watcher = &st
+				for _, p := range w.Peers() {
+					l.Peers = append(l.Peers, p.Node)
+				}
+			}
+			emit(l)
+		}
 	}()
 	select {
 	case <-stdin:

@@ -187,6 +187,12 @@ func (p *Proc) read(r io.Reader) {
 	close(p.eofCh)
 }
 
+// Send writes line, and a newline, to the process's standard input.
+func (p *Proc) Send(line string) error {
+	_, err := io.WriteString(p.stdin, line+"\n")
+	return err
+}
+
 // Pid returns the process id.
 func (p *Proc) Pid() int { return p.cmd.Process.Pid }
 
