@@ -47,6 +47,7 @@ const (
 	oOutbox
 	oOutboxBytes
 	oLastValue
+	oPartition
 )
 
 var optNames = map[optBit]string{
@@ -59,6 +60,7 @@ var optNames = map[optBit]string{
 	oCurve: "WithKey", oOnRefused: "WithOnRefused", oOutbox: "WithOutbox", oOutboxBytes: "WithOutboxMaxBytes",
 	oLastValue: "WithLastValue",
 	oBorrow:    "WithBorrowedValues",
+	oPartition: "WithPartitionKey",
 }
 
 // options common to every pattern.
@@ -97,6 +99,7 @@ type options struct {
 	outboxBytes     int64
 	curve           curveOpts
 	lastValue       int // Publisher: topics in the last-value cache (0: none)
+	keyFunc         any // Pusher: WithPartitionKey's func(T) string
 }
 
 func defaultOptions() options {
