@@ -83,8 +83,8 @@ type item struct {
 	stale    []*pullerPeer // earlier holders that have not answered
 	avoid    *pullerPeer   // redelivered: prefer another puller
 	lastErr  string
-	rcpt     *Receipt // PushAsync's, settled with the job
-	q, f, h  links    // queue (or key wait list), in-flight and held list links
+	rcpt     *Receipt  // PushAsync's, settled with the job
+	q, f, h  links     // queue (or key wait list), in-flight and held list links
 	kst      *keyState // its key's, for a job with a partition key
 	kq       *keyQueue // the keyed queue it is in, if any
 }

@@ -84,7 +84,7 @@ type SourceStats struct {
 
 // PeerStats are a sender's figures for one peer.
 type PeerStats struct {
-	Remote   string // its network address, while connected
+	Remote string // its network address, while connected
 	// Identity is, for a Pusher, the puller's identity that partition
 	// keys are hashed on: its name (WithName) as it announced it.
 	Identity string
