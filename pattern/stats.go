@@ -84,10 +84,7 @@ type SourceStats struct {
 
 // PeerStats are a sender's figures for one peer.
 type PeerStats struct {
-	Remote string // its network address, while connected
-	// Identity is, for a Pusher, the puller's identity that partition
-	// keys are hashed on: its name (WithName) as it announced it.
-	Identity string
+	Remote   string // its network address, while connected
 	Endpoint string // Requester: the replier endpoint ("" for one that dialled in)
 	Sent     uint64 // messages queued for the peer (Requester: attempts)
 	Dropped  uint64 // messages not queued because its queue was full
@@ -97,6 +94,9 @@ type PeerStats struct {
 	InFlight    int    // acked Pusher: delivered to it, not yet acknowledged; Requester: attempts waiting for a reply
 	Timeouts    uint64 // Requester: attempts that got no reply in time
 	Open        bool   // Requester: its circuit breaker is open (it gets only probes)
+	// Identity is, for a Pusher, the puller's identity that partition
+	// keys are hashed on: its name (WithName) as it announced it.
+	Identity string
 	// Keys is, for an acked Pusher, the partition keys whose next job is
 	// queued for the puller or in flight at it (a fire-and-forget Pusher
 	// keeps no per-key state).
