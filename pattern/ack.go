@@ -65,28 +65,28 @@ type item struct {
 	buf        *socket.Buffer // the envelope's memory, if reused: released when forgotten or replaced
 	size       int            // bytes counted in ackPusher.bytes (WithMaxPendingBytes)
 	value      any            // for WithOnDead
+	pushed     int64          // mono time
+	deadline   int64          // mono time of the ack timeout, while in flight
+	sends      int            // times handed to a puller
+	deliveries int            // deliveries that count (see above)
 	prio       uint8
-	pushed     int64 // mono time
-	deadline   int64 // mono time of the ack timeout, while in flight
-	sends      int   // times handed to a puller
-	deliveries int   // deliveries that count (see above)
-	flagged    bool  // the envelope asks for a start report
-	started    bool  // the current holder reported its handler's start
+	flagged    bool // the envelope asks for a start report
+	started    bool // the current holder reported its handler's start
+	inflight   bool // delivered, waiting for its ack (else queued)
 	// lostOn is the gone puller of a lost delivery that did not count:
 	// its start report, read after the loss, still counts it.
 	lostOn *socket.Peer
 	// limbo: the mono time until which it waits to be declared dead (see
 	// limboWait); 0 when it is not waiting.
-	limbo    int64
-	inflight bool          // delivered, waiting for its ack (else queued)
-	peer     *pullerPeer   // in flight: the current holder
-	stale    []*pullerPeer // earlier holders that have not answered
-	avoid    *pullerPeer   // redelivered: prefer another puller
-	lastErr  string
-	rcpt     *Receipt  // PushAsync's, settled with the job
-	q, f, h  links     // queue (or key wait list), in-flight and held list links
-	kst      *keyState // its key's, for a job with a partition key
-	kq       *keyQueue // the keyed queue it is in, if any
+	limbo   int64
+	peer    *pullerPeer   // in flight: the current holder
+	stale   []*pullerPeer // earlier holders that have not answered
+	avoid   *pullerPeer   // redelivered: prefer another puller
+	lastErr string
+	rcpt    *Receipt  // PushAsync's, settled with the job
+	q, f, h links     // queue, in-flight and held list links
+	kst     *keyState // its key's, for a job with a partition key
+	knext   *item     // the next in its key's wait list
 }
 
 // newItem is a message taken into custody, pushed now or taken back from
@@ -164,6 +164,7 @@ type pullerPeer struct {
 	blocked bool
 	id      string    // its name, from its hello: what its keys are hashed on
 	hash    uint64    // partition.Hash(id)
+	tie     uint64    // its peer id: between equal names, the lower owns the keys
 	keyed   *keyQueue // keyed jobs waiting for its credit (nil until one does)
 }
 
@@ -195,7 +196,7 @@ type ackPusher[T any] struct {
 	recovered int         // jobs taken back from the outbox at start
 
 	// Partitioned jobs (partition.go).
-	keys        map[string]*keyState // the keys with jobs in custody
+	keys        map[uint64]*keyState // the keys with jobs in custody, by hash
 	freeKeys    []*keyState
 	homeless    *keyQueue // keyed jobs queued while no puller is in the ring
 	keyedQueued int       // jobs in the pullers' keyed queues and homeless
@@ -205,7 +206,7 @@ type ackPusher[T any] struct {
 func newAckPusher[T any](p *Pusher[T]) *ackPusher[T] {
 	a := &ackPusher[T]{p: p, o: &p.o, notes: newNotifier(), kick: make(chan struct{}, 1),
 		custody: newCustody(p.o.maxPending), tombs: make(map[codec.ID][]*pullerPeer),
-		peers: make(map[*socket.Peer]*pullerPeer), keys: make(map[string]*keyState), homeless: newKeyQueue(nil)}
+		peers: make(map[*socket.Peer]*pullerPeer), keys: make(map[uint64]*keyState), homeless: newKeyQueue(nil)}
 	for i := range a.levels {
 		a.levels[i].sel = qlinks
 	}
@@ -232,8 +233,8 @@ func (a *ackPusher[T]) wake() {
 // holds one more while the socket may reference the frame, and custody
 // releases its own when it forgets the message (or replaces the
 // envelope), so deliveries send the same bytes without a copy. With keyed
-// it is a job of partition key key, hashing to kh (see pushKeyedLocked).
-func (a *ackPusher[T]) push(ctx context.Context, frame []byte, buf *socket.Buffer, id codec.ID, seq uint64, prio uint8, v T, rc *Receipt, key string, keyed bool, kh uint64) error {
+// it is a job of the partition key that hashes to kh (see pushKeyedLocked).
+func (a *ackPusher[T]) push(ctx context.Context, frame []byte, buf *socket.Buffer, id codec.ID, seq uint64, prio uint8, v T, rc *Receipt, keyed bool, kh uint64) error {
 	it := newItem(id, seq, prio, frame)
 	it.buf = buf
 	it.size = len(frame)
@@ -264,7 +265,7 @@ func (a *ackPusher[T]) push(ctx context.Context, frame []byte, buf *socket.Buffe
 	a.custody.put(it)
 	a.bytes += it.size
 	if keyed {
-		a.pushKeyedLocked(it, key, kh)
+		a.pushKeyedLocked(it, kh)
 		return nil
 	}
 	if a.queued == 0 {
@@ -904,7 +905,7 @@ func (a *ackPusher[T]) handleAnswer(m socket.Msg, sp *socket.Peer, dead []DeadLe
 				if !p.hello {
 					p.hello = true
 					p.id = string(env.Sender)
-					p.hash = partition.Hash(p.id)
+					p.hash, p.tie = partition.Hash(p.id), sp.ID()
 					a.ring = append(a.ring, p)
 					a.joinedLocked(p)
 				}

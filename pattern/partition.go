@@ -87,6 +87,7 @@ type pullerRing struct {
 type ringMember struct {
 	peer *socket.Peer
 	hash uint64 // of its identity (partition.PeerID)
+	tie  uint64 // its peer id
 }
 
 func newPullerRing() *pullerRing {
@@ -96,7 +97,7 @@ func newPullerRing() *pullerRing {
 }
 
 func (r *pullerRing) attach(sp *socket.Peer) {
-	m := ringMember{peer: sp, hash: partition.Hash(partition.PeerID(sp))}
+	m := ringMember{peer: sp, hash: partition.Hash(partition.PeerID(sp)), tie: sp.ID()}
 	r.mu.Lock()
 	old := *r.snap.Load()
 	ms := append(make([]ringMember, 0, len(old)+1), old...)
@@ -145,10 +146,10 @@ func (r *pullerRing) wait() <-chan struct{} {
 // is none).
 func (r *pullerRing) owner(kh uint64) *socket.Peer {
 	var best *socket.Peer
-	var bs uint64
+	var bs, bt uint64
 	for _, m := range *r.snap.Load() {
-		if s := partition.Score(kh, m.hash); best == nil || partition.Better(s, m.peer.ID(), bs, best.ID()) {
-			best, bs = m.peer, s
+		if s := partition.Score(kh, m.hash); best == nil || partition.Better(s, m.tie, bs, bt) {
+			best, bs, bt = m.peer, s, m.tie
 		}
 	}
 	return best
@@ -197,13 +198,15 @@ func (r *pullerRing) stats(s *Stats) {
 
 // keyState is an acked Pusher's record of one key with jobs in custody:
 // head is the job being delivered (queued for its owner, in flight, or in
-// limbo), wait the later ones in push order. It is forgotten when its
-// last job settles.
+// limbo), first to last the later ones in push order. It is forgotten
+// when its last job settles. A key is known by its 64-bit hash: two keys
+// of the same hash (a chance of about n²/2⁶⁵ among n keys) would have the
+// same owner anyway, and share their turn.
 type keyState struct {
-	key  string
-	hash uint64
-	head *item
-	wait ilist // through the items' queue links: a waiting job is in no queue
+	hash        uint64
+	head        *item
+	kq          *keyQueue // the queue head is in, if it is in one
+	first, last *item     // the wait list, through item.knext: popped at the front, cheaply
 }
 
 // keyQueue holds the keyed jobs that may be delivered, by priority then in
@@ -232,7 +235,7 @@ func (q *keyQueue) push(it *item, front bool) {
 	}
 	q.nonEmpty[it.prio>>6] |= 1 << (it.prio & 63)
 	q.n++
-	it.kq = q
+	it.kst.kq = q
 }
 
 func (q *keyQueue) remove(it *item) {
@@ -242,7 +245,7 @@ func (q *keyQueue) remove(it *item) {
 		q.nonEmpty[it.prio>>6] &^= 1 << (it.prio & 63)
 	}
 	q.n--
-	it.kq = nil
+	it.kst.kq = nil
 }
 
 // highest returns the first job of the highest priority (nil if empty).
@@ -272,22 +275,27 @@ func (a *ackPusher[T]) ownerOf(kh uint64) *pullerPeer {
 	var best *pullerPeer
 	var bs uint64
 	for _, p := range a.ring {
-		if s := partition.Score(kh, p.hash); best == nil || partition.Better(s, p.peer.ID(), bs, best.peer.ID()) {
+		if s := partition.Score(kh, p.hash); best == nil || partition.Better(s, p.tie, bs, best.tie) {
 			best, bs = p, s
 		}
 	}
 	return best
 }
 
-// pushKeyedLocked takes it, a job of key (hashing to kh) just put in
+// pushKeyedLocked takes it, a job of the key hashing to kh just put in
 // custody, through the key's turn: it waits behind the key's job in
 // delivery if there is one, else it is the key's head and is sent to the
 // key's owner, at once if the owner has credit and no keyed job waits for
 // it. a.mu is held, and released.
-func (a *ackPusher[T]) pushKeyedLocked(it *item, key string, kh uint64) {
-	if ks := a.keys[key]; ks != nil {
+func (a *ackPusher[T]) pushKeyedLocked(it *item, kh uint64) {
+	if ks := a.keys[kh]; ks != nil {
 		it.kst = ks
-		ks.wait.pushBack(it)
+		if ks.last == nil {
+			ks.first = it
+		} else {
+			ks.last.knext = it
+		}
+		ks.last = it
 		a.mu.Unlock()
 		return
 	}
@@ -295,10 +303,10 @@ func (a *ackPusher[T]) pushKeyedLocked(it *item, key string, kh uint64) {
 	if n := len(a.freeKeys); n > 0 {
 		ks, a.freeKeys = a.freeKeys[n-1], a.freeKeys[:n-1]
 	} else {
-		ks = &keyState{wait: ilist{sel: qlinks}}
+		ks = new(keyState)
 	}
-	ks.key, ks.hash, ks.head = key, kh, it
-	a.keys[key] = ks
+	ks.hash, ks.head = kh, it
+	a.keys[kh] = ks
 	it.kst = ks
 	if p := a.ownerOf(kh); p != nil && p.credit > 0 && !p.blocked && (p.keyed == nil || p.keyed.n == 0) {
 		a.sendNowUnlock(it, p)
@@ -326,8 +334,8 @@ func (a *ackPusher[T]) enqueueKeyed(it *item, front bool) {
 // its key's turn (acked before its turn: see keySettled) stays in the
 // key's wait list until it is forgotten. a.mu is held.
 func (a *ackPusher[T]) dequeueKeyed(it *item) {
-	if it.kq != nil {
-		it.kq.remove(it)
+	if ks := it.kst; ks.head == it && ks.kq != nil {
+		ks.kq.remove(it)
 		a.keyedQueued--
 	}
 }
@@ -339,19 +347,38 @@ func (a *ackPusher[T]) keySettled(it *item, dead bool) {
 	ks := it.kst
 	it.kst = nil
 	if ks.head != it {
-		ks.wait.remove(it) // settled before its turn (an ack from an earlier process, replayed from an outbox)
+		// Settled before its turn (acked by a puller that had it from an
+		// earlier Pusher, with the same outbox): rare, so a scan.
+		var prev *item
+		for w := ks.first; w != nil; prev, w = w, w.knext {
+			if w == it {
+				if prev == nil {
+					ks.first = w.knext
+				} else {
+					prev.knext = w.knext
+				}
+				if ks.last == w {
+					ks.last = prev
+				}
+				w.knext = nil
+				break
+			}
+		}
 		return
 	}
-	next := ks.wait.head
+	next := ks.first
 	if next == nil {
-		delete(a.keys, ks.key)
-		*ks = keyState{wait: ilist{sel: qlinks}}
+		delete(a.keys, ks.hash)
+		*ks = keyState{}
 		if len(a.freeKeys) < 1024 {
 			a.freeKeys = append(a.freeKeys, ks)
 		}
 		return
 	}
-	ks.wait.remove(next)
+	if ks.first = next.knext; ks.first == nil {
+		ks.last = nil
+	}
+	next.knext = nil
 	ks.head = next
 	a.enqueue(next, false)
 	if dead {
@@ -396,7 +423,7 @@ func (a *ackPusher[T]) joinedLocked(p *pullerPeer) {
 		from.each(func(it *item) {
 			if o := from.owner; o != nil {
 				s, os := partition.Score(it.kst.hash, p.hash), partition.Score(it.kst.hash, o.hash)
-				if !partition.Better(s, p.peer.ID(), os, o.peer.ID()) {
+				if !partition.Better(s, p.tie, os, o.tie) {
 					return
 				}
 			}

@@ -207,7 +207,7 @@ func (p *Pusher[T]) pushAcked(ctx context.Context, v T, opts []CallOption, rc *R
 			return err
 		}
 	}
-	err = p.ack.push(ctx, frame, mem.sb, id, seq, prio, v, rc, key, keyed, kh)
+	err = p.ack.push(ctx, frame, mem.sb, id, seq, prio, v, rc, keyed, kh)
 	if err != nil && p.ack.store != nil {
 		p.ack.store.Ack(outbox.ID(id)) // not pushed: not to be replayed
 	}
