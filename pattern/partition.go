@@ -2,6 +2,7 @@ package pattern
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"math/bits"
 	"reflect"
@@ -466,6 +467,34 @@ func (p *pullerPeer) keysOf() int {
 		}
 	}
 	return n
+}
+
+// keyedMark starts an outbox record that holds a keyed job: the byte
+// MessagePack never uses, so no envelope starts with it. The key's length
+// (a uvarint) and the key follow, then the envelope.
+const keyedMark = 0xc1
+
+// keyedRecord is the outbox record of a job of key whose envelope is frame.
+func keyedRecord(key string, frame []byte) []byte {
+	rec := make([]byte, 0, 1+binary.MaxVarintLen64+len(key)+len(frame))
+	rec = append(rec, keyedMark)
+	rec = binary.AppendUvarint(rec, uint64(len(key)))
+	rec = append(rec, key...)
+	return append(rec, frame...)
+}
+
+// splitKeyedRecord undoes keyedRecord; a record without the mark is an
+// envelope alone.
+func splitKeyedRecord(rec []byte) (key string, frame []byte, keyed bool) {
+	if len(rec) == 0 || rec[0] != keyedMark {
+		return "", rec, false
+	}
+	n, w := binary.Uvarint(rec[1:])
+	if w <= 0 || n > uint64(len(rec)-1-w) {
+		return "", rec, false // not ours: the envelope check refuses it
+	}
+	k := rec[1+w : 1+w+int(n)]
+	return string(k), rec[1+w+int(n):], true
 }
 
 // checkKeyFunc returns WithPartitionKey's function for a Pusher of T.

@@ -17,9 +17,11 @@ type kjob struct {
 
 func kjobKey(j kjob) string { return j.Key }
 
-// keyLog records, per puller, the jobs its handler finished, in order.
+// keyLog records the jobs the handlers finished, in the order they
+// finished, overall and per puller.
 type keyLog struct {
 	mu   sync.Mutex
+	all  []kjob
 	by   map[string][]kjob // puller name -> jobs done, in the order done
 	n    int
 	seen map[kjob]bool
@@ -29,6 +31,7 @@ func newKeyLog() *keyLog { return &keyLog{by: map[string][]kjob{}, seen: map[kjo
 
 func (l *keyLog) add(who string, j kjob) {
 	l.mu.Lock()
+	l.all = append(l.all, j)
 	l.by[who] = append(l.by[who], j)
 	if !l.seen[j] {
 		l.seen[j] = true
@@ -63,12 +66,20 @@ func (l *keyLog) owners() map[string][]string {
 	return out
 }
 
-// checkOrder fails unless every puller did each key's jobs in push order
-// (a repeat of the job just done, a redelivery, is allowed).
+// checkOrder fails unless each key's jobs finished in push order, over
+// all pullers and on each (a repeat of the job just done, a redelivery,
+// is allowed).
 func (l *keyLog) checkOrder(t *testing.T) {
 	t.Helper()
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	last := map[string]int{}
+	for _, j := range l.all {
+		if prev, ok := last[j.Key]; ok && j.Seq < prev {
+			t.Fatalf("job %d of key %s finished after job %d", j.Seq, j.Key, prev)
+		}
+		last[j.Key] = j.Seq
+	}
 	for who, jobs := range l.by {
 		last := map[string]int{}
 		for _, j := range jobs {
@@ -496,5 +507,59 @@ func TestPartitionKeyFuncType(t *testing.T) {
 	}
 	if _, err := NewPuller(func(context.Context, int) error { return nil }, WithPartitionKey(func(int) string { return "" })); err == nil {
 		t.Fatal("WithPartitionKey accepted by a Puller")
+	}
+}
+
+// Keyed jobs left in an outbox keep their keys: the next Pusher on the
+// directory (here with no key function of its own) delivers each key's
+// jobs to one puller, in order.
+func TestPartitionOutboxKeepsKeys(t *testing.T) {
+	dir := t.TempDir()
+	first, err := NewPusher[kjob](WithAck(), WithOutbox(dir, OutboxSync), WithPartitionKey(kjobKey))
+	if err != nil {
+		t.Fatal(err)
+	}
+	const nkeys, perKey = 21, 10
+	keys := keyNames(nkeys)
+	for seq := range perKey {
+		for _, k := range keys {
+			if err := first.Push(ctxT(t), kjob{Key: k, Seq: seq}); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if err := first.Close(); err != nil {
+		t.Fatal(err)
+	}
+	push, err := NewPusher[kjob](WithBind(loopback), WithAck(), WithOutbox(dir, OutboxSync))
+	push = cleanup(t, push, err)
+	if push.ack.recovered != nkeys*perKey {
+		t.Fatalf("recovered %d jobs, want %d", push.ack.recovered, nkeys*perKey)
+	}
+	r := &partitionRig{t: t, acked: true, push: push, log: newKeyLog(), pullers: map[string]*Puller[kjob]{}}
+	for i := range 4 {
+		r.add(fmt.Sprint("worker-", i), nil)
+	}
+	if err := push.Drain(ctxT(t)); err != nil {
+		t.Fatal(err)
+	}
+	if n := r.log.distinct(); n != nkeys*perKey {
+		t.Fatalf("%d of %d jobs done", n, nkeys*perKey)
+	}
+	// The first puller to say hello owns every key until the others
+	// come, so keys move, but each only between two of its jobs.
+	r.log.checkOrder(t)
+	seen := map[string]int{}
+	r.log.mu.Lock()
+	defer r.log.mu.Unlock()
+	for _, jobs := range r.log.by {
+		for _, j := range jobs {
+			seen[j.Key]++
+		}
+	}
+	for _, k := range keys {
+		if seen[k] != perKey {
+			t.Fatalf("key %s: %d jobs done, want %d", k, seen[k], perKey)
+		}
 	}
 }

@@ -203,7 +203,11 @@ func (p *Pusher[T]) pushAcked(ctx context.Context, v T, opts []CallOption, rc *R
 		rc.id = id
 	}
 	if p.ack.store != nil {
-		if err := p.ack.storeJob(ctx, id, frame); err != nil {
+		rec := frame
+		if keyed {
+			rec = keyedRecord(key, frame)
+		}
+		if err := p.ack.storeJob(ctx, id, rec); err != nil {
 			return err
 		}
 	}
