@@ -506,26 +506,27 @@ func BenchmarkRequesterAttachToSend(b *testing.B) {
 }
 
 // BenchmarkPartitionedPipeline compares, side by side, a Pusher whose
-// 64-byte messages carry partition keys (1024 keys in turn, from
-// WithPartitionKey's function or a PartitionKey call option) with the
-// same Pusher unpartitioned, fire-and-forget and acked, over two
-// one-worker pullers.
+// 64-byte messages carry partition keys (from WithPartitionKey's function,
+// or a PartitionKey call option) with the same Pusher unpartitioned,
+// fire-and-forget and acked, over two one-worker pullers. The keys take
+// turns: 1024 of them (acked, with 512 jobs in flight, a key's next job
+// nearly always waits for the one before it), or 65536.
 func BenchmarkPartitionedPipeline(b *testing.B) {
 	for _, acked := range []bool{false, true} {
 		mode := "fire-and-forget"
 		if acked {
 			mode = "acked"
 		}
-		for _, keyed := range []string{"none", "func", "option"} {
+		for _, keyed := range []string{"none", "func", "option", "func-65536"} {
 			b.Run(mode+"/key="+keyed, func(b *testing.B) { benchPartitioned(b, acked, keyed, 2) })
 		}
 	}
 }
 
 // benchKeys are the partition keys BenchmarkPartitionedPipeline cycles
-// through.
+// through: the first 1024, or all.
 var benchKeys = func() []string {
-	keys := make([]string, 1024)
+	keys := make([]string, 65536)
 	for i := range keys {
 		keys[i] = fmt.Sprintf("account-%d", i)
 	}
@@ -544,6 +545,10 @@ func (m kmsg) MarshalMsg(b []byte) ([]byte, error) {
 
 func benchPartitioned(b *testing.B, acked bool, keyed string, pullers int) {
 	opts := []Option{WithBind(loopback)}
+	nkeys := 1024
+	if keyed == "func-65536" {
+		keyed, nkeys = "func", len(benchKeys)
+	}
 	if keyed == "func" {
 		opts = append(opts, WithPartitionKey(func(m kmsg) string { return m.key }))
 	}
@@ -574,7 +579,7 @@ func benchPartitioned(b *testing.B, acked bool, keyed string, pullers int) {
 	b.ResetTimer()
 	start, cpu0 := time.Now(), cpuTime()
 	for i := range b.N {
-		m := kmsg{key: benchKeys[i%len(benchKeys)], body: payload}
+		m := kmsg{key: benchKeys[i%nkeys], body: payload}
 		if keyed == "option" {
 			err = push.Push(ctx, m, PartitionKey(m.key))
 		} else {
