@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -367,16 +368,14 @@ func TestPartitionAckedPullerLostKeepsOrder(t *testing.T) {
 	for i := range 4 {
 		r.add(fmt.Sprint("worker-", i), nil)
 	}
-	stuck := make(chan struct{})
-	var once sync.Once
+	// The victim does its first 20 jobs, then holds every job it gets.
+	var done atomic.Int64
 	held := make(chan struct{}, 1000)
 	victim := r.add("victim", func(ctx context.Context, j kjob) error {
-		select {
-		case <-stuck:
+		if done.Add(1) > 20 {
 			held <- struct{}{}
 			<-ctx.Done() // never finishes: lost with the puller
 			return ctx.Err()
-		default:
 		}
 		r.log.add("victim", j)
 		return nil
@@ -384,9 +383,6 @@ func TestPartitionAckedPullerLostKeepsOrder(t *testing.T) {
 	const nkeys, perKey = 100, 30
 	keys := keyNames(nkeys)
 	for seq := range perKey {
-		if seq == perKey/3 {
-			once.Do(func() { close(stuck) })
-		}
 		for _, k := range keys {
 			if err := r.push.Push(ctxT(t), kjob{Key: k, Seq: seq}); err != nil {
 				t.Fatal(err)

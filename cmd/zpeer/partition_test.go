@@ -64,7 +64,7 @@ func checkKeyOrder(t *testing.T, lines []string, nkeys, perKey int) {
 // was acknowledged, after its command exited).
 func TestPushKeySepAckSurvivesSIGKILL(t *testing.T) {
 	t.Parallel()
-	const nkeys, perKey = 20, 25
+	const nkeys, perKey = 40, 15 // 40 keys: every worker owns some (a given one owns none with odds of 0.75^40)
 	log := filepath.Join(t.TempDir(), "done.log")
 	push := start(t, keyedLines(nkeys, perKey, 5), "push", "--ack", "--bind", local, "--key-sep", ":", "--timeout", "60s")
 	ep := push.endpoint()
