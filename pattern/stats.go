@@ -65,7 +65,7 @@ type Stats struct {
 	// Sources is, for a Subscriber, the delivery figures per publisher.
 	Sources []SourceStats
 	// Peers is, for a Publisher, the delivery figures per subscriber, and
-	// for an acked Pusher, per puller.
+	// for a Pusher, per puller.
 	Peers []PeerStats
 	// Socket aggregates the counters of the pattern's sockets.
 	Socket socket.Counters
