@@ -18,7 +18,7 @@ import (
 // ignored.
 type Option func(*options) error
 
-type optBit uint32
+type optBit uint64
 
 const (
 	oBind optBit = 1 << iota
@@ -48,6 +48,7 @@ const (
 	oOutboxBytes
 	oLastValue
 	oHeartbeat
+	oPartition
 )
 
 var optNames = map[optBit]string{
@@ -61,6 +62,7 @@ var optNames = map[optBit]string{
 	oLastValue: "WithLastValue",
 	oBorrow:    "WithBorrowedValues",
 	oHeartbeat: "WithStateHeartbeat",
+	oPartition: "WithPartitionKey",
 }
 
 // options common to every pattern.
@@ -101,6 +103,7 @@ type options struct {
 	lastValue       int // Publisher: topics in the last-value cache (0: none)
 	// StateServer: the interval between heartbeats (WithStateHeartbeat)
 	heartbeat time.Duration
+	keyFunc   any // Pusher: WithPartitionKey's func(T) string
 }
 
 func defaultOptions() options {
