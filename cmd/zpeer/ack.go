@@ -214,10 +214,14 @@ func (s *session) awaitAcks(ctx context.Context, push *pattern.Pusher[job]) erro
 	}
 }
 
-// runAckPull processes jobs until --count, or --timeout without one.
+// runAckPull processes jobs until --count, or --timeout without one. A
+// job is acknowledged (its handler returns nil) once its effect is out of
+// the process: its line written to standard output, or --exec exited 0 and
+// its output written.
 func (s *session) runAckPull(ctx context.Context) error {
 	done := make(chan struct{})
 	got := make(chan struct{}, 1)
+	failed := make(chan error, 1) // standard output failed
 	var started atomic.Uint64
 	handler := func(hctx context.Context, v job) error {
 		if n := started.Add(1); s.o.count > 0 && n > uint64(s.o.count) {
@@ -228,6 +232,12 @@ func (s *session) runAckPull(ctx context.Context) error {
 		m := &message{env: codec.Envelope{Body: v}}
 		if err := s.work(hctx, m); err != nil {
 			started.Add(^uint64(0))
+			if isOutputError(err) {
+				select {
+				case failed <- err:
+				default:
+				}
+			}
 			return err
 		}
 		if n := s.recvd.Add(1); s.o.count > 0 && n == uint64(s.o.count) {
@@ -251,6 +261,8 @@ func (s *session) runAckPull(ctx context.Context) error {
 		select {
 		case <-done:
 			return nil
+		case err := <-failed:
+			return fmt.Errorf("writing output: %w", err)
 		case <-got:
 			idle.reset()
 		case <-idle.c:
@@ -265,12 +277,13 @@ func (s *session) runAckPull(ctx context.Context) error {
 }
 
 // work processes one job of pull --ack: prints it, or runs --exec on it,
-// whose output is printed; a nil error acknowledges it.
+// whose output is printed, and returns once that output is out of the
+// process; a nil error acknowledges it.
 func (s *session) work(ctx context.Context, m *message) error {
 	if s.o.exec == "" {
-		return s.print(m)
+		return s.printOut(m)
 	}
-	err := s.execOn(ctx, m)
+	err := s.execOn(ctx, m, true)
 	if err != nil && ctx.Err() == nil && !isOutputError(err) {
 		s.logf("--exec: %v; the job goes back to the pusher", err)
 	}
