@@ -66,13 +66,16 @@ func (a *app) runSocket(ctx context.Context, sc sockCmd, o *sockOpts, args []str
 			s.headers[k] = v
 		}
 	}
-	if !o.ack.on { // the acked pipeline's sockets are pattern's
-		if err := s.open(ctx, true); err != nil {
-			return err
-		}
-	}
+	// The status line is set before anything runs that may log: discovery
+	// and socket events log from their own goroutines (logf reads it).
 	if !sameTerminal(a.stdout, a.stderr) {
 		s.status = startStatus(a.stderr, &a.errMu, 250*time.Millisecond, s.statusText)
+	}
+	if !o.ack.on { // the acked pipeline's sockets are pattern's
+		if err := s.open(ctx, true); err != nil {
+			s.status.Stop()
+			return err
+		}
 	}
 	defer func() {
 		s.status.Stop()
