@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/hex"
 	"encoding/json"
+	"fmt"
 	"net"
 	"os"
 	"path/filepath"
@@ -444,16 +445,25 @@ func oneLine(t *testing.T, stderr, want string) {
 	}
 }
 
-// closedPort returns a tcp endpoint on 127.0.0.1 that nothing listens on.
+// closedPort returns a tcp endpoint on 127.0.0.1 that nothing listens on
+// until the test ends: a socket bound to it without SO_REUSEADDR and not
+// listening holds the port (no parallel test can bind it, the kernel does
+// not hand it out), and a connection to it is refused.
 func closedPort(t *testing.T) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
-	ep := "tcp://" + ln.Addr().String()
-	ln.Close()
-	return ep
+	t.Cleanup(func() { syscall.Close(fd) })
+	if err := syscall.Bind(fd, &syscall.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
+		t.Fatal(err)
+	}
+	sa, err := syscall.Getsockname(fd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fmt.Sprintf("tcp://127.0.0.1:%d", sa.(*syscall.SockaddrInet4).Port)
 }
 
 var _ = context.Background
