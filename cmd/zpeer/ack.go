@@ -150,7 +150,7 @@ func (s *session) runAckPush(ctx context.Context, args []string) error {
 	for _, ep := range push.Endpoints() {
 		s.a.errorf("bound %s", ep)
 	}
-	if n := push.Stats().Pending; n > 0 {
+	if n := leftInStore(push); n > 0 {
 		s.a.errorf("%d jobs left in %s go first", n, s.o.ack.store)
 	}
 	var headers []pattern.CallOption
@@ -187,6 +187,25 @@ func (s *session) runAckPush(ctx context.Context, args []string) error {
 		return fmt.Errorf("%d of %d jobs dead (never acknowledged)", n, s.sent.Load())
 	}
 	return nil
+}
+
+// leftInStore is how many jobs the Pusher took back from its outbox when it
+// started, before this push added any. Workers waiting for the pusher may
+// have settled some already (it is bound): those are counted from Acked
+// and Dead. Stats reads the counters before Pending, so one sum can miss an
+// ack that lands between the two reads: the sum is taken again until the
+// Pending of an earlier Stats gives the same total.
+func leftInStore(push *pattern.Pusher[job]) int {
+	var n int
+	for range 100 {
+		a, b := push.Stats(), push.Stats()
+		settled := int(b.Acked + b.Dead)
+		n = b.Pending + settled
+		if a.Pending+settled == n { // a.Pending was read before b's counters
+			return n
+		}
+	}
+	return n
 }
 
 // awaitAcks waits until every job pushed is settled, failing when jobs

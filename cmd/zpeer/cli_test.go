@@ -426,9 +426,9 @@ func TestVersion(t *testing.T) {
 	if code != 0 || !strings.HasPrefix(out, "zpeer ") || !strings.Contains(out, "go1.") {
 		t.Fatalf("exit %d, output %q", code, out)
 	}
-	out2, _, _ := zpeer(t, "", "--version")
-	if !strings.HasPrefix(out2, "zpeer ") {
-		t.Fatalf("--version: %q", out2)
+	out2, _, code := zpeer(t, "", "--version")
+	if code != 0 || out2 != out {
+		t.Fatalf("--version: exit %d, %q; zpeer version printed %q", code, out2, out)
 	}
 }
 
