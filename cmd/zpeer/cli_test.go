@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -467,3 +468,22 @@ func closedPort(t *testing.T) string {
 }
 
 var _ = context.Background
+
+// The root help names every socket command (pair was once left out).
+func TestRootHelpListsSocketCommands(t *testing.T) {
+	t.Parallel()
+	out, _, code := zpeer(t, "", "--help")
+	m := regexp.MustCompile(`The socket commands \(([a-z ]+)\)`).FindStringSubmatch(out)
+	if code != 0 || m == nil {
+		t.Fatalf("root help (exit %d) has no list of socket commands:\n%s", code, out)
+	}
+	listed := strings.Fields(m[1])
+	for _, c := range (&app{}).socketCommands() {
+		if !slices.Contains(listed, c.Name()) {
+			t.Errorf("root help's socket commands %q leave out %s", listed, c.Name())
+		}
+	}
+	if !slices.Contains(listed, "pair") {
+		t.Errorf("root help's socket commands %q leave out pair", listed)
+	}
+}

@@ -139,3 +139,39 @@ func TestSecurityFlagErrors(t *testing.T) {
 		}
 	}
 }
+
+// Issue 19 item 5: keygen takes a path as ssh-keygen -f does, and a
+// directory that is not there is reported as such.
+func TestKeygenPath(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	if err := os.Mkdir(filepath.Join(dir, "keys"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	out, stderr, code := zpeer(t, "", "keygen", "--dir", dir, "keys/server")
+	if code != 0 {
+		t.Fatalf("keygen keys/server: exit %d: %s", code, stderr)
+	}
+	c, err := socket.ReadCertificate(filepath.Join(dir, "keys", "server.key_secret"))
+	if err != nil || strings.TrimSpace(out) != c.Public.String() || c.Metadata["name"] != "server" {
+		t.Fatalf("keygen keys/server wrote %+v (%v), printed %q", c, err, out)
+	}
+	abs := filepath.Join(dir, "keys", "worker")
+	if _, stderr, code := zpeer(t, "", "keygen", abs); code != 0 {
+		t.Fatalf("keygen %s: exit %d: %s", abs, code, stderr)
+	}
+	if _, err := socket.ReadCertificate(abs + ".key_secret"); err != nil {
+		t.Fatal(err)
+	}
+	missing := filepath.Join(dir, "nonexistent")
+	_, stderr, code = zpeer(t, "", "keygen", "--dir", missing, "server")
+	if code != exitFailure {
+		t.Fatalf("keygen --dir %s: exit %d, want 1", missing, code)
+	}
+	oneLine(t, stderr, "zpeer: write "+filepath.Join(missing, "server.key")+": no such file or directory")
+	_, stderr, code = zpeer(t, "", "keygen", "keys/")
+	if code != exitUsage {
+		t.Fatalf("keygen keys/: exit %d, want 2", code)
+	}
+	oneLine(t, stderr, `keygen PATH: "keys/" does not name a file`)
+}
