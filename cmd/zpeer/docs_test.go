@@ -184,6 +184,25 @@ func TestReadmeGo(t *testing.T) {
 	if want := namedBlock(t, "README.md", "readme-go-output"); stdout.String() != want {
 		t.Fatalf("it printed\n%s\nthe README says\n%s", stdout.String(), want)
 	}
+
+	// The swaps the comments suggest ("X // or: Y") compile too.
+	src := namedBlock(t, "README.md", "readme-go")
+	swaps := regexp.MustCompile(`(?m)^(\s*)(.+?) // or: (.+)$`).FindAllStringSubmatch(src, -1)
+	if len(swaps) == 0 {
+		t.Fatal("the README's Go quick start suggests no swap (// or: ...)")
+	}
+	for _, m := range swaps {
+		alt := m[1] + strings.ReplaceAll(m[3], "; ", "\n"+m[1])
+		swapped := strings.Replace(src, m[0], alt, 1)
+		if err := os.WriteFile(filepath.Join(app, "main.go"), []byte(swapped), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		build := exec.CommandContext(ctx, goTool(), "build", "-o", os.DevNull, ".")
+		build.Dir, build.Env = app, cmd.Env
+		if out, err := build.CombinedOutput(); err != nil {
+			t.Errorf("the README's swap %q does not compile: %v\n%s", m[3], err, out)
+		}
+	}
 }
 
 // Issue 12 item 15: the README starts with how to get zpeer, and lists the
@@ -220,5 +239,54 @@ func TestReadmeStartsWithGettingZpeer(t *testing.T) {
 	sort.Strings(want)
 	if strings.Join(got, " ") != strings.Join(want, " ") {
 		t.Errorf("the README installs %v, test.sh %v", got, want)
+	}
+}
+
+// The README's list of what the socket commands take holds for each: the
+// common flags and the security flags on every one, --topic on pub and sub,
+// --json on those that print what they receive, and none of the security
+// flags on proxy (the README says it has none).
+func TestReadmeFlagClaims(t *testing.T) {
+	t.Parallel()
+	readme, err := os.ReadFile(filepath.Join(docRootRel, "README.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	text := strings.Join(strings.Fields(string(readme)), " ")
+	for _, claim := range []string{
+		"Every socket command (req rep pub sub push pull dealer router pair) takes",
+		"pub and sub take `--topic`; the commands that print what they receive (all but pub and push) take `--json`",
+		"`zpeer proxy` does not take them",
+	} {
+		if !strings.Contains(text, claim) {
+			t.Errorf("the README no longer says %q: update this test with it", claim)
+		}
+	}
+	a := &app{}
+	var names []string
+	for _, c := range a.socketCommands() {
+		names = append(names, c.Name())
+		want := []string{"bind", "connect", "codec", "count", "timeout", "discover", "iface",
+			"key", "server-key", "trust", "allow", "deny"}
+		if c.Name() == "pub" || c.Name() == "sub" {
+			want = append(want, "topic")
+		}
+		if c.Name() != "pub" && c.Name() != "push" {
+			want = append(want, "json")
+		}
+		for _, f := range want {
+			if c.Flags().Lookup(f) == nil {
+				t.Errorf("%s has no --%s", c.Name(), f)
+			}
+		}
+	}
+	if got := strings.Join(names, " "); got != "req rep pub sub push pull dealer router pair" {
+		t.Errorf("the socket commands are %s; the README lists req rep pub sub push pull dealer router pair", got)
+	}
+	proxy := a.proxyCommand()
+	for _, f := range []string{"key", "server-key", "trust", "allow", "deny"} {
+		if proxy.Flags().Lookup(f) != nil {
+			t.Errorf("proxy has --%s: the README says it takes no security flags", f)
+		}
 	}
 }
