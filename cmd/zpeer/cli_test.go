@@ -120,7 +120,7 @@ func TestReqFailsOverToSecondReplier(t *testing.T) {
 	// The first request goes to whichever replier connected first; with
 	// retries, every request ends up answered by the live one.
 	out, stderr, code := zpeer(t, "", "req", "--connect", deadEP, "--connect", liveEP, "--peers", "2",
-		"--timeout", "500ms", "--retries", "3", "a", "b", "c")
+		"--timeout", "1s", "--retries", "3", "a", "b", "c")
 	if code != 0 {
 		t.Fatalf("exit %d; stderr %q", code, stderr)
 	}

@@ -267,9 +267,10 @@ func ctxTimeout(t *testing.T, d time.Duration) context.Context {
 // other, and both say so instead of waiting in silence.
 func TestAckMismatchSaysWhy(t *testing.T) {
 	t.Parallel()
-	push := start(t, "", "push", "--ack", "--bind", local, "--timeout", "2s", "job")
+	// The timeouts leave a cold pull process time to start and be refused.
+	push := start(t, "", "push", "--ack", "--bind", local, "--timeout", "5s", "job")
 	ep := push.endpoint()
-	pull := start(t, "", "pull", "--connect", ep, "--timeout", "2s")
+	pull := start(t, "", "pull", "--connect", ep, "--timeout", "5s")
 	if code := push.wait(); code != exitFailure {
 		t.Fatalf("push --ack: exit %d, want 1", code)
 	}
