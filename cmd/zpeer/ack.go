@@ -37,7 +37,7 @@ func (o *ackOpts) addFlags(f *pflag.FlagSet, typ socket.Type) {
 		f.StringVar(&o.store, "store", "", "--ack: keep each job on disk in `DIR` until a worker acknowledges it; the jobs a push that died left there go first in the next push --ack --store DIR")
 		f.DurationVar(&o.storeBatch, "store-batch", 0, "--store: write jobs to disk every `D` rather than each before it is taken (faster; a crash loses the jobs of the last D)")
 	case socket.PULL:
-		f.BoolVar(&o.on, "ack", false, "be a worker of \"push --ack\": connect, acknowledge each job when done (--exec: when CMD exits 0)")
+		f.BoolVar(&o.on, "ack", false, "be a worker of \"push --ack\": connect, acknowledge each job once its line is written to standard output (--exec: once CMD exited 0 and its output is written)")
 		f.IntVar(&o.credit, "credit", 1, "--ack: hold up to `N` unacknowledged jobs (1: the others wait at the pusher, free for other workers)")
 	}
 }

@@ -94,6 +94,10 @@ func TestCurveDiscoverTrust(t *testing.T) {
 	if r.Event != "up" || r.Curve != pub.String() || r.Trusted == nil || !*r.Trusted {
 		t.Fatalf("peers shows %s curve %q trusted %v", r.Event, r.Curve, r.Trusted)
 	}
+	// The Z85 key as it is, <, > and & included (no HTML escapes).
+	if !strings.Contains(js, `"curve":"`+pub.String()+`"`) {
+		t.Errorf("peers --json does not write the key %s as it is: %s", pub, js)
+	}
 
 	// Trusting another key: the server is seen but never connected to.
 	// -v logs from discovery's goroutine: a data race there exits 66.
