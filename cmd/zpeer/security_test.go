@@ -105,7 +105,7 @@ func TestCurveDiscoverTrust(t *testing.T) {
 	if code != exitFailure {
 		t.Fatalf("untrusting client: exit %d, want 1; stderr %q", code, stderr)
 	}
-	declined := regexp.MustCompile(`^zpeer: not connecting to tcp://127\.0\.0\.1:\d+ \(.+\): discovery: peer declined: .+: key \S+ is not trusted$`)
+	declined := regexp.MustCompile(`^zpeer: not connecting to tcp://127\.0\.0\.1:\d+ \(.+\): discovery: peer declined: .+key \S+ is not trusted$`)
 	lines := strings.Split(strings.TrimRight(stderr, "\n"), "\n")
 	if n := len(lines); n < 2 || !declined.MatchString(lines[0]) ||
 		lines[n-1] != "zpeer: no peer: no peer took the request within 3s, 1 attempt" {
