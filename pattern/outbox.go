@@ -74,7 +74,7 @@ func (a *ackPusher[T]) openOutbox() error {
 	st, err := outbox.Open(a.o.outboxDir, outbox.WithInterval(a.o.outboxMode.interval),
 		outbox.WithMaxMessages(a.o.maxPending), outbox.WithMaxBytes(a.o.outboxBytes))
 	if err != nil {
-		return fmt.Errorf("%w: %w", ErrOutbox, err)
+		return outboxError(err)
 	}
 	a.store = st
 	err = st.Replay(func(id outbox.ID, frame []byte) error {
@@ -115,6 +115,20 @@ func (a *ackPusher[T]) openOutbox() error {
 	return err
 }
 
+// outboxError wraps an error of the outbox (whose text starts "outbox: ")
+// in ErrOutbox, saying "outbox" once: "pattern: outbox: directory in use".
+func outboxError(err error) error {
+	return &wrapError{msg: "pattern: " + err.Error(), errs: []error{ErrOutbox, err}}
+}
+
+type wrapError struct {
+	msg  string
+	errs []error
+}
+
+func (e *wrapError) Error() string   { return e.msg }
+func (e *wrapError) Unwrap() []error { return e.errs }
+
 // storeJob writes a job to the outbox before Push returns.
 func (a *ackPusher[T]) storeJob(ctx context.Context, id codec.ID, frame []byte) error {
 	err := a.store.Append(ctx, outbox.ID(id), frame)
@@ -129,7 +143,7 @@ func (a *ackPusher[T]) storeJob(ctx context.Context, id codec.ID, frame []byte) 
 		a.store.Ack(outbox.ID(id)) // maybe durable: withdraw it
 		return ctxError(ctx)
 	default:
-		return fmt.Errorf("%w: %w", ErrOutbox, err)
+		return outboxError(err)
 	}
 }
 

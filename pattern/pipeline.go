@@ -305,7 +305,7 @@ func (p *Pusher[T]) Close() error {
 		p.ack.abandon()
 		if p.ack.store != nil {
 			if serr := p.ack.store.Close(); serr != nil && err == nil {
-				err = fmt.Errorf("%w: %w", ErrOutbox, serr)
+				err = outboxError(serr)
 			}
 		}
 	}

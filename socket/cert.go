@@ -242,24 +242,33 @@ func zplName(s string) bool {
 // notwithstanding): through a temporary file renamed into place, so that a
 // secret never sits in a file with wider permissions.
 func writeFileMode(path string, data []byte, perm fs.FileMode) error {
+	fail := func(err error) error {
+		// An I/O error, not a bad certificate: said with the file's name,
+		// not the temporary one's.
+		var pe *fs.PathError
+		if errors.As(err, &pe) {
+			err = pe.Err
+		}
+		return fmt.Errorf("socket: write %s: %w", path, err)
+	}
 	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp*")
 	if err != nil {
-		return fmt.Errorf("%w: %w", ErrCertificate, err)
+		return fail(err)
 	}
 	defer os.Remove(tmp.Name())
 	if err := tmp.Chmod(perm); err != nil {
 		tmp.Close()
-		return fmt.Errorf("%w: %w", ErrCertificate, err)
+		return fail(err)
 	}
 	if _, err := tmp.Write(data); err != nil {
 		tmp.Close()
-		return fmt.Errorf("%w: %w", ErrCertificate, err)
+		return fail(err)
 	}
 	if err := tmp.Close(); err != nil {
-		return fmt.Errorf("%w: %w", ErrCertificate, err)
+		return fail(err)
 	}
 	if err := os.Rename(tmp.Name(), path); err != nil {
-		return fmt.Errorf("%w: %w", ErrCertificate, err)
+		return fail(err)
 	}
 	return nil
 }

@@ -37,7 +37,7 @@ func (o *ackOpts) addFlags(f *pflag.FlagSet, typ socket.Type) {
 		f.StringVar(&o.store, "store", "", "--ack: keep each job on disk in `DIR` until a worker acknowledges it; the jobs a push that died left there go first in the next push --ack --store DIR")
 		f.DurationVar(&o.storeBatch, "store-batch", 0, "--store: write jobs to disk every `D` rather than each before it is taken (faster; a crash loses the jobs of the last D)")
 	case socket.PULL:
-		f.BoolVar(&o.on, "ack", false, "be a worker of \"push --ack\": connect, acknowledge each job when done (--exec: when CMD exits 0)")
+		f.BoolVar(&o.on, "ack", false, "be a worker of \"push --ack\": connect, acknowledge each job once its line is written to standard output (--exec: once CMD exited 0 and its output is written)")
 		f.IntVar(&o.credit, "credit", 1, "--ack: hold up to `N` unacknowledged jobs (1: the others wait at the pusher, free for other workers)")
 	}
 }
@@ -150,7 +150,7 @@ func (s *session) runAckPush(ctx context.Context, args []string) error {
 	for _, ep := range push.Endpoints() {
 		s.a.errorf("bound %s", ep)
 	}
-	if n := push.Stats().Pending; n > 0 {
+	if n := leftInStore(push); n > 0 {
 		s.a.errorf("%d jobs left in %s go first", n, s.o.ack.store)
 	}
 	var headers []pattern.CallOption
@@ -189,6 +189,25 @@ func (s *session) runAckPush(ctx context.Context, args []string) error {
 	return nil
 }
 
+// leftInStore is how many jobs the Pusher took back from its outbox when it
+// started, before this push added any. Workers waiting for the pusher may
+// have settled some already (it is bound): those are counted from Acked
+// and Dead. Stats reads the counters before Pending, so one sum can miss an
+// ack that lands between the two reads: the sum is taken again until the
+// Pending of an earlier Stats gives the same total.
+func leftInStore(push *pattern.Pusher[job]) int {
+	var n int
+	for range 100 {
+		a, b := push.Stats(), push.Stats()
+		settled := int(b.Acked + b.Dead)
+		n = b.Pending + settled
+		if a.Pending+settled == n { // a.Pending was read before b's counters
+			return n
+		}
+	}
+	return n
+}
+
 // awaitAcks waits until every job pushed is settled, failing when jobs
 // wait with no worker connected for --timeout.
 func (s *session) awaitAcks(ctx context.Context, push *pattern.Pusher[job]) error {
@@ -214,10 +233,14 @@ func (s *session) awaitAcks(ctx context.Context, push *pattern.Pusher[job]) erro
 	}
 }
 
-// runAckPull processes jobs until --count, or --timeout without one.
+// runAckPull processes jobs until --count, or --timeout without one. A
+// job is acknowledged (its handler returns nil) once its effect is out of
+// the process: its line written to standard output, or --exec exited 0 and
+// its output written.
 func (s *session) runAckPull(ctx context.Context) error {
 	done := make(chan struct{})
 	got := make(chan struct{}, 1)
+	failed := make(chan error, 1) // standard output failed
 	var started atomic.Uint64
 	handler := func(hctx context.Context, v job) error {
 		if n := started.Add(1); s.o.count > 0 && n > uint64(s.o.count) {
@@ -228,6 +251,12 @@ func (s *session) runAckPull(ctx context.Context) error {
 		m := &message{env: codec.Envelope{Body: v}}
 		if err := s.work(hctx, m); err != nil {
 			started.Add(^uint64(0))
+			if isOutputError(err) {
+				select {
+				case failed <- err:
+				default:
+				}
+			}
 			return err
 		}
 		if n := s.recvd.Add(1); s.o.count > 0 && n == uint64(s.o.count) {
@@ -251,6 +280,8 @@ func (s *session) runAckPull(ctx context.Context) error {
 		select {
 		case <-done:
 			return nil
+		case err := <-failed:
+			return fmt.Errorf("writing output: %w", err)
 		case <-got:
 			idle.reset()
 		case <-idle.c:
@@ -265,12 +296,13 @@ func (s *session) runAckPull(ctx context.Context) error {
 }
 
 // work processes one job of pull --ack: prints it, or runs --exec on it,
-// whose output is printed; a nil error acknowledges it.
+// whose output is printed, and returns once that output is out of the
+// process; a nil error acknowledges it.
 func (s *session) work(ctx context.Context, m *message) error {
 	if s.o.exec == "" {
-		return s.print(m)
+		return s.printOut(m)
 	}
-	err := s.execOn(ctx, m)
+	err := s.execOn(ctx, m, true)
 	if err != nil && ctx.Err() == nil && !isOutputError(err) {
 		s.logf("--exec: %v; the job goes back to the pusher", err)
 	}

@@ -79,12 +79,10 @@ network interface but lo.`,
 				return err
 			}
 			if asJSON {
-				b, err := json.MarshalIndent(sum, "", "  ")
-				if err != nil {
-					return err
-				}
-				_, err = fmt.Fprintf(a.stdout, "%s\n", b)
-				return err
+				enc := json.NewEncoder(a.stdout)
+				enc.SetEscapeHTML(false)
+				enc.SetIndent("", "  ")
+				return enc.Encode(sum)
 			}
 			_, err = fmt.Fprint(a.stdout, sum.Text())
 			return err

@@ -9,6 +9,7 @@ import (
 	"regexp"
 	"sort"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -123,6 +124,10 @@ func TestDocCodeBlocksRunOrAreFragments(t *testing.T) {
 			case b.name == "":
 				t.Errorf("%s:%d: a ```%s block neither run by a test nor marked <!-- begin fragment -->", file, b.line, b.info)
 			case b.name == "fragment":
+			case isDocProgram(b.name):
+				if file == "README.md" {
+					t.Errorf("%s:%d: %q: doc-go- and doc-sh- blocks are for docs/ (the README's have their own tests)", file, b.line, b.name)
+				}
 			case !bytes.Contains(tests.Bytes(), []byte(`"`+b.name+`"`)):
 				t.Errorf("%s:%d: block %q is run by no test (no test names it)", file, b.line, b.name)
 			}
@@ -184,6 +189,25 @@ func TestReadmeGo(t *testing.T) {
 	if want := namedBlock(t, "README.md", "readme-go-output"); stdout.String() != want {
 		t.Fatalf("it printed\n%s\nthe README says\n%s", stdout.String(), want)
 	}
+
+	// The swaps the comments suggest ("X // or: Y") compile too.
+	src := namedBlock(t, "README.md", "readme-go")
+	swaps := regexp.MustCompile(`(?m)^(\s*)(.+?) // or: (.+)$`).FindAllStringSubmatch(src, -1)
+	if len(swaps) == 0 {
+		t.Fatal("the README's Go quick start suggests no swap (// or: ...)")
+	}
+	for _, m := range swaps {
+		alt := m[1] + strings.ReplaceAll(m[3], "; ", "\n"+m[1])
+		swapped := strings.Replace(src, m[0], alt, 1)
+		if err := os.WriteFile(filepath.Join(app, "main.go"), []byte(swapped), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		build := exec.CommandContext(ctx, goTool(), "build", "-o", os.DevNull, ".")
+		build.Dir, build.Env = app, cmd.Env
+		if out, err := build.CombinedOutput(); err != nil {
+			t.Errorf("the README's swap %q does not compile: %v\n%s", m[3], err, out)
+		}
+	}
 }
 
 // Issue 12 item 15: the README starts with how to get zpeer, and lists the
@@ -220,5 +244,198 @@ func TestReadmeStartsWithGettingZpeer(t *testing.T) {
 	sort.Strings(want)
 	if strings.Join(got, " ") != strings.Join(want, " ") {
 		t.Errorf("the README installs %v, test.sh %v", got, want)
+	}
+}
+
+// The README's list of what the socket commands take holds for each: the
+// common flags and the security flags on every one, --topic on pub and sub,
+// --json on those that print what they receive, and none of the security
+// flags on proxy (the README says it has none).
+func TestReadmeFlagClaims(t *testing.T) {
+	t.Parallel()
+	readme, err := os.ReadFile(filepath.Join(docRootRel, "README.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	text := strings.Join(strings.Fields(string(readme)), " ")
+	for _, claim := range []string{
+		"Every socket command (req rep pub sub push pull dealer router pair) takes",
+		"pub and sub take `--topic`; the commands that print what they receive (all but pub and push) take `--json`",
+		"`zpeer proxy` does not take them",
+	} {
+		if !strings.Contains(text, claim) {
+			t.Errorf("the README no longer says %q: update this test with it", claim)
+		}
+	}
+	a := &app{}
+	var names []string
+	for _, c := range a.socketCommands() {
+		names = append(names, c.Name())
+		want := []string{"bind", "connect", "codec", "count", "timeout", "discover", "iface",
+			"key", "server-key", "trust", "allow", "deny"}
+		if c.Name() == "pub" || c.Name() == "sub" {
+			want = append(want, "topic")
+		}
+		if c.Name() != "pub" && c.Name() != "push" {
+			want = append(want, "json")
+		}
+		for _, f := range want {
+			if c.Flags().Lookup(f) == nil {
+				t.Errorf("%s has no --%s", c.Name(), f)
+			}
+		}
+	}
+	if got := strings.Join(names, " "); got != "req rep pub sub push pull dealer router pair" {
+		t.Errorf("the socket commands are %s; the README lists req rep pub sub push pull dealer router pair", got)
+	}
+	proxy := a.proxyCommand()
+	for _, f := range []string{"key", "server-key", "trust", "allow", "deny"} {
+		if proxy.Flags().Lookup(f) != nil {
+			t.Errorf("proxy has --%s: the README says it takes no security flags", f)
+		}
+	}
+}
+
+// Blocks named doc-go-NAME in the documentation are whole Go programs and
+// blocks named doc-sh-NAME shell scripts that use zpeer; a block named
+// doc-go-NAME-output (doc-sh-NAME-output) is what the program must print on
+// standard output, exactly. TestDocPrograms runs them as a reader would
+// paste them.
+func isDocProgram(name string) bool {
+	return strings.HasPrefix(name, "doc-go-") || strings.HasPrefix(name, "doc-sh-")
+}
+
+type docProgram struct {
+	file, name, text string
+	output           *string // the -output block, if any
+}
+
+// docPrograms collects the doc-go- and doc-sh- blocks of the documentation.
+func docPrograms(t *testing.T) []docProgram {
+	t.Helper()
+	var progs []docProgram
+	for _, file := range docFiles(t) {
+		doc, err := os.ReadFile(filepath.Join(docRootRel, file))
+		if err != nil {
+			t.Fatal(err)
+		}
+		blocks := parseDocBlocks(t, string(doc))
+		outputs := map[string]string{}
+		for _, b := range blocks {
+			if name, ok := strings.CutSuffix(b.name, "-output"); ok && isDocProgram(name) {
+				outputs[name] = b.text
+			}
+		}
+		for _, b := range blocks {
+			if !isDocProgram(b.name) || strings.HasSuffix(b.name, "-output") {
+				continue
+			}
+			p := docProgram{file: file, name: b.name, text: b.text}
+			if out, ok := outputs[b.name]; ok {
+				p.output = &out
+			}
+			progs = append(progs, p)
+		}
+	}
+	return progs
+}
+
+// TestDocPrograms builds every doc-go- program of the documentation in one
+// module that uses this repository (as the README's "get-unpublished" steps
+// set it up), runs each, and runs every doc-sh- script with bash -e in an
+// empty directory with the zpeer under test first on PATH.
+func TestDocPrograms(t *testing.T) {
+	t.Parallel()
+	root, err := filepath.Abs(docRootRel)
+	if err != nil {
+		t.Fatal(err)
+	}
+	progs := docPrograms(t)
+	var goProgs []docProgram
+	for _, p := range progs {
+		if strings.HasPrefix(p.name, "doc-go-") {
+			goProgs = append(goProgs, p)
+		}
+	}
+	if len(goProgs) == 0 {
+		t.Fatal("the documentation has no doc-go- program")
+	}
+	mod := t.TempDir()
+	bin := filepath.Join(mod, "bin")
+	goMod := "module example.com/docs\n\ngo 1.26.0\n\nrequire github.com/zpeer/zpeer v0.0.0-00010101000000-000000000000\n\nreplace github.com/zpeer/zpeer => " + root + "\n"
+	sum, err := os.ReadFile(filepath.Join(root, "go.sum"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	files := map[string][]byte{"go.mod": []byte(goMod), "go.sum": sum}
+	for _, p := range goProgs {
+		files[filepath.Join(p.name, "main.go")] = []byte(p.text)
+	}
+	for name, data := range files {
+		if err := os.MkdirAll(filepath.Dir(filepath.Join(mod, name)), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(mod, name), data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Offline, as TestReadmeGo: what zpeer needs is in the module cache.
+	env := append(os.Environ(), "GOWORK=off", "GOFLAGS=-mod=mod", "GOPROXY=off")
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+	build := exec.CommandContext(ctx, goTool(), "build", "-o", bin+"/", "./...")
+	build.Dir, build.Env = mod, env
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("building the documentation's Go programs: %v\n%s", err, out)
+	}
+
+	for _, p := range progs {
+		t.Run(p.name, func(t *testing.T) {
+			t.Parallel()
+			dir := t.TempDir()
+			var cmd *exec.Cmd
+			pctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+			defer cancel()
+			if strings.HasPrefix(p.name, "doc-go-") {
+				cmd = exec.CommandContext(pctx, filepath.Join(bin, p.name))
+			} else {
+				cmd = exec.CommandContext(pctx, "bash", "-e", "-c", p.text)
+				cmd.Env = append(os.Environ(), "PATH="+filepath.Dir(zpeerBin)+":"+os.Getenv("PATH"))
+				cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true} // background jobs too
+				cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
+			}
+			cmd.Dir = dir
+			// Files, not pipes: a background job a failed script leaves
+			// running must not keep Run waiting for the end of its output.
+			stdoutF, err := os.CreateTemp(t.TempDir(), "stdout")
+			if err != nil {
+				t.Fatal(err)
+			}
+			stderrF, err := os.CreateTemp(t.TempDir(), "stderr")
+			if err != nil {
+				t.Fatal(err)
+			}
+			cmd.Stdout, cmd.Stderr = stdoutF, stderrF
+			err = cmd.Run()
+			if cmd.SysProcAttr != nil && cmd.Process != nil {
+				syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) // whatever the script left running
+			}
+			stdoutF.Close()
+			stderrF.Close()
+			var stdout, stderr bytes.Buffer
+			for f, b := range map[*os.File]*bytes.Buffer{stdoutF: &stdout, stderrF: &stderr} {
+				data, rerr := os.ReadFile(f.Name())
+				if rerr != nil {
+					t.Fatal(rerr)
+				}
+				b.Write(data)
+			}
+			if err != nil {
+				t.Fatalf("%s's %s failed: %v\nstdout:\n%s\nstderr:\n%s", p.file, p.name, err, stdout.String(), stderr.String())
+			}
+			if p.output != nil && stdout.String() != *p.output {
+				t.Fatalf("%s's %s printed\n%s\nthe document says\n%s\nstderr:\n%s", p.file, p.name, stdout.String(), *p.output, stderr.String())
+			}
+		})
 	}
 }

@@ -72,21 +72,26 @@ func TestPullSkippedMessageFails(t *testing.T) {
 
 // Item 7: --timeout has one documented meaning, and an idle end after
 // messages, with no --count, is a success.
+//
+// The pusher runs first and waits, bound, for its peer: pull's --timeout
+// then measures the idle time after the messages, not how long a cold
+// process takes to start and connect.
 func TestIdleEndAfterMessagesSucceeds(t *testing.T) {
 	t.Parallel()
-	pull := start(t, "", "pull", "--bind", local, "--timeout", "500ms")
-	ep := pull.endpoint()
-	start(t, "", "push", "--connect", ep, "one", "two").mustSucceed()
+	push := start(t, "", "push", "--bind", local, "--timeout", "20s", "one", "two")
+	pull := start(t, "", "pull", "--connect", push.endpoint(), "--timeout", "1s")
+	push.mustSucceed()
 	pull.mustSucceed()
 	equalLines(t, "pull output", pull.lines(), "one", "two")
 
 	// With --count, the same idle end is a failure.
-	pull = start(t, "", "pull", "--bind", local, "--timeout", "500ms", "--count", "3")
-	ep = pull.endpoint()
-	start(t, "", "push", "--connect", ep, "one").mustSucceed()
+	push = start(t, "", "push", "--bind", local, "--timeout", "20s", "one")
+	pull = start(t, "", "pull", "--connect", push.endpoint(), "--timeout", "1s", "--count", "3")
+	push.mustSucceed()
 	if code := pull.wait(); code != exitFailure {
 		t.Fatalf("pull --count 3 after 1 message: exit %d, want 1", code)
 	}
+	oneLine(t, pull.stderr.String(), "zpeer: no message within 1s (received 1)")
 	for _, cmd := range []string{"req", "pub", "sub", "push", "pull", "rep"} {
 		out, _, _ := zpeer(t, "", cmd, "--help")
 		if !strings.Contains(strings.Join(strings.Fields(out), " "), strings.Join(strings.Fields(timeoutRule), " ")) {
@@ -262,9 +267,10 @@ func ctxTimeout(t *testing.T, d time.Duration) context.Context {
 // other, and both say so instead of waiting in silence.
 func TestAckMismatchSaysWhy(t *testing.T) {
 	t.Parallel()
-	push := start(t, "", "push", "--ack", "--bind", local, "--timeout", "2s", "job")
+	// The timeouts leave a cold pull process time to start and be refused.
+	push := start(t, "", "push", "--ack", "--bind", local, "--timeout", "5s", "job")
 	ep := push.endpoint()
-	pull := start(t, "", "pull", "--connect", ep, "--timeout", "2s")
+	pull := start(t, "", "pull", "--connect", ep, "--timeout", "5s")
 	if code := push.wait(); code != exitFailure {
 		t.Fatalf("push --ack: exit %d, want 1", code)
 	}

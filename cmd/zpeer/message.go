@@ -146,7 +146,7 @@ func (m *message) bodyText() []byte {
 	case []byte:
 		return x
 	}
-	b, err := json.Marshal(jsonable(v))
+	b, err := marshalJSON(jsonable(v))
 	if err != nil {
 		return []byte(fmt.Sprint(v))
 	}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 	"sync"
 
 	"github.com/spf13/cobra"
@@ -81,13 +82,18 @@ func runE(fn func(cmd *cobra.Command, args []string) error) func(*cobra.Command,
 }
 
 func (a *app) rootCommand() *cobra.Command {
+	sockCmds := a.socketCommands()
+	names := make([]string, len(sockCmds))
+	for i, c := range sockCmds {
+		names[i] = c.Name()
+	}
 	root := &cobra.Command{
 		Use:   "zpeer",
 		Short: "Talk to ZeroMQ peers from the shell: send, receive, discover, benchmark",
 		Long: `zpeer is the command-line side of zpeer, a brokerless messaging toolkit
 that speaks ZeroMQ's wire protocol (ZMTP 3).
 
-The socket commands (req rep pub sub push pull dealer router) send each
+The socket commands (` + strings.Join(names, " ") + `) send each
 MESSAGE argument, or else each line of standard input, as one message, and
 print each message they receive on standard output, one a line. Errors go to
 standard error. Exit codes: 0 done, 1 runtime failure, 2 bad usage, 130 or 143
@@ -104,14 +110,14 @@ when stopped by Ctrl-C or SIGTERM.`,
   zpeer demo`,
 		SilenceErrors: true,
 		SilenceUsage:  true,
-		Version:       versionString(),
+		Version:       versionLine(),
 	}
 	root.SetVersionTemplate("zpeer {{.Version}}\n")
 	// --version only: -v is every subcommand's --verbose.
 	root.Flags().Bool("version", false, "print zpeer's version")
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
 	root.CompletionOptions.HiddenDefaultCmd = true
-	for _, c := range a.socketCommands() {
+	for _, c := range sockCmds {
 		root.AddCommand(c)
 	}
 	root.AddCommand(a.peersCommand(), a.keygenCommand(), a.demoCommand(), a.benchCommand(), a.versionCommand())

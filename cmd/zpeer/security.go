@@ -326,13 +326,16 @@ var _ discovery.PeerConnector = (*discConnector)(nil)
 func (a *app) keygenCommand() *cobra.Command {
 	var dir string
 	cmd := &cobra.Command{
-		Use:   "keygen [NAME]",
+		Use:   "keygen [PATH]",
 		Short: "Make a CURVE key pair",
-		Long: `keygen makes a CURVE key pair. With NAME it writes NAME.key (the public
-certificate, mode 0644, to hand to peers) and NAME.key_secret (mode 0600, to
-keep), in the ZPL format czmq's zcert and pyzmq's zmq.auth write, and prints
-the public key. Without NAME it prints a fresh pair, public then secret.`,
+		Long: `keygen makes a CURVE key pair. With PATH (a name, or a path such as
+keys/server, as ssh-keygen -f takes it; relative to --dir) it writes
+PATH.key (the public certificate, mode 0644, to hand to peers) and
+PATH.key_secret (mode 0600, to keep), in the ZPL format czmq's zcert and
+pyzmq's zmq.auth write, and prints the public key. Existing files are never
+overwritten. Without PATH it prints a fresh pair, public then secret.`,
 		Example: `  zpeer keygen server
+  zpeer keygen keys/worker
   zpeer rep --bind 'tcp://*:5555' --key server.key_secret
   zpeer req --connect tcp://host:5555 --server-key server.key hello`,
 		Args: cobra.MaximumNArgs(1),
@@ -345,11 +348,15 @@ the public key. Without NAME it prints a fresh pair, public then secret.`,
 				fmt.Fprintf(a.stdout, "public-key = %s\nsecret-key = %s\n", kp.Public, kp.Secret.Z85())
 				return nil
 			}
-			name := args[0]
-			if name == "" || filepath.Base(name) != name {
-				return usagef("keygen NAME: a file name without directories (use --dir)")
+			path := args[0]
+			name := filepath.Base(path)
+			if path == "" || strings.HasSuffix(path, "/") || name == "." || name == ".." {
+				return usagef("keygen PATH: %q does not name a file (want NAME or DIR/NAME)", path)
 			}
-			base := filepath.Join(dir, name)
+			base := path
+			if !filepath.IsAbs(path) {
+				base = filepath.Join(dir, path)
+			}
 			for _, p := range []string{base + ".key", base + ".key_secret"} {
 				if _, err := os.Lstat(p); err == nil {
 					return usagef("keygen: %s exists; keys are not overwritten (remove it first)", p)
@@ -368,6 +375,6 @@ the public key. Without NAME it prints a fresh pair, public then secret.`,
 			return nil
 		}),
 	}
-	cmd.Flags().StringVar(&dir, "dir", ".", "write the files in `DIR`")
+	cmd.Flags().StringVar(&dir, "dir", ".", "write the files in `DIR` (a relative PATH is taken from there)")
 	return cmd
 }

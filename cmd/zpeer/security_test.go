@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -83,20 +84,37 @@ func TestCurveDiscoverTrust(t *testing.T) {
 	rep := start(t, "", "rep", "--bind", local, "--key", srv+".key_secret", "--discover", svc, "--iface", "lo", "--count", "1")
 	rep.endpoint()
 
-	js, _, code := zpeer(t, "", "peers", "--service", svc, "--iface", "lo", "--wait", "1s", "--json", "--trust", srv+".key")
+	// peers sees the server's announced key, trusted: the first event.
+	js, stderr, code := zpeer(t, "", "peers", "--service", svc, "--iface", "lo", "--watch", "--count", "1", "--json", "--trust", srv+".key", "--timeout", "20s")
 	var r peerRecord
 	if err := json.Unmarshal([]byte(strings.TrimSpace(js)), &r); code != 0 || err != nil {
-		t.Fatalf("peers --json: %q %v", js, err)
+		t.Fatalf("peers --json: exit %d, %q %v; stderr %q", code, js, err, stderr)
 	}
 	pub, _ := socket.ReadServerKey(srv + ".key")
-	if r.Curve != pub.String() || r.Trusted == nil || !*r.Trusted {
-		t.Fatalf("peers shows curve %q trusted %v", r.Curve, r.Trusted)
+	if r.Event != "up" || r.Curve != pub.String() || r.Trusted == nil || !*r.Trusted {
+		t.Fatalf("peers shows %s curve %q trusted %v", r.Event, r.Curve, r.Trusted)
+	}
+	// The Z85 key as it is, <, > and & included (no HTML escapes).
+	if !strings.Contains(js, `"curve":"`+pub.String()+`"`) {
+		t.Errorf("peers --json does not write the key %s as it is: %s", pub, js)
 	}
 
 	// Trusting another key: the server is seen but never connected to.
-	_, stderr, code := zpeer(t, "", "req", "--discover", svc, "--iface", "lo", "--trust", other+".key", "--timeout", "2s", "-v", "x")
-	if code == 0 || !strings.Contains(stderr, "not trusted") {
-		t.Fatalf("untrusting client: exit %d, stderr %q", code, stderr)
+	// -v logs from discovery's goroutine: a data race there exits 66.
+	_, stderr, code = zpeer(t, "", "req", "--discover", svc, "--iface", "lo", "--trust", other+".key", "--timeout", "3s", "-v", "x")
+	if code != exitFailure {
+		t.Fatalf("untrusting client: exit %d, want 1; stderr %q", code, stderr)
+	}
+	declined := regexp.MustCompile(`^zpeer: not connecting to tcp://127\.0\.0\.1:\d+ \(.+\): discovery: peer declined: .+key \S+ is not trusted$`)
+	lines := strings.Split(strings.TrimRight(stderr, "\n"), "\n")
+	if n := len(lines); n < 2 || !declined.MatchString(lines[0]) ||
+		lines[n-1] != "zpeer: no peer: no peer took the request within 3s, 1 attempt" {
+		t.Fatalf("untrusting client's stderr:\n%s", stderr)
+	}
+	for _, l := range lines[1 : len(lines)-1] {
+		if !declined.MatchString(l) && !strings.HasPrefix(l, "zpeer: sent 0, received 0 in ") {
+			t.Fatalf("untrusting client's stderr has %q:\n%s", l, stderr)
+		}
 	}
 	out, stderr, code := zpeer(t, "", "req", "--discover", svc, "--iface", "lo", "--trust", srv+".key", "--timeout", "20s", "hello")
 	if code != 0 || strings.TrimSpace(out) != "hello" {
@@ -124,4 +142,40 @@ func TestSecurityFlagErrors(t *testing.T) {
 			t.Errorf("zpeer %s: exit %d, stderr %q; want a usage error", strings.Join(args, " "), code, stderr)
 		}
 	}
+}
+
+// Issue 19 item 5: keygen takes a path as ssh-keygen -f does, and a
+// directory that is not there is reported as such.
+func TestKeygenPath(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	if err := os.Mkdir(filepath.Join(dir, "keys"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	out, stderr, code := zpeer(t, "", "keygen", "--dir", dir, "keys/server")
+	if code != 0 {
+		t.Fatalf("keygen keys/server: exit %d: %s", code, stderr)
+	}
+	c, err := socket.ReadCertificate(filepath.Join(dir, "keys", "server.key_secret"))
+	if err != nil || strings.TrimSpace(out) != c.Public.String() || c.Metadata["name"] != "server" {
+		t.Fatalf("keygen keys/server wrote %+v (%v), printed %q", c, err, out)
+	}
+	abs := filepath.Join(dir, "keys", "worker")
+	if _, stderr, code := zpeer(t, "", "keygen", abs); code != 0 {
+		t.Fatalf("keygen %s: exit %d: %s", abs, code, stderr)
+	}
+	if _, err := socket.ReadCertificate(abs + ".key_secret"); err != nil {
+		t.Fatal(err)
+	}
+	missing := filepath.Join(dir, "nonexistent")
+	_, stderr, code = zpeer(t, "", "keygen", "--dir", missing, "server")
+	if code != exitFailure {
+		t.Fatalf("keygen --dir %s: exit %d, want 1", missing, code)
+	}
+	oneLine(t, stderr, "zpeer: write "+filepath.Join(missing, "server.key")+": no such file or directory")
+	_, stderr, code = zpeer(t, "", "keygen", "keys/")
+	if code != exitUsage {
+		t.Fatalf("keygen keys/: exit %d, want 2", code)
+	}
+	oneLine(t, stderr, `keygen PATH: "keys/" does not name a file`)
 }

@@ -457,10 +457,32 @@ func (s *session) splitFrames(text []byte) [][]byte {
 
 // print writes one received message to standard output.
 func (s *session) print(m *message) error {
-	if s.o.json {
-		return s.out.JSON(m.record())
+	b, err := s.format(m)
+	if err != nil {
+		return err
 	}
-	return s.out.Line(m.line(s.sc.typ == socket.SUB))
+	return s.out.Line(b)
+}
+
+// printOut writes one received message to standard output and returns
+// once the line is out of the process (see lineWriter.LineOut).
+func (s *session) printOut(m *message) error {
+	b, err := s.format(m)
+	if err != nil {
+		return err
+	}
+	if err := s.out.LineOut(b); err != nil {
+		return outputError{err}
+	}
+	return nil
+}
+
+// format is the output line of one received message.
+func (s *session) format(m *message) ([]byte, error) {
+	if s.o.json {
+		return marshalJSON(m.record())
+	}
+	return m.line(s.sc.typ == socket.SUB), nil
 }
 
 // received decodes and prints one received message; a message that does
@@ -675,6 +697,11 @@ func (s *session) runRecv(ctx context.Context) error {
 		if s.sc.typ == socket.ROUTER {
 			reply = append(append([][]byte{routingID}, prefix...), reply...)
 		}
+		// A reply tells the requester its request was taken: the line
+		// printed for it leaves the process first.
+		if err := s.out.Out(); err != nil {
+			return fmt.Errorf("writing output: %w", err)
+		}
 		sctx, cancel := s.opContext(ctx)
 		err = s.socket().Send(sctx, socket.Msg{Frames: reply, Priority: s.o.priority})
 		cancel()
@@ -708,7 +735,7 @@ func (s *session) pullExec(ctx context.Context, frames [][]byte) error {
 	if m == nil {
 		return nil
 	}
-	err := s.execOn(ctx, m)
+	err := s.execOn(ctx, m, false)
 	if err != nil && !isOutputError(err) {
 		s.logf("--exec: %v", err)
 		return nil
@@ -727,11 +754,16 @@ func isOutputError(err error) bool {
 }
 
 // execOn runs --exec on m's body and prints what it writes; the error is
-// the command's (or an outputError).
-func (s *session) execOn(ctx context.Context, m *message) error {
-	out, err := s.runExec(ctx, m.bodyText())
-	if len(out) > 0 {
-		if werr := s.out.Line(out); werr != nil {
+// the command's (or an outputError). With out, it returns once that output
+// is out of the process (see lineWriter.LineOut).
+func (s *session) execOn(ctx context.Context, m *message, out bool) error {
+	text, err := s.runExec(ctx, m.bodyText())
+	if len(text) > 0 {
+		line := s.out.Line
+		if out {
+			line = s.out.LineOut
+		}
+		if werr := line(text); werr != nil {
 			return outputError{werr}
 		}
 	}

@@ -139,9 +139,10 @@ holds while the set of workers does not change.`,
 with --exec runs CMD with the message on its standard input.
 
 With --ack it is a worker of a "push --ack": it connects to the pusher and
-acknowledges each job once it is done (printed, or CMD exited 0), or hands it
-back for another worker (CMD failed). Jobs it held when it was killed go to
-the other workers.`,
+acknowledges each job once it is done and out of the process (its line
+written to standard output, or CMD exited 0 and its output written), or
+hands it back for another worker (CMD failed). Jobs it held when it was
+killed go to the other workers; none it acknowledged is lost with it.`,
 		example: `  zpeer pull --bind 'tcp://*:5557' --count 100
   zpeer pull --bind tcp://127.0.0.1:5557 --json
   zpeer pull --ack --connect tcp://127.0.0.1:5558 --exec './work.sh'`,

@@ -51,13 +51,12 @@ func TestTypedPeers(t *testing.T) {
 	}
 	defer pub.Close()
 	zsub := start(t, "", "sub", "--connect", pub.Endpoints()[0], "--count", "1", "--json")
-	// Publish until the subscription has arrived (bounded).
-	for i := 0; i < 200 && len(zsub.lines()) == 0; i++ {
-		pub.Publish(ctx, "r", Reading{"hum", 40})
-		select {
-		case <-zsub.done:
-		case <-time.After(20 * time.Millisecond):
-		}
+	// Published once the subscription has arrived, it is delivered.
+	if err := pub.WaitSubscribers(ctx, 1); err != nil {
+		t.Fatalf("zpeer sub's subscription did not arrive: %v; stderr %q", err, zsub.stderr.String())
+	}
+	if err := pub.Publish(ctx, "r", Reading{"hum", 40}); err != nil {
+		t.Fatal(err)
 	}
 	zsub.mustSucceed()
 	var r record

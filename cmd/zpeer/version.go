@@ -33,6 +33,12 @@ func versionString() string {
 	return v
 }
 
+// versionLine is what zpeer version and zpeer --version print after
+// "zpeer ": the version, then the Go version and platform it was built with.
+func versionLine() string {
+	return fmt.Sprintf("%s %s %s/%s", versionString(), runtime.Version(), runtime.GOOS, runtime.GOARCH)
+}
+
 func (a *app) versionCommand() *cobra.Command {
 	return &cobra.Command{
 		Use:     "version",
@@ -40,7 +46,7 @@ func (a *app) versionCommand() *cobra.Command {
 		Example: "  zpeer version",
 		Args:    cobra.NoArgs,
 		RunE: runE(func(cmd *cobra.Command, _ []string) error {
-			_, err := fmt.Fprintf(a.stdout, "zpeer %s %s %s/%s\n", versionString(), runtime.Version(), runtime.GOOS, runtime.GOARCH)
+			_, err := fmt.Fprintf(a.stdout, "zpeer %s\n", versionLine())
 			return err
 		}),
 	}
