@@ -925,6 +925,12 @@ func (a *ackPusher[T]) drain(ctx context.Context) error {
 
 func (a *ackPusher[T]) stats(s *Stats) {
 	s.Latency = a.lat.snapshot()
+	if a.store != nil {
+		st := a.store.Stats()
+		s.Outbox = &OutboxStats{Jobs: st.Messages, Bytes: st.Bytes, Segments: st.Segments,
+			Appends: st.Appends, Acks: st.Acks, Writes: st.Writes, Syncs: st.Syncs,
+			Recovered: a.recovered, Corrupt: st.Corrupt}
+	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	s.Pending = a.custody.len()

@@ -8,6 +8,7 @@ import (
 	"runtime/debug"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/zpeer/zpeer/codec"
 	"github.com/zpeer/zpeer/internal/outbox"
@@ -298,12 +299,13 @@ func (p *Pusher[T]) Close() error {
 // that then returns the context's error is neither acked nor nacked, and
 // the pusher redelivers the message when the connection drops.
 type Puller[T any] struct {
-	o      options
-	h      func(context.Context, T) error
-	c      counters
-	ctx    context.Context
-	cancel context.CancelFunc
-	wg     sync.WaitGroup
+	o          options
+	h          func(context.Context, T) error
+	c          counters
+	handlerLat histogram // WithHandlerTiming
+	ctx        context.Context
+	cancel     context.CancelFunc
+	wg         sync.WaitGroup
 
 	sock *socket.Socket // fire-and-forget
 	ack  *ackPuller[T]  // acknowledged
@@ -323,7 +325,7 @@ func NewPuller[T any](h func(ctx context.Context, v T) error, opts ...Option) (*
 	if h == nil {
 		return nil, optErr("NewPuller: nil handler")
 	}
-	o, err := buildOptions("Puller", oAck|oCredit|oDedup|oWorkers|oOnRefused|oBorrow, opts)
+	o, err := buildOptions("Puller", oAck|oCredit|oDedup|oWorkers|oOnRefused|oBorrow|oHandlerTiming, opts)
 	if err != nil {
 		return nil, err
 	}
@@ -405,7 +407,14 @@ func (pl *Puller[T]) handle(body []byte) (kept bool, err error) {
 		return false, err
 	}
 	logUnknownKeys[T](&pl.o, body)
+	var start time.Time
+	if pl.o.handlerTiming {
+		start = time.Now()
+	}
 	defer func() {
+		if pl.o.handlerTiming {
+			pl.handlerLat.record(time.Since(start))
+		}
 		if r := recover(); r != nil {
 			pl.c.panics.Add(1)
 			pl.o.logger.Error("pattern: puller handler panicked", "panic", r, "stack", string(debug.Stack()))
@@ -458,6 +467,7 @@ func (pl *Puller[T]) Pushers() int {
 func (pl *Puller[T]) Stats() Stats {
 	var s Stats
 	pl.c.fill(&s)
+	s.Handler = pl.handlerLat.snapshot()
 	s.Refused = pl.ref.count.Load()
 	if pl.sock != nil {
 		addSocket(&s.Socket, pl.sock.Stats())

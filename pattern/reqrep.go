@@ -684,16 +684,17 @@ func (r *Requester[Req, Resp]) Close() error {
 // Replier closes; a handler that then returns the context's error sends no
 // reply, so the requester fails over to another replier.
 type Replier[Req, Resp any] struct {
-	o       options
-	h       func(context.Context, Req) (Resp, error)
-	sock    *socket.Socket
-	ctx     context.Context
-	cancel  context.CancelFunc
-	wg      sync.WaitGroup
-	c       counters
-	disc    *joined
-	closeMu sync.Mutex
-	closed  bool
+	o          options
+	h          func(context.Context, Req) (Resp, error)
+	sock       *socket.Socket
+	ctx        context.Context
+	cancel     context.CancelFunc
+	wg         sync.WaitGroup
+	c          counters
+	handlerLat histogram // WithHandlerTiming
+	disc       *joined
+	closeMu    sync.Mutex
+	closed     bool
 }
 
 // NewReplier creates a Replier that answers with h.
@@ -704,7 +705,7 @@ func NewReplier[Req, Resp any](h func(ctx context.Context, req Req) (Resp, error
 	if h == nil {
 		return nil, optErr("NewReplier: nil handler")
 	}
-	o, err := buildOptions("Replier", oWorkers|oBorrow, opts)
+	o, err := buildOptions("Replier", oWorkers|oBorrow|oHandlerTiming, opts)
 	if err != nil {
 		return nil, err
 	}
@@ -798,7 +799,14 @@ func (rp *Replier[Req, Resp]) serve(m socket.Msg) (kept bool) {
 
 // call runs the handler, recovering a panic.
 func (rp *Replier[Req, Resp]) call(req Req) (resp Resp, err error, panicked bool) {
+	var start time.Time
+	if rp.o.handlerTiming {
+		start = time.Now()
+	}
 	defer func() {
+		if rp.o.handlerTiming {
+			rp.handlerLat.record(time.Since(start))
+		}
 		if v := recover(); v != nil {
 			rp.c.panics.Add(1)
 			rp.o.logger.Error("pattern: replier handler panicked", "panic", v, "stack", string(debug.Stack()))
@@ -826,6 +834,7 @@ func (rp *Replier[Req, Resp]) Stats() Stats {
 	var s Stats
 	rp.c.fill(&s)
 	addSocket(&s.Socket, rp.sock.Stats())
+	s.Handler = rp.handlerLat.snapshot()
 	return s
 }
 
