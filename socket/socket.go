@@ -99,9 +99,10 @@ type Socket struct {
 	closing chan struct{}
 	wg      sync.WaitGroup
 
-	stats                                       counters
-	connects, disconnects, reconnects, rejected atomic.Uint64
-	peerIDs                                     atomic.Uint64 // the last Peer.ID given
+	stats                             counters
+	connects, disconnects, reconnects atomic.Uint64
+	rejected                          rejections
+	peerIDs                           atomic.Uint64 // the last Peer.ID given
 }
 
 type listener struct {
@@ -456,7 +457,8 @@ func (s *Socket) Stats() Stats {
 		Connects:      s.connects.Load(),
 		Disconnects:   s.disconnects.Load(),
 		Reconnects:    s.reconnects.Load(),
-		Rejected:      s.rejected.Load(),
+		Rejected:      s.rejected.total(),
+		RejectedBy:    s.rejected.snapshot(),
 		EventsDropped: s.ev.dropped.Load(),
 		PerPeer:       ps,
 	}
@@ -705,7 +707,7 @@ func (s *Socket) handshakeAs(c net.Conn, ep string, server bool, l *listener) (*
 	}
 	if err != nil {
 		c.Close()
-		s.rejected.Add(1)
+		s.rejected.count(err)
 		s.opts.Logger.Info("peer rejected", "endpoint", ep, "remote", c.RemoteAddr().String(), "err", err)
 		s.ev.emit(Event{Kind: EventRejected, Endpoint: ep, Remote: c.RemoteAddr().String(), Err: err})
 		return nil, err
@@ -724,7 +726,7 @@ func (s *Socket) handshakeAs(c net.Conn, ep string, server bool, l *listener) (*
 		if err := a.admit(p); err != nil {
 			s.mu.Unlock()
 			c.Close()
-			s.rejected.Add(1)
+			s.rejected.count(errAdmit)
 			s.opts.Logger.Info("peer refused", "endpoint", ep, "remote", p.remote, "err", err)
 			s.ev.emit(Event{Kind: EventRejected, Endpoint: ep, Remote: p.remote, PeerType: p.peerType, Err: err})
 			return nil, err
@@ -804,7 +806,7 @@ func (s *Socket) detach(p *pipe, err error) {
 	if errors.Is(err, ErrProtocol) || errors.Is(err, ErrTooLarge) {
 		// Every protocol violation after the handshake ends here: one
 		// count, one log line and one event per dropped peer.
-		s.rejected.Add(1)
+		s.rejected.count(err)
 		s.opts.Logger.Warn("peer dropped", "endpoint", p.endpoint, "remote", p.remote, "err", err)
 		s.ev.emit(Event{Kind: EventRejected, Endpoint: p.endpoint, Remote: p.remote, PeerType: p.peerType, PeerID: p.routeID, Err: err})
 	}

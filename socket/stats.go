@@ -1,6 +1,9 @@
 package socket
 
-import "sync/atomic"
+import (
+	"errors"
+	"sync/atomic"
+)
 
 // Counters are message and byte counts. Bytes count frame bodies, not ZMTP
 // framing.
@@ -30,10 +33,61 @@ type Stats struct {
 	Peers         int
 	Connects      uint64 // successful handshakes
 	Disconnects   uint64
-	Reconnects    uint64 // dials after the first per endpoint
-	Rejected      uint64 // connections refused for bad greetings, handshakes, oversized or malformed frames
+	Reconnects    uint64     // dials after the first per endpoint
+	Rejected      uint64     // connections refused for bad greetings, handshakes, oversized or malformed frames
+	RejectedBy    Rejections // Rejected by cause
 	EventsDropped uint64
 	PerPeer       []PeerStats
+}
+
+// Rejections split Stats.Rejected by cause; the four add up to Rejected.
+type Rejections struct {
+	// Refused: access control said no (address filters, a client key not
+	// trusted, a server key not the expected one, a mechanism this socket
+	// does not accept): the error wraps ErrRefused.
+	Refused uint64
+	// Handshake: the handshake did not complete for another reason (a
+	// timeout, a connection closed half way, a mechanism's handshake that
+	// failed).
+	Handshake uint64
+	// Protocol: the peer broke the protocol, before or after the handshake
+	// (garbage instead of a greeting, malformed frames or commands), or
+	// sent a frame over the size limit (ErrProtocol, ErrTooLarge).
+	Protocol uint64
+	// Admission: the socket type turned the peer away after the handshake
+	// (a PAIR that already has its peer).
+	Admission uint64
+}
+
+// errAdmit marks a rejection by the socket type's admitter in rejections.count.
+var errAdmit = errors.New("socket: not admitted")
+
+type rejections struct {
+	refused, handshake, protocol, admission atomic.Uint64
+}
+
+// count counts one rejection under the cause err names.
+func (r *rejections) count(err error) {
+	switch {
+	case err == errAdmit:
+		r.admission.Add(1)
+	case errors.Is(err, ErrRefused):
+		r.refused.Add(1)
+	case errors.Is(err, ErrProtocol), errors.Is(err, ErrTooLarge):
+		r.protocol.Add(1)
+	default:
+		r.handshake.Add(1)
+	}
+}
+
+func (r *rejections) snapshot() Rejections {
+	return Rejections{Refused: r.refused.Load(), Handshake: r.handshake.Load(),
+		Protocol: r.protocol.Load(), Admission: r.admission.Load()}
+}
+
+func (r *rejections) total() uint64 {
+	s := r.snapshot()
+	return s.Refused + s.Handshake + s.Protocol + s.Admission
 }
 
 type counters struct {
