@@ -48,6 +48,7 @@ const (
 	oOutboxBytes
 	oLastValue
 	oHandlerTiming
+	oTracer
 )
 
 var optNames = map[optBit]string{
@@ -60,10 +61,11 @@ var optNames = map[optBit]string{
 	oCurve: "WithKey", oOnRefused: "WithOnRefused", oOutbox: "WithOutbox", oOutboxBytes: "WithOutboxMaxBytes",
 	oLastValue: "WithLastValue",
 	oBorrow:    "WithBorrowedValues", oHandlerTiming: "WithHandlerTiming",
+	oTracer: "WithTracer",
 }
 
 // options common to every pattern.
-const oCommon = oBind | oConnect | oSocket | oName | oLogger | oDiscovery | oCurve
+const oCommon = oBind | oConnect | oSocket | oName | oLogger | oDiscovery | oCurve | oTracer
 
 type options struct {
 	used            optBit
@@ -75,6 +77,7 @@ type options struct {
 	workers         int
 	borrow          bool
 	handlerTiming   bool
+	tracer          Tracer // nil: no tracing
 	ack             bool
 	ackTimeout      time.Duration
 	maxDeliveries   int

@@ -123,12 +123,17 @@ func NewPusher[T any](opts ...Option) (*Pusher[T], error) {
 // returns once the Pusher has taken custody of the message, blocking only
 // while WithMaxPending messages are already held; delivery, redelivery and
 // acknowledgement happen in the background (see Drain and Stats).
-func (p *Pusher[T]) Push(ctx context.Context, v T, opts ...CallOption) error {
+func (p *Pusher[T]) Push(ctx context.Context, v T, opts ...CallOption) (err error) {
 	if p.ack != nil {
 		return p.pushAcked(ctx, v, opts, nil)
 	}
 	if p.ctx.Err() != nil {
 		return ErrClosed
+	}
+	if p.o.tracer != nil {
+		var end func(error)
+		ctx, opts, end = p.o.startSend(ctx, "pusher", p.o.service, codec.ID{}, opts)
+		defer func() { end(err) }()
 	}
 	seq := p.seq.Add(1)
 	frame, mem, prio, err := encodeMsg(&p.o, p.tmpl, codec.KindData, "", codec.NewID(), seq, v, opts)
@@ -152,9 +157,14 @@ func (p *Pusher[T]) Push(ctx context.Context, v T, opts ...CallOption) error {
 
 // pushAcked is Push in acknowledged mode, with PushAsync's receipt if rc
 // is not nil.
-func (p *Pusher[T]) pushAcked(ctx context.Context, v T, opts []CallOption, rc *Receipt) error {
+func (p *Pusher[T]) pushAcked(ctx context.Context, v T, opts []CallOption, rc *Receipt) (err error) {
 	if p.ctx.Err() != nil {
 		return ErrClosed
+	}
+	if p.o.tracer != nil {
+		var end func(error)
+		ctx, opts, end = p.o.startSend(ctx, "pusher", p.o.service, codec.ID{}, opts)
+		defer func() { end(err) }()
 	}
 	// The acked pusher makes its own ids, and keeps the frame.
 	seq := p.seq.Add(1)
@@ -388,7 +398,7 @@ func (pl *Puller[T]) worker() {
 			m.Free()
 			continue
 		}
-		kept, err := pl.handle(env.Body)
+		kept, _, err := pl.handle(&env)
 		if err != nil && pl.ctx.Err() == nil {
 			pl.o.logger.Warn("pattern: puller handler failed", "id", env.ID, "err", err)
 		}
@@ -398,15 +408,23 @@ func (pl *Puller[T]) worker() {
 	}
 }
 
-// handle decodes body and runs the handler on it, recovering a panic. kept
-// reports that the value was the body itself (see takeBody).
-func (pl *Puller[T]) handle(body []byte) (kept bool, err error) {
+// handle decodes env's body and runs the handler on it, recovering a
+// panic. kept reports that the value was the body itself (see takeBody);
+// ctx is the handler's context (the process span's, with WithTracer).
+func (pl *Puller[T]) handle(env *codec.View) (kept bool, ctx context.Context, err error) {
+	body := env.Body
+	ctx = pl.ctx
 	v, kept, err := takeBodyMode[T](body, pl.o.borrow)
 	if err != nil {
 		pl.c.dropped.Add(1)
-		return false, err
+		return false, ctx, err
 	}
 	logUnknownKeys[T](&pl.o, body)
+	if pl.o.tracer != nil {
+		var end func(error)
+		ctx, end = pl.o.startRecv(ctx, OpProcess, "puller", env)
+		defer func() { end(err) }()
+	}
 	var start time.Time
 	if pl.o.handlerTiming {
 		start = time.Now()
@@ -425,7 +443,7 @@ func (pl *Puller[T]) handle(body []byte) (kept bool, err error) {
 			pl.c.errors.Add(1)
 		}
 	}()
-	return kept, pl.h(pl.ctx, v)
+	return kept, ctx, pl.h(ctx, v)
 }
 
 // Connect connects to a pusher at ep.

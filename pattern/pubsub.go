@@ -117,11 +117,16 @@ func (p *Publisher[T]) closeSocket() error {
 // Publish sends v on topic to every subscriber of a matching prefix. It
 // does not block on slow or absent subscribers; ctx is only checked for
 // cancellation. It fails with ErrClosed after Close.
-func (p *Publisher[T]) Publish(ctx context.Context, topic string, v T, opts ...CallOption) error {
+func (p *Publisher[T]) Publish(ctx context.Context, topic string, v T, opts ...CallOption) (err error) {
 	if err := ctx.Err(); err != nil {
 		return ctxError(ctx)
 	}
 	id := codec.NewID()
+	if p.o.tracer != nil {
+		var end func(error)
+		ctx, opts, end = p.o.startSend(ctx, "publisher", topic, id, opts)
+		defer func() { end(err) }()
+	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.closed {
