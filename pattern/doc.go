@@ -6,6 +6,7 @@
 //	Requester[Req, Resp] / Replier[Req, Resp]   request/reply with timeouts, retries, fail-over
 //	Publisher[T] / Subscriber[T]                topics, per-topic sequence numbers, gap detection
 //	Pusher[T] / Puller[T]                       work queues, fire-and-forget or acknowledged
+//	StateServer[T] / Mirror[T]                  replicated state: snapshot, ordered changes, re-sync (one writer)
 //
 // Values travel as MessagePack (codec.MarshalValue) in the Body of a
 // codec.Envelope, whose id, kind, priority, timestamp, sender and sequence
@@ -66,6 +67,9 @@
 //	                                          ["", envelope{Kind: ack, no ids, Headers: {"zpeer-credit": "N", "zpeer-start": "1"}}]  (hello)
 //	                                          ["", envelope{Kind: nack, ID: the message's ID, Body: str reason}]
 //	                                          ["", envelope{Kind: start, Body: bin of 16-byte ids}]  (handler started)
+//	Mirror (DEALER) -> StateServer (ROUTER)   ["", envelope{Kind: data, Type: zpeer.state.hello or zpeer.state.snapshot}]
+//	StateServer -> Mirror                     ["", envelope{Kind: reply, ID: the request's, Seq, Headers: {"zpeer-epoch"}}]  (snapshot: parts, the last with "zpeer-end")
+//	StateServer (XPUB) -> Mirror (SUB)        ["c", envelope{Seq, Body: [key, value] or [key]}], ["h", envelope{Seq: the latest}]  (change, heartbeat)
 //
 // The empty delimiter frame follows the REQ/REP convention, so a plain
 // ZeroMQ REQ socket that sends envelopes gets answers from a Replier
@@ -120,6 +124,10 @@
 // first error returned, every option error wraps ErrOption.
 //
 // # What this package is not
+//
+// Replicated state (StateServer and Mirror, see docs/patterns.md) is
+// replication from one writer, not consensus: no election, no quorum, and
+// a mirror converges to whatever its one server holds.
 //
 // It is not a broker: it keeps nothing on disk but an acked Pusher's
 // outbox (WithOutbox), which only that Pusher (or its successor on the

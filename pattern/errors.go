@@ -38,9 +38,11 @@ var (
 	ErrOption = errors.New("pattern: bad option")
 	// ErrRefused is wrapped by the error of a peer refused at the
 	// handshake because it cannot take part in the pattern: an acked
-	// Pusher or Puller facing a fire-and-forget one, say (see Refusal).
-	// A call waiting for a peer (Push, Drain) returns it when that is why
-	// no peer came.
+	// Pusher or Puller facing a fire-and-forget one, say (see Refusal),
+	// or a server that refused this pattern (its reason: "client key ...
+	// is not trusted", "mechanism mismatch: ..."). A call waiting for a
+	// peer (Request, Push, Drain) returns it when that is why no peer
+	// came.
 	ErrRefused = errors.New("pattern: peer refused")
 )
 

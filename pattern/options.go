@@ -18,7 +18,7 @@ import (
 // ignored.
 type Option func(*options) error
 
-type optBit uint32
+type optBit uint64
 
 const (
 	oBind optBit = 1 << iota
@@ -49,6 +49,7 @@ const (
 	oLastValue
 	oHandlerTiming
 	oTracer
+	oHeartbeat
 )
 
 var optNames = map[optBit]string{
@@ -61,7 +62,8 @@ var optNames = map[optBit]string{
 	oCurve: "WithKey", oOnRefused: "WithOnRefused", oOutbox: "WithOutbox", oOutboxBytes: "WithOutboxMaxBytes",
 	oLastValue: "WithLastValue",
 	oBorrow:    "WithBorrowedValues", oHandlerTiming: "WithHandlerTiming",
-	oTracer: "WithTracer",
+	oTracer:    "WithTracer",
+	oHeartbeat: "WithStateHeartbeat",
 }
 
 // options common to every pattern.
@@ -102,6 +104,8 @@ type options struct {
 	outboxBytes     int64
 	curve           curveOpts
 	lastValue       int // Publisher: topics in the last-value cache (0: none)
+	// StateServer: the interval between heartbeats (WithStateHeartbeat)
+	heartbeat time.Duration
 }
 
 func defaultOptions() options {
@@ -116,6 +120,7 @@ func defaultOptions() options {
 		maxPending:      65536,
 		maxPendingBytes: 64 << 20,
 		outboxBytes:     256 << 20,
+		heartbeat:       time.Second,
 		logger:          slog.New(slog.DiscardHandler),
 	}
 }

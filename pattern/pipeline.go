@@ -80,14 +80,14 @@ func NewPusher[T any](opts ...Option) (*Pusher[T], error) {
 	p.ctx, p.stop = context.WithCancel(context.Background())
 	if o.ack {
 		p.ack = newAckPusher(p)
-		p.ref = newRefusals(&p.o, "an acked Pusher (ROUTER)", "acked Pullers, WithAck (DEALER)")
+		p.ref = newRefusals(&p.o, "acked Pusher", "an acked Pusher (ROUTER)", "acked Pullers, WithAck (DEALER)")
 		// Credit bounds what is queued per puller, so the socket's own
 		// high-water mark need not (WithCredit allows up to 1<<20).
 		p.sock, err = newSocket(socket.ROUTER, &p.o,
 			&socket.PeerHooks{Attach: p.ack.attach, Detach: p.ack.detach, Ready: p.ack.ready},
 			socket.WithNoBlock(), socket.WithSendHWM(1<<20), p.ref.eventOption(func() int { return p.sock.Peers() }))
 	} else {
-		p.ref = newRefusals(&p.o, "a fire-and-forget Pusher (PUSH)", "fire-and-forget Pullers, without WithAck (PULL)")
+		p.ref = newRefusals(&p.o, "Pusher", "a fire-and-forget Pusher (PUSH)", "fire-and-forget Pullers, without WithAck (PULL)")
 		p.sock, err = newSocket(socket.PUSH, &p.o, nil, p.ref.eventOption(func() int { return p.sock.Peers() }))
 	}
 	if err != nil {
@@ -348,7 +348,7 @@ func NewPuller[T any](h func(ctx context.Context, v T) error, opts ...Option) (*
 	pl := &Puller[T]{o: o, h: h}
 	pl.ctx, pl.cancel = context.WithCancel(context.Background())
 	if o.ack {
-		pl.ref = newRefusals(&pl.o, "an acked Puller (DEALER)", "an acked Pusher, WithAck (ROUTER)")
+		pl.ref = newRefusals(&pl.o, "acked Puller", "an acked Puller (DEALER)", "an acked Pusher, WithAck (ROUTER)")
 		if pl.ack, err = newAckPuller(pl); err != nil {
 			pl.ref.close()
 			pl.cancel()
@@ -359,7 +359,7 @@ func NewPuller[T any](h func(ctx context.Context, v T) error, opts ...Option) (*
 			return nil, err
 		}
 	} else {
-		pl.ref = newRefusals(&pl.o, "a fire-and-forget Puller (PULL)", "a fire-and-forget Pusher, without WithAck (PUSH)")
+		pl.ref = newRefusals(&pl.o, "Puller", "a fire-and-forget Puller (PULL)", "a fire-and-forget Pusher, without WithAck (PUSH)")
 		if pl.sock, err = newSocket(socket.PULL, &pl.o, nil, pl.ref.eventOption(func() int { return pl.sock.Peers() })); err != nil {
 			pl.ref.close()
 			pl.cancel()

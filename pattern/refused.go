@@ -40,6 +40,7 @@ func WithOnRefused(fn func(Refusal)) Option {
 // WithOnRefused callback and the calls that wait for a peer.
 type refusals struct {
 	o     *options
+	name  string // "Requester", ...: the pattern, for a refusal by the peer
 	what  string // "an acked Pusher", ...
 	want  string // what it needs on the other side
 	count atomic.Uint64
@@ -53,8 +54,8 @@ type refusals struct {
 	cancel context.CancelCauseFunc
 }
 
-func newRefusals(o *options, what, want string) *refusals {
-	r := &refusals{o: o, what: what, want: want, logged: make(map[string]bool)}
+func newRefusals(o *options, name, what, want string) *refusals {
+	r := &refusals{o: o, name: name, what: what, want: want, logged: make(map[string]bool)}
 	if o.onRefused != nil {
 		r.notes = newNotifier()
 	}
@@ -94,16 +95,38 @@ func (r *refusals) event(ev socket.Event, peers func() int) {
 		}
 		r.mu.Unlock()
 	case socket.EventRejected:
-		if ev.Err == nil || !strings.Contains(ev.Err.Error(), "not compatible with") {
-			return // not a peer of the wrong kind
+		var byPeer *socket.RefusedError
+		switch {
+		case ev.Err == nil:
+		case errors.As(ev.Err, &byPeer):
+			// The peer would not have us: its reason, as it gave it.
+			r.record(ev.Endpoint, ev.Remote, fmt.Errorf("%w: the peer at %s refused %s: %s", ErrRefused, ev.Endpoint, r.self(), byPeer.Reason), peers)
+		case errors.Is(ev.Err, socket.ErrKey):
+			// A CURVE client with no (trusted) key for the server there.
+			r.record(ev.Endpoint, ev.Remote, fmt.Errorf("%w: not connecting to %s: %s", ErrRefused, ev.Endpoint, strings.TrimPrefix(ev.Err.Error(), socket.ErrKey.Error()+": ")), peers)
+		case strings.Contains(ev.Err.Error(), "not compatible with"):
+			peer := ""
+			if _, after, ok := strings.Cut(ev.Err.Error(), "peer="); ok {
+				peer, _, _ = strings.Cut(after, " ")
+				peer = strings.Trim(peer, `"`)
+			}
+			r.refuse(ev.Endpoint, ev.Remote, peer, peers)
 		}
-		peer := ""
-		if _, after, ok := strings.Cut(ev.Err.Error(), "peer="); ok {
-			peer, _, _ = strings.Cut(after, " ")
-			peer = strings.Trim(peer, `"`)
+	case socket.EventDisconnected:
+		// A NULL server's Authenticator refuses after the handshake.
+		var byPeer *socket.RefusedError
+		if errors.As(ev.Err, &byPeer) {
+			r.record(ev.Endpoint, ev.Remote, fmt.Errorf("%w: the peer at %s refused %s: %s", ErrRefused, ev.Endpoint, r.self(), byPeer.Reason), peers)
 		}
-		r.refuse(ev.Endpoint, ev.Remote, peer, peers)
 	}
+}
+
+// self names the pattern's side for a refusal by a peer ("this Requester").
+func (r *refusals) self() string {
+	if r.name != "" {
+		return "this " + r.name
+	}
+	return "this pattern"
 }
 
 // refuse records one refused peer, of socket type peer ("" if unknown).
@@ -112,7 +135,12 @@ func (r *refusals) refuse(endpoint, remote, peer string, peers func() int) {
 	if peer != "" {
 		kind = "a " + peer + " peer"
 	}
-	err := fmt.Errorf("%w: %s refused %s at %s (it needs %s)", ErrRefused, r.what, kind, endpoint, r.want)
+	r.record(endpoint, remote, fmt.Errorf("%w: %s refused %s at %s (it needs %s)", ErrRefused, r.what, kind, endpoint, r.want), peers)
+}
+
+// record counts, logs and reports one refusal, err (wrapping ErrRefused),
+// and ends the calls waiting for a peer when none is connected.
+func (r *refusals) record(endpoint, remote string, err error, peers func() int) {
 	r.count.Add(1)
 	r.mu.Lock()
 	first := !r.logged[endpoint]

@@ -63,6 +63,7 @@ type Requester[Req, Resp any] struct {
 	lat    histogram
 	seq    atomic.Uint64
 	disc   *joined
+	ref    *refusals     // repliers that refused this Requester (an untrusted key, say)
 	waits  atomic.Uint64 // times a request waited for a replier (tests)
 
 	// sent, when set (by tests, before the first Request), is called
@@ -140,11 +141,14 @@ func NewRequester[Req, Resp any](opts ...Option) (*Requester[Req, Resp], error) 
 	r := &Requester[Req, Resp]{o: o, byPeer: make(map[*socket.Peer]*reqPeer), health: make(map[string]*breaker),
 		pending: make(map[codec.ID]*call), change: make(chan struct{})}
 	r.ctx, r.cancel = context.WithCancel(context.Background())
+	r.ref = newRefusals(&r.o, "Requester", "a Requester (DEALER)", "Repliers (REP or ROUTER)")
 	r.sock, err = newSocket(socket.DEALER, &r.o,
 		&socket.PeerHooks{Attach: r.attach, Detach: r.detach, Ready: r.ready},
-		socket.WithNoBlock(), socket.WithLowLatency(true), socket.WithLinger(0))
+		socket.WithNoBlock(), socket.WithLowLatency(true), socket.WithLinger(0),
+		r.ref.eventOption(func() int { return r.sock.Peers() }))
 	if err != nil {
 		r.cancel()
+		r.ref.close()
 		return nil, err
 	}
 	for _, ep := range o.binds {
@@ -482,8 +486,14 @@ attempt:
 				return zero, err
 			}
 			r.waits.Add(1)
+			// Ended, with the reason, when a replier refuses this
+			// Requester (its key is not trusted, say) while none is
+			// connected: waiting would not change that.
+			refused := r.ref.waiting()
 			select {
 			case <-change:
+			case <-refused.Done():
+				return zero, context.Cause(refused)
 			case <-timer.C:
 				lastErr = errors.New("no replier available")
 				continue attempt
@@ -646,6 +656,7 @@ func (r *Requester[Req, Resp]) Peers() int {
 func (r *Requester[Req, Resp]) Stats() Stats {
 	var s Stats
 	r.c.fill(&s)
+	s.Refused = r.ref.count.Load()
 	s.Latency = r.lat.snapshot()
 	r.mu.Lock()
 	s.Pending = len(r.pending)
@@ -686,6 +697,7 @@ func (r *Requester[Req, Resp]) Close() error {
 	r.disc.leave()
 	r.cancel()
 	r.sock.Close()
+	r.ref.close()
 	r.wg.Wait()
 	return nil
 }

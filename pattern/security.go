@@ -129,8 +129,8 @@ func (k *ServerKeys) Admit(p discovery.Peer, ep string) error {
 	if err != nil {
 		return fmt.Errorf("%w: %s: %w", discovery.ErrDeclined, p.Instance, err)
 	}
-	if (!k.server.IsZero() && key != k.server) || (k.trust != nil && !k.trust.Contains(key)) {
-		return fmt.Errorf("%w: %s: key %s is not trusted", discovery.ErrDeclined, p.Instance, p.Curve)
+	if err := k.Check(key); err != nil {
+		return fmt.Errorf("%w: %s: %w", discovery.ErrDeclined, p.Instance, err)
 	}
 	k.mu.Lock()
 	k.m[ep] = key
@@ -138,20 +138,51 @@ func (k *ServerKeys) Admit(p discovery.Peer, ep string) error {
 	return nil
 }
 
-// Lookup returns the key the peer admitted for ep announced; it has the
-// signature socket.WithCurveServerKeys takes.
+// Lookup returns the server key for ep: the key the discovered peer
+// admitted for ep announced or, for another endpoint, the server key
+// NewServerKeys was given. It has the signature socket.WithCurveServerKeys
+// takes, and the socket calls it before every handshake, reconnections
+// included: a key that is no longer admitted (taken out of the trust set)
+// gives the zero key and true, so the socket does not connect to it again
+// (and tries again, with backoff, in case it is trusted again).
 func (k *ServerKeys) Lookup(ep string) (socket.Key, bool) {
 	k.mu.Lock()
-	defer k.mu.Unlock()
 	key, ok := k.m[ep]
-	return key, ok
+	k.mu.Unlock()
+	if !ok {
+		if k.server.IsZero() {
+			return socket.Key{}, false
+		}
+		key = k.server
+	}
+	if k.Check(key) != nil {
+		return socket.Key{}, true
+	}
+	return key, true
+}
+
+// Check reports whether a server holding key is to be connected to: it is
+// the only key given (when one was), and it is in the trust set (when there
+// is one) now.
+func (k *ServerKeys) Check(key socket.Key) error {
+	if !k.server.IsZero() && key != k.server {
+		return fmt.Errorf("server key %s is not the one expected (%s)", key, k.server)
+	}
+	if k.trust != nil && !k.trust.Contains(key) {
+		return fmt.Errorf("server key %s is not trusted", key)
+	}
+	return nil
 }
 
 // resolveCurve turns the CURVE options into socket options (placed before
 // WithSocketOptions' so that those still win) and, for a server that
-// announces, the TXT key.
+// announces, the TXT key. Like socket.New, it refuses a security option the
+// pattern could not enforce.
 func (o *options) resolveCurve() error {
 	c := &o.curve
+	if c.auth != nil && len(o.binds) == 0 {
+		return optErr("WithAuthenticator: checks the peers that connect to a pattern that binds (WithBind); this one only connects")
+	}
 	if !c.on {
 		if c.auth != nil {
 			o.sockOpts = append([]socket.Option{socket.WithAuthenticator(c.auth)}, o.sockOpts...)
@@ -181,17 +212,20 @@ func (o *options) resolveCurve() error {
 			o.serviceOpts = append(o.serviceOpts, discovery.WithCurveKey(c.key.Public.String()))
 		}
 	} else {
-		if c.auth != nil {
-			return optErr("WithAuthenticator: applies to a pattern that binds")
+		discovers := o.service != "" || o.watcher != nil || o.discovery != nil
+		switch {
+		case len(o.connects) > 0 && c.server.IsZero():
+			return optErr("WithConnect: a CURVE client needs the server's key for its endpoints (WithServerKey)")
+		case c.trust != nil && c.server.IsZero() && !discovers:
+			return optErr("WithTrust: on a pattern that connects, it lists the server keys it connects to: give WithServerKey, or discover the servers (WithService, WithWatcher)")
+		case c.trust != nil && !c.server.IsZero() && !c.trust.Contains(c.server):
+			return optErr("WithServerKey %s is not in the WithTrust set: the pattern would never connect", c.server)
 		}
 		c.client = true
 		c.keys = NewServerKeys(c.server, c.trust)
-		if c.server.IsZero() {
-			sopts = append(sopts, socket.WithCurveClientKey(c.key))
-		} else {
-			sopts = append(sopts, socket.WithCurveClient(c.server, c.key))
-		}
-		sopts = append(sopts, socket.WithCurveServerKeys(c.keys.Lookup))
+		// The server key comes from c.keys for every endpoint, WithConnect
+		// ones too, so that the trust set is checked at every reconnect.
+		sopts = append(sopts, socket.WithCurveClientKey(c.key), socket.WithCurveServerKeys(c.keys.Lookup))
 	}
 	o.sockOpts = append(sopts, o.sockOpts...)
 	return nil

@@ -16,7 +16,9 @@ var empty = []byte{}
 // hooks the user gave with socket.WithPeerHooks (so that a user's Attach
 // sees a peer before the pattern uses it).
 func newSocket(t socket.Type, o *options, hooks *socket.PeerHooks, own ...socket.Option) (*socket.Socket, error) {
-	opts := append(own, o.sockOpts...)
+	// The pattern's logger first: the socket logs the peers it refuses
+	// (rate-limited), the only trace a refusal leaves on a server.
+	opts := append(append([]socket.Option{socket.WithLogger(o.logger)}, own...), o.sockOpts...)
 	if hooks != nil {
 		// The user's hooks, as their options set them. An option that
 		// fails here fails again, with its error, in socket.New.

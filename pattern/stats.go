@@ -51,8 +51,11 @@ type Stats struct {
 	Errors uint64
 	// Panics counts handler panics that were recovered.
 	Panics uint64
-	// Refused counts peer connections a Pusher or Puller refused at the
-	// handshake because the peer cannot take part (see Refusal).
+	// Refused counts peer connections refused at the handshake: by a
+	// Pusher or Puller because the peer cannot take part (see Refusal), or
+	// by the peer a Requester, Pusher or Puller connected to (its reason:
+	// an untrusted key, another mechanism), or not made because the
+	// server's key is not trusted (any more).
 	Refused uint64
 	// Pending is, for an acked Pusher, the number of messages it holds:
 	// waiting for credit or delivered and not yet acknowledged. For a

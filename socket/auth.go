@@ -57,8 +57,9 @@ func (f AuthFunc) Authenticate(req *AuthRequest) error { return f(req) }
 // an Authenticator it lets in CURVE clients whose key is in the set and
 // refuses everyone else.
 type KeySet struct {
-	mu   sync.RWMutex
-	keys map[Key]struct{}
+	mu      sync.RWMutex
+	keys    map[Key]struct{}
+	removed changeSignal // fired by Remove: the sockets trusting the set close the sessions of the keys removed
 }
 
 // NewKeySet returns a set holding keys.
@@ -82,13 +83,47 @@ func (ks *KeySet) Add(keys ...Key) {
 	}
 }
 
-// Remove takes keys out of the set.
+// Remove takes keys out of the set. Every socket that trusts the set
+// (WithTrust) closes the sessions of the keys removed at once; their next
+// handshakes are refused.
 func (ks *KeySet) Remove(keys ...Key) {
 	ks.mu.Lock()
-	defer ks.mu.Unlock()
 	for _, k := range keys {
 		delete(ks.keys, k)
 	}
+	ks.mu.Unlock()
+	ks.removed.fire()
+}
+
+// Replace makes the set hold exactly keys, and returns the keys it added and
+// those it removed (a trust directory read again, say). The sessions of the
+// keys removed are closed as by Remove.
+func (ks *KeySet) Replace(keys ...Key) (added, removed []Key) {
+	want := make(map[Key]struct{}, len(keys))
+	for _, k := range keys {
+		want[k] = struct{}{}
+	}
+	ks.mu.Lock()
+	for k := range ks.keys {
+		if _, ok := want[k]; !ok {
+			removed = append(removed, k)
+			delete(ks.keys, k)
+		}
+	}
+	if ks.keys == nil {
+		ks.keys = make(map[Key]struct{}, len(want))
+	}
+	for k := range want {
+		if _, ok := ks.keys[k]; !ok {
+			added = append(added, k)
+			ks.keys[k] = struct{}{}
+		}
+	}
+	ks.mu.Unlock()
+	if len(removed) > 0 {
+		ks.removed.fire()
+	}
+	return added, removed
 }
 
 // Contains reports whether k is in the set.
@@ -196,4 +231,39 @@ func checkAddress(remote net.Addr, allow, deny []netip.Prefix) error {
 		}
 	}
 	return fmt.Errorf("%w: address %s is not in the allow list", ErrRefused, a)
+}
+
+// revokedError is why a session whose client key left the trusted keys is
+// closed.
+func revokedError(k Key) error {
+	return fmt.Errorf("%w: client key %s was removed from the trusted keys", ErrRefused, k)
+}
+
+// watchTrust closes, each time keys leave the socket's trusted keys, the
+// sessions of the clients whose key is no longer there. It runs for the
+// socket's life when it has trusted keys (WithTrust).
+func (s *Socket) watchTrust() {
+	defer s.wg.Done()
+	ks := s.opts.Trusted
+	for {
+		// Take the signal before looking: a removal while we look fires
+		// it, and we look again.
+		removed := ks.removed.wait()
+		s.mu.Lock()
+		var gone []*pipe
+		for p := range s.pipes {
+			if !ks.Contains(p.client) {
+				gone = append(gone, p)
+			}
+		}
+		s.mu.Unlock()
+		for _, p := range gone {
+			p.terminate(revokedError(p.client))
+		}
+		select {
+		case <-removed:
+		case <-s.closing:
+			return
+		}
+	}
 }

@@ -170,7 +170,7 @@ func peerError(body []byte) error {
 	if len(body) > 6 && int(body[6]) <= len(body)-7 {
 		reason = string(body[7 : 7+body[6]])
 	}
-	return fmt.Errorf("%w: peer sent ERROR %q", ErrRefused, reason)
+	return &RefusedError{Reason: reason}
 }
 
 // zmtpMeta is what a handshake learns about the peer from its metadata.

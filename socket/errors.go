@@ -56,3 +56,20 @@ var (
 	// ErrEmpty is returned by Send for a message with no frames.
 	ErrEmpty = errors.New("socket: empty message")
 )
+
+// RefusedError is why a peer would not have this socket: the reason it sent
+// in a ZMTP ERROR command (a CURVE server that does not trust this client's
+// key, a PLAIN server that does not know its user, an Authenticator's
+// reason), or, on a connection this socket dialled, a mechanism mismatch
+// (the peer speaks CURVE, this socket NULL). It wraps ErrRefused. The
+// socket counts these in Stats.Refused and reports each in an
+// EventRejected (or, for an ERROR after the handshake, an
+// EventDisconnected) whose Err is the *RefusedError.
+type RefusedError struct {
+	Reason string // the peer's text, or "mechanism mismatch: ..."
+}
+
+func (e *RefusedError) Error() string { return "socket: refused by the peer: " + e.Reason }
+
+// Unwrap returns ErrRefused.
+func (e *RefusedError) Unwrap() error { return ErrRefused }

@@ -2,6 +2,7 @@ package socket
 
 import (
 	"bufio"
+	"bytes"
 	"fmt"
 	"net"
 
@@ -24,7 +25,17 @@ type guardConn struct {
 	hdrLen   int // size of the pending header (0: none parsed)
 	hdrPos   int // bytes of hdr already returned
 	bodyLeft uint64
+
+	// What the peer said, for the error of a handshake zmq4 failed: the
+	// mechanism in its greeting, and the start of the last command it
+	// sent (an ERROR's reason).
+	mech  [20]byte
+	inCmd bool
+	cmd   []byte
 }
+
+// cmdKeep is how much of a command the guard keeps: an ERROR in full.
+const cmdKeep = 7 + 255
 
 func newGuardConn(c net.Conn) *guardConn {
 	return &guardConn{Conn: c, br: bufio.NewReaderSize(c, readBufSize)}
@@ -43,6 +54,9 @@ func (g *guardConn) Read(p []byte) (int, error) {
 		}
 		n, err := g.br.Read(p)
 		g.bodyLeft -= uint64(n)
+		if g.inCmd && len(g.cmd) < cmdKeep {
+			g.cmd = append(g.cmd, p[:min(n, cmdKeep-len(g.cmd))]...)
+		}
 		return n, err
 	}
 	if g.hdrLen == 0 {
@@ -66,6 +80,9 @@ func (g *guardConn) readGreeting(p []byte) (int, error) {
 	for i := 0; i < n; i++ {
 		if err := checkGreetingByte(g.greetPos+i, p[i]); err != nil {
 			return 0, err
+		}
+		if pos := g.greetPos + i; pos >= 12 && pos < 32 {
+			g.mech[pos-12] = p[i]
 		}
 	}
 	g.greetPos += n
@@ -113,6 +130,25 @@ func (g *guardConn) parseHeader() error {
 	copy(g.hdr[:], b[:hl])
 	g.br.Discard(hl)
 	g.hdrLen, g.hdrPos, g.bodyLeft = hl, 0, h.size
+	g.inCmd, g.cmd = h.command(), g.cmd[:0]
+	return nil
+}
+
+// peerMechanism is the mechanism the peer's greeting named, or "" when
+// the greeting did not get that far.
+func (g *guardConn) peerMechanism() string {
+	if g.greetPos < 32 {
+		return ""
+	}
+	return string(bytes.TrimRight(g.mech[:], "\x00"))
+}
+
+// peerRefusal is the ERROR the peer sent, if the last command it sent
+// during the handshake was one.
+func (g *guardConn) peerRefusal() error {
+	if g.inCmd && bytes.HasPrefix(g.cmd, []byte("\x05ERROR")) {
+		return peerError(g.cmd)
+	}
 	return nil
 }
 

@@ -206,8 +206,13 @@ func WithSecurity(sec zmq4.Security) Option {
 	}
 }
 
-// WithLogger sets the logger for connection-level events (rejected peers,
-// protocol errors). The default discards.
+// WithLogger sets the logger for connection-level events (the default
+// discards). A peer this socket refuses (an address filter, an untrusted
+// key, a bad password, another mechanism) and a session closed because its
+// key was revoked are logged at Warn with the endpoint, the remote address
+// and the reason; a refusal of this socket by its peer and other failed
+// handshakes at Info. At most 10 such lines go out at once, then one a
+// second; the next line says how many were held back ("suppressed").
 func WithLogger(l *slog.Logger) Option {
 	return func(o *Options) error {
 		if l == nil {
@@ -301,7 +306,9 @@ func WithCurveClientKey(ours KeyPair) Option {
 
 // WithTrust lets in only CURVE clients whose long-term public key is in
 // keys (a CURVE server's trust list). The set may change while the socket
-// runs; it is consulted at each handshake.
+// runs: it is consulted at each handshake, and a key removed from it
+// (KeySet.Remove, KeySet.Replace) has its sessions closed at once. New
+// fails (ErrOption) unless the socket is a CURVE server (WithCurveServer).
 func WithTrust(keys *KeySet) Option {
 	return func(o *Options) error {
 		if keys == nil {
@@ -313,7 +320,9 @@ func WithTrust(keys *KeySet) Option {
 }
 
 // WithPlainUsers makes a PLAIN server (WithSecurity(plain.Security(...)))
-// check each client's user name and password against users.
+// check each client's user name and password against users. New fails
+// (ErrOption) on a socket that is not PLAIN, and Connect (ErrState) on one
+// that has it: only the peers a socket accepts send it a user.
 func WithPlainUsers(users PlainUsers) Option {
 	return func(o *Options) error {
 		if users == nil {
@@ -324,9 +333,12 @@ func WithPlainUsers(users PlainUsers) Option {
 	}
 }
 
-// WithAuthenticator has a accepted peers checked by a after the
-// mechanism's own checks (see Authenticator). It also applies to NULL
-// peers, after their handshake.
+// WithAuthenticator has the peers a server accepts checked by a after the
+// mechanism's own checks (see Authenticator): every connection of a CURVE
+// server, the accepted ones of a NULL or PLAIN socket (NULL peers after
+// their handshake). New fails (ErrOption) on a CURVE client, which has no
+// clients to check, and Connect (ErrState) on a NULL or PLAIN socket that
+// has one: the peer it dialled would not be checked.
 func WithAuthenticator(a Authenticator) Option {
 	return func(o *Options) error {
 		if a == nil {
@@ -368,7 +380,14 @@ func WithDeny(cidrs ...string) Option {
 // WithCurveServerKeys gives a CURVE client socket (WithCurveClientKey) a
 // function that names the server key for each endpoint it connects to (the
 // keys discovered peers announced, say). ConnectKey's key, when given, wins.
-// The function must be safe for concurrent use.
+// It is called by Connect and again before every handshake, reconnections
+// included, so a key it stops trusting is not connected to again: for an
+// endpoint it knows but will not connect to now, it returns the zero key
+// and true (each attempt then fails with ErrKey and is retried with
+// backoff); false means it has no key for the endpoint (then Connect fails
+// unless WithCurveClient gave one). The function must be safe for
+// concurrent use. New fails (ErrOption) on a socket that is not a CURVE
+// client.
 func WithCurveServerKeys(lookup func(endpoint string) (Key, bool)) Option {
 	return func(o *Options) error {
 		if lookup == nil {
@@ -391,4 +410,63 @@ func WithSubscriptionLimits(prefixes, prefixBytes int) Option {
 		o.MaxSubs, o.MaxPrefix = prefixes, prefixBytes
 		return nil
 	}
+}
+
+// checkSecurity refuses the security options a socket of type t set up
+// with o could not enforce: security fails closed, so an option that would
+// be ignored is an error (wrapping ErrOption) that says what is missing.
+func (o *Options) checkSecurity(t Type) error {
+	fail := func(format string, args ...any) error {
+		return fmt.Errorf("%w: %s socket: "+format, append([]any{ErrOption, t}, args...)...)
+	}
+	mech := "NULL"
+	if o.Security != nil {
+		mech = string(o.Security.Type())
+	}
+	switch {
+	case o.curve() && o.Security != nil:
+		return fail("WithSecurity(%s) and CURVE are exclusive", o.Security.Type())
+	case o.CurveClient:
+		mech = "CURVE client"
+	case o.CurveServer:
+		mech = "CURVE server"
+	}
+	if o.Trusted != nil && !o.CurveServer {
+		return fail("WithTrust lists the client keys a CURVE server lets in, and this socket is a %s (add WithCurveServer; a CURVE client names its server with WithCurveClient)", mech)
+	}
+	if o.PlainUsers != nil && (o.curve() || o.Security == nil || o.Security.Type() != zmq4.PlainSecurity) {
+		return fail("WithPlainUsers checks the users of a PLAIN server, and this socket is a %s (add WithSecurity(plain.Security(...)))", mech)
+	}
+	if o.Authenticator != nil && o.CurveClient {
+		return fail("WithAuthenticator checks the peers of a server, and a CURVE client has none to check (it proves its server by the server key)")
+	}
+	if o.CurveKeyFor != nil && !o.CurveClient {
+		return fail("WithCurveServerKeys names the servers of a CURVE client, and this socket is a %s (add WithCurveClientKey)", mech)
+	}
+	return nil
+}
+
+// checksAccepted reports whether the socket has access checks that only its
+// accepted connections go through (a NULL or PLAIN socket's user table or
+// Authenticator): a peer it dials would skip them. A CURVE server checks
+// every connection, dialled or accepted.
+func (o *Options) checksAccepted() string {
+	switch {
+	case o.CurveServer:
+		return ""
+	case o.PlainUsers != nil:
+		return "WithPlainUsers"
+	case o.Authenticator != nil && !o.CurveClient:
+		return "WithAuthenticator"
+	}
+	return ""
+}
+
+// secured reports whether the socket has a mechanism other than NULL or a
+// check of its peers, none of which an inproc connection (no handshake)
+// goes through. (Address filters, like ipc://, let inproc peers pass: they
+// have no address.)
+func (o *Options) secured() bool {
+	return o.curve() || (o.Security != nil && o.Security.Type() != zmq4.NullSecurity) ||
+		o.Trusted != nil || o.PlainUsers != nil || o.Authenticator != nil
 }

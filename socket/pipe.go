@@ -18,7 +18,6 @@ const maxFrames = 1 << 16
 
 var (
 	errHeartbeat = errors.New("socket: heartbeat timeout")
-	errPeerError = errors.New("socket: peer sent ERROR")
 	errFull      = errors.New("socket: peer queue full")
 )
 
@@ -42,6 +41,7 @@ type pipe struct {
 	remote   string
 	peerType string
 	identity []byte // the identity the peer announced in its handshake
+	client   Key    // on a CURVE server: the client's long-term key, proven by the handshake
 	lowLat   bool
 	listener *listener // the listener that accepted the peer, if any
 
@@ -120,6 +120,9 @@ func newPipe(s *Socket, c net.Conn, br *bufio.Reader, pi peerInfo, endpoint stri
 	p.fr = frameReader{br: br, limit: uint64(s.opts.MaxMsgSize)}
 	p.lowLat = s.lowLatency
 	if pi.curve != nil {
+		if s.opts.CurveServer {
+			p.client = pi.key
+		}
 		p.cipher = &frameCipher{curve: pi.curve}
 		p.fr.limit += curveMsgOverhead // a MESSAGE is its frame plus 33 bytes
 	} else {

@@ -147,7 +147,7 @@ func (p *pipe) handleCommand(body []byte) error {
 		if len(data) > 0 && int(data[0]) <= len(data)-1 {
 			reason = string(data[1 : 1+data[0]])
 		}
-		return fmt.Errorf("%w: %q", errPeerError, reason)
+		return &RefusedError{Reason: reason}
 	}
 	return nil
 }

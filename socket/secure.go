@@ -1,10 +1,15 @@
 package socket
 
 import (
+	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
+	"sync"
+	"time"
 
 	"github.com/go-zeromq/zmq4"
 )
@@ -29,7 +34,7 @@ func (s *Socket) openPeer(g *guardConn, c net.Conn, ep string, accepted, zmtpSer
 		}
 	}
 	if s.opts.curve() {
-		return s.curveHandshake(g, c, ep)
+		return s.curveHandshake(g, c, ep, accepted)
 	}
 	sec := s.opts.Security
 	plain := sec.Type() == zmq4.PlainSecurity && zmtpServer && accepted
@@ -41,6 +46,15 @@ func (s *Socket) openPeer(g *guardConn, c net.Conn, ep string, accepted, zmtpSer
 		var refused *refusal
 		if errors.As(err, &refused) {
 			return peerInfo{}, refused.err
+		}
+		// zmq4 says "invalid security mechanism" or "bad command": say
+		// what the peer said instead.
+		if theirs, ours := g.peerMechanism(), string(sec.Type()); theirs != "" && theirs != ours {
+			(&hsIO{w: c}).sendError(mismatchReason(theirs, ours))
+			return peerInfo{}, mismatchError(theirs, ours, accepted)
+		}
+		if perr := g.peerRefusal(); perr != nil {
+			return peerInfo{}, perr
 		}
 		return peerInfo{}, err
 	}
@@ -80,11 +94,29 @@ func (s *Socket) authorize(req *AuthRequest) error {
 // curveHandshake runs the greeting and the CURVE handshake in the role the
 // socket's options give it (a CURVE server serves every connection, dialled
 // or accepted, as in libzmq).
-func (s *Socket) curveHandshake(g *guardConn, c net.Conn, ep string) (peerInfo, error) {
+func (s *Socket) curveHandshake(g *guardConn, c net.Conn, ep string, accepted bool) (peerInfo, error) {
+	var key Key
+	if !s.opts.CurveServer {
+		// The server's key is looked up again for every connection (a
+		// WithCurveServerKeys lookup may have stopped trusting it), before
+		// a byte is sent.
+		s.mu.Lock()
+		k, known := s.curveServerKey(ep)
+		s.mu.Unlock()
+		key = k
+		switch {
+		case !known:
+			return peerInfo{}, fmt.Errorf("%w: no CURVE server key for %s (use ConnectKey)", ErrKey, ep)
+		case k.IsZero():
+			return peerInfo{}, fmt.Errorf("%w: %s: its server's key is not trusted now (WithCurveServerKeys): not connecting", ErrKey, ep)
+		}
+	}
 	h := &hsIO{br: g.br, w: c}
 	if err := h.exchangeGreeting("CURVE", s.opts.CurveServer); err != nil {
 		if errors.Is(err, errMechanism) {
-			h.sendError(errorReason(err))
+			theirs := string(bytes.TrimRight(h.buf[12:32], "\x00"))
+			h.sendError(mismatchReason(theirs, "CURVE"))
+			err = mismatchError(theirs, "CURVE", accepted)
 		}
 		return peerInfo{}, err
 	}
@@ -92,7 +124,6 @@ func (s *Socket) curveHandshake(g *guardConn, c net.Conn, ep string) (peerInfo, 
 	var (
 		codec *curveCodec
 		pm    zmtpMeta
-		key   Key
 		err   error
 	)
 	if s.opts.CurveServer {
@@ -103,12 +134,6 @@ func (s *Socket) curveHandshake(g *guardConn, c net.Conn, ep string) (peerInfo, 
 			return s.authorize(&AuthRequest{Endpoint: ep, Remote: c.RemoteAddr().String(), Mechanism: "CURVE", SocketType: s.typ, PeerType: pm.socketType, Identity: pm.identity, ClientKey: client})
 		})
 	} else {
-		s.mu.Lock()
-		key = s.curveServerKey(ep)
-		s.mu.Unlock()
-		if key.IsZero() {
-			return peerInfo{}, fmt.Errorf("%w: no CURVE server key for %s (use ConnectKey)", ErrKey, ep)
-		}
 		codec, pm, err = curveClient(h, &key, &s.opts.CurveKey, meta)
 		if err == nil && !s.typ.Compatible(pm.socketType) {
 			err = fmt.Errorf("%w: peer socket type %q cannot talk to %s", ErrProtocol, pm.socketType, s.typ)
@@ -118,6 +143,22 @@ func (s *Socket) curveHandshake(g *guardConn, c net.Conn, ep string) (peerInfo, 
 		return peerInfo{}, err
 	}
 	return peerInfo{peerType: pm.socketType, identity: pm.identity, curve: codec, key: key}, nil
+}
+
+// mismatchReason is the ERROR reason for a peer offering mechanism theirs
+// to a socket speaking ours.
+func mismatchReason(theirs, ours string) string {
+	return fmt.Sprintf("%s: peer offers %q, this socket requires %s", errMechanism, theirs, ours)
+}
+
+// mismatchError is the error of a greeting whose mechanism is not ours. On
+// a connection this socket accepted, it refuses the peer; on one it
+// dialled, the peer it went to does not take it: a RefusedError.
+func mismatchError(theirs, ours string, accepted bool) error {
+	if accepted {
+		return fmt.Errorf("%w: %s", ErrRefused, mismatchReason(theirs, ours))
+	}
+	return &RefusedError{Reason: fmt.Sprintf("%s: the peer speaks %s, this socket %s", errMechanism, theirs, ours)}
 }
 
 // refusal carries an access-control refusal through zmq4.Open, which wraps
@@ -222,15 +263,76 @@ func (s *Socket) CurvePublicKey() (Key, bool) {
 }
 
 // curveServerKey is the key the server at ep must hold: ConnectKey's, else
-// the WithCurveServerKeys lookup's, else WithCurveClient's. s.mu is held.
-func (s *Socket) curveServerKey(ep string) Key {
+// the WithCurveServerKeys lookup's, else WithCurveClient's. known is false
+// when none names a key for ep; a lookup may know ep and still give the
+// zero key (not to be connected now). s.mu is held.
+func (s *Socket) curveServerKey(ep string) (key Key, known bool) {
 	if k, ok := s.curveKeys[ep]; ok {
-		return k
+		return k, true
 	}
 	if s.opts.CurveKeyFor != nil {
 		if k, ok := s.opts.CurveKeyFor(ep); ok {
-			return k
+			return k, true
 		}
 	}
-	return s.opts.CurveServerKey
+	return s.opts.CurveServerKey, !s.opts.CurveServerKey.IsZero()
+}
+
+// logf logs what happened to a peer's connection at level, through the
+// socket's rate limit: a host opening connections in a loop must not turn
+// the log into a flood. What the limit held back is counted in the next
+// line that goes out ("suppressed").
+func (s *Socket) logf(level slog.Level, msg, ep, remote string, err error) {
+	ctx := context.Background()
+	if !s.opts.Logger.Enabled(ctx, level) {
+		return
+	}
+	ok, suppressed := s.logLimit.allow(time.Now())
+	if !ok {
+		return
+	}
+	reason := errorReason(err)
+	var byPeer *RefusedError
+	if errors.As(err, &byPeer) {
+		reason = byPeer.Reason
+	}
+	attrs := []any{"endpoint", ep, "remote", remote, "reason", reason}
+	if suppressed > 0 {
+		attrs = append(attrs, "suppressed", suppressed)
+	}
+	s.opts.Logger.Log(ctx, level, msg, attrs...)
+}
+
+// logLimiter is a token bucket for log lines: a burst of logBurst, then one
+// line per logEvery.
+type logLimiter struct {
+	mu         sync.Mutex
+	tokens     float64
+	last       time.Time
+	suppressed uint64
+}
+
+const (
+	logBurst = 10
+	logEvery = time.Second
+)
+
+// allow takes a token, and returns how many lines were held back since the
+// last one allowed.
+func (l *logLimiter) allow(now time.Time) (ok bool, suppressed uint64) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.last.IsZero() {
+		l.tokens = logBurst
+	} else {
+		l.tokens = min(logBurst, l.tokens+float64(now.Sub(l.last))/float64(logEvery))
+	}
+	l.last = now
+	if l.tokens < 1 {
+		l.suppressed++
+		return false, 0
+	}
+	l.tokens--
+	suppressed, l.suppressed = l.suppressed, 0
+	return true, suppressed
 }

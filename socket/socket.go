@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"maps"
 	"math/rand/v2"
 	"net"
@@ -102,6 +103,8 @@ type Socket struct {
 	stats                             counters
 	connects, disconnects, reconnects atomic.Uint64
 	rejected                          rejections
+	refused                           atomic.Uint64
+	logLimit                          logLimiter
 	peerIDs                           atomic.Uint64 // the last Peer.ID given
 }
 
@@ -142,10 +145,10 @@ func New(t Type, opts ...Option) (*Socket, error) {
 			return nil, err
 		}
 	}
+	if err := o.checkSecurity(t); err != nil {
+		return nil, err
+	}
 	if o.curve() {
-		if o.Security != nil {
-			return nil, fmt.Errorf("%w: WithSecurity(%s) and CURVE are exclusive", ErrOption, o.Security.Type())
-		}
 		if o.CurveKey.IsZero() {
 			kp, err := NewKeyPair()
 			if err != nil {
@@ -168,6 +171,10 @@ func New(t Type, opts ...Option) (*Socket, error) {
 	}
 	s.fq = newFairQueue(o.RecvHWM, o.RecvHWMBytes, s.closing)
 	s.ev = newEvents(o.EventHandler, o.EventBuffer)
+	if o.Trusted != nil {
+		s.wg.Add(1)
+		go s.watchTrust()
+	}
 	switch t {
 	case PUSH:
 		s.proto = &pushProto{lb: lb{s: s}}
@@ -225,6 +232,9 @@ func (s *Socket) Bind(ep string) (string, error) {
 		return "", ErrClosed
 	}
 	if e.network == "inproc" {
+		if s.opts.secured() {
+			return "", fmt.Errorf("%w %q: inproc has no handshake, so this socket's security options cannot apply to it", ErrEndpoint, ep)
+		}
 		return s.bindInproc(e)
 	}
 	if e.network == "unix" {
@@ -292,7 +302,13 @@ func (s *Socket) Connect(ep string) error {
 	if s.closed {
 		return ErrClosed
 	}
-	if s.opts.CurveClient && s.curveServerKey(ep).IsZero() {
+	if opt := s.opts.checksAccepted(); opt != "" {
+		return fmt.Errorf("%w: Connect %s: %s checks the peers this %s socket accepts (Bind), and a peer it dials would not be checked", ErrState, ep, opt, s.typ)
+	}
+	if e.network == "inproc" && s.opts.secured() {
+		return fmt.Errorf("%w %q: inproc has no handshake, so this socket's security options cannot apply to it", ErrEndpoint, ep)
+	}
+	if _, known := s.curveServerKey(ep); s.opts.CurveClient && !known {
 		return fmt.Errorf("%w: %s: this CURVE client has no server key (use ConnectKey)", ErrKey, ep)
 	}
 	if _, dup := s.dialers[ep]; dup {
@@ -459,6 +475,7 @@ func (s *Socket) Stats() Stats {
 		Reconnects:    s.reconnects.Load(),
 		Rejected:      s.rejected.total(),
 		RejectedBy:    s.rejected.snapshot(),
+		Refused:       s.refused.Load(),
 		EventsDropped: s.ev.dropped.Load(),
 		PerPeer:       ps,
 	}
@@ -708,7 +725,19 @@ func (s *Socket) handshakeAs(c net.Conn, ep string, server bool, l *listener) (*
 	if err != nil {
 		c.Close()
 		s.rejected.count(err)
-		s.opts.Logger.Info("peer rejected", "endpoint", ep, "remote", c.RemoteAddr().String(), "err", err)
+		var byPeer *RefusedError
+		switch {
+		case errors.As(err, &byPeer):
+			// The caller learns of it from Stats, the event and the
+			// errors that explain why no peer is there: not a warning.
+			s.refused.Add(1)
+			s.logf(slog.LevelInfo, "refused by the peer", ep, c.RemoteAddr().String(), err)
+		case errors.Is(err, ErrRefused):
+			// The only trace a refused peer leaves on this side.
+			s.logf(slog.LevelWarn, "refused a peer", ep, c.RemoteAddr().String(), err)
+		default:
+			s.logf(slog.LevelInfo, "peer rejected", ep, c.RemoteAddr().String(), err)
+		}
 		s.ev.emit(Event{Kind: EventRejected, Endpoint: ep, Remote: c.RemoteAddr().String(), Err: err})
 		return nil, err
 	}
@@ -721,6 +750,18 @@ func (s *Socket) handshakeAs(c net.Conn, ep string, server bool, l *listener) (*
 		s.mu.Unlock()
 		c.Close()
 		return nil, ErrClosed
+	}
+	if s.opts.Trusted != nil && !s.opts.Trusted.Contains(p.client) {
+		// Removed from the trusted keys after the handshake checked it:
+		// the revocation sweep (watchTrust), which takes s.mu, has not
+		// seen this pipe, and sees it if the removal comes after this.
+		s.mu.Unlock()
+		c.Close()
+		err := revokedError(p.client)
+		s.rejected.count(err)
+		s.logf(slog.LevelWarn, "refused a peer", ep, p.remote, err)
+		s.ev.emit(Event{Kind: EventRejected, Endpoint: ep, Remote: p.remote, PeerType: p.peerType, Err: err})
+		return nil, err
 	}
 	if a, ok := s.proto.(admitter); ok {
 		if err := a.admit(p); err != nil {
@@ -803,12 +844,21 @@ func (s *Socket) detach(p *pipe, err error) {
 		}
 	}
 	p.attachMu.Unlock()
-	if errors.Is(err, ErrProtocol) || errors.Is(err, ErrTooLarge) {
+	var byPeer *RefusedError
+	switch {
+	case errors.Is(err, ErrProtocol) || errors.Is(err, ErrTooLarge):
 		// Every protocol violation after the handshake ends here: one
 		// count, one log line and one event per dropped peer.
 		s.rejected.count(err)
-		s.opts.Logger.Warn("peer dropped", "endpoint", p.endpoint, "remote", p.remote, "err", err)
+		s.logf(slog.LevelWarn, "peer dropped", p.endpoint, p.remote, err)
 		s.ev.emit(Event{Kind: EventRejected, Endpoint: p.endpoint, Remote: p.remote, PeerType: p.peerType, PeerID: p.routeID, Err: err})
+	case errors.As(err, &byPeer):
+		// An ERROR after the handshake (a NULL server's Authenticator).
+		s.refused.Add(1)
+		s.logf(slog.LevelInfo, "refused by the peer", p.endpoint, p.remote, err)
+	case errors.Is(err, ErrRefused):
+		// A session closed by this socket's access control (a revoked key).
+		s.logf(slog.LevelWarn, "closed a peer's session", p.endpoint, p.remote, err)
 	}
 	s.ev.emit(Event{Kind: EventDisconnected, Endpoint: p.endpoint, Remote: p.remote, PeerType: p.peerType, PeerID: p.routeID, Err: err})
 	s.signalReady()

@@ -36,15 +36,17 @@ type Stats struct {
 	Reconnects    uint64     // dials after the first per endpoint
 	Rejected      uint64     // connections refused for bad greetings, handshakes, oversized or malformed frames
 	RejectedBy    Rejections // Rejected by cause
+	Refused       uint64     // connections the peer refused: its ZMTP ERROR (an untrusted key, say) or another mechanism (see RefusedError)
 	EventsDropped uint64
 	PerPeer       []PeerStats
 }
 
 // Rejections split Stats.Rejected by cause; the four add up to Rejected.
 type Rejections struct {
-	// Refused: access control said no (address filters, a client key not
-	// trusted, a server key not the expected one, a mechanism this socket
-	// does not accept): the error wraps ErrRefused.
+	// Refused: access control said no, on this side (address filters, a
+	// client key not trusted or revoked, a mechanism this socket does not
+	// accept) or on the peer's (its ERROR: Stats.Refused counts those
+	// apart): the error wraps ErrRefused.
 	Refused uint64
 	// Handshake: the handshake did not complete for another reason (a
 	// timeout, a connection closed half way, a mechanism's handshake that

@@ -94,7 +94,7 @@ func (s *session) commonOptions() []pattern.Option {
 	if s.o.discover != "" {
 		opts = append(opts, pattern.WithService(s.o.discover, discoveryOptions(s.o.ifaces)...))
 	}
-	return opts
+	return append(opts, s.patternSecurity()...)
 }
 
 // pusherOptions are the pattern options of push --ack.

@@ -116,6 +116,7 @@ when stopped by Ctrl-C or SIGTERM.`,
 	}
 	root.AddCommand(a.peersCommand(), a.keygenCommand(), a.demoCommand(), a.benchCommand(), a.versionCommand())
 	root.AddCommand(a.proxyCommand())
+	root.AddCommand(a.stateCommand())
 	return root
 }
 

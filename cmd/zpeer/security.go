@@ -1,9 +1,17 @@
 package main
 
 import (
+	"context"
+	"errors"
 	"fmt"
+	"log/slog"
 	"os"
+	"os/signal"
 	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"syscall"
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
@@ -27,7 +35,7 @@ type secFlags struct {
 	kp      socket.KeyPair
 	server  socket.Key
 	trusted *socket.KeySet
-	keys    *pattern.ServerKeys // discovered server keys (curveDiscovered)
+	keys    *pattern.ServerKeys // the server keys a client connects with (curveClient, curveDiscovered)
 }
 
 type curveMode uint8
@@ -73,22 +81,30 @@ func (f *secFlags) resolve(binds bool, discover bool) error {
 		}
 		f.trusted = ks
 	}
+	// One rule per flag, whatever else is given (docs/security.md):
+	// --trust lists the client keys a server lets in, or the server keys
+	// a client connects to; a flag with nothing to apply to is an error,
+	// never ignored.
 	switch {
 	case binds && f.serverKey != "":
 		return usagef("--server-key is for connecting sockets; a socket that binds is the CURVE server (--key)")
 	case binds && f.key != "":
 		f.mode = curveServer
 	case binds && len(f.trust) > 0:
-		return usagef("--trust on a socket that binds needs --key (its CURVE server certificate)")
+		return usagef("--trust on a socket that binds lists the client keys its CURVE server lets in: it needs --key (the server's certificate)")
 	case f.serverKey != "":
+		if f.trusted != nil && !f.trusted.Contains(f.server) {
+			return usagef("--server-key %s is not among the --trust keys: the client would never connect (add it to --trust, or drop one of the two)", f.server)
+		}
 		f.mode = curveClient
+		f.keys = pattern.NewServerKeys(f.server, f.trusted)
 	case discover && (f.key != "" || len(f.trust) > 0):
 		f.mode = curveDiscovered
 		f.keys = pattern.NewServerKeys(socket.Key{}, f.trusted)
 	case f.key != "":
 		return usagef("--key on a connecting socket needs --server-key (or --discover, which learns the server's key)")
 	case len(f.trust) > 0:
-		return usagef("--trust on a connecting socket needs --discover")
+		return usagef("--trust on a connecting socket lists the server keys it connects to: it needs --server-key (for --connect) or --discover")
 	}
 	if (len(f.allow) > 0 || len(f.deny) > 0) && !binds {
 		return usagef("--allow and --deny filter incoming connections: they need --bind")
@@ -113,7 +129,9 @@ func (f *secFlags) socketOptions() []socket.Option {
 			opts = append(opts, socket.WithTrust(f.trusted))
 		}
 	case curveClient:
-		opts = append(opts, socket.WithCurveClient(f.server, f.kp))
+		// The key comes through f.keys, which checks --trust again at
+		// every reconnection (a SIGHUP may have taken it out).
+		opts = append(opts, socket.WithCurveClient(f.server, f.kp), socket.WithCurveServerKeys(f.keys.Lookup))
 	case curveDiscovered:
 		opts = append(opts, socket.WithCurveClientKey(f.kp), socket.WithCurveServerKeys(f.keys.Lookup))
 	}
@@ -124,6 +142,162 @@ func (f *secFlags) socketOptions() []socket.Option {
 		opts = append(opts, socket.WithDeny(f.deny...))
 	}
 	return opts
+}
+
+// patternOptions are the pattern options the flags ask for (push and pull
+// --ack run on pattern's sockets).
+func (f *secFlags) patternOptions() []pattern.Option {
+	var opts []pattern.Option
+	switch f.mode {
+	case curveServer, curveDiscovered:
+		opts = append(opts, pattern.WithKey(f.kp))
+	case curveClient:
+		opts = append(opts, pattern.WithKey(f.kp), pattern.WithServerKey(f.server))
+	}
+	if f.trusted != nil {
+		opts = append(opts, pattern.WithTrust(f.trusted))
+	}
+	var sopts []socket.Option
+	if len(f.allow) > 0 {
+		sopts = append(sopts, socket.WithAllow(f.allow...))
+	}
+	if len(f.deny) > 0 {
+		sopts = append(sopts, socket.WithDeny(f.deny...))
+	}
+	if len(sopts) > 0 {
+		opts = append(opts, pattern.WithSocketOptions(sopts...))
+	}
+	return opts
+}
+
+// patternSecurity is patternOptions with the logger of securityOptions.
+func (s *session) patternSecurity() []pattern.Option {
+	return append(s.o.sec.patternOptions(), pattern.WithSocketOptions(socket.WithLogger(slog.New(&refusalLog{s: s}))))
+}
+
+// securityOptions are the socket options of the flags, and the logger
+// through which the socket reports the peers it refuses (rate-limited): a
+// server's only trace of a refusal, shown without --verbose.
+func (s *session) securityOptions() []socket.Option {
+	return append(s.o.sec.socketOptions(), socket.WithLogger(slog.New(&refusalLog{s: s})))
+}
+
+// refusalLog is the slog handler of the CLI's sockets: one line on
+// standard error for each warning (a peer refused, a session closed
+// because its key was revoked).
+type refusalLog struct {
+	s     *session
+	attrs []slog.Attr
+}
+
+func (h *refusalLog) Enabled(_ context.Context, l slog.Level) bool { return l >= slog.LevelWarn }
+
+func (h *refusalLog) Handle(_ context.Context, r slog.Record) error {
+	var ep, remote, reason, more string
+	each := func(a slog.Attr) bool {
+		switch a.Key {
+		case "endpoint":
+			ep = a.Value.String()
+		case "remote":
+			remote = a.Value.String()
+		case "reason", "err":
+			reason = a.Value.String()
+		case "suppressed":
+			more = fmt.Sprintf(" (and %s more not shown)", a.Value)
+		}
+		return true
+	}
+	for _, a := range h.attrs {
+		each(a)
+	}
+	r.Attrs(each)
+	h.s.logf("%s at %s from %s: %s%s", r.Message, ep, remote, reason, more)
+	return nil
+}
+
+func (h *refusalLog) WithAttrs(as []slog.Attr) slog.Handler {
+	return &refusalLog{s: h.s, attrs: append(slices.Clip(h.attrs), as...)}
+}
+
+func (h *refusalLog) WithGroup(string) slog.Handler { return h }
+
+// securityEvent says, once per endpoint and without --verbose, why a peer
+// this command connects to would not have it (the server's reason: an
+// untrusted key, another mechanism), and keeps it as the endpoint's error
+// for the message that explains an unreachable peer.
+func (s *session) securityEvent(ev socket.Event) {
+	var byPeer *socket.RefusedError
+	var why string
+	switch {
+	case ev.Kind != socket.EventRejected && ev.Kind != socket.EventDisconnected:
+		return
+	case errors.As(ev.Err, &byPeer):
+		why = fmt.Sprintf("%s refused this %s: %s", ev.Endpoint, s.sc.name, byPeer.Reason)
+	case ev.Kind == socket.EventRejected && errors.Is(ev.Err, socket.ErrKey):
+		why = fmt.Sprintf("not connecting to %s: %s", ev.Endpoint, strings.TrimPrefix(ev.Err.Error(), socket.ErrKey.Error()+": "))
+	default:
+		return
+	}
+	s.mu.Lock()
+	s.dialErr[ev.Endpoint] = ev.Err
+	s.mu.Unlock()
+	s.refused(ev.Endpoint, errors.New(why))
+}
+
+// watchTrust reloads --trust on SIGHUP (a key file deleted from a trust
+// directory, say) until the returned function is called, and logs the keys
+// added and removed. A server closes the sessions of the keys removed at
+// once; a client no longer reconnects to a server whose key was removed.
+func (s *session) watchTrust() (stop func()) {
+	f := &s.o.sec
+	if f.trusted == nil {
+		return func() {}
+	}
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			select {
+			case <-hup:
+				s.reloadTrust()
+			case <-done:
+				return
+			}
+		}
+	}()
+	return func() {
+		signal.Stop(hup)
+		close(done)
+		wg.Wait()
+	}
+}
+
+// reloadTrust reads the --trust sources again and makes the trusted keys
+// what they now hold.
+func (s *session) reloadTrust() {
+	f := &s.o.sec
+	ks, err := socket.LoadTrust(f.trust...)
+	if err != nil {
+		s.logf("SIGHUP: --trust not reloaded, the keys stay as they were: %v", err)
+		return
+	}
+	added, removed := f.trusted.Replace(ks.Keys()...)
+	names := func(keys []socket.Key) string {
+		if len(keys) == 0 {
+			return "none"
+		}
+		out := make([]string, len(keys))
+		for i, k := range keys {
+			out[i] = k.String()
+		}
+		slices.Sort(out)
+		return strings.Join(out, " ")
+	}
+	s.logf("SIGHUP: --trust reloaded, %d keys: added %s; removed %s", f.trusted.Len(), names(added), names(removed))
 }
 
 // announceOptions add the server's key to its announcement.

@@ -66,13 +66,17 @@ func (a *app) runSocket(ctx context.Context, sc sockCmd, o *sockOpts, args []str
 			s.headers[k] = v
 		}
 	}
-	if !o.ack.on { // the acked pipeline's sockets are pattern's
-		if err := s.open(ctx, true); err != nil {
-			return err
-		}
-	}
+	// The status line is set before the socket exists: the socket's
+	// events and logs (a refused peer) go through logf, which reads it.
 	if !sameTerminal(a.stdout, a.stderr) {
 		s.status = startStatus(a.stderr, &a.errMu, 250*time.Millisecond, s.statusText)
+	}
+	defer s.watchTrust()()
+	if !o.ack.on { // the acked pipeline's sockets are pattern's
+		if err := s.open(ctx, true); err != nil {
+			s.status.Stop()
+			return err
+		}
 	}
 	defer func() {
 		s.status.Stop()
@@ -115,7 +119,7 @@ func (s *session) newSocket() (*socket.Socket, error) {
 	if s.o.identity != "" {
 		opts = append(opts, socket.WithIdentity([]byte(s.o.identity)))
 	}
-	opts = append(opts, s.o.sec.socketOptions()...)
+	opts = append(opts, s.securityOptions()...)
 	if s.o.lastVal {
 		return s.newCache(opts)
 	}
@@ -225,6 +229,7 @@ func (s *session) event(ev socket.Event) {
 	}
 	s.mu.Unlock()
 	s.discoveryHint(ev)
+	s.securityEvent(ev)
 	if ev.Kind == socket.EventRejected && ev.Err != nil && strings.Contains(ev.Err.Error(), "not compatible with") {
 		s.refused(ev.Endpoint, fmt.Errorf("refused a peer of the wrong socket type at %s: %s", ev.Endpoint, rootCause(ev.Err)))
 	}
