@@ -9,6 +9,7 @@ require (
 	github.com/pebbe/zmq4 v1.4.0
 	github.com/zpeer/zpeer v0.0.0
 	go.nanomsg.org/mangos/v3 v3.4.2
+	golang.org/x/crypto v0.58.0
 )
 
 require (
@@ -25,7 +26,6 @@ require (
 	github.com/nats-io/nuid v1.0.1 // indirect
 	github.com/vmihailenco/msgpack/v5 v5.4.1 // indirect
 	github.com/vmihailenco/tagparser/v2 v2.0.0 // indirect
-	golang.org/x/crypto v0.58.0 // indirect
 	golang.org/x/net v0.62.0 // indirect
 	golang.org/x/sync v0.24.0 // indirect
 	golang.org/x/sys v0.50.0 // indirect

@@ -3,6 +3,7 @@ package socket
 import (
 	"crypto/subtle"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -173,17 +174,17 @@ var curveMsgName = []byte("\x07MESSAGE")
 // openHeader). TestCurveBoxMatchesNaCl checks both directions against
 // nacl/box, TestCurveOpenLargeForged the late check.
 type curveCodec struct {
-	key [32]byte // precomputed box key (C'/S' shared secret)
 	// XSalsa20's sub-key depends on the key and the nonce's first 16
 	// bytes only, and every MESSAGE nonce of one direction starts with
 	// the same 16-byte prefix ("CurveZMQMESSAGEC" or "...S"): so the
-	// sub-key is computed once per direction, not once per message.
+	// sub-key is computed once per direction, not once per message, and
+	// the precomputed box key (the C'/S' shared secret) is not kept.
 	sendSub, recvSub [32]byte
 
 	sendNonce [24]byte // prefix | counter
 	sendCount uint64   // last short nonce sent
 	recvNonce [24]byte
-	recvCount uint64        // last short nonce received; the next must be larger
+	recvCount uint64        // last short nonce received; the next must be recvCount+1
 	sendKS    [smallKS]byte // a small MESSAGE's key stream, for appendSealed
 
 	// the next short nonce's key stream, made with this one's
@@ -272,7 +273,7 @@ func (x *xsalsa) setup(subKey *[32]byte, nonce *[24]byte) {
 }
 
 func newCurveCodec(key *[32]byte, server bool, sent, received uint64) *curveCodec {
-	c := &curveCodec{key: *key, sendCount: sent, recvCount: received}
+	c := &curveCodec{sendCount: sent, recvCount: received}
 	send, recv := "CurveZMQMESSAGEC", "CurveZMQMESSAGES"
 	if server {
 		send, recv = recv, send
@@ -340,7 +341,8 @@ func (c *curveCodec) appendSealed(dst []byte, flags byte, body []byte) []byte {
 }
 
 // openHeader checks one MESSAGE body (the ZMTP frame's body): its name, its
-// short nonce (larger than the last one: a replay or a reordering fails)
+// short nonce (the last one plus one: a gap, a replay or a reordering
+// fails, see nonceError)
 // and, for a small MESSAGE (up to smallKS-32 bytes of box), its tag. It
 // returns the frame's flags and body length; decryptTo then writes the
 // body. A larger MESSAGE's tag is checked by decryptTo, in the same pass
@@ -353,8 +355,8 @@ func (c *curveCodec) openHeader(msg []byte) (flags byte, n int, err error) {
 		return 0, 0, fmt.Errorf("%w: CURVE: malformed MESSAGE (%d bytes)", ErrProtocol, len(msg))
 	}
 	nonce := binary.BigEndian.Uint64(msg[8:16])
-	if nonce <= c.recvCount {
-		return 0, 0, fmt.Errorf("%w: CURVE: MESSAGE nonce %d after %d (replayed or reordered)", ErrProtocol, nonce, c.recvCount)
+	if nonce != c.recvCount+1 || nonce == 0 {
+		return 0, 0, nonceError(nonce, c.recvCount)
 	}
 	copy(c.recvNonce[16:], msg[8:16])
 	ct := msg[32:]
@@ -375,6 +377,25 @@ func (c *curveCodec) openHeader(msg []byte) (flags byte, n int, err error) {
 
 var errBoxOpen = fmt.Errorf("%w: CURVE: MESSAGE box does not open", ErrProtocol)
 
+// errNonce is the cause of a MESSAGE whose short nonce is not the next one.
+var errNonce = errors.New("CURVE: MESSAGE out of sequence")
+
+// nonceError says how MESSAGE nonce got after last: short nonces go up by
+// one per MESSAGE in each direction, from the handshake's (INITIATE's
+// client to server, READY's server to client; libzmq numbers them so, as
+// curve_mechanism_base's get_and_inc_nonce), so any other value is a
+// MESSAGE lost, removed, replayed or moved on the way. A gap is not
+// tolerated: TCP loses nothing, so only a relay in the middle makes one,
+// and a receiver that skipped it would stitch the frames on either side
+// of the gap into one message.
+func nonceError(nonce, last uint64) error {
+	what := "replayed or reordered"
+	if nonce > last {
+		what = fmt.Sprintf("%d MESSAGE(s) missing: removed in transit", nonce-last-1)
+	}
+	return fmt.Errorf("%w: %w: nonce %d, expected %d (%s)", ErrProtocol, errNonce, nonce, last+1, what)
+}
+
 // decryptTo writes the body of the MESSAGE openHeader last took into dst,
 // whose length is the n it returned. For a larger MESSAGE it checks the
 // tag too: on a mismatch dst is cleared and the error is ErrProtocol.
@@ -392,6 +413,36 @@ func (c *curveCodec) decryptTo(dst, msg []byte) error {
 	}
 	c.recvCount = c.recvPending
 	return nil
+}
+
+// wipeSend clears the send half's key material (the sub-key and key
+// streams of this direction) once the pipe's writers are done with
+// it: under the pipe's write lock, after it is closed to senders.
+func (c *curveCodec) wipeSend() {
+	clear(c.sendSub[:])
+	clear(c.sendKS[:])
+	c.sendAhead = ksAhead{}
+}
+
+// wipeRecv clears the receive half's (its sub-key, key streams, the last
+// MESSAGE's setup and the ciphertext scratch) once the reader is done with
+// it, and gives back a pooled MESSAGE it still held.
+func (c *curveCodec) wipeRecv() {
+	clear(c.recvSub[:])
+	clear(c.recvKS[:])
+	c.recvAhead = ksAhead{}
+	c.rs = xsalsa{}
+	if c.sealed != nil {
+		c.giveBack(c.sealed)
+		c.sealed = nil
+	}
+	clear(c.recvCipher[:cap(c.recvCipher)])
+}
+
+// wipe is wipeSend and wipeRecv, for a codec no goroutine uses.
+func (c *curveCodec) wipe() {
+	c.wipeSend()
+	c.wipeRecv()
 }
 
 // open is openHeader and decryptTo into fresh memory (tests, commands).

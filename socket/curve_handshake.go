@@ -227,6 +227,36 @@ func parseMeta(b []byte) (zmtpMeta, error) {
 	return m, nil
 }
 
+// hsKeys lists the secrets a CURVE handshake computes (the short-term
+// secret key, the precomputed box keys, the vouch key, the cookie key and
+// the cookie's plaintext): wipe, deferred as each handshake starts, clears
+// them however the handshake ends. The MESSAGE sub-keys that outlive it
+// are the codec's, cleared when its pipe ends (curveCodec.wipeSend).
+type hsKeys struct {
+	k [8]*[32]byte
+	n int
+}
+
+func (h *hsKeys) add(keys ...*[32]byte) {
+	for _, k := range keys {
+		h.k[h.n] = k
+		h.n++
+	}
+}
+
+func (h *hsKeys) wipe() {
+	for _, k := range h.k[:h.n] {
+		clear(k[:])
+	}
+	if hsWiped != nil {
+		hsWiped(h.k[:h.n])
+	}
+}
+
+// hsWiped, when set (by tests, before any socket starts), sees each
+// handshake's secrets after wipe.
+var hsWiped func(keys []*[32]byte)
+
 func bad(format string, args ...any) error {
 	return fmt.Errorf("%w: CURVE: "+format, append([]any{ErrProtocol}, args...)...)
 }
@@ -237,11 +267,13 @@ func curveClient(h *hsIO, server *Key, kp *KeyPair, meta []byte) (*curveCodec, z
 	if len(meta) > curveMetaMax {
 		return nil, zmtpMeta{}, fmt.Errorf("%w: CURVE: our metadata is %d bytes", ErrTooLarge, len(meta))
 	}
+	var keys hsKeys
+	defer keys.wipe()
 	cPub, cSec, err := generateKey()
+	keys.add(&cSec)
 	if err != nil {
 		return nil, zmtpMeta{}, err
 	}
-	defer clear(cSec[:])
 	sk := (*[32]byte)(server)
 	var nonce [24]byte
 	var plain [128 + curveMetaMax]byte
@@ -257,6 +289,7 @@ func curveClient(h *hsIO, server *Key, kp *KeyPair, meta []byte) (*curveCodec, z
 	hello = append(hello, nonce[16:]...)
 	// One key for C'->S in HELLO and S->C' in WELCOME: computed once.
 	var helloKey [32]byte
+	keys.add(&helloKey)
 	if !boxKey(&helloKey, sk, &cSec) {
 		return nil, zmtpMeta{}, fmt.Errorf("%w: CURVE: the server key %s is a point of small order", ErrRefused, server)
 	}
@@ -289,6 +322,7 @@ func curveClient(h *hsIO, server *Key, kp *KeyPair, meta []byte) (*curveCodec, z
 	copy(sPrime[:], wp[:32])
 	copy(cookie[:], wp[32:128])
 	var shared [32]byte
+	keys.add(&shared)
 	if !boxKey(&shared, &sPrime, &cSec) {
 		return nil, zmtpMeta{}, bad("WELCOME's short-term key is a point of small order")
 	}
@@ -303,6 +337,7 @@ func curveClient(h *hsIO, server *Key, kp *KeyPair, meta []byte) (*curveCodec, z
 	copy(vp[:32], cPub[:])
 	copy(vp[32:], server[:])
 	var vouchKey [32]byte
+	keys.add(&vouchKey)
 	boxKey(&vouchKey, &sPrime, (*[32]byte)(&kp.Secret)) // sPrime's order was checked above
 	var vouch [80]byte
 	box.SealAfterPrecomputation(vouch[:0], vp[:], &vouchNonce, &vouchKey)
@@ -366,6 +401,8 @@ func curveServer(h *hsIO, kp *KeyPair, meta []byte, authorize func(client Key, p
 	sk := (*[32]byte)(&kp.Secret)
 	var nonce [24]byte
 	var plain [128 + curveMetaMax]byte
+	var keys hsKeys
+	defer keys.wipe()
 
 	// HELLO.
 	hello, err := h.readCommand()
@@ -385,6 +422,7 @@ func curveServer(h *hsIO, kp *KeyPair, meta []byte, authorize func(client Key, p
 	copy(nonce[:], "CurveZMQHELLO---")
 	copy(nonce[16:], hello[112:120])
 	var helloKey [32]byte // C'/s: opens HELLO and seals WELCOME
+	keys.add(&helloKey)
 	if !boxKey(&helloKey, &cPrime, sk) {
 		return fail(bad("HELLO's short-term key is a point of small order"))
 	}
@@ -398,12 +436,12 @@ func curveServer(h *hsIO, kp *KeyPair, meta []byte, authorize func(client Key, p
 
 	// WELCOME: our short-term key S' and the cookie.
 	sPub, sSec, err := generateKey()
+	keys.add(&sSec)
 	if err != nil {
 		return fail(err)
 	}
-	defer clear(sSec[:])
 	var cookieKey [32]byte
-	defer clear(cookieKey[:])
+	keys.add(&cookieKey)
 	var cookieNonce [24]byte
 	copy(cookieNonce[:], "COOKIE--")
 	if _, err := rand.Read(cookieKey[:]); err != nil {
@@ -412,7 +450,8 @@ func curveServer(h *hsIO, kp *KeyPair, meta []byte, authorize func(client Key, p
 	if _, err := rand.Read(cookieNonce[8:]); err != nil {
 		return fail(err)
 	}
-	var cp [64]byte
+	var cp [64]byte // the cookie's plaintext, C' + s'
+	keys.add((*[32]byte)(cp[:32]), (*[32]byte)(cp[32:]))
 	copy(cp[:32], cPrime[:])
 	copy(cp[32:], sSec[:])
 	var cookie [80]byte
@@ -455,6 +494,7 @@ func curveServer(h *hsIO, kp *KeyPair, meta []byte, authorize func(client Key, p
 	}
 	clear(cp[:])
 	var shared [32]byte
+	keys.add(&shared)
 	boxKey(&shared, &cPrime, &sSec) // cPrime's order was checked with HELLO
 	copy(nonce[:], "CurveZMQINITIATE")
 	copy(nonce[16:], init[105:113])
@@ -470,6 +510,7 @@ func curveServer(h *hsIO, kp *KeyPair, meta []byte, authorize func(client Key, p
 	copy(vouchNonce[8:], ip[32:48])
 	var vp [64]byte
 	var vouchKey [32]byte
+	keys.add(&vouchKey)
 	if !boxKey(&vouchKey, (*[32]byte)(&client), &sSec) {
 		return fail(bad("INITIATE's client key is a point of small order"))
 	}

@@ -375,26 +375,45 @@ func TestCurveBoxSequenceMatchesNaCl(t *testing.T) {
 	}
 }
 
-// TestCurveOpenUnforeseenNonces: the receiver makes the next nonce's key
-// stream with each small MESSAGE's (ksAhead); MESSAGEs whose nonces skip
-// ahead, and a forged one that does not open, must not lead it astray.
-func TestCurveOpenUnforeseenNonces(t *testing.T) {
+// TestCurveOpenNonceSequence: MESSAGE nonces must go up by one. A gap, a
+// replay or an earlier nonce fails with errNonce and uses up nothing, so
+// the expected MESSAGE still opens after; so does the genuine one after a
+// forgery. The receiver makes the next nonce's key stream with each small
+// MESSAGE's (ksAhead): a small MESSAGE after a large one (nothing
+// foreseen) and a refused one must not lead it astray.
+func TestCurveOpenNonceSequence(t *testing.T) {
 	var key [32]byte
 	rand.Read(key[:])
 	dec := newCurveCodec(&key, false, 0, 0)
 	seal := func(n uint64, body []byte) []byte { return naclMessage(&key, n, 0, body) }
-	for _, n := range []uint64{1, 2, 5, 6, 7, 100, 101, 1 << 40} {
-		body := []byte(fmt.Sprintf("message %d", n))
-		if n == 6 {
-			forged := seal(n, body)
+	big := bytes.Repeat([]byte("B"), 3000)
+	steps := []struct {
+		nonce uint64
+		body  []byte
+		ok    bool
+	}{
+		{1, nil, true}, {2, nil, true}, {4, nil, false}, {1, nil, false}, {2, nil, false},
+		{3, big, true}, {4, nil, true}, {6, big, false}, {5, nil, true}, {1 << 40, nil, false},
+		{5, nil, false}, {6, nil, true},
+	}
+	for i, st := range steps {
+		body := st.body
+		if body == nil {
+			body = []byte(fmt.Sprintf("message %d", st.nonce))
+		}
+		if st.ok && st.nonce == 4 {
+			forged := seal(st.nonce, body)
 			forged[len(forged)-1] ^= 1
-			if _, _, err := dec.open(forged); err == nil {
-				t.Fatalf("nonce %d: a forged MESSAGE opened", n)
+			if _, _, err := dec.open(forged); err == nil || errors.Is(err, errNonce) {
+				t.Fatalf("step %d: a forged MESSAGE: %v", i, err)
 			}
 		}
-		_, got, err := dec.open(seal(n, body))
-		if err != nil || !bytes.Equal(got, body) {
-			t.Fatalf("nonce %d: %q, %v", n, got, err)
+		_, got, err := dec.open(seal(st.nonce, body))
+		switch {
+		case st.ok && (err != nil || !bytes.Equal(got, body)):
+			t.Fatalf("step %d, nonce %d: %.20q, %v", i, st.nonce, got, err)
+		case !st.ok && !errors.Is(err, errNonce):
+			t.Fatalf("step %d, nonce %d out of sequence: %v, want errNonce", i, st.nonce, err)
 		}
 	}
 }

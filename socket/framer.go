@@ -266,6 +266,27 @@ func (c *frameCipher) read(fr *frameReader, buf []byte) error {
 	return c.curve.read(buf)
 }
 
+// wipeSend and wipeRecv clear the key material of CURVE's send and receive
+// halves (see curveCodec.wipeSend): the first under the pipe's write lock
+// once it is closed to senders, the second by the reader as it ends. wipe
+// is both, for a pipe that never started.
+func (c *frameCipher) wipeSend() {
+	if c != nil && c.curve != nil {
+		c.curve.wipeSend()
+	}
+}
+
+func (c *frameCipher) wipeRecv() {
+	if c != nil && c.curve != nil {
+		c.curve.wipeRecv()
+	}
+}
+
+func (c *frameCipher) wipe() {
+	c.wipeSend()
+	c.wipeRecv()
+}
+
 // open decrypts a received frame body.
 func (c *frameCipher) open(body []byte) ([]byte, error) {
 	if c.curve != nil {

@@ -58,7 +58,9 @@ type Msg struct {
 // collected), and pays off at high message rates and for messages of tens
 // of kilobytes and more. Free on a message that was not received is a
 // no-op, and so is Free on a message already freed through any copy (see
-// Msg). It sets m.Frames to nil.
+// Msg). It sets m.Frames to nil. A message received over CURVE is cleared
+// first (the frames' memory it owns), so that no later user of that memory
+// sees its plaintext.
 func (m *Msg) Free() {
 	mem, frames := m.mem, m.Frames
 	m.Frames, m.mem = nil, nil

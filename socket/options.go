@@ -26,6 +26,8 @@ type Options struct {
 	HeartbeatIvl     time.Duration // ZMTP PING interval; 0 disables heartbeats
 	HeartbeatTimeout time.Duration // no traffic for this long drops the peer
 	HandshakeTimeout time.Duration // greeting + security handshake deadline
+	MaxHandshakes    int           // handshakes in progress on accepted connections (WithHandshakeLimits)
+	MaxPerSource     int           // ... from one source address
 	Linger           time.Duration // how long Close waits for queued messages
 	NoBlock          bool          // Send fails with ErrWouldBlock instead of blocking
 	RelaxedREQ       bool          // REQ may send again before the reply; replies are correlated
@@ -67,6 +69,8 @@ func DefaultOptions() Options {
 		HeartbeatIvl:     5 * time.Second,
 		HeartbeatTimeout: 15 * time.Second,
 		HandshakeTimeout: 5 * time.Second,
+		MaxHandshakes:    DefaultHandshakes,
+		MaxPerSource:     DefaultHandshakesPerSource,
 		Linger:           time.Second,
 		Logger:           slog.New(slog.DiscardHandler),
 		EventBuffer:      256,
@@ -152,13 +156,34 @@ func WithHeartbeat(interval, timeout time.Duration) Option {
 	}
 }
 
-// WithHandshakeTimeout bounds the ZMTP greeting and handshake (default 5s).
+// WithHandshakeTimeout bounds the ZMTP greeting and handshake (default 5s):
+// a peer that has not completed its handshake by then is disconnected.
 func WithHandshakeTimeout(d time.Duration) Option {
 	return func(o *Options) error {
 		if d <= 0 {
 			return fmt.Errorf("%w: handshake timeout must be positive", ErrOption)
 		}
 		o.HandshakeTimeout = d
+		return nil
+	}
+}
+
+// WithHandshakeLimits bounds the handshakes in progress on accepted
+// connections: at most perSource from one source address (an IPv4 address
+// or an IPv6 /64; default 32) and total in all (default 256). A connection
+// over a limit is closed as soon as it is accepted, before anything is
+// read from it or any key work is done, and counted in Stats.Shed; when
+// the total is reached, a connection from a source holding fewer
+// handshakes than the busiest source takes the place of that source's
+// oldest (docs/security.md, handshake floods). Each handshake also ends at
+// its deadline (WithHandshakeTimeout). Dialled connections are not
+// counted.
+func WithHandshakeLimits(perSource, total int) Option {
+	return func(o *Options) error {
+		if perSource < 1 || total < perSource {
+			return fmt.Errorf("%w: handshake limits %d per source, %d in all: need 1 <= per source <= total", ErrOption, perSource, total)
+		}
+		o.MaxPerSource, o.MaxHandshakes = perSource, total
 		return nil
 	}
 }

@@ -167,6 +167,7 @@ func (p *pipe) terminate(err error) {
 		p.wclosed = true
 		p.out.release()
 		p.urgent.release()
+		p.cipher.wipeSend() // no sender seals with it any more
 		p.wmu.Unlock()
 		if p.conn != nil {
 			p.conn.Close()

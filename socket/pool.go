@@ -127,6 +127,16 @@ func newSlab() *slab {
 	return s
 }
 
+// holds reports whether f was carved from s.
+func (s *slab) holds(f []byte) bool {
+	if len(f) == 0 {
+		return false
+	}
+	base := uintptr(unsafe.Pointer(&s.buf[0]))
+	at := uintptr(unsafe.Pointer(unsafe.SliceData(f)))
+	return at >= base && at < base+slabSize
+}
+
 // release drops n references.
 func (s *slab) release(n int32) {
 	if s.refs.Add(-n) == 0 && !debugMsgs {
@@ -144,6 +154,7 @@ type msgMem struct {
 	gen    atomic.Uint32
 	idx    uint16 // o is &o.slab().msgs[idx]
 	pooled bool   // some frames over slabFrameMax came from the buffer pool
+	secret bool   // the frames were decrypted (CURVE): cleared when released
 }
 
 // slab returns the slab o lives in, found from o's address: a pointer in
@@ -160,6 +171,20 @@ func (o *msgMem) release(frames [][]byte) {
 	if debugMsgs {
 		off, end := s.dbg.region(int(o.idx))
 		poison(s.buf[off:end])
+	}
+	if o.secret {
+		// Decrypted plaintext never goes back to a pool (nor stays in a
+		// reused slab) uncleared: a pooled buffer may next be a
+		// NewBuffer's, handed to the application. Only the memory the
+		// message owns: frames a socket type added (a ROUTER's routing
+		// id, shared by the pipe's messages) are left alone. What the
+		// reader wrote is each frame's length: clearing that on every
+		// Free keeps every pooled buffer's tail clear of it too.
+		for _, f := range frames {
+			if (o.pooled && len(f) > slabFrameMax) || s.holds(f) {
+				clear(f)
+			}
+		}
 	}
 	if o.pooled {
 		for _, f := range frames {
@@ -206,6 +231,7 @@ type carver struct {
 	msg    *slab    // the slab holding the current message's small frames, if any
 	start  int      // where the current message's small frames start in msg
 	pooled bool     // some frame of the current message came from the buffer pool
+	secret bool     // the reader decrypts: its messages are cleared when freed
 	fslab  [][]byte // frame slices are carved from here
 }
 
@@ -296,7 +322,7 @@ func (c *carver) ownInto(dst *Msg, fs [][]byte, size int) {
 	c.cur.dbg.setRegion(c.nmsgs, c.start, c.off)
 	c.nmsgs++
 	c.given++ // one of the reader's reserved references
-	o.pooled = c.pooled
+	o.pooled, o.secret = c.pooled, c.secret
 	c.msg, c.pooled = nil, false
 	dst.Frames, dst.Priority, dst.Buf = fs, 0, nil
 	dst.gen, dst.size, dst.mem = o.gen.Load(), size, o

@@ -23,9 +23,18 @@ func (p *pipe) readLoop() {
 		limit  = p.s.opts.MaxMsgSize
 	)
 	defer c.leave()
+	defer p.cipher.wipeRecv()
+	c.secret = p.cipher != nil
 	fail := func(err error) {
 		if len(batch) > 0 {
 			p.s.fq.push(p, batch)
+		}
+		// Nothing of the message in progress is delivered; under CURVE
+		// its frames are plaintext, cleared here (key hygiene).
+		if p.cipher != nil {
+			for _, f := range frames {
+				clear(f)
+			}
 		}
 		p.terminate(p.writeErrorOr(err))
 	}

@@ -818,7 +818,7 @@ func FuzzFrameGuard(f *testing.F) {
 				}
 			}
 		}()
-		if p, err := s.handshakeAs(ours, "fuzz", true, nil); err == nil {
+		if p, err := s.handshakeAs(ours, "fuzz", true, nil, nil); err == nil {
 			<-p.done
 		}
 		runtime.ReadMemStats(&ms)

@@ -22,6 +22,13 @@ type peerInfo struct {
 	key      Key         // CURVE: the peer's long-term public key
 }
 
+// wipe clears the key material of a handshake's result that no pipe takes.
+func (pi *peerInfo) wipe() {
+	if pi.curve != nil {
+		pi.curve.wipe()
+	}
+}
+
 // openPeer runs the greeting and the security handshake on a new
 // connection and the access checks that go with it. accepted says the
 // connection came from a listener (address filters and the NULL/PLAIN

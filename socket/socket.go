@@ -100,6 +100,8 @@ type Socket struct {
 	closing chan struct{}
 	wg      sync.WaitGroup
 
+	adm admission // handshakes in progress on accepted connections
+
 	stats                             counters
 	connects, disconnects, reconnects atomic.Uint64
 	rejected                          rejections
@@ -477,6 +479,7 @@ func (s *Socket) Stats() Stats {
 		RejectedBy:    s.rejected.snapshot(),
 		Refused:       s.refused.Load(),
 		EventsDropped: s.ev.dropped.Load(),
+		Shed:          s.adm.shed.Load(),
 		PerPeer:       ps,
 	}
 	// Per-socket message counters are the sum over pipes alive and gone.
@@ -558,6 +561,9 @@ func (s *Socket) Close() error {
 		p.terminate(ErrClosed)
 	}
 	s.wg.Wait()
+	// No handshake runs any more: forget the socket's copy of its
+	// long-term secret (docs/security.md, key hygiene).
+	clear(s.opts.CurveKey.Secret[:])
 	s.ev.close()
 	s.subsChanged.fire()
 	return nil
@@ -622,12 +628,20 @@ func (s *Socket) acceptLoop(l *listener) {
 			continue
 		}
 		delay = 5 * time.Millisecond
+		sl, ok := s.adm.admit(c, s.opts.MaxPerSource, s.opts.MaxHandshakes)
+		if !ok {
+			c.Close() // unread: no key work for a connection over the limits
+			if now := time.Now(); s.adm.shouldWarn(now) {
+				s.opts.Logger.Warn("handshake limits reached: shedding connections", "endpoint", l.bound, "remote", c.RemoteAddr().String(), "shed", s.adm.shed.Load())
+			}
+			continue
+		}
 		s.wg.Add(1)
 		go func() {
 			defer s.wg.Done()
 			// handshake registers the pipe with l, or refuses it if l
 			// was unbound or the socket closed meanwhile.
-			s.handshake(c, l.bound, l)
+			s.handshake(c, l.bound, l, sl)
 		}()
 	}
 }
@@ -652,7 +666,7 @@ func (s *Socket) dialLoop(d *dialer) {
 		cancel()
 		var p *pipe
 		if err == nil {
-			p, err = s.handshake(c, d.ep.raw, nil)
+			p, err = s.handshake(c, d.ep.raw, nil, nil)
 		} else {
 			s.ev.emit(Event{Kind: EventRetry, Endpoint: d.ep.raw, Err: err})
 		}
@@ -690,13 +704,15 @@ func (s *Socket) dialLoop(d *dialer) {
 
 // handshake runs the ZMTP greeting and security handshake through zmq4 over
 // a guarded connection, then starts a pipe for the peer.
-func (s *Socket) handshake(c net.Conn, ep string, l *listener) (*pipe, error) {
-	return s.handshakeAs(c, ep, l != nil, l)
+// sl is the accepted connection's admission slot (nil for a dialled one),
+// given back as the handshake ends.
+func (s *Socket) handshake(c net.Conn, ep string, l *listener, sl *hsSlot) (*pipe, error) {
+	return s.handshakeAs(c, ep, l != nil, l, sl)
 }
 
 // handshakeAs is handshake with the ZMTP server role chosen apart from the
 // listener (for tests that drive a raw connection).
-func (s *Socket) handshakeAs(c net.Conn, ep string, server bool, l *listener) (*pipe, error) {
+func (s *Socket) handshakeAs(c net.Conn, ep string, server bool, l *listener, sl *hsSlot) (*pipe, error) {
 	if tc, ok := c.(*net.TCPConn); ok {
 		tc.SetNoDelay(true)
 	}
@@ -711,6 +727,11 @@ func (s *Socket) handshakeAs(c net.Conn, ep string, server bool, l *listener) (*
 	s.shaking[c] = struct{}{}
 	s.mu.Unlock()
 	pi, err := s.openPeer(g, c, ep, l != nil, server)
+	if sl != nil {
+		// Before clearing the deadline: a connection whose slot was
+		// taken (and which was closed) fails here, not as a pipe.
+		s.adm.release(sl)
+	}
 	if err == nil {
 		err = c.SetDeadline(time.Time{})
 	}
@@ -720,6 +741,7 @@ func (s *Socket) handshakeAs(c net.Conn, ep string, server bool, l *listener) (*
 	s.mu.Unlock()
 	if closed {
 		c.Close()
+		pi.wipe()
 		return nil, ErrClosed
 	}
 	if err != nil {
@@ -749,6 +771,7 @@ func (s *Socket) handshakeAs(c net.Conn, ep string, server bool, l *listener) (*
 	if s.closed || (l != nil && s.listeners[l.bound] != l) {
 		s.mu.Unlock()
 		c.Close()
+		p.cipher.wipe()
 		return nil, ErrClosed
 	}
 	if s.opts.Trusted != nil && !s.opts.Trusted.Contains(p.client) {
@@ -757,6 +780,7 @@ func (s *Socket) handshakeAs(c net.Conn, ep string, server bool, l *listener) (*
 		// seen this pipe, and sees it if the removal comes after this.
 		s.mu.Unlock()
 		c.Close()
+		p.cipher.wipe()
 		err := revokedError(p.client)
 		s.rejected.count(err)
 		s.logf(slog.LevelWarn, "refused a peer", ep, p.remote, err)
@@ -767,6 +791,7 @@ func (s *Socket) handshakeAs(c net.Conn, ep string, server bool, l *listener) (*
 		if err := a.admit(p); err != nil {
 			s.mu.Unlock()
 			c.Close()
+			p.cipher.wipe()
 			s.rejected.count(errAdmit)
 			s.opts.Logger.Info("peer refused", "endpoint", ep, "remote", p.remote, "err", err)
 			s.ev.emit(Event{Kind: EventRejected, Endpoint: ep, Remote: p.remote, PeerType: p.peerType, Err: err})

@@ -38,6 +38,7 @@ type Stats struct {
 	RejectedBy    Rejections // Rejected by cause
 	Refused       uint64     // connections the peer refused: its ZMTP ERROR (an untrusted key, say) or another mechanism (see RefusedError)
 	EventsDropped uint64
+	Shed          uint64 // accepted connections closed unread: over the handshake limits (WithHandshakeLimits)
 	PerPeer       []PeerStats
 }
 
