@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/zpeer/zpeer/internal/eventlog"
+	"log/slog"
 	"maps"
 	"math/bits"
 	"slices"
@@ -387,6 +389,9 @@ func (a *ackPusher[T]) send(d *delivery, dead []DeadLetter) []DeadLetter {
 		count.Add(^uint64(0)) // not sent after all
 		return a.undo(d.it, d.peer, err, dead)
 	}
+	if d.retry && a.o.elog.Enabled(slog.LevelInfo) {
+		a.o.elog.Log(slog.LevelInfo, eventlog.Redelivery, "id", d.it.id, "deliveries", d.sends, "reason", d.reason)
+	}
 	return dead
 }
 
@@ -710,6 +715,8 @@ type delivery struct {
 	buf    *socket.Buffer // a reference of the delivery's own to it.buf, released by send
 	prio   uint8
 	retry  bool
+	sends  int    // it.sends, this one included
+	reason string // a retry's: why the last delivery failed
 }
 
 // deliveryPool holds deliveries for Push's direct sends (the dispatcher
@@ -721,7 +728,11 @@ func deliveryOf(it *item, p *pullerPeer) delivery {
 	if it.buf != nil {
 		it.buf.Retain()
 	}
-	return delivery{it: it, peer: p, frames: it.frames, buf: it.buf, prio: it.prio, retry: it.sends > 1}
+	d := delivery{it: it, peer: p, frames: it.frames, buf: it.buf, prio: it.prio, retry: it.sends > 1, sends: it.sends}
+	if d.retry {
+		d.reason = it.lastErr
+	}
+	return d
 }
 
 // dispatch assigns queued messages to pullers with credit, sends them, and
@@ -797,7 +808,7 @@ func (a *ackPusher[T]) assignQueued(sends []delivery, now int64) []delivery {
 
 func (a *ackPusher[T]) reportDead(dead []DeadLetter) []DeadLetter {
 	for _, d := range dead {
-		a.o.logger.Warn("pattern: message dead", "id", d.ID, "deliveries", d.Deliveries, "err", d.Err)
+		a.o.elog.Log(slog.LevelWarn, eventlog.DeadLetter, "id", d.ID, "deliveries", d.Deliveries, "reason", d.Err.Error())
 		if fn := a.o.onDead; fn != nil {
 			a.notes.post(func() { fn(d) })
 		}

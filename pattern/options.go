@@ -3,6 +3,7 @@ package pattern
 import (
 	"errors"
 	"fmt"
+	"github.com/zpeer/zpeer/internal/eventlog"
 	"log/slog"
 	"runtime"
 	"time"
@@ -95,6 +96,7 @@ type options struct {
 	onDead          func(DeadLetter)
 	onRefused       func(Refusal)
 	logger          *slog.Logger
+	elog            *eventlog.Logger // logger's events, rate-limited (set by buildOptions)
 	discovery       Discovery
 	service         string
 	serviceOpts     []discovery.Option
@@ -147,6 +149,7 @@ func buildOptions(what string, allowed optBit, opts []Option) (options, error) {
 	if o.name == "" {
 		o.name = newName()
 	}
+	o.elog = eventlog.New(o.logger)
 	if err := o.resolveCurve(); err != nil {
 		return o, err
 	}

@@ -2,6 +2,8 @@ package pattern
 
 import (
 	"context"
+	"github.com/zpeer/zpeer/internal/eventlog"
+	"log/slog"
 	"slices"
 	"sync"
 	"time"
@@ -361,8 +363,11 @@ func (s *Subscriber[T]) Recv(ctx context.Context) (Message[T], error) {
 		if err != nil {
 			return Message[T]{}, err
 		}
-		if gap.Missed > 0 && s.o.onGap != nil {
-			s.o.onGap(gap)
+		if gap.Missed > 0 {
+			s.o.elog.Log(slog.LevelWarn, eventlog.Gap, "sender", gap.Sender, "topic", gap.Topic, "from", gap.From, "to", gap.To, "missed", gap.Missed)
+			if s.o.onGap != nil {
+				s.o.onGap(gap)
+			}
 		}
 		var kept bool
 		m.Value, kept, err = takeBody[T](body)
