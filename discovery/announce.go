@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"math/rand/v2"
 	"net"
 	"strings"
 	"sync"
@@ -357,6 +358,11 @@ type query struct {
 	ifIndex int
 	legacy  *dns.Msg     // a legacy unicast query, answered at once
 	src     *net.UDPAddr // its sender
+	// A multicast query whose known answers go on in further packets
+	// (RFC 6762 section 7.2): more is set on every packet but the last,
+	// known when this packet lists our PTR record as known.
+	more, known bool
+	cont        bool // a packet without questions: only a continuation
 }
 
 // queryQueue bounds the queries waiting for answerLoop. Multicast ones
@@ -368,6 +374,7 @@ const queryQueue = 64
 // the queue was full and the query dropped.
 func (a *Announcer) handleQuery(q *dns.Msg, ifIndex int, src *net.UDPAddr) bool {
 	want := 0
+	known := a.knownAnswer(q)
 	for _, qs := range q.Question {
 		if c := qs.Qclass &^ (1 << 15); c != dns.ClassINET && c != dns.ClassANY {
 			continue
@@ -376,7 +383,7 @@ func (a *Announcer) handleQuery(q *dns.Msg, ifIndex int, src *net.UDPAddr) bool 
 		t := qs.Qtype
 		switch {
 		case name == a.svcName && (t == dns.TypePTR || t == dns.TypeANY):
-			if !a.knownAnswer(q) {
+			if !known {
 				want |= recPTR
 			}
 		case name == strings.ToLower(a.instName):
@@ -394,13 +401,19 @@ func (a *Announcer) handleQuery(q *dns.Msg, ifIndex int, src *net.UDPAddr) bool 
 			want |= recMeta
 		}
 	}
-	if want == 0 {
+	// A packet without questions may continue a query with the TC bit:
+	// what matters is whether it lists us.
+	continued := len(q.Question) == 0 && known
+	if want == 0 && !continued {
 		return true
 	}
 	a.stats.packetsIn.Add(1)
-	qq := query{want: want, ifIndex: ifIndex}
+	qq := query{want: want, ifIndex: ifIndex, src: src, more: q.Truncated, known: known, cont: continued}
 	if src != nil && src.Port != mdnsPort {
-		qq.legacy, qq.src = q, src
+		if want == 0 {
+			return true
+		}
+		qq.legacy = q
 	}
 	select {
 	case a.queries <- qq:
@@ -419,13 +432,27 @@ func (a *Announcer) handleQuery(q *dns.Msg, ifIndex int, src *net.UDPAddr) bool 
 const answerDelay = 20 * time.Millisecond
 
 // answerLoop sends the answers: legacy unicast ones at once, multicast
-// ones gathered per interface for answerDelay.
+// ones gathered per interface for answerDelay. A multicast query with the
+// TC bit waits for the rest of its known answers (tcHold).
 func (a *Announcer) answerLoop(ctx context.Context) {
 	defer a.wg.Done()
 	pending := make(map[int]int)
 	t := time.NewTimer(time.Hour)
 	t.Stop()
 	defer t.Stop()
+	var held tcHold
+	ht := time.NewTimer(time.Hour)
+	ht.Stop()
+	defer ht.Stop()
+	answer := func(ifIndex, want int) {
+		if want == 0 {
+			return
+		}
+		if len(pending) == 0 {
+			t.Reset(answerDelay)
+		}
+		pending[ifIndex] |= want
+	}
 	var logged uint64 // queue drops logged so far
 	for {
 		// Drops are counted on the stack's reader; they are logged here,
@@ -440,10 +467,13 @@ func (a *Announcer) answerLoop(ctx context.Context) {
 				a.send(q.ifIndex, q.want, q.legacy, q.src)
 				continue
 			}
-			if len(pending) == 0 {
-				t.Reset(answerDelay)
+			answer(held.add(q, time.Now()))
+			resetTo(ht, held.next())
+		case now := <-ht.C:
+			for _, d := range held.expired(now) {
+				answer(d.ifIndex, d.want)
 			}
-			pending[q.ifIndex] |= q.want
+			resetTo(ht, held.next())
 		case <-t.C:
 			for ifIndex, want := range pending {
 				a.send(ifIndex, want, nil, nil)
@@ -451,6 +481,85 @@ func (a *Announcer) answerLoop(ctx context.Context) {
 			clear(pending)
 		}
 	}
+}
+
+// tcHold holds the answers to multicast queries with the TC bit until the
+// rest of their known answers has come (RFC 6762 section 7.2): until the
+// sender's packet without the TC bit, at most 400-500 ms. Continuation
+// packets that list our PTR record take it out of the answer.
+type tcHold struct {
+	held map[string]*heldQuery // by sender and interface
+}
+
+// heldQuery is what a query with the TC bit asked so far.
+type heldQuery struct {
+	ifIndex int
+	want    int
+	until   time.Time
+}
+
+// add takes a query at time now and returns what to answer now, on which
+// interface (want 0: nothing yet).
+func (h *tcHold) add(q query, now time.Time) (ifIndex, want int) {
+	key := fmt.Sprint(q.src, "/", q.ifIndex)
+	d := h.held[key]
+	switch {
+	case d == nil && q.cont:
+		return 0, 0 // continues nothing held
+	case d == nil && !q.more:
+		return q.ifIndex, q.want
+	case d == nil:
+		if h.held == nil {
+			h.held = make(map[string]*heldQuery)
+		}
+		d = &heldQuery{ifIndex: q.ifIndex, until: now.Add(tcDelay())}
+		h.held[key] = d
+	}
+	d.want |= q.want
+	if q.known {
+		d.want &^= recPTR
+	}
+	if q.more {
+		return 0, 0
+	}
+	delete(h.held, key)
+	return d.ifIndex, d.want
+}
+
+// expired removes and returns the queries whose wait is over at now.
+func (h *tcHold) expired(now time.Time) []heldQuery {
+	var out []heldQuery
+	for key, d := range h.held {
+		if !now.Before(d.until) {
+			delete(h.held, key)
+			out = append(out, *d)
+		}
+	}
+	return out
+}
+
+// next returns when the first held query's wait ends (zero: none held).
+func (h *tcHold) next() time.Time {
+	var first time.Time
+	for _, d := range h.held {
+		if first.IsZero() || d.until.Before(first) {
+			first = d.until
+		}
+	}
+	return first
+}
+
+// tcDelay is how long the continuation of a query with the TC bit is
+// awaited: 400-500 ms, at random (RFC 6762 section 7.2).
+func tcDelay() time.Duration { return 400*time.Millisecond + rand.N(100*time.Millisecond) }
+
+// resetTo sets t to fire at (stops it when at is zero).
+func resetTo(t *time.Timer, at time.Time) {
+	if at.IsZero() {
+		t.Stop()
+		return
+	}
+	t.Reset(max(0, time.Until(at)))
 }
 
 // send answers on one interface: to the group, or to src for a legacy

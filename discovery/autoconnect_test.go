@@ -63,7 +63,7 @@ func (f *fakeConnector) log() []string {
 type nopSource struct{}
 
 func (nopSource) run(ctx context.Context) { <-ctx.Done() }
-func (nopSource) refresh()                {}
+func (nopSource) refresh(bool)            {}
 
 func newManualWatcher(t *testing.T) *Watcher {
 	t.Helper()

@@ -2,10 +2,10 @@ package discovery
 
 import (
 	"context"
+	"math/rand/v2"
 	"net"
 	"strconv"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -13,19 +13,19 @@ import (
 )
 
 // mdnsSource finds peers over mDNS through the process's shared stack
-// (stack.go):
+// (stack.go), on one goroutine:
 //
-//   - Browse: every refresh period (and on Refresh) it multicasts a PTR
-//     query for the service type on each interface. Every responder
-//     answers it, so each answer is a fresh sighting. (RFC 6762 section
-//     5.2 asks continuous queriers to back off; a watcher must instead
-//     hear from every peer within its expiry, so it asks every period,
-//     and responders bound their answers to one per 20 ms per interface.)
+//   - Query: it multicasts PTR queries for the service type on each
+//     interface, on the schedule of querier.go (RFC 6762 continuous
+//     querying with known-answer and duplicate-question suppression):
+//     often at start, then once per refresh period at most, plus when a
+//     known peer's records near the end of their lifetime.
 //   - Listen: it reads every mDNS response the stack hands it: goodbyes
 //     (TTL 0), announcements of new peers and of changes, and answers to
-//     anyone's queries, its own included.
+//     anyone's queries, its own included; and the queries for its service
+//     that others send, which may stand for its own.
 //
-// Responses reach it through a bounded queue (inbox): the stack's reader
+// Packets reach it through a bounded queue (inbox): the stack's reader
 // never waits for a watcher; a full queue drops the packet and counts it.
 type mdnsSource struct {
 	w        *Watcher
@@ -36,12 +36,17 @@ type mdnsSource struct {
 	ifaces   []net.Interface
 	inbox    chan packet
 	kick     chan struct{}
+	full     atomic.Bool // Refresh asked for a fresh browse
+	requery  atomic.Bool // ReportUnreachable asked for a query now
 	stopping atomic.Bool // set when run ends: packets are no longer wanted
 
-	cache map[string]*sighting // handler goroutine only
+	// The handler goroutine's own state.
+	cache    map[string]*sighting  // by Peer.Key
+	scheds   []*ifSched            // one per interface
+	pendingQ map[string]*seenQuery // queries with the TC bit seen, by source address, awaiting their continuation
 }
 
-// inboxSize bounds the responses waiting for a watcher's handler.
+// inboxSize bounds the packets waiting for a watcher's handler.
 const inboxSize = 128
 
 // sighting gathers what the listener learnt about one instance, as answers
@@ -52,10 +57,15 @@ type sighting struct {
 	port    uint16
 	host    string
 	addrs   []net.IP
-	ifIndex int
+	addrIf  int // the interface addrs came in on
+	ifIndex int // the interface it was last seen on
 	hasTXT  bool
 	hasSRV  bool
-	at      time.Time
+	peer    bool          // reported to the Watcher as a peer (not its own node, not a foreign service)
+	at      time.Time     // last seen
+	ttl     uint32        // the TTL its records came with
+	life    time.Duration // min(ttl, expiry): how long after at its records live
+	jitter  float64       // of its refresh points, drawn when it was seen
 }
 
 func newMDNSSource(w *Watcher) (*mdnsSource, error) {
@@ -71,19 +81,28 @@ func newMDNSSource(w *Watcher) (*mdnsSource, error) {
 		inbox:    make(chan packet, inboxSize),
 		kick:     make(chan struct{}, 1),
 		cache:    make(map[string]*sighting),
+		pendingQ: make(map[string]*seenQuery),
 	}
-	if s.link, err = stack.attach(ifaces, &user{onResponse: s.onResponse}); err != nil {
+	if s.link, err = stack.attach(ifaces, &user{onResponse: s.onResponse, onQuery: s.onQuery}); err != nil {
 		return nil, err
 	}
 	s.ifaces = s.link.ifaces()
 	for _, ifi := range s.ifaces {
 		s.nets[ifi.Index] = ipv4Addrs(ifi)
+		q := &ifSched{ifIndex: ifi.Index}
+		q.restart(w.o.refresh)
+		s.scheds = append(s.scheds, q)
 	}
 	return s, nil
 }
 
 // onResponse takes a response from the stack's reader without blocking.
-func (s *mdnsSource) onResponse(p packet) bool {
+func (s *mdnsSource) onResponse(p packet) bool { return s.enqueue(p) }
+
+// enqueue hands a packet from the stack's reader to the handler without
+// blocking; it reports false when the inbox was full and the packet was
+// dropped.
+func (s *mdnsSource) enqueue(p packet) bool {
 	if s.stopping.Load() {
 		return true // not a drop: nobody wants it any more
 	}
@@ -97,92 +116,73 @@ func (s *mdnsSource) onResponse(p packet) bool {
 	}
 }
 
-func (s *mdnsSource) refresh() {
+// onQuery takes, from the stack's reader, the queries that concern the
+// service (duplicate question suppression).
+func (s *mdnsSource) onQuery(p packet) bool {
+	if !wantsQuery(p.msg, s.svcName) {
+		return true
+	}
+	return s.enqueue(p)
+}
+
+func (s *mdnsSource) refresh(full bool) {
+	if full {
+		s.full.Store(true)
+	} else {
+		s.requery.Store(true)
+	}
 	select {
 	case s.kick <- struct{}{}:
 	default:
 	}
 }
 
-// run browses and handles responses until ctx is done, then leaves the
-// stack (closing the sockets nobody else uses).
-func (s *mdnsSource) run(ctx context.Context) {
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		s.listen(ctx)
-	}()
-	s.browseLoop(ctx)
-	s.stopping.Store(true)
-	s.link.detach()
-	wg.Wait()
-}
-
-// minBrowseGap keeps ReportUnreachable storms from querying more often
-// than this.
+// minBrowseGap keeps Refresh and ReportUnreachable storms from querying
+// more often than this.
 const minBrowseGap = 100 * time.Millisecond
 
-// browseLoop sends a query every refresh period, and on refresh.
-func (s *mdnsSource) browseLoop(ctx context.Context) {
-	t := time.NewTicker(s.w.o.refresh)
+// run queries and handles packets until ctx is done, then leaves the
+// stack (closing the sockets nobody else uses).
+func (s *mdnsSource) run(ctx context.Context) {
+	defer s.link.detach()
+	defer s.stopping.Store(true)
+	t := time.NewTimer(time.Hour)
 	defer t.Stop()
-	q := new(dns.Msg)
-	q.SetQuestion(s.svcName, dns.TypePTR)
-	q.RecursionDesired = false
-	pkt, err := q.Pack()
-	if err != nil { // a valid service name always packs
-		s.w.warn.warn("discovery: cannot build the browse query", "service", s.w.service, "err", err)
-		<-ctx.Done()
-		return
-	}
-	for {
-		started := time.Now()
-		for _, ifi := range s.ifaces {
-			if err := s.link.multicast(pkt, ifi.Index); err != nil {
-				s.w.stats.sendErrors.Add(1)
-				s.w.warn.warn("discovery: watcher cannot send its query", "service", s.w.service, "err", err)
-			} else {
-				s.w.stats.packetsOut.Add(1)
-			}
-		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		case <-s.kick:
-			if d := minBrowseGap - time.Since(started); d > 0 {
-				select {
-				case <-ctx.Done():
-					return
-				case <-time.After(d):
-				}
-			}
-		}
-	}
-}
-
-// listen handles the responses of the inbox until ctx is done.
-func (s *mdnsSource) listen(ctx context.Context) {
 	lastPrune := time.Now()
 	for {
+		t.Reset(max(0, time.Until(s.nextDue())))
 		select {
 		case <-ctx.Done():
-			s.stopping.Store(true)
 			return
 		case p := <-s.inbox:
-			s.handle(p.msg, p.ifIndex, p.at)
+			if p.msg.Response {
+				s.handle(p.msg, p.ifIndex, p.at)
+			} else {
+				s.handleQuery(p)
+			}
 			if p.at.Sub(lastPrune) > s.w.o.expiry {
 				s.prune(p.at)
 				lastPrune = p.at
 			}
+		case <-s.kick:
+			full, requery := s.full.Swap(false), s.requery.Swap(false)
+			for _, q := range s.scheds {
+				if full {
+					q.restart(s.w.o.refresh)
+				}
+				q.asap = q.asap || requery
+			}
+		case now := <-t.C:
+			s.queryDue(now)
 		}
 	}
 }
 
+// prune forgets instances not seen for twice their lifetime: the Watcher
+// reported them down (expired) long ago.
 func (s *mdnsSource) prune(now time.Time) {
 	for k, c := range s.cache {
-		if now.Sub(c.at) > 2*s.w.o.expiry {
+		if now.Sub(c.at) > 2*c.life {
 			delete(s.cache, k)
 		}
 	}
@@ -198,6 +198,8 @@ type observation struct {
 	host    string
 	hasSRV  bool
 	addrs   []net.IP
+	ttl     uint32 // of its PTR record, else of its SRV or TXT record
+	ptrTTL  bool   // ttl is the PTR record's
 }
 
 // observe extracts the instances of service svcName from a response, and
@@ -229,6 +231,8 @@ func observe(m *dns.Msg, svcName string) ([]*observation, map[string][]net.IP) {
 					o := get(rr.Ptr)
 					if h.Ttl == 0 {
 						o.goodbye = true
+					} else {
+						o.ttl, o.ptrTTL = h.Ttl, true
 					}
 				}
 			case *dns.SRV:
@@ -238,6 +242,9 @@ func observe(m *dns.Msg, svcName string) ([]*observation, map[string][]net.IP) {
 						o.goodbye = true
 					} else {
 						o.port, o.host, o.hasSRV = rr.Port, strings.ToLower(rr.Target), true
+						if !o.ptrTTL {
+							o.ttl = h.Ttl
+						}
 					}
 				}
 			case *dns.TXT:
@@ -245,6 +252,9 @@ func observe(m *dns.Msg, svcName string) ([]*observation, map[string][]net.IP) {
 					o := get(h.Name)
 					o.txt = rr.Txt
 					o.txtLive = h.Ttl > 0
+					if o.txtLive && o.ttl == 0 {
+						o.ttl = h.Ttl
+					}
 				}
 			case *dns.A:
 				if h.Ttl > 0 {
@@ -268,7 +278,7 @@ func (s *mdnsSource) handle(m *dns.Msg, ifIndex int, at time.Time) {
 	// A records alone: new addresses for instances already known.
 	for _, c := range s.cache {
 		if ips, ok := hosts[c.host]; ok && c.hasSRV {
-			c.addrs, c.ifIndex = ips, ifIndex
+			c.addrs, c.addrIf = ips, ifIndex
 		}
 	}
 	for _, o := range obs {
@@ -297,7 +307,12 @@ func (s *mdnsSource) handle(m *dns.Msg, ifIndex int, at time.Time) {
 			c = &sighting{name: o.name}
 			s.cache[key] = c
 		}
-		c.at = at
+		c.at, c.ifIndex = at, ifIndex
+		if o.ttl > 0 {
+			c.ttl = o.ttl
+		}
+		c.life = s.life(c.ttl)
+		c.jitter = rand.Float64() * refreshJitter
 		if o.txtLive {
 			c.txt, c.hasTXT = o.txt, true
 		}
@@ -305,16 +320,28 @@ func (s *mdnsSource) handle(m *dns.Msg, ifIndex int, at time.Time) {
 			c.port, c.host, c.hasSRV = o.port, o.host, true
 		}
 		if len(o.addrs) > 0 {
-			c.addrs, c.ifIndex = o.addrs, ifIndex
+			c.addrs, c.addrIf = o.addrs, ifIndex
 		}
+		c.peer = false
 		if c.hasTXT && c.hasSRV {
-			if p, rev, sig, ok := s.peer(key, c.name, c.txt, c.port, c.addrs, c.ifIndex); ok {
-				s.w.seen("mdns", p, rev, sig, at)
+			if p, rev, sig, ok := s.peer(key, c.name, c.txt, c.port, c.addrs, c.addrIf); ok {
+				c.peer = true
+				s.w.seenFor("mdns", p, rev, sig, at, c.life)
 				continue
 			}
 		}
-		s.w.alive(key, at)
+		s.w.aliveFor(key, at, c.life)
 	}
+}
+
+// life returns how long records that came with ttl live: ttl, at most
+// the expiry (WithExpiry); the expiry for a TTL never heard.
+func (s *mdnsSource) life(ttl uint32) time.Duration {
+	d := time.Duration(ttl) * time.Second
+	if d <= 0 || d > s.w.o.expiry {
+		return s.w.o.expiry
+	}
+	return d
 }
 
 // peer turns an announcement into a Peer. ifIndex is the interface it came

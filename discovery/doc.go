@@ -41,11 +41,17 @@
 // StackStats count packets, send errors, drops and peers; WithLogger logs
 // what is dropped or fails.
 //
-// Liveness does not rest on mDNS caches. A Watcher queries afresh every
-// refresh period (WithRefresh), hears goodbyes at once, reports a peer that
-// stopped answering down after the expiry time (WithExpiry), and takes
-// hints from the socket layer: Touch when a peer was heard from,
-// ReportUnreachable when its connection was lost.
+// Liveness follows RFC 6762's caches. A peer's records live for their
+// TTL (15 s by default, WithTTL), at most the expiry (WithExpiry); a
+// Watcher asks for them again near the end (80-95 %), hears goodbyes at
+// once, reports a peer whose records ran out down, and takes hints from
+// the socket layer: Touch when a peer was heard from, ReportUnreachable
+// when its connection was lost. Its queries list the answers it holds
+// (known-answer suppression), and a query for the same service from
+// another host stands for its own (duplicate question suppression), so a
+// link where every host watches carries about one query per refresh
+// period (WithRefresh) and one answer per peer per half TTL: traffic that
+// grows with the number of hosts, not with its square (docs/scaling.md).
 //
 // Options and errors: Option is func(*options) error with the struct
 // unexported (as in pattern, for the same reason: it holds resolved state

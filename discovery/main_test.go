@@ -34,13 +34,16 @@ func TestMain(m *testing.M) {
 
 // helperConfig is passed to a helper process as JSON in helperEnv.
 type helperConfig struct {
-	Service  string        `json:"service"`
-	Node     string        `json:"node"`
-	Loopback bool          `json:"loopback"`
-	Endpoint string        `json:"endpoint"`
-	Watch    bool          `json:"watch"`
-	Refresh  time.Duration `json:"refresh"`
-	Expiry   time.Duration `json:"expiry"`
+	Service  string `json:"service"`
+	Node     string `json:"node"`
+	Loopback bool   `json:"loopback"`
+	Endpoint string `json:"endpoint"`
+	Watch    bool   `json:"watch"`
+	// Refresh and Expiry: zero leaves the defaults.
+	Refresh time.Duration `json:"refresh"`
+	Expiry  time.Duration `json:"expiry"`
+	// MaxRun is how long the helper runs at most (default two minutes).
+	MaxRun time.Duration `json:"max_run,omitempty"`
 	// AlsoLoopback adds a second Announcer and Watcher in the
 	// single-machine mode (WithLoopback), and reports the mDNS sockets.
 	AlsoLoopback bool `json:"also_loopback"`
@@ -62,10 +65,15 @@ type helperLine struct {
 	// as StackStats count them (in "ready", with AlsoLoopback).
 	OSSockets    int `json:"os_sockets,omitempty"`
 	StackSockets int `json:"stack_sockets,omitempty"`
+	// In "stats": the counters and the nodes of the peers up.
+	Announcer Stats    `json:"announcer,omitzero"`
+	Watcher   *Stats   `json:"watcher,omitempty"`
+	Stack     Stats    `json:"stack,omitzero"`
+	Peers     []string `json:"peers,omitempty"`
 }
 
 // helperMain announces (and optionally watches) until stdin is closed, then
-// closes gracefully. It exits on its own after two minutes at most.
+// closes gracefully. It exits on its own after MaxRun at most.
 func helperMain(raw string) int {
 	var cfg helperConfig
 	out := json.NewEncoder(os.Stdout)
@@ -79,7 +87,16 @@ func helperMain(raw string) int {
 		emit(helperLine{Kind: "error", Err: err.Error()})
 		return 2
 	}
-	opts := []Option{WithNodeID(cfg.Node), WithRefresh(cfg.Refresh), WithExpiry(cfg.Expiry)}
+	opts := []Option{WithNodeID(cfg.Node)}
+	if cfg.Refresh != 0 {
+		opts = append(opts, WithRefresh(cfg.Refresh))
+	}
+	if cfg.Expiry != 0 {
+		opts = append(opts, WithExpiry(cfg.Expiry))
+	}
+	if cfg.MaxRun == 0 {
+		cfg.MaxRun = 2 * time.Minute
+	}
 	if cfg.Loopback {
 		opts = append(opts, WithLoopback())
 	}
@@ -90,21 +107,13 @@ func helperMain(raw string) int {
 		return 2
 	}
 	var w *Watcher
-	done := make(chan struct{})
+	var events <-chan Event
 	if cfg.Watch {
 		if w, err = NewWatcher(cfg.Service, opts...); err != nil {
 			emit(helperLine{Kind: "error", Err: err.Error()})
 			return 2
 		}
-		go func() {
-			defer close(done)
-			for ev := range w.Events() {
-				emit(helperLine{Kind: ev.Kind.String(), Node: ev.Peer.Node, Endpoint: ev.Peer.Endpoint(), Reason: ev.Reason,
-					Time: ev.Time.UnixNano()})
-			}
-		}()
-	} else {
-		close(done)
+		events = w.Events() // subscribed now; printed after "ready"
 	}
 	ready := helperLine{Kind: "ready", Node: cfg.Node, Time: started.UnixNano()}
 	if cfg.AlsoLoopback {
@@ -129,14 +138,42 @@ func helperMain(raw string) int {
 		ready.OSSockets, ready.StackSockets = n, StackStats().Sockets
 	}
 	emit(ready)
+	// Events are printed after "ready", which readers wait for first.
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if events == nil {
+			return
+		}
+		for ev := range events {
+			emit(helperLine{Kind: ev.Kind.String(), Node: ev.Peer.Node, Endpoint: ev.Peer.Endpoint(), Reason: ev.Reason,
+				Time: ev.Time.UnixNano()})
+		}
+	}()
+	// Each line "stats" on stdin prints the counters and the peers seen
+	// (a "stats" line); end of input leaves.
 	stdin := make(chan struct{})
 	go func() {
-		_, _ = io.Copy(io.Discard, os.Stdin)
-		close(stdin)
+		defer close(stdin)
+		sc := bufio.NewScanner(os.Stdin)
+		for sc.Scan() {
+			if sc.Text() != "stats" {
+				continue
+			}
+			l := helperLine{Kind: "stats", Node: cfg.Node, Announcer: a.Stats(), Stack: StackStats()}
+			if w != nil {
+				st := w.Stats()
+				l.Watcher = &st
+				for _, p := range w.Peers() {
+					l.Peers = append(l.Peers, p.Node)
+				}
+			}
+			emit(l)
+		}
 	}()
 	select {
 	case <-stdin:
-	case <-time.After(2 * time.Minute):
+	case <-time.After(cfg.MaxRun):
 	}
 	// Goodbyes first, as a program shutting down should.
 	start := time.Now()

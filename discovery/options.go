@@ -18,12 +18,16 @@ type Option func(*options) error
 
 // Defaults.
 const (
-	// DefaultTTL is the TTL of announced records. It matters to DNS-SD
-	// caches (avahi, python-zeroconf, Bonjour); zpeer watchers use their
-	// own expiry instead.
-	DefaultTTL = 120 * time.Second
-	// DefaultRefresh is how often a Watcher starts a fresh browse (mDNS)
-	// or a fresh lookup (DNS SRV).
+	// DefaultTTL is the TTL of announced records: how long a watcher
+	// (zpeer's, or any DNS-SD cache: avahi, python-zeroconf, Bonjour)
+	// keeps a peer that stopped answering, such as one killed without a
+	// goodbye. Watchers ask again at 80-95 % of it, so it also sets how
+	// often a peer answers: about once per half TTL, whatever the number
+	// of watchers.
+	DefaultTTL = 15 * time.Second
+	// DefaultRefresh is the longest gap between a Watcher's mDNS browse
+	// queries (they start at 1 s and double up to it), and how often it
+	// looks DNS SRV names up.
 	DefaultRefresh = 5 * time.Second
 	// DefaultUnreachableTimeout is how long a Watcher waits, after
 	// ReportUnreachable, for a source to confirm the peer before it
@@ -32,9 +36,9 @@ const (
 )
 
 // DefaultExpiry returns the expiry used when WithExpiry is not given:
-// three refresh periods and one second, so that a peer must miss three
-// fresh browses in a row to be reported down. With the default refresh it
-// is 16 s.
+// three refresh periods and one second (16 s with the default refresh).
+// A Watcher keeps an mDNS peer that stopped answering for its records'
+// TTL, at most the expiry: with zpeer's default TTL, 15 s.
 func DefaultExpiry(refresh time.Duration) time.Duration { return 3*refresh + time.Second }
 
 type srvSpec struct {
@@ -128,8 +132,9 @@ func WithLoopback() Option {
 }
 
 // WithTTL sets the TTL of the announced records (Announcer), 1 s to 75 min;
-// the default is DefaultTTL. Foreign DNS-SD caches forget a peer that was
-// killed (no goodbye) after this time.
+// the default is DefaultTTL. Watchers (zpeer's, up to their expiry, and
+// foreign DNS-SD caches) forget a peer that was killed (no goodbye) after
+// this time, and ask for its records again at 80-95 % of it.
 func WithTTL(d time.Duration) Option {
 	return func(o *options) error {
 		if d < time.Second || d > 75*time.Minute {
@@ -140,9 +145,15 @@ func WithTTL(d time.Duration) Option {
 	}
 }
 
-// WithRefresh sets how often a Watcher starts a fresh mDNS browse and
-// re-resolves DNS SRV names; the default is DefaultRefresh. It must be at
-// least 50 ms.
+// WithRefresh sets the longest gap between a Watcher's mDNS browse
+// queries, and how often it re-resolves DNS SRV names; the default is
+// DefaultRefresh. It must be at least 50 ms. Browse queries go out at
+// start, then after 1 s (or the refresh, if shorter), 2 s, 4 s ...
+// doubling up to it; a query for the same service by another host on the
+// link stands for the Watcher's own, so a link carries about one browse
+// round per refresh period however many hosts watch. It also bounds how
+// long a peer whose announcements were lost, or a cut-off peer that comes
+// back, goes unseen.
 func WithRefresh(d time.Duration) Option {
 	return func(o *options) error {
 		if d < 50*time.Millisecond {
@@ -153,11 +164,13 @@ func WithRefresh(d time.Duration) Option {
 	}
 }
 
-// WithExpiry sets how long a Watcher keeps an mDNS peer that no longer
-// answers before reporting it down (ReasonExpired). It must be longer than
-// the refresh period; the default is DefaultExpiry(refresh). A peer killed
-// without a goodbye is reported down between expiry and expiry plus one
-// check period (a tenth of the expiry, at most 1 s).
+// WithExpiry sets the longest a Watcher keeps an mDNS peer that no longer
+// answers before reporting it down (ReasonExpired): a peer's records live
+// for their TTL (WithTTL on its side), at most the expiry. It must be
+// longer than the refresh period; the default is DefaultExpiry(refresh).
+// A peer killed without a goodbye is reported down at most that lifetime
+// (plus one check period, a tenth of min(expiry, unreachable timeout), at
+// most 1 s) after its last answer.
 func WithExpiry(d time.Duration) Option {
 	return func(o *options) error {
 		if d <= 0 {

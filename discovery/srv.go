@@ -37,7 +37,7 @@ func newSRVSource(w *Watcher, spec srvSpec) (*srvSource, error) {
 	return &srvSource{w: w, spec: spec, id: "srv " + spec.name, server: server, kick: make(chan struct{}, 1)}, nil
 }
 
-func (s *srvSource) refresh() {
+func (s *srvSource) refresh(bool) {
 	select {
 	case s.kick <- struct{}{}:
 	default:

@@ -25,4 +25,4 @@ func (s *staticSource) run(ctx context.Context) {
 	<-ctx.Done()
 }
 
-func (s *staticSource) refresh() {}
+func (s *staticSource) refresh(bool) {}

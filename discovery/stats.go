@@ -13,7 +13,8 @@ import (
 // Counters only grow; a field that does not apply stays zero.
 type Stats struct {
 	// PacketsIn: mDNS packets read (stack); queries for this Announcer's
-	// records (Announcer); responses handed to this Watcher (Watcher).
+	// records (Announcer); responses, and queries for its service, handed
+	// to this Watcher (Watcher).
 	PacketsIn uint64
 	// PacketsOut: packets sent: announcements, answers and goodbyes
 	// (Announcer), queries (Watcher).

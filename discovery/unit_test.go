@@ -333,8 +333,8 @@ func FuzzUnpackMDNS(f *testing.F) {
 	f.Add(q)
 	f.Add([]byte{})
 	// The packet also goes through the stack's dispatcher (no socket) to
-	// an announcer's query handler and a watcher's response handler, as
-	// any packet from the network does.
+	// an announcer's query handler and a watcher's handlers, as any packet
+	// from the network does.
 	o, err := buildOptions([]Option{WithNodeID("me")})
 	if err != nil {
 		f.Fatal(err)
@@ -342,10 +342,10 @@ func FuzzUnpackMDNS(f *testing.F) {
 	w := newWatcher(o)
 	w.service = "svc"
 	src := &mdnsSource{w: w, svcName: "_svc._tcp.local.", nets: map[int][]*net.IPNet{}, cache: map[string]*sighting{},
-		inbox: make(chan packet, 1)}
+		pendingQ: map[string]*seenQuery{}, scheds: []*ifSched{{ifIndex: 1}}, inbox: make(chan packet, 1)}
 	a := &Announcer{o: o, svcName: "_svc._tcp.local.", instName: "x._svc._tcp.local.", host: "zp-x.local.",
 		queries: make(chan query, 1), warn: newWarner(o.logger)}
-	c := &ifconn{ifi: net.Interface{Index: 1}, users: []*user{{onQuery: a.onQuery}, {onResponse: src.onResponse}}}
+	c := &ifconn{ifi: net.Interface{Index: 1}, users: []*user{{onQuery: a.onQuery}, {onResponse: src.onResponse, onQuery: src.onQuery}}}
 	f.Fuzz(func(t *testing.T, b []byte) {
 		m, err := unpackMDNS(b)
 		if err == nil {
@@ -357,8 +357,15 @@ func FuzzUnpackMDNS(f *testing.F) {
 		}
 		select {
 		case p := <-src.inbox:
-			src.handle(p.msg, p.ifIndex, p.at)
-		case <-a.queries:
+			if p.msg.Response {
+				src.handle(p.msg, p.ifIndex, p.at)
+			} else {
+				src.handleQuery(p)
+			}
+			src.nextDue()
+		case q := <-a.queries:
+			var h tcHold
+			h.add(q, time.Now())
 		default:
 		}
 	})

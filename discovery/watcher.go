@@ -13,12 +13,17 @@ import (
 // and PeerDown. Its sources are mDNS (unless WithoutMDNS), static peers
 // (WithStatic) and DNS SRV names (WithSRV); all feed the same events.
 //
-// mDNS liveness does not rest on caches: the Watcher queries every refresh
-// period, hears goodbyes (TTL 0) and announcements at once, and reports a
-// peer down when it has not been seen for the expiry time. The socket
-// layer adds what it knows through Touch and ReportUnreachable. Its mDNS
-// traffic goes through the process's shared sockets (one per interface,
-// see StackStats).
+// mDNS liveness follows RFC 6762's caches: a peer's records live for their
+// TTL (at most the expiry, WithExpiry) from the last answer that carried
+// them; the Watcher queries again when they near their end (at 80-95 % of
+// it), hears goodbyes (TTL 0) and announcements at once, and reports a
+// peer down when its records run out. Its queries list the answers it
+// already holds and stand back when another host just asked the same, so
+// a link where every host watches carries about one query round per
+// refresh period (WithRefresh) plus one answer per peer per half-lifetime.
+// The socket layer adds what it knows through Touch and
+// ReportUnreachable. Its mDNS traffic goes through the process's shared
+// sockets (one per interface, see StackStats).
 //
 // Announcements carrying the Watcher's own node id are ignored. Each Watcher
 // draws its own unless WithNodeID sets it, so by default it sees every
@@ -48,17 +53,20 @@ type Watcher struct {
 type source interface {
 	// run feeds the watcher until ctx is done.
 	run(ctx context.Context)
-	// refresh asks for a fresh look now; it does not block.
-	refresh()
+	// refresh asks for a fresh look now; it does not block. full asks for
+	// a fresh browse (Refresh); otherwise it is a check on suspects
+	// (ReportUnreachable).
+	refresh(full bool)
 }
 
 type peerState struct {
 	p          Peer
-	src        string // the source that owns the peer
-	rev        uint64 // announcement revision (mDNS)
-	sig        string // what the announcement said, to detect changes
-	expires    bool   // mDNS peers expire; static and SRV peers are listed
-	immune     bool   // static peers ignore ReportUnreachable
+	src        string        // the source that owns the peer
+	rev        uint64        // announcement revision (mDNS)
+	sig        string        // what the announcement said, to detect changes
+	expires    bool          // mDNS peers expire; static and SRV peers are listed
+	life       time.Duration // an mDNS peer is down when not seen for this long
+	immune     bool          // static peers ignore ReportUnreachable
 	lastSeen   time.Time
 	suspect    time.Time // down at this time unless confirmed; zero: not suspect
 	reportedAt time.Time // when ReportUnreachable was last called
@@ -145,10 +153,10 @@ func (w *Watcher) start() {
 	}
 }
 
-// Stats returns the Watcher's counters: PacketsIn (mDNS responses handed
-// to it), PacketsOut (queries), SendErrors, QueueDrops (responses dropped
-// while its queue was full), EventsCoalesced, EventDrops, PeersUp,
-// PeersDown and PeersIgnored.
+// Stats returns the Watcher's counters: PacketsIn (mDNS responses, and
+// queries for its service, handed to it), PacketsOut (query packets),
+// SendErrors, QueueDrops (packets dropped while its queue was full),
+// EventsCoalesced, EventDrops, PeersUp, PeersDown and PeersIgnored.
 func (w *Watcher) Stats() Stats { return w.stats.stats() }
 
 // NodeID returns the node id whose announcements this Watcher ignores.
@@ -205,11 +213,30 @@ func (w *Watcher) Peers() []Peer {
 }
 
 // Refresh starts a fresh mDNS browse and DNS SRV lookup now, without
-// waiting for the refresh period.
-func (w *Watcher) Refresh() {
+// waiting for the refresh period. The browse's first query lists no known
+// answers, so every peer answers it, and its next queries follow at 1 s,
+// 2 s, 4 s ... as at start.
+func (w *Watcher) Refresh() { w.refresh(true) }
+
+func (w *Watcher) refresh(full bool) {
 	for _, s := range w.sources {
-		s.refresh()
+		s.refresh(full)
 	}
+}
+
+// suspects returns the keys of the peers reported unreachable and not yet
+// confirmed: queries do not list their records as known, so that they
+// answer if they can.
+func (w *Watcher) suspects() map[string]bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	out := make(map[string]bool)
+	for k, st := range w.peers {
+		if !st.suspect.IsZero() {
+			out[k] = true
+		}
+	}
+	return out
 }
 
 // Touch tells the Watcher that the socket layer heard from the peer at
@@ -232,13 +259,15 @@ func (w *Watcher) Touch(endpoint string) {
 
 // ReportUnreachable tells the Watcher that the socket layer lost its
 // connection to endpoint (as given to Connector.Connect) or missed its
-// heartbeats. The Watcher starts a fresh browse and lookup at once, and
-// again halfway through the unreachable timeout (WithUnreachableTimeout,
-// default 1 s); unless a source confirms the peer within it, the peer is
-// reported down with ReasonUnreachable. Answers read within 10 ms of the
-// report do not confirm: the peer may have sent them before it died. A peer that still answers mDNS stays up: the process
-// is alive, and the socket layer keeps reconnecting. Static peers ignore
-// it.
+// heartbeats. The Watcher queries over mDNS (listing the peer's records
+// as unknown, so that it answers if it can) and looks DNS SRV names up at
+// once, and again halfway through the unreachable timeout
+// (WithUnreachableTimeout, default 1 s); unless a source confirms the peer
+// within it, the peer is reported down with ReasonUnreachable. Answers
+// read within 10 ms of the report do not confirm: the peer may have sent
+// them before it died. A peer that still answers mDNS stays up: the
+// process is alive, and the socket layer keeps reconnecting. Static peers
+// ignore it.
 func (w *Watcher) ReportUnreachable(endpoint string) {
 	now := time.Now()
 	hit := false
@@ -256,7 +285,7 @@ func (w *Watcher) ReportUnreachable(endpoint string) {
 	}
 	w.mu.Unlock()
 	if hit {
-		w.Refresh()
+		w.refresh(false)
 	}
 }
 
@@ -296,7 +325,7 @@ func (w *Watcher) expire(now time.Time) {
 	requery := false
 	defer func() {
 		if requery {
-			w.Refresh()
+			w.refresh(false)
 		}
 	}()
 	w.mu.Lock()
@@ -309,7 +338,7 @@ func (w *Watcher) expire(now time.Time) {
 	for _, k := range keys {
 		st := w.peers[k]
 		switch {
-		case st.expires && now.Sub(st.lastSeen) > w.o.expiry:
+		case st.expires && now.Sub(st.lastSeen) > st.life:
 			w.downLocked(k, st, ReasonExpired, now)
 		case !st.suspect.IsZero() && now.After(st.suspect):
 			w.downLocked(k, st, ReasonUnreachable, now)
@@ -338,6 +367,12 @@ func (w *Watcher) self(node string) bool { return node != "" && node == w.o.node
 // the announcement said; a different sig at the same or a newer revision
 // is reported as PeerUpdated. Older revisions only count as liveness.
 func (w *Watcher) seen(src string, p Peer, rev uint64, sig string, at time.Time) {
+	w.seenFor(src, p, rev, sig, at, w.o.expiry)
+}
+
+// seenFor is seen for records that live for life (their TTL, at most the
+// expiry): the peer is down unless seen again within life.
+func (w *Watcher) seenFor(src string, p Peer, rev uint64, sig string, at time.Time, life time.Duration) {
 	if w.self(p.Node) {
 		return
 	}
@@ -355,9 +390,12 @@ func (w *Watcher) seen(src string, p Peer, rev uint64, sig string, at time.Time)
 			w.ignore(p.Key)
 			return
 		}
-		w.peers[p.Key] = &peerState{p: p, src: src, rev: rev, sig: sig, expires: true, lastSeen: at}
+		w.peers[p.Key] = &peerState{p: p, src: src, rev: rev, sig: sig, expires: true, life: life, lastSeen: at}
 		w.emitLocked(Event{Kind: PeerUp, Peer: p, Time: at, LastSeen: at})
 		return
+	}
+	if st.expires {
+		st.life = life
 	}
 	w.confirmLocked(st, at)
 	if rev < st.rev || st.src != src {
@@ -401,11 +439,15 @@ func (w *Watcher) warnDrops(l *logged) {
 		"ignored", "service", w.service, "max", MaxPeers)
 }
 
-// alive records that the peer with key answered, without new data.
-func (w *Watcher) alive(key string, at time.Time) {
+// aliveFor records that the peer with key answered, without new data, in
+// records that live for life.
+func (w *Watcher) aliveFor(key string, at time.Time, life time.Duration) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if st := w.peers[key]; st != nil {
+		if st.expires {
+			st.life = life
+		}
 		w.confirmLocked(st, at)
 	}
 }

@@ -163,3 +163,11 @@ func run(argv ...string) error {
 	}
 	return nil
 }
+
+// InBridge runs fn on an OS thread that has entered the namespace of the
+// lab's bridge, and returns its error. Sockets fn opens stay in that
+// namespace after it returns (a packet socket on "br0" sees every frame
+// the hosts send), whatever thread later uses them. The calling
+// goroutine's thread goes back to its own namespace; if it cannot, the
+// thread is discarded.
+func (l *Lab) InBridge(fn func() error) error { return inNamespace(l.Bridge, fn) }
