@@ -15,6 +15,7 @@ import (
 
 	"github.com/zpeer/zpeer/codec"
 	"github.com/zpeer/zpeer/internal/outbox"
+	"github.com/zpeer/zpeer/internal/partition"
 	"github.com/zpeer/zpeer/socket"
 )
 
@@ -66,26 +67,28 @@ type item struct {
 	buf        *socket.Buffer // the envelope's memory, if reused: released when forgotten or replaced
 	size       int            // bytes counted in ackPusher.bytes (WithMaxPendingBytes)
 	value      any            // for WithOnDead
+	pushed     int64          // mono time
+	deadline   int64          // mono time of the ack timeout, while in flight
+	sends      int            // times handed to a puller
+	deliveries int            // deliveries that count (see above)
 	prio       uint8
-	pushed     int64 // mono time
-	deadline   int64 // mono time of the ack timeout, while in flight
-	sends      int   // times handed to a puller
-	deliveries int   // deliveries that count (see above)
-	flagged    bool  // the envelope asks for a start report
-	started    bool  // the current holder reported its handler's start
+	flagged    bool // the envelope asks for a start report
+	started    bool // the current holder reported its handler's start
+	inflight   bool // delivered, waiting for its ack (else queued)
 	// lostOn is the gone puller of a lost delivery that did not count:
 	// its start report, read after the loss, still counts it.
 	lostOn *socket.Peer
 	// limbo: the mono time until which it waits to be declared dead (see
 	// limboWait); 0 when it is not waiting.
-	limbo    int64
-	inflight bool          // delivered, waiting for its ack (else queued)
-	peer     *pullerPeer   // in flight: the current holder
-	stale    []*pullerPeer // earlier holders that have not answered
-	avoid    *pullerPeer   // redelivered: prefer another puller
-	lastErr  string
-	rcpt     *Receipt // PushAsync's, settled with the job
-	q, f, h  links    // queue, in-flight and held list links
+	limbo   int64
+	peer    *pullerPeer   // in flight: the current holder
+	stale   []*pullerPeer // earlier holders that have not answered
+	avoid   *pullerPeer   // redelivered: prefer another puller
+	lastErr string
+	rcpt    *Receipt  // PushAsync's, settled with the job
+	q, f, h links     // queue, in-flight and held list links
+	kst     *keyState // its key's, for a job with a partition key
+	knext   *item     // the next in its key's wait list
 }
 
 // newItem is a message taken into custody, pushed now or taken back from
@@ -161,6 +164,10 @@ type pullerPeer struct {
 	// blocked: its socket queue was full; it is tried again when the
 	// socket's Ready hook says it has room.
 	blocked bool
+	id      string    // its name, from its hello: what its keys are hashed on
+	hash    uint64    // partition.Hash(id)
+	tie     uint64    // its peer id: between equal names, the lower owns the keys
+	keyed   *keyQueue // keyed jobs waiting for its credit (nil until one does)
 }
 
 // ackPusher is the acknowledged mode of a Pusher.
@@ -189,12 +196,19 @@ type ackPusher[T any] struct {
 
 	store     *outbox.Log // WithOutbox
 	recovered int         // jobs taken back from the outbox at start
+
+	// Partitioned jobs (partition.go).
+	keys        map[uint64]*keyState // the keys with jobs in custody, by hash
+	freeKeys    []*keyState
+	homeless    *keyQueue // keyed jobs queued while no puller is in the ring
+	keyedQueued int       // jobs in the pullers' keyed queues and homeless
+	keyNext     int       // where assignKeyed starts in the ring
 }
 
 func newAckPusher[T any](p *Pusher[T]) *ackPusher[T] {
 	a := &ackPusher[T]{p: p, o: &p.o, notes: newNotifier(), kick: make(chan struct{}, 1),
 		custody: newCustody(p.o.maxPending), tombs: make(map[codec.ID][]*pullerPeer),
-		peers: make(map[*socket.Peer]*pullerPeer)}
+		peers: make(map[*socket.Peer]*pullerPeer), keys: make(map[uint64]*keyState), homeless: newKeyQueue(nil)}
 	for i := range a.levels {
 		a.levels[i].sel = qlinks
 	}
@@ -220,8 +234,9 @@ func (a *ackPusher[T]) wake() {
 // the frame's memory, whose reference custody takes over: every delivery
 // holds one more while the socket may reference the frame, and custody
 // releases its own when it forgets the message (or replaces the
-// envelope), so deliveries send the same bytes without a copy.
-func (a *ackPusher[T]) push(ctx context.Context, frame []byte, buf *socket.Buffer, id codec.ID, seq uint64, prio uint8, v T, rc *Receipt) error {
+// envelope), so deliveries send the same bytes without a copy. With keyed
+// it is a job of the partition key that hashes to kh (see pushKeyedLocked).
+func (a *ackPusher[T]) push(ctx context.Context, frame []byte, buf *socket.Buffer, id codec.ID, seq uint64, prio uint8, v T, rc *Receipt, keyed bool, kh uint64) error {
 	it := newItem(id, seq, prio, frame)
 	it.buf = buf
 	it.size = len(frame)
@@ -251,24 +266,15 @@ func (a *ackPusher[T]) push(ctx context.Context, frame []byte, buf *socket.Buffe
 	}
 	a.custody.put(it)
 	a.bytes += it.size
+	if keyed {
+		a.pushKeyedLocked(it, kh)
+		return nil
+	}
 	if a.queued == 0 {
 		// Nothing waits ahead of it: send it from here, saving the
 		// hand-off to the dispatcher.
 		if p := a.pick(nil); p != nil {
-			a.assign(it, p, it.pushed)
-			d := deliveryPool.Get().(*delivery)
-			*d = deliveryOf(it, p)
-			first := a.flight.head == it
-			a.mu.Unlock()
-			if first {
-				a.wake() // the dispatcher arms its ack timer
-			}
-			dead := a.send(d, nil)
-			*d = delivery{}
-			deliveryPool.Put(d)
-			if len(dead) > 0 {
-				a.reportDead(dead)
-			}
+			a.sendNowUnlock(it, p)
 			return nil
 		}
 	}
@@ -278,9 +284,32 @@ func (a *ackPusher[T]) push(ctx context.Context, frame []byte, buf *socket.Buffe
 	return nil
 }
 
+// sendNowUnlock assigns it, just pushed, to p and sends it from the
+// pushing goroutine. a.mu is held, and released.
+func (a *ackPusher[T]) sendNowUnlock(it *item, p *pullerPeer) {
+	a.assign(it, p, it.pushed)
+	d := deliveryPool.Get().(*delivery)
+	*d = deliveryOf(it, p)
+	first := a.flight.head == it
+	a.mu.Unlock()
+	if first {
+		a.wake() // the dispatcher arms its ack timer
+	}
+	dead := a.send(d, nil)
+	*d = delivery{}
+	deliveryPool.Put(d)
+	if len(dead) > 0 {
+		a.reportDead(dead)
+	}
+}
+
 // enqueue queues it at its priority, at the front for a redelivery.
 func (a *ackPusher[T]) enqueue(it *item, front bool) {
 	it.inflight = false
+	if it.kst != nil {
+		a.enqueueKeyed(it, front)
+		return
+	}
 	if front {
 		a.levels[it.prio].pushFront(it)
 	} else {
@@ -291,6 +320,10 @@ func (a *ackPusher[T]) enqueue(it *item, front bool) {
 }
 
 func (a *ackPusher[T]) dequeue(it *item) {
+	if it.kst != nil {
+		a.dequeueKeyed(it)
+		return
+	}
 	l := &a.levels[it.prio]
 	l.remove(it)
 	if l.head == nil {
@@ -502,6 +535,9 @@ func (a *ackPusher[T]) forget(it *item, err error) {
 	a.bytes -= it.size
 	it.releaseBuf()
 	a.settled(it, err)
+	if it.kst != nil {
+		a.keySettled(it, err != nil)
+	}
 	if stale := slices.DeleteFunc(it.stale, func(p *pullerPeer) bool { return p.gone }); len(stale) > 0 {
 		a.tombs[it.id] = stale
 	}
@@ -681,6 +717,7 @@ func (a *ackPusher[T]) dropPeer(p *pullerPeer, dead []DeadLetter) []DeadLetter {
 	delete(a.peers, p.peer)
 	if i := slices.Index(a.ring, p); i >= 0 {
 		a.ring = slices.Delete(a.ring, i, i+1)
+		a.leftLocked(p)
 	}
 	for it := p.held.head; it != nil; it = p.held.head {
 		// It counts unless the puller would have reported its start.
@@ -790,6 +827,9 @@ func (a *ackPusher[T]) dispatch() {
 // assignQueued assigns queued messages to pullers with credit, up to
 // dispatchBatch in all. a.mu is held.
 func (a *ackPusher[T]) assignQueued(sends []delivery, now int64) []delivery {
+	if a.keyedQueued > 0 {
+		sends = a.assignKeyed(sends, now)
+	}
 	for len(sends) < dispatchBatch {
 		it := a.highest()
 		if it == nil {
@@ -875,7 +915,10 @@ func (a *ackPusher[T]) handleAnswer(m socket.Msg, sp *socket.Peer, dead []DeadLe
 			if w, err := strconv.Atoi(string(c)); err == nil && w > 0 {
 				if !p.hello {
 					p.hello = true
+					p.id = string(env.Sender)
+					p.hash, p.tie = partition.Hash(p.id), sp.ID()
 					a.ring = append(a.ring, p)
+					a.joinedLocked(p)
 				}
 				_, p.starts = env.Header(startHeader)
 				p.window = w
@@ -946,7 +989,7 @@ func (a *ackPusher[T]) stats(s *Stats) {
 	defer a.mu.Unlock()
 	s.Pending = a.custody.len()
 	for _, p := range a.ring {
-		s.Peers = append(s.Peers, PeerStats{Remote: p.peer.Remote(), Sent: p.sent,
-			Reliability: 1, Credit: p.credit, InFlight: p.nheld})
+		s.Peers = append(s.Peers, PeerStats{Remote: p.peer.Remote(), Identity: p.id, Sent: p.sent,
+			Reliability: 1, Credit: p.credit, InFlight: p.nheld, Keys: p.keysOf()})
 	}
 }

@@ -47,6 +47,14 @@
 // fire-and-forget one refuse each other at the handshake and say so (see
 // Refusal and ErrRefused) rather than wait in silence.
 //
+// Partitioned pipelines: a Pusher given partition keys (PartitionKey,
+// WithPartitionKey) sends every message of a key to one puller, chosen by
+// rendezvous hashing on the pullers' names, so keys spread evenly and a
+// puller that leaves moves only its own keys. Acknowledged, a key has one
+// job in flight at a time, so its jobs are processed in order across
+// redeliveries and changes of owner. It orders one pusher's messages; it
+// is not consensus (docs/patterns.md).
+//
 // Priority: an envelope's Priority (WithPriority, or Priority per message)
 // orders the queues on the sending side. Above 0 a message goes in the
 // socket's urgent lane, written before every ordinary message queued for

@@ -34,6 +34,8 @@ type callOpts struct {
 	msgType     string
 	typeSet     bool
 	headers     map[string]string
+	key         string // PartitionKey
+	keyed       bool
 }
 
 // Priority sends one message at priority p, overriding WithPriority. Where

@@ -51,6 +51,7 @@ const (
 	oHandlerTiming
 	oTracer
 	oHeartbeat
+	oPartition
 )
 
 var optNames = map[optBit]string{
@@ -65,6 +66,7 @@ var optNames = map[optBit]string{
 	oBorrow:    "WithBorrowedValues", oHandlerTiming: "WithHandlerTiming",
 	oTracer:    "WithTracer",
 	oHeartbeat: "WithStateHeartbeat",
+	oPartition: "WithPartitionKey",
 }
 
 // options common to every pattern.
@@ -108,6 +110,7 @@ type options struct {
 	lastValue       int // Publisher: topics in the last-value cache (0: none)
 	// StateServer: the interval between heartbeats (WithStateHeartbeat)
 	heartbeat time.Duration
+	keyFunc   any // Pusher: WithPartitionKey's func(T) string
 }
 
 func defaultOptions() options {

@@ -8,6 +8,7 @@ import (
 
 	"github.com/zpeer/zpeer/codec"
 	"github.com/zpeer/zpeer/internal/outbox"
+	"github.com/zpeer/zpeer/internal/partition"
 )
 
 // OutboxMode says when an outbox's writes reach the disk (see WithOutbox).
@@ -77,6 +78,7 @@ func (a *ackPusher[T]) openOutbox() error {
 	}
 	a.store = st
 	err = st.Replay(func(id outbox.ID, frame []byte) error {
+		key, frame, keyed := splitKeyedRecord(frame)
 		var env codec.View
 		if codec.DecodeView(frame, &env) != nil || env.Kind != codec.KindData {
 			// Not an envelope this Pusher wrote: never deliver it.
@@ -94,8 +96,12 @@ func (a *ackPusher[T]) openOutbox() error {
 		}
 		a.mu.Lock()
 		a.custody.put(it)
-		a.enqueue(it, false)
-		a.mu.Unlock()
+		if keyed {
+			a.pushKeyedLocked(it, partition.Hash(key)) // unlocks
+		} else {
+			a.enqueue(it, false)
+			a.mu.Unlock()
+		}
 		a.recovered++
 		return nil
 	})

@@ -12,6 +12,7 @@ import (
 
 	"github.com/zpeer/zpeer/codec"
 	"github.com/zpeer/zpeer/internal/outbox"
+	"github.com/zpeer/zpeer/internal/partition"
 	"github.com/zpeer/zpeer/socket"
 )
 
@@ -39,6 +40,19 @@ import (
 // lost, unless WithOutbox keeps them on disk too (see WithOutbox).
 // Messages waiting for credit are queued by priority (see Priority), then in
 // push order; a redelivered message goes ahead of those pushed after it.
+//
+// Partitioned (PartitionKey, WithPartitionKey): every message of a key goes
+// to the key's owner, the puller connected now that rendezvous hashing on
+// its name (WithName, announced to the Pusher) ranks first for the key, so
+// keys spread evenly over the pullers, and a puller that leaves moves only
+// its own keys, one that joins takes about 1/N of them. Acknowledged, a key
+// has at most one job in flight: its next job waits at the Pusher until the
+// one ahead is acknowledged or dead, so a key's jobs are processed in push
+// order across redeliveries and changes of owner, while other keys keep
+// flowing (a puller without credit holds up only its own keys).
+// Fire-and-forget, a key's messages reach its owner in push order while the
+// set of pullers does not change; Push blocks while the owner's queue is
+// full. See docs/patterns.md for what is and is not promised.
 type Pusher[T any] struct {
 	o    options
 	sock *socket.Socket
@@ -51,6 +65,9 @@ type Pusher[T any] struct {
 	disc *joined
 	ref  *refusals
 
+	keyFn func(T) string // WithPartitionKey
+	ring  *pullerRing    // fire-and-forget: the pullers, for keyed messages
+
 	closeMu sync.Mutex
 	closed  bool
 }
@@ -59,11 +76,11 @@ type Pusher[T any] struct {
 //
 // Options: WithBind, WithConnect, WithAck, WithAckTimeout, WithMaxDeliveries,
 // WithMaxPending, WithOnDead, WithOnRefused, WithOutbox, WithOutboxMaxBytes,
-// WithPriority, WithType, WithName, WithSocketOptions, WithLogger,
-// WithService, WithWatcher, WithDiscovery. With WithOutbox, NewPusher takes
+// WithPriority, WithPartitionKey, WithType, WithName, WithSocketOptions,
+// WithLogger, WithService, WithWatcher, WithDiscovery. With WithOutbox, NewPusher takes
 // back the jobs a previous Pusher left in the outbox before it returns.
 func NewPusher[T any](opts ...Option) (*Pusher[T], error) {
-	o, err := buildOptions("Pusher", oAck|oAckTimeout|oMaxDeliveries|oMaxPending|oOnDead|oPriority|oType|oOnRefused|oOutbox|oOutboxBytes, opts)
+	o, err := buildOptions("Pusher", oAck|oAckTimeout|oMaxDeliveries|oMaxPending|oOnDead|oPriority|oType|oOnRefused|oOutbox|oOutboxBytes|oPartition, opts)
 	if err != nil {
 		return nil, err
 	}
@@ -74,6 +91,9 @@ func NewPusher[T any](opts ...Option) (*Pusher[T], error) {
 		return nil, optErr("WithOutboxMaxBytes needs WithOutbox")
 	}
 	p := &Pusher[T]{o: o}
+	if p.keyFn, err = checkKeyFunc[T](&o); err != nil {
+		return nil, err
+	}
 	if p.tmpl, err = newTemplate(&p.o, codec.KindData, ""); err != nil {
 		return nil, optErr("%v", err)
 	}
@@ -88,7 +108,9 @@ func NewPusher[T any](opts ...Option) (*Pusher[T], error) {
 			socket.WithNoBlock(), socket.WithSendHWM(1<<20), p.ref.eventOption(func() int { return p.sock.Peers() }))
 	} else {
 		p.ref = newRefusals(&p.o, "Pusher", "a fire-and-forget Pusher (PUSH)", "fire-and-forget Pullers, without WithAck (PULL)")
-		p.sock, err = newSocket(socket.PUSH, &p.o, nil, p.ref.eventOption(func() int { return p.sock.Peers() }))
+		p.ring = newPullerRing()
+		p.sock, err = newSocket(socket.PUSH, &p.o, &socket.PeerHooks{Attach: p.ring.attach, Detach: p.ring.detach},
+			p.ref.eventOption(func() int { return p.sock.Peers() }))
 	}
 	if err != nil {
 		p.Close() // stops the notifiers
@@ -130,6 +152,7 @@ func (p *Pusher[T]) Push(ctx context.Context, v T, opts ...CallOption) (err erro
 	if p.ctx.Err() != nil {
 		return ErrClosed
 	}
+	key, keyed, opts := keyOf(p.keyFn, v, opts)
 	if p.o.tracer != nil {
 		var end func(error)
 		ctx, opts, end = p.o.startSend(ctx, "pusher", p.o.service, codec.ID{}, opts)
@@ -146,7 +169,12 @@ func (p *Pusher[T]) Push(ctx context.Context, v T, opts ...CallOption) (err erro
 		// does not wait for ever on a puller of the wrong mode.
 		sctx = w
 	}
-	err = p.sock.Send(sctx, socket.Msg{Frames: [][]byte{frame}, Priority: prio, Buf: mem.sb})
+	m := socket.Msg{Frames: [][]byte{frame}, Priority: prio, Buf: mem.sb}
+	if keyed {
+		err = p.ring.send(sctx, p.ctx.Done(), p.sock, partition.Hash(key), m)
+	} else {
+		err = p.sock.Send(sctx, m)
+	}
 	mem.release()
 	if err != nil {
 		return p.ref.explain(callError(err))
@@ -160,6 +188,11 @@ func (p *Pusher[T]) Push(ctx context.Context, v T, opts ...CallOption) (err erro
 func (p *Pusher[T]) pushAcked(ctx context.Context, v T, opts []CallOption, rc *Receipt) (err error) {
 	if p.ctx.Err() != nil {
 		return ErrClosed
+	}
+	key, keyed, opts := keyOf(p.keyFn, v, opts)
+	var kh uint64
+	if keyed {
+		kh = partition.Hash(key)
 	}
 	if p.o.tracer != nil {
 		var end func(error)
@@ -181,11 +214,15 @@ func (p *Pusher[T]) pushAcked(ctx context.Context, v T, opts []CallOption, rc *R
 		rc.id = id
 	}
 	if p.ack.store != nil {
-		if err := p.ack.storeJob(ctx, id, frame); err != nil {
+		rec := frame
+		if keyed {
+			rec = keyedRecord(key, frame)
+		}
+		if err := p.ack.storeJob(ctx, id, rec); err != nil {
 			return err
 		}
 	}
-	err = p.ack.push(ctx, frame, mem.sb, id, seq, prio, v, rc)
+	err = p.ack.push(ctx, frame, mem.sb, id, seq, prio, v, rc, keyed, kh)
 	if err != nil && p.ack.store != nil {
 		p.ack.store.Ack(outbox.ID(id)) // not pushed: not to be replayed
 	}
@@ -234,10 +271,12 @@ func (p *Pusher[T]) Endpoints() []string { return p.sock.Endpoints() }
 // Pullers returns the number of connected pullers.
 func (p *Pusher[T]) Pullers() int { return p.sock.Peers() }
 
-// Stats returns the Pusher's counters: Sent (first deliveries), and in
-// acknowledged mode Acked, Retried (redeliveries), Dead, Late (acks for
-// messages already settled), Pending (messages held), the push-to-ack
-// Latency and per puller in Peers: deliveries, free credit, in flight.
+// Stats returns the Pusher's counters: Sent (first deliveries), per puller
+// in Peers its identity, messages sent and in flight (fire-and-forget:
+// queued in the socket), and in acknowledged mode Acked, Retried
+// (redeliveries), Dead, Late (acks for messages already settled), Pending
+// (messages held), the push-to-ack Latency, and per puller its free
+// credit and the partition keys it has work of.
 func (p *Pusher[T]) Stats() Stats {
 	var s Stats
 	p.c.fill(&s)
@@ -245,6 +284,8 @@ func (p *Pusher[T]) Stats() Stats {
 	addSocket(&s.Socket, p.sock.Stats())
 	if p.ack != nil {
 		p.ack.stats(&s)
+	} else {
+		p.ring.stats(&s)
 	}
 	return s
 }
@@ -360,7 +401,12 @@ func NewPuller[T any](h func(ctx context.Context, v T) error, opts ...Option) (*
 		}
 	} else {
 		pl.ref = newRefusals(&pl.o, "Puller", "a fire-and-forget Puller (PULL)", "a fire-and-forget Pusher, without WithAck (PUSH)")
-		if pl.sock, err = newSocket(socket.PULL, &pl.o, nil, pl.ref.eventOption(func() int { return pl.sock.Peers() })); err != nil {
+		own := []socket.Option{pl.ref.eventOption(func() int { return pl.sock.Peers() })}
+		if n := pl.o.name; n != "" && len(n) <= 255 && n[0] != 0 {
+			// Its name, as a partitioned Pusher hashes its keys on.
+			own = append(own, socket.WithIdentity([]byte(n)))
+		}
+		if pl.sock, err = newSocket(socket.PULL, &pl.o, nil, own...); err != nil {
 			pl.ref.close()
 			pl.cancel()
 			return nil, err

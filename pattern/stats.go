@@ -71,7 +71,7 @@ type Stats struct {
 	// Sources is, for a Subscriber, the delivery figures per publisher.
 	Sources []SourceStats
 	// Peers is, for a Publisher, the delivery figures per subscriber, and
-	// for an acked Pusher, per puller.
+	// for a Pusher, per puller.
 	Peers []PeerStats
 	// Socket aggregates the counters of the pattern's sockets.
 	Socket socket.Counters
@@ -116,6 +116,13 @@ type PeerStats struct {
 	InFlight    int    // acked Pusher: delivered to it, not yet acknowledged; Requester: attempts waiting for a reply
 	Timeouts    uint64 // Requester: attempts that got no reply in time
 	Open        bool   // Requester: its circuit breaker is open (it gets only probes)
+	// Identity is, for a Pusher, the puller's identity that partition
+	// keys are hashed on: its name (WithName) as it announced it.
+	Identity string
+	// Keys is, for an acked Pusher, the partition keys whose next job is
+	// queued for the puller or in flight at it (a fire-and-forget Pusher
+	// keeps no per-key state).
+	Keys int
 }
 
 // LatencyStats summarises a latency histogram. Percentiles are accurate to

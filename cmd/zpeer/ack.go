@@ -175,7 +175,7 @@ func (s *session) runAckPush(ctx context.Context, args []string) error {
 		if err != nil {
 			return err
 		}
-		if err := push.Push(ctx, job(body), headers...); err != nil {
+		if err := push.Push(ctx, job(body), s.keyed(text, headers)...); err != nil {
 			return err
 		}
 		s.sent.Add(1)

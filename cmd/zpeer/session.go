@@ -101,6 +101,8 @@ func (a *app) runSocket(ctx context.Context, sc sockCmd, o *sockOpts, args []str
 		err = s.runDealer(ctx, args)
 	case sc.typ == socket.PAIR:
 		err = s.runPair(ctx, args)
+	case o.keySep != "":
+		err = s.runKeyedPush(ctx, args)
 	case sc.role&roleSend != 0:
 		err = s.runSend(ctx, args)
 	default:

@@ -40,6 +40,7 @@ type sockOpts struct {
 	name     string
 	verbose  bool
 	frameSep string // --frame-sep: raw messages' frames, split and joined on it
+	keySep   string // push --key-sep: each message's partition key ends at SEP
 	ack      ackOpts
 	sec      secFlags
 	lastVal  bool // pub --last-value
@@ -117,10 +118,19 @@ With --ack, each message is a job that a "pull --ack" worker acknowledges
 when it has processed it: push binds, the workers connect, and push exits 0
 only when every job was acknowledged. A job whose worker fails or dies is
 redelivered to another worker; one that fails --max-deliveries times is
-reported dead on standard error, and push exits 1.`,
+reported dead on standard error, and push exits 1.
+
+With --key-sep SEP, the text of each message before its first SEP (all of
+it when it has none) is its partition key: every message of a key goes to
+the same worker, in order, and the keys spread evenly over the workers
+connected now (a worker that leaves moves only its own keys). With --ack a
+key's next job waits until the one before it is acknowledged, so a key's
+jobs are done in order even when a worker dies; without --ack the order
+holds while the set of workers does not change.`,
 		example: `  seq 100 | zpeer push --connect tcp://127.0.0.1:5557
   zpeer push --bind 'tcp://*:5557' --count 1000 job
-  seq 10 | zpeer push --ack --bind tcp://127.0.0.1:5558`,
+  seq 10 | zpeer push --ack --bind tcp://127.0.0.1:5558
+  zpeer push --ack --bind tcp://127.0.0.1:5558 --key-sep , < transfers.csv`,
 	},
 	{
 		name: "pull", typ: socket.PULL, role: roleRecv,
@@ -258,6 +268,9 @@ func (a *app) socketCommand(sc sockCmd) *cobra.Command {
 	if sc.typ == socket.PUSH || sc.typ == socket.PULL {
 		o.ack.addFlags(f, sc.typ)
 	}
+	if sc.typ == socket.PUSH {
+		f.StringVar(&o.keySep, "key-sep", "", "partition by key: the text of each message before its first `SEP` is its key, and every message of a key goes to the same worker, in order")
+	}
 	if sc.role&(roleSend|roleReply) != 0 {
 		f.StringVar(&o.body, "body", bodyText, "`FORMAT` of the msgpack body sent: text (a string), json (each message is JSON, sent as the same MessagePack value) or bin (the bytes as they are)")
 		f.StringVar(&o.msgType, "type", "", "message type `T` in the envelope")
@@ -333,6 +346,9 @@ func (o *sockOpts) validate(sc sockCmd) error {
 		if k, _, ok := strings.Cut(h, "="); !ok || k == "" {
 			return usagef("bad --header %q: want KEY=VALUE", h)
 		}
+	}
+	if o.changed["key-sep"] && o.keySep == "" {
+		return usagef("--key-sep needs a separator")
 	}
 	if o.json && sc.role&roleRecv == 0 {
 		return usagef("--json applies to commands that receive")

@@ -1,0 +1,510 @@
+package pattern
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"math/bits"
+	"reflect"
+	"sync"
+	"sync/atomic"
+
+	"github.com/zpeer/zpeer/internal/partition"
+	"github.com/zpeer/zpeer/socket"
+)
+
+// Partitioned pipelines: a Pusher that gives a message a partition key
+// (PartitionKey, WithPartitionKey) sends every message of that key to one
+// puller, chosen by rendezvous hashing over the pullers connected now (see
+// docs/patterns.md, "Partitioned pipelines").
+//
+// Fire-and-forget, the Pusher keeps the set of its PUSH socket's peers
+// (pullerRing, from the socket's peer hooks) and sends a keyed message to
+// its key's owner with SendTo. Acked, a key has at most one job in flight:
+// its later jobs wait in its keyState until the job ahead of them is
+// acknowledged or dead, and a key's job that may be delivered waits in its
+// owner's keyQueue (or in the homeless queue while no puller is there), so
+// that a puller without credit holds up only its own keys.
+
+// PartitionKey gives one pushed message a partition key, overriding the
+// Pusher's WithPartitionKey. Every message of a key goes to the same
+// puller while the set of pullers does not change, in push order; see
+// Pusher. Any string is a key, the empty one included. It applies to
+// Pusher.Push and PushAsync only.
+func PartitionKey(key string) CallOption {
+	return func(c *callOpts) { c.key, c.keyed = key, true }
+}
+
+// WithPartitionKey makes a Pusher of T partition its messages by the key
+// fn returns for each value (see Pusher): all messages of a key go to one
+// puller, in order. PartitionKey overrides it for one message. fn runs in
+// Push, on the caller's goroutine.
+func WithPartitionKey[T any](fn func(T) string) Option {
+	return func(o *options) error {
+		if fn == nil {
+			return optErr("WithPartitionKey: nil function")
+		}
+		o.used |= oPartition
+		o.keyFunc = fn
+		return nil
+	}
+}
+
+// keyOf returns the partition key of a message pushed with opts (the
+// CallOption's, else keyFn's) and the options left to encode it with:
+// none when PartitionKey was the only one, so that the envelope is made
+// from the Pusher's template.
+func keyOf[T any](keyFn func(T) string, v T, opts []CallOption) (key string, keyed bool, rest []CallOption) {
+	rest = opts
+	if len(opts) > 0 {
+		var c callOpts
+		for _, f := range opts {
+			if f != nil {
+				f(&c)
+			}
+		}
+		if c.keyed {
+			key, keyed = c.key, true
+			if !c.prioritySet && !c.typeSet && c.headers == nil {
+				rest = nil
+			}
+		}
+	}
+	if !keyed && keyFn != nil {
+		key, keyed = keyFn(v), true
+	}
+	return key, keyed, rest
+}
+
+// pullerRing is a fire-and-forget Pusher's set of pullers, kept by its
+// PUSH socket's Attach and Detach hooks.
+type pullerRing struct {
+	snap atomic.Pointer[[]ringMember] // the members now; replaced, never modified
+
+	mu      sync.Mutex
+	changed chan struct{} // guarded by mu: closed at the next change, if someone waits
+}
+
+type ringMember struct {
+	peer *socket.Peer
+	hash uint64 // of its identity (partition.PeerID)
+	tie  uint64 // its peer id
+}
+
+func newPullerRing() *pullerRing {
+	r := &pullerRing{}
+	r.snap.Store(new([]ringMember))
+	return r
+}
+
+func (r *pullerRing) attach(sp *socket.Peer) {
+	m := ringMember{peer: sp, hash: partition.Hash(partition.PeerID(sp)), tie: sp.ID()}
+	r.mu.Lock()
+	old := *r.snap.Load()
+	ms := append(make([]ringMember, 0, len(old)+1), old...)
+	ms = append(ms, m)
+	r.snap.Store(&ms)
+	r.changedLocked()
+	r.mu.Unlock()
+}
+
+// detach removes sp; it is called again, harmlessly, by a send that found
+// sp gone before its Detach hook ran.
+func (r *pullerRing) detach(sp *socket.Peer, _ error) {
+	r.mu.Lock()
+	old := *r.snap.Load()
+	ms := make([]ringMember, 0, len(old))
+	for _, m := range old {
+		if m.peer != sp {
+			ms = append(ms, m)
+		}
+	}
+	if len(ms) != len(old) {
+		r.snap.Store(&ms)
+		r.changedLocked()
+	}
+	r.mu.Unlock()
+}
+
+func (r *pullerRing) changedLocked() {
+	if r.changed != nil {
+		close(r.changed)
+		r.changed = nil
+	}
+}
+
+// wait returns a channel closed when the set of pullers next changes.
+func (r *pullerRing) wait() <-chan struct{} {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.changed == nil {
+		r.changed = make(chan struct{})
+	}
+	return r.changed
+}
+
+// owner returns the member that owns the key hashing to kh (nil if there
+// is none).
+func (r *pullerRing) owner(kh uint64) *socket.Peer {
+	var best *socket.Peer
+	var bs, bt uint64
+	for _, m := range *r.snap.Load() {
+		if s := partition.Score(kh, m.hash); best == nil || partition.Better(s, m.tie, bs, bt) {
+			best, bs, bt = m.peer, s, m.tie
+		}
+	}
+	return best
+}
+
+// send queues m for the owner of the key hashing to kh, waiting while
+// there is no puller or the owner's queue is full. closed ends the wait
+// with ErrClosed.
+func (r *pullerRing) send(ctx context.Context, closed <-chan struct{}, sock *socket.Socket, kh uint64, m socket.Msg) error {
+	for {
+		p := r.owner(kh)
+		if p == nil {
+			ch := r.wait()
+			if r.owner(kh) != nil {
+				continue
+			}
+			select {
+			case <-ch:
+				continue
+			case <-closed:
+				return ErrClosed
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		}
+		err := sock.SendTo(ctx, p, m)
+		if errors.Is(err, socket.ErrPeerLost) {
+			// Gone before its Detach hook ran: its keys have another
+			// owner now.
+			r.detach(p, err)
+			continue
+		}
+		return err
+	}
+}
+
+// stats adds the figures per puller: messages sent to it and still
+// queued for it (a fire-and-forget Pusher holds no per-key state).
+func (r *pullerRing) stats(s *Stats) {
+	for _, m := range *r.snap.Load() {
+		ps := m.peer.Stats()
+		s.Peers = append(s.Peers, PeerStats{Remote: ps.Remote, Identity: partition.PeerID(m.peer),
+			Sent: ps.MsgsOut, Reliability: 1, InFlight: ps.Queued})
+	}
+}
+
+// keyState is an acked Pusher's record of one key with jobs in custody:
+// head is the job being delivered (queued for its owner, in flight, or in
+// limbo), first to last the later ones in push order. It is forgotten
+// when its last job settles. A key is known by its 64-bit hash: two keys
+// of the same hash (a chance of about n²/2⁶⁵ among n keys) would have the
+// same owner anyway, and share their turn.
+type keyState struct {
+	hash        uint64
+	head        *item
+	kq          *keyQueue // the queue head is in, if it is in one
+	first, last *item     // the wait list, through item.knext: popped at the front, cheaply
+}
+
+// keyQueue holds the keyed jobs that may be delivered, by priority then in
+// queue order, for one puller (owner), or for none yet (the homeless
+// queue, owner nil).
+type keyQueue struct {
+	owner    *pullerPeer
+	levels   [256]ilist
+	nonEmpty [4]uint64
+	n        int
+}
+
+func newKeyQueue(owner *pullerPeer) *keyQueue {
+	q := &keyQueue{owner: owner}
+	for i := range q.levels {
+		q.levels[i].sel = qlinks
+	}
+	return q
+}
+
+func (q *keyQueue) push(it *item, front bool) {
+	if front {
+		q.levels[it.prio].pushFront(it)
+	} else {
+		q.levels[it.prio].pushBack(it)
+	}
+	q.nonEmpty[it.prio>>6] |= 1 << (it.prio & 63)
+	q.n++
+	it.kst.kq = q
+}
+
+func (q *keyQueue) remove(it *item) {
+	l := &q.levels[it.prio]
+	l.remove(it)
+	if l.head == nil {
+		q.nonEmpty[it.prio>>6] &^= 1 << (it.prio & 63)
+	}
+	q.n--
+	it.kst.kq = nil
+}
+
+// highest returns the first job of the highest priority (nil if empty).
+func (q *keyQueue) highest() *item {
+	for w := 3; w >= 0; w-- {
+		if b := q.nonEmpty[w]; b != 0 {
+			return q.levels[w<<6+bits.Len64(b)-1].head
+		}
+	}
+	return nil
+}
+
+// each calls fn on every job queued (fn may move the job elsewhere).
+func (q *keyQueue) each(fn func(*item)) {
+	for i := range q.levels {
+		for it := q.levels[i].head; it != nil; {
+			next := it.q.next
+			fn(it)
+			it = next
+		}
+	}
+}
+
+// ownerOf returns the puller, among those whose hello arrived, that owns
+// the key hashing to kh (nil if there is none). a.mu is held.
+func (a *ackPusher[T]) ownerOf(kh uint64) *pullerPeer {
+	var best *pullerPeer
+	var bs uint64
+	for _, p := range a.ring {
+		if s := partition.Score(kh, p.hash); best == nil || partition.Better(s, p.tie, bs, best.tie) {
+			best, bs = p, s
+		}
+	}
+	return best
+}
+
+// pushKeyedLocked takes it, a job of the key hashing to kh just put in
+// custody, through the key's turn: it waits behind the key's job in
+// delivery if there is one, else it is the key's head and is sent to the
+// key's owner, at once if the owner has credit and no keyed job waits for
+// it. a.mu is held, and released.
+func (a *ackPusher[T]) pushKeyedLocked(it *item, kh uint64) {
+	if ks := a.keys[kh]; ks != nil {
+		it.kst = ks
+		if ks.last == nil {
+			ks.first = it
+		} else {
+			ks.last.knext = it
+		}
+		ks.last = it
+		a.mu.Unlock()
+		return
+	}
+	var ks *keyState
+	if n := len(a.freeKeys); n > 0 {
+		ks, a.freeKeys = a.freeKeys[n-1], a.freeKeys[:n-1]
+	} else {
+		ks = new(keyState)
+	}
+	ks.hash, ks.head = kh, it
+	a.keys[kh] = ks
+	it.kst = ks
+	if p := a.ownerOf(kh); p != nil && p.credit > 0 && !p.blocked && (p.keyed == nil || p.keyed.n == 0) {
+		a.sendNowUnlock(it, p)
+		return
+	}
+	a.enqueue(it, false)
+	a.mu.Unlock()
+	a.wake()
+}
+
+// enqueueKeyed queues a key's head for its owner now. a.mu is held.
+func (a *ackPusher[T]) enqueueKeyed(it *item, front bool) {
+	q := a.homeless
+	if p := a.ownerOf(it.kst.hash); p != nil {
+		if p.keyed == nil {
+			p.keyed = newKeyQueue(p)
+		}
+		q = p.keyed
+	}
+	q.push(it, front)
+	a.keyedQueued++
+}
+
+// dequeueKeyed takes a keyed job out of its queue; one still waiting for
+// its key's turn (acked before its turn: see keySettled) stays in the
+// key's wait list until it is forgotten. a.mu is held.
+func (a *ackPusher[T]) dequeueKeyed(it *item) {
+	if ks := it.kst; ks.head == it && ks.kq != nil {
+		ks.kq.remove(it)
+		a.keyedQueued--
+	}
+}
+
+// keySettled is called when a keyed job leaves custody (acked, or dead
+// when dead is true): the key's next job, if any, becomes its head and is
+// queued for the key's owner. a.mu is held.
+func (a *ackPusher[T]) keySettled(it *item, dead bool) {
+	ks := it.kst
+	it.kst = nil
+	if ks.head != it {
+		// Settled before its turn (acked by a puller that had it from an
+		// earlier Pusher, with the same outbox): rare, so a scan.
+		var prev *item
+		for w := ks.first; w != nil; prev, w = w, w.knext {
+			if w == it {
+				if prev == nil {
+					ks.first = w.knext
+				} else {
+					prev.knext = w.knext
+				}
+				if ks.last == w {
+					ks.last = prev
+				}
+				w.knext = nil
+				break
+			}
+		}
+		return
+	}
+	next := ks.first
+	if next == nil {
+		delete(a.keys, ks.hash)
+		*ks = keyState{}
+		if len(a.freeKeys) < 1024 {
+			a.freeKeys = append(a.freeKeys, ks)
+		}
+		return
+	}
+	if ks.first = next.knext; ks.first == nil {
+		ks.last = nil
+	}
+	next.knext = nil
+	ks.head = next
+	a.enqueue(next, false)
+	if dead {
+		// Not on the acknowledgement path, which assigns queued jobs
+		// itself: the dispatcher sends it.
+		a.wake()
+	}
+}
+
+// assignKeyed assigns the keyed jobs queued for pullers with credit, up
+// to dispatchBatch deliveries in sends, starting with a different puller
+// each time. a.mu is held.
+func (a *ackPusher[T]) assignKeyed(sends []delivery, now int64) []delivery {
+	n := len(a.ring)
+	if n == 0 {
+		return sends
+	}
+	a.keyNext++
+	for i := range n {
+		p := a.ring[(a.keyNext+i)%n]
+		for p.keyed != nil && p.keyed.n > 0 && p.credit > 0 && !p.blocked && len(sends) < dispatchBatch {
+			it := p.keyed.highest()
+			a.dequeueKeyed(it)
+			a.assign(it, p, now)
+			sends = append(sends, deliveryOf(it, p))
+		}
+	}
+	return sends
+}
+
+// joinedLocked moves to p, a puller whose hello just arrived, the queued
+// keyed jobs whose keys it now owns: those that score higher with it than
+// with their owner, and every homeless one. a.mu is held.
+func (a *ackPusher[T]) joinedLocked(p *pullerPeer) {
+	if a.keyedQueued == 0 {
+		return
+	}
+	if p.keyed == nil {
+		p.keyed = newKeyQueue(p)
+	}
+	move := func(from *keyQueue) {
+		from.each(func(it *item) {
+			if o := from.owner; o != nil {
+				s, os := partition.Score(it.kst.hash, p.hash), partition.Score(it.kst.hash, o.hash)
+				if !partition.Better(s, p.tie, os, o.tie) {
+					return
+				}
+			}
+			from.remove(it)
+			p.keyed.push(it, false)
+		})
+	}
+	move(a.homeless)
+	for _, o := range a.ring {
+		if o != p && o.keyed != nil && o.keyed.n > 0 {
+			move(o.keyed)
+		}
+	}
+}
+
+// leftLocked gives the keyed jobs queued for p, a puller that left the
+// ring, to their keys' new owners. a.mu is held.
+func (a *ackPusher[T]) leftLocked(p *pullerPeer) {
+	if p.keyed == nil || p.keyed.n == 0 {
+		return
+	}
+	q := p.keyed
+	q.each(func(it *item) {
+		q.remove(it)
+		a.keyedQueued--
+		a.enqueueKeyed(it, false)
+	})
+}
+
+// keysOf counts the keys whose job is queued for p or in flight at it.
+// a.mu is held.
+func (p *pullerPeer) keysOf() int {
+	n := 0
+	if p.keyed != nil {
+		n = p.keyed.n
+	}
+	for it := p.held.head; it != nil; it = it.h.next {
+		if it.kst != nil {
+			n++
+		}
+	}
+	return n
+}
+
+// keyedMark starts an outbox record that holds a keyed job: the byte
+// MessagePack never uses, so no envelope starts with it. The key's length
+// (a uvarint) and the key follow, then the envelope.
+const keyedMark = 0xc1
+
+// keyedRecord is the outbox record of a job of key whose envelope is frame.
+func keyedRecord(key string, frame []byte) []byte {
+	rec := make([]byte, 0, 1+binary.MaxVarintLen64+len(key)+len(frame))
+	rec = append(rec, keyedMark)
+	rec = binary.AppendUvarint(rec, uint64(len(key)))
+	rec = append(rec, key...)
+	return append(rec, frame...)
+}
+
+// splitKeyedRecord undoes keyedRecord; a record without the mark is an
+// envelope alone.
+func splitKeyedRecord(rec []byte) (key string, frame []byte, keyed bool) {
+	if len(rec) == 0 || rec[0] != keyedMark {
+		return "", rec, false
+	}
+	n, w := binary.Uvarint(rec[1:])
+	if w <= 0 || n > uint64(len(rec)-1-w) {
+		return "", rec, false // not ours: the envelope check refuses it
+	}
+	k := rec[1+w : 1+w+int(n)]
+	return string(k), rec[1+w+int(n):], true
+}
+
+// checkKeyFunc returns WithPartitionKey's function for a Pusher of T.
+func checkKeyFunc[T any](o *options) (func(T) string, error) {
+	if o.keyFunc == nil {
+		return nil, nil
+	}
+	fn, ok := o.keyFunc.(func(T) string)
+	if !ok {
+		return nil, optErr("WithPartitionKey: %T does not take this Pusher's values (want func(%s) string)", o.keyFunc, reflect.TypeFor[T]())
+	}
+	return fn, nil
+}
