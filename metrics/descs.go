@@ -60,7 +60,7 @@ var (
 	descPatPending   = desc("zpeer_pattern_pending_messages", "Acked Pusher: jobs held (queued or in flight); Requester: requests in flight.", patternLabels...)
 	descPatInFlight  = desc("zpeer_pattern_in_flight_messages", "Acked Pusher: jobs delivered to pullers and not yet acknowledged; Requester: attempts waiting for a reply.", patternLabels...)
 
-	descPatSockMsgsIn   = desc("zpeer_pattern_socket_received_messages_total", "Messages the role's sockets received.", patternLabels...)
+	descPatSockMsgsIn   = desc("zpeer_pattern_socket_received_messages_total", "Messages the role's sockets received (pattern and state roles).", patternLabels...)
 	descPatSockMsgsOut  = desc("zpeer_pattern_socket_sent_messages_total", "Messages the role's sockets sent (acks and retries included).", patternLabels...)
 	descPatSockBytesIn  = desc("zpeer_pattern_socket_received_bytes_total", "Frame body bytes the role's sockets received.", patternLabels...)
 	descPatSockBytesOut = desc("zpeer_pattern_socket_sent_bytes_total", "Frame body bytes the role's sockets sent.", patternLabels...)
@@ -68,6 +68,18 @@ var (
 
 	descPatRoundTrip = desc("zpeer_pattern_round_trip_seconds", "Requester: request to reply; acked Pusher: push to acknowledgement.", patternLabels...)
 	descPatHandler   = desc("zpeer_pattern_handler_seconds", "Replier and Puller handler run time (with pattern.WithHandlerTiming; empty otherwise).", patternLabels...)
+)
+
+// Replicated state (StateServer, Mirror).
+var (
+	descStateKeys      = desc("zpeer_state_keys", "Keys in the state (as the mirror has it).", patternLabels...)
+	descStateSeq       = desc("zpeer_state_sequence", "Sequence number of the last change the state reflects.", patternLabels...)
+	descStateChanges   = desc("zpeer_state_changes_total", "Changes published (server) or applied in order (mirror).", patternLabels...)
+	descStateSnapshots = desc("zpeer_state_snapshots_total", "Snapshots sent (server) or applied (mirror).", patternLabels...)
+	descStateResyncs   = desc("zpeer_state_resyncs_total", "A mirror's snapshots after its first: after a gap, a server restart or a change of server.", patternLabels...)
+	descStateGaps      = desc("zpeer_state_gap_changes_total", "Changes a mirror knows it missed (each followed by a re-synchronisation).", patternLabels...)
+	descStateDropped   = desc("zpeer_state_dropped_total", "Server: changes not queued for a mirror whose queue was full; mirror: messages that did not decode.", patternLabels...)
+	descStateMirrors   = desc("zpeer_state_mirrors", "Mirrors subscribed to a server's changes.", patternLabels...)
 )
 
 // Durable outboxes (an acked Pusher with WithOutbox).

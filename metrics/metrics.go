@@ -25,6 +25,9 @@ const (
 	RoleSubscriber Role = "subscriber"
 	RolePusher     Role = "pusher"
 	RolePuller     Role = "puller"
+	// State roles (AddState).
+	RoleStateServer Role = "state_server"
+	RoleMirror      Role = "mirror"
 )
 
 var roles = []Role{RoleRequester, RoleReplier, RolePublisher, RoleSubscriber, RolePusher, RolePuller}
@@ -33,6 +36,12 @@ var roles = []Role{RoleRequester, RoleReplier, RolePublisher, RoleSubscriber, Ro
 // Subscriber, Pusher and Puller has this method.
 type StatsSource interface {
 	Stats() pattern.Stats
+}
+
+// StateSource is a replicated-state role: a pattern.StateServer or a
+// pattern.Mirror of any value type.
+type StateSource interface {
+	Stats() pattern.StateStats
 }
 
 // Errors.
@@ -73,6 +82,7 @@ type Collector struct {
 	mu         sync.Mutex // guards the maps and stack
 	sockets    map[string]*socket.Socket
 	patterns   map[patternKey]StatsSource
+	states     map[patternKey]StateSource
 	announcers map[string]*discovery.Announcer
 	watchers   map[string]*discovery.Watcher
 	stack      bool
@@ -88,6 +98,7 @@ func NewCollector(opts ...Option) (*Collector, error) {
 	c := &Collector{
 		sockets:    make(map[string]*socket.Socket),
 		patterns:   make(map[patternKey]StatsSource),
+		states:     make(map[patternKey]StateSource),
 		announcers: make(map[string]*discovery.Announcer),
 		watchers:   make(map[string]*discovery.Watcher),
 	}
@@ -117,6 +128,15 @@ func (c *Collector) AddPattern(role Role, name string, p StatsSource) error {
 		return fmt.Errorf("%w: AddPattern(%q, %q): needs a known role, a name and a pattern", ErrInvalid, role, name)
 	}
 	return add(c, c.patterns, patternKey{role, name}, p)
+}
+
+// AddState exposes a StateServer's (role RoleStateServer) or a Mirror's
+// (RoleMirror) figures under the labels role and name.
+func (c *Collector) AddState(role Role, name string, st StateSource) error {
+	if st == nil || name == "" || (role != RoleStateServer && role != RoleMirror) {
+		return fmt.Errorf("%w: AddState(%q, %q): needs RoleStateServer or RoleMirror, a name and a source", ErrInvalid, role, name)
+	}
+	return add(c, c.states, patternKey{role, name}, st)
 }
 
 // AddAnnouncer exposes a discovery Announcer's counters under the labels
@@ -154,7 +174,7 @@ func (c *Collector) AddDiscoveryStack() error {
 func (c *Collector) Remove(name string) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	n := len(c.sockets) + len(c.patterns) + len(c.announcers) + len(c.watchers)
+	n := len(c.sockets) + len(c.patterns) + len(c.states) + len(c.announcers) + len(c.watchers)
 	delete(c.sockets, name)
 	delete(c.announcers, name)
 	delete(c.watchers, name)
@@ -163,7 +183,12 @@ func (c *Collector) Remove(name string) bool {
 			delete(c.patterns, k)
 		}
 	}
-	return n != len(c.sockets)+len(c.patterns)+len(c.announcers)+len(c.watchers)
+	for k := range c.states {
+		if k.name == name {
+			delete(c.states, k)
+		}
+	}
+	return n != len(c.sockets)+len(c.patterns)+len(c.states)+len(c.announcers)+len(c.watchers)
 }
 
 func add[K comparable, V any](c *Collector, m map[K]V, k K, v V) error {
@@ -193,22 +218,25 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	for k, p := range c.patterns {
 		pats = append(pats, patternEntry{k, p})
 	}
+	states := make([]stateEntry, 0, len(c.states))
+	for k, st := range c.states {
+		states = append(states, stateEntry{k, st})
+	}
 	anns := sortedMap(c.announcers)
 	wats := sortedMap(c.watchers)
 	stack := c.stack
 	c.mu.Unlock()
-	sort.Slice(pats, func(i, j int) bool {
-		if pats[i].key.role != pats[j].key.role {
-			return pats[i].key.role < pats[j].key.role
-		}
-		return pats[i].key.name < pats[j].key.name
-	})
+	sort.Slice(pats, func(i, j int) bool { return pats[i].key.less(pats[j].key) })
 
 	for _, s := range socks {
 		c.collectSocket(ch, s.name, s.v)
 	}
 	for _, p := range pats {
 		collectPattern(ch, p.key, p.src.Stats())
+	}
+	sort.Slice(states, func(i, j int) bool { return states[i].key.less(states[j].key) })
+	for _, st := range states {
+		collectState(ch, st.key, st.src.Stats())
 	}
 	for _, a := range anns {
 		collectDiscovery(ch, "announcer", a.name, a.v.Stats())
@@ -222,6 +250,18 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 		collectDiscovery(ch, "stack", "", st)
 		gauge(ch, descDiscSockets, float64(st.Sockets))
 	}
+}
+
+func (k patternKey) less(o patternKey) bool {
+	if k.role != o.role {
+		return k.role < o.role
+	}
+	return k.name < o.name
+}
+
+type stateEntry struct {
+	key patternKey
+	src StateSource
 }
 
 type patternEntry struct {
@@ -329,6 +369,25 @@ func collectPattern(ch chan<- prometheus.Metric, k patternKey, st pattern.Stats)
 		gauge(ch, descOutboxRecovered, float64(o.Recovered), l...)
 		gauge(ch, descOutboxCorrupt, float64(o.Corrupt), l...)
 	}
+}
+
+func collectState(ch chan<- prometheus.Metric, k patternKey, st pattern.StateStats) {
+	l := []string{string(k.role), k.name}
+	gauge(ch, descStateKeys, float64(st.Keys), l...)
+	gauge(ch, descStateSeq, float64(st.Seq), l...)
+	counter(ch, descStateChanges, st.Changes, l...)
+	counter(ch, descStateSnapshots, st.Snapshots, l...)
+	counter(ch, descStateResyncs, st.Resyncs, l...)
+	counter(ch, descStateGaps, st.Gaps, l...)
+	counter(ch, descStateDropped, st.Dropped, l...)
+	if k.role == RoleStateServer {
+		gauge(ch, descStateMirrors, float64(st.Mirrors), l...)
+	}
+	counter(ch, descPatSockMsgsIn, st.Socket.MsgsIn, l...)
+	counter(ch, descPatSockMsgsOut, st.Socket.MsgsOut, l...)
+	counter(ch, descPatSockBytesIn, st.Socket.BytesIn, l...)
+	counter(ch, descPatSockBytesOut, st.Socket.BytesOut, l...)
+	counter(ch, descPatSockDrops, st.Socket.Drops, l...)
 }
 
 func collectDiscovery(ch chan<- prometheus.Metric, component, service string, st discovery.Stats) {

@@ -349,3 +349,71 @@ func TestEveryMetricDocumented(t *testing.T) {
 		}
 	}
 }
+
+// TestStateMetrics: a StateServer and a Mirror, values equal to Stats.
+func TestStateMetrics(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	srv, err := pattern.NewStateServer[string](pattern.WithBind(loopback))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	for i := range 5 {
+		if err := srv.Set(fmt.Sprint("k", i), "v"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	m, err := pattern.NewMirror[string](pattern.WithConnect(srv.Endpoints()[0]))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	if err := m.WaitSynced(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.Delete("k0"); err != nil {
+		t.Fatal(err)
+	}
+	ztest.Eventually(t, 10*time.Second, "the mirror has the delete", func() bool { return m.Len() == 4 })
+	c, err := NewCollector()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.AddState(RoleStateServer, "cfg", srv); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.AddState(RoleMirror, "cfg", m); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.AddState(RolePuller, "cfg", m); !errors.Is(err, ErrInvalid) {
+		t.Errorf("AddState(puller): %v", err)
+	}
+	reg := gather(t, c)
+	if probs, err := testutil.GatherAndLint(reg); err != nil || len(probs) > 0 {
+		t.Fatalf("lint: %v %v", err, probs)
+	}
+	fams, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ss, ms := srv.Stats(), m.Stats()
+	for _, c := range []struct {
+		name, role string
+		want       float64
+	}{
+		{"zpeer_state_keys", "state_server", float64(ss.Keys)},
+		{"zpeer_state_keys", "mirror", float64(ms.Keys)},
+		{"zpeer_state_sequence", "mirror", float64(ms.Seq)},
+		{"zpeer_state_changes_total", "state_server", float64(ss.Changes)},
+		{"zpeer_state_snapshots_total", "mirror", float64(ms.Snapshots)},
+		{"zpeer_state_mirrors", "state_server", float64(ss.Mirrors)},
+	} {
+		if got := value(t, fams, c.name, map[string]string{"role": c.role, "name": "cfg"}); got != c.want || c.want == 0 {
+			t.Errorf("%s{role=%s} = %v, Stats %v (must be non-zero)", c.name, c.role, got, c.want)
+		}
+	}
+	if ss.Keys != 4 || ms.Seq != 6 {
+		t.Errorf("Stats: server keys %d, mirror seq %d; want 4 and 6", ss.Keys, ms.Seq)
+	}
+}
