@@ -4,10 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"maps"
 	"slices"
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/zpeer/zpeer/internal/testutil"
 )
 
 // testPeer is an Announcer and a Watcher with one node id, on loopback.
@@ -327,4 +331,33 @@ func TestSubscribeStartsWithKnownPeers(t *testing.T) {
 	if _, ok := <-w.Subscribe(context.Background()); ok {
 		t.Fatal("Subscribe after Close delivered an event")
 	}
+}
+
+// A Watcher with a logger at info level logs "peer up" and "peer down"
+// with the events' fields.
+func TestWatcherLogsPeerEvents(t *testing.T) {
+	t.Parallel()
+	svc := uniqueService(t)
+	logs := &testutil.SyncBuffer{}
+	w, err := NewWatcher(svc, append(loopbackOpts(uniqueNode(t, "w")), WithLogger(slog.New(slog.NewTextHandler(logs, nil))))...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	node := uniqueNode(t, "a")
+	a, err := Announce(svc, "REP", []string{"tcp://127.0.0.1:41001"}, loopbackOpts(node)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 5*time.Second, "a peer up line", func() bool {
+		return strings.Contains(logs.String(), `level=INFO msg="peer up" service=`+svc+` instance=`)
+	})
+	if l := logs.String(); !strings.Contains(l, "node="+node) || !strings.Contains(l, "endpoints=[tcp://127.0.0.1:41001]") {
+		t.Errorf("peer up line: %q", l)
+	}
+	a.Close()
+	eventually(t, 5*time.Second, "a peer down line", func() bool {
+		return strings.Contains(logs.String(), `level=INFO msg="peer down" service=`+svc+` instance=`) &&
+			strings.Contains(logs.String(), "reason="+ReasonGoodbye)
+	})
 }

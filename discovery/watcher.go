@@ -3,6 +3,8 @@ package discovery
 import (
 	"context"
 	"fmt"
+	"github.com/zpeer/zpeer/internal/eventlog"
+	"log/slog"
 	"slices"
 	"sort"
 	"sync"
@@ -149,6 +151,24 @@ func (w *Watcher) start() {
 		go func() {
 			defer w.wg.Done()
 			s.run(w.ctx)
+		}()
+	}
+	if l := eventlog.New(w.o.logger); l.Enabled(slog.LevelInfo) {
+		// Peer events are logged from a subscription of their own, off the
+		// Watcher's lock and I/O goroutines.
+		ch := w.subscribe(w.ctx).ch
+		w.wg.Add(1)
+		go func() {
+			defer w.wg.Done()
+			for ev := range ch {
+				p := ev.Peer
+				switch ev.Kind {
+				case PeerUp:
+					l.Log(slog.LevelInfo, eventlog.PeerUp, "service", p.Service, "instance", p.Instance, "node", p.Node, "endpoints", p.Endpoints)
+				case PeerDown:
+					l.Log(slog.LevelInfo, eventlog.PeerDown, "service", p.Service, "instance", p.Instance, "reason", ev.Reason)
+				}
+			}
 		}()
 	}
 }

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/zpeer/zpeer/internal/eventlog"
+	"log/slog"
 	"maps"
 	"math/bits"
 	"slices"
@@ -420,6 +422,9 @@ func (a *ackPusher[T]) send(d *delivery, dead []DeadLetter) []DeadLetter {
 		count.Add(^uint64(0)) // not sent after all
 		return a.undo(d.it, d.peer, err, dead)
 	}
+	if d.retry && a.o.elog.Enabled(slog.LevelInfo) {
+		a.o.elog.Log(slog.LevelInfo, eventlog.Redelivery, "id", d.it.id, "deliveries", d.sends, "reason", d.reason)
+	}
 	return dead
 }
 
@@ -747,6 +752,8 @@ type delivery struct {
 	buf    *socket.Buffer // a reference of the delivery's own to it.buf, released by send
 	prio   uint8
 	retry  bool
+	sends  int    // it.sends, this one included
+	reason string // a retry's: why the last delivery failed
 }
 
 // deliveryPool holds deliveries for Push's direct sends (the dispatcher
@@ -758,7 +765,11 @@ func deliveryOf(it *item, p *pullerPeer) delivery {
 	if it.buf != nil {
 		it.buf.Retain()
 	}
-	return delivery{it: it, peer: p, frames: it.frames, buf: it.buf, prio: it.prio, retry: it.sends > 1}
+	d := delivery{it: it, peer: p, frames: it.frames, buf: it.buf, prio: it.prio, retry: it.sends > 1, sends: it.sends}
+	if d.retry {
+		d.reason = it.lastErr
+	}
+	return d
 }
 
 // dispatch assigns queued messages to pullers with credit, sends them, and
@@ -837,7 +848,7 @@ func (a *ackPusher[T]) assignQueued(sends []delivery, now int64) []delivery {
 
 func (a *ackPusher[T]) reportDead(dead []DeadLetter) []DeadLetter {
 	for _, d := range dead {
-		a.o.logger.Warn("pattern: message dead", "id", d.ID, "deliveries", d.Deliveries, "err", d.Err)
+		a.o.elog.Log(slog.LevelWarn, eventlog.DeadLetter, "id", d.ID, "deliveries", d.Deliveries, "reason", d.Err.Error())
 		if fn := a.o.onDead; fn != nil {
 			a.notes.post(func() { fn(d) })
 		}
@@ -968,6 +979,12 @@ func (a *ackPusher[T]) drain(ctx context.Context) error {
 
 func (a *ackPusher[T]) stats(s *Stats) {
 	s.Latency = a.lat.snapshot()
+	if a.store != nil {
+		st := a.store.Stats()
+		s.Outbox = &OutboxStats{Jobs: st.Messages, Bytes: st.Bytes, Segments: st.Segments,
+			Appends: st.Appends, Acks: st.Acks, Writes: st.Writes, Syncs: st.Syncs,
+			Recovered: a.recovered, Corrupt: st.Corrupt}
+	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	s.Pending = a.custody.len()

@@ -274,12 +274,16 @@ func (a *ackPuller[T]) process(ps *pusherPeer, m socket.Msg) (due int, kept bool
 		id := env.ID // (env itself must not escape)
 		a.sendIDs(ps, codec.KindStart, id[:])
 	}
-	kept, err := a.pl.handle(env.Body)
+	kept, ctx, err := a.pl.handle(&env)
 	if err != nil && a.pl.ctx.Err() != nil && errors.Is(err, context.Canceled) {
 		a.dmu.Lock()
 		delete(a.seen, env.ID) // closing: neither ack nor nack; the pusher redelivers
 		a.dmu.Unlock()
 		return 0, kept
+	}
+	if t := a.pl.o.tracer; t != nil {
+		_, end := t.Start(ctx, Operation{Kind: OpSettle, Role: "puller", Destination: a.pl.o.service, MessageID: env.ID}, noCarrier{})
+		defer func() { end(err) }()
 	}
 	return a.finish(ps, env.ID, err), kept
 }

@@ -8,6 +8,7 @@ import (
 	"runtime/debug"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/zpeer/zpeer/codec"
 	"github.com/zpeer/zpeer/internal/outbox"
@@ -144,7 +145,7 @@ func NewPusher[T any](opts ...Option) (*Pusher[T], error) {
 // returns once the Pusher has taken custody of the message, blocking only
 // while WithMaxPending messages are already held; delivery, redelivery and
 // acknowledgement happen in the background (see Drain and Stats).
-func (p *Pusher[T]) Push(ctx context.Context, v T, opts ...CallOption) error {
+func (p *Pusher[T]) Push(ctx context.Context, v T, opts ...CallOption) (err error) {
 	if p.ack != nil {
 		return p.pushAcked(ctx, v, opts, nil)
 	}
@@ -152,6 +153,11 @@ func (p *Pusher[T]) Push(ctx context.Context, v T, opts ...CallOption) error {
 		return ErrClosed
 	}
 	key, keyed, opts := keyOf(p.keyFn, v, opts)
+	if p.o.tracer != nil {
+		var end func(error)
+		ctx, opts, end = p.o.startSend(ctx, "pusher", p.o.service, codec.ID{}, opts)
+		defer func() { end(err) }()
+	}
 	seq := p.seq.Add(1)
 	frame, mem, prio, err := encodeMsg(&p.o, p.tmpl, codec.KindData, "", codec.NewID(), seq, v, opts)
 	if err != nil {
@@ -179,7 +185,7 @@ func (p *Pusher[T]) Push(ctx context.Context, v T, opts ...CallOption) error {
 
 // pushAcked is Push in acknowledged mode, with PushAsync's receipt if rc
 // is not nil.
-func (p *Pusher[T]) pushAcked(ctx context.Context, v T, opts []CallOption, rc *Receipt) error {
+func (p *Pusher[T]) pushAcked(ctx context.Context, v T, opts []CallOption, rc *Receipt) (err error) {
 	if p.ctx.Err() != nil {
 		return ErrClosed
 	}
@@ -187,6 +193,11 @@ func (p *Pusher[T]) pushAcked(ctx context.Context, v T, opts []CallOption, rc *R
 	var kh uint64
 	if keyed {
 		kh = partition.Hash(key)
+	}
+	if p.o.tracer != nil {
+		var end func(error)
+		ctx, opts, end = p.o.startSend(ctx, "pusher", p.o.service, codec.ID{}, opts)
+		defer func() { end(err) }()
 	}
 	// The acked pusher makes its own ids, and keeps the frame.
 	seq := p.seq.Add(1)
@@ -339,12 +350,13 @@ func (p *Pusher[T]) Close() error {
 // that then returns the context's error is neither acked nor nacked, and
 // the pusher redelivers the message when the connection drops.
 type Puller[T any] struct {
-	o      options
-	h      func(context.Context, T) error
-	c      counters
-	ctx    context.Context
-	cancel context.CancelFunc
-	wg     sync.WaitGroup
+	o          options
+	h          func(context.Context, T) error
+	c          counters
+	handlerLat histogram // WithHandlerTiming
+	ctx        context.Context
+	cancel     context.CancelFunc
+	wg         sync.WaitGroup
 
 	sock *socket.Socket // fire-and-forget
 	ack  *ackPuller[T]  // acknowledged
@@ -364,7 +376,7 @@ func NewPuller[T any](h func(ctx context.Context, v T) error, opts ...Option) (*
 	if h == nil {
 		return nil, optErr("NewPuller: nil handler")
 	}
-	o, err := buildOptions("Puller", oAck|oCredit|oDedup|oWorkers|oOnRefused|oBorrow, opts)
+	o, err := buildOptions("Puller", oAck|oCredit|oDedup|oWorkers|oOnRefused|oBorrow|oHandlerTiming, opts)
 	if err != nil {
 		return nil, err
 	}
@@ -432,7 +444,7 @@ func (pl *Puller[T]) worker() {
 			m.Free()
 			continue
 		}
-		kept, err := pl.handle(env.Body)
+		kept, _, err := pl.handle(&env)
 		if err != nil && pl.ctx.Err() == nil {
 			pl.o.logger.Warn("pattern: puller handler failed", "id", env.ID, "err", err)
 		}
@@ -442,16 +454,31 @@ func (pl *Puller[T]) worker() {
 	}
 }
 
-// handle decodes body and runs the handler on it, recovering a panic. kept
-// reports that the value was the body itself (see takeBody).
-func (pl *Puller[T]) handle(body []byte) (kept bool, err error) {
+// handle decodes env's body and runs the handler on it, recovering a
+// panic. kept reports that the value was the body itself (see takeBody);
+// ctx is the handler's context (the process span's, with WithTracer).
+func (pl *Puller[T]) handle(env *codec.View) (kept bool, ctx context.Context, err error) {
+	body := env.Body
+	ctx = pl.ctx
 	v, kept, err := takeBodyMode[T](body, pl.o.borrow)
 	if err != nil {
 		pl.c.dropped.Add(1)
-		return false, err
+		return false, ctx, err
 	}
 	logUnknownKeys[T](&pl.o, body)
+	if pl.o.tracer != nil {
+		var end func(error)
+		ctx, end = pl.o.startRecv(ctx, OpProcess, "puller", env)
+		defer func() { end(err) }()
+	}
+	var start time.Time
+	if pl.o.handlerTiming {
+		start = time.Now()
+	}
 	defer func() {
+		if pl.o.handlerTiming {
+			pl.handlerLat.record(time.Since(start))
+		}
 		if r := recover(); r != nil {
 			pl.c.panics.Add(1)
 			pl.o.logger.Error("pattern: puller handler panicked", "panic", r, "stack", string(debug.Stack()))
@@ -462,7 +489,7 @@ func (pl *Puller[T]) handle(body []byte) (kept bool, err error) {
 			pl.c.errors.Add(1)
 		}
 	}()
-	return kept, pl.h(pl.ctx, v)
+	return kept, ctx, pl.h(ctx, v)
 }
 
 // Connect connects to a pusher at ep.
@@ -504,6 +531,7 @@ func (pl *Puller[T]) Pushers() int {
 func (pl *Puller[T]) Stats() Stats {
 	var s Stats
 	pl.c.fill(&s)
+	s.Handler = pl.handlerLat.snapshot()
 	s.Refused = pl.ref.count.Load()
 	if pl.sock != nil {
 		addSocket(&s.Socket, pl.sock.Stats())

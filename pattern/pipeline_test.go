@@ -4,12 +4,15 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/zpeer/zpeer/codec"
+	"github.com/zpeer/zpeer/internal/testutil"
 	"github.com/zpeer/zpeer/socket"
 )
 
@@ -226,8 +229,9 @@ func TestAckedDuplicatesSuppressed(t *testing.T) {
 // dead after the maximum deliveries.
 func TestAckedDeadLetter(t *testing.T) {
 	deadCh := make(chan DeadLetter, 1)
+	logs := &testutil.SyncBuffer{}
 	push, err := NewPusher[job](WithBind(loopback), WithAck(), WithMaxDeliveries(3),
-		WithOnDead(func(d DeadLetter) { deadCh <- d }))
+		WithOnDead(func(d DeadLetter) { deadCh <- d }), WithLogger(slog.New(slog.NewTextHandler(logs, nil))))
 	push = cleanup(t, push, err)
 	var calls atomic.Int32
 	for range 2 {
@@ -260,6 +264,13 @@ func TestAckedDeadLetter(t *testing.T) {
 	}
 	if st := push.Stats(); st.Dead != 1 || st.Acked != 1 || st.Retried != 2 || calls.Load() != 3 {
 		t.Fatalf("stats %+v, handler calls %d", st, calls.Load())
+	}
+	// The events, with their fields: two redeliveries, then the dead letter.
+	l := logs.String()
+	id := fmt.Sprint("id=", d.ID)
+	if strings.Count(l, "level=INFO msg=redelivery "+id) != 2 || !strings.Contains(l, "deliveries=3 reason=\"puller: cannot digest\"") ||
+		!strings.Contains(l, "level=WARN msg=\"dead letter\" "+id+" deliveries=3 reason=") {
+		t.Errorf("redelivery and dead letter events: %q", l)
 	}
 }
 

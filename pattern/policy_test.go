@@ -115,7 +115,7 @@ func TestRefusedRequesterLearnsWhy(t *testing.T) {
 	}
 	waitFor(t, "the replier's log of its refusals", func() bool {
 		s := srvLog.String()
-		return strings.Contains(s, "refused a peer") && strings.Contains(s, "is not trusted") &&
+		return strings.Contains(s, `msg="handshake refused"`) && strings.Contains(s, "is not trusted") &&
 			strings.Contains(s, "mechanism mismatch") && strings.Contains(s, "remote=127.0.0.1:")
 	})
 	if rp.Stats().Delivered != 0 {

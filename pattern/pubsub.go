@@ -2,6 +2,8 @@ package pattern
 
 import (
 	"context"
+	"github.com/zpeer/zpeer/internal/eventlog"
+	"log/slog"
 	"slices"
 	"sync"
 	"time"
@@ -117,11 +119,16 @@ func (p *Publisher[T]) closeSocket() error {
 // Publish sends v on topic to every subscriber of a matching prefix. It
 // does not block on slow or absent subscribers; ctx is only checked for
 // cancellation. It fails with ErrClosed after Close.
-func (p *Publisher[T]) Publish(ctx context.Context, topic string, v T, opts ...CallOption) error {
+func (p *Publisher[T]) Publish(ctx context.Context, topic string, v T, opts ...CallOption) (err error) {
 	if err := ctx.Err(); err != nil {
 		return ctxError(ctx)
 	}
 	id := codec.NewID()
+	if p.o.tracer != nil {
+		var end func(error)
+		ctx, opts, end = p.o.startSend(ctx, "publisher", topic, id, opts)
+		defer func() { end(err) }()
+	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.closed {
@@ -356,8 +363,11 @@ func (s *Subscriber[T]) Recv(ctx context.Context) (Message[T], error) {
 		if err != nil {
 			return Message[T]{}, err
 		}
-		if gap.Missed > 0 && s.o.onGap != nil {
-			s.o.onGap(gap)
+		if gap.Missed > 0 {
+			s.o.elog.Log(slog.LevelWarn, eventlog.Gap, "sender", gap.Sender, "topic", gap.Topic, "from", gap.From, "to", gap.To, "missed", gap.Missed)
+			if s.o.onGap != nil {
+				s.o.onGap(gap)
+			}
 		}
 		var kept bool
 		m.Value, kept, err = takeBody[T](body)

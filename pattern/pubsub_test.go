@@ -3,11 +3,14 @@ package pattern
 import (
 	"context"
 	"errors"
+	"log/slog"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/zpeer/zpeer/codec"
+	"github.com/zpeer/zpeer/internal/testutil"
 	"github.com/zpeer/zpeer/socket"
 )
 
@@ -109,8 +112,9 @@ func TestSlowSubscriberOverflow(t *testing.T) {
 	pub = cleanup(t, pub, err)
 	var gmu sync.Mutex
 	var gaps []Gap
+	logs := &testutil.SyncBuffer{}
 	sub, err := NewSubscriber[[]byte](WithConnect(ep(t, pub)), WithTopics("bulk"),
-		WithSocketOptions(socket.WithRecvHWM(10)),
+		WithSocketOptions(socket.WithRecvHWM(10)), WithLogger(slog.New(slog.NewTextHandler(logs, nil))),
 		WithOnGap(func(g Gap) { gmu.Lock(); gaps = append(gaps, g); gmu.Unlock() }))
 	sub = cleanup(t, sub, err)
 	syncSub(t, pub, sub, "bulk", []byte("warm"))
@@ -163,6 +167,9 @@ func TestSlowSubscriberOverflow(t *testing.T) {
 	gmu.Unlock()
 	if reported != sst.Gaps {
 		t.Fatalf("callback reported %d missed, stats %d", reported, sst.Gaps)
+	}
+	if l := logs.String(); !strings.Contains(l, `level=WARN msg=gap sender=`) || !strings.Contains(l, " topic=bulk from=") {
+		t.Errorf("no gap event logged: %q", l)
 	}
 	src := sst.Sources[0]
 	if src.Reliability >= 1 || src.Reliability != float64(src.Delivered)/float64(src.Delivered+src.Gaps) {

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/zpeer/zpeer/internal/eventlog"
+	"log/slog"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -149,11 +151,11 @@ func (r *refusals) record(endpoint, remote string, err error, peers func() int) 
 		r.cancel(err)
 	}
 	r.mu.Unlock()
+	level := slog.LevelDebug
 	if first {
-		r.o.logger.Warn("pattern: peer refused", "endpoint", endpoint, "remote", remote, "err", err)
-	} else {
-		r.o.logger.Debug("pattern: peer refused", "endpoint", endpoint, "remote", remote, "err", err)
+		level = slog.LevelWarn
 	}
+	r.o.elog.Log(level, eventlog.HandshakeRefused, "endpoint", endpoint, "remote", remote, "reason", err.Error())
 	if r.notes != nil {
 		fn, ref := r.o.onRefused, Refusal{Endpoint: endpoint, Remote: remote, Err: err}
 		r.notes.post(func() { fn(ref) })

@@ -44,7 +44,7 @@ func TestModeMismatchIsRefused(t *testing.T) {
 			t.Fatal("Stats.Refused is 0")
 		}
 		waitFor(t, "the puller to count its refusal", func() bool { return pl.Stats().Refused > 0 })
-		if !strings.Contains(logs.String(), "level=WARN") || !strings.Contains(logs.String(), "peer refused") {
+		if !strings.Contains(logs.String(), "level=WARN") || !strings.Contains(logs.String(), `msg="handshake refused"`) {
 			t.Fatalf("no warning logged: %q", logs.String())
 		}
 	})

@@ -121,6 +121,7 @@ type reply struct {
 	kind  codec.Kind
 	body  []byte
 	panic bool
+	env   *codec.View // with WithTracer: the reply's envelope, for its trace context
 }
 
 var callPool = sync.Pool{New: func() any { return &call{ch: make(chan reply, 1)} }}
@@ -330,7 +331,12 @@ func (r *Requester[Req, Resp]) recvLoop() {
 			r.release(c)
 		}
 		panicked, _ := env.Header(panicHeader)
-		c.ch <- reply{kind: env.Kind, body: env.Body, panic: len(panicked) > 0}
+		rep := reply{kind: env.Kind, body: env.Body, panic: len(panicked) > 0}
+		if r.o.tracer != nil {
+			e := env
+			rep.env = &e
+		}
+		c.ch <- rep
 		r.mu.Unlock()
 	}
 }
@@ -389,7 +395,14 @@ func (r *Requester[Req, Resp]) Request(ctx context.Context, v Req, opts ...CallO
 		return zero, ErrClosed
 	}
 	start := now()
+	var end func(error)
+	if r.o.tracer != nil {
+		ctx, opts, end = r.o.startSend(ctx, "requester", r.o.service, codec.ID{}, opts)
+	}
 	resp, err := r.request(ctx, start, v, opts)
+	if end != nil {
+		end(err)
+	}
 	if err != nil {
 		r.c.errors.Add(1)
 		return zero, callError(err)
@@ -518,6 +531,10 @@ attempt:
 		if rep.lost {
 			lastErr = errors.New("replier connection lost")
 			continue
+		}
+		if rep.env != nil {
+			_, end := r.o.startRecv(ctx, OpReceive, "requester", rep.env)
+			end(nil)
 		}
 		if rep.kind == codec.KindError {
 			msg, err := unmarshalBody[string](rep.body)
@@ -696,16 +713,17 @@ func (r *Requester[Req, Resp]) Close() error {
 // Replier closes; a handler that then returns the context's error sends no
 // reply, so the requester fails over to another replier.
 type Replier[Req, Resp any] struct {
-	o       options
-	h       func(context.Context, Req) (Resp, error)
-	sock    *socket.Socket
-	ctx     context.Context
-	cancel  context.CancelFunc
-	wg      sync.WaitGroup
-	c       counters
-	disc    *joined
-	closeMu sync.Mutex
-	closed  bool
+	o          options
+	h          func(context.Context, Req) (Resp, error)
+	sock       *socket.Socket
+	ctx        context.Context
+	cancel     context.CancelFunc
+	wg         sync.WaitGroup
+	c          counters
+	handlerLat histogram // WithHandlerTiming
+	disc       *joined
+	closeMu    sync.Mutex
+	closed     bool
 }
 
 // NewReplier creates a Replier that answers with h.
@@ -716,7 +734,7 @@ func NewReplier[Req, Resp any](h func(ctx context.Context, req Req) (Resp, error
 	if h == nil {
 		return nil, optErr("NewReplier: nil handler")
 	}
-	o, err := buildOptions("Replier", oWorkers|oBorrow, opts)
+	o, err := buildOptions("Replier", oWorkers|oBorrow|oHandlerTiming, opts)
 	if err != nil {
 		return nil, err
 	}
@@ -772,9 +790,17 @@ func (rp *Replier[Req, Resp]) serve(m socket.Msg) (kept bool) {
 	defer codec.PutBuffer(bp)
 	req, kept, err := takeBodyMode[Req](env.Body, rp.o.borrow)
 	panicked := false
+	ctx := rp.ctx
 	if err == nil {
 		logUnknownKeys[Req](&rp.o, env.Body)
-		resp, err, panicked = rp.call(req)
+		if rp.o.tracer != nil {
+			var end func(error)
+			ctx, end = rp.o.startRecv(ctx, OpProcess, "replier", &env)
+			resp, err, panicked = rp.call(ctx, req)
+			end(err)
+		} else {
+			resp, err, panicked = rp.call(ctx, req)
+		}
 	}
 	if err != nil {
 		if rp.ctx.Err() != nil && errors.Is(err, context.Canceled) {
@@ -792,15 +818,29 @@ func (rp *Replier[Req, Resp]) serve(m socket.Msg) (kept bool) {
 		out.Body, _ = marshalBody((*bp)[:0], "pattern: marshal reply: "+err.Error())
 	}
 	*bp = out.Body
+	endSend := nopEnd
+	if rp.o.tracer != nil {
+		h := headerCarrier{}
+		_, endSend = rp.o.tracer.Start(ctx, Operation{Kind: OpSend, Role: "replier", Destination: rp.o.service, MessageID: out.ID}, h)
+		for k, v := range h {
+			if out.Headers == nil {
+				out.Headers = make(map[string]string, len(h))
+			}
+			out.Headers[k] = v
+		}
+	}
 	frame, err := encodeEnvelope(&out)
 	if err != nil {
 		rp.c.dropped.Add(1)
+		endSend(err)
 		return kept
 	}
 	// The routing frames, then the reply (in a new slice: m's frames are
 	// freed after this, and a large reply is written from its memory).
 	frames := append(m.Frames[:n-1:n-1], frame)
-	if err := rp.sock.Send(rp.ctx, socket.Msg{Frames: frames, Priority: out.Priority}); err != nil {
+	err = rp.sock.Send(rp.ctx, socket.Msg{Frames: frames, Priority: out.Priority})
+	endSend(err)
+	if err != nil {
 		rp.c.dropped.Add(1) // the requester has gone, or its queue is full
 		return kept
 	}
@@ -809,15 +849,22 @@ func (rp *Replier[Req, Resp]) serve(m socket.Msg) (kept bool) {
 }
 
 // call runs the handler, recovering a panic.
-func (rp *Replier[Req, Resp]) call(req Req) (resp Resp, err error, panicked bool) {
+func (rp *Replier[Req, Resp]) call(ctx context.Context, req Req) (resp Resp, err error, panicked bool) {
+	var start time.Time
+	if rp.o.handlerTiming {
+		start = time.Now()
+	}
 	defer func() {
+		if rp.o.handlerTiming {
+			rp.handlerLat.record(time.Since(start))
+		}
 		if v := recover(); v != nil {
 			rp.c.panics.Add(1)
 			rp.o.logger.Error("pattern: replier handler panicked", "panic", v, "stack", string(debug.Stack()))
 			err, panicked = fmt.Errorf("%v", v), true
 		}
 	}()
-	resp, err = rp.h(rp.ctx, req)
+	resp, err = rp.h(ctx, req)
 	return resp, err, false
 }
 
@@ -838,6 +885,7 @@ func (rp *Replier[Req, Resp]) Stats() Stats {
 	var s Stats
 	rp.c.fill(&s)
 	addSocket(&s.Socket, rp.sock.Stats())
+	s.Handler = rp.handlerLat.snapshot()
 	return s
 }
 

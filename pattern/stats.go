@@ -65,6 +65,9 @@ type Stats struct {
 	// measures them: Request to reply (Requester), Push to ack (acked
 	// Pusher).
 	Latency LatencyStats
+	// Handler is, for a Replier or a Puller built WithHandlerTiming, the
+	// distribution of handler run times.
+	Handler LatencyStats
 	// Sources is, for a Subscriber, the delivery figures per publisher.
 	Sources []SourceStats
 	// Peers is, for a Publisher, the delivery figures per subscriber, and
@@ -72,6 +75,22 @@ type Stats struct {
 	Peers []PeerStats
 	// Socket aggregates the counters of the pattern's sockets.
 	Socket socket.Counters
+	// Outbox is, for an acked Pusher with WithOutbox, what its durable
+	// outbox holds and has written; nil without one.
+	Outbox *OutboxStats
+}
+
+// OutboxStats are a durable outbox's figures (see WithOutbox).
+type OutboxStats struct {
+	Jobs      int    // jobs held: pushed, not yet acknowledged or dead
+	Bytes     int64  // their envelope bytes
+	Segments  int    // segment files on disk
+	Appends   uint64 // jobs written
+	Acks      uint64 // jobs removed (acknowledged or dead)
+	Writes    uint64 // write calls
+	Syncs     uint64 // fsyncs
+	Recovered int    // jobs taken back from the directory when the Pusher started
+	Corrupt   int    // torn or corrupt records skipped when the Pusher started
 }
 
 // SourceStats are a Subscriber's figures for one publisher (one sender
@@ -112,6 +131,25 @@ type LatencyStats struct {
 	Count               uint64
 	Min, Mean, Max      time.Duration
 	P50, P90, P99, P999 time.Duration
+	// Sum is the total of the recorded durations.
+	Sum time.Duration
+	// Buckets is the distribution at the fixed bounds of LatencyBounds, as
+	// a Prometheus histogram has it: Buckets[i] counts the durations at
+	// most LatencyBounds[i] (cumulative), each placed by its histogram
+	// bucket's midpoint, so to within about 3%. Count covers the rest.
+	Buckets []uint64
+}
+
+// LatencyBounds are the upper bounds of LatencyStats.Buckets: 25 µs to
+// 10 s in steps of about 2.5x, which covers a loopback round trip and a
+// redelivery after an ack timeout alike.
+var LatencyBounds = []time.Duration{
+	25 * time.Microsecond, 50 * time.Microsecond, 100 * time.Microsecond,
+	250 * time.Microsecond, 500 * time.Microsecond, time.Millisecond,
+	2500 * time.Microsecond, 5 * time.Millisecond, 10 * time.Millisecond,
+	25 * time.Millisecond, 50 * time.Millisecond, 100 * time.Millisecond,
+	250 * time.Millisecond, 500 * time.Millisecond, time.Second,
+	2500 * time.Millisecond, 5 * time.Second, 10 * time.Second,
 }
 
 // Gap is reported by a Subscriber when sequence numbers show that it missed
@@ -249,5 +287,19 @@ func (h *histogram) snapshot() LatencyStats {
 		return s.Max
 	}
 	s.P50, s.P90, s.P99, s.P999 = q(0.5), q(0.9), q(0.99), q(0.999)
+	s.Sum = time.Duration(h.sum.Load())
+	s.Buckets = make([]uint64, len(LatencyBounds))
+	b := 0
+	var seen uint64
+	for i, c := range counts {
+		for b < len(LatencyBounds) && time.Duration(histValue(i)) > LatencyBounds[b] {
+			s.Buckets[b] = seen
+			b++
+		}
+		seen += c
+	}
+	for ; b < len(LatencyBounds); b++ {
+		s.Buckets[b] = seen
+	}
 	return s
 }

@@ -64,6 +64,28 @@ func TestHistogram(t *testing.T) {
 		!near(s.P50, 500*time.Microsecond) || !near(s.P99, 990*time.Microsecond) || !near(s.Mean, 500500*time.Nanosecond) {
 		t.Fatalf("%+v", s)
 	}
+	if s.Sum != 500500*time.Microsecond {
+		t.Fatalf("sum %v", s.Sum)
+	}
+	// Cumulative counts at LatencyBounds: 1..1000 µs, one each, so the
+	// bucket at bound b holds about b/1µs of them (within the 3% of the
+	// histogram's own buckets), and every bound from 1 ms on holds all.
+	if len(s.Buckets) != len(LatencyBounds) {
+		t.Fatalf("%d buckets for %d bounds", len(s.Buckets), len(LatencyBounds))
+	}
+	for i, b := range LatencyBounds {
+		want := min(uint64(b/time.Microsecond), 1000)
+		got := s.Buckets[i]
+		if got > want+want/25+1 || got+want/25+1 < want {
+			t.Fatalf("bucket le=%v: %d, want about %d", b, got, want)
+		}
+		if i > 0 && got < s.Buckets[i-1] {
+			t.Fatalf("bucket le=%v: %d below the previous %d", b, got, s.Buckets[i-1])
+		}
+	}
+	if s.Buckets[len(s.Buckets)-1] != 1000 {
+		t.Fatalf("last bucket %d", s.Buckets[len(s.Buckets)-1])
+	}
 	for i := range histBuckets - 1 {
 		if histValue(i) >= histValue(i+1) {
 			t.Fatalf("bucket %d: values not increasing", i)

@@ -35,8 +35,8 @@ func TestAddressFilters(t *testing.T) {
 				r := log.rejected()
 				return len(r) > 0 && strings.Contains(r[0], tc.reason)
 			})
-			if rep.Peers() != 0 || rep.Stats().Rejected == 0 {
-				t.Fatalf("peers %d, rejected %d", rep.Peers(), rep.Stats().Rejected)
+			if st := rep.Stats(); rep.Peers() != 0 || st.Rejected == 0 || st.RejectedBy != (Rejections{Refused: st.Rejected}) {
+				t.Fatalf("peers %d, rejected %d %+v, want all refused by access control", rep.Peers(), st.Rejected, st.RejectedBy)
 			}
 		})
 	}

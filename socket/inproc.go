@@ -185,7 +185,7 @@ func (s *Socket) registerInproc(p *pipe, l *listener) error {
 	}
 	if a, ok := s.proto.(admitter); ok {
 		if err := a.admit(p); err != nil {
-			s.rejected.Add(1)
+			s.rejected.count(errAdmit)
 			return err
 		}
 	}

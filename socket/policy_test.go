@@ -3,6 +3,7 @@ package socket
 import (
 	"bytes"
 	"errors"
+	"github.com/zpeer/zpeer/internal/eventlog"
 	"log/slog"
 	"strings"
 	"sync"
@@ -187,7 +188,7 @@ func TestRefusedClientLearnsWhy(t *testing.T) {
 			c.Close()
 			waitFor(t, "the server's log line", func() bool {
 				for _, l := range srvLog.lines(tc.log) {
-					if strings.Contains(l, "level=WARN") && strings.Contains(l, "refused a peer") && strings.Contains(l, "remote=127.0.0.1:") {
+					if strings.Contains(l, "level=WARN") && strings.Contains(l, eventlog.HandshakeRefused) && strings.Contains(l, "remote=127.0.0.1:") {
 						return true
 					}
 				}
@@ -220,39 +221,22 @@ func TestRefusedByNullAndPlainServers(t *testing.T) {
 	}
 }
 
-// A server's refusal log is rate-limited: a burst, then one line a second,
-// and the next line says how many were held back.
+// A server's refusal log is rate-limited (internal/eventlog's limit): many
+// refused clients at once, at most the burst logged.
 func TestRefusalLogIsRateLimited(t *testing.T) {
-	var l logLimiter
-	t0 := time.Unix(1000, 0)
-	for i := range logBurst {
-		if ok, _ := l.allow(t0); !ok {
-			t.Fatalf("line %d of the burst held back", i)
-		}
-	}
-	for range 5 {
-		if ok, _ := l.allow(t0.Add(10 * time.Millisecond)); ok {
-			t.Fatal("a line beyond the burst went out")
-		}
-	}
-	ok, suppressed := l.allow(t0.Add(logEvery + 10*time.Millisecond))
-	if !ok || suppressed != 5 {
-		t.Fatalf("after a second: ok %v, suppressed %d, want true, 5", ok, suppressed)
-	}
-
 	// On a socket: many refused clients, at most the burst logged at once.
 	skp, _ := NewKeyPair()
 	recs := &logRecords{}
 	srv := newSock(t, PULL, WithCurveServer(skp.Secret), WithTrust(NewKeySet()), WithLogger(recs.logger(slog.LevelInfo)))
 	ep := bind(t, srv)
-	const n = 3 * logBurst
+	const n = 3 * eventlog.Burst
 	for range n {
 		c := newSock(t, PUSH, WithCurveClient(skp.Public, KeyPair{}), WithReconnect(time.Hour, time.Hour))
 		connect(t, c, ep)
 	}
 	waitFor(t, "every client refused", func() bool { return srv.Stats().Rejected >= n })
-	if got := len(recs.lines("refused a peer")); got < logBurst || got >= n {
-		t.Errorf("%d refusals logged for %d, want the burst (%d) and a few", got, n, logBurst)
+	if got := len(recs.lines(eventlog.HandshakeRefused)); got < eventlog.Burst || got >= n {
+		t.Errorf("%d refusals logged for %d, want the burst (%d) and a few", got, n, eventlog.Burst)
 	}
 }
 

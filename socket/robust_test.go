@@ -210,6 +210,8 @@ func TestHostileInput(t *testing.T) {
 			waitFor(t, "peer gone", func() bool { return pull.Peers() == 0 })
 			if st := pull.Stats(); st.Rejected != 1 {
 				t.Errorf("Stats().Rejected = %d, want 1", st.Rejected)
+			} else if c.want != nil && st.RejectedBy != (Rejections{Protocol: 1}) {
+				t.Errorf("Stats().RejectedBy = %+v, want one protocol violation", st.RejectedBy)
 			}
 			stillServes(t, pull, ep)
 		})
@@ -268,8 +270,8 @@ func TestHostileSilentPeer(t *testing.T) {
 			if !errors.As(ev.Err, &ne) || !ne.Timeout() {
 				t.Errorf("rejected with %v, want a timeout", ev.Err)
 			}
-			if st := pull.Stats(); st.Rejected != 1 || st.Connects != 0 {
-				t.Errorf("Rejected=%d Connects=%d, want 1 and 0", st.Rejected, st.Connects)
+			if st := pull.Stats(); st.Rejected != 1 || st.Connects != 0 || st.RejectedBy != (Rejections{Handshake: 1}) {
+				t.Errorf("Rejected=%d %+v Connects=%d, want 1 handshake failure and 0", st.Rejected, st.RejectedBy, st.Connects)
 			}
 			stillServes(t, pull, ep)
 		})

@@ -2,14 +2,11 @@ package socket
 
 import (
 	"bytes"
-	"context"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
-	"sync"
-	"time"
 
 	"github.com/go-zeromq/zmq4"
 )
@@ -285,17 +282,10 @@ func (s *Socket) curveServerKey(ep string) (key Key, known bool) {
 	return s.opts.CurveServerKey, !s.opts.CurveServerKey.IsZero()
 }
 
-// logf logs what happened to a peer's connection at level, through the
-// socket's rate limit: a host opening connections in a loop must not turn
-// the log into a flood. What the limit held back is counted in the next
-// line that goes out ("suppressed").
-func (s *Socket) logf(level slog.Level, msg, ep, remote string, err error) {
-	ctx := context.Background()
-	if !s.opts.Logger.Enabled(ctx, level) {
-		return
-	}
-	ok, suppressed := s.logLimit.allow(time.Now())
-	if !ok {
+// logf logs event about a peer's connection at level, with the reason err
+// gives, through the socket's rate limit (see internal/eventlog).
+func (s *Socket) logf(level slog.Level, event, ep, remote string, err error) {
+	if !s.log.Enabled(level) {
 		return
 	}
 	reason := errorReason(err)
@@ -303,43 +293,5 @@ func (s *Socket) logf(level slog.Level, msg, ep, remote string, err error) {
 	if errors.As(err, &byPeer) {
 		reason = byPeer.Reason
 	}
-	attrs := []any{"endpoint", ep, "remote", remote, "reason", reason}
-	if suppressed > 0 {
-		attrs = append(attrs, "suppressed", suppressed)
-	}
-	s.opts.Logger.Log(ctx, level, msg, attrs...)
-}
-
-// logLimiter is a token bucket for log lines: a burst of logBurst, then one
-// line per logEvery.
-type logLimiter struct {
-	mu         sync.Mutex
-	tokens     float64
-	last       time.Time
-	suppressed uint64
-}
-
-const (
-	logBurst = 10
-	logEvery = time.Second
-)
-
-// allow takes a token, and returns how many lines were held back since the
-// last one allowed.
-func (l *logLimiter) allow(now time.Time) (ok bool, suppressed uint64) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.last.IsZero() {
-		l.tokens = logBurst
-	} else {
-		l.tokens = min(logBurst, l.tokens+float64(now.Sub(l.last))/float64(logEvery))
-	}
-	l.last = now
-	if l.tokens < 1 {
-		l.suppressed++
-		return false, 0
-	}
-	l.tokens--
-	suppressed, l.suppressed = l.suppressed, 0
-	return true, suppressed
+	s.log.Log(level, event, "endpoint", ep, "remote", remote, "reason", reason)
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/zpeer/zpeer/internal/eventlog"
 	"log/slog"
 	"maps"
 	"math/rand/v2"
@@ -102,10 +103,12 @@ type Socket struct {
 
 	adm admission // handshakes in progress on accepted connections
 
-	stats                                                counters
-	connects, disconnects, reconnects, rejected, refused atomic.Uint64
-	logLimit                                             logLimiter
-	peerIDs                                              atomic.Uint64 // the last Peer.ID given
+	stats                             counters
+	connects, disconnects, reconnects atomic.Uint64
+	rejected                          rejections
+	refused                           atomic.Uint64
+	log                               *eventlog.Logger // opts.Logger, rate-limited
+	peerIDs                           atomic.Uint64    // the last Peer.ID given
 }
 
 type listener struct {
@@ -168,6 +171,7 @@ func New(t Type, opts ...Option) (*Socket, error) {
 		shaking:   make(map[net.Conn]struct{}),
 		readyCh:   make(chan struct{}),
 		closing:   make(chan struct{}),
+		log:       eventlog.New(o.Logger),
 	}
 	s.fq = newFairQueue(o.RecvHWM, o.RecvHWMBytes, s.closing)
 	s.ev = newEvents(o.EventHandler, o.EventBuffer)
@@ -473,7 +477,8 @@ func (s *Socket) Stats() Stats {
 		Connects:      s.connects.Load(),
 		Disconnects:   s.disconnects.Load(),
 		Reconnects:    s.reconnects.Load(),
-		Rejected:      s.rejected.Load(),
+		Rejected:      s.rejected.total(),
+		RejectedBy:    s.rejected.snapshot(),
 		Refused:       s.refused.Load(),
 		EventsDropped: s.ev.dropped.Load(),
 		Shed:          s.adm.shed.Load(),
@@ -615,7 +620,7 @@ func (s *Socket) acceptLoop(l *listener) {
 				return
 			}
 			// Out of file descriptors and the like: back off, retry.
-			s.opts.Logger.Warn("accept failed", "endpoint", l.bound, "err", err)
+			s.log.Log(slog.LevelWarn, eventlog.AcceptFailed, "endpoint", l.bound, "reason", errorReason(err))
 			select {
 			case <-time.After(delay):
 			case <-s.closing:
@@ -629,7 +634,7 @@ func (s *Socket) acceptLoop(l *listener) {
 		if !ok {
 			c.Close() // unread: no key work for a connection over the limits
 			if now := time.Now(); s.adm.shouldWarn(now) {
-				s.opts.Logger.Warn("handshake limits reached: shedding connections", "endpoint", l.bound, "remote", c.RemoteAddr().String(), "shed", s.adm.shed.Load())
+				s.log.Log(slog.LevelWarn, eventlog.Shed, "endpoint", l.bound, "remote", c.RemoteAddr().String(), "shed", s.adm.shed.Load())
 			}
 			continue
 		}
@@ -743,19 +748,23 @@ func (s *Socket) handshakeAs(c net.Conn, ep string, server bool, l *listener, sl
 	}
 	if err != nil {
 		c.Close()
-		s.rejected.Add(1)
+		s.rejected.count(err)
 		var byPeer *RefusedError
 		switch {
 		case errors.As(err, &byPeer):
 			// The caller learns of it from Stats, the event and the
 			// errors that explain why no peer is there: not a warning.
 			s.refused.Add(1)
-			s.logf(slog.LevelInfo, "refused by the peer", ep, c.RemoteAddr().String(), err)
+			s.logf(slog.LevelInfo, eventlog.RefusedByPeer, ep, c.RemoteAddr().String(), err)
 		case errors.Is(err, ErrRefused):
 			// The only trace a refused peer leaves on this side.
-			s.logf(slog.LevelWarn, "refused a peer", ep, c.RemoteAddr().String(), err)
+			s.logf(slog.LevelWarn, eventlog.HandshakeRefused, ep, c.RemoteAddr().String(), err)
 		default:
-			s.logf(slog.LevelInfo, "peer rejected", ep, c.RemoteAddr().String(), err)
+			event := eventlog.HandshakeFailed
+			if errors.Is(err, ErrProtocol) || errors.Is(err, ErrTooLarge) {
+				event = eventlog.ProtocolError
+			}
+			s.logf(slog.LevelInfo, event, ep, c.RemoteAddr().String(), err)
 		}
 		s.ev.emit(Event{Kind: EventRejected, Endpoint: ep, Remote: c.RemoteAddr().String(), Err: err})
 		return nil, err
@@ -779,8 +788,8 @@ func (s *Socket) handshakeAs(c net.Conn, ep string, server bool, l *listener, sl
 		c.Close()
 		p.cipher.wipe()
 		err := revokedError(p.client)
-		s.rejected.Add(1)
-		s.logf(slog.LevelWarn, "refused a peer", ep, p.remote, err)
+		s.rejected.count(err)
+		s.logf(slog.LevelWarn, eventlog.HandshakeRefused, ep, p.remote, err)
 		s.ev.emit(Event{Kind: EventRejected, Endpoint: ep, Remote: p.remote, PeerType: p.peerType, Err: err})
 		return nil, err
 	}
@@ -789,8 +798,8 @@ func (s *Socket) handshakeAs(c net.Conn, ep string, server bool, l *listener, sl
 			s.mu.Unlock()
 			c.Close()
 			p.cipher.wipe()
-			s.rejected.Add(1)
-			s.opts.Logger.Info("peer refused", "endpoint", ep, "remote", p.remote, "err", err)
+			s.rejected.count(errAdmit)
+			s.logf(slog.LevelInfo, eventlog.HandshakeRefused, ep, p.remote, err)
 			s.ev.emit(Event{Kind: EventRejected, Endpoint: ep, Remote: p.remote, PeerType: p.peerType, Err: err})
 			return nil, err
 		}
@@ -805,6 +814,7 @@ func (s *Socket) handshakeAs(c net.Conn, ep string, server bool, l *listener, sl
 	s.attach(p)
 	p.start()
 	s.ev.emit(Event{Kind: EventConnected, Endpoint: ep, Remote: p.remote, PeerType: p.peerType, PeerID: p.routeID})
+	s.log.Log(slog.LevelDebug, eventlog.Connect, "endpoint", ep, "remote", p.remote, "peer_type", p.peerType)
 	s.signalReady()
 	return p, nil
 }
@@ -871,18 +881,25 @@ func (s *Socket) detach(p *pipe, err error) {
 	case errors.Is(err, ErrProtocol) || errors.Is(err, ErrTooLarge):
 		// Every protocol violation after the handshake ends here: one
 		// count, one log line and one event per dropped peer.
-		s.rejected.Add(1)
-		s.logf(slog.LevelWarn, "peer dropped", p.endpoint, p.remote, err)
+		s.rejected.count(err)
+		s.logf(slog.LevelWarn, eventlog.ProtocolError, p.endpoint, p.remote, err)
 		s.ev.emit(Event{Kind: EventRejected, Endpoint: p.endpoint, Remote: p.remote, PeerType: p.peerType, PeerID: p.routeID, Err: err})
 	case errors.As(err, &byPeer):
 		// An ERROR after the handshake (a NULL server's Authenticator).
 		s.refused.Add(1)
-		s.logf(slog.LevelInfo, "refused by the peer", p.endpoint, p.remote, err)
+		s.logf(slog.LevelInfo, eventlog.RefusedByPeer, p.endpoint, p.remote, err)
 	case errors.Is(err, ErrRefused):
 		// A session closed by this socket's access control (a revoked key).
-		s.logf(slog.LevelWarn, "closed a peer's session", p.endpoint, p.remote, err)
+		s.logf(slog.LevelWarn, eventlog.HandshakeRefused, p.endpoint, p.remote, err)
 	}
 	s.ev.emit(Event{Kind: EventDisconnected, Endpoint: p.endpoint, Remote: p.remote, PeerType: p.peerType, PeerID: p.routeID, Err: err})
+	if s.log.Enabled(slog.LevelDebug) {
+		reason := "closed"
+		if err != nil {
+			reason = errorReason(err)
+		}
+		s.log.Log(slog.LevelDebug, eventlog.Disconnect, "endpoint", p.endpoint, "remote", p.remote, "peer_type", p.peerType, "reason", reason)
+	}
 	s.signalReady()
 	s.subsChanged.fire()
 }
