@@ -3,6 +3,8 @@ package pattern
 import (
 	"context"
 	"errors"
+	"github.com/zpeer/zpeer/internal/eventlog"
+	"log/slog"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -20,6 +22,8 @@ type ackPuller[T any] struct {
 	pl   *Puller[T]
 	sock *socket.Socket
 	wg   sync.WaitGroup // workers
+
+	rmu sync.Mutex // one release at a time; taken before pusherPeer.amu
 
 	mu    sync.Mutex
 	peers map[*socket.Peer]*pusherPeer
@@ -42,7 +46,11 @@ type pusherPeer struct {
 	amu   sync.Mutex
 	ids   []byte // acks due, 16 bytes each
 	spare []byte
-	gone  atomic.Bool // detached: acks go to ackPuller.left (set under amu)
+	// held are acks whose handlers returned but whose effects are not yet
+	// known durable: with WithBeforeAck, release moves them to ids once
+	// the function has run.
+	held []byte
+	gone atomic.Bool // detached: acks go to ackPuller.left (set under amu)
 }
 
 func newAckPuller[T any](pl *Puller[T]) (*ackPuller[T], error) {
@@ -198,6 +206,7 @@ func (a *ackPuller[T]) worker() {
 	for {
 		m, sp, err := a.sock.RecvFrom(polling)
 		if err != nil {
+			a.release(dirty...)
 			for i, ps := range dirty {
 				a.flush(ps)
 				dirty[i] = nil
@@ -224,6 +233,7 @@ func (a *ackPuller[T]) worker() {
 			continue
 		}
 		if due >= batch {
+			a.release(ps)
 			a.flush(ps)
 		} else if !containsPeer(dirty, ps) {
 			dirty = append(dirty, ps)
@@ -323,6 +333,7 @@ func (a *ackPuller[T]) finish(self *pusherPeer, id codec.ID, err error) (due int
 		if err == nil {
 			n := a.ack(ps, id)
 			if ps != self {
+				a.release(ps)
 				a.flush(ps)
 			} else {
 				due = n
@@ -339,6 +350,14 @@ func (a *ackPuller[T]) finish(self *pusherPeer, id codec.ID, err error) (due int
 // 1); the caller flushes them (see worker).
 func (a *ackPuller[T]) ack(ps *pusherPeer, id codec.ID) int {
 	ps.amu.Lock()
+	if a.pl.o.beforeAck != nil {
+		// Held until release has run WithBeforeAck's function, even for a
+		// pusher gone meanwhile (release keeps them for its endpoint).
+		ps.held = append(ps.held, id[:]...)
+		n := (len(ps.ids) + len(ps.held)) / 16
+		ps.amu.Unlock()
+		return n
+	}
 	if ps.gone.Load() {
 		ps.amu.Unlock()
 		if ps.peer != nil {
@@ -350,6 +369,55 @@ func (a *ackPuller[T]) ack(ps *pusherPeer, id codec.ID) int {
 	n := len(ps.ids) / 16
 	ps.amu.Unlock()
 	return n
+}
+
+// release makes the acks held on pss sendable, after WithBeforeAck's
+// function has made the effects of their handlers durable: it takes the
+// acks held now (their handlers have returned), runs the function once
+// (what those handlers did happened before it), then queues them. If the
+// function fails they stay held, and the next release tries again; the
+// pusher redelivers what stays unacknowledged past its ack timeout. It
+// runs on workers only, never on an I/O goroutine.
+func (a *ackPuller[T]) release(pss ...*pusherPeer) {
+	fn := a.pl.o.beforeAck
+	if fn == nil {
+		return
+	}
+	a.rmu.Lock()
+	defer a.rmu.Unlock()
+	taken := make([][]byte, len(pss))
+	any := false
+	for i, ps := range pss {
+		ps.amu.Lock()
+		taken[i], ps.held = ps.held, nil
+		ps.amu.Unlock()
+		any = any || len(taken[i]) > 0
+	}
+	if !any {
+		return
+	}
+	if err := fn(); err != nil {
+		a.pl.o.elog.Log(slog.LevelWarn, eventlog.AckHeld, "reason", err.Error())
+		for i, ps := range pss {
+			ps.amu.Lock()
+			ps.held = append(taken[i], ps.held...)
+			ps.amu.Unlock()
+		}
+		return
+	}
+	for i, ps := range pss {
+		if len(taken[i]) == 0 {
+			continue
+		}
+		ps.amu.Lock()
+		if ps.gone.Load() {
+			ps.amu.Unlock()
+			a.keepLeft(ps.peer.Endpoint(), taken[i])
+			continue
+		}
+		ps.ids = append(ps.ids, taken[i]...)
+		ps.amu.Unlock()
+	}
 }
 
 func (a *ackPuller[T]) nack(ps *pusherPeer, id codec.ID, cause error) {

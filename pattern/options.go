@@ -50,6 +50,7 @@ const (
 	oLastValue
 	oHandlerTiming
 	oTracer
+	oBeforeAck
 	oHeartbeat
 	oPartition
 )
@@ -83,6 +84,7 @@ type options struct {
 	borrow          bool
 	handlerTiming   bool
 	tracer          Tracer // nil: no tracing
+	beforeAck       func() error
 	ack             bool
 	ackTimeout      time.Duration
 	maxDeliveries   int
@@ -435,6 +437,27 @@ func WithOnDead(fn func(DeadLetter)) Option {
 	return func(o *options) error {
 		o.used |= oOnDead
 		o.onDead = fn
+		return nil
+	}
+}
+
+// WithBeforeAck makes an acked Puller call fn before it sends a batch of
+// acknowledgements, and send them only if fn succeeds: fn makes durable
+// what the handlers of those messages did (flushes a buffered writer,
+// fsyncs a file), so that a handler can buffer its output and a fast
+// stream still pays one flush per batch rather than one per message. An
+// acknowledgement tells the pusher the job is done: without WithBeforeAck
+// the handler's return is that moment, so it must make its effect durable
+// itself before returning. fn runs on a worker goroutine, one call at a
+// time; when it fails the acknowledgements wait for the next call, and
+// the pusher redelivers what stays unacknowledged past its ack timeout.
+func WithBeforeAck(fn func() error) Option {
+	return func(o *options) error {
+		if fn == nil {
+			return optErr("WithBeforeAck: nil function")
+		}
+		o.used |= oBeforeAck
+		o.beforeAck = fn
 		return nil
 	}
 }

@@ -376,15 +376,15 @@ func NewPuller[T any](h func(ctx context.Context, v T) error, opts ...Option) (*
 	if h == nil {
 		return nil, optErr("NewPuller: nil handler")
 	}
-	o, err := buildOptions("Puller", oAck|oCredit|oDedup|oWorkers|oOnRefused|oBorrow|oHandlerTiming, opts)
+	o, err := buildOptions("Puller", oAck|oCredit|oDedup|oWorkers|oOnRefused|oBorrow|oHandlerTiming|oBeforeAck, opts)
 	if err != nil {
 		return nil, err
 	}
 	if o.ack && len(o.binds) > 0 {
 		return nil, optErr("WithBind: an acknowledged Puller connects to its pushers")
 	}
-	if !o.ack && o.used&(oCredit|oDedup) != 0 {
-		return nil, optErr("WithCredit and WithDedupWindow need WithAck")
+	if !o.ack && o.used&(oCredit|oDedup|oBeforeAck) != 0 {
+		return nil, optErr("WithCredit, WithDedupWindow and WithBeforeAck need WithAck")
 	}
 	pl := &Puller[T]{o: o, h: h}
 	pl.ctx, pl.cancel = context.WithCancel(context.Background())

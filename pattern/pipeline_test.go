@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -555,5 +556,61 @@ func TestFireAndForgetDrainWaitsForTheQueue(t *testing.T) {
 	push.Close()
 	if err := push.Drain(ctxT(t)); !errors.Is(err, ErrClosed) {
 		t.Fatalf("Drain after Close: %v, want ErrClosed", err)
+	}
+}
+
+// WithBeforeAck: a job is acknowledged only after the function ran on its
+// handler's effect (here: moved it from a buffer to "durable"); when the
+// function fails, the acks wait and go out after a later success.
+func TestBeforeAckGatesAcknowledgements(t *testing.T) {
+	push, err := NewPusher[int](WithBind(loopback), WithAck())
+	push = cleanup(t, push, err)
+	var mu sync.Mutex
+	var buffered, durable []int
+	calls, failures := 0, 3
+	pl, err := NewPuller(func(_ context.Context, v int) error {
+		mu.Lock()
+		buffered = append(buffered, v)
+		mu.Unlock()
+		return nil
+	}, WithConnect(ep(t, push)), WithAck(), WithCredit(8), WithBeforeAck(func() error {
+		mu.Lock()
+		defer mu.Unlock()
+		calls++
+		if calls <= failures {
+			return errors.New("disk full")
+		}
+		durable = append(durable, buffered...)
+		buffered = buffered[:0]
+		return nil
+	}))
+	cleanup(t, pl, err)
+	const n = 200
+	receipts := make([]*Receipt, n)
+	for i := range n {
+		r, err := push.PushAsync(ctxT(t), i)
+		if err != nil {
+			t.Fatal(err)
+		}
+		receipts[i] = r
+	}
+	for i, r := range receipts {
+		if err := r.Wait(ctxT(t)); err != nil {
+			t.Fatalf("job %d: %v", i, err)
+		}
+		mu.Lock()
+		ok := slices.Contains(durable, i)
+		mu.Unlock()
+		if !ok {
+			t.Fatalf("job %d acknowledged before its effect was made durable", i)
+		}
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if calls <= failures {
+		t.Fatalf("the function ran %d times", calls)
+	}
+	if _, err := NewPuller(func(context.Context, int) error { return nil }, WithBeforeAck(func() error { return nil })); !errors.Is(err, ErrOption) {
+		t.Errorf("WithBeforeAck without WithAck: %v", err)
 	}
 }

@@ -116,8 +116,19 @@ func (s *session) pusherOptions(onDead func(pattern.DeadLetter)) []pattern.Optio
 }
 
 // pullerOptions are the pattern options of pull --ack.
+//
+// The handler buffers its output (work); WithBeforeAck writes it out
+// before each batch of acknowledgements leaves, so a job is acknowledged
+// only once its line is out of the process, and a fast stream pays one
+// write call per batch rather than one per job.
 func (s *session) pullerOptions() []pattern.Option {
-	return append(s.commonOptions(), pattern.WithCredit(s.o.ack.credit), pattern.WithWorkers(1))
+	return append(s.commonOptions(), pattern.WithCredit(s.o.ack.credit), pattern.WithWorkers(1),
+		pattern.WithBeforeAck(func() error {
+			if err := s.out.Out(); err != nil {
+				return outputError{err}
+			}
+			return nil
+		}))
 }
 
 // runAcked is push --ack and pull --ack.
@@ -296,13 +307,16 @@ func (s *session) runAckPull(ctx context.Context) error {
 }
 
 // work processes one job of pull --ack: prints it, or runs --exec on it,
-// whose output is printed, and returns once that output is out of the
-// process; a nil error acknowledges it.
+// whose output is printed. A nil error acknowledges it once the output is
+// out of the process (pullerOptions' WithBeforeAck).
 func (s *session) work(ctx context.Context, m *message) error {
 	if s.o.exec == "" {
-		return s.printOut(m)
+		if err := s.print(m); err != nil {
+			return outputError{err}
+		}
+		return nil
 	}
-	err := s.execOn(ctx, m, true)
+	err := s.execOn(ctx, m, false)
 	if err != nil && ctx.Err() == nil && !isOutputError(err) {
 		s.logf("--exec: %v; the job goes back to the pusher", err)
 	}

@@ -464,19 +464,6 @@ func (s *session) print(m *message) error {
 	return s.out.Line(b)
 }
 
-// printOut writes one received message to standard output and returns
-// once the line is out of the process (see lineWriter.LineOut).
-func (s *session) printOut(m *message) error {
-	b, err := s.format(m)
-	if err != nil {
-		return err
-	}
-	if err := s.out.LineOut(b); err != nil {
-		return outputError{err}
-	}
-	return nil
-}
-
 // format is the output line of one received message.
 func (s *session) format(m *message) ([]byte, error) {
 	if s.o.json {

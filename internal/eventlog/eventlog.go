@@ -33,6 +33,7 @@ const (
 	Redelivery = "redelivery"  // an acked job delivered again: id, deliveries, reason (info)
 	DeadLetter = "dead letter" // an acked job given up on: id, deliveries, reason (warn)
 	Gap        = "gap"         // a subscriber missed messages: sender, topic, from, to, missed (warn)
+	AckHeld    = "acks held"   // an acked Puller's WithBeforeAck function failed; its acks wait: reason (warn)
 	// discovery
 	PeerUp   = "peer up"   // a peer appeared: service, instance, node, endpoints (info)
 	PeerDown = "peer down" // a peer went: service, instance, reason (info)
