@@ -9,10 +9,10 @@
 set -eu
 cd "$(dirname "$0")"
 GO=${GO:-go}
-DEBS="python3-zmq python3-msgpack python3-zeroconf libzmq3-dev pkg-config iproute2 iputils-ping gcc"
+DEBS="python3-zmq python3-msgpack python3-zeroconf python3-prometheus-client libzmq3-dev pkg-config iproute2 iputils-ping gcc"
 
 have_deps() {
-	/usr/bin/python3 -c 'import zmq, msgpack, zeroconf' 2>/dev/null &&
+	/usr/bin/python3 -c 'import zmq, msgpack, zeroconf, prometheus_client' 2>/dev/null &&
 		command -v ip >/dev/null && command -v ping >/dev/null &&
 		command -v pkg-config >/dev/null && pkg-config --exists libzmq &&
 		command -v gcc >/dev/null

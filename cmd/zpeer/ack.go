@@ -11,6 +11,8 @@ import (
 	"github.com/vmihailenco/msgpack/v5"
 
 	"github.com/zpeer/zpeer/codec"
+	"github.com/zpeer/zpeer/discovery"
+	"github.com/zpeer/zpeer/metrics"
 	"github.com/zpeer/zpeer/pattern"
 	"github.com/zpeer/zpeer/socket"
 )
@@ -82,6 +84,7 @@ func (s *session) commonOptions() []pattern.Option {
 		pattern.WithAck(),
 		pattern.WithName(s.o.name),
 		pattern.WithOnRefused(func(r pattern.Refusal) { s.refused(r.Endpoint, r.Err) }),
+		pattern.WithLogger(s.log),
 		// Not WithEventHandler: the acked pipeline's sockets have their own.
 		pattern.WithSocketOptions(socket.WithLinger(s.o.linger), socket.WithReconnect(50*time.Millisecond, 2*time.Second)),
 	}
@@ -92,7 +95,7 @@ func (s *session) commonOptions() []pattern.Option {
 		opts = append(opts, pattern.WithConnect(ep))
 	}
 	if s.o.discover != "" {
-		opts = append(opts, pattern.WithService(s.o.discover, discoveryOptions(s.o.ifaces)...))
+		opts = append(opts, pattern.WithService(s.o.discover, append(discoveryOptions(s.o.ifaces), discovery.WithLogger(s.log))...))
 	}
 	return append(opts, s.patternSecurity()...)
 }
@@ -122,7 +125,11 @@ func (s *session) pusherOptions(onDead func(pattern.DeadLetter)) []pattern.Optio
 // only once its line is out of the process, and a fast stream pays one
 // write call per batch rather than one per job.
 func (s *session) pullerOptions() []pattern.Option {
-	return append(s.commonOptions(), pattern.WithCredit(s.o.ack.credit), pattern.WithWorkers(1),
+	opts := s.commonOptions()
+	if s.o.metrics != "" {
+		opts = append(opts, pattern.WithHandlerTiming())
+	}
+	return append(opts, pattern.WithCredit(s.o.ack.credit), pattern.WithWorkers(1),
 		pattern.WithBeforeAck(func() error {
 			if err := s.out.Out(); err != nil {
 				return outputError{err}
@@ -156,6 +163,9 @@ func (s *session) runAckPush(ctx context.Context, args []string) error {
 	})...)
 	if err != nil {
 		return patternError(err)
+	}
+	if c := s.metrics.collector(); c != nil {
+		c.AddPattern(metrics.RolePusher, s.sc.name, push)
 	}
 	defer push.Close()
 	for _, ep := range push.Endpoints() {
@@ -282,6 +292,9 @@ func (s *session) runAckPull(ctx context.Context) error {
 	pull, err := pattern.NewPuller(handler, s.pullerOptions()...)
 	if err != nil {
 		return patternError(err)
+	}
+	if c := s.metrics.collector(); c != nil {
+		c.AddPattern(metrics.RolePuller, s.sc.name, pull)
 	}
 	defer pull.Close() // acknowledges what is done; what is not goes back
 

@@ -61,7 +61,7 @@ func (d *sessionDiscovery) Close() error {
 // startDiscovery announces the bound endpoints (a binding command) or
 // browses and connects to every compatible peer (a connecting one).
 func (s *session) startDiscovery(ctx context.Context) error {
-	opts := discoveryOptions(s.o.ifaces)
+	opts := append(discoveryOptions(s.o.ifaces), discovery.WithLogger(s.log))
 	typ := s.sc.typ.String()
 	d := &sessionDiscovery{}
 	if len(s.bound) > 0 {

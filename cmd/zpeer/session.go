@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"sort"
 	"strings"
@@ -42,6 +43,9 @@ type session struct {
 	disc      io.Closer        // discovery, when --discover is given
 	refusedAt map[string]bool  // endpoints where a peer was refused (said once)
 
+	metrics *metricsServer // --metrics
+	log     *slog.Logger   // the library's logger: -v's slog lines, else discard
+
 	lvc     *socket.LastValueCache // pub --last-value
 	lvcDone chan struct{}          // closed when the cache's Serve ends
 
@@ -71,6 +75,12 @@ func (a *app) runSocket(ctx context.Context, sc sockCmd, o *sockOpts, args []str
 	if !sameTerminal(a.stdout, a.stderr) {
 		s.status = startStatus(a.stderr, &a.errMu, 250*time.Millisecond, s.statusText)
 	}
+	s.log = a.slogger(o.verbose, func() *statusLine { return s.status })
+	if s.metrics, err = a.serveMetrics(o.metrics); err != nil {
+		s.status.Stop()
+		return err
+	}
+	defer s.metrics.Close()
 	defer s.watchTrust()()
 	if !o.ack.on { // the acked pipeline's sockets are pattern's
 		if err := s.open(ctx, true); err != nil {
@@ -117,6 +127,7 @@ func (s *session) newSocket() (*socket.Socket, error) {
 		socket.WithLinger(s.o.linger),
 		socket.WithEventHandler(s.event),
 		socket.WithReconnect(50*time.Millisecond, 2*time.Second),
+		socket.WithLogger(s.log),
 	}
 	if s.o.identity != "" {
 		opts = append(opts, socket.WithIdentity([]byte(s.o.identity)))
@@ -180,6 +191,10 @@ func (s *session) open(ctx context.Context, first bool) error {
 	s.mu.Lock()
 	s.sock, s.bound = sock, bound
 	s.mu.Unlock()
+	if c := s.metrics.collector(); c != nil {
+		c.Remove(s.sc.name) // req's socket before a retry
+		c.AddSocket(s.sc.name, sock)
+	}
 	if s.o.discover != "" {
 		if first {
 			if err := s.startDiscovery(ctx); err != nil {
@@ -219,8 +234,8 @@ func (s *session) socket() *socket.Socket {
 	return s.sock
 }
 
-// event records dial failures (to explain an unreachable peer) and logs
-// connections with --verbose.
+// event records dial failures (to explain an unreachable peer) and explains
+// refusals.
 func (s *session) event(ev socket.Event) {
 	s.mu.Lock()
 	switch ev.Kind {
@@ -235,17 +250,8 @@ func (s *session) event(ev socket.Event) {
 	if ev.Kind == socket.EventRejected && ev.Err != nil && strings.Contains(ev.Err.Error(), "not compatible with") {
 		s.refused(ev.Endpoint, fmt.Errorf("refused a peer of the wrong socket type at %s: %s", ev.Endpoint, rootCause(ev.Err)))
 	}
-	if !s.o.verbose {
-		return
-	}
-	switch ev.Kind {
-	case socket.EventConnected:
-		s.logf("connected %s (%s peer %s)", ev.Endpoint, ev.PeerType, ev.Remote)
-	case socket.EventDisconnected:
-		s.logf("disconnected %s (%s peer %s): %v", ev.Endpoint, ev.PeerType, ev.Remote, ev.Err)
-	case socket.EventRejected:
-		s.logf("rejected %s %s: %v", ev.Endpoint, ev.Remote, ev.Err)
-	}
+	// With -v the socket's own slog lines (connect, disconnect, refusals)
+	// say the rest.
 }
 
 // refused says once per endpoint why a peer was refused at the handshake

@@ -39,6 +39,7 @@ type sockOpts struct {
 	identity string
 	name     string
 	verbose  bool
+	metrics  string // --metrics ADDR
 	frameSep string // --frame-sep: raw messages' frames, split and joined on it
 	keySep   string // push --key-sep: each message's partition key ends at SEP
 	ack      ackOpts
@@ -293,6 +294,7 @@ func (a *app) socketCommand(sc sockCmd) *cobra.Command {
 	f.StringVar(&o.name, "name", "", "node `NAME`: the sender in envelopes and discovery (default HOST-PID)")
 	f.DurationVar(&o.linger, "linger", time.Second, "on exit, wait up to `D` for queued messages to go out")
 	f.BoolVarP(&o.verbose, "verbose", "v", false, "log connections and a final count on standard error")
+	f.StringVar(&o.metrics, "metrics", "", "serve Prometheus metrics on http://`ADDR`/metrics while the command runs (host:port; :0 picks a port)")
 	cmd.Long += "\n\n" + timeoutRule
 	return cmd
 }
