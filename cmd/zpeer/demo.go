@@ -13,9 +13,10 @@ import (
 
 func (a *app) demoCommand() *cobra.Command {
 	var (
-		cfg    demo.Config
-		asJSON bool
-		quiet  bool
+		cfg         demo.Config
+		asJSON      bool
+		quiet       bool
+		metricsAddr string
 	)
 	cmd := &cobra.Command{
 		Use:   "demo [flags]",
@@ -42,13 +43,20 @@ percentiles, reliability (delivered/sent) and the throughput x latency
 product. It finishes on its own in about 15 seconds. Nothing is sent on any
 network interface but lo.`,
 		Example: `  zpeer demo
-  zpeer demo --phase 1s --json`,
+  zpeer demo --phase 1s --json
+  zpeer demo --metrics 127.0.0.1:9464`,
 		Args: cobra.NoArgs,
 		RunE: runE(func(cmd *cobra.Command, _ []string) error {
 			if cfg.Phase < 0 || cfg.Phase > 5*time.Minute {
 				return usagef("--phase must be between 0 and 5m")
 			}
 			ctx := cmd.Context()
+			ms, err := a.serveMetrics(metricsAddr)
+			if err != nil {
+				return err
+			}
+			defer ms.Close()
+			cfg.Metrics = ms.collector()
 			var mu sync.Mutex
 			phase, frac := "starting", 0.0
 			status := startStatus(a.stderr, &a.errMu, 100*time.Millisecond, func() string {
@@ -92,5 +100,6 @@ network interface but lo.`,
 	f.DurationVar(&cfg.Phase, "phase", 3*time.Second, "how long each pattern runs `D`")
 	f.BoolVar(&asJSON, "json", false, "print the summary as JSON")
 	f.BoolVarP(&quiet, "quiet", "q", false, "print only the summary, not the steps")
+	f.StringVar(&metricsAddr, "metrics", "", "serve the whole network's Prometheus metrics on http://`ADDR`/metrics while it runs")
 	return cmd
 }

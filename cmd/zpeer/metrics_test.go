@@ -157,3 +157,28 @@ for f in text_string_to_metric_families(sys.stdin.read()):
 		t.Errorf("python's parser read %s = %q, want %v", family, got, want)
 	}
 }
+
+// TestDemoMetrics: `zpeer demo --metrics` serves every pattern role of its
+// network while it runs.
+func TestDemoMetrics(t *testing.T) {
+	t.Parallel()
+	demo := start(t, "", "demo", "--phase", "1s", "--quiet", "--metrics", "127.0.0.1:0")
+	url := metricsURL(t, demo)
+	seen := map[string]bool{}
+	roles := []string{"requester", "replier", "publisher", "subscriber", "pusher", "puller"}
+	waitUntil(t, 60*time.Second, "every role in a scrape", func() bool {
+		resp, err := http.Get(url)
+		if err != nil {
+			return false // the demo may be between phases; it serves until it ends
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		for _, r := range roles {
+			if strings.Contains(string(b), `zpeer_pattern_sent_messages_total{name=`) && strings.Contains(string(b), `role="`+r+`"`) {
+				seen[r] = true
+			}
+		}
+		return len(seen) == len(roles)
+	})
+	demo.mustSucceed()
+}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/zpeer/zpeer/metrics"
 	"math/rand/v2"
 	"sync"
 	"time"
@@ -33,6 +34,9 @@ type Config struct {
 	// Progress, when set, is told the phase under way and how far it is
 	// (0 to 1).
 	Progress func(phase string, frac float64)
+	// Metrics, when set, gets every pattern role of the network (zpeer
+	// demo --metrics).
+	Metrics *metrics.Collector
 }
 
 func (c *Config) defaults() {
@@ -154,6 +158,13 @@ func (n *network) service(name string) string {
 	s := name + "-" + n.tag
 	n.services = append(n.services, s)
 	return s
+}
+
+// expose adds a pattern role to the metrics (Config.Metrics), if any.
+func (n *network) expose(role metrics.Role, name string, src metrics.StatsSource) {
+	if n.cfg.Metrics != nil {
+		n.cfg.Metrics.AddPattern(role, name, src)
+	}
 }
 
 func (n *network) onClose(fn func() error) {

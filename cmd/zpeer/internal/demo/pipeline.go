@@ -3,6 +3,7 @@ package demo
 import (
 	"context"
 	"fmt"
+	"github.com/zpeer/zpeer/metrics"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -35,6 +36,7 @@ func (n *network) pipeline(ctx context.Context) (Figures, error) {
 		return f, err
 	}
 	n.onClose(push.Close)
+	n.expose(metrics.RolePusher, "pusher", push)
 	if _, err := n.announce(svc, "PUSH", "jobs-push-"+n.tag, push.Endpoints(), kp.Public); err != nil {
 		return f, err
 	}
@@ -73,6 +75,7 @@ func (n *network) pipeline(ctx context.Context) (Figures, error) {
 			return f, err
 		}
 		n.onClose(w.Close)
+		n.expose(metrics.RolePuller, fmt.Sprintf("worker-%d", i+1), w)
 		workers[i] = w
 	}
 	if err := waitFor(ctx, discoveryTimeout, "the workers finding the pusher", func() bool {

@@ -3,6 +3,7 @@ package demo
 import (
 	"context"
 	"fmt"
+	"github.com/zpeer/zpeer/metrics"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -41,6 +42,7 @@ func (n *network) pubSub(ctx context.Context) (Figures, error) {
 		return f, err
 	}
 	n.onClose(pub.Close)
+	n.expose(metrics.RolePublisher, "publisher", pub)
 	if _, err := n.announce(svc, "PUB", "ticks-pub-"+n.tag, pub.Endpoints(), kp.Public); err != nil {
 		return f, err
 	}
@@ -65,6 +67,7 @@ func (n *network) pubSub(ctx context.Context) (Figures, error) {
 			return f, err
 		}
 		n.onClose(s.Close)
+		n.expose(metrics.RoleSubscriber, fmt.Sprintf("subscriber-%d", i+1), s)
 		subs[i] = s
 	}
 	// The publisher's subscribers: the direct ones and the proxy (which

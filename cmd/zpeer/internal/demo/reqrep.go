@@ -3,6 +3,7 @@ package demo
 import (
 	"context"
 	"fmt"
+	"github.com/zpeer/zpeer/metrics"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -49,6 +50,7 @@ func (n *network) reqRep(ctx context.Context) (Figures, error) {
 			return f, err
 		}
 		n.onClose(rep.Close)
+		n.expose(metrics.RoleReplier, name, rep)
 		ann, err := n.announce(svc, "REP", fmt.Sprintf("rpc-%s-%d", n.tag, i), rep.Endpoints(), kp.Public)
 		if err != nil {
 			return f, err
@@ -73,6 +75,7 @@ func (n *network) reqRep(ctx context.Context) (Figures, error) {
 		return f, err
 	}
 	n.onClose(imp.Close)
+	n.expose(metrics.RoleReplier, "impostor", imp)
 	if _, err := n.announce(svc, "REP", "rpc-impostor-"+n.tag, imp.Endpoints(), impKey.Public); err != nil {
 		return f, err
 	}
@@ -88,6 +91,7 @@ func (n *network) reqRep(ctx context.Context) (Figures, error) {
 		return f, err
 	}
 	n.onClose(req.Close)
+	n.expose(metrics.RoleRequester, "requester", req)
 	if err := waitFor(ctx, discoveryTimeout, "the requester finding both repliers", func() bool { return req.Peers() == 2 }); err != nil {
 		return f, err
 	}
