@@ -890,7 +890,7 @@ func (s *Socket) detach(p *pipe, err error) {
 		s.logf(slog.LevelInfo, eventlog.RefusedByPeer, p.endpoint, p.remote, err)
 	case errors.Is(err, ErrRefused):
 		// A session closed by this socket's access control (a revoked key).
-		s.logf(slog.LevelWarn, eventlog.HandshakeRefused, p.endpoint, p.remote, err)
+		s.logf(slog.LevelWarn, eventlog.SessionRevoked, p.endpoint, p.remote, err)
 	}
 	s.ev.emit(Event{Kind: EventDisconnected, Endpoint: p.endpoint, Remote: p.remote, PeerType: p.peerType, PeerID: p.routeID, Err: err})
 	if s.log.Enabled(slog.LevelDebug) {

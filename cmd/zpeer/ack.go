@@ -84,7 +84,7 @@ func (s *session) commonOptions() []pattern.Option {
 		pattern.WithAck(),
 		pattern.WithName(s.o.name),
 		pattern.WithOnRefused(func(r pattern.Refusal) { s.refused(r.Endpoint, r.Err) }),
-		pattern.WithLogger(s.log),
+		pattern.WithLogger(s.libraryLogger()),
 		// Not WithEventHandler: the acked pipeline's sockets have their own.
 		pattern.WithSocketOptions(socket.WithLinger(s.o.linger), socket.WithReconnect(50*time.Millisecond, 2*time.Second)),
 	}

@@ -25,6 +25,7 @@ type peersOpts struct {
 	timeout  time.Duration
 	trust    []string
 	trusted  *socket.KeySet
+	metrics  string
 }
 
 func (a *app) peersCommand() *cobra.Command {
@@ -66,6 +67,7 @@ it streams up, updated and down events instead, until --count events,
 	f.StringArrayVarP(&o.services, "service", "s", nil, "service `NAME` to browse; repeatable, default every service announced")
 	f.StringArrayVar(&o.ifaces, "iface", nil, "network interface `NAME` (lo: this machine only); repeatable, default all multicast interfaces")
 	f.BoolVarP(&o.watch, "watch", "w", false, "stream up, updated and down events")
+	f.StringVar(&o.metrics, "metrics", "", "--watch: serve Prometheus metrics (the watchers and the mDNS stack) on http://`ADDR`/metrics")
 	f.BoolVar(&o.json, "json", false, "print one JSON object per peer or event")
 	f.DurationVar(&o.wait, "wait", 2*time.Second, "how long to browse before listing `D`")
 	f.IntVarP(&o.count, "count", "n", 0, "--watch: stop after `N` events (0: no limit)")
@@ -164,6 +166,11 @@ func metaString(m map[string]string) string {
 }
 
 func (a *app) runPeers(ctx context.Context, o *peersOpts) error {
+	ms, err := a.serveMetrics(o.metrics)
+	if err != nil {
+		return err
+	}
+	defer ms.Close()
 	events := make(chan peerEvent, 64)
 	wctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -189,6 +196,9 @@ func (a *app) runPeers(ctx context.Context, o *peersOpts) error {
 		}
 		watching[svc] = true
 		watchers = append(watchers, w)
+		if c := ms.collector(); c != nil {
+			c.AddWatcher(svc, w)
+		}
 		go func(ch <-chan discovery.Event) {
 			for ev := range ch {
 				select {

@@ -62,7 +62,7 @@ func TestRefusalShownWithoutVerbose(t *testing.T) {
 	}
 	waitUntil(t, 10*time.Second, "the server's log of its refusals", func() bool {
 		s := rep.stderr.String()
-		return strings.Contains(s, "refused a peer at "+ep+" from 127.0.0.1:") && strings.Contains(s, otherKey.String()+" is not trusted") &&
+		return strings.Contains(s, "handshake refused at "+ep+" from 127.0.0.1:") && strings.Contains(s, otherKey.String()+" is not trusted") &&
 			strings.Contains(s, "mechanism mismatch")
 	})
 	out, stderr, code := zpeer(t, "", "req", "--connect", ep, "--server-key", srv+".key", "--key", cli+".key_secret", "hello")
@@ -118,7 +118,7 @@ func TestTrustReloadOnSIGHUP(t *testing.T) {
 		return strings.Contains(pull.stderr.String(), "SIGHUP: --trust reloaded, 1 keys: added "+lateKey.String()+"; removed "+cliKey.String())
 	})
 	waitUntil(t, 10*time.Second, "the revoked session closed", func() bool {
-		return strings.Contains(pull.stderr.String(), "closed a peer's session at "+ep+" from 127.0.0.1:") &&
+		return strings.Contains(pull.stderr.String(), "session revoked at "+ep+" from 127.0.0.1:") &&
 			strings.Contains(pull.stderr.String(), "client key "+cliKey.String()+" was removed from the trusted keys")
 	})
 	// Its reconnections are refused, and it is told why.

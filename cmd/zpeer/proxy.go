@@ -22,6 +22,7 @@ type proxyOpts struct {
 	ifaces      []string
 	name        string
 	verbose     bool
+	metrics     string
 }
 
 // proxySide is how one side of the proxy reaches its peers.
@@ -97,6 +98,7 @@ its counters on a terminal, and its counters when it exits (Ctrl-C).`,
 	f.StringArrayVar(&o.ifaces, "iface", nil, "network interface `NAME` for --*-discover (lo: this machine only); repeatable")
 	f.StringVar(&o.name, "name", "", "node `NAME` announced with --*-discover (default HOST-PID)")
 	f.BoolVarP(&o.verbose, "verbose", "v", false, "log connections on standard error")
+	f.StringVar(&o.metrics, "metrics", "", "serve Prometheus metrics on http://`ADDR`/metrics while the proxy runs (host:port; :0 picks a port)")
 	return cmd
 }
 
@@ -171,6 +173,15 @@ func (a *app) runProxy(ctx context.Context, o *proxyOpts) (err error) {
 	}
 	if r.px, err = socket.NewProxy(front, back, popts...); err != nil {
 		return err
+	}
+	ms, err := a.serveMetrics(o.metrics)
+	if err != nil {
+		return err
+	}
+	defer ms.Close()
+	if c := ms.collector(); c != nil {
+		c.AddSocket("frontend", front)
+		c.AddSocket("backend", back)
 	}
 	status := startStatus(a.stderr, &a.errMu, 250*time.Millisecond, r.statusText)
 	defer status.Stop()

@@ -172,14 +172,24 @@ func (f *secFlags) patternOptions() []pattern.Option {
 
 // patternSecurity is patternOptions with the logger of securityOptions.
 func (s *session) patternSecurity() []pattern.Option {
-	return append(s.o.sec.patternOptions(), pattern.WithSocketOptions(socket.WithLogger(slog.New(&refusalLog{s: s}))))
+	return append(s.o.sec.patternOptions(), pattern.WithSocketOptions(socket.WithLogger(s.libraryLogger())))
 }
 
 // securityOptions are the socket options of the flags, and the logger
 // through which the socket reports the peers it refuses (rate-limited): a
 // server's only trace of a refusal, shown without --verbose.
 func (s *session) securityOptions() []socket.Option {
-	return append(s.o.sec.socketOptions(), socket.WithLogger(slog.New(&refusalLog{s: s})))
+	return append(s.o.sec.socketOptions(), socket.WithLogger(s.libraryLogger()))
+}
+
+// libraryLogger is the logger the command gives the library: with -v
+// every event as a slog text line (s.log); without, the warnings (a peer
+// refused, a session revoked, a dead letter) as one plain line each.
+func (s *session) libraryLogger() *slog.Logger {
+	if s.o.verbose {
+		return s.log
+	}
+	return slog.New(&refusalLog{s: s})
 }
 
 // refusalLog is the slog handler of the CLI's sockets: one line on
@@ -194,6 +204,7 @@ func (h *refusalLog) Enabled(_ context.Context, l slog.Level) bool { return l >=
 
 func (h *refusalLog) Handle(_ context.Context, r slog.Record) error {
 	var ep, remote, reason, more string
+	var other []string
 	each := func(a slog.Attr) bool {
 		switch a.Key {
 		case "endpoint":
@@ -204,6 +215,8 @@ func (h *refusalLog) Handle(_ context.Context, r slog.Record) error {
 			reason = a.Value.String()
 		case "suppressed":
 			more = fmt.Sprintf(" (and %s more not shown)", a.Value)
+		default:
+			other = append(other, a.Key+"="+a.Value.String())
 		}
 		return true
 	}
@@ -211,7 +224,14 @@ func (h *refusalLog) Handle(_ context.Context, r slog.Record) error {
 		each(a)
 	}
 	r.Attrs(each)
-	h.s.logf("%s at %s from %s: %s%s", r.Message, ep, remote, reason, more)
+	if ep != "" {
+		h.s.logf("%s at %s from %s: %s%s", r.Message, ep, remote, reason, more)
+		return nil
+	}
+	if reason != "" {
+		other = append(other, reason)
+	}
+	h.s.logf("%s: %s%s", r.Message, strings.Join(other, " "), more)
 	return nil
 }
 

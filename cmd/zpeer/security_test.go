@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 
@@ -106,7 +107,19 @@ func TestCurveDiscoverTrust(t *testing.T) {
 		t.Fatalf("untrusting client: exit %d, want 1; stderr %q", code, stderr)
 	}
 	declined := regexp.MustCompile(`^zpeer: not connecting to tcp://127\.0\.0\.1:\d+ \(.+\): discovery: peer declined: .+key \S+ is not trusted$`)
-	lines := strings.Split(strings.TrimRight(stderr, "\n"), "\n")
+	// -v adds the library's events as slog lines (docs/operations.md):
+	// discovery's "peer up" among them; the command's own lines are the rest.
+	var lines, events []string
+	for _, l := range strings.Split(strings.TrimRight(stderr, "\n"), "\n") {
+		if strings.HasPrefix(l, "time=") && strings.Contains(l, " level=") {
+			events = append(events, l)
+		} else {
+			lines = append(lines, l)
+		}
+	}
+	if !slices.ContainsFunc(events, func(l string) bool { return strings.Contains(l, `msg="peer up" service=`+svc) }) {
+		t.Errorf("-v: no slog line for the peer discovered:\n%s", stderr)
+	}
 	if n := len(lines); n < 2 || !declined.MatchString(lines[0]) ||
 		lines[n-1] != "zpeer: no peer: no peer took the request within 3s, 1 attempt" {
 		t.Fatalf("untrusting client's stderr:\n%s", stderr)

@@ -127,7 +127,6 @@ func (s *session) newSocket() (*socket.Socket, error) {
 		socket.WithLinger(s.o.linger),
 		socket.WithEventHandler(s.event),
 		socket.WithReconnect(50*time.Millisecond, 2*time.Second),
-		socket.WithLogger(s.log),
 	}
 	if s.o.identity != "" {
 		opts = append(opts, socket.WithIdentity([]byte(s.o.identity)))

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/zpeer/zpeer/metrics"
 	"log/slog"
 	"strings"
 	"time"
@@ -112,6 +113,7 @@ func (o *stateOpts) addFlags(f *pflag.FlagSet, serve bool) {
 	f.StringVar(&o.name, "name", "", "node `NAME`: the sender in envelopes (default HOST-PID)")
 	f.DurationVar(&o.linger, "linger", time.Second, "on exit, wait up to `D` for queued messages to go out")
 	f.BoolVarP(&o.verbose, "verbose", "v", false, "log what the state server or mirror does on standard error")
+	f.StringVar(&o.metrics, "metrics", "", "serve Prometheus metrics on http://`ADDR`/metrics while the command runs (host:port; :0 picks a port)")
 }
 
 // validate checks the flags before anything touches the network.
@@ -192,6 +194,14 @@ func (a *app) runStateServe(ctx context.Context, o *stateOpts) error {
 		return patternError(err)
 	}
 	defer srv.Close()
+	ms, err := a.serveMetrics(o.metrics)
+	if err != nil {
+		return err
+	}
+	defer ms.Close()
+	if c := ms.collector(); c != nil {
+		c.AddState(metrics.RoleStateServer, "state", srv)
+	}
 	for _, ep := range srv.Endpoints() {
 		a.errorf("bound %s", ep)
 	}
@@ -269,6 +279,14 @@ func (a *app) runStateGet(ctx context.Context, o *stateOpts) (err error) {
 		return patternError(err)
 	}
 	defer m.Close()
+	ms, err := a.serveMetrics(o.metrics)
+	if err != nil {
+		return err
+	}
+	defer ms.Close()
+	if c := ms.collector(); c != nil {
+		c.AddState(metrics.RoleMirror, "state", m)
+	}
 	out := newLineWriter(a.stdout)
 	defer func() {
 		if cerr := out.Close(); err == nil && cerr != nil {

@@ -23,7 +23,8 @@ const (
 	// socket
 	Connect          = "connect"           // a peer's handshake completed: endpoint, remote, peer_type (debug)
 	Disconnect       = "disconnect"        // a peer's connection ended: endpoint, remote, peer_type, reason (debug)
-	HandshakeRefused = "handshake refused" // this socket refused a peer (access control, a revoked key): endpoint, remote, reason (warn)
+	HandshakeRefused = "handshake refused" // this socket refused a peer (access control): endpoint, remote, reason (warn)
+	SessionRevoked   = "session revoked"   // a session closed because its key was removed from the trusted keys: endpoint, remote, reason (warn)
 	RefusedByPeer    = "refused by peer"   // the peer refused this socket: endpoint, remote, reason (info)
 	HandshakeFailed  = "handshake failed"  // a handshake did not complete (timeout, garbage, closed): endpoint, remote, reason (info)
 	ProtocolError    = "protocol error"    // a peer was dropped for breaking the protocol: endpoint, remote, reason (warn)
