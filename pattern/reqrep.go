@@ -31,7 +31,8 @@ const panicHeader = codec.HeaderPanic
 // replier when there is one, up to WithRetries times (the Lazy Pirate
 // pattern of the ZeroMQ guide). When a replier's connection drops while it
 // holds a request, the request is resent at once rather than after the
-// timeout.
+// timeout, unless its reply had already arrived (a reply sent just before
+// the replier closed or said goodbye answers the request).
 //
 // Each replier endpoint has a circuit breaker. An attempt that times out
 // opens it: the replier gets no requests until its back-off (WithTimeout at
