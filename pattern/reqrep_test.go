@@ -351,16 +351,23 @@ func TestRequestStalledReplierRecovers(t *testing.T) {
 
 // A replier that hangs for good costs at most one timed-out request per
 // probe interval: its breaker stays open, each failed probe doubles the
-// back-off, and redials do not reset it. Four goroutines request for 2 s;
+// back-off, and redials do not reset it. Four goroutines request for 5 s;
 // the timeouts counted against the hung replier are those in flight when
 // it was first found out (at most four) plus one per probe, and the probe
-// intervals (150, 300, 600 ms, ...) fit fewer than five probes in 2 s.
+// intervals (1, 2, 4 s) fit at most three probes in 5 s. Without the
+// breaker the hung replier would take about half of the attempts, some
+// twenty timeouts.
+//
+// The timeout is a second, not less: the healthy replier must never miss
+// it, even on a loaded machine under -race (at 150 ms it did, which opened
+// its breaker too and, after two misses in a row, made the Requester redial
+// it, leaving only the hung replier to overrule).
 func TestRequestHungReplierBounded(t *testing.T) {
 	const (
-		timeout     = 150 * time.Millisecond
-		window      = 2 * time.Second
+		timeout     = time.Second
+		window      = 5 * time.Second
 		concurrency = 4
-		maxProbes   = 5
+		maxProbes   = 3
 	)
 	hung, err := NewReplier(func(ctx context.Context, s string) (string, error) {
 		<-ctx.Done()
