@@ -244,7 +244,18 @@ func TestOrphansFullBackPressure(t *testing.T) {
 		st := push.Stats()
 		return len(st.PerPeer) == 1 && st.PerPeer[0].Queued == 0
 	})
-	time.Sleep(100 * time.Millisecond) // an observation window for a wrong reader
+	// The live pipe's reader, with messages in hand, waits for the orphans
+	// to make room (a wrong reader would have queued them instead).
+	waitFor(t, "the live reader to wait for room", func() bool {
+		pull.mu.Lock()
+		defer pull.mu.Unlock()
+		for p := range pull.pipes {
+			if p.paused.Load() {
+				return true
+			}
+		}
+		return false
+	})
 	if m, orphans := queuedIn(pull); m != orphans {
 		t.Fatalf("live pipe queued %d messages while orphans filled the mark", m-orphans)
 	}
