@@ -513,11 +513,11 @@ func TestHeartbeatTimeoutDropsSilentPeer(t *testing.T) {
 // TestHeartbeatKeepsAnsweringPeer: the same silence rule does not drop a
 // peer that answers PINGs (here one of ours, with heartbeats off itself).
 func TestHeartbeatKeepsAnsweringPeer(t *testing.T) {
-	pull := newSock(t, PULL, WithHeartbeat(20*time.Millisecond, 100*time.Millisecond))
+	pull := newSock(t, PULL, WithHeartbeat(hbIvl, hbTimeout))
 	push := newSock(t, PUSH, WithHeartbeat(0, 0))
 	connect(t, push, bind(t, pull))
 	waitPeers(t, pull, 1)
-	idleWithTraffic(t, pull, 500*time.Millisecond)
+	idleWithTraffic(t, pull, hbIdle)
 	send(t, push, "still here")
 	if got := recvString(t, pull); got[0] != "still here" {
 		t.Fatalf("got %q", got)
