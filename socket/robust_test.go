@@ -500,7 +500,9 @@ func TestHeartbeatTimeoutDropsSilentPeer(t *testing.T) {
 			if !errors.Is(ev.Err, errHeartbeat) {
 				t.Errorf("disconnected with %v, want a heartbeat timeout", ev.Err)
 			}
-			if d := ev.Time.Sub(start); d < 100*time.Millisecond || d > 2*time.Second {
+			// Not before the timeout; the upper bound only tells it from
+			// the default 15 s, with room for a loaded machine.
+			if d := ev.Time.Sub(start); d < 100*time.Millisecond || d > 10*time.Second {
 				t.Errorf("dropped after %v, want about 100ms", d)
 			}
 			if s.Peers() != 0 {
