@@ -24,6 +24,29 @@ if [ "$(id -u)" = 0 ] && ! have_deps; then
 	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $DEBS >/dev/null
 fi
 
+# ZPEER_TEST_LOAD=N runs the suite under load: N CPU-bound processes run
+# beside the tests, as on a busy CI machine, and are killed when the script
+# exits (./test.sh passes so on 2 cores with N=2).
+load=${ZPEER_TEST_LOAD:-0}
+case $load in
+'' | *[!0-9]*)
+	echo "ZPEER_TEST_LOAD must be a number of processes, not '$load'" >&2
+	exit 2
+	;;
+esac
+if [ "$load" -gt 0 ]; then
+	hogs=""
+	i=0
+	while [ "$i" -lt "$load" ]; do
+		sh -c 'while :; do :; done' &
+		hogs="$hogs $!"
+		i=$((i + 1))
+	done
+	trap 'kill $hogs 2>/dev/null' EXIT
+	trap 'exit 130' INT TERM
+	echo "== under load: $load CPU-bound processes beside the tests"
+fi
+
 echo "== gofmt, go vet"
 out=$(gofmt -l .)
 if [ -n "$out" ]; then

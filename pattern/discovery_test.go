@@ -138,3 +138,53 @@ func TestServiceAckedPullerCloseAcks(t *testing.T) {
 		t.Fatalf("Drain after the puller closed: %v (stats %+v)", err, push.Stats())
 	}
 }
+
+// A reply that had arrived when the replier said goodbye answers its
+// request: the goodbye makes the Requester disconnect the endpoint, but the
+// request is not failed (and resent, or reported lost) while the reply it
+// waits for is still to be taken. Here the Requester's receive loop holds
+// the reply until the goodbye has disconnected the replier.
+func TestServiceGoodbyeAfterReplyKeepsReply(t *testing.T) {
+	svc := svcName("bye")
+	lo := discovery.WithLoopback()
+	rp, err := NewReplier(adder, WithBind("tcp://127.0.0.1:0"))
+	rp = cleanup(t, rp, err)
+	ann, err := discovery.Announce(svc, "REP", rp.Endpoints(), lo, node("rep"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ann.Close()
+	// One attempt: a request failed by the disconnect would not be
+	// retried into success. The timeout is only a safety net.
+	rq, err := NewRequester[addReq, addResp](WithService(svc, lo, node("req")), WithTimeout(20*time.Second), WithRetries(0))
+	rq = cleanup(t, rq, err)
+	waitFor(t, "requester to find the replier", func() bool { return rq.Peers() == 1 })
+
+	hold := make(chan struct{})
+	rq.hold.Store(&hold)
+	type result struct {
+		resp addResp
+		err  error
+	}
+	done := make(chan result, 1)
+	go func() {
+		resp, err := rq.Request(ctxT(t), addReq{40, 2})
+		done <- result{resp, err}
+	}()
+	waitFor(t, "the reply to arrive", func() bool { return rq.sock.Stats().MsgsIn >= 1 })
+	ann.Close() // goodbye: the requester disconnects the endpoint
+	waitFor(t, "the goodbye to disconnect the replier", func() bool { return rq.Peers() == 0 })
+	rq.hold.Store(nil)
+	close(hold)
+	select {
+	case r := <-done:
+		if r.err != nil || r.resp.Sum != 42 {
+			t.Fatalf("Request: %v %v, want the reply that had arrived before the goodbye", r.resp, r.err)
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatal("Request did not return")
+	}
+	if st := rq.Stats(); st.Retried != 0 || st.Late != 0 {
+		t.Fatalf("retried %d, late %d: the reply should answer the first attempt", st.Retried, st.Late)
+	}
+}

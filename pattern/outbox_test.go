@@ -455,3 +455,76 @@ func benchDurable(b *testing.B, mode OutboxMode, producers int) {
 	b.StopTimer()
 	reportRate(b, b.N, start)
 }
+
+// A Pusher reopened on an outbox hands the jobs it took back to a puller
+// that was already waiting for it (connected to its endpoint, redialling)
+// as soon as the puller is back: the puller's hello grants credit and the
+// taken-back jobs go out on it, with no timer in between. (A restarted
+// `push --ack --store` was reported taking 15-22 s to hand its old jobs to
+// waiting workers; the fixed timers of that size are the heartbeat timeout,
+// 15 s by default, which only a half-open connection waits out, and
+// discovery's expiry of a crashed peer, about 13 s. Neither is on this
+// path: the puller redials from 100 ms on, so a second is plenty on a
+// loaded machine, while a path that waited out either timer would take
+// over 13 s.)
+func TestOutboxReopenFeedsWaitingPuller(t *testing.T) {
+	const n = 50
+	dir := t.TempDir()
+	push, err := NewPusher[job](WithBind(loopback), WithAck(), WithOutbox(dir, OutboxSync))
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ep(t, push)
+	got := newTally()
+	first := make(chan time.Time, 1)
+	pl, err := NewPuller(func(_ context.Context, j job) error {
+		select {
+		case first <- time.Now():
+		default:
+		}
+		got.add(j.N, "p")
+		return nil
+	}, WithConnect(addr), WithAck())
+	pl = cleanup(t, pl, err)
+	waitFor(t, "the puller", func() bool { return push.Pullers() == 1 })
+	// Jobs pushed once the puller has gone stay in the outbox when the
+	// pusher goes.
+	pl.Disconnect(addr)
+	waitFor(t, "the puller gone", func() bool { return push.Pullers() == 0 })
+	for i := range n {
+		if _, err := push.PushAsync(ctxT(t), job{N: i}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := push.Close(); err != nil {
+		t.Fatal(err)
+	}
+	// The puller waits for the pusher: it dials the endpoint, refused.
+	if err := pl.Connect(addr); err != nil {
+		t.Fatal(err)
+	}
+
+	start := time.Now()
+	push, err = NewPusher[job](WithBind(addr), WithAck(), WithOutbox(dir, OutboxSync))
+	push = cleanup(t, push, err)
+	if push.ack.recovered != n {
+		t.Fatalf("took back %d jobs, want %d", push.ack.recovered, n)
+	}
+	var at time.Time
+	select {
+	case at = <-first:
+	case <-time.After(30 * time.Second): // a safety net
+		t.Fatalf("no job reached the waiting puller in 30 s (pullers %d, stats %+v)", push.Pullers(), push.Stats())
+	}
+	if err := push.Drain(ctxT(t)); err != nil {
+		t.Fatal(err)
+	}
+	if got.distinct() != n {
+		t.Fatalf("processed %d distinct jobs, want %d", got.distinct(), n)
+	}
+	d := at.Sub(start)
+	t.Logf("first taken-back job handled %v after the Pusher reopened", d.Round(time.Millisecond))
+	if d > 5*time.Second {
+		t.Fatalf("the first taken-back job took %v: something waited for a timer", d)
+	}
+}

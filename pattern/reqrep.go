@@ -31,7 +31,8 @@ const panicHeader = codec.HeaderPanic
 // replier when there is one, up to WithRetries times (the Lazy Pirate
 // pattern of the ZeroMQ guide). When a replier's connection drops while it
 // holds a request, the request is resent at once rather than after the
-// timeout.
+// timeout, unless its reply had already arrived (a reply sent just before
+// the replier closed or said goodbye answers the request).
 //
 // Each replier endpoint has a circuit breaker. An attempt that times out
 // opens it: the replier gets no requests until its back-off (WithTimeout at
@@ -69,6 +70,9 @@ type Requester[Req, Resp any] struct {
 	// sent, when set (by tests, before the first Request), is called
 	// after each attempt is queued for its replier.
 	sent func(*socket.Peer)
+	// hold, when set (by tests), holds recvLoop with the message it has
+	// just received until the channel is closed.
+	hold atomic.Pointer[chan struct{}]
 
 	// epMu serialises Connect, Disconnect and redials. It is never held
 	// by a peer hook: socket.Disconnect runs the Detach hook.
@@ -82,6 +86,10 @@ type Requester[Req, Resp any] struct {
 	next    int
 	closed  bool
 	change  chan struct{} // closed and replaced when a replier may have become available
+	// leaving holds the repliers detached while messages they sent were
+	// still unread: their attempts fail once recvLoop has taken those
+	// messages, not before (a reply among them answers its call).
+	leaving map[*socket.Peer]*reqPeer
 }
 
 // reqPeer is one connected replier.
@@ -91,6 +99,7 @@ type reqPeer struct {
 	inflight int
 	calls    map[*call]struct{}
 	gone     bool
+	taken    uint64 // messages recvLoop has taken from the peer
 }
 
 // breaker is a replier endpoint's circuit breaker. r.mu guards it.
@@ -138,7 +147,7 @@ func NewRequester[Req, Resp any](opts ...Option) (*Requester[Req, Resp], error) 
 	if err != nil {
 		return nil, err
 	}
-	r := &Requester[Req, Resp]{o: o, byPeer: make(map[*socket.Peer]*reqPeer), health: make(map[string]*breaker),
+	r := &Requester[Req, Resp]{o: o, byPeer: make(map[*socket.Peer]*reqPeer), leaving: make(map[*socket.Peer]*reqPeer), health: make(map[string]*breaker),
 		pending: make(map[codec.ID]*call), change: make(chan struct{})}
 	r.ctx, r.cancel = context.WithCancel(context.Background())
 	r.ref = newRefusals(&r.o, "Requester", "a Requester (DEALER)", "Repliers (REP or ROUTER)")
@@ -241,7 +250,10 @@ func (r *Requester[Req, Resp]) attach(sp *socket.Peer) {
 }
 
 // detach is the socket's Detach hook: a replier's connection is gone, and
-// the requests it held are resent at once.
+// the requests it held are resent at once, unless messages it sent are
+// still unread. The socket keeps those readable (a reply sent just before
+// a goodbye, or just before the replier closed): the requests are resent
+// once recvLoop has taken them, and a reply among them answers its call.
 func (r *Requester[Req, Resp]) detach(sp *socket.Peer, _ error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -252,7 +264,19 @@ func (r *Requester[Req, Resp]) detach(sp *socket.Peer, _ error) {
 	delete(r.byPeer, sp)
 	p.gone = true
 	r.peers = slices.DeleteFunc(r.peers, func(q *reqPeer) bool { return q == p })
+	if len(p.calls) > 0 && !r.allTaken(p) {
+		r.leaving[sp] = p
+		return
+	}
 	r.failCalls(p)
+}
+
+// allTaken reports whether recvLoop has taken every message the socket
+// kept from p (by the peer's counters: final once it is detached). r.mu is
+// held.
+func (r *Requester[Req, Resp]) allTaken(p *reqPeer) bool {
+	st := p.peer.Stats()
+	return p.taken+st.Discarded >= st.MsgsIn
 }
 
 // ready is the socket's Ready hook: a replier's full queue has room again.
@@ -288,6 +312,9 @@ func (r *Requester[Req, Resp]) release(c *call) {
 	}
 	delete(p.calls, c)
 	p.inflight--
+	if p.gone && len(p.calls) == 0 {
+		delete(r.leaving, p.peer) // nothing left to fail
+	}
 	if c.probe {
 		// The probe ended without an answer either way (lost, or not
 		// sent): the next request may probe again.
@@ -301,44 +328,65 @@ func (r *Requester[Req, Resp]) release(c *call) {
 func (r *Requester[Req, Resp]) recvLoop() {
 	defer r.wg.Done()
 	for {
-		m, err := r.sock.Recv(r.ctx)
+		m, sp, err := r.sock.RecvFrom(r.ctx)
 		if err != nil {
 			return
 		}
+		if h := r.hold.Load(); h != nil {
+			<-*h
+		}
 		var env codec.View
-		if len(m.Frames) == 0 || codec.DecodeView(m.Frames[len(m.Frames)-1], &env) != nil ||
-			(env.Kind != codec.KindReply && env.Kind != codec.KindError) {
-			r.c.dropped.Add(1)
-			continue
-		}
+		ok := len(m.Frames) > 0 && codec.DecodeView(m.Frames[len(m.Frames)-1], &env) == nil &&
+			(env.Kind == codec.KindReply || env.Kind == codec.KindError)
 		r.mu.Lock()
-		c := r.pending[env.ID]
-		if c == nil {
-			r.mu.Unlock()
-			r.c.late.Add(1)
-			continue
+		left := r.leaving[sp]
+		if p := r.byPeer[sp]; p != nil {
+			p.taken++
+		} else if left != nil {
+			left.taken++
 		}
-		delete(r.pending, env.ID)
-		if p := c.peer; p != nil {
-			// A matched reply: the replier is healthy.
-			h := p.h
-			h.fails = 0
-			c.probe = false
-			if h.open || h.probing {
-				h.open, h.probing, h.backoff = false, false, 0
-				r.broadcast()
-			}
-			r.release(c)
+		if ok {
+			r.answer(&env)
+		} else {
+			r.c.dropped.Add(1)
 		}
-		panicked, _ := env.Header(panicHeader)
-		rep := reply{kind: env.Kind, body: env.Body, panic: len(panicked) > 0}
-		if r.o.tracer != nil {
-			e := env
-			rep.env = &e
+		if left != nil && r.allTaken(left) {
+			// Every message the gone replier sent is taken: its attempts
+			// still without a reply are lost.
+			delete(r.leaving, sp)
+			r.failCalls(left)
 		}
-		c.ch <- rep
 		r.mu.Unlock()
 	}
+}
+
+// answer hands a reply to the call it answers, if one waits for it. r.mu
+// is held.
+func (r *Requester[Req, Resp]) answer(env *codec.View) {
+	c := r.pending[env.ID]
+	if c == nil {
+		r.c.late.Add(1)
+		return
+	}
+	delete(r.pending, env.ID)
+	if p := c.peer; p != nil {
+		// A matched reply: the replier is healthy.
+		h := p.h
+		h.fails = 0
+		c.probe = false
+		if h.open || h.probing {
+			h.open, h.probing, h.backoff = false, false, 0
+			r.broadcast()
+		}
+		r.release(c)
+	}
+	panicked, _ := env.Header(panicHeader)
+	rep := reply{kind: env.Kind, body: env.Body, panic: len(panicked) > 0}
+	if r.o.tracer != nil {
+		e := *env
+		rep.env = &e
+	}
+	c.ch <- rep
 }
 
 // pick chooses the replier for an attempt among the connected ones whose

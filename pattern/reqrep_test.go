@@ -125,7 +125,9 @@ func TestRequestTimeoutNoReplier(t *testing.T) {
 }
 
 // A replier that hangs: the attempt times out, the retry goes to the other
-// replier, and the hung one's late reply is discarded.
+// replier, and the hung one's late reply is discarded. The timeout is a
+// second, which the healthy replier never misses even on a loaded machine
+// under -race (at 100 ms it could, and a request then failed).
 func TestRequestFailoverOnTimeout(t *testing.T) {
 	release := make(chan struct{})
 	var hungCalls atomic.Int32
@@ -142,7 +144,7 @@ func TestRequestFailoverOnTimeout(t *testing.T) {
 	good = cleanup(t, good, err)
 
 	rq, err := NewRequester[string, string](WithConnect(ep(t, hung)), WithConnect(ep(t, good)),
-		WithTimeout(100*time.Millisecond), WithRetries(3))
+		WithTimeout(time.Second), WithRetries(3))
 	rq = cleanup(t, rq, err)
 	waitFor(t, "both repliers", func() bool { return rq.Peers() == 2 })
 	for i := range 6 {
@@ -288,9 +290,10 @@ func peerStats(t *testing.T, st Stats, endpoint string) PeerStats {
 // A replier that stalls once, for three times the request timeout, and is
 // healthy after: the Requester's circuit breaker opens on the timeout,
 // probes it after a back-off, and gives it its share of the requests back
-// within 5 s of the stall's end.
+// within 5 s of the stall's end. The timeout is a second, which the healthy
+// replier never misses even on a loaded machine under -race.
 func TestRequestStalledReplierRecovers(t *testing.T) {
-	const timeout = 150 * time.Millisecond
+	const timeout = time.Second
 	var stall atomic.Bool
 	stallDone := make(chan struct{})
 	var aCalls, bCalls atomic.Int64
@@ -351,16 +354,23 @@ func TestRequestStalledReplierRecovers(t *testing.T) {
 
 // A replier that hangs for good costs at most one timed-out request per
 // probe interval: its breaker stays open, each failed probe doubles the
-// back-off, and redials do not reset it. Four goroutines request for 2 s;
+// back-off, and redials do not reset it. Four goroutines request for 5 s;
 // the timeouts counted against the hung replier are those in flight when
 // it was first found out (at most four) plus one per probe, and the probe
-// intervals (150, 300, 600 ms, ...) fit fewer than five probes in 2 s.
+// intervals (1, 2, 4 s) fit at most three probes in 5 s. Without the
+// breaker the hung replier would take about half of the attempts, some
+// twenty timeouts.
+//
+// The timeout is a second, not less: the healthy replier must never miss
+// it, even on a loaded machine under -race (at 150 ms it did, which opened
+// its breaker too and, after two misses in a row, made the Requester redial
+// it, leaving only the hung replier to overrule).
 func TestRequestHungReplierBounded(t *testing.T) {
 	const (
-		timeout     = 150 * time.Millisecond
-		window      = 2 * time.Second
+		timeout     = time.Second
+		window      = 5 * time.Second
 		concurrency = 4
-		maxProbes   = 5
+		maxProbes   = 3
 	)
 	hung, err := NewReplier(func(ctx context.Context, s string) (string, error) {
 		<-ctx.Done()

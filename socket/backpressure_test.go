@@ -18,21 +18,25 @@ import (
 // queue went down with the connection.)
 func TestPausedReaderKeepsPeer(t *testing.T) {
 	const (
-		// A timeout long enough that a reader merely not scheduled on a
+		// A timeout long enough that a process merely not scheduled on a
 		// loaded machine is not taken for dead, short enough that the
 		// pause is several of them.
 		ivl     = 100 * time.Millisecond
-		timeout = time.Second
-		pause   = 5 * timeout // the reader is away this long
+		timeout = 2 * time.Second
+		pause   = 3 * timeout // the reader is away this long
 	)
 	for _, size := range []int{64, 4 << 10} {
 		t.Run(fmt.Sprintf("%dB", size), func(t *testing.T) {
+			t.Parallel() // the pause is idle time
 			pull := newSock(t, PULL, WithHeartbeat(ivl, timeout), WithRecvHWM(50))
-			// The pusher's own timeout is generous: its reader is not
-			// paused, and on a loaded machine the puller's PINGs can be
-			// late by more than 100 ms. What is under test is the paused
-			// side's judgement.
-			push := newSock(t, PUSH, WithHeartbeat(ivl, 2*time.Second), WithSendHWM(50))
+			// The pusher's own timeout is a safety net: its reader is not
+			// paused, and what is under test is the paused side's
+			// judgement. Afterwards the test drains tens of thousands of
+			// messages (the kernel's buffers hold megabytes) under -race on
+			// a loaded machine, during which the puller's PINGs may be late
+			// by seconds; a pusher that took that for death would reset
+			// the connection with the data in flight.
+			push := newSock(t, PUSH, WithHeartbeat(ivl, 30*time.Second), WithSendHWM(50))
 			connect(t, push, bind(t, pull))
 			waitPeers(t, pull, 1)
 			waitPeers(t, push, 1)
@@ -66,11 +70,18 @@ func TestPausedReaderKeepsPeer(t *testing.T) {
 					}
 				}
 			}()
-			// Wait until the pipeline is full (Send blocks), then stay away.
+			// Wait until the pipeline is full (the puller's reader waits for
+			// room in the receive queue), then stay away: the pause is
+			// what is under test, not a wait for something.
 			waitFor(t, "back-pressure", func() bool {
-				n := accepted.Load()
-				time.Sleep(300 * time.Millisecond) // no Send got through meanwhile
-				return accepted.Load() == n && n > 0
+				pull.mu.Lock()
+				defer pull.mu.Unlock()
+				for p := range pull.pipes {
+					if p.paused.Load() {
+						return true
+					}
+				}
+				return false
 			})
 			time.Sleep(pause)
 			close(stop)
@@ -233,7 +244,18 @@ func TestOrphansFullBackPressure(t *testing.T) {
 		st := push.Stats()
 		return len(st.PerPeer) == 1 && st.PerPeer[0].Queued == 0
 	})
-	time.Sleep(100 * time.Millisecond) // an observation window for a wrong reader
+	// The live pipe's reader, with messages in hand, waits for the orphans
+	// to make room (a wrong reader would have queued them instead).
+	waitFor(t, "the live reader to wait for room", func() bool {
+		pull.mu.Lock()
+		defer pull.mu.Unlock()
+		for p := range pull.pipes {
+			if p.paused.Load() {
+				return true
+			}
+		}
+		return false
+	})
 	if m, orphans := queuedIn(pull); m != orphans {
 		t.Fatalf("live pipe queued %d messages while orphans filled the mark", m-orphans)
 	}

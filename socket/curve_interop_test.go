@@ -294,14 +294,14 @@ func TestCurveInteropUntrustedLibzmqClient(t *testing.T) {
 }
 
 // TestCurveInteropHeartbeats: PINGs and PONGs travel inside MESSAGE boxes
-// both ways. libzmq PINGs every 50 ms and drops us after 250 ms without a
-// PONG; we PING every 50 ms and drop it after 300 ms of silence. An idle
-// second passes with no reconnect on either side.
+// both ways. libzmq PINGs every 100 ms and drops us after a second without
+// a PONG; we PING every 100 ms and drop it after a second of silence. Three
+// idle seconds pass with no reconnect on either side.
 func TestCurveInteropHeartbeats(t *testing.T) {
 	c := goCerts(t)
-	py := startPy(t, append([]string{"router", "--bind", "tcp://127.0.0.1:*", "--count", "2", "--hb-ivl", "50", "--hb-timeout", "250"}, pyServerArgs(c)...)...)
+	py := startPy(t, append([]string{"router", "--bind", "tcp://127.0.0.1:*", "--count", "2", "--hb-ivl", ms(hbIvl), "--hb-timeout", ms(hbTimeout)}, pyServerArgs(c)...)...)
 	ep := py.expect(t, "bound").Endpoint
-	dealer := newSock(t, DEALER, append(zpeerClientOpts(t, c), WithHeartbeat(50*time.Millisecond, 300*time.Millisecond))...)
+	dealer := newSock(t, DEALER, append(zpeerClientOpts(t, c), WithHeartbeat(hbIvl, hbTimeout))...)
 	connect(t, dealer, ep)
 	for i, m := range interopMsgs(2, false) {
 		sendMsg(t, dealer, m)
@@ -309,7 +309,7 @@ func TestCurveInteropHeartbeats(t *testing.T) {
 			t.Fatalf("echo %d = %s", i, showMsg(got))
 		}
 		if i == 0 {
-			idleWithTraffic(t, dealer, time.Second)
+			idleWithTraffic(t, dealer, hbIdle)
 		}
 	}
 	if st := dealer.Stats(); st.Connects != 1 || st.Rejected != 0 {

@@ -172,6 +172,8 @@ func (q *fairQueue) push(p *pipe, msgs []Msg) {
 				continue
 			case <-q.closed:
 			case <-p.done:
+			case <-p.leaveCh:
+				// Leaving (leave.go): no waiting for the application.
 			}
 			p.resume()
 			p.discard(uint64(len(msgs)))

@@ -18,7 +18,8 @@ import (
 // still in br for the pipe's own frame reader.
 type guardConn struct {
 	net.Conn
-	br *bufio.Reader
+	br  *bufio.Reader
+	src *connReader // what br reads from (leave.go)
 
 	greetPos int // bytes of the greeting already passed through
 	hdr      [maxHeaderLen]byte
@@ -38,7 +39,8 @@ type guardConn struct {
 const cmdKeep = 7 + 255
 
 func newGuardConn(c net.Conn) *guardConn {
-	return &guardConn{Conn: c, br: bufio.NewReaderSize(c, readBufSize)}
+	src := &connReader{c: c}
+	return &guardConn{Conn: c, br: bufio.NewReaderSize(src, readBufSize), src: src}
 }
 
 func (g *guardConn) Read(p []byte) (int, error) {

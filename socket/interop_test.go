@@ -498,6 +498,19 @@ func lastRecv(s *Socket) time.Time {
 	return time.Time{}
 }
 
+// Heartbeat timeouts in the tests that check that heartbeats keep an idle
+// connection up: a second, which a peer process merely not scheduled on a
+// loaded machine under -race does not miss (at 100-300 ms it could, and
+// the connection dropped), and the idle time is several of them.
+const (
+	hbIvl     = 100 * time.Millisecond
+	hbTimeout = time.Second
+	hbIdle    = 3 * hbTimeout
+)
+
+// ms formats d in milliseconds, for the Python peer's flags.
+func ms(d time.Duration) string { return strconv.FormatInt(d.Milliseconds(), 10) }
+
 // idleWithTraffic waits until the connection has been idle of messages but
 // alive with heartbeat traffic for d: frames keep arriving and the socket
 // never lost its peer.
@@ -512,11 +525,11 @@ func idleWithTraffic(t *testing.T, s *Socket, d time.Duration) {
 	})
 }
 
-// TestInteropLibzmqHeartbeats: libzmq PINGs us every 50 ms and drops the
-// connection when nothing comes back within 250 ms. We send no PINGs of our
-// own, so only our PONGs keep it up.
+// TestInteropLibzmqHeartbeats: libzmq PINGs us every 100 ms and drops the
+// connection when nothing comes back within a second. We send no PINGs of
+// our own, so only our PONGs keep it up.
 func TestInteropLibzmqHeartbeats(t *testing.T) {
-	py := startPy(t, "rep", "--bind", "tcp://127.0.0.1:*", "--count", "2", "--hb-ivl", "50", "--hb-timeout", "250")
+	py := startPy(t, "rep", "--bind", "tcp://127.0.0.1:*", "--count", "2", "--hb-ivl", ms(hbIvl), "--hb-timeout", ms(hbTimeout))
 	ep := py.expect(t, "bound").Endpoint
 	req := newSock(t, REQ, WithHeartbeat(0, 0))
 	connect(t, req, ep)
@@ -526,7 +539,7 @@ func TestInteropLibzmqHeartbeats(t *testing.T) {
 			t.Fatalf("reply %d = %s", i, showMsg(got))
 		}
 		if i == 0 {
-			idleWithTraffic(t, req, time.Second)
+			idleWithTraffic(t, req, hbIdle)
 		}
 	}
 	// The peer exits after its second reply, so a disconnect may follow
@@ -537,12 +550,12 @@ func TestInteropLibzmqHeartbeats(t *testing.T) {
 	py.done(t, 2)
 }
 
-// TestInteropOurHeartbeats: we PING libzmq every 50 ms and drop it after
-// 300 ms of silence; libzmq must answer with PONGs and keep talking.
+// TestInteropOurHeartbeats: we PING libzmq every 100 ms and drop it after
+// a second of silence; libzmq must answer with PONGs and keep talking.
 func TestInteropOurHeartbeats(t *testing.T) {
 	py := startPy(t, "router", "--bind", "tcp://127.0.0.1:*", "--count", "2")
 	ep := py.expect(t, "bound").Endpoint
-	dealer := newSock(t, DEALER, WithHeartbeat(50*time.Millisecond, 300*time.Millisecond))
+	dealer := newSock(t, DEALER, WithHeartbeat(hbIvl, hbTimeout))
 	connect(t, dealer, ep)
 	want := interopMsgs(2, false)
 	for i, m := range want {
@@ -551,7 +564,7 @@ func TestInteropOurHeartbeats(t *testing.T) {
 			t.Fatalf("echo %d = %s", i, showMsg(got))
 		}
 		if i == 0 {
-			idleWithTraffic(t, dealer, time.Second)
+			idleWithTraffic(t, dealer, hbIdle)
 		}
 	}
 	// The peer exits after its second echo, so a disconnect may follow

@@ -84,6 +84,14 @@ type pipe struct {
 	err    error // why the pipe ended: written once, in terminate
 	stats  counters
 
+	// src is what the reader reads from (leave.go); nil for inproc.
+	src *connReader
+	// leaveCh is closed when the pipe starts to leave (leave.go): a reader
+	// waiting for room in the receive queue gives up then.
+	leaveCh chan struct{}
+	// ended is closed once terminate has detached the pipe.
+	ended chan struct{}
+
 	subs subscriptions // PUB, XPUB: what this peer subscribed to
 
 	// inproc (inproc.go): the other end, in the other socket, and this
@@ -109,14 +117,17 @@ func newPipeBase(s *Socket, endpoint, remote, peerType string, identity []byte) 
 		kick:     make(chan struct{}, 1),
 		in:       inbox{space: make(chan struct{}, 1)},
 		done:     make(chan struct{}),
+		leaveCh:  make(chan struct{}),
+		ended:    make(chan struct{}),
 	}
 	p.face.p = p
 	return p
 }
 
-func newPipe(s *Socket, c net.Conn, br *bufio.Reader, pi peerInfo, endpoint string) *pipe {
+func newPipe(s *Socket, c net.Conn, br *bufio.Reader, src *connReader, pi peerInfo, endpoint string) *pipe {
 	p := newPipeBase(s, endpoint, c.RemoteAddr().String(), pi.peerType, pi.identity)
 	p.conn = c
+	p.src = src
 	p.fr = frameReader{br: br, limit: uint64(s.opts.MaxMsgSize)}
 	p.lowLat = s.lowLatency
 	if pi.curve != nil {
@@ -174,6 +185,7 @@ func (p *pipe) terminate(err error) {
 		}
 		close(p.done)
 		p.s.detach(p, err)
+		close(p.ended)
 	})
 	if first && p.ip != nil {
 		p.inprocClose()

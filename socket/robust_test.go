@@ -502,7 +502,9 @@ func TestHeartbeatTimeoutDropsSilentPeer(t *testing.T) {
 			if !errors.Is(ev.Err, errHeartbeat) {
 				t.Errorf("disconnected with %v, want a heartbeat timeout", ev.Err)
 			}
-			if d := ev.Time.Sub(start); d < 100*time.Millisecond || d > 2*time.Second {
+			// Not before the timeout; the upper bound only tells it from
+			// the default 15 s, with room for a loaded machine.
+			if d := ev.Time.Sub(start); d < 100*time.Millisecond || d > 10*time.Second {
 				t.Errorf("dropped after %v, want about 100ms", d)
 			}
 			if s.Peers() != 0 {
@@ -515,11 +517,11 @@ func TestHeartbeatTimeoutDropsSilentPeer(t *testing.T) {
 // TestHeartbeatKeepsAnsweringPeer: the same silence rule does not drop a
 // peer that answers PINGs (here one of ours, with heartbeats off itself).
 func TestHeartbeatKeepsAnsweringPeer(t *testing.T) {
-	pull := newSock(t, PULL, WithHeartbeat(20*time.Millisecond, 100*time.Millisecond))
+	pull := newSock(t, PULL, WithHeartbeat(hbIvl, hbTimeout))
 	push := newSock(t, PUSH, WithHeartbeat(0, 0))
 	connect(t, push, bind(t, pull))
 	waitPeers(t, pull, 1)
-	idleWithTraffic(t, pull, 500*time.Millisecond)
+	idleWithTraffic(t, pull, hbIdle)
 	send(t, push, "still here")
 	if got := recvString(t, pull); got[0] != "still here" {
 		t.Fatalf("got %q", got)

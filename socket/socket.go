@@ -109,6 +109,10 @@ type Socket struct {
 	refused                           atomic.Uint64
 	log                               *eventlog.Logger // opts.Logger, rate-limited
 	peerIDs                           atomic.Uint64    // the last Peer.ID given
+
+	// dialWrap, when set (by tests, before Connect), wraps each dialled
+	// connection.
+	dialWrap func(net.Conn) net.Conn
 }
 
 type listener struct {
@@ -330,7 +334,11 @@ func (s *Socket) Connect(ep string) error {
 	return nil
 }
 
-// Disconnect stops re-dialling ep and closes its connection.
+// Disconnect stops re-dialling ep and closes its connection. Messages its
+// peer had sent before are not lost: Disconnect stops sending to the peer,
+// reads out what had already arrived on the connection (as far as the
+// receive queue has room), and returns once the peer is detached; those
+// messages stay readable with Recv.
 func (s *Socket) Disconnect(ep string) error {
 	s.mu.Lock()
 	d := s.dialers[ep]
@@ -342,9 +350,13 @@ func (s *Socket) Disconnect(ep string) error {
 	delete(s.curveKeys, ep)
 	p := d.pipe
 	s.mu.Unlock()
+	if p != nil {
+		// before halting the dialer, which would end p as closed
+		p.startLeaving(fmt.Errorf("socket: disconnected %s", ep))
+	}
 	d.halt()
 	if p != nil {
-		p.terminate(fmt.Errorf("socket: disconnected %s", ep))
+		<-p.ended
 	}
 	return nil
 }
@@ -667,6 +679,9 @@ func (s *Socket) dialLoop(d *dialer) {
 		c, err := nd.DialContext(ctx, d.ep.network, d.ep.addr)
 		cancel()
 		var p *pipe
+		if err == nil && s.dialWrap != nil {
+			c = s.dialWrap(c)
+		}
 		if err == nil {
 			p, err = s.handshake(c, d.ep.raw, nil, nil)
 		} else {
@@ -687,7 +702,9 @@ func (s *Socket) dialLoop(d *dialer) {
 			select {
 			case <-p.done:
 			case <-d.stop:
-				p.terminate(ErrClosed)
+				// Disconnect, or Close: what had arrived stays readable
+				// (a Close ends the pipe anyway).
+				p.leave(ErrClosed)
 				return
 			}
 		}
@@ -769,7 +786,7 @@ func (s *Socket) handshakeAs(c net.Conn, ep string, server bool, l *listener, sl
 		s.ev.emit(Event{Kind: EventRejected, Endpoint: ep, Remote: c.RemoteAddr().String(), Err: err})
 		return nil, err
 	}
-	p := newPipe(s, c, g.br, pi, ep)
+	p := newPipe(s, c, g.br, g.src, pi, ep)
 	s.mu.Lock()
 	// Registering the pipe with the socket and with its listener is one
 	// step: Close and Unbind see every pipe, and no pipe they did not see

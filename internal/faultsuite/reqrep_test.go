@@ -50,9 +50,12 @@ func twoRepliers(t *testing.T, timeout time.Duration) (rq *pattern.Requester[int
 }
 
 // TestFaultReplierStall: a replier whose link stalls for three request
-// timeouts, then heals, gets its share of requests back within 5 s.
+// timeouts, then heals, gets its share of requests back within 5 s. The
+// timeout is a second, which the healthy replier never misses even on a
+// loaded machine under -race (at 150 ms it could: its breaker opened too).
+// The sleep is the stall's length, the fault itself, not a wait.
 func TestFaultReplierStall(t *testing.T) {
-	const timeout = 150 * time.Millisecond
+	const timeout = time.Second
 	rq, px, aEP, aCalls, bCalls := twoRepliers(t, timeout)
 	request := func() {
 		t.Helper()
@@ -89,13 +92,15 @@ func TestFaultReplierStall(t *testing.T) {
 
 // TestFaultHungReplier: a replier whose link hangs for good (connection
 // open, nothing comes back) costs at most one timed-out request per probe
-// interval, plus those in flight when it hung.
+// interval, plus those in flight when it hung. The timeout is a second,
+// which the healthy replier never misses even on a loaded machine under
+// -race (at 150 ms it could, and its breaker opened too).
 func TestFaultHungReplier(t *testing.T) {
 	const (
-		timeout     = 150 * time.Millisecond
+		timeout     = time.Second
 		concurrency = 4
 	)
-	window := pick(2*time.Second, 20*time.Second)
+	window := pick(5*time.Second, 20*time.Second)
 	rq, px, aEP, _, _ := twoRepliers(t, timeout)
 	px.Stall()
 	defer px.Restore()
