@@ -134,32 +134,3 @@ func BenchmarkSum(b *testing.B) {
 		})
 	}
 }
-
-// TestMAC: Init, Blocks over any whole-block prefix split anyhow, and Sum
-// over the rest give x/crypto's tag.
-func TestMAC(t *testing.T) {
-	r := rand.New(rand.NewPCG(9, 10))
-	for n := 0; n <= 300; n++ {
-		msg := make([]byte, n)
-		for i := range msg {
-			msg[i] = byte(r.Uint32())
-		}
-		var key [32]byte
-		for i := range key {
-			key[i] = byte(r.Uint32())
-		}
-		var want, got [TagSize]byte
-		poly1305.Sum(&want, msg, &key)
-		whole := n / TagSize
-		cut := r.IntN(whole+1) * TagSize
-		end := cut + r.IntN(whole-cut/TagSize+1)*TagSize
-		var m MAC
-		m.Init(&key)
-		m.Blocks(msg[:cut])
-		m.Blocks(msg[cut:end])
-		m.Sum(&got, msg[end:])
-		if got != want {
-			t.Fatalf("len %d, split at %d and %d: %x, want %x", n, cut, end, got, want)
-		}
-	}
-}
