@@ -2,9 +2,15 @@ package salsa20
 
 import (
 	"bytes"
+	"crypto/subtle"
 	"encoding/binary"
+	"encoding/hex"
+	"errors"
 	"fmt"
 	"math/rand/v2"
+	"os"
+	"strconv"
+	"strings"
 	"testing"
 
 	"golang.org/x/crypto/salsa20/salsa"
@@ -259,4 +265,94 @@ func BenchmarkXORKeyStream(b *testing.B) {
 			}
 		})
 	}
+}
+
+// TestXORKeyStreamECRYPT pins long key streams (131072 bytes: 256 steps of
+// the eight-block kernel) to ECRYPT's verified test vectors, set 6
+// (testdata/ecrypt-set6.txt names the source): the XOR of every 64-byte
+// block, as computed apart from x/crypto and from this package.
+func TestXORKeyStreamECRYPT(t *testing.T) {
+	vectors := readECRYPT(t, "testdata/ecrypt-set6.txt")
+	if len(vectors) != 4 {
+		t.Fatalf("%d vectors in testdata/ecrypt-set6.txt, want 4", len(vectors))
+	}
+	modes(t, func(t *testing.T) {
+		for i, v := range vectors {
+			var counter [16]byte
+			copy(counter[:8], v.iv)
+			buf := make([]byte, v.n)
+			XORKeyStream(buf, buf, &counter, &v.key)
+			var digest [64]byte
+			for b := buf; len(b) > 0; b = b[64:] {
+				subtle.XORBytes(digest[:], digest[:], b[:64])
+			}
+			if !bytes.Equal(digest[:], v.digest) {
+				t.Fatalf("vector %d: xor-digest %x, want %x", i, digest, v.digest)
+			}
+		}
+	})
+}
+
+type ecryptVector struct {
+	key        [32]byte
+	iv, digest []byte
+	n          int
+}
+
+func readECRYPT(t *testing.T, path string) []ecryptVector {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []ecryptVector
+	for _, line := range strings.Split(string(data), "\n") {
+		f := strings.Fields(line)
+		if len(f) == 0 || strings.HasPrefix(f[0], "#") {
+			continue
+		}
+		if len(f) != 4 {
+			t.Fatalf("%s: bad line %q", path, line)
+		}
+		var v ecryptVector
+		key, err1 := hex.DecodeString(f[0])
+		iv, err2 := hex.DecodeString(f[1])
+		n, err3 := strconv.Atoi(f[2])
+		digest, err4 := hex.DecodeString(f[3])
+		if err := errors.Join(err1, err2, err3, err4); err != nil || len(key) != 32 || len(iv) != 8 || len(digest) != 64 || n%64 != 0 {
+			t.Fatalf("%s: bad line %q: %v", path, line, err)
+		}
+		v.key, v.iv, v.n, v.digest = [32]byte(key), iv, n, digest
+		out = append(out, v)
+	}
+	return out
+}
+
+// FuzzKeyStream128x2 compares the two-nonce kernel (and KeyStream128, the
+// two-block one) with x/crypto for any key, nonces and block numbers.
+func FuzzKeyStream128x2(f *testing.F) {
+	f.Add([]byte("key"), []byte("nonce-0"), []byte("nonce-1"), uint64(0), uint64(1))
+	f.Add([]byte{0xff}, []byte{}, []byte{0xff}, uint64(1<<32-1), uint64(1<<64-1))
+	f.Fuzz(func(t *testing.T, keyBytes, n0, n1 []byte, b0, b1 uint64) {
+		var key [32]byte
+		copy(key[:], keyBytes)
+		var c0, c1 [16]byte
+		copy(c0[:8], n0)
+		copy(c1[:8], n1)
+		binary.LittleEndian.PutUint64(c0[8:], b0)
+		binary.LittleEndian.PutUint64(c1[8:], b1)
+		want := make([]byte, 256)
+		salsa.XORKeyStream(want[:128], want[:128], &c0, &key)
+		salsa.XORKeyStream(want[128:], want[128:], &c1, &key)
+		var ks [256]byte
+		KeyStream128x2(&ks, &c0, &c1, &key)
+		if !bytes.Equal(ks[:], want) {
+			t.Fatalf("KeyStream128x2: first difference at byte %d", firstDiff(ks[:], want))
+		}
+		var one [128]byte
+		KeyStream128(&one, &c1, &key)
+		if !bytes.Equal(one[:], want[128:]) {
+			t.Fatalf("KeyStream128: first difference at byte %d", firstDiff(one[:], want[128:]))
+		}
+	})
 }
