@@ -64,6 +64,11 @@ echo "== use-after-Free checks: go test -tags zpeerdebug (see socket.Msg)"
 $GO vet -tags zpeerdebug ./socket/
 $GO test -count=1 -tags zpeerdebug ./socket/ ./pattern/
 
+echo "== crypto and CURVE without the AVX2 kernels: go test -tags purego"
+$GO vet -tags purego ./internal/... ./socket/
+$GO test -count=1 -tags purego ./internal/salsa20/ ./internal/poly1305/ ./internal/testutil/
+$GO test -count=1 -tags purego -run Curve ./socket/
+
 echo "== bench smoke"
 (cd bench && $GO test -count=1 -timeout 15m -run Smoke ./...)
 echo "== all tests passed"

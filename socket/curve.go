@@ -12,7 +12,6 @@ import (
 
 	"github.com/zpeer/zpeer/internal/poly1305"
 	"github.com/zpeer/zpeer/internal/salsa20"
-	"github.com/zpeer/zpeer/internal/secretbox"
 )
 
 // Key is a CURVE public key (Curve25519, 32 bytes). Its String is the Z85
@@ -165,14 +164,14 @@ var curveMsgName = []byte("\x07MESSAGE")
 // keying Poly1305 over the ciphertext, the tag first. It is computed here
 // from Salsa20 and Poly1305 (internal/salsa20 and internal/poly1305: AVX2
 // kernels where the CPU has them, x/crypto's code elsewhere and for short
-// tags; beyond smallKS, internal/secretbox's one pass for both, Poly1305
-// stitched into the Salsa20 kernel) rather than through box.Seal and
-// box.Open so that the flags byte and the frame body need not be copied
-// together first, and so that a body is decrypted straight into the memory
-// it is delivered in: no scratch copy either way. A larger MESSAGE's tag
-// is checked in the pass that decrypts it, so by read, not unwrap (see
-// openHeader). TestCurveBoxMatchesNaCl checks both directions against
-// nacl/box, TestCurveOpenLargeForged the late check.
+// tags) rather than through box.Seal and box.Open so that the flags byte
+// and the frame body need not be copied together first, and so that a body
+// is decrypted straight into the memory it is delivered in: no scratch
+// copy either way. Every MESSAGE's tag is checked by openHeader, over the
+// ciphertext, before a byte of it is decrypted (two passes over a larger
+// one: Poly1305, then Salsa20 into the destination). TestCurveBoxMatchesNaCl
+// checks both directions against nacl/box, TestCurveOpenLargeForged and
+// FuzzCurveOpen that nothing forged is decrypted.
 type curveCodec struct {
 	// XSalsa20's sub-key depends on the key and the nonce's first 16
 	// bytes only, and every MESSAGE nonce of one direction starts with
@@ -196,7 +195,6 @@ type curveCodec struct {
 	rs           xsalsa
 	recvKS       [smallKS]byte
 	recvSmall    bool
-	recvPending  uint64 // a larger MESSAGE's short nonce, recvCount once decryptTo checked it
 	recvCipher   []byte // scratch for boxed frame bodies up to scratchKeep
 	sealed       []byte // the MESSAGE unwrap checked, for read
 	pooledCipher bool   // sealed came from the buffer pool
@@ -333,23 +331,22 @@ func (c *curveCodec) appendSealed(dst []byte, flags byte, body []byte) []byte {
 	var x xsalsa
 	x.setup(&c.sendSub, &c.sendNonce)
 	ct[0] = boxFlags(flags) ^ x.first[32]
-	// Larger than smallKS: the body is longer than 31 bytes.
+	// Larger than smallKS: the body is longer than 31 bytes. Two passes:
+	// the key stream (AVX2, eight blocks per step), then the tag of the
+	// ciphertext (AVX2 past 2 KiB).
 	subtle.XORBytes(ct[1:32], body[:31], x.first[33:64])
-	secretbox.Seal(&tag, ct, body[31:], &x.counter, &x.subKey, (*[32]byte)(x.first[:32]))
+	salsa20.XORKeyStream(ct[32:], body[31:], &x.counter, &x.subKey)
+	poly1305.Sum(&tag, ct, (*[32]byte)(x.first[:32]))
 	copy(dst[n:], tag[:])
 	return dst
 }
 
 // openHeader checks one MESSAGE body (the ZMTP frame's body): its name, its
 // short nonce (the last one plus one: a gap, a replay or a reordering
-// fails, see nonceError)
-// and, for a small MESSAGE (up to smallKS-32 bytes of box), its tag. It
-// returns the frame's flags and body length; decryptTo then writes the
-// body. A larger MESSAGE's tag is checked by decryptTo, in the same pass
-// as the body is decrypted into its destination (internal/secretbox): its
-// flags and length are not authenticated until decryptTo returns nil, so
-// a caller may use them only to choose where the body goes (or to give up
-// on the connection), and must not deliver anything before.
+// fails, see nonceError) and its tag, over the ciphertext, whatever the
+// size. It returns the frame's flags and body length, authenticated;
+// decryptTo then writes the body. Nothing is decrypted before the tag is
+// checked, and a MESSAGE that fails leaves no plaintext anywhere.
 func (c *curveCodec) openHeader(msg []byte) (flags byte, n int, err error) {
 	if len(msg) < curveMsgOverhead || subtle.ConstantTimeCompare(msg[:8], curveMsgName) != 1 {
 		return 0, 0, fmt.Errorf("%w: CURVE: malformed MESSAGE (%d bytes)", ErrProtocol, len(msg))
@@ -360,19 +357,21 @@ func (c *curveCodec) openHeader(msg []byte) (flags byte, n int, err error) {
 	}
 	copy(c.recvNonce[16:], msg[8:16])
 	ct := msg[32:]
+	var first []byte // Poly1305's key, then the flags byte's pad
 	c.recvSmall = len(ct)+32 <= smallKS
-	if !c.recvSmall {
+	if c.recvSmall {
+		k := c.recvKS[:32+len(ct)]
+		smallKeyStream(&c.recvKS, len(k), &c.recvAhead, &c.recvSub, nonce)
+		first = k
+	} else {
 		c.rs.setup(&c.recvSub, &c.recvNonce)
-		c.recvPending = nonce
-		return frameFlags(ct[0] ^ c.rs.first[32]), len(ct) - 1, nil
+		first = c.rs.first[:]
 	}
-	k := c.recvKS[:32+len(ct)]
-	smallKeyStream(&c.recvKS, len(k), &c.recvAhead, &c.recvSub, nonce)
-	if !poly1305.Verify((*[16]byte)(msg[16:32]), ct, (*[32]byte)(k[:32])) {
+	if !poly1305.Verify((*[16]byte)(msg[16:32]), ct, (*[32]byte)(first[:32])) {
 		return 0, 0, errBoxOpen
 	}
 	c.recvCount = nonce
-	return frameFlags(ct[0] ^ k[32]), len(ct) - 1, nil
+	return frameFlags(ct[0] ^ first[32]), len(ct) - 1, nil
 }
 
 var errBoxOpen = fmt.Errorf("%w: CURVE: MESSAGE box does not open", ErrProtocol)
@@ -396,23 +395,18 @@ func nonceError(nonce, last uint64) error {
 	return fmt.Errorf("%w: %w: nonce %d, expected %d (%s)", ErrProtocol, errNonce, nonce, last+1, what)
 }
 
-// decryptTo writes the body of the MESSAGE openHeader last took into dst,
-// whose length is the n it returned. For a larger MESSAGE it checks the
-// tag too: on a mismatch dst is cleared and the error is ErrProtocol.
-func (c *curveCodec) decryptTo(dst, msg []byte) error {
+// decryptTo writes the body of the MESSAGE openHeader last checked into
+// dst, whose length is the n it returned. It cannot fail: openHeader has
+// checked the tag.
+func (c *curveCodec) decryptTo(dst, msg []byte) {
 	ct := msg[32:]
 	if c.recvSmall {
 		subtle.XORBytes(dst, ct[1:], c.recvKS[33:33+len(ct)-1])
-		return nil
+		return
 	}
 	// Larger than smallKS: the body is longer than 31 bytes.
 	subtle.XORBytes(dst[:31], ct[1:32], c.rs.first[33:64])
-	if !secretbox.Open(dst[31:], (*[16]byte)(msg[16:32]), ct, &c.rs.counter, &c.rs.subKey, (*[32]byte)(c.rs.first[:32])) {
-		clear(dst)
-		return errBoxOpen
-	}
-	c.recvCount = c.recvPending
-	return nil
+	salsa20.XORKeyStream(dst[31:], ct[32:], &c.rs.counter, &c.rs.subKey)
 }
 
 // wipeSend clears the send half's key material (the sub-key and key
@@ -452,17 +446,14 @@ func (c *curveCodec) open(msg []byte) (flags byte, body []byte, err error) {
 		return 0, nil, err
 	}
 	body = make([]byte, n)
-	if err := c.decryptTo(body, msg); err != nil {
-		return 0, nil, err
-	}
+	c.decryptTo(body, msg)
 	return flags, body, nil
 }
 
 // unwrap reads the MESSAGE whose outer header is h from fr (its size
 // already checked against the socket's limit plus the MESSAGE overhead),
-// checks it (but a larger MESSAGE's tag: see openHeader), and returns the
-// header of the frame inside. The body is decrypted, and a larger
-// MESSAGE's tag checked, by read, into the memory the reader picks for it.
+// checks it (tag included), and returns the header of the frame inside.
+// The body is decrypted by read, into the memory the reader picks for it.
 func (c *curveCodec) unwrap(fr *frameReader, h frameHeader) (frameHeader, error) {
 	if h.more() {
 		return h, fmt.Errorf("%w: CURVE: MESSAGE frame with MORE set", ErrProtocol)
@@ -495,14 +486,11 @@ func (c *curveCodec) unwrap(fr *frameReader, h frameHeader) (frameHeader, error)
 	return frameHeader{flags: flags, size: uint64(size)}, nil
 }
 
-// read decrypts the MESSAGE unwrap last took into dst, checking a larger
-// MESSAGE's tag in the same pass (openHeader): an error is ErrProtocol,
-// the connection's end.
-func (c *curveCodec) read(dst []byte) error {
-	err := c.decryptTo(dst, c.sealed)
+// read decrypts the MESSAGE unwrap last checked into dst.
+func (c *curveCodec) read(dst []byte) {
+	c.decryptTo(dst, c.sealed)
 	c.giveBack(c.sealed)
 	c.sealed = nil
-	return err
 }
 
 func (c *curveCodec) giveBack(buf []byte) {

@@ -258,9 +258,9 @@ func TestCurveRefusals(t *testing.T) {
 				t.Error("server kept the connection")
 			}
 		}, "replayed or reordered"},
-		// A larger MESSAGE's tag is checked as it is decrypted, after
-		// its (unauthenticated) flags chose the frame's path: a forged
-		// one is refused whether it claims data or a command.
+		// A larger MESSAGE's tag is checked over its ciphertext before
+		// anything is decrypted: a forged one is refused whether it
+		// claims data or a command.
 		{"forged large MESSAGE", func(t *testing.T) {
 			c, codec, err := f.rawCurve(t, f.kp.Public, f.good, nil)
 			if err != nil {

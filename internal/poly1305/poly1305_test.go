@@ -95,13 +95,36 @@ func TestSumLong(t *testing.T) {
 	})
 }
 
+// FuzzSum compares Sum (and the AVX2 kernel at any length) with x/crypto,
+// then tampers: a tag with any bit changed is refused, and a message with
+// any byte changed is accepted or refused exactly as x/crypto's Verify
+// does (a key with r = 0 makes every message's tag s).
 func FuzzSum(f *testing.F) {
-	f.Add([]byte("key"), []byte("a message"))
-	f.Add(bytes.Repeat([]byte{0xff}, 32), bytes.Repeat([]byte{0xff}, 300))
-	f.Fuzz(func(t *testing.T, keyBytes, msg []byte) {
+	f.Add([]byte("key"), []byte("a message"), uint32(0), byte(1))
+	f.Add(bytes.Repeat([]byte{0xff}, 32), bytes.Repeat([]byte{0xff}, 300), uint32(299), byte(0x80))
+	f.Add([]byte("a longer key, past the AVX2 kernel's threshold"), bytes.Repeat([]byte("0123456789abcdef"), 200), uint32(2048), byte(0x10))
+	f.Fuzz(func(t *testing.T, keyBytes, msg []byte, at uint32, mask byte) {
 		var key [32]byte
 		copy(key[:], keyBytes)
 		check(t, msg, &key)
+		if mask == 0 {
+			mask = 1
+		}
+		var tag [TagSize]byte
+		poly1305.Sum(&tag, msg, &key)
+		bad := tag
+		bad[at%TagSize] ^= mask
+		if Verify(&bad, msg, &key) {
+			t.Fatalf("len %d: Verify takes a tag with byte %d changed", len(msg), at%TagSize)
+		}
+		if len(msg) == 0 {
+			return
+		}
+		tampered := bytes.Clone(msg)
+		tampered[int(at)%len(msg)] ^= mask
+		if got, want := Verify(&tag, tampered, &key), poly1305.Verify(&tag, tampered, &key); got != want {
+			t.Fatalf("len %d, byte %d changed: Verify %v, x/crypto %v", len(msg), int(at)%len(msg), got, want)
+		}
 	})
 }
 
@@ -132,34 +155,5 @@ func BenchmarkSum(b *testing.B) {
 				poly1305.Sum(&tag, msg, &key)
 			}
 		})
-	}
-}
-
-// TestMAC: Init, Blocks over any whole-block prefix split anyhow, and Sum
-// over the rest give x/crypto's tag.
-func TestMAC(t *testing.T) {
-	r := rand.New(rand.NewPCG(9, 10))
-	for n := 0; n <= 300; n++ {
-		msg := make([]byte, n)
-		for i := range msg {
-			msg[i] = byte(r.Uint32())
-		}
-		var key [32]byte
-		for i := range key {
-			key[i] = byte(r.Uint32())
-		}
-		var want, got [TagSize]byte
-		poly1305.Sum(&want, msg, &key)
-		whole := n / TagSize
-		cut := r.IntN(whole+1) * TagSize
-		end := cut + r.IntN(whole-cut/TagSize+1)*TagSize
-		var m MAC
-		m.Init(&key)
-		m.Blocks(msg[:cut])
-		m.Blocks(msg[cut:end])
-		m.Sum(&got, msg[end:])
-		if got != want {
-			t.Fatalf("len %d, split at %d and %d: %x, want %x", n, cut, end, got, want)
-		}
 	}
 }

@@ -12,12 +12,6 @@
 // no branch or memory index depends on the key, the nonce or the data. On
 // other CPUs and architectures XORKeyStream is x/crypto's.
 //
-// XORKeyStreamMAC is the eight-block kernel with Poly1305's scalar block
-// update stitched in (32 blocks per 512-byte step, on the general
-// registers the vector rounds leave idle), for internal/secretbox: a box's
-// key stream and tag in one pass, at about the cost of the key stream
-// alone. It exists only with the AVX2 kernels (Stitched).
-//
 // It is not a general-purpose cipher package: there is no XSalsa20, no
 // HSalsa20 and no stream state; callers (socket/curve.go) derive the
 // XSalsa20 sub-key themselves and keep the 64-bit block counter. It lives

@@ -58,28 +58,3 @@ func KeyStream128x2(ks *[256]byte, c0, c1 *[16]byte, key *[32]byte) {
 func addBlocks(counter *[16]byte, n uint64) {
 	binary.LittleEndian.PutUint64(counter[8:], binary.LittleEndian.Uint64(counter[8:])+n)
 }
-
-// Stitched reports whether XORKeyStreamMAC may be called: the CPU has the
-// AVX2 kernels and they are in use.
-func Stitched() bool { return useAsm }
-
-// XORKeyStreamMAC is XORKeyStream over len(in) bytes, a positive multiple
-// of 512, that also runs Poly1305's block update h = (h + m + 2^128) * r
-// mod 2^130 - 5 over the first len(in) bytes of mac (whole 16-byte blocks
-// m) into acc: h0, h1, h2 (the accumulator, partially reduced as in
-// x/crypto's Poly1305: h2 small), then r0, r1 (the clamped key, read
-// only). The Poly1305 updates run on the general registers inside the
-// vector kernel's rounds ("stitched"), which leave them idle, so the two
-// cost little more than the key stream alone.
-//
-// mac may be in (open: authenticate what is decrypted, in place or not)
-// or lag out by 512 bytes or more (seal: authenticate the previous step's
-// ciphertext); each 512-byte step reads its 512 bytes of mac before
-// storing its output. It may only be called when Stitched reports true.
-func XORKeyStreamMAC(out, in []byte, counter *[16]byte, key *[32]byte, mac []byte, acc *[5]uint64) {
-	if len(in) == 0 || len(in)%512 != 0 || len(mac) < len(in) || !useAsm {
-		panic("salsa20: XORKeyStreamMAC misuse")
-	}
-	_ = out[len(in)-1]
-	xorKeyStreamMACAsm(out[:len(in)], in, counter, key, mac, acc)
-}

@@ -51,14 +51,3 @@ func xorKeyStreamAsm(out, in []byte, counter *[16]byte, key *[32]byte) {
 		subtle.XORBytes(out, in, ks[:])
 	}
 }
-
-// blocks8mac is blocks8 that also runs 32 Poly1305 block updates per step
-// over the n bytes at mac into acc (h0, h1, h2, r0, r1), reading each
-// step's 512 bytes of mac before storing that step's output.
-//
-//go:noescape
-func blocks8mac(out, in *byte, n uint64, counter *[16]byte, key *[32]byte, mac *byte, acc *[5]uint64)
-
-func xorKeyStreamMACAsm(out, in []byte, counter *[16]byte, key *[32]byte, mac []byte, acc *[5]uint64) {
-	blocks8mac(&out[0], &in[0], uint64(len(in)), counter, key, &mac[0], acc)
-}

@@ -313,111 +313,6 @@ loop2x2:
 	VPXOR       (7*64+off)(SI), Y15, Y15; \
 	VMOVDQU     Y15, (7*64+off)(DI)
 
-// The eight-block kernels' shared steps (blocks8 and blocks8mac).
-
-// INIT8: the input state in the frame, each word broadcast to all eight
-// lanes (R8 the key, AX the counter), but for the block numbers, set per
-// step by BLOCKS8.
-#define INIT8 \
-	VPBROADCASTD ·sigma<>+0(SB), Y14 ; \
-	VMOVDQA      Y14, INIT(0) ; \
-	VPBROADCASTD ·sigma<>+4(SB), Y14 ; \
-	VMOVDQA      Y14, INIT(5) ; \
-	VPBROADCASTD ·sigma<>+8(SB), Y14 ; \
-	VMOVDQA      Y14, INIT(10) ; \
-	VPBROADCASTD ·sigma<>+12(SB), Y14 ; \
-	VMOVDQA      Y14, INIT(15) ; \
-	VPBROADCASTD 0(R8), Y14 ; \
-	VMOVDQA      Y14, INIT(1) ; \
-	VPBROADCASTD 4(R8), Y14 ; \
-	VMOVDQA      Y14, INIT(2) ; \
-	VPBROADCASTD 8(R8), Y14 ; \
-	VMOVDQA      Y14, INIT(3) ; \
-	VPBROADCASTD 12(R8), Y14 ; \
-	VMOVDQA      Y14, INIT(4) ; \
-	VPBROADCASTD 16(R8), Y14 ; \
-	VMOVDQA      Y14, INIT(11) ; \
-	VPBROADCASTD 20(R8), Y14 ; \
-	VMOVDQA      Y14, INIT(12) ; \
-	VPBROADCASTD 24(R8), Y14 ; \
-	VMOVDQA      Y14, INIT(13) ; \
-	VPBROADCASTD 28(R8), Y14 ; \
-	VMOVDQA      Y14, INIT(14) ; \
-	VPBROADCASTD 0(AX), Y14 ; \
-	VMOVDQA      Y14, INIT(6) ; \
-	VPBROADCASTD 4(AX), Y14 ; \
-	VMOVDQA      Y14, INIT(7)
-
-// BLOCKS8: block numbers X14's quadword + j for lanes j = 0..7, 64-bit:
-// quadwords +{0,1,4,5} and +{2,3,6,7}, whose low and high halves VSHUFPS
-// gathers in lane order, to INIT(8) and INIT(9).
-#define BLOCKS8 \
-	VPBROADCASTQ X14, Y14 ; \
-	VPADDQ       ·lanes0145<>(SB), Y14, Y12 ; \
-	VPADDQ       ·lanes2367<>(SB), Y14, Y13 ; \
-	VSHUFPS      $0x88, Y13, Y12, Y14 ; \
-	VSHUFPS      $0xdd, Y13, Y12, Y15 ; \
-	VMOVDQA      Y14, INIT(8) ; \
-	VMOVDQA      Y15, INIT(9)
-
-// LOAD8: the state from the frame to Y0-Y13, x3 and x7 to their WORK slots.
-#define LOAD8 \
-	VMOVDQA INIT(0), Y0 ; \
-	VMOVDQA INIT(1), Y1 ; \
-	VMOVDQA INIT(2), Y2 ; \
-	VMOVDQA INIT(4), Y3 ; \
-	VMOVDQA INIT(5), Y4 ; \
-	VMOVDQA INIT(6), Y5 ; \
-	VMOVDQA INIT(8), Y6 ; \
-	VMOVDQA INIT(9), Y7 ; \
-	VMOVDQA INIT(10), Y8 ; \
-	VMOVDQA INIT(11), Y9 ; \
-	VMOVDQA INIT(12), Y10 ; \
-	VMOVDQA INIT(13), Y11 ; \
-	VMOVDQA INIT(14), Y12 ; \
-	VMOVDQA INIT(15), Y13 ; \
-	VMOVDQA INIT(3), Y14 ; \
-	VMOVDQA Y14, WORK(3) ; \
-	VMOVDQA INIT(7), Y14 ; \
-	VMOVDQA Y14, WORK(7)
-
-// ADD8: the input state added; all sixteen vectors to the frame.
-#define ADD8 \
-	VPADDD  INIT(0), Y0, Y0 ; \
-	VMOVDQA Y0, WORK(0) ; \
-	VPADDD  INIT(1), Y1, Y1 ; \
-	VMOVDQA Y1, WORK(1) ; \
-	VPADDD  INIT(2), Y2, Y2 ; \
-	VMOVDQA Y2, WORK(2) ; \
-	VPADDD  INIT(4), Y3, Y3 ; \
-	VMOVDQA Y3, WORK(4) ; \
-	VPADDD  INIT(5), Y4, Y4 ; \
-	VMOVDQA Y4, WORK(5) ; \
-	VPADDD  INIT(6), Y5, Y5 ; \
-	VMOVDQA Y5, WORK(6) ; \
-	VPADDD  INIT(8), Y6, Y6 ; \
-	VMOVDQA Y6, WORK(8) ; \
-	VPADDD  INIT(9), Y7, Y7 ; \
-	VMOVDQA Y7, WORK(9) ; \
-	VPADDD  INIT(10), Y8, Y8 ; \
-	VMOVDQA Y8, WORK(10) ; \
-	VPADDD  INIT(11), Y9, Y9 ; \
-	VMOVDQA Y9, WORK(11) ; \
-	VPADDD  INIT(12), Y10, Y10 ; \
-	VMOVDQA Y10, WORK(12) ; \
-	VPADDD  INIT(13), Y11, Y11 ; \
-	VMOVDQA Y11, WORK(13) ; \
-	VPADDD  INIT(14), Y12, Y12 ; \
-	VMOVDQA Y12, WORK(14) ; \
-	VPADDD  INIT(15), Y13, Y13 ; \
-	VMOVDQA Y13, WORK(15) ; \
-	VMOVDQA WORK(3), Y14 ; \
-	VPADDD  INIT(3), Y14, Y14 ; \
-	VMOVDQA Y14, WORK(3) ; \
-	VMOVDQA WORK(7), Y14 ; \
-	VPADDD  INIT(7), Y14, Y14 ; \
-	VMOVDQA Y14, WORK(7)
-
 TEXT ·blocks8(SB), 0, $1056-40
 	MOVQ out+0(FP), DI
 	MOVQ in+8(FP), SI
@@ -427,14 +322,69 @@ TEXT ·blocks8(SB), 0, $1056-40
 	LEAQ 31(SP), R9
 	ANDQ $-32, R9
 
-	INIT8
+	// The input state, each word broadcast to all eight lanes, but for
+	// the block numbers, set per step.
+	VPBROADCASTD ·sigma<>+0(SB), Y14
+	VMOVDQA      Y14, INIT(0)
+	VPBROADCASTD ·sigma<>+4(SB), Y14
+	VMOVDQA      Y14, INIT(5)
+	VPBROADCASTD ·sigma<>+8(SB), Y14
+	VMOVDQA      Y14, INIT(10)
+	VPBROADCASTD ·sigma<>+12(SB), Y14
+	VMOVDQA      Y14, INIT(15)
+	VPBROADCASTD 0(R8), Y14
+	VMOVDQA      Y14, INIT(1)
+	VPBROADCASTD 4(R8), Y14
+	VMOVDQA      Y14, INIT(2)
+	VPBROADCASTD 8(R8), Y14
+	VMOVDQA      Y14, INIT(3)
+	VPBROADCASTD 12(R8), Y14
+	VMOVDQA      Y14, INIT(4)
+	VPBROADCASTD 16(R8), Y14
+	VMOVDQA      Y14, INIT(11)
+	VPBROADCASTD 20(R8), Y14
+	VMOVDQA      Y14, INIT(12)
+	VPBROADCASTD 24(R8), Y14
+	VMOVDQA      Y14, INIT(13)
+	VPBROADCASTD 28(R8), Y14
+	VMOVDQA      Y14, INIT(14)
+	VPBROADCASTD 0(AX), Y14
+	VMOVDQA      Y14, INIT(6)
+	VPBROADCASTD 4(AX), Y14
+	VMOVDQA      Y14, INIT(7)
 	MOVQ         8(AX), R10
 
 step8:
-	VMOVQ R10, X14 // block numbers R10+j
-	BLOCKS8
+	// Block numbers R10+j for lanes j = 0..7, 64-bit: quadwords
+	// R10+{0,1,4,5} and R10+{2,3,6,7}, whose low and high halves
+	// VSHUFPS gathers in lane order.
+	VMOVQ        R10, X14
+	VPBROADCASTQ X14, Y14
+	VPADDQ       ·lanes0145<>(SB), Y14, Y12
+	VPADDQ       ·lanes2367<>(SB), Y14, Y13
+	VSHUFPS      $0x88, Y13, Y12, Y14
+	VSHUFPS      $0xdd, Y13, Y12, Y15
+	VMOVDQA      Y14, INIT(8)
+	VMOVDQA      Y15, INIT(9)
 
-	LOAD8
+	VMOVDQA INIT(0), Y0
+	VMOVDQA INIT(1), Y1
+	VMOVDQA INIT(2), Y2
+	VMOVDQA INIT(4), Y3
+	VMOVDQA INIT(5), Y4
+	VMOVDQA INIT(6), Y5
+	VMOVDQA INIT(8), Y6
+	VMOVDQA INIT(9), Y7
+	VMOVDQA INIT(10), Y8
+	VMOVDQA INIT(11), Y9
+	VMOVDQA INIT(12), Y10
+	VMOVDQA INIT(13), Y11
+	VMOVDQA INIT(14), Y12
+	VMOVDQA INIT(15), Y13
+	VMOVDQA INIT(3), Y14
+	VMOVDQA Y14, WORK(3)
+	VMOVDQA INIT(7), Y14
+	VMOVDQA Y14, WORK(7)
 
 	MOVQ $10, CX
 
@@ -460,7 +410,41 @@ rounds8:
 	DECQ CX
 	JNZ  rounds8
 
-	ADD8
+	// Add the input state; all sixteen vectors to the frame.
+	VPADDD  INIT(0), Y0, Y0
+	VMOVDQA Y0, WORK(0)
+	VPADDD  INIT(1), Y1, Y1
+	VMOVDQA Y1, WORK(1)
+	VPADDD  INIT(2), Y2, Y2
+	VMOVDQA Y2, WORK(2)
+	VPADDD  INIT(4), Y3, Y3
+	VMOVDQA Y3, WORK(4)
+	VPADDD  INIT(5), Y4, Y4
+	VMOVDQA Y4, WORK(5)
+	VPADDD  INIT(6), Y5, Y5
+	VMOVDQA Y5, WORK(6)
+	VPADDD  INIT(8), Y6, Y6
+	VMOVDQA Y6, WORK(8)
+	VPADDD  INIT(9), Y7, Y7
+	VMOVDQA Y7, WORK(9)
+	VPADDD  INIT(10), Y8, Y8
+	VMOVDQA Y8, WORK(10)
+	VPADDD  INIT(11), Y9, Y9
+	VMOVDQA Y9, WORK(11)
+	VPADDD  INIT(12), Y10, Y10
+	VMOVDQA Y10, WORK(12)
+	VPADDD  INIT(13), Y11, Y11
+	VMOVDQA Y11, WORK(13)
+	VPADDD  INIT(14), Y12, Y12
+	VMOVDQA Y12, WORK(14)
+	VPADDD  INIT(15), Y13, Y13
+	VMOVDQA Y13, WORK(15)
+	VMOVDQA WORK(3), Y14
+	VPADDD  INIT(3), Y14, Y14
+	VMOVDQA Y14, WORK(3)
+	VMOVDQA WORK(7), Y14
+	VPADDD  INIT(7), Y14, Y14
+	VMOVDQA Y14, WORK(7)
 
 	// Words 0-7 of the eight blocks (their first 32 bytes), then words
 	// 8-15 (the last 32).
@@ -473,164 +457,6 @@ rounds8:
 	SUBQ $512, DX
 	JNZ  step8
 
-	VZEROUPPER
-	RET
-
-// func blocks8mac(out, in *byte, n uint64, counter *[16]byte, key *[32]byte, mac *byte, acc *[5]uint64)
-//
-// blocks8 stitched with Poly1305 ("stitching", as OpenSSL's x86_64
-// ChaCha20-Poly1305): each 512-byte step also runs 32 Poly1305 block
-// updates, h = (h + block + 2^128) * r, over the next 512 bytes at mac,
-// on the general registers, which the vector rounds leave idle: three
-// blocks after three of each double round's four QR2s (30), two more
-// after the rounds, before the step's stores. acc holds h0, h1, h2 (the
-// accumulator, h2 small) and r0, r1 (the clamped key) as in x/crypto's
-// Poly1305; h is written back at the end.
-//
-// Vector registers and the frame as in blocks8, plus four words at 1024
-// from R9: BNUM (the step's first block number), LEFT (bytes left), INP
-// and OUTP (in and out, in SI and DI only while a step's key stream is
-// stored). General registers: R9 the frame, CX rounds left; for
-// Poly1305 R10 mac, R11 h0, R12 h1, R13 h2, R14 r0, R8 r1, R15
-// s1 = r1 + r1>>2, and SI DI BX AX DX the products.
-#define BNUM 1024(R9)
-#define LEFT 1032(R9)
-#define INP 1040(R9)
-#define OUTP 1048(R9)
-
-// POLY: one Poly1305 block from (R10), R10 advanced by 16 (LEAQ: the
-// carries of the addition are in the flags), then h *= r modulo
-// 2^130 - 5, partially reduced, as OpenSSL's poly1305-x86_64
-// __poly1305_block does: r1 is a multiple of 4 (clamped), so the
-// products of weight 2^128 and 2^192 fold down as h1*s1 and h2*s1 with
-// s1 = 5*r1/4, leaving d0 = h0*r0 + h1*s1, d1 = h0*r1 + h1*r0 + h2*s1,
-// d2 = h2*r0; then h = d mod 2^130 + 5*(d >> 130). No branch, constant
-// time.
-#define POLY \
-	ADDQ  0(R10), R11; \
-	ADCQ  8(R10), R12; \
-	ADCQ  $1, R13; \
-	LEAQ  16(R10), R10; \
-	MOVQ  R8, AX; \
-	MULQ  R11; \
-	MOVQ  AX, DI; \
-	MOVQ  R14, AX; \
-	MOVQ  DX, BX; \
-	MULQ  R11; \
-	MOVQ  AX, R11; \
-	MOVQ  R14, AX; \
-	MOVQ  DX, SI; \
-	MULQ  R12; \
-	ADDQ  AX, DI; \
-	MOVQ  R15, AX; \
-	ADCQ  DX, BX; \
-	MULQ  R12; \
-	MOVQ  R13, R12; \
-	ADDQ  AX, R11; \
-	ADCQ  DX, SI; \
-	IMULQ R15, R12; \
-	ADDQ  R12, DI; \
-	MOVQ  SI, R12; \
-	ADCQ  $0, BX; \
-	IMULQ R14, R13; \
-	ADDQ  DI, R12; \
-	MOVQ  $-4, AX; \
-	ADCQ  R13, BX; \
-	ANDQ  BX, AX; \
-	MOVQ  BX, R13; \
-	SHRQ  $2, BX; \
-	ANDQ  $3, R13; \
-	ADDQ  BX, AX; \
-	ADDQ  AX, R11; \
-	ADCQ  $0, R12; \
-	ADCQ  $0, R13
-
-TEXT ·blocks8mac(SB), 0, $1088-56
-	MOVQ counter+24(FP), AX
-	MOVQ key+32(FP), R8
-	LEAQ 31(SP), R9
-	ANDQ $-32, R9
-	MOVQ out+0(FP), BX
-	MOVQ BX, OUTP
-	MOVQ in+8(FP), BX
-	MOVQ BX, INP
-	MOVQ n+16(FP), BX
-	MOVQ BX, LEFT
-	MOVQ mac+40(FP), R10
-
-	INIT8
-	MOVQ         8(AX), BX
-	MOVQ         BX, BNUM
-	MOVQ         acc+48(FP), BX
-	MOVQ         0(BX), R11
-	MOVQ         8(BX), R12
-	MOVQ         16(BX), R13
-	MOVQ         24(BX), R14
-	MOVQ         32(BX), R8
-	MOVQ         R8, R15
-	SHRQ         $2, R15
-	ADDQ         R8, R15
-
-step8m:
-	MOVQ  BNUM, AX
-	VMOVQ AX, X14 // block numbers BNUM+j
-	BLOCKS8
-
-	LOAD8
-
-	MOVQ $10, CX
-
-rounds8m:
-	// column round: (x0,x4,x8,x12) with (x5,x9,x13,x1), then
-	// (x10,x14,x2,x6) with (x15,x3,x7,x11), x3 and x7 in for x12 and x13
-	QR2(Y0, Y3, Y6, Y10, Y4, Y7, Y11, Y1, Y14, Y15)
-	POLY
-	VMOVDQA Y10, WORK(12)
-	VMOVDQA Y11, WORK(13)
-	VMOVDQA WORK(3), Y10
-	VMOVDQA WORK(7), Y11
-	QR2(Y8, Y12, Y2, Y5, Y13, Y10, Y11, Y9, Y14, Y15)
-	POLY
-
-	// row round: (x0,x1,x2,x3) with (x5,x6,x7,x4), then
-	// (x10,x11,x8,x9) with (x15,x12,x13,x14), x12 and x13 back in
-	QR2(Y0, Y1, Y2, Y10, Y4, Y5, Y11, Y3, Y14, Y15)
-	POLY
-	VMOVDQA Y10, WORK(3)
-	VMOVDQA Y11, WORK(7)
-	VMOVDQA WORK(12), Y10
-	VMOVDQA WORK(13), Y11
-	QR2(Y8, Y9, Y6, Y7, Y13, Y10, Y11, Y12, Y14, Y15)
-
-	DECQ CX
-	JNZ  rounds8m
-
-	// The step's last two Poly1305 blocks, before its stores (in place,
-	// the MAC reads the bytes this step overwrites).
-	POLY
-	POLY
-
-	ADD8
-
-	// Words 0-7 of the eight blocks (their first 32 bytes), then words
-	// 8-15 (the last 32).
-	MOVQ INP, SI
-	MOVQ OUTP, DI
-	TRANSPOSE_XOR(0, 0)
-	TRANSPOSE_XOR(8, 32)
-
-	ADDQ $512, SI
-	MOVQ SI, INP
-	ADDQ $512, DI
-	MOVQ DI, OUTP
-	ADDQ $8, BNUM
-	SUBQ $512, LEFT
-	JNZ  step8m
-
-	MOVQ acc+48(FP), BX
-	MOVQ R11, 0(BX)
-	MOVQ R12, 8(BX)
-	MOVQ R13, 16(BX)
 	VZEROUPPER
 	RET
 

@@ -15,7 +15,3 @@ func blocks2(ks *[128]byte, counter *[16]byte, key *[32]byte) {
 func blocks2x2(ks *[256]byte, c0, c1 *[16]byte, key *[32]byte) {
 	panic("salsa20: no assembly kernels on this platform")
 }
-
-func xorKeyStreamMACAsm(out, in []byte, counter *[16]byte, key *[32]byte, mac []byte, acc *[5]uint64) {
-	panic("salsa20: no stitched kernel")
-}

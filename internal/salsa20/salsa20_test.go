@@ -2,10 +2,15 @@ package salsa20
 
 import (
 	"bytes"
+	"crypto/subtle"
 	"encoding/binary"
+	"encoding/hex"
+	"errors"
 	"fmt"
-	"math/big"
 	"math/rand/v2"
+	"os"
+	"strconv"
+	"strings"
 	"testing"
 
 	"golang.org/x/crypto/salsa20/salsa"
@@ -262,101 +267,92 @@ func BenchmarkXORKeyStream(b *testing.B) {
 	}
 }
 
-// BenchmarkStitch compares, over 1 MiB, the key stream alone with the key
-// stream stitched with Poly1305 (XORKeyStreamMAC).
-func BenchmarkStitch(b *testing.B) {
-	if !hasAsm {
-		b.Skip("no AVX2 kernels")
+// TestXORKeyStreamECRYPT pins long key streams (131072 bytes: 256 steps of
+// the eight-block kernel) to ECRYPT's verified test vectors, set 6
+// (testdata/ecrypt-set6.txt names the source): the XOR of every 64-byte
+// block, as computed apart from x/crypto and from this package.
+func TestXORKeyStreamECRYPT(t *testing.T) {
+	vectors := readECRYPT(t, "testdata/ecrypt-set6.txt")
+	if len(vectors) != 4 {
+		t.Fatalf("%d vectors in testdata/ecrypt-set6.txt, want 4", len(vectors))
 	}
-	buf := make([]byte, 1<<20)
-	var key [32]byte
-	var counter [16]byte
-	b.Run("keystream", func(b *testing.B) {
-		b.SetBytes(int64(len(buf)))
-		for b.Loop() {
-			XORKeyStream(buf, buf, &counter, &key)
-		}
-	})
-	b.Run("stitched", func(b *testing.B) {
-		acc := [5]uint64{0, 0, 0, 0x0FFFFFFC0FFFFFFF, 0x0FFFFFFC0FFFFFFC}
-		b.SetBytes(int64(len(buf)))
-		for b.Loop() {
-			XORKeyStreamMAC(buf, buf, &counter, &key, buf, &acc)
-		}
-	})
-}
-
-// polyRef is h after Poly1305's block updates over msg from h = h0 + h1<<64
-// + h2<<128, in big integers: (h + m + 2^128) * r mod 2^130 - 5 per block.
-func polyRef(acc *[5]uint64, msg []byte) *big.Int {
-	p := new(big.Int).Sub(new(big.Int).Lsh(big.NewInt(1), 130), big.NewInt(5))
-	word := func(w uint64, shift uint) *big.Int {
-		return new(big.Int).Lsh(new(big.Int).SetUint64(w), shift)
-	}
-	h := new(big.Int).Add(word(acc[0], 0), word(acc[1], 64))
-	h.Add(h, word(acc[2], 128))
-	r := new(big.Int).Add(word(acc[3], 0), word(acc[4], 64))
-	for ; len(msg) > 0; msg = msg[16:] {
-		h.Add(h, word(binary.LittleEndian.Uint64(msg[:8]), 0))
-		h.Add(h, word(binary.LittleEndian.Uint64(msg[8:16]), 64))
-		h.Add(h, word(1, 128))
-		h.Mul(h, r)
-		h.Mod(h, p)
-	}
-	return h
-}
-
-// TestXORKeyStreamMAC: the stitched kernel's key stream is XORKeyStream's
-// (block numbers across 2^32 and 2^64 included), and its accumulator is
-// Poly1305's over mac, separate from in, equal to in (open, in place) and
-// trailing out by a step (seal).
-func TestXORKeyStreamMAC(t *testing.T) {
-	if !hasAsm {
-		t.Skip("no AVX2 kernels on this CPU")
-	}
-	r := rand.New(rand.NewPCG(5, 6))
-	p := new(big.Int).Sub(new(big.Int).Lsh(big.NewInt(1), 130), big.NewInt(5))
-	for _, block := range []uint64{0, 1, 1<<32 - 3, 1<<64 - 3, r.Uint64()} {
-		for _, steps := range []int{1, 2, 5} {
-			for _, mode := range []string{"separate", "in place", "trailing"} {
-				v := randomVector(r, steps*512)
-				binary.LittleEndian.PutUint64(v.counter[8:], block)
-				want := make([]byte, len(v.in))
-				XORKeyStream(want, v.in, &v.counter, &v.key)
-				acc := [5]uint64{r.Uint64(), r.Uint64(), r.Uint64N(4), r.Uint64() & 0x0FFFFFFC0FFFFFFF, r.Uint64() & 0x0FFFFFFC0FFFFFFC}
-				start := acc
-				buf := make([]byte, 512+len(v.in))
-				copy(buf[512:], v.in)
-				// macArg is what the kernel reads, mac what it must have
-				// authenticated.
-				out, in, mac := make([]byte, len(v.in)), v.in, randomVector(r, len(v.in)).in
-				macArg := mac
-				switch mode {
-				case "in place":
-					// mac is in, which the kernel overwrites step by step.
-					out, in, macArg = buf[512:], buf[512:], buf[512:]
-					mac = bytes.Clone(v.in)
-				case "trailing":
-					// mac runs 512 bytes behind out: the first step
-					// reads buf[:512] (zeros), then what the kernel wrote.
-					out, in, macArg = buf[512:], buf[512:], buf[:len(v.in)]
-					mac = append(make([]byte, 512), want[:len(want)-512]...)
-				}
-				ctr := v.counter
-				XORKeyStreamMAC(out, in, &ctr, &v.key, macArg, &acc)
-				if ctr != v.counter {
-					t.Fatalf("counter changed")
-				}
-				if !bytes.Equal(out, want) {
-					t.Fatalf("block %d, %d steps, %s: key stream differs at byte %d", block, steps, mode, firstDiff(out, want))
-				}
-				got := new(big.Int).Add(new(big.Int).SetUint64(acc[0]), new(big.Int).Lsh(new(big.Int).SetUint64(acc[1]), 64))
-				got.Add(got, new(big.Int).Lsh(new(big.Int).SetUint64(acc[2]), 128))
-				got.Mod(got, p)
-				if ref := polyRef(&start, mac); got.Cmp(ref) != 0 || acc[3] != start[3] || acc[4] != start[4] {
-					t.Fatalf("block %d, %d steps, %s: h = %x, want %x", block, steps, mode, got, ref)
-				}
+	modes(t, func(t *testing.T) {
+		for i, v := range vectors {
+			var counter [16]byte
+			copy(counter[:8], v.iv)
+			buf := make([]byte, v.n)
+			XORKeyStream(buf, buf, &counter, &v.key)
+			var digest [64]byte
+			for b := buf; len(b) > 0; b = b[64:] {
+				subtle.XORBytes(digest[:], digest[:], b[:64])
+			}
+			if !bytes.Equal(digest[:], v.digest) {
+				t.Fatalf("vector %d: xor-digest %x, want %x", i, digest, v.digest)
 			}
 		}
+	})
+}
+
+type ecryptVector struct {
+	key        [32]byte
+	iv, digest []byte
+	n          int
+}
+
+func readECRYPT(t *testing.T, path string) []ecryptVector {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
 	}
+	var out []ecryptVector
+	for _, line := range strings.Split(string(data), "\n") {
+		f := strings.Fields(line)
+		if len(f) == 0 || strings.HasPrefix(f[0], "#") {
+			continue
+		}
+		if len(f) != 4 {
+			t.Fatalf("%s: bad line %q", path, line)
+		}
+		var v ecryptVector
+		key, err1 := hex.DecodeString(f[0])
+		iv, err2 := hex.DecodeString(f[1])
+		n, err3 := strconv.Atoi(f[2])
+		digest, err4 := hex.DecodeString(f[3])
+		if err := errors.Join(err1, err2, err3, err4); err != nil || len(key) != 32 || len(iv) != 8 || len(digest) != 64 || n%64 != 0 {
+			t.Fatalf("%s: bad line %q: %v", path, line, err)
+		}
+		v.key, v.iv, v.n, v.digest = [32]byte(key), iv, n, digest
+		out = append(out, v)
+	}
+	return out
+}
+
+// FuzzKeyStream128x2 compares the two-nonce kernel (and KeyStream128, the
+// two-block one) with x/crypto for any key, nonces and block numbers.
+func FuzzKeyStream128x2(f *testing.F) {
+	f.Add([]byte("key"), []byte("nonce-0"), []byte("nonce-1"), uint64(0), uint64(1))
+	f.Add([]byte{0xff}, []byte{}, []byte{0xff}, uint64(1<<32-1), uint64(1<<64-1))
+	f.Fuzz(func(t *testing.T, keyBytes, n0, n1 []byte, b0, b1 uint64) {
+		var key [32]byte
+		copy(key[:], keyBytes)
+		var c0, c1 [16]byte
+		copy(c0[:8], n0)
+		copy(c1[:8], n1)
+		binary.LittleEndian.PutUint64(c0[8:], b0)
+		binary.LittleEndian.PutUint64(c1[8:], b1)
+		want := make([]byte, 256)
+		salsa.XORKeyStream(want[:128], want[:128], &c0, &key)
+		salsa.XORKeyStream(want[128:], want[128:], &c1, &key)
+		var ks [256]byte
+		KeyStream128x2(&ks, &c0, &c1, &key)
+		if !bytes.Equal(ks[:], want) {
+			t.Fatalf("KeyStream128x2: first difference at byte %d", firstDiff(ks[:], want))
+		}
+		var one [128]byte
+		KeyStream128(&one, &c1, &key)
+		if !bytes.Equal(one[:], want[128:]) {
+			t.Fatalf("KeyStream128: first difference at byte %d", firstDiff(one[:], want[128:]))
+		}
+	})
 }

@@ -49,9 +49,18 @@ func Eventually(t testing.TB, timeout time.Duration, what string, cond func() bo
 // AsmModes runs f as a subtest with *use set to true ("asm", only when
 // have: the CPU has the assembly kernels) and then false ("fallback"),
 // restoring *use after each: how a package with assembly kernels and a
-// portable fallback tests both.
+// portable fallback tests both. Where the kernels are built (amd64, gc,
+// not purego) and the CPU has AVX2, a have that is false fails the test
+// instead of leaving the kernels untested; elsewhere the asm subtest is
+// left out and the test log says why.
 func AsmModes(t *testing.T, have bool, use *bool, f func(t *testing.T)) {
 	t.Helper()
+	if asmExpected() && !have {
+		t.Fatal("the CPU has AVX2 and the assembly kernels are built, but the package reports none: the asm subtests would not run")
+	}
+	if !have {
+		t.Log("asm subtest not run: no assembly kernels in this build (purego, not amd64) or no AVX2 on this CPU")
+	}
 	for _, asm := range []bool{true, false} {
 		name := "fallback"
 		if asm {

@@ -1,0 +1,7 @@
+//go:build !amd64 || purego || !gc
+
+package testutil
+
+// asmExpected: no assembly kernels are built here (other architectures,
+// -tags purego, gccgo).
+func asmExpected() bool { return false }
