@@ -212,10 +212,10 @@ func (s *Socket) registerInproc(p *pipe, l *listener) error {
 // commands and has nothing to flush; writer.go, pipe.go and lb.go ask it
 // what they would otherwise ask of the send queue.
 type link interface {
-	ready() bool                   // the peer has room for a message now
+	ready() bool                  // the peer has room for a message now
 	send(m Msg, force bool) error // hand a copy of m over (errFull at the mark, unless force)
-	closed(err error)              // the pipe terminated: release memory, end the other end
-	counts(c *Counters)            // the message and byte counts, both ways
+	closed(err error)             // the pipe terminated: release memory, end the other end
+	counts(c *Counters)           // the message and byte counts, both ways
 }
 
 // inproc ring geometry: a chunk of ringSlots slots, each storing a message
