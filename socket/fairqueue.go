@@ -292,9 +292,7 @@ func (q *fairQueue) ringTakeLocked(r *inprocRing, out *Msg) {
 	c, d := &q.c, ch.data[i][:]
 	nf, size := int(h>>24), int(h&(1<<24-1))
 	if nf == 1 {
-		f := c.frame(size, false)
-		copy(f, d)
-		c.finishOne(out, f, size)
+		c.copyOne(out, d[:size])
 		return
 	}
 	fs := q.frames[:0]

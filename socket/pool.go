@@ -289,6 +289,30 @@ func (c *carver) finishOne(dst *Msg, f []byte, size int) {
 	c.ownInto(dst, fs, size)
 }
 
+// copyOne makes *dst a message of one frame, a copy of b (at most
+// slabFrameMax bytes): finishOne of frame(len(b)) with b copied in, in one
+// step, for the inproc receiver's usual message.
+func (c *carver) copyOne(dst *Msg, b []byte) {
+	n := len(b)
+	if c.cur == nil || slabSize-c.off < n || c.nmsgs == slabMsgs {
+		c.leave()
+		c.cur, c.off, c.nmsgs, c.given = newSlab(), 0, 0, 0
+	}
+	s := c.cur
+	f := s.buf[c.off : c.off+n : c.off+n]
+	copy(f, b)
+	s.dbg.setRegion(c.nmsgs, c.off, c.off+n)
+	c.off += n
+	fs := s.one[c.nmsgs : c.nmsgs+1 : c.nmsgs+1]
+	fs[0] = f
+	o := &s.msgs[c.nmsgs]
+	c.nmsgs++
+	c.given++ // one of the reserved references
+	o.pooled = false
+	dst.Frames, dst.Priority, dst.Buf = fs, 0, nil
+	dst.gen, dst.size, dst.mem = o.gen.Load(), n, o
+}
+
 // ownInto makes *dst the message of frames fs, owned by the next owner of
 // the current slab.
 func (c *carver) ownInto(dst *Msg, fs [][]byte, size int) {
