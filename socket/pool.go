@@ -2,6 +2,7 @@ package socket
 
 import (
 	"math/bits"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"unsafe"
@@ -178,6 +179,37 @@ func (o *msgMem) release(frames [][]byte) {
 		clear(frames)
 	}
 	s.release(1)
+}
+
+// takeRecycleMin is the frame size from which Msg.TakeFrame puts a
+// finalizer on a pooled frame to give it back to the pool.
+const takeRecycleMin = 32 << 10
+
+// take releases the memory of a message with frames except frames[i],
+// which it returns (Msg.TakeFrame); the caller won the compare-and-swap on
+// gen.
+func (o *msgMem) take(frames [][]byte, i int) []byte {
+	f := frames[i]
+	if len(f) <= slabFrameMax {
+		f = append([]byte{}, f...) // it lives in the slab: a copy
+	} else if o.pooled && !debugMsgs && len(f) >= takeRecycleMin {
+		if c := cap(f); sizeClassOf(c) {
+			// f starts its allocation (getBuffer). (Were it sliced from
+			// there, the runtime would put the finalizer on that inner
+			// byte: the rest of the allocation would go back to the pool,
+			// and stay alive until reused.)
+			runtime.SetFinalizer(&f[0], func(p *byte) { putBuffer(unsafe.Slice(p, c)) })
+		}
+	}
+	frames[i] = nil // not given back by release
+	o.release(frames)
+	return f
+}
+
+// sizeClassOf reports whether c is the size of a buffer pool class.
+func sizeClassOf(c int) bool {
+	_, size, ok := sizeClass(c)
+	return ok && size == c
 }
 
 // poisonByte fills freed memory in zpeerdebug builds.
