@@ -120,6 +120,7 @@ type reply struct {
 	kind  codec.Kind
 	body  []byte
 	panic bool
+	msg   socket.Msg // what body is in, for Request to free or take
 }
 
 var callPool = sync.Pool{New: func() any { return &call{ch: make(chan reply, 1)} }}
@@ -304,6 +305,7 @@ func (r *Requester[Req, Resp]) recvLoop() {
 		if len(m.Frames) == 0 || codec.DecodeView(m.Frames[len(m.Frames)-1], &env) != nil ||
 			(env.Kind != codec.KindReply && env.Kind != codec.KindError) {
 			r.c.dropped.Add(1)
+			m.Free()
 			continue
 		}
 		r.mu.Lock()
@@ -311,6 +313,7 @@ func (r *Requester[Req, Resp]) recvLoop() {
 		if c == nil {
 			r.mu.Unlock()
 			r.c.late.Add(1)
+			m.Free()
 			continue
 		}
 		delete(r.pending, env.ID)
@@ -326,7 +329,7 @@ func (r *Requester[Req, Resp]) recvLoop() {
 			r.release(c)
 		}
 		panicked, _ := env.Header(panicHeader)
-		c.ch <- reply{kind: env.Kind, body: env.Body, panic: len(panicked) > 0}
+		c.ch <- reply{kind: env.Kind, body: env.Body, panic: len(panicked) > 0, msg: m}
 		r.mu.Unlock()
 	}
 }
@@ -397,13 +400,11 @@ func (r *Requester[Req, Resp]) Request(ctx context.Context, v Req, opts ...CallO
 
 func (r *Requester[Req, Resp]) request(ctx context.Context, now time.Time, v Req, opts []CallOption) (Resp, error) {
 	var zero Resp
-	bp := codec.GetBuffer()
-	defer codec.PutBuffer(bp)
-	body, err := marshalBody(*bp, v)
+	body, bmem, err := marshalSend(v)
 	if err != nil {
 		return zero, err
 	}
-	*bp = body
+	defer bmem.release()
 	env := codec.Envelope{Kind: codec.KindData, Body: body, Seq: r.seq.Add(1)}
 	stamp(&env, now, &r.o, opts)
 
@@ -424,7 +425,7 @@ attempt:
 			timer.Reset(r.o.timeout)
 		}
 		env.ID = codec.NewID()
-		frame, err := encodeEnvelope(&env)
+		frame, fmem, err := encodeSend(&env)
 		if err != nil {
 			return zero, err
 		}
@@ -451,7 +452,8 @@ attempt:
 			}
 			r.mu.Unlock()
 			if p != nil {
-				err := r.sock.SendTo(ctx, p.peer, socket.Msg{Frames: [][]byte{empty, frame}, Priority: env.Priority})
+				err := r.sock.SendTo(ctx, p.peer, socket.Msg{Frames: [][]byte{empty, frame}, Priority: env.Priority, Buf: fmem.sb})
+				fmem.release()
 				if err == nil {
 					if r.sent != nil {
 						r.sent(p.peer)
@@ -511,14 +513,19 @@ attempt:
 		}
 		if rep.kind == codec.KindError {
 			msg, err := unmarshalBody[string](rep.body)
+			rep.msg.Free()
 			if err != nil {
 				msg = "undecodable error reply"
 			}
 			return zero, &RemoteError{Message: msg, Panic: rep.panic}
 		}
-		// The reply's message is never freed: a large []byte can be
-		// the received memory itself.
-		resp, _, err := takeBody[Resp](rep.body)
+		resp, kept, err := takeBody[Resp](rep.body)
+		if kept {
+			// a large []byte: the received memory itself, the caller's now
+			rep.msg.TakeFrame(len(rep.msg.Frames) - 1)
+		} else {
+			rep.msg.Free()
+		}
 		if err != nil {
 			return zero, fmt.Errorf("pattern: reply: %w", err)
 		}
@@ -736,7 +743,9 @@ func (rp *Replier[Req, Resp]) worker() {
 		if err != nil {
 			return
 		}
-		if !rp.serve(m) {
+		if rp.serve(m) {
+			m.TakeFrame(len(m.Frames) - 1) // the request value was (a part of) the received frame
+		} else {
 			m.Free() // serve has copied what it keeps
 		}
 	}
@@ -756,8 +765,8 @@ func (rp *Replier[Req, Resp]) serve(m socket.Msg) (kept bool) {
 	out := env.Reply()
 	out.Sender, out.Type, out.Timestamp = rp.o.name, rp.o.msgType, now().UnixNano()
 	var resp Resp
-	bp := codec.GetBuffer()
-	defer codec.PutBuffer(bp)
+	var bmem sendMem // the reply body's memory
+	defer func() { bmem.release() }()
 	req, kept, err := takeBodyMode[Req](env.Body, rp.o.borrow)
 	panicked := false
 	if err == nil {
@@ -773,22 +782,22 @@ func (rp *Replier[Req, Resp]) serve(m socket.Msg) (kept bool) {
 		if panicked {
 			out.Headers = map[string]string{panicHeader: "1"}
 		}
-		out.Body, _ = marshalBody(*bp, err.Error())
-	} else if out.Body, err = marshalBody(*bp, resp); err != nil {
+		out.Body, bmem, _ = marshalSend(err.Error())
+	} else if out.Body, bmem, err = marshalSend(resp); err != nil {
 		rp.c.errors.Add(1)
 		out.Kind = codec.KindError
-		out.Body, _ = marshalBody((*bp)[:0], "pattern: marshal reply: "+err.Error())
+		out.Body, bmem, _ = marshalSend("pattern: marshal reply: " + err.Error())
 	}
-	*bp = out.Body
-	frame, err := encodeEnvelope(&out)
+	frame, fmem, err := encodeSend(&out)
 	if err != nil {
 		rp.c.dropped.Add(1)
 		return kept
 	}
+	defer fmem.release()
 	// The routing frames, then the reply (in a new slice: m's frames are
 	// freed after this, and a large reply is written from its memory).
 	frames := append(m.Frames[:n-1:n-1], frame)
-	if err := rp.sock.Send(rp.ctx, socket.Msg{Frames: frames, Priority: out.Priority}); err != nil {
+	if err := rp.sock.Send(rp.ctx, socket.Msg{Frames: frames, Priority: out.Priority, Buf: fmem.sb}); err != nil {
 		rp.c.dropped.Add(1) // the requester has gone, or its queue is full
 		return kept
 	}
