@@ -226,7 +226,9 @@ func (a *ackPuller[T]) worker() {
 			last = ps
 		}
 		due, kept := a.process(ps, m)
-		if !kept {
+		if kept {
+			m.TakeFrame(len(m.Frames) - 1) // the value is (a part of) the received frame
+		} else {
 			m.Free() // process has copied what it keeps
 		}
 		if due == 0 {

@@ -17,6 +17,7 @@ package pattern
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -292,6 +293,7 @@ func benchPipelineOf[T any](b *testing.B, v T, size int64, acked bool, credit in
 		b.SetBytes(size)
 	}
 	b.ReportAllocs()
+	cpu0 := processCPU()
 	b.ResetTimer()
 	start := time.Now()
 	for range b.N {
@@ -307,6 +309,7 @@ func benchPipelineOf[T any](b *testing.B, v T, size int64, acked bool, credit in
 	}
 	b.StopTimer()
 	reportRate(b, b.N, start)
+	b.ReportMetric(float64(processCPU()-cpu0)/float64(b.N), "cpu-ns/op")
 }
 
 // BenchmarkTypedPipeline is a fire-and-forget Pusher and Puller.
@@ -608,4 +611,81 @@ func cpuTime() time.Duration {
 		return 0
 	}
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// BenchmarkLargeReqRep is BenchmarkTypedReqRep and its raw twin with 1 MiB
+// requests and replies, each round trip timed: the typed Requester and
+// Replier (owned values, the default) against a DEALER and a ROUTER that
+// echo the frame and free what they receive.
+func BenchmarkLargeReqRep(b *testing.B) {
+	const size = 1 << 20
+	payload := make([]byte, size)
+	b.Run("typed", func(b *testing.B) {
+		rp, err := NewReplier(func(_ context.Context, v []byte) ([]byte, error) { return v, nil },
+			WithBind(loopback), WithWorkers(1))
+		rp = cleanup(b, rp, err)
+		rq, err := NewRequester[[]byte, []byte](WithConnect(ep(b, rp)))
+		rq = cleanup(b, rq, err)
+		ctx := context.Background()
+		timeRoundTrips(b, size, func() {
+			if _, err := rq.Request(ctx, payload); err != nil {
+				b.Fatal(err)
+			}
+		})
+	})
+	b.Run("raw", func(b *testing.B) {
+		router, err := socket.New(socket.ROUTER)
+		router = cleanup(b, router, err)
+		rep, _ := router.Bind(loopback)
+		dealer, err := socket.New(socket.DEALER, socket.WithLinger(0))
+		dealer = cleanup(b, dealer, err)
+		dealer.Connect(rep)
+		ctx, cancel := context.WithCancel(context.Background())
+		var wg sync.WaitGroup
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				m, err := router.Recv(ctx)
+				if err != nil {
+					return
+				}
+				router.Send(ctx, m)
+				m.Free()
+			}
+		}()
+		defer func() { cancel(); wg.Wait() }()
+		waitFor(b, "connected", func() bool { return dealer.Peers() == 1 })
+		timeRoundTrips(b, size, func() {
+			if err := dealer.Send(ctx, socket.Msg{Frames: [][]byte{empty, payload}}); err != nil {
+				b.Fatal(err)
+			}
+			m, err := dealer.Recv(ctx)
+			if err != nil {
+				b.Fatal(err)
+			}
+			m.Free()
+		})
+	})
+}
+
+// timeRoundTrips runs rt b.N times (after one untimed), timing each, and
+// reports the p50 and p99 round trip and the CPU per round trip.
+func timeRoundTrips(b *testing.B, size int, rt func()) {
+	rt()
+	b.SetBytes(int64(size))
+	b.ReportAllocs()
+	lat := make([]time.Duration, 0, b.N)
+	cpu0 := processCPU()
+	b.ResetTimer()
+	for range b.N {
+		t := time.Now()
+		rt()
+		lat = append(lat, time.Since(t))
+	}
+	b.StopTimer()
+	slices.Sort(lat)
+	b.ReportMetric(float64(lat[len(lat)/2].Microseconds()), "p50-µs")
+	b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds()), "p99-µs")
+	b.ReportMetric(float64(processCPU()-cpu0)/float64(b.N), "cpu-ns/op")
 }

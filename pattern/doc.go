@@ -109,7 +109,8 @@
 //
 // A received value owns its memory: a []byte or string is a copy of the
 // bytes that came in, except that a []byte of 4 KiB or more is the received
-// frame itself (handed over, never reused). Everything else of a received
+// frame itself (handed over with socket.Msg.TakeFrame: reused only once the
+// garbage collector finds it unreferenced). Everything else of a received
 // message goes back to the socket for reuse (socket.Msg.Free) as soon as
 // it is decoded, so a busy receiver makes little garbage. With
 // WithBorrowedValues a Puller's or Replier's []byte or string value is

@@ -116,6 +116,59 @@ func (m sendMem) release() {
 	}
 }
 
+// marshalSend marshals v as a body to encode into an envelope (see
+// encodeSend), in memory the caller releases once that is done: a pooled
+// buffer, or for a []byte or string of socket.CopyThreshold bytes and more
+// a socket.Buffer, so that a large body costs no fresh memory (codec's
+// pool does not keep buffers that large).
+func marshalSend[T any](v T) (body []byte, mem sendMem, err error) {
+	if n := bodyLen(v); n >= socket.CopyThreshold {
+		sb := socket.NewBuffer(n)
+		if body, err = marshalBody(sb.Bytes()[:0], v); err != nil {
+			sb.Release()
+			return nil, sendMem{}, err
+		}
+		return body, sendMem{sb: sb}, nil
+	}
+	bp := codec.GetBuffer()
+	if body, err = marshalBody(*bp, v); err != nil {
+		codec.PutBuffer(bp)
+		return nil, sendMem{}, err
+	}
+	*bp = body
+	return body, sendMem{bp: bp}, nil
+}
+
+// encodeSend encodes e for socket.Send. An envelope whose body is
+// socket.CopyThreshold bytes or more is encoded into a socket.Buffer, sent
+// with the frame (socket.Msg.Buf) and released by the caller once Send has
+// returned (mem.release): the socket holds it until written, and then it
+// is reused, where a new slice per message would be fresh memory, zeroed
+// and page-faulted in. Anything else is in a new slice (mem is empty).
+func encodeSend(e *codec.Envelope) (frame []byte, mem sendMem, err error) {
+	if len(e.Body) < socket.CopyThreshold {
+		frame, err = encodeEnvelope(e)
+		return frame, sendMem{}, err
+	}
+	// room for every field but the body, generously: it is rounded up to
+	// a size class anyway
+	n := len(e.Body) + 256 + len(e.Sender) + len(e.Type) + len(e.Topic)
+	for k, v := range e.Headers {
+		n += len(k) + len(v) + 10
+	}
+	sb := socket.NewBuffer(n)
+	buf := sb.Bytes()[:0]
+	if frame, err = e.AppendEncode(buf); err != nil {
+		sb.Release()
+		return nil, sendMem{}, err
+	}
+	if unsafe.SliceData(frame) != unsafe.SliceData(buf) {
+		sb.Release() // it did not fit after all: frame is a new slice
+		return frame, sendMem{}, nil
+	}
+	return sb.SetLen(len(frame)), sendMem{sb: sb}, nil
+}
+
 // encodePooled encodes e into a pooled buffer, for a frame that goes
 // straight to socket.Send (see sendMem). A larger encoding is copied into
 // a socket.Buffer, reused once the socket has written it.

@@ -448,7 +448,9 @@ func (pl *Puller[T]) worker() {
 		if err != nil && pl.ctx.Err() == nil {
 			pl.o.logger.Warn("pattern: puller handler failed", "id", env.ID, "err", err)
 		}
-		if !kept {
+		if kept {
+			m.TakeFrame(0) // the value is (a part of) the received frame: its memory is the value's now
+		} else {
 			m.Free() // the value handed to the handler was a copy
 		}
 	}

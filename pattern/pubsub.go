@@ -374,7 +374,9 @@ func (s *Subscriber[T]) Recv(ctx context.Context) (Message[T], error) {
 		if err == nil {
 			logUnknownKeys[T](&s.o, body)
 		}
-		if !kept {
+		if kept {
+			sm.TakeFrame(len(sm.Frames) - 1) // the value is (a part of) the received frame
+		} else {
 			sm.Free() // the value, like the rest of m, is a copy
 		}
 		if err != nil {

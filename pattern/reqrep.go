@@ -131,6 +131,7 @@ type reply struct {
 	body  []byte
 	panic bool
 	env   *codec.View // with WithTracer: the reply's envelope, for its trace context
+	msg   socket.Msg  // what body is in, for Request to free or take
 }
 
 var callPool = sync.Pool{New: func() any { return &call{ch: make(chan reply, 1)} }}
@@ -345,10 +346,11 @@ func (r *Requester[Req, Resp]) recvLoop() {
 		} else if left != nil {
 			left.taken++
 		}
-		if ok {
-			r.answer(&env)
-		} else {
+		if !ok {
 			r.c.dropped.Add(1)
+			m.Free()
+		} else if !r.answer(&env, m) {
+			m.Free() // late: nobody waits for it
 		}
 		if left != nil && r.allTaken(left) {
 			// Every message the gone replier sent is taken: its attempts
@@ -362,11 +364,11 @@ func (r *Requester[Req, Resp]) recvLoop() {
 
 // answer hands a reply to the call it answers, if one waits for it. r.mu
 // is held.
-func (r *Requester[Req, Resp]) answer(env *codec.View) {
+func (r *Requester[Req, Resp]) answer(env *codec.View, m socket.Msg) bool {
 	c := r.pending[env.ID]
 	if c == nil {
 		r.c.late.Add(1)
-		return
+		return false
 	}
 	delete(r.pending, env.ID)
 	if p := c.peer; p != nil {
@@ -381,12 +383,13 @@ func (r *Requester[Req, Resp]) answer(env *codec.View) {
 		r.release(c)
 	}
 	panicked, _ := env.Header(panicHeader)
-	rep := reply{kind: env.Kind, body: env.Body, panic: len(panicked) > 0}
+	rep := reply{kind: env.Kind, body: env.Body, panic: len(panicked) > 0, msg: m}
 	if r.o.tracer != nil {
 		e := *env
 		rep.env = &e
 	}
 	c.ch <- rep
+	return true
 }
 
 // pick chooses the replier for an attempt among the connected ones whose
@@ -462,13 +465,11 @@ func (r *Requester[Req, Resp]) Request(ctx context.Context, v Req, opts ...CallO
 
 func (r *Requester[Req, Resp]) request(ctx context.Context, now time.Time, v Req, opts []CallOption) (Resp, error) {
 	var zero Resp
-	bp := codec.GetBuffer()
-	defer codec.PutBuffer(bp)
-	body, err := marshalBody(*bp, v)
+	body, bmem, err := marshalSend(v)
 	if err != nil {
 		return zero, err
 	}
-	*bp = body
+	defer bmem.release()
 	env := codec.Envelope{Kind: codec.KindData, Body: body, Seq: r.seq.Add(1)}
 	stamp(&env, now, &r.o, opts)
 
@@ -489,7 +490,7 @@ attempt:
 			timer.Reset(r.o.timeout)
 		}
 		env.ID = codec.NewID()
-		frame, err := encodeEnvelope(&env)
+		frame, fmem, err := encodeSend(&env)
 		if err != nil {
 			return zero, err
 		}
@@ -516,7 +517,8 @@ attempt:
 			}
 			r.mu.Unlock()
 			if p != nil {
-				err := r.sock.SendTo(ctx, p.peer, socket.Msg{Frames: [][]byte{empty, frame}, Priority: env.Priority})
+				err := r.sock.SendTo(ctx, p.peer, socket.Msg{Frames: [][]byte{empty, frame}, Priority: env.Priority, Buf: fmem.sb})
+				fmem.release()
 				if err == nil {
 					if r.sent != nil {
 						r.sent(p.peer)
@@ -567,12 +569,14 @@ attempt:
 			rep = <-c.ch // the reply won the race
 		case <-ctx.Done():
 			if !r.abandon(c, nil) {
-				<-c.ch
+				rep := <-c.ch // the reply won the race: nobody takes it
+				rep.msg.Free()
 			}
 			return zero, ctxError(ctx)
 		case <-r.ctx.Done():
 			if !r.abandon(c, nil) {
-				<-c.ch
+				rep := <-c.ch
+				rep.msg.Free()
 			}
 			return zero, ErrClosed
 		}
@@ -586,14 +590,19 @@ attempt:
 		}
 		if rep.kind == codec.KindError {
 			msg, err := unmarshalBody[string](rep.body)
+			rep.msg.Free()
 			if err != nil {
 				msg = "undecodable error reply"
 			}
 			return zero, &RemoteError{Message: msg, Panic: rep.panic}
 		}
-		// The reply's message is never freed: a large []byte can be
-		// the received memory itself.
-		resp, _, err := takeBody[Resp](rep.body)
+		resp, kept, err := takeBody[Resp](rep.body)
+		if kept {
+			// a large []byte: the received memory itself, the caller's now
+			rep.msg.TakeFrame(len(rep.msg.Frames) - 1)
+		} else {
+			rep.msg.Free()
+		}
 		if err != nil {
 			return zero, fmt.Errorf("pattern: reply: %w", err)
 		}
@@ -680,7 +689,8 @@ func putTimer(t *time.Timer) {
 
 func drain(ch chan reply) {
 	select {
-	case <-ch:
+	case rep := <-ch:
+		rep.msg.Free()
 	default:
 	}
 }
@@ -814,7 +824,9 @@ func (rp *Replier[Req, Resp]) worker() {
 		if err != nil {
 			return
 		}
-		if !rp.serve(m) {
+		if rp.serve(m) {
+			m.TakeFrame(len(m.Frames) - 1) // the request value was (a part of) the received frame
+		} else {
 			m.Free() // serve has copied what it keeps
 		}
 	}
@@ -834,8 +846,8 @@ func (rp *Replier[Req, Resp]) serve(m socket.Msg) (kept bool) {
 	out := env.Reply()
 	out.Sender, out.Type, out.Timestamp = rp.o.name, rp.o.msgType, now().UnixNano()
 	var resp Resp
-	bp := codec.GetBuffer()
-	defer codec.PutBuffer(bp)
+	var bmem sendMem // the reply body's memory
+	defer func() { bmem.release() }()
 	req, kept, err := takeBodyMode[Req](env.Body, rp.o.borrow)
 	panicked := false
 	ctx := rp.ctx
@@ -859,13 +871,12 @@ func (rp *Replier[Req, Resp]) serve(m socket.Msg) (kept bool) {
 		if panicked {
 			out.Headers = map[string]string{panicHeader: "1"}
 		}
-		out.Body, _ = marshalBody(*bp, err.Error())
-	} else if out.Body, err = marshalBody(*bp, resp); err != nil {
+		out.Body, bmem, _ = marshalSend(err.Error())
+	} else if out.Body, bmem, err = marshalSend(resp); err != nil {
 		rp.c.errors.Add(1)
 		out.Kind = codec.KindError
-		out.Body, _ = marshalBody((*bp)[:0], "pattern: marshal reply: "+err.Error())
+		out.Body, bmem, _ = marshalSend("pattern: marshal reply: " + err.Error())
 	}
-	*bp = out.Body
 	endSend := nopEnd
 	if rp.o.tracer != nil {
 		h := headerCarrier{}
@@ -877,16 +888,17 @@ func (rp *Replier[Req, Resp]) serve(m socket.Msg) (kept bool) {
 			out.Headers[k] = v
 		}
 	}
-	frame, err := encodeEnvelope(&out)
+	frame, fmem, err := encodeSend(&out)
 	if err != nil {
 		rp.c.dropped.Add(1)
 		endSend(err)
 		return kept
 	}
+	defer fmem.release()
 	// The routing frames, then the reply (in a new slice: m's frames are
 	// freed after this, and a large reply is written from its memory).
 	frames := append(m.Frames[:n-1:n-1], frame)
-	err = rp.sock.Send(rp.ctx, socket.Msg{Frames: frames, Priority: out.Priority})
+	err = rp.sock.Send(rp.ctx, socket.Msg{Frames: frames, Priority: out.Priority, Buf: fmem.sb})
 	endSend(err)
 	if err != nil {
 		rp.c.dropped.Add(1) // the requester has gone, or its queue is full

@@ -32,6 +32,8 @@ type fairQueue struct {
 	orphanBytes int64         // ... and their body bytes
 	orphanRoom  chan struct{} // closed (and replaced) when orphans drop below the mark
 	orphanWait  []*Socket     // inproc senders waiting for orphan room, signalled when there is
+	c           carver        // the memory of messages taken from inproc ring slots
+	frames      [][]byte      // scratch for their frames
 
 	// orphanFull mirrors orphansFullLocked for inproc senders, which check
 	// it without the lock: written holding mu. It has a cache line of its
@@ -115,13 +117,19 @@ func (q *fairQueue) orphansFullLocked() bool {
 // orphan turns what p still has queued into orphans; the socket calls it
 // once, when p is gone.
 func (q *fairQueue) orphan(p *pipe) {
+	var ringB int64
+	if r := p.ring; r != nil && r.from != nil {
+		ringB = r.from.stop() // its sender hands nothing more over
+	}
 	q.mu.Lock()
-	if p.mb != nil {
-		p.mb.mu.Lock()
-		p.mb.closed = true // the sender hands nothing more over
-		p.mb.mu.Unlock()
-		if q.refillLocked(p) && !p.in.active {
+	if r := p.ring; r != nil {
+		// what the ring holds counts as queued (it was handed over)
+		n := r.pub.Load() - r.taken
+		q.orphans += int(n)
+		q.orphanBytes += ringB - r.takenB
+		if n > 0 && !p.in.active {
 			// its sender had not listed it yet (it finds it listed)
+			r.listed.Store(true)
 			q.activateLocked(p)
 			q.wake()
 		}
@@ -215,8 +223,14 @@ func (q *fairQueue) tryPopInto(out *Msg) (*pipe, bool) {
 		q.next = 0
 	}
 	p := q.active[q.next]
-	wasFull := p.mb == nil && q.fullLocked(p)
-	empty := p.in.takeInto(out)
+	r := p.ring
+	wasFull := r == nil && q.fullLocked(p)
+	var empty bool
+	if r != nil {
+		q.ringTakeLocked(r, out)
+	} else {
+		empty = p.in.takeInto(out)
+	}
 	m := out
 	if p.in.gone {
 		wasFull := q.orphansFullLocked()
@@ -233,12 +247,10 @@ func (q *fairQueue) tryPopInto(out *Msg) (*pipe, bool) {
 			q.orphanWait = q.orphanWait[:0]
 		}
 	}
-	if p.mb != nil {
+	if r != nil {
 		// inproc: the sender's room is what it sent less what was taken
-		p.mb.took(p, m.size, q)
-		if empty {
-			empty = !q.refillLocked(p)
-		}
+		r.tookLocked(p, m.size, q)
+		empty = r.emptyLocked()
 	}
 	if empty {
 		p.in.active = false
@@ -260,6 +272,55 @@ func (q *fairQueue) tryPopInto(out *Msg) (*pipe, bool) {
 	}
 	q.mu.Unlock()
 	return p, true
+}
+
+// ringTakeLocked takes the next message of the inproc ring r, which has
+// one, into *out. A message stored in its slot is copied into the
+// receiving socket's own memory (q.c): its Free touches nothing of the
+// sender's. The caller holds q.mu.
+func (q *fairQueue) ringTakeLocked(r *inprocRing, out *Msg) {
+	if r.pos == ringSlots {
+		r.next()
+	}
+	ch, i := r.head, r.pos
+	r.pos++
+	h := ch.hdr[i]
+	if h == 0 {
+		slot := &ch.msg[i]
+		*out = *slot
+		*slot = Msg{}
+		return
+	}
+	c, d := &q.c, ch.data[i][:]
+	nf, size := int(h>>24), int(h&(1<<24-1))
+	if nf == 1 {
+		c.copyOne(out, d[:size])
+		return
+	}
+	fs := q.frames[:0]
+	off := nf
+	for k := range nf {
+		n := int(d[k])
+		f := c.frame(n, false)
+		off += copy(f, d[off:off+n])
+		fs = append(fs, f)
+	}
+	c.finishInto(out, fs, size)
+	clear(fs)
+	q.frames = fs[:0]
+}
+
+// list makes p, whose ring the sender found idle, active in the fair
+// queue and wakes a receiver.
+func (q *fairQueue) list(p *pipe) {
+	q.mu.Lock()
+	if p.in.active {
+		q.mu.Unlock()
+		return
+	}
+	q.activateLocked(p)
+	q.mu.Unlock()
+	q.wake()
 }
 
 // pop waits for the next message. abort, when not nil, ends the wait with

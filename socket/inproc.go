@@ -4,32 +4,47 @@ import (
 	"fmt"
 	"net"
 	"sync"
+	"sync/atomic"
 )
 
 // inproc:// connects sockets of one process without a network, a ZMTP
 // greeting or a handshake: a connected pair of pipes hands each message
-// over in memory. Send copies the frames (into the sender's pooled slab
-// memory, so a sender that reuses its message and a receiver that frees
-// what it reads allocate nothing), passes the copy through the receiving
-// socket type's incoming filter, as a reader goroutine would, and appends
-// it to the receiving pipe's mailbox. The receiving socket's fair queue
-// takes a whole mailbox at a time when that pipe's inbox runs empty, so
-// sender and receiver meet on one lock per batch rather than per message
-// (see mailbox). The high-water mark is the receiver's receive mark (a
-// sender finds the peer full when the receiver holds RecvHWM messages or
-// RecvHWMBytes of it, mailbox and inbox together); the send mark plays no
-// part, as nothing waits on the sending side. A sender blocked on a full
-// peer is woken when the receiver has read it down to half its mark.
-// Close is immediate: what was handed over stays deliverable to the
-// receiver, as with any peer that goes.
+// over in memory. Each pipe's sending side is an inprocLink, the pipe's
+// link (link replaces the batch writer for it); its receiving side is an
+// inprocRing, which the receiving socket's fair queue reads.
 //
-// Per message, each end writes only memory of its own or memory it holds
-// the lock of anyway: the sender counts what it hands over in the mailbox
-// (the counts both ends' Stats show), the receiver what it took under its
-// fair queue's lock, and the sender looks at the latter only when its last
-// look says the peer is full. The copy is built in its place in the
-// mailbox, and a PULL, DEALER or PAIR peer's incoming filter, which passes
-// everything, is not called.
+// The ring is a lock-free single-producer, single-consumer queue (libzmq's
+// ypipe): chunks of slots, linked as the sender fills them and recycled
+// once the receiver is through them. The sender (one at a time, under its
+// pipe's wmu) writes a message into the next slot and publishes the count
+// of messages written with one atomic store; the receiver (one at a time,
+// under its fair queue's mu) reads slots up to the count it last loaded,
+// and loads it again only when it gets there. A message of up to
+// slotBytes body bytes is stored in its slot and copied out by the
+// receiver into its own slab memory: its memory, owner and Free stay on
+// the receiver's side, and the slot is the only memory both cores touch. A
+// larger message, or one the receiving type's incoming filter must see, is
+// copied by the sender into its own pooled memory (the copy a Send always
+// makes), passed through the filter as a reader goroutine would, and
+// stored in its slot as a Msg. A PULL, DEALER or PAIR peer's filter passes
+// everything and is not called.
+//
+// The sender lists the pipe in the receiver's fair queue (and wakes a
+// receiver) only when the pipe was idle: the ring's listed flag, which the
+// receiver clears when it finds the ring empty (and looks once more, so
+// that a message published meanwhile is not missed).
+//
+// The high-water mark is the receiver's receive mark (a sender finds the
+// peer full when it holds RecvHWM messages or RecvHWMBytes of it); the send
+// mark plays no part, as nothing waits on the sending side. The sender
+// counts what it publishes, the receiver what it took (under its fair
+// queue's lock), and the sender looks at the latter only when its last
+// look says the peer is full; then it asks to be woken once the receiver
+// has read it down to half its mark (libzmq's low-water mark).
+//
+// Close is immediate: what was handed over stays deliverable to the
+// receiver, as with any peer that goes (the fair queue counts it as
+// orphans).
 //
 // As in libzmq 4.x, a socket may connect before another binds the name
 // (the connection is made when it does, and again after an unbind and a
@@ -108,7 +123,7 @@ func (s *Socket) inprocDialLoop(d *dialer) {
 		ln, changed := r.bound[d.ep.addr], r.changed
 		r.mu.Unlock()
 		if ln != nil {
-			p, err := s.inprocLink(d, ln)
+			p, err := s.linkInproc(d, ln)
 			if err == nil {
 				select {
 				case <-p.done:
@@ -129,20 +144,14 @@ func (s *Socket) inprocDialLoop(d *dialer) {
 	}
 }
 
-// inprocLink connects d's socket to the one bound at ln: a pipe in each,
+// linkInproc connects d's socket to the one bound at ln: a pipe in each,
 // each the other's peer, registered and attached in both sockets.
-func (s *Socket) inprocLink(d *dialer, ln *inprocListener) (*pipe, error) {
+func (s *Socket) linkInproc(d *dialer, ln *inprocListener) (*pipe, error) {
 	b := ln.s
 	pa := newInprocPipe(s, d.ep.raw, b)
 	pb := newInprocPipe(b, ln.l.bound, s)
-	pa.peer, pb.peer = pb, pa
-	for _, p := range []*pipe{pa, pb} {
-		ip, r := p.ip, p.peer.s
-		ip.hwm, ip.hwmB = int64(r.fq.hwm), r.fq.hwmB
-		if _, ok := r.proto.(passIncoming); !ok {
-			ip.incoming = r.proto.incoming // (else no call per message)
-		}
-	}
+	newInprocLink(pa, pb)
+	newInprocLink(pb, pa)
 	if err := b.registerInproc(pb, ln.l); err != nil {
 		return nil, err
 	}
@@ -166,8 +175,8 @@ func (s *Socket) inprocLink(d *dialer, ln *inprocListener) (*pipe, error) {
 		p.s.connects.Add(1)
 		p.s.attach(p)
 	}
-	pb.linkUp()
-	pa.linkUp()
+	pb.link.(*inprocLink).start()
+	pa.link.(*inprocLink).start()
 	for _, p := range []*pipe{pb, pa} {
 		p.s.ev.emit(Event{Kind: EventConnected, Endpoint: p.endpoint, Remote: p.remote, PeerType: p.peerType, PeerID: p.routeID})
 		p.s.signalReady()
@@ -197,17 +206,90 @@ func (s *Socket) registerInproc(p *pipe, l *listener) error {
 	return nil
 }
 
-// inprocState is an inproc pipe's sending side, guarded by the pipe's wmu.
-type inprocState struct {
+// link carries a pipe's messages to its peer some other way than the batch
+// writer and a connection: inproc's hand-over in memory (inprocLink) is
+// the one there is. A pipe with a link has no connection, sends no
+// commands and has nothing to flush; writer.go, pipe.go and lb.go ask it
+// what they would otherwise ask of the send queue.
+type link interface {
+	ready() bool                  // the peer has room for a message now
+	send(m Msg, force bool) error // hand a copy of m over (errFull at the mark, unless force)
+	closed(err error)             // the pipe terminated: release memory, end the other end
+	counts(c *Counters)           // the message and byte counts, both ways
+}
+
+// inproc ring geometry: a chunk of ringSlots slots, each storing a message
+// of up to slotBytes body bytes (a message of several frames spends a byte
+// per frame on its length, and has at most maxSlotFrames of them).
+const (
+	ringSlots     = 256
+	slotBytes     = 128
+	maxSlotFrames = 16
+	ringSpares    = 8 // chunks kept for reuse: enough for a queue of 2048 messages
+)
+
+// ringChunk is a run of slots of an inproc ring. It is over 32 KiB, so the
+// allocator places it on a page boundary and each slot's data on cache
+// lines of its own.
+type ringChunk struct {
+	data [ringSlots][slotBytes]byte
+	// hdr says what slot i holds: frames<<24 | body bytes for a message
+	// stored in data[i], 0 for one in msg[i].
+	hdr  [ringSlots]uint32
+	msg  [ringSlots]Msg // messages not stored in their slot: the sender's copies
+	next *ringChunk     // written by the sender before it publishes a message in next
+}
+
+// inprocRing is an inproc pipe's receiving side: the messages its peer's
+// link published and the receiver has not taken yet.
+type inprocRing struct {
+	from *inprocLink // the sending side, set at the link
+
+	// The sender's, read by the receiver: the count of messages published
+	// (every slot before it is written).
+	pub atomic.Int64
+	_   [56]byte
+	// listed: the pipe is active in the receiving fair queue, or its sender
+	// is listing it. The sender sets it (and lists the pipe) when it was
+	// clear; the receiver clears it when it finds the ring empty.
+	listed atomic.Bool
+	spares [ringSpares]atomic.Pointer[ringChunk] // chunks the receiver is through, for the sender
+	_      [40]byte
+
+	// The receiver's, guarded by the receiving socket's fq.mu.
+	head   *ringChunk // the chunk being read, from slot pos
+	pos    int
+	avail  int64 // pub when the receiver last loaded it
+	taken  int64 // messages taken (every one before avail is published)
+	takenB int64 // ... and their body bytes
+	// waiting: the sender found the peer full and waits for a signal; it
+	// had sent sent messages (sentB bytes) when it looked.
+	waiting     bool
+	sent, sentB int64
+	_           [64]byte
+}
+
+// inprocLink is an inproc pipe's sending side, the pipe's link. Its fields
+// are guarded by the pipe's wmu.
+type inprocLink struct {
+	p, peer *pipe
+	r       *inprocRing // peer's ring
+	fq      *fairQueue  // peer's socket's fair queue
+
 	up      bool     // both ends attached: hand messages over
 	pending []Msg    // what was sent before that (copies)
-	c       carver   // the memory of the copies handed over
+	c       carver   // the memory of the copies of messages not stored in a slot
 	frames  [][]byte // scratch for the frames being copied
-	// What this end ever handed over, and its last look at what the
-	// receiver took of it (mailbox.taken): their difference bounds what the
-	// peer holds, without touching the receiver's memory per message.
+	tail    *ringChunk
+	pos     int // the next slot in tail
+	// What this end published, and its last look at what the receiver
+	// took of it: their difference bounds what the peer holds, without
+	// touching the receiver's memory per message.
 	sent, sentB int64
 	seen, seenB int64
+	// everything handed over, filtered out or not: the pipe's MsgsOut and
+	// BytesOut, and the peer's MsgsIn and BytesIn
+	handed, handedB uint64
 	// copies of the peer's fixed settings, so that the sender reads
 	// nothing per message from the receiver's busy memory
 	hwm      int64
@@ -215,141 +297,49 @@ type inprocState struct {
 	incoming func(*pipe, Msg) (Msg, bool) // nil: the peer takes every message as it is
 }
 
-// mailbox is an inproc pipe's incoming side: the sending end appends the
-// copies it hands over under mu, and the receiving socket's fair queue
-// moves them into the pipe's inbox a whole batch at a time (refillLocked),
-// when the inbox runs empty. The sender takes the fair queue's lock only
-// to list the pipe when its mailbox was idle, and wakes the receivers
-// then; so sender and receiver share one lock per batch, not per message.
-//
-// The high-water mark is the receiver's receive mark over the inbox and
-// the mailbox together: the sender counts what it sent (inprocState), the
-// receiver what it took, under the fair queue's lock, with plain adds. The
-// sender looks at what was taken, under that lock, only when its last
-// look says the peer is full; when it still is, it sets waiting, so that
-// the receiver signals the sending socket once the peer is down to half
-// its mark (libzmq's low-water mark): a blocked sender wakes once per half
-// mark, not once per message.
-type mailbox struct {
-	mu     sync.Mutex
-	q      []Msg // guarded by mu
-	bytes  int64 // guarded by mu
-	listed bool  // guarded by mu: the pipe is active in the fair queue, or its sender is listing it
-	closed bool  // guarded by mu: the pipe is gone, nothing more is handed over
-	// everything the sender handed over, filtered out or not: the pipe's
-	// MsgsIn and BytesIn, and the sending end's MsgsOut and BytesOut
-	// (pipe.counters). Counted under mu, which the sender holds anyway,
-	// rather than with atomic adds per message.
-	handed, handedB uint64 // guarded by mu
-
-	// The receiver's side, guarded by the receiving socket's fq.mu, on
-	// cache lines of its own: Recv writes it per message, the sender reads
-	// it once per mark or so.
-	_             [64]byte
-	taken, takenB int64 // messages and bytes Recv took from the pipe
-	waiting       bool  // a sender found the peer full and waits for a signal
-	sent, sentB   int64 // the sender's counts when it set waiting
-	_             [64]byte
-}
-
-// counts returns what the sender handed over (mailbox.handed).
-func (mb *mailbox) counts() (msgs, bytes uint64) {
-	mb.mu.Lock()
-	defer mb.mu.Unlock()
-	return mb.handed, mb.handedB
-}
-
-// took counts m (size bytes) as taken from p, holding the fair queue's mu,
-// and wakes p's sender if it waits and p is down to its low-water mark.
-func (mb *mailbox) took(p *pipe, size int, q *fairQueue) {
-	mb.taken++
-	mb.takenB += int64(size)
-	if !mb.waiting {
-		return
-	}
-	n, b := mb.sent-mb.taken, mb.sentB-mb.takenB
-	if n > 0 && (n > int64(q.hwm/2) || b > q.hwmB/2) {
-		return
-	}
-	mb.waiting = false
-	p.peer.s.signalReady()
-}
-
-// refillLocked moves p's mailbox into its inbox and reports whether the
-// inbox holds anything now. When there is nothing, p is no longer listed
-// (its sender lists it again with the next message). The caller holds
-// q.mu.
-func (q *fairQueue) refillLocked(p *pipe) bool {
-	mb := p.mb
-	mb.mu.Lock()
-	if len(mb.q) > 0 {
-		if p.in.len() == 0 {
-			// swap the buffers: the inbox's empty one serves the sender next
-			old := p.in.q[:0]
-			p.in.q, p.in.head = mb.q, 0
-			mb.q = old
-		} else {
-			p.in.put(mb.q)
-			clear(mb.q)
-			mb.q = mb.q[:0]
-		}
-		p.in.bytes += mb.bytes
-		mb.bytes = 0
-	}
-	ok := p.in.len() > 0
-	if !ok {
-		mb.listed = false
-	}
-	mb.mu.Unlock()
-	return ok
-}
-
-// list makes p, whose mailbox was idle, active in the fair queue and wakes
-// a receiver.
-func (q *fairQueue) list(p *pipe) {
-	q.mu.Lock()
-	if p.in.active || !q.refillLocked(p) {
-		q.mu.Unlock()
-		return
-	}
-	q.activateLocked(p)
-	q.mu.Unlock()
-	q.wake()
-}
-
 func newInprocPipe(s *Socket, endpoint string, other *Socket) *pipe {
 	p := newPipeBase(s, endpoint, "inproc", other.typ.String(), other.opts.Identity)
-	p.ip = &inprocState{}
-	p.mb = &mailbox{}
+	p.ring = &inprocRing{head: new(ringChunk)}
 	return p
 }
 
-// linkUp starts handing messages over, those sent meanwhile first (they
+// newInprocLink makes p's link to q: p sends into q's ring.
+func newInprocLink(p, q *pipe) {
+	r := q.s
+	l := &inprocLink{p: p, peer: q, r: q.ring, fq: r.fq, tail: q.ring.head, hwm: int64(r.fq.hwm), hwmB: r.fq.hwmB}
+	if _, ok := r.proto.(passIncoming); !ok {
+		l.incoming = r.proto.incoming // (else no call per message)
+	}
+	p.peer, p.link, q.ring.from = q, l, l
+}
+
+// start starts handing messages over, those sent meanwhile first (they
 // pass the mark, as a forced message would: there are few of them, sent
 // between the link and now).
-func (p *pipe) linkUp() {
+func (l *inprocLink) start() {
+	p := l.p
 	p.wmu.Lock()
-	p.ip.up = true
-	pending := p.ip.pending
-	p.ip.pending = nil
+	l.up = true
+	pending := l.pending
+	l.pending = nil
 	list := false
 	for i := range pending {
 		if !p.wclosed {
-			l, err := p.handOver(&pending[i])
-			list = list || (err == nil && l)
+			list = l.handOver(&pending[i]) || list
 		}
 		pending[i] = Msg{}
 	}
 	p.wmu.Unlock()
 	if list {
-		p.peer.s.fq.list(p.peer)
+		l.fq.list(l.peer)
 	}
 }
 
-// inprocReady is ready for an inproc pipe: its peer has room.
-func (p *pipe) inprocReady() bool {
+// ready implements link: the peer has room.
+func (l *inprocLink) ready() bool {
+	p := l.p
 	p.wmu.Lock()
-	ok := !p.wclosed && p.roomLocked()
+	ok := !p.wclosed && l.roomLocked()
 	p.wmu.Unlock()
 	return ok
 }
@@ -357,61 +347,62 @@ func (p *pipe) inprocReady() bool {
 // roomLocked reports whether the peer is below its receive marks. When it
 // is not, it asks to be signalled (the sending socket's signalReady) when
 // it is again. The caller holds wmu.
-func (p *pipe) roomLocked() bool {
-	ip, q := p.ip, p.peer
-	fq := q.s.fq
-	if !ip.up {
+func (l *inprocLink) roomLocked() bool {
+	fq := l.fq
+	if !l.up {
 		return true // pending: what is sent waits for the link
 	}
-	if ip.fits() && !fq.orphanFull.Load() {
+	if l.fits() && !fq.orphanFull.Load() {
 		return true
 	}
 	// Our last look says full (or orphans may be): look again.
-	mb := q.mb
+	r := l.r
 	fq.mu.Lock()
-	ip.seen, ip.seenB = mb.taken, mb.takenB
-	ok := ip.fits()
+	l.seen, l.seenB = r.taken, r.takenB
+	ok := l.fits()
 	if !ok {
-		mb.sent, mb.sentB, mb.waiting = ip.sent, ip.sentB, true
+		r.sent, r.sentB, r.waiting = l.sent, l.sentB, true
 	} else if fq.orphansFullLocked() {
 		ok = false
-		fq.orphanWait = append(fq.orphanWait, p.s)
+		fq.orphanWait = append(fq.orphanWait, l.p.s)
 	}
 	fq.mu.Unlock()
 	return ok
 }
 
-// fits reports whether what was handed over and not yet seen taken is
-// below the marks of fq.
-func (ip *inprocState) fits() bool {
-	n := ip.sent - ip.seen
-	return n < ip.hwm && (n == 0 || ip.sentB-ip.seenB < ip.hwmB)
+// fits reports whether what was published and not yet seen taken is below
+// the peer's marks.
+func (l *inprocLink) fits() bool {
+	n := l.sent - l.seen
+	return n < l.hwm && (n == 0 || l.sentB-l.seenB < l.hwmB)
 }
 
-// inprocSend is enqueue for an inproc pipe. A forced message (a
-// subscription, say) waits for room, as a reader would, without holding
-// wmu; it gives up when either end goes.
-func (p *pipe) inprocSend(m *Msg, force bool) error {
+// send implements link. A forced message (a subscription, say) waits for
+// room, as a reader would, without holding wmu; it gives up when either
+// end goes. m comes by value: a pointer through the interface would make
+// every caller's message escape to the heap.
+func (l *inprocLink) send(m Msg, force bool) error {
+	p := l.p
 	for {
 		p.wmu.Lock()
 		if p.wclosed {
 			p.wmu.Unlock()
 			return ErrClosed
 		}
-		if !p.ip.up {
-			p.ip.pending = append(p.ip.pending, cloneMsg(m))
+		if !l.up {
+			l.pending = append(l.pending, cloneMsg(&m))
 			p.wmu.Unlock()
 			return nil
 		}
-		if !p.roomLocked() {
+		if !l.roomLocked() {
 			if !force {
 				p.wmu.Unlock()
 				return errFull
 			}
 			wait := p.s.readyWait()
-			if !p.roomLocked() {
+			if !l.roomLocked() {
 				p.wmu.Unlock()
-				q := p.peer
+				q := l.peer
 				select {
 				case <-wait:
 					continue
@@ -424,103 +415,216 @@ func (p *pipe) inprocSend(m *Msg, force bool) error {
 				return ErrClosed
 			}
 		}
-		list, err := p.handOver(m)
+		list := l.handOver(&m)
 		p.wmu.Unlock()
 		if list {
-			p.peer.s.fq.list(p.peer)
+			l.fq.list(l.peer)
 		}
-		return err
+		return nil
 	}
 }
 
-// handOver copies m into the peer's memory and appends it to the peer's
-// mailbox; it reports whether the peer is to be listed in its fair queue
-// (fairQueue.list, called without wmu). The caller holds wmu and has
-// checked for room.
-func (p *pipe) handOver(m *Msg) (bool, error) {
-	q := p.peer
-	c := &p.ip.c
-	// The frames' copies: one (the usual message), or fs.
-	var one []byte
-	var fs [][]byte
-	size := 0
-	if len(m.Frames) == 1 {
-		f := m.Frames[0]
-		one = c.frame(len(f), false)
-		copy(one, f)
-		size = len(f)
-	} else {
-		fs = p.ip.frames[:0]
-		for _, f := range m.Frames {
-			b := c.frame(len(f), false)
-			copy(b, f)
-			fs = append(fs, b)
-			size += len(f)
+// handOver publishes a copy of m in the peer's ring, and reports whether
+// the peer is to be listed in its fair queue (fairQueue.list, called
+// without wmu). The caller holds wmu and has checked for room.
+func (l *inprocLink) handOver(m *Msg) bool {
+	fs := m.Frames
+	l.handed++
+	if l.incoming == nil {
+		if len(fs) == 1 && len(fs[0]) <= slotBytes {
+			// the usual small message: stored in its slot
+			ch, i := l.slot()
+			n := copy(ch.data[i][:], fs[0])
+			ch.hdr[i] = 1<<24 | uint32(n)
+			l.handedB += uint64(n)
+			return l.publish(n)
 		}
-	}
-	finish := func(dst *Msg) {
-		if fs == nil {
-			c.finishOne(dst, one, size)
-			return
+		if size, ok := slotFits(fs); ok {
+			ch, i := l.slot()
+			d := ch.data[i][:]
+			off := len(fs)
+			for k, f := range fs {
+				d[k] = byte(len(f))
+				off += copy(d[off:], f)
+			}
+			ch.hdr[i] = uint32(len(fs))<<24 | uint32(size)
+			l.handedB += uint64(size)
+			return l.publish(size)
 		}
-		c.finishInto(dst, fs, size)
-		clear(fs)
-		p.ip.frames = fs[:0]
-	}
-	mb := q.mb
-	if p.ip.incoming == nil {
-		// The copy is made in its place in the mailbox: a message is 8
-		// words, and building it once where it stays is measurably
-		// cheaper than copying it there (see tryPopInto).
-		mb.mu.Lock()
-		mb.handed++
-		mb.handedB += uint64(size)
-		if mb.closed {
-			mb.mu.Unlock()
-			var cp Msg
-			finish(&cp)
-			cp.Free()
-			return false, ErrClosed
-		}
-		n := len(mb.q)
-		if n < cap(mb.q) {
-			mb.q = mb.q[:n+1]
-		} else {
-			mb.q = append(mb.q, Msg{})
-		}
-		finish(&mb.q[n])
-		return p.postedLocked(mb, size), nil
+		ch, i := l.slot()
+		l.copyInto(&ch.msg[i], fs)
+		ch.hdr[i] = 0
+		size := ch.msg[i].size
+		l.handedB += uint64(size)
+		return l.publish(size)
 	}
 	var cp Msg
-	finish(&cp)
-	out, ok := p.ip.incoming(q, cp)
-	mb.mu.Lock()
-	mb.handed++
-	mb.handedB += uint64(size)
+	l.copyInto(&cp, fs)
+	l.handedB += uint64(cp.size)
+	out, ok := l.incoming(l.peer, cp)
 	if !ok {
-		mb.mu.Unlock()
 		cp.Free()
-		return false, nil
+		return false
 	}
-	if mb.closed {
-		mb.mu.Unlock()
-		out.Free()
-		return false, ErrClosed
-	}
-	mb.q = append(mb.q, out)
-	return p.postedLocked(mb, out.size), nil
+	ch, i := l.slot()
+	ch.msg[i] = out
+	ch.hdr[i] = 0
+	return l.publish(out.size)
 }
 
-// postedLocked accounts for a message of size bytes just appended to mb,
-// unlocks mb.mu and reports whether the peer is to be listed.
-func (p *pipe) postedLocked(mb *mailbox, size int) bool {
-	mb.bytes += int64(size)
-	list := !mb.listed
-	mb.listed = true
-	p.ip.sent++
-	p.ip.sentB += int64(size)
-	mb.mu.Unlock()
-	return list
+// slotFits reports whether a message of frames fs is stored in a slot, and
+// its size.
+func slotFits(fs [][]byte) (int, bool) {
+	if len(fs) > maxSlotFrames {
+		return 0, false
+	}
+	size := len(fs)
+	for _, f := range fs {
+		if len(f) > 255 {
+			return 0, false
+		}
+		size += len(f)
+	}
+	return size - len(fs), size <= slotBytes
+}
+
+// copyInto makes *dst a copy of the message of frames fs in the sender's
+// memory, building it in its place (a message is 8 words: see tryPopInto).
+func (l *inprocLink) copyInto(dst *Msg, fs [][]byte) {
+	c := &l.c
+	if len(fs) == 1 {
+		f := fs[0]
+		b := c.frame(len(f), false)
+		copy(b, f)
+		c.finishOne(dst, b, len(f))
+		return
+	}
+	cs := l.frames[:0]
+	size := 0
+	for _, f := range fs {
+		b := c.frame(len(f), false)
+		copy(b, f)
+		cs = append(cs, b)
+		size += len(f)
+	}
+	c.finishInto(dst, cs, size)
+	clear(cs)
+	l.frames = cs[:0]
+}
+
+// slot returns the next slot to write, linking a new chunk when the last
+// is full.
+func (l *inprocLink) slot() (*ringChunk, int) {
+	if l.pos == ringSlots {
+		var nc *ringChunk
+		for i := range l.r.spares {
+			if nc = l.r.spares[i].Swap(nil); nc != nil {
+				break
+			}
+		}
+		if nc == nil {
+			nc = new(ringChunk)
+		}
+		nc.next = nil
+		l.tail.next = nc
+		l.tail, l.pos = nc, 0
+	}
+	return l.tail, l.pos
+}
+
+// publish makes the slot just written (a message of size bytes) visible to
+// the receiver, and reports whether the pipe is to be listed in the
+// receiver's fair queue.
+func (l *inprocLink) publish(size int) bool {
+	l.pos++
+	l.sent++
+	l.sentB += int64(size)
+	r := l.r
+	r.pub.Store(l.sent)
+	return !r.listed.Load() && r.listed.CompareAndSwap(false, true)
+}
+
+// stop makes the link hand nothing more over, and returns the body bytes
+// it ever published. The receiving fair queue calls it when the peer is
+// gone, before counting what the ring holds as orphans.
+func (l *inprocLink) stop() int64 {
+	p := l.p
+	p.wmu.Lock()
+	p.wclosed = true
+	b := l.sentB
+	p.wmu.Unlock()
+	return b
+}
+
+// closed implements link: terminate calls it.
+func (l *inprocLink) closed(err error) {
+	p := l.p
+	p.wmu.Lock()
+	l.c.leave()
+	l.pending = nil
+	p.wmu.Unlock()
+	l.peer.terminate(err)
+}
+
+// counts implements link: each end counts what it handed over.
+func (l *inprocLink) counts(c *Counters) {
+	p, q := l.p, l.peer
+	p.wmu.Lock()
+	c.MsgsOut, c.BytesOut = l.handed, l.handedB
+	p.wmu.Unlock()
+	ql := p.ring.from // q's link
+	q.wmu.Lock()
+	c.MsgsIn, c.BytesIn = ql.handed, ql.handedB
+	q.wmu.Unlock()
+}
+
+// next moves the receiver to the ring's next chunk, giving the one it is
+// through to the sender for reuse. The caller holds the fair queue's mu.
+func (r *inprocRing) next() {
+	old := r.head
+	r.head, r.pos = old.next, 0
+	old.next = nil
+	for i := range r.spares {
+		if r.spares[i].CompareAndSwap(nil, old) {
+			return
+		}
+	}
+}
+
+// emptyLocked reports whether the receiver has taken everything published.
+// When it has, the pipe is no longer listed (its sender lists it again
+// with its next message). The caller holds the fair queue's mu.
+func (r *inprocRing) emptyLocked() bool {
+	if r.taken < r.avail {
+		return false
+	}
+	if r.avail = r.pub.Load(); r.taken < r.avail {
+		return false
+	}
+	r.listed.Store(false)
+	// A message published before the store may have found the pipe
+	// listed: look once more.
+	if r.avail = r.pub.Load(); r.taken < r.avail && r.listed.CompareAndSwap(false, true) {
+		return false
+	}
+	return true
+}
+
+// tookLocked counts a message of size bytes as taken from p, and wakes p's
+// sender if it waits and p is down to its low-water mark. The caller holds
+// q.mu.
+func (r *inprocRing) tookLocked(p *pipe, size int, q *fairQueue) {
+	r.taken++
+	r.takenB += int64(size)
+	if !r.waiting {
+		return
+	}
+	n, b := r.sent-r.taken, r.sentB-r.takenB
+	if n > 0 && (n > int64(q.hwm/2) || b > q.hwmB/2) {
+		return
+	}
+	r.waiting = false
+	p.peer.s.signalReady()
 }
 
 func cloneMsg(m *Msg) Msg {
@@ -529,12 +633,4 @@ func cloneMsg(m *Msg) Msg {
 		fs[i] = append([]byte{}, f...)
 	}
 	return Msg{Frames: fs, Priority: m.Priority}
-}
-
-// inprocClose releases the sending side's memory; terminate calls it.
-func (p *pipe) inprocClose() {
-	p.wmu.Lock()
-	p.ip.c.leave()
-	p.ip.pending = nil
-	p.wmu.Unlock()
 }

@@ -213,7 +213,7 @@ func TestInprocManySenders(t *testing.T) {
 			return false
 		}
 		for p := range pull.pipes {
-			if p.mb != nil && p.counters().MsgsIn < hwm || p.mb == nil && !p.paused.Load() {
+			if p.link != nil && p.counters().MsgsIn < hwm || p.link == nil && !p.paused.Load() {
 				return false
 			}
 		}

@@ -76,8 +76,8 @@ func (l *lb) send(ctx context.Context, m *Msg, before func(*pipe)) (*pipe, error
 				l.next++
 				l.mu.Unlock()
 			}
-			if p.ip == nil && !p.ready() {
-				continue // (an inproc pipe's enqueue checks as cheaply)
+			if p.link == nil && !p.ready() {
+				continue // (a link's send checks as cheaply)
 			}
 			if before != nil {
 				before(p)

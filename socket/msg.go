@@ -69,6 +69,32 @@ func (m *Msg) Free() {
 	}
 }
 
+// TakeFrame frees a received message, as Free does, except for its frame
+// i, which it returns: that memory is the caller's for good, ordinary Go
+// memory valid for as long as anything references it. A frame of up to 1
+// KiB (carved from a slab shared with other messages) is returned as a
+// copy. A larger one is the received memory itself; from 32 KiB, once the
+// garbage collector finds nothing referencing it any more, it goes back to
+// the socket's buffer pool (a finalizer on it), so that a receiver which
+// keeps large frames as values, and drops them later, does not cost the
+// socket fresh memory (zeroed, and page-faulted in) for every message.
+// TakeFrame on a message that was not received returns frame i as it is;
+// on one freed or taken from already (through any copy), nil.
+func (m *Msg) TakeFrame(i int) []byte {
+	mem, frames := m.mem, m.Frames
+	if mem == nil {
+		if frames == nil {
+			return nil // taken or freed already
+		}
+		return frames[i]
+	}
+	m.Frames, m.mem = nil, nil
+	if !mem.gen.CompareAndSwap(m.gen, m.gen+1) {
+		return nil
+	}
+	return mem.take(frames, i)
+}
+
 // freed reports whether m is a received message given back with Free.
 func (m *Msg) freed() bool { return m.mem != nil && m.mem.gen.Load() != m.gen }
 

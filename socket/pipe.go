@@ -94,11 +94,12 @@ type pipe struct {
 
 	subs subscriptions // PUB, XPUB: what this peer subscribed to
 
-	// inproc (inproc.go): the other end, in the other socket, and this
-	// end's sending state; nil for a network peer.
+	// inproc (inproc.go): the other end, in the other socket, this end's
+	// sending side (the pipe's link) and its receiving side (what the
+	// other end hands over, for the fair queue); nil for a network peer.
 	peer *pipe
-	ip   *inprocState
-	mb   *mailbox // what the other end hands over, for the fair queue
+	link link
+	ring *inprocRing
 }
 
 // newPipeBase is what every pipe starts with, over the network or inproc.
@@ -187,9 +188,8 @@ func (p *pipe) terminate(err error) {
 		p.s.detach(p, err)
 		close(p.ended)
 	})
-	if first && p.ip != nil {
-		p.inprocClose()
-		p.peer.terminate(err)
+	if first && p.link != nil {
+		p.link.closed(err)
 	}
 }
 
@@ -222,15 +222,13 @@ func (p *pipe) peerStats() PeerStats {
 	return PeerStats{Endpoint: p.endpoint, Remote: p.remote, PeerType: p.peerType, Identity: id, Queued: q, Subscriptions: p.subs.len(), Counters: p.counters()}
 }
 
-// counters is a snapshot of the pipe's counters. An inproc pipe's message
-// and byte counts, both ways, are its mailboxes' (mailbox.handed): the
-// sender counts what it hands over there, in the critical section it takes
-// anyway.
+// counters is a snapshot of the pipe's counters. A link counts messages
+// and bytes itself (an inproc sender counts what it hands over under the
+// lock it holds anyway).
 func (p *pipe) counters() Counters {
 	c := p.stats.snapshot()
-	if p.mb != nil {
-		c.MsgsIn, c.BytesIn = p.mb.counts()
-		c.MsgsOut, c.BytesOut = p.peer.mb.counts()
+	if p.link != nil {
+		p.link.counts(&c)
 	}
 	return c
 }

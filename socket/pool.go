@@ -2,6 +2,7 @@ package socket
 
 import (
 	"math/bits"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"unsafe"
@@ -205,6 +206,37 @@ func (o *msgMem) release(frames [][]byte) {
 	s.release(1)
 }
 
+// takeRecycleMin is the frame size from which Msg.TakeFrame puts a
+// finalizer on a pooled frame to give it back to the pool.
+const takeRecycleMin = 32 << 10
+
+// take releases the memory of a message with frames except frames[i],
+// which it returns (Msg.TakeFrame); the caller won the compare-and-swap on
+// gen.
+func (o *msgMem) take(frames [][]byte, i int) []byte {
+	f := frames[i]
+	if len(f) <= slabFrameMax {
+		f = append([]byte{}, f...) // it lives in the slab: a copy
+	} else if o.pooled && !debugMsgs && len(f) >= takeRecycleMin {
+		if c := cap(f); sizeClassOf(c) {
+			// f starts its allocation (getBuffer). (Were it sliced from
+			// there, the runtime would put the finalizer on that inner
+			// byte: the rest of the allocation would go back to the pool,
+			// and stay alive until reused.)
+			runtime.SetFinalizer(&f[0], func(p *byte) { putBuffer(unsafe.Slice(p, c)) })
+		}
+	}
+	frames[i] = nil // not given back by release
+	o.release(frames)
+	return f
+}
+
+// sizeClassOf reports whether c is the size of a buffer pool class.
+func sizeClassOf(c int) bool {
+	_, size, ok := sizeClass(c)
+	return ok && size == c
+}
+
 // poisonByte fills freed memory in zpeerdebug builds.
 const poisonByte = 0xDF
 
@@ -313,6 +345,30 @@ func (c *carver) finishOne(dst *Msg, f []byte, size int) {
 	fs := c.cur.one[c.nmsgs : c.nmsgs+1 : c.nmsgs+1]
 	fs[0] = f
 	c.ownInto(dst, fs, size)
+}
+
+// copyOne makes *dst a message of one frame, a copy of b (at most
+// slabFrameMax bytes): finishOne of frame(len(b)) with b copied in, in one
+// step, for the inproc receiver's usual message.
+func (c *carver) copyOne(dst *Msg, b []byte) {
+	n := len(b)
+	if c.cur == nil || slabSize-c.off < n || c.nmsgs == slabMsgs {
+		c.leave()
+		c.cur, c.off, c.nmsgs, c.given = newSlab(), 0, 0, 0
+	}
+	s := c.cur
+	f := s.buf[c.off : c.off+n : c.off+n]
+	copy(f, b)
+	s.dbg.setRegion(c.nmsgs, c.off, c.off+n)
+	c.off += n
+	fs := s.one[c.nmsgs : c.nmsgs+1 : c.nmsgs+1]
+	fs[0] = f
+	o := &s.msgs[c.nmsgs]
+	c.nmsgs++
+	c.given++ // one of the reserved references
+	o.pooled = false
+	dst.Frames, dst.Priority, dst.Buf = fs, 0, nil
+	dst.gen, dst.size, dst.mem = o.gen.Load(), n, o
 }
 
 // ownInto makes *dst the message of frames fs, owned by the next owner of

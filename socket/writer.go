@@ -192,8 +192,8 @@ func (b *batch) release() {
 // ready reports whether the pipe can take another message without going
 // over its high-water mark.
 func (p *pipe) ready() bool {
-	if p.ip != nil {
-		return p.inprocReady()
+	if p.link != nil {
+		return p.link.ready()
 	}
 	p.wmu.Lock()
 	ok := !p.wclosed && !p.fullLocked()
@@ -207,11 +207,10 @@ func (p *pipe) fullLocked() bool {
 	return p.queued >= p.s.opts.SendHWM || (p.queued > 0 && p.qbytes >= p.s.opts.SendHWMBytes)
 }
 
-// enqueueRef is enqueue of *m, which it does not keep: an inproc pipe
-// copies it from there (see tryPopInto for why this pays).
+// enqueueRef is enqueue of *m, which it does not keep.
 func (p *pipe) enqueueRef(m *Msg, force bool) error {
-	if p.ip != nil {
-		return p.inprocSend(m, force)
+	if p.link != nil {
+		return p.link.send(*m, force)
 	}
 	return p.enqueue(*m, force)
 }
@@ -220,8 +219,8 @@ func (p *pipe) enqueueRef(m *Msg, force bool) error {
 // with errFull at the high-water mark. It fails with ErrClosed once the
 // pipe is gone.
 func (p *pipe) enqueue(m Msg, force bool) error {
-	if p.ip != nil {
-		return p.inprocSend(&m, force)
+	if p.link != nil {
+		return p.link.send(m, force)
 	}
 	p.wmu.Lock()
 	if p.wclosed {
@@ -280,7 +279,7 @@ func (p *pipe) kickWriter() {
 // does not take (see appendCommand); on a pipe that is gone it does
 // nothing.
 func (p *pipe) command(name string, data []byte) error {
-	if p.ip != nil {
+	if p.link != nil {
 		return nil // inproc: no commands
 	}
 	p.wmu.Lock()
@@ -372,7 +371,7 @@ func (p *pipe) sendEmptyLocked() bool {
 // Done channel should be watched beside it. Inproc pipes hand messages
 // over in Send: nothing waits.
 func (p *pipe) flushed() <-chan struct{} {
-	if p.ip != nil {
+	if p.link != nil {
 		return nil
 	}
 	p.wmu.Lock()

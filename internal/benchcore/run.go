@@ -15,7 +15,7 @@ func Run(ctx context.Context, cfg Config, progress func(done, total int)) ([]Res
 // patterns, and the acknowledged pipeline in memory and with a durable
 // outbox in sync and batched mode.
 func ZpeerStacks() []Stack {
-	return []Stack{Zpeer(), ZpeerInproc(), ZpeerTyped(), ZpeerAcked(), ZpeerDurableSync(), ZpeerDurableBatched()}
+	return []Stack{Zpeer(), ZpeerInproc(), ZpeerTyped(), ZpeerTypedBorrowed(), ZpeerAcked(), ZpeerDurableSync(), ZpeerDurableBatched()}
 }
 
 type plan struct {

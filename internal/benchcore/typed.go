@@ -20,32 +20,44 @@ import (
 // unbuffered channel, so it returns (and, acked, acknowledges) only once
 // the value was taken.
 //
-// Pullers borrow their values (pattern.WithBorrowedValues), as a service
-// that reads a request body in its handler does: a value is valid until
-// the handler returns. So that the harness may read it until its next Recv
+// Values are owned, the patterns' default: the handler hands its value to
+// the harness and returns at once, whatever the harness does with it.
+//
+// With Borrowed set ("zpeer-typed-borrowed") Pullers and the Replier
+// borrow their values (pattern.WithBorrowedValues), as a service that
+// reads a request body in its handler does: a value is valid until the
+// handler returns. So that the harness may read it until its next Recv
 // (see Receiver), a handler given a value of socket.CopyThreshold bytes or
 // more waits for that next Recv before it returns; a smaller value is
-// copied and the handler returns at once, as in the default owned mode
-// (where the pattern makes that copy).
+// copied and the handler returns at once, as in the owned mode (where the
+// pattern makes that copy). PubSub is n/a then: a Subscriber's values are
+// always owned.
 //
 // With Acked set it is the acknowledged pipeline (WithAck on both sides:
 // credit, acks, redelivery when a puller goes), and PubSub and ReqRep are
 // n/a.
 type TypedStack struct {
-	Acked bool
-	extra []pattern.Option // the Pusher's (DurableStack's outbox)
+	Acked    bool
+	Borrowed bool
+	extra    []pattern.Option // the Pusher's (DurableStack's outbox)
 }
 
-// ZpeerTyped returns the typed-pattern stack.
+// ZpeerTyped returns the typed-pattern stack, values owned.
 func ZpeerTyped() *TypedStack { return &TypedStack{} }
+
+// ZpeerTypedBorrowed returns the typed-pattern stack with borrowed values.
+func ZpeerTypedBorrowed() *TypedStack { return &TypedStack{Borrowed: true} }
 
 // ZpeerAcked returns the acknowledged-pipeline stack.
 func ZpeerAcked() *TypedStack { return &TypedStack{Acked: true} }
 
 // Name implements Stack.
 func (t *TypedStack) Name() string {
-	if t.Acked {
+	switch {
+	case t.Acked:
 		return "zpeer-acked"
+	case t.Borrowed:
+		return "zpeer-typed-borrowed"
 	}
 	return "zpeer-typed"
 }
@@ -87,11 +99,15 @@ func (t *TypedStack) Pipeline(ctx context.Context, n int) (*Topology, error) {
 		return fail(fmt.Errorf("%s: pusher endpoints %v", t.Name(), eps))
 	}
 	top := &Topology{Send: typedPush{push}}
+	pullOpts := append(ack, pattern.WithConnect(eps[0]), pattern.WithWorkers(1))
+	if t.Borrowed {
+		pullOpts = append(pullOpts, pattern.WithBorrowedValues())
+	}
 	for range n {
-		tp := &typedPull{ch: make(chan []byte), next: make(chan struct{}, 1)}
+		tp := &typedPull{ch: make(chan []byte), next: make(chan struct{}, 1), borrowed: t.Borrowed}
 		pull, err := pattern.NewPuller(func(ctx context.Context, v []byte) error {
-			large := len(v) >= socket.CopyThreshold
-			if !large {
+			large := t.Borrowed && len(v) >= socket.CopyThreshold
+			if t.Borrowed && !large {
 				v = bytes.Clone(v)
 			}
 			select {
@@ -108,7 +124,7 @@ func (t *TypedStack) Pipeline(ctx context.Context, n int) (*Topology, error) {
 			case <-ctx.Done():
 				return ctx.Err()
 			}
-		}, typedOpts(append(ack, pattern.WithConnect(eps[0]), pattern.WithWorkers(1), pattern.WithBorrowedValues())...)...)
+		}, typedOpts(pullOpts...)...)
 		if err != nil {
 			return fail(err)
 		}
@@ -128,10 +144,11 @@ type typedPush struct{ p *pattern.Pusher[[]byte] }
 func (p typedPush) Send(ctx context.Context, b []byte) error { return p.p.Push(ctx, b) }
 
 type typedPull struct {
-	p    *pattern.Puller[[]byte]
-	ch   chan []byte
-	next chan struct{} // lets the handler of the borrowed value last received return
-	held bool          // Recv is reading a borrowed value
+	p        *pattern.Puller[[]byte]
+	ch       chan []byte
+	next     chan struct{} // lets the handler of the borrowed value last received return
+	held     bool          // Recv is reading a borrowed value
+	borrowed bool          // values are borrowed (the handler of a large one waits for next)
 }
 
 func (p *typedPull) Recv(ctx context.Context) ([]byte, error) {
@@ -141,7 +158,7 @@ func (p *typedPull) Recv(ctx context.Context) ([]byte, error) {
 	}
 	select {
 	case v := <-p.ch:
-		p.held = len(v) >= socket.CopyThreshold
+		p.held = p.borrowed && len(v) >= socket.CopyThreshold
 		return v, nil
 	case <-ctx.Done():
 		return nil, ctx.Err()
@@ -152,7 +169,7 @@ func (p *typedPull) Close() error { return p.p.Close() }
 
 // PubSub implements Stack.
 func (t *TypedStack) PubSub(ctx context.Context, n int) (*Topology, error) {
-	if t.Acked {
+	if t.Acked || t.Borrowed {
 		return nil, ErrNotSupported
 	}
 	pub, err := pattern.NewPublisher[[]byte](typedOpts(pattern.WithBind("tcp://127.0.0.1:0"))...)
@@ -204,8 +221,12 @@ func (t *TypedStack) ReqRep(ctx context.Context) (*Topology, error) {
 	if t.Acked {
 		return nil, ErrNotSupported
 	}
+	repOpts := []pattern.Option{pattern.WithBind("tcp://127.0.0.1:0")}
+	if t.Borrowed {
+		repOpts = append(repOpts, pattern.WithBorrowedValues()) // the echo is encoded before the request's memory goes back
+	}
 	rep, err := pattern.NewReplier(func(_ context.Context, req []byte) ([]byte, error) { return req, nil },
-		typedOpts(pattern.WithBind("tcp://127.0.0.1:0"))...)
+		typedOpts(repOpts...)...)
 	if err != nil {
 		return nil, err
 	}
