@@ -101,6 +101,16 @@ func (q *fairQueue) activateLocked(p *pipe) {
 	q.active = append(q.active, p)
 }
 
+// unlistLocked removes p, the pipe at q.next, from the pipes with
+// something to take. The caller holds q.mu.
+func (q *fairQueue) unlistLocked(p *pipe) {
+	p.in.active = false
+	last := len(q.active) - 1
+	copy(q.active[q.next:], q.active[q.next+1:])
+	q.active[last] = nil
+	q.active = q.active[:last]
+}
+
 // wake wakes one waiting receiver, or the next to wait (one wake-up stays
 // pending at most).
 func (q *fairQueue) wake() {
@@ -215,15 +225,26 @@ func (q *fairQueue) tryPop() (Msg, *pipe, bool) {
 // results is measurably cheaper at millions of messages a second.
 func (q *fairQueue) tryPopInto(out *Msg) (*pipe, bool) {
 	q.mu.Lock()
-	if len(q.active) == 0 {
-		q.mu.Unlock()
-		return nil, false
+	var p *pipe
+	var r *inprocRing
+	for {
+		if len(q.active) == 0 {
+			q.mu.Unlock()
+			return nil, false
+		}
+		if q.next >= len(q.active) {
+			q.next = 0
+		}
+		p = q.active[q.next]
+		r = p.ring
+		// An inproc pipe is listed by its sender after it published, but
+		// the list can come late, after the receiver took that message and
+		// found the ring empty: then nothing is published for it to take.
+		if r == nil || !r.emptyLocked() {
+			break
+		}
+		q.unlistLocked(p)
 	}
-	if q.next >= len(q.active) {
-		q.next = 0
-	}
-	p := q.active[q.next]
-	r := p.ring
 	wasFull := r == nil && q.fullLocked(p)
 	var empty bool
 	if r != nil {
@@ -253,11 +274,7 @@ func (q *fairQueue) tryPopInto(out *Msg) (*pipe, bool) {
 		empty = r.emptyLocked()
 	}
 	if empty {
-		p.in.active = false
-		last := len(q.active) - 1
-		copy(q.active[q.next:], q.active[q.next+1:])
-		q.active[last] = nil
-		q.active = q.active[:last]
+		q.unlistLocked(p)
 	} else {
 		q.next++
 	}
