@@ -153,6 +153,11 @@ func (s *session) runAckPush(ctx context.Context, args []string) error {
 	if n := push.Stats().Pending; n > 0 {
 		s.a.errorf("%d jobs left in %s go first", n, s.o.ack.store)
 	}
+	// --peers N: no job goes out before N workers are connected (with
+	// --key-sep, the keys spread over all of them from the first job).
+	if err := s.waitReady(ctx, s.o.peers, push.Pullers); err != nil {
+		return err
+	}
 	var headers []pattern.CallOption
 	for k, v := range s.headers {
 		headers = append(headers, pattern.Header(k, v))
