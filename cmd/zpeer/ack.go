@@ -188,6 +188,9 @@ func (s *session) runAckPush(ctx context.Context, args []string) error {
 	if err := s.awaitAcks(ctx, push); err != nil {
 		return err
 	}
+	if n := push.Stats().Retried; s.o.verbose && n > 0 {
+		s.logf("%d redeliveries (jobs whose worker failed, died or timed out)", n)
+	}
 	if n := dead.Load(); n > 0 {
 		return fmt.Errorf("%d of %d jobs dead (never acknowledged)", n, s.sent.Load())
 	}
@@ -204,6 +207,9 @@ func (s *session) awaitAcks(ctx context.Context, push *pattern.Pusher[job]) erro
 		st := push.Stats()
 		s.recvd.Store(st.Acked)
 		if st.Pending == 0 {
+			// Stats reads Acked before Pending: the last ack may have
+			// come between the two. Read after it, Acked has them all.
+			s.recvd.Store(push.Stats().Acked)
 			return nil
 		}
 		if push.Pullers() > 0 {
