@@ -235,6 +235,22 @@ func (d durations) String() string {
 	return fmt.Sprintf("min %v p50 %v max %v", r(s[0]), r(s[(len(s)-1)/2]), r(s[len(s)-1]))
 }
 
+// usage returns the resident memory of processes: least, median and
+// most, in MB.
+func usage(t *testing.T, ps ...*proc) string {
+	t.Helper()
+	var mb []float64
+	for _, p := range ps {
+		u, err := p.Usage()
+		if err != nil {
+			t.Fatal(err)
+		}
+		mb = append(mb, float64(u.RSS)/(1<<20))
+	}
+	slices.Sort(mb)
+	return fmt.Sprintf("min %.1f p50 %.1f max %.1f MB", mb[0], mb[(len(mb)-1)/2], mb[len(mb)-1])
+}
+
 // stderrs returns the standard error of each process, for a failure.
 func stderrs(ps ...*proc) string {
 	var b bytes.Buffer

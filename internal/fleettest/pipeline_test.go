@@ -98,29 +98,29 @@ func TestFleetPartitionedPipeline(t *testing.T) {
 	}
 	total := pipePushers * pipeKeys * pipePerKey
 
+	await := func(what string, cond func([]line) bool) {
+		t.Helper()
+		if err := rec.wait(pipeDeadline, cond); err != nil {
+			t.Fatalf("%s: %v\n%s", what, err, stderrs(pushers...))
+		}
+	}
 	// The first job done: every puller had connected to both pushers.
-	rec.await(t, pipeDeadline, "the first job done", func(ls []line) bool { return len(ls) > 0 })
+	await("the first job done", func(ls []line) bool { return len(ls) > 0 })
 	firstJob := rec.snapshot()[0].at
 
 	// A third of the way, a quarter of the pullers die: among those that
-	// have done a job (they own keys), every fourth.
-	rec.await(t, pipeDeadline, "a third of the jobs done", func(ls []line) bool { return len(ls) >= total/3 })
+	// have done a job (they own keys), every len/8-th in host order.
+	await("a third of the jobs done", func(ls []line) bool { return len(ls) >= total/3 })
+	worked := workedPullers(rec.snapshot(), pullers)
+	nv := pipePullers / 4
+	if len(worked) < nv {
+		t.Fatalf("only %d pullers did jobs before the kill; want at least %d", len(worked), nv)
+	}
 	var victims []*proc
-	for _, p := range pullers {
-		if len(of(rec.snapshot(), p)) > 0 && len(victims) < pipePullers/4 {
-			victims = append(victims, p)
-		}
+	for i := range nv {
+		victims = append(victims, worked[i*len(worked)/nv])
 	}
-	// Spread them: every fourth of those that worked, when enough did.
-	if worked := workedPullers(rec.snapshot(), pullers); len(worked) >= pipePullers/4*4 {
-		victims = victims[:0]
-		for i := 0; i < len(worked) && len(victims) < pipePullers/4; i += 4 {
-			victims = append(victims, worked[i])
-		}
-	}
-	if len(victims) < pipePullers/4 {
-		t.Fatalf("only %d pullers did jobs before the kill; want at least %d", len(victims), pipePullers/4)
-	}
+	rss := usage(t, pullers...)
 	doneAtKill := len(rec.snapshot())
 	killed := time.Now()
 	for _, v := range victims {
@@ -138,11 +138,20 @@ func TestFleetPartitionedPipeline(t *testing.T) {
 	if len(pushErr) > 0 {
 		t.Fatalf("%v\n%s", pushErr, stderrs(pushers...))
 	}
-	// Their final counts (--verbose): every job sent was acknowledged.
+	// Their final counts (--verbose): every job sent was acknowledged;
+	// and how many jobs they delivered again.
 	want := fmt.Sprintf("zpeer: sent %d, received %d in ", pipeKeys*pipePerKey, pipeKeys*pipePerKey)
+	redelivered := 0
 	for _, p := range pushers {
-		if !strings.Contains(p.stderr.String(), want) {
-			t.Fatalf("%s: no %q in its standard error:\n%s", p.name, want, p.stderr.String())
+		stderr := p.stderr.String()
+		if !strings.Contains(stderr, want) {
+			t.Fatalf("%s: no %q in its standard error:\n%s", p.name, want, stderr)
+		}
+		for _, l := range strings.Split(stderr, "\n") {
+			var n int
+			if _, err := fmt.Sscanf(l, "zpeer: %d redeliveries", &n); err == nil {
+				redelivered += n
+			}
 		}
 	}
 
@@ -153,6 +162,9 @@ func TestFleetPartitionedPipeline(t *testing.T) {
 	}
 	done := strings.Split(strings.TrimSuffix(string(data), "\n"), "\n")
 	dups := checkPartitionLog(t, done, pipePushers, pipeKeys, pipePerKey)
+	if dups > redelivered {
+		t.Errorf("%d jobs were done twice, but the pushers redelivered %d", dups, redelivered)
+	}
 
 	// Every job is in some puller's output too (a puller prints a job's
 	// output before acknowledging it).
@@ -171,7 +183,7 @@ func TestFleetPartitionedPipeline(t *testing.T) {
 	}
 
 	// The keys spread over the pullers.
-	worked := workedPullers(rec.snapshot(), pullers)
+	worked = workedPullers(rec.snapshot(), pullers)
 	if len(worked) < pipePullers*3/4 {
 		t.Errorf("only %d of %d pullers did jobs: the keys did not spread", len(worked), pipePullers)
 	}
@@ -197,11 +209,11 @@ func TestFleetPartitionedPipeline(t *testing.T) {
 			moved = append(moved, l.at.Sub(killed))
 		}
 	}
-	t.Logf("PIPELINE %d hosts: %d pushers, %d pullers (%d did jobs), %d keys, %d jobs | converge: first job %v after the last start | %d jobs done at the kill of %d pullers | drain %v after the kill, stream %v | %d keys moved, first job elsewhere %v after the kill | %d jobs done twice (redelivered) | run %v",
+	t.Logf("PIPELINE %d hosts: %d pushers, %d pullers (%d did jobs), %d keys, %d jobs | converge: first job %v after the last start | %d jobs done at the kill of %d pullers | drain %v after the kill, stream %v | %d keys moved, first job elsewhere %v after the kill | %d jobs redelivered, %d of them done twice | RSS per puller %s | run %v",
 		f.Size(), pipePushers, pipePullers, len(worked), pipePushers*pipeKeys, total,
 		firstJob.Sub(lastStart).Round(time.Millisecond), doneAtKill, len(victims),
 		drained.Sub(killed).Round(time.Millisecond), drained.Sub(firstJob).Round(time.Millisecond),
-		len(moved), moved, dups, time.Since(began).Round(time.Second))
+		len(moved), moved, redelivered, dups, rss, time.Since(began).Round(time.Second))
 }
 
 // jobKey returns the key of a job line, "pP-kK N".

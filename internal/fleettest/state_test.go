@@ -141,6 +141,8 @@ func TestFleetReplicatedState(t *testing.T) {
 		endSeen = maxTime(endSeen, l.at)
 	}
 
+	rss := usage(t, mirrors...)
+
 	// Every mirror's state, replayed from its output, is the server's.
 	for _, m := range mirrors {
 		got := map[string]string{}
@@ -181,9 +183,9 @@ func TestFleetReplicatedState(t *testing.T) {
 	if up < 0 {
 		t.Fatal("the restarted mirror never printed a recent batch marker")
 	}
-	t.Logf("STATE %d hosts: a server and %d mirrors | converge: every mirror synced %v after the last start (each from its start: %v) | %d changes in %d batches, %d keys at the end | restarted mirror caught up %v after its start | last change seen by every mirror %v after it was sent | run %v",
+	t.Logf("STATE %d hosts: a server and %d mirrors | converge: every mirror synced %v after the last start (each from its start: %v) | %d changes in %d batches, %d keys at the end | restarted mirror caught up %v after its start | last change seen by every mirror %v after it was sent | RSS per mirror %s | run %v",
 		f.Size(), len(mirrors), allSynced.Sub(lastStart).Round(time.Millisecond), synced, n+batches+2, batches, len(want),
-		up.Round(time.Millisecond), endSeen.Sub(endSent).Round(time.Millisecond), time.Since(began).Round(time.Second))
+		up.Round(time.Millisecond), endSeen.Sub(endSent).Round(time.Millisecond), rss, time.Since(began).Round(time.Second))
 }
 
 // diff describes the first few differences between two states.
