@@ -88,6 +88,7 @@ func TestFleetReplicatedState(t *testing.T) {
 	}
 
 	// The stream, paced by a reference mirror's seeing each batch's end.
+	streamStart := time.Now()
 	rng := rand.New(rand.NewPCG(1, 21))
 	ref, victimHost := mirrors[1], 7
 	var restarted *proc
@@ -183,8 +184,8 @@ func TestFleetReplicatedState(t *testing.T) {
 	if up < 0 {
 		t.Fatal("the restarted mirror never printed a recent batch marker")
 	}
-	t.Logf("STATE %d hosts: a server and %d mirrors | converge: every mirror synced %v after the last start (each from its start: %v) | %d changes in %d batches, %d keys at the end | restarted mirror caught up %v after its start | last change seen by every mirror %v after it was sent | RSS per mirror %s | run %v",
-		f.Size(), len(mirrors), allSynced.Sub(lastStart).Round(time.Millisecond), synced, n+batches+2, batches, len(want),
+	t.Logf("STATE %d hosts: a server and %d mirrors | converge: every mirror synced %v after the last start (each from its start: %v) | %d changes in %d batches in %v, %d keys at the end | restarted mirror caught up %v after its start | last change seen by every mirror %v after it was sent | RSS per mirror %s | run %v",
+		f.Size(), len(mirrors), allSynced.Sub(lastStart).Round(time.Millisecond), synced, n+batches+2, batches, endSent.Sub(streamStart).Round(time.Millisecond), len(want),
 		up.Round(time.Millisecond), endSeen.Sub(endSent).Round(time.Millisecond), rss, time.Since(began).Round(time.Second))
 }
 
