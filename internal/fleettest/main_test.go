@@ -2,6 +2,7 @@ package fleettest
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"os"
@@ -106,7 +107,7 @@ func newRecord() *record { return &record{wake: make(chan struct{})} }
 type proc struct {
 	*fleet.Proc
 	name    string
-	started time.Time
+	started time.Time // when the test started it (before the fork)
 	stderr  *testutil.SyncBuffer
 	exited  chan struct{} // closed when its output has ended
 }
@@ -114,14 +115,48 @@ type proc struct {
 // start runs zpeer with args on host i, its lines going to r.
 func (r *record) start(t *testing.T, f *fleet.Fleet, i int, name string, args ...string) *proc {
 	t.Helper()
-	p := &proc{name: name, stderr: &testutil.SyncBuffer{}, exited: make(chan struct{})}
-	fp, err := f.Start(i, fleet.Command{Path: zpeerBinary(t), Args: args, Stderr: p.stderr})
+	p, err := r.launch(f, zpeerBinary(t), i, name, args...)
 	if err != nil {
 		t.Fatal(err)
 	}
-	p.Proc, p.started = fp, time.Now()
-	go r.collect(p)
 	return p
+}
+
+// startEach runs zpeer on hosts first to first+n-1, eight at a time, with
+// the name and arguments args(i) gives host i.
+func (r *record) startEach(t *testing.T, f *fleet.Fleet, first, n int, args func(i int) (string, []string)) []*proc {
+	t.Helper()
+	bin := zpeerBinary(t)
+	procs := make([]*proc, n)
+	errs := make([]error, n)
+	sem := make(chan struct{}, 8)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			name, a := args(first + i)
+			procs[i], errs[i] = r.launch(f, bin, first+i, name, a...)
+		}()
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		t.Fatal(err)
+	}
+	return procs
+}
+
+func (r *record) launch(f *fleet.Fleet, bin string, i int, name string, args ...string) (*proc, error) {
+	p := &proc{name: name, stderr: &testutil.SyncBuffer{}, exited: make(chan struct{}), started: time.Now()}
+	fp, err := f.Start(i, fleet.Command{Path: bin, Args: args, Stderr: p.stderr})
+	if err != nil {
+		return nil, err
+	}
+	p.Proc = fp
+	go r.collect(p)
+	return p, nil
 }
 
 // collect appends p's lines to the record until its output ends.

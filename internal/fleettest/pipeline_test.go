@@ -6,7 +6,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -41,7 +40,7 @@ const (
 // before the job ahead of it. It logs a PIPELINE line of figures.
 func TestFleetPartitionedPipeline(t *testing.T) {
 	f := fleet.New(t, pipePushers+pipePullers)
-	rec := newRecord()
+	rec := newRecord() // the pullers' lines: the jobs they did
 	svc := serviceName("fleetjobs")
 	logPath := filepath.Join(t.TempDir(), "done.log")
 	began := time.Now()
@@ -51,24 +50,16 @@ func TestFleetPartitionedPipeline(t *testing.T) {
 	// job.
 	pushers := make([]*proc, pipePushers)
 	for i := range pushers {
-		pushers[i] = rec.start(t, f, i, fmt.Sprintf("pusher%d", i),
+		pushers[i] = newRecord().start(t, f, i, fmt.Sprintf("pusher%d", i),
 			"push", "--ack", "--bind", "tcp://*:5557", "--discover", svc, "--iface", "eth0",
 			"--key-sep", " ", "--peers", strconv.Itoa(pipePullers), "--timeout", "60s",
 			"--name", fmt.Sprintf("pusher%d", i), "--verbose")
 	}
-	pullers := make([]*proc, pipePullers)
-	var wg sync.WaitGroup
-	for i := range pullers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			name := fmt.Sprintf("puller%02d", i)
-			pullers[i] = rec.start(t, f, pipePushers+i, name,
-				"pull", "--ack", "--discover", svc, "--iface", "eth0", "--name", name,
-				"--exec", "tee -a "+logPath)
-		}()
-	}
-	wg.Wait()
+	pullers := rec.startEach(t, f, pipePushers, pipePullers, func(i int) (string, []string) {
+		name := fmt.Sprintf("puller%02d", i-pipePushers)
+		return name, []string{"pull", "--ack", "--discover", svc, "--iface", "eth0", "--name", name,
+			"--exec", "tee -a " + logPath}
+	})
 	lastStart := pushers[0].started
 	for _, p := range append(pullers, pushers...) {
 		lastStart = maxTime(lastStart, p.started)
@@ -104,7 +95,7 @@ func TestFleetPartitionedPipeline(t *testing.T) {
 			t.Fatalf("%s: %v\n%s", what, err, stderrs(pushers...))
 		}
 	}
-	// The first job done: every puller had connected to both pushers.
+	// The first job done: its pusher had all the pullers connected.
 	await("the first job done", func(ls []line) bool { return len(ls) > 0 })
 	firstJob := rec.snapshot()[0].at
 

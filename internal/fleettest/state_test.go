@@ -7,7 +7,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -62,19 +61,12 @@ func TestFleetReplicatedState(t *testing.T) {
 
 	// A mirror on every host.
 	mirror := func(i int) *proc {
-		return rec.start(t, f, i, fmt.Sprintf("mirror%02d", i), "state", "get", "--watch", "--discover", svc,
-			"--iface", "eth0", "--timeout", "60s", "--name", fmt.Sprintf("mirror%02d", i))
+		name, args := mirrorArgs(svc, i)
+		return rec.start(t, f, i, name, args...)
 	}
-	mirrors := make([]*proc, stateHosts)
-	var wg sync.WaitGroup
-	for i := range mirrors {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			mirrors[i] = mirror(i)
-		}()
-	}
-	wg.Wait()
+	mirrors := rec.startEach(t, f, 0, stateHosts, func(i int) (string, []string) {
+		return mirrorArgs(svc, i)
+	})
 	var lastStart time.Time
 	var synced durations
 	var allSynced time.Time
@@ -187,6 +179,12 @@ func TestFleetReplicatedState(t *testing.T) {
 	t.Logf("STATE %d hosts: a server and %d mirrors | converge: every mirror synced %v after the last start (each from its start: %v) | %d changes in %d batches in %v, %d keys at the end | restarted mirror caught up %v after its start | last change seen by every mirror %v after it was sent | RSS per mirror %s | run %v",
 		f.Size(), len(mirrors), allSynced.Sub(lastStart).Round(time.Millisecond), synced, n+batches+2, batches, endSent.Sub(streamStart).Round(time.Millisecond), len(want),
 		up.Round(time.Millisecond), endSeen.Sub(endSent).Round(time.Millisecond), rss, time.Since(began).Round(time.Second))
+}
+
+// mirrorArgs returns the name and arguments of host i's mirror.
+func mirrorArgs(svc string, i int) (string, []string) {
+	name := fmt.Sprintf("mirror%02d", i)
+	return name, []string{"state", "get", "--watch", "--discover", svc, "--iface", "eth0", "--timeout", "60s", "--name", name}
 }
 
 // diff describes the first few differences between two states.
