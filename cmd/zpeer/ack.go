@@ -276,26 +276,16 @@ func (s *session) runAckPull(ctx context.Context) error {
 }
 
 // work processes one job of pull --ack: prints it, or runs --exec on it,
-// whose output is printed; a nil error acknowledges it. The output is
-// flushed first: an acknowledged job's line has left the process, so a
-// worker killed right after its ack has not lost it.
+// whose output is printed; a nil error acknowledges it.
 func (s *session) work(ctx context.Context, m *message) error {
-	var err error
 	if s.o.exec == "" {
-		err = s.print(m)
-	} else {
-		err = s.execOn(ctx, m)
-		if err != nil && ctx.Err() == nil && !isOutputError(err) {
-			s.logf("--exec: %v; the job goes back to the pusher", err)
-		}
+		return s.print(m)
 	}
-	if err != nil {
-		return err
+	err := s.execOn(ctx, m)
+	if err != nil && ctx.Err() == nil && !isOutputError(err) {
+		s.logf("--exec: %v; the job goes back to the pusher", err)
 	}
-	if err := s.out.Sync(); err != nil {
-		return outputError{err}
-	}
-	return nil
+	return err
 }
 
 // patternError classifies the errors of pattern constructors: a bad

@@ -66,14 +66,6 @@ func (lw *lineWriter) Flush() {
 	}
 }
 
-// Sync writes out everything buffered and returns the first write error.
-func (lw *lineWriter) Sync() error {
-	lw.Flush()
-	lw.mu.Lock()
-	defer lw.mu.Unlock()
-	return lw.err
-}
-
 // Close stops the timer and flushes.
 func (lw *lineWriter) Close() error {
 	lw.timer.Stop()
