@@ -174,6 +174,11 @@ func (s *session) runAckPush(ctx context.Context, args []string) error {
 	if n := leftInStore(push); n > 0 {
 		s.a.errorf("%d jobs left in %s go first", n, s.o.ack.store)
 	}
+	// --peers N: no job goes out before N workers are connected (with
+	// --key-sep, the keys spread over all of them from the first job).
+	if err := s.waitReady(ctx, s.o.peers, push.Pullers); err != nil {
+		return err
+	}
 	var headers []pattern.CallOption
 	for k, v := range s.headers {
 		headers = append(headers, pattern.Header(k, v))
@@ -203,6 +208,9 @@ func (s *session) runAckPush(ctx context.Context, args []string) error {
 	}
 	if err := s.awaitAcks(ctx, push); err != nil {
 		return err
+	}
+	if n := push.Stats().Retried; s.o.verbose && n > 0 {
+		s.logf("%d redeliveries (jobs whose worker failed, died or timed out)", n)
 	}
 	if n := dead.Load(); n > 0 {
 		return fmt.Errorf("%d of %d jobs dead (never acknowledged)", n, s.sent.Load())
@@ -239,6 +247,9 @@ func (s *session) awaitAcks(ctx context.Context, push *pattern.Pusher[job]) erro
 		st := push.Stats()
 		s.recvd.Store(st.Acked)
 		if st.Pending == 0 {
+			// Stats reads Acked before Pending: the last ack may have
+			// come between the two. Read after it, Acked has them all.
+			s.recvd.Store(push.Stats().Acked)
 			return nil
 		}
 		if push.Pullers() > 0 {

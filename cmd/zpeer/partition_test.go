@@ -183,3 +183,44 @@ func TestKeySepUsage(t *testing.T) {
 		t.Fatalf("pull --key-sep: exit %d, stderr %q", code, stderr)
 	}
 }
+
+// push --ack --peers N sends no job before N workers are connected: with
+// one of two it times out and the worker did nothing; with both, every
+// key stays on one worker from its first job to its last.
+func TestPushAckPeersWaitsForWorkers(t *testing.T) {
+	t.Parallel()
+	push := start(t, "", "push", "--ack", "--bind", local, "--peers", "2", "--timeout", "3s", "j1", "j2")
+	lone := start(t, "", "pull", "--ack", "--connect", push.endpoint())
+	if code := push.wait(); code != exitFailure || !strings.Contains(push.stderr.String(), "of 2 peers ready after 3s") {
+		t.Fatalf("push --ack --peers 2 with one worker: exit %d, stderr %q", code, push.stderr.String())
+	}
+	lone.signal(syscall.SIGKILL)
+	lone.wait()
+	if got := lone.lines(); len(got) > 0 {
+		t.Fatalf("the lone worker did %q before the second was there", got)
+	}
+
+	const nkeys, perKey = 8, 5
+	push = start(t, keyedLines(nkeys, perKey, 1), "push", "--ack", "--bind", local, "--key-sep", ":", "--peers", "2", "--timeout", "30s")
+	ep := push.endpoint()
+	var workers []*proc
+	for range 2 {
+		workers = append(workers, start(t, "", "pull", "--ack", "--connect", ep, "--timeout", "3s"))
+	}
+	push.mustSucceed()
+	owner := map[string]int{}
+	for i, w := range workers {
+		w.wait()
+		checkKeyOrderPartial(t, w.lines())
+		for _, l := range w.lines() {
+			key, _, _ := strings.Cut(l, ":")
+			if o, ok := owner[key]; ok && o != i {
+				t.Fatalf("key %s moved between workers: both were connected before its first job", key)
+			}
+			owner[key] = i
+		}
+	}
+	if len(owner) != nkeys {
+		t.Fatalf("%d keys done, want %d", len(owner), nkeys)
+	}
+}

@@ -504,6 +504,11 @@ func (s *session) decode(frames [][]byte, routingID []byte) *message {
 
 // waitPeers waits, up to --timeout, for n peers (pub: n subscribers).
 func (s *session) waitPeers(ctx context.Context, n int) error {
+	return s.waitReady(ctx, n, s.readyPeers)
+}
+
+// waitReady waits, within --timeout, until ready() counts n peers.
+func (s *session) waitReady(ctx context.Context, n int, ready func() int) error {
 	if n <= 0 {
 		return nil
 	}
@@ -519,7 +524,7 @@ func (s *session) waitPeers(ctx context.Context, n int) error {
 		what += "s"
 	}
 	for waited := false; ; waited = true {
-		if s.readyPeers() >= n {
+		if ready() >= n {
 			return nil
 		}
 		if !waited {
@@ -532,11 +537,11 @@ func (s *session) waitPeers(ctx context.Context, n int) error {
 		select {
 		case <-ctx.Done():
 			if isTimeout(ctx.Err()) {
-				ready := fmt.Sprintf("%d of %d %s ready after %s", s.readyPeers(), n, what, s.o.timeout)
+				got := fmt.Sprintf("%d of %d %s ready after %s", ready(), n, what, s.o.timeout)
 				if s.sc.typ == socket.PUB && s.unreachable() == "" {
-					return errors.New("nothing published: " + ready)
+					return errors.New("nothing published: " + got)
 				}
-				return s.noPeerError(ready)
+				return s.noPeerError(got)
 			}
 			return ctx.Err()
 		case <-t.C:
