@@ -85,8 +85,10 @@
 // wraps ErrOption (errors.Is), and other failures wrap the sentinel errors
 // of errors.go. socket's Option is func(*Options) error with Options
 // exported, unlike pattern's and discovery's: Options is a flat set of
-// engine settings (DefaultOptions), and pattern reads a user's socket
-// options through it (to chain the user's PeerHooks with its own).
+// engine settings whose defaults DefaultOptions documents, and a caller
+// may write an Option of its own over it. WithPeerHooks adds to the hooks
+// set before it, so a layer above (pattern) appends its hooks to a user's
+// without reading the user's options.
 //
 // What this package is not: it does not know about envelopes, typed values,
 // acknowledgements or discovery. Those live in codec/, pattern/ and
