@@ -179,6 +179,8 @@ type ackPusher[T any] struct {
 	kick  chan struct{}
 	wg    sync.WaitGroup
 
+	// The jobs and the pullers, guarded by mu (through emptyCh, and the
+	// partitioned jobs' fields below).
 	mu       sync.Mutex
 	custody  *custody
 	tombs    map[codec.ID][]*pullerPeer // settled, still held by these
@@ -197,7 +199,7 @@ type ackPusher[T any] struct {
 	store     *outbox.Log // WithOutbox
 	recovered int         // jobs taken back from the outbox at start
 
-	// Partitioned jobs (partition.go).
+	// Partitioned jobs (partition.go), guarded by mu.
 	keys        map[uint64]*keyState // the keys with jobs in custody, by hash
 	freeKeys    []*keyState
 	homeless    *keyQueue // keyed jobs queued while no puller is in the ring

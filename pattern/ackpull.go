@@ -23,8 +23,12 @@ type ackPuller[T any] struct {
 	sock *socket.Socket
 	wg   sync.WaitGroup // workers
 
+	// Lock order: rmu before pusherPeer.amu; mu and dmu are each held
+	// alone (never with another of these).
 	rmu sync.Mutex // one release at a time; taken before pusherPeer.amu
 
+	// The connected pushers and the acks kept for departed ones, guarded
+	// by mu.
 	mu    sync.Mutex
 	peers map[*socket.Peer]*pusherPeer
 	// left holds the acks due on an endpoint whose connection went before
@@ -32,6 +36,7 @@ type ackPuller[T any] struct {
 	// pusher would otherwise redeliver.
 	left map[string][]byte
 
+	// Deduplication, guarded by dmu.
 	dmu   sync.Mutex
 	seen  map[codec.ID]*pusherPeer   // being processed: the first copy's pusher; nil: processed
 	extra map[codec.ID][]*pusherPeer // duplicates that arrived while the first was processed
@@ -43,6 +48,7 @@ type ackPuller[T any] struct {
 type pusherPeer struct {
 	peer *socket.Peer
 
+	// The acks due on this connection, guarded by amu.
 	amu   sync.Mutex
 	ids   []byte // acks due, 16 bytes each
 	spare []byte

@@ -10,14 +10,9 @@ import (
 
 // Connector is the part of a pattern that a discovery service drives: it
 // connects to peers as they appear and disconnects from them as they leave.
-// Every pattern satisfies it, as does *socket.Socket; it has the method set
-// of discovery.Connector.
-type Connector interface {
-	Connect(ep string) error
-	Disconnect(ep string) error
-}
-
-var _ discovery.Connector = Connector(nil)
+// Every pattern satisfies it, as does *socket.Socket. It is
+// discovery.Connector, under a name of its own here for Discovery.
+type Connector = discovery.Connector
 
 // Discovery is a custom way of finding peers. The pattern calls it once, on
 // a goroutine of its own, with a context that ends when the pattern closes

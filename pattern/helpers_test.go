@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/zpeer/zpeer/internal/testutil"
 	"go.uber.org/goleak"
 )
 
@@ -15,13 +16,7 @@ const loopback = "tcp://127.0.0.1:0"
 // waitFor polls cond until it holds or 10 s pass.
 func waitFor(t testing.TB, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(2 * time.Millisecond)
-	}
+	testutil.Eventually(t, 10*time.Second, what, cond)
 }
 
 func ctxT(t testing.TB) context.Context {

@@ -38,7 +38,8 @@ type Mirror[T any] struct {
 	dealer *socket.Socket // hello and snapshot requests
 	sub    *socket.Socket // changes and heartbeats
 
-	// mu guards the state as readers see it; the run goroutine writes it.
+	// The state as readers see it, guarded by mu; the run goroutine
+	// writes it.
 	mu      sync.RWMutex
 	state   map[string]mirrorEntry[T]
 	seq     uint64

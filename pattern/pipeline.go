@@ -69,7 +69,7 @@ type Pusher[T any] struct {
 	ring  *pullerRing    // fire-and-forget: the pullers, for keyed messages
 
 	closeMu sync.Mutex
-	closed  bool
+	closed  bool // guarded by closeMu
 }
 
 // NewPusher creates a Pusher.
@@ -364,7 +364,7 @@ type Puller[T any] struct {
 	ref  *refusals
 
 	closeMu sync.Mutex
-	closed  bool
+	closed  bool // guarded by closeMu
 }
 
 // NewPuller creates a Puller that runs h on each message.

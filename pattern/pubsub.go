@@ -37,9 +37,9 @@ type Publisher[T any] struct {
 	// served is closed when the cache's Serve goroutine ends (after Close).
 	served chan struct{}
 
-	mu     sync.Mutex // serialises sequence numbering and sending, so seqs go out in order
-	topics map[string]*topicState
-	closed bool
+	mu     sync.Mutex             // serialises sequence numbering and sending, so seqs go out in order
+	topics map[string]*topicState // guarded by mu
+	closed bool                   // guarded by mu
 	disc   *joined
 }
 
@@ -278,7 +278,7 @@ type Subscriber[T any] struct {
 	recv chan struct{} // semaphore: one receiver at a time keeps sequence checks in order
 
 	mu      sync.Mutex
-	sources map[string]*source // by sender
+	sources map[string]*source // guarded by mu: by sender
 	typ     string             // the last message's Type, reused while it repeats (under recv)
 	disc    *joined
 	once    sync.Once

@@ -49,7 +49,7 @@ type refusals struct {
 	notes *notifier // nil without WithOnRefused
 
 	mu     sync.Mutex
-	logged map[string]bool // endpoints already warned about
+	logged map[string]bool // guarded by mu: endpoints already warned about
 	// ctx is cancelled, with the refusal as its cause, when a peer is
 	// refused while no peer is connected; a connection replaces it.
 	ctx    atomic.Pointer[context.Context]

@@ -78,6 +78,8 @@ type Requester[Req, Resp any] struct {
 	// by a peer hook: socket.Disconnect runs the Detach hook.
 	epMu sync.Mutex
 
+	// The repliers and the calls in flight, guarded by mu. Lock order:
+	// epMu, then mu.
 	mu      sync.Mutex
 	peers   []*reqPeer // attached repliers, in attach order
 	byPeer  map[*socket.Peer]*reqPeer
@@ -781,7 +783,7 @@ type Replier[Req, Resp any] struct {
 	handlerLat histogram // WithHandlerTiming
 	disc       *joined
 	closeMu    sync.Mutex
-	closed     bool
+	closed     bool // guarded by closeMu
 }
 
 // NewReplier creates a Replier that answers with h.

@@ -46,9 +46,9 @@ type StateServer[T any] struct {
 	beat   *codec.Template // heartbeats: topic "h"
 	hello  []byte          // the body of every hello reply
 
-	// mu guards the state and orders what is published: a change is
-	// published under mu, so changes and heartbeats go out in sequence
-	// order.
+	// The state, guarded by mu, which also orders what is published: a
+	// change is published under mu, so changes and heartbeats go out in
+	// sequence order.
 	mu     sync.Mutex
 	state  map[string][]byte // key -> the encoded value; never modified in place
 	seq    uint64

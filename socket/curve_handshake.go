@@ -32,12 +32,68 @@ import (
 // The cookie is SecretBox[C' + s'](t) under a cookie key t the server makes
 // fresh for each connection (as libzmq does) and forgets once INITIATE is
 // checked; the vouch is Box[C' + S](C->S').
+//
+// Offsets in each command (the body, from its name) and in the plaintext of
+// its box, RFC 26's layouts:
 const (
-	curveHelloSize    = 200
-	curveWelcomeSize  = 168
-	curveInitiateMin  = 257
-	curveReadyMin     = 30
-	curveCmdMax       = 8 << 10 // largest INITIATE or READY (with metadata) accepted
+	keyLen = 32 // a Curve25519 key, long- or short-term
+
+	// A box's 24-byte nonce is a fixed prefix and then what the command
+	// carries: a short nonce of 8 bytes (HELLO, INITIATE, READY) after a
+	// 16-byte prefix ("CurveZMQHELLO---"), or a long nonce of 16 bytes
+	// (WELCOME, the cookie, the vouch) after an 8-byte one ("WELCOME-").
+	shortNoncePrefix = 16
+	longNoncePrefix  = 8
+
+	// HELLO: "\x05HELLO" | version (2) | padding (72) | C' | short nonce |
+	// Box[64 zeros](C'->S).
+	helloVersion   = 6
+	helloPadding   = 8
+	helloClientKey = helloPadding + 72
+	helloNonce     = helloClientKey + keyLen
+	helloBox       = helloNonce + 8
+	helloSigLen    = 64 // the zeros in HELLO's box
+
+	// WELCOME: "\x07WELCOME" | long nonce | Box[S' + cookie](S->C').
+	welcomeNonce = 8
+	welcomeBox   = welcomeNonce + 16
+	// ... and its box's plaintext: S', then the cookie.
+	welcomeCookie   = keyLen
+	welcomePlainLen = welcomeCookie + cookieLen
+
+	// The cookie: long nonce | SecretBox[C' + s'](t).
+	cookieBoxLen = 2*keyLen + secretbox.Overhead
+	cookieLen    = 16 + cookieBoxLen
+
+	// INITIATE: "\x08INITIATE" | cookie | short nonce |
+	// Box[C + vouch nonce + vouch + metadata](C'->S').
+	initiateCookie    = 9
+	initiateCookieBox = initiateCookie + 16
+	initiateNonce     = initiateCookie + cookieLen
+	initiateBox       = initiateNonce + 8
+	// ... and its box's plaintext: C, the vouch's long nonce, the vouch
+	// (Box[C' + S](C->S')), then the metadata.
+	initiateVouchNonce = keyLen
+	initiateVouch      = initiateVouchNonce + 16
+	vouchLen           = 2*keyLen + box.Overhead
+	initiateMeta       = initiateVouch + vouchLen
+
+	// READY: "\x05READY" | short nonce | Box[metadata](S'->C').
+	readyNonce = 6
+	readyBox   = readyNonce + 8
+
+	// ERROR: "\x05ERROR" | reason length (1) | reason, in the clear.
+	errorLen    = 6
+	errorText   = errorLen + 1
+	errorMaxLen = 255
+)
+
+const (
+	curveHelloSize    = helloBox + helloSigLen + box.Overhead       // 200
+	curveWelcomeSize  = welcomeBox + welcomePlainLen + box.Overhead // 168
+	curveInitiateMin  = initiateBox + initiateMeta + box.Overhead   // 257
+	curveReadyMin     = readyBox + box.Overhead                     // 30
+	curveCmdMax       = 8 << 10                                     // largest INITIATE or READY (with metadata) accepted
 	curveMetaMax      = curveCmdMax - curveInitiateMin
 	curveVersionMajor = 1
 	curveVersionMinor = 0
@@ -145,14 +201,13 @@ func (h *hsIO) writeCommand(body []byte) error {
 // sendError writes a ZMTP ERROR command (best effort: the connection is
 // being dropped anyway).
 func (h *hsIO) sendError(reason string) {
-	if len(reason) > 255 {
-		reason = reason[:255]
+	if len(reason) > errorMaxLen {
+		reason = reason[:errorMaxLen]
 	}
-	var b [7 + 255]byte
-	n := copy(b[:], "\x05ERROR")
-	b[n] = byte(len(reason))
-	n++
-	n += copy(b[n:], reason)
+	var b [errorText + errorMaxLen]byte
+	copy(b[:], "\x05ERROR")
+	b[errorLen] = byte(len(reason))
+	n := errorText + copy(b[errorText:], reason)
 	h.writeCommand(b[:n])
 }
 
@@ -167,8 +222,8 @@ func commandName(body []byte) string {
 // peerError turns a received ERROR command into an error.
 func peerError(body []byte) error {
 	reason := ""
-	if len(body) > 6 && int(body[6]) <= len(body)-7 {
-		reason = string(body[7 : 7+body[6]])
+	if len(body) > errorLen && int(body[errorLen]) <= len(body)-errorText {
+		reason = string(body[errorText : errorText+int(body[errorLen])])
 	}
 	return &RefusedError{Reason: reason}
 }
@@ -276,24 +331,24 @@ func curveClient(h *hsIO, server *Key, kp *KeyPair, meta []byte) (*curveCodec, z
 	}
 	sk := (*[32]byte)(server)
 	var nonce [24]byte
-	var plain [128 + curveMetaMax]byte
+	var plain [initiateMeta + curveMetaMax]byte
 
 	// HELLO, short nonce 1.
 	hello := h.buf[:0]
 	hello = append(hello, "\x05HELLO"...)
 	hello = append(hello, curveVersionMajor, curveVersionMinor)
-	hello = append(hello, plain[:72]...) // anti-amplification padding: zeros
+	hello = append(hello, plain[:helloClientKey-helloPadding]...) // anti-amplification padding: zeros
 	hello = append(hello, cPub[:]...)
 	copy(nonce[:], "CurveZMQHELLO---")
-	binary.BigEndian.PutUint64(nonce[16:], 1)
-	hello = append(hello, nonce[16:]...)
+	binary.BigEndian.PutUint64(nonce[shortNoncePrefix:], 1)
+	hello = append(hello, nonce[shortNoncePrefix:]...)
 	// One key for C'->S in HELLO and S->C' in WELCOME: computed once.
 	var helloKey [32]byte
 	keys.add(&helloKey)
 	if !boxKey(&helloKey, sk, &cSec) {
 		return nil, zmtpMeta{}, fmt.Errorf("%w: CURVE: the server key %s is a point of small order", ErrRefused, server)
 	}
-	hello = box.SealAfterPrecomputation(hello, plain[:64], &nonce, &helloKey)
+	hello = box.SealAfterPrecomputation(hello, plain[:helloSigLen], &nonce, &helloKey)
 	if err := h.writeCommand(hello); err != nil {
 		return nil, zmtpMeta{}, err
 	}
@@ -311,16 +366,16 @@ func curveClient(h *hsIO, server *Key, kp *KeyPair, meta []byte) (*curveCodec, z
 	case len(welcome) != curveWelcomeSize:
 		return nil, zmtpMeta{}, bad("WELCOME of %d bytes (want %d)", len(welcome), curveWelcomeSize)
 	}
-	copy(nonce[:8], "WELCOME-")
-	copy(nonce[8:], welcome[8:24])
-	wp, ok := box.OpenAfterPrecomputation(plain[:0], welcome[24:], &nonce, &helloKey)
+	copy(nonce[:longNoncePrefix], "WELCOME-")
+	copy(nonce[longNoncePrefix:], welcome[welcomeNonce:welcomeBox])
+	wp, ok := box.OpenAfterPrecomputation(plain[:0], welcome[welcomeBox:], &nonce, &helloKey)
 	if !ok {
 		return nil, zmtpMeta{}, fmt.Errorf("%w: CURVE: WELCOME does not open: the server does not hold the secret key of %s", ErrRefused, server)
 	}
-	var sPrime [32]byte
-	var cookie [96]byte
-	copy(sPrime[:], wp[:32])
-	copy(cookie[:], wp[32:128])
+	var sPrime [keyLen]byte
+	var cookie [cookieLen]byte
+	copy(sPrime[:], wp[:welcomeCookie])
+	copy(cookie[:], wp[welcomeCookie:welcomePlainLen])
 	var shared [32]byte
 	keys.add(&shared)
 	if !boxKey(&shared, &sPrime, &cSec) {
@@ -330,29 +385,29 @@ func curveClient(h *hsIO, server *Key, kp *KeyPair, meta []byte) (*curveCodec, z
 	// INITIATE, short nonce 2: C, the vouch and our metadata.
 	var vouchNonce [24]byte
 	copy(vouchNonce[:], "VOUCH---")
-	if _, err := rand.Read(vouchNonce[8:]); err != nil {
+	if _, err := rand.Read(vouchNonce[longNoncePrefix:]); err != nil {
 		return nil, zmtpMeta{}, err
 	}
-	var vp [64]byte
-	copy(vp[:32], cPub[:])
-	copy(vp[32:], server[:])
+	var vp [2 * keyLen]byte
+	copy(vp[:keyLen], cPub[:])
+	copy(vp[keyLen:], server[:])
 	var vouchKey [32]byte
 	keys.add(&vouchKey)
 	boxKey(&vouchKey, &sPrime, (*[32]byte)(&kp.Secret)) // sPrime's order was checked above
-	var vouch [80]byte
+	var vouch [vouchLen]byte
 	box.SealAfterPrecomputation(vouch[:0], vp[:], &vouchNonce, &vouchKey)
 	clear(vouchKey[:])
 	ip := plain[:0]
 	ip = append(ip, kp.Public[:]...)
-	ip = append(ip, vouchNonce[8:]...)
+	ip = append(ip, vouchNonce[longNoncePrefix:]...)
 	ip = append(ip, vouch[:]...)
 	ip = append(ip, meta...)
 	init := h.buf[:0]
 	init = append(init, "\x08INITIATE"...)
 	init = append(init, cookie[:]...)
 	copy(nonce[:], "CurveZMQINITIATE")
-	binary.BigEndian.PutUint64(nonce[16:], 2)
-	init = append(init, nonce[16:]...)
+	binary.BigEndian.PutUint64(nonce[shortNoncePrefix:], 2)
+	init = append(init, nonce[shortNoncePrefix:]...)
 	init = box.SealAfterPrecomputation(init, ip, &nonce, &shared)
 	if err := h.writeCommand(init); err != nil {
 		return nil, zmtpMeta{}, err
@@ -372,9 +427,9 @@ func curveClient(h *hsIO, server *Key, kp *KeyPair, meta []byte) (*curveCodec, z
 		return nil, zmtpMeta{}, bad("READY of %d bytes (at least %d)", len(ready), curveReadyMin)
 	}
 	copy(nonce[:], "CurveZMQREADY---")
-	copy(nonce[16:], ready[6:14])
-	rn := binary.BigEndian.Uint64(ready[6:14])
-	rp, ok := box.OpenAfterPrecomputation(plain[:0], ready[14:], &nonce, &shared)
+	copy(nonce[shortNoncePrefix:], ready[readyNonce:readyBox])
+	rn := binary.BigEndian.Uint64(ready[readyNonce:readyBox])
+	rp, ok := box.OpenAfterPrecomputation(plain[:0], ready[readyBox:], &nonce, &shared)
 	if !ok {
 		return nil, zmtpMeta{}, bad("READY box does not open")
 	}
@@ -400,7 +455,7 @@ func curveServer(h *hsIO, kp *KeyPair, meta []byte, authorize func(client Key, p
 	}
 	sk := (*[32]byte)(&kp.Secret)
 	var nonce [24]byte
-	var plain [128 + curveMetaMax]byte
+	var plain [initiateMeta + curveMetaMax]byte
 	var keys hsKeys
 	defer keys.wipe()
 
@@ -414,23 +469,23 @@ func curveServer(h *hsIO, kp *KeyPair, meta []byte, authorize func(client Key, p
 		return fail(bad("expected HELLO, got %q", commandName(hello)))
 	case len(hello) != curveHelloSize:
 		return fail(bad("HELLO of %d bytes (want %d)", len(hello), curveHelloSize))
-	case hello[6] != curveVersionMajor || hello[7] != curveVersionMinor:
-		return fail(bad("HELLO version %d.%d (want 1.0)", hello[6], hello[7]))
+	case hello[helloVersion] != curveVersionMajor || hello[helloVersion+1] != curveVersionMinor:
+		return fail(bad("HELLO version %d.%d (want 1.0)", hello[helloVersion], hello[helloVersion+1]))
 	}
-	var cPrime [32]byte
-	copy(cPrime[:], hello[80:112])
+	var cPrime [keyLen]byte
+	copy(cPrime[:], hello[helloClientKey:helloNonce])
 	copy(nonce[:], "CurveZMQHELLO---")
-	copy(nonce[16:], hello[112:120])
+	copy(nonce[shortNoncePrefix:], hello[helloNonce:helloBox])
 	var helloKey [32]byte // C'/s: opens HELLO and seals WELCOME
 	keys.add(&helloKey)
 	if !boxKey(&helloKey, &cPrime, sk) {
 		return fail(bad("HELLO's short-term key is a point of small order"))
 	}
-	hp, ok := box.OpenAfterPrecomputation(plain[:0], hello[120:200], &nonce, &helloKey)
+	hp, ok := box.OpenAfterPrecomputation(plain[:0], hello[helloBox:curveHelloSize], &nonce, &helloKey)
 	if !ok {
 		return fail(fmt.Errorf("%w: CURVE: HELLO does not open: the client expects another server key", ErrRefused))
 	}
-	if subtle.ConstantTimeCompare(hp, make([]byte, 64)) != 1 {
+	if subtle.ConstantTimeCompare(hp, make([]byte, helloSigLen)) != 1 {
 		return fail(bad("HELLO signature box is not 64 zero bytes"))
 	}
 
@@ -447,27 +502,27 @@ func curveServer(h *hsIO, kp *KeyPair, meta []byte, authorize func(client Key, p
 	if _, err := rand.Read(cookieKey[:]); err != nil {
 		return fail(err)
 	}
-	if _, err := rand.Read(cookieNonce[8:]); err != nil {
+	if _, err := rand.Read(cookieNonce[longNoncePrefix:]); err != nil {
 		return fail(err)
 	}
-	var cp [64]byte // the cookie's plaintext, C' + s'
-	keys.add((*[32]byte)(cp[:32]), (*[32]byte)(cp[32:]))
-	copy(cp[:32], cPrime[:])
-	copy(cp[32:], sSec[:])
-	var cookie [80]byte
+	var cp [2 * keyLen]byte // the cookie's plaintext, C' + s'
+	keys.add((*[32]byte)(cp[:keyLen]), (*[32]byte)(cp[keyLen:]))
+	copy(cp[:keyLen], cPrime[:])
+	copy(cp[keyLen:], sSec[:])
+	var cookie [cookieBoxLen]byte
 	secretbox.Seal(cookie[:0], cp[:], &cookieNonce, &cookieKey)
 	clear(cp[:])
 	wp := plain[:0]
 	wp = append(wp, sPub[:]...)
-	wp = append(wp, cookieNonce[8:]...)
+	wp = append(wp, cookieNonce[longNoncePrefix:]...)
 	wp = append(wp, cookie[:]...)
 	copy(nonce[:], "WELCOME-")
-	if _, err := rand.Read(nonce[8:]); err != nil {
+	if _, err := rand.Read(nonce[longNoncePrefix:]); err != nil {
 		return fail(err)
 	}
 	welcome := h.buf[:0]
 	welcome = append(welcome, "\x07WELCOME"...)
-	welcome = append(welcome, nonce[8:]...)
+	welcome = append(welcome, nonce[longNoncePrefix:]...)
 	welcome = box.SealAfterPrecomputation(welcome, wp, &nonce, &helloKey)
 	if err := h.writeCommand(welcome); err != nil {
 		return fail(err)
@@ -484,12 +539,12 @@ func curveServer(h *hsIO, kp *KeyPair, meta []byte, authorize func(client Key, p
 	case len(init) < curveInitiateMin:
 		return fail(bad("INITIATE of %d bytes (at least %d)", len(init), curveInitiateMin))
 	}
-	copy(cookieNonce[8:], init[9:25])
-	ck, ok := secretbox.Open(cp[:0], init[25:105], &cookieNonce, &cookieKey)
+	copy(cookieNonce[longNoncePrefix:], init[initiateCookie:initiateCookieBox])
+	ck, ok := secretbox.Open(cp[:0], init[initiateCookieBox:initiateNonce], &cookieNonce, &cookieKey)
 	if !ok {
 		return fail(bad("INITIATE cookie does not open"))
 	}
-	if subtle.ConstantTimeCompare(ck[:32], cPrime[:]) != 1 || subtle.ConstantTimeCompare(ck[32:], sSec[:]) != 1 {
+	if subtle.ConstantTimeCompare(ck[:keyLen], cPrime[:]) != 1 || subtle.ConstantTimeCompare(ck[keyLen:], sSec[:]) != 1 {
 		return fail(bad("INITIATE cookie is not ours"))
 	}
 	clear(cp[:])
@@ -497,33 +552,33 @@ func curveServer(h *hsIO, kp *KeyPair, meta []byte, authorize func(client Key, p
 	keys.add(&shared)
 	boxKey(&shared, &cPrime, &sSec) // cPrime's order was checked with HELLO
 	copy(nonce[:], "CurveZMQINITIATE")
-	copy(nonce[16:], init[105:113])
-	in := binary.BigEndian.Uint64(init[105:113])
-	ip, ok := box.OpenAfterPrecomputation(plain[:0], init[113:], &nonce, &shared)
+	copy(nonce[shortNoncePrefix:], init[initiateNonce:initiateBox])
+	in := binary.BigEndian.Uint64(init[initiateNonce:initiateBox])
+	ip, ok := box.OpenAfterPrecomputation(plain[:0], init[initiateBox:], &nonce, &shared)
 	if !ok {
 		return fail(bad("INITIATE box does not open"))
 	}
 	var client Key
-	copy(client[:], ip[:32])
+	copy(client[:], ip[:initiateVouchNonce])
 	var vouchNonce [24]byte
 	copy(vouchNonce[:], "VOUCH---")
-	copy(vouchNonce[8:], ip[32:48])
-	var vp [64]byte
+	copy(vouchNonce[longNoncePrefix:], ip[initiateVouchNonce:initiateVouch])
+	var vp [2 * keyLen]byte
 	var vouchKey [32]byte
 	keys.add(&vouchKey)
 	if !boxKey(&vouchKey, (*[32]byte)(&client), &sSec) {
 		return fail(bad("INITIATE's client key is a point of small order"))
 	}
-	vouch, ok := box.OpenAfterPrecomputation(vp[:0], ip[48:128], &vouchNonce, &vouchKey)
+	vouch, ok := box.OpenAfterPrecomputation(vp[:0], ip[initiateVouch:initiateMeta], &vouchNonce, &vouchKey)
 	clear(vouchKey[:])
 	if !ok {
 		return fail(bad("INITIATE vouch does not open"))
 	}
-	if subtle.ConstantTimeCompare(vouch[:32], cPrime[:]) != 1 || subtle.ConstantTimeCompare(vouch[32:], kp.Public[:]) != 1 {
+	if subtle.ConstantTimeCompare(vouch[:keyLen], cPrime[:]) != 1 || subtle.ConstantTimeCompare(vouch[keyLen:], kp.Public[:]) != 1 {
 		return fail(bad("INITIATE vouch does not vouch for this connection"))
 	}
 	clear(sSec[:])
-	pm, err := parseMeta(ip[128:])
+	pm, err := parseMeta(ip[initiateMeta:])
 	if err != nil {
 		return fail(err)
 	}
@@ -535,10 +590,10 @@ func curveServer(h *hsIO, kp *KeyPair, meta []byte, authorize func(client Key, p
 
 	// READY, short nonce 1.
 	copy(nonce[:], "CurveZMQREADY---")
-	binary.BigEndian.PutUint64(nonce[16:], 1)
+	binary.BigEndian.PutUint64(nonce[shortNoncePrefix:], 1)
 	ready := h.buf[:0]
 	ready = append(ready, "\x05READY"...)
-	ready = append(ready, nonce[16:]...)
+	ready = append(ready, nonce[shortNoncePrefix:]...)
 	ready = box.SealAfterPrecomputation(ready, meta, &nonce, &shared)
 	if err := h.writeCommand(ready); err != nil {
 		return fail(err)

@@ -85,10 +85,49 @@
 // wraps ErrOption (errors.Is), and other failures wrap the sentinel errors
 // of errors.go. socket's Option is func(*Options) error with Options
 // exported, unlike pattern's and discovery's: Options is a flat set of
-// engine settings (DefaultOptions), and pattern reads a user's socket
-// options through it (to chain the user's PeerHooks with its own).
+// engine settings whose defaults DefaultOptions documents, and a caller
+// may write an Option of its own over it. WithPeerHooks adds to the hooks
+// set before it, so a layer above (pattern) appends its hooks to a user's
+// without reading the user's options.
 //
 // What this package is not: it does not know about envelopes, typed values,
 // acknowledgements or discovery. Those live in codec/, pattern/ and
 // discovery/, on top of it.
 package socket
+
+// Locks and their order (read this before changing anything that locks).
+//
+// A field a mutex guards says so ("guarded by mu") on its line or on the
+// comment opening its block; fields set before an object is shared and
+// never written again need no lock. The mutexes, outermost first: a
+// goroutine holding one of them takes only mutexes further down the list.
+//
+//  1. LastValueCache.mu and xsubProto.smu (serialising XSUB subscription
+//     sends) are held across a Send, so everything a Send takes comes
+//     after them.
+//  2. pipe.attachMu orders one pipe's attach, Ready hook and detach. The
+//     owner's PeerHooks (Attach, Ready, Detach) and the protocol's attach
+//     and detach run holding it: a hook may call what takes the locks
+//     below (SendTo, PeerList), never what waits for its own pipe's
+//     detach.
+//  3. Socket.mu guards the socket's connections (pipes, listeners,
+//     dialers, handshakes in progress, closed). attach and detach set
+//     pipe.attached holding attachMu and then mu. Under mu: the PAIR
+//     protocol's mu (admit), the trusted KeySet's mu, the inproc registry's
+//     mu (Bind) and pipe.wmu (Stats and detach read an inproc link's
+//     counters).
+//  4. The protocol's own mutex: lb.mu, routerProto.mu, pubProto.mu,
+//     subProto.mu, xpubProto.mu, xsubProto.mu, pairProto.mu, repProto.mu,
+//     reqProto.rmu. Taken under attachMu (the protocol's attach and
+//     detach). Under it: pipe.wmu (subProto and xsubProto queue
+//     subscriptions, routerProto writes routeID) and a peer's
+//     subscriptions.mu (xpubProto).
+//  5. pipe.wmu guards a pipe's send side (writer.go); flushUnlocking
+//     releases it around each write and returns without it. Under it: the
+//     receiving socket's fairQueue.mu (an inproc sender looks at the other
+//     socket's fair queue) and Socket.readyMu.
+//  6. fairQueue.mu guards every pipe's inbox and the active list. Under
+//     it: Socket.readyMu (of an inproc sender's socket, to wake it).
+//  7. Leaves, under which nothing else is taken: Socket.readyMu,
+//     subscriptions.mu, changeSignal.mu (subsChanged), admission.mu,
+//     KeySet.mu, Proxy.mu and the inproc registry's mu.

@@ -87,10 +87,33 @@ type PeerHooks struct {
 	Ready  func(*Peer)
 }
 
-// WithPeerHooks sets the hooks the engine calls as peers come, go, and get
-// room to send again (see PeerHooks).
+// WithPeerHooks adds hooks the engine calls as peers come, go, and get
+// room to send again (see PeerHooks). It adds to the hooks set by an
+// earlier WithPeerHooks rather than replacing them: each hook runs those
+// given earlier first, then h's.
 func WithPeerHooks(h PeerHooks) Option {
-	return func(o *Options) error { o.Hooks = h; return nil }
+	return func(o *Options) error { o.Hooks = o.Hooks.then(h); return nil }
+}
+
+// then returns hooks that call first's, then next's.
+func (first PeerHooks) then(next PeerHooks) PeerHooks {
+	h := next
+	if f, g := first.Attach, next.Attach; f != nil && g != nil {
+		h.Attach = func(p *Peer) { f(p); g(p) }
+	} else if f != nil {
+		h.Attach = f
+	}
+	if f, g := first.Detach, next.Detach; f != nil && g != nil {
+		h.Detach = func(p *Peer, err error) { f(p, err); g(p, err) }
+	} else if f != nil {
+		h.Detach = f
+	}
+	if f, g := first.Ready, next.Ready; f != nil && g != nil {
+		h.Ready = func(p *Peer) { f(p); g(p) }
+	} else if f != nil {
+		h.Ready = f
+	}
+	return h
 }
 
 // SendTo queues m for one chosen peer, bypassing the socket type's load

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -482,5 +483,48 @@ func TestSendToDoneContext(t *testing.T) {
 	}
 	if !errors.Is(err, context.Canceled) {
 		t.Fatalf("SendTo to a full peer with a done context: %v, want context.Canceled", err)
+	}
+}
+
+// TestPeerHooksAdd: WithPeerHooks adds to the hooks set before it (an
+// empty PeerHooks changes nothing), and each hook runs those given
+// earlier first.
+func TestPeerHooksAdd(t *testing.T) {
+	var mu sync.Mutex
+	var calls []string
+	note := func(s string) {
+		mu.Lock()
+		calls = append(calls, s)
+		mu.Unlock()
+	}
+	got := func() []string {
+		mu.Lock()
+		defer mu.Unlock()
+		return slices.Clone(calls)
+	}
+	push := newSock(t, PUSH,
+		WithPeerHooks(PeerHooks{
+			Attach: func(*Peer) { note("attach 1") },
+			Detach: func(*Peer, error) { note("detach 1") },
+		}),
+		WithPeerHooks(PeerHooks{}),
+		WithPeerHooks(PeerHooks{
+			Attach: func(*Peer) { note("attach 2") },
+		}),
+		WithPeerHooks(PeerHooks{
+			Attach: func(*Peer) { note("attach 3") },
+			Detach: func(*Peer, error) { note("detach 3") },
+		}))
+	ep := bind(t, push)
+	pull := newSock(t, PULL)
+	if err := pull.Connect(ep); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "attach hooks", func() bool { return len(got()) == 3 })
+	pull.Close()
+	waitFor(t, "detach hooks", func() bool { return len(got()) == 5 })
+	want := []string{"attach 1", "attach 2", "attach 3", "detach 1", "detach 3"}
+	if c := got(); !slices.Equal(c, want) {
+		t.Fatalf("hooks ran %q, want %q", c, want)
 	}
 }

@@ -29,7 +29,8 @@ var (
 //
 // Lock convention (the whole package): a field a mutex guards says so, with
 // "guarded by mu" on its line or on the comment opening its block; fields
-// set before the pipe is shared and never written again need no lock.
+// set before the pipe is shared and never written again need no lock. The
+// order locks are taken in is written down in doc.go.
 type pipe struct {
 	s        *Socket
 	id       uint64 // Peer.ID

@@ -256,7 +256,7 @@ func (p *pipe) enqueue(m Msg, force bool) error {
 	}
 	if p.lowLat {
 		p.writing = true
-		p.flushLocked() // unlocks
+		p.flushUnlocking() // unlocks
 		if p.notes.Load() != 0 {
 			p.kickWriter() // the writer acts on what the flush noted
 		}
@@ -301,12 +301,12 @@ func (p *pipe) command(name string, data []byte) error {
 	return err
 }
 
-// flushLocked writes everything queued, releasing wmu during each write.
-// The caller holds wmu and has set p.writing; flushLocked returns with wmu
+// flushUnlocking writes everything queued, releasing wmu during each write.
+// The caller holds wmu and has set p.writing; flushUnlocking returns with wmu
 // released and p.writing cleared. It may run on a caller's Send: what must
 // not happen there (a hook, terminate) it leaves in p.notes for the writer
 // goroutine.
-func (p *pipe) flushLocked() {
+func (p *pipe) flushUnlocking() {
 	for (!p.urgent.empty() || !p.out.empty()) && !p.wclosed {
 		// Urgent messages (and commands) first: they overtake everything
 		// that has not reached the kernel yet.
@@ -416,7 +416,7 @@ func (p *pipe) writeLoop() {
 		p.wmu.Lock()
 		if !p.writing {
 			p.writing = true
-			p.flushLocked()
+			p.flushUnlocking()
 		} else {
 			p.wmu.Unlock()
 		}

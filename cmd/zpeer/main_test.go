@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/zpeer/zpeer/internal/testutil"
+	"go.uber.org/goleak"
 )
 
 // zpeerBin is the zpeer binary the tests run, built once by TestMain.
@@ -40,6 +41,16 @@ func TestMain(m *testing.M) {
 	}
 	code := m.Run()
 	os.RemoveAll(dir)
+	if code == 0 {
+		// As goleak.VerifyTestMain does, after the clean-up above: the
+		// tests run zpeer in processes of its own, and whatever they run in
+		// this one (the commands' code, pattern sockets, the process
+		// watchers) must have ended.
+		if err := goleak.Find(); err != nil {
+			fmt.Fprintln(os.Stderr, "goleak: errors on successful test run:", err)
+			code = 1
+		}
+	}
 	os.Exit(code)
 }
 

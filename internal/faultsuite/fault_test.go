@@ -16,6 +16,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/zpeer/zpeer/internal/faultnet"
+	"github.com/zpeer/zpeer/internal/testutil"
 	"github.com/zpeer/zpeer/pattern"
 	"github.com/zpeer/zpeer/socket"
 )
@@ -52,13 +53,7 @@ func report(t *testing.T, held, figure string) {
 
 func waitFor(t testing.TB, what string, d time.Duration, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", d, what)
-		}
-		time.Sleep(2 * time.Millisecond)
-	}
+	testutil.Eventually(t, d, what, cond)
 }
 
 // must is for set-up steps that do not fail on loopback: if one does, the

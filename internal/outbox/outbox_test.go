@@ -13,7 +13,12 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/zpeer/zpeer/internal/testutil"
+	"go.uber.org/goleak"
 )
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 func id(n int) ID {
 	var i ID
@@ -58,13 +63,7 @@ func names(ns ...int) []string {
 
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(time.Millisecond)
-	}
+	testutil.Eventually(t, 10*time.Second, what, cond)
 }
 
 func TestReplayUnacked(t *testing.T) {
