@@ -415,6 +415,11 @@ func (a *ackPusher[T]) send(d *delivery, dead []DeadLetter) []DeadLetter {
 		count = &a.p.c.retried
 	}
 	count.Add(1)
+	if d.retry && a.o.elog.Enabled(slog.LevelInfo) {
+		// Logged before the send too: the job may settle, and Drain
+		// return, before SendTo does.
+		a.o.elog.Log(slog.LevelInfo, eventlog.Redelivery, "id", d.it.id, "deliveries", d.sends, "reason", d.reason)
+	}
 	err := a.p.sock.SendTo(a.p.ctx, d.peer.peer, socket.Msg{Frames: d.frames[:], Priority: d.prio, Buf: d.buf})
 	if d.buf != nil {
 		d.buf.Release() // the socket holds its own until written
@@ -423,9 +428,6 @@ func (a *ackPusher[T]) send(d *delivery, dead []DeadLetter) []DeadLetter {
 	if err != nil {
 		count.Add(^uint64(0)) // not sent after all
 		return a.undo(d.it, d.peer, err, dead)
-	}
-	if d.retry && a.o.elog.Enabled(slog.LevelInfo) {
-		a.o.elog.Log(slog.LevelInfo, eventlog.Redelivery, "id", d.it.id, "deliveries", d.sends, "reason", d.reason)
 	}
 	return dead
 }
