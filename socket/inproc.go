@@ -127,6 +127,9 @@ func (s *Socket) inprocDialLoop(d *dialer) {
 			if err == nil {
 				select {
 				case <-p.done:
+					if d.leaving.Load() {
+						return // Disconnect: no redial
+					}
 					s.reconnects.Add(1)
 					continue
 				case <-d.stop:

@@ -438,6 +438,9 @@ func TestInprocLBOneThenMore(t *testing.T) {
 		send(t, push, strconv.Itoa(i))
 	}
 	recvN(b, 4)
+	if st := push.Stats(); st.Reconnects != 0 {
+		t.Errorf("the disconnected endpoint was dialled again (%d reconnects)", st.Reconnects)
+	}
 	if st := b.Stats(); st.MsgsIn != 9 {
 		t.Fatalf("b got %d in all, want 9", st.MsgsIn)
 	}

@@ -128,6 +128,9 @@ type dialer struct {
 	ctx    context.Context // cancelled with stop, to abort a dial in progress
 	cancel context.CancelFunc
 	pipe   *pipe // guarded by the socket's mu: the current connection
+	// leaving is set by Disconnect before it ends the pipe: the loop must
+	// not dial again when it sees the pipe end (inproc would at once).
+	leaving atomic.Bool
 }
 
 func (d *dialer) halt() {
@@ -350,6 +353,7 @@ func (s *Socket) Disconnect(ep string) error {
 	delete(s.curveKeys, ep)
 	p := d.pipe
 	s.mu.Unlock()
+	d.leaving.Store(true)
 	if p != nil {
 		// before halting the dialer, which would end p as closed
 		p.startLeaving(fmt.Errorf("socket: disconnected %s", ep))
@@ -701,6 +705,9 @@ func (s *Socket) dialLoop(d *dialer) {
 			delay = s.opts.ReconnectMin
 			select {
 			case <-p.done:
+				if d.leaving.Load() {
+					return // Disconnect: no redial
+				}
 			case <-d.stop:
 				// Disconnect, or Close: what had arrived stays readable
 				// (a Close ends the pipe anyway).
