@@ -198,7 +198,7 @@ type ackPusher[T any] struct {
 	recovered int         // jobs taken back from the outbox at start
 
 	// Partitioned jobs (partition.go).
-	keys        map[uint64]*keyState // the keys with jobs in custody, by hash
+	keys        keyTable // the keys with jobs in custody, by hash
 	freeKeys    []*keyState
 	homeless    *keyQueue // keyed jobs queued while no puller is in the ring
 	keyedQueued int       // jobs in the pullers' keyed queues and homeless
@@ -208,7 +208,7 @@ type ackPusher[T any] struct {
 func newAckPusher[T any](p *Pusher[T]) *ackPusher[T] {
 	a := &ackPusher[T]{p: p, o: &p.o, notes: newNotifier(), kick: make(chan struct{}, 1),
 		custody: newCustody(p.o.maxPending), tombs: make(map[codec.ID][]*pullerPeer),
-		peers: make(map[*socket.Peer]*pullerPeer), keys: make(map[uint64]*keyState), homeless: newKeyQueue(nil)}
+		peers: make(map[*socket.Peer]*pullerPeer), keys: newKeyTable(), homeless: newKeyQueue(nil)}
 	for i := range a.levels {
 		a.levels[i].sel = qlinks
 	}

@@ -2,6 +2,7 @@ package pattern
 
 import (
 	"context"
+	"crypto/rand"
 	"encoding/binary"
 	"errors"
 	"math/bits"
@@ -210,6 +211,116 @@ type keyState struct {
 	first, last *item     // the wait list, through item.knext: popped at the front, cheaply
 }
 
+// keyTable is an acked Pusher's keys with jobs in custody, by hash: an
+// open-addressing table with linear probing and backward-shift deletion
+// (no tombstones), whose slots keep the hash beside the state so that a
+// lookup reads one cache line, most of the time. A Pusher's keys come and
+// go with every job when it has many of them, which a Go map serves
+// slower. The slot is found from the hash mixed with a random seed, so
+// that keys chosen to share a slot cannot be known in advance. Its load
+// stays between 1/8 and 1/2 (above its minimum size).
+type keyTable struct {
+	slots []keySlot // power-of-two length; ks nil marks an empty slot
+	shift uint      // 64 - log2(len(slots))
+	seed  uint64
+	n     int
+}
+
+type keySlot struct {
+	hash uint64
+	ks   *keyState
+}
+
+const minKeySlots = 64
+
+func newKeyTable() keyTable {
+	var b [8]byte
+	rand.Read(b[:])
+	return keyTable{seed: binary.LittleEndian.Uint64(b[:]) | 1}
+}
+
+// home is the slot where the search for hash h starts.
+func (t *keyTable) home(h uint64) uint64 {
+	return ((h ^ t.seed) * 0x9e3779b97f4a7c15) >> t.shift
+}
+
+// get returns the state of the key hashing to h (nil if it has none).
+func (t *keyTable) get(h uint64) *keyState {
+	if t.n == 0 {
+		return nil
+	}
+	mask := uint64(len(t.slots) - 1)
+	for i := t.home(h); ; i = (i + 1) & mask {
+		s := &t.slots[i]
+		if s.ks == nil {
+			return nil
+		}
+		if s.hash == h {
+			return s.ks
+		}
+	}
+}
+
+// put adds ks as the state of the key hashing to h, which has none.
+func (t *keyTable) put(h uint64, ks *keyState) {
+	if (t.n+1)*2 > len(t.slots) {
+		t.resize(max(minKeySlots, 2*len(t.slots)))
+	}
+	t.insert(h, ks)
+	t.n++
+}
+
+func (t *keyTable) insert(h uint64, ks *keyState) {
+	mask := uint64(len(t.slots) - 1)
+	i := t.home(h)
+	for t.slots[i].ks != nil {
+		i = (i + 1) & mask
+	}
+	t.slots[i] = keySlot{h, ks}
+}
+
+// del removes the key hashing to h, if it is there.
+func (t *keyTable) del(h uint64) {
+	if t.n == 0 {
+		return
+	}
+	mask := uint64(len(t.slots) - 1)
+	i := t.home(h)
+	for t.slots[i].hash != h || t.slots[i].ks == nil {
+		if t.slots[i].ks == nil {
+			return
+		}
+		i = (i + 1) & mask
+	}
+	// Move back, into the hole at i, each later slot of the run whose
+	// search would otherwise stop at the hole: one whose home is not
+	// (cyclically) in (i, j].
+	for j := (i + 1) & mask; t.slots[j].ks != nil; j = (j + 1) & mask {
+		k := t.home(t.slots[j].hash)
+		if i <= j && i < k && k <= j || i > j && (i < k || k <= j) {
+			continue
+		}
+		t.slots[i] = t.slots[j]
+		i = j
+	}
+	t.slots[i] = keySlot{}
+	t.n--
+	if len(t.slots) > minKeySlots && t.n*8 < len(t.slots) {
+		t.resize(len(t.slots) / 2)
+	}
+}
+
+func (t *keyTable) resize(size int) {
+	old := t.slots
+	t.slots = make([]keySlot, size)
+	t.shift = uint(64 - bits.TrailingZeros(uint(size)))
+	for _, s := range old {
+		if s.ks != nil {
+			t.insert(s.hash, s.ks)
+		}
+	}
+}
+
 // keyQueue holds the keyed jobs that may be delivered, by priority then in
 // queue order, for one puller (owner), or for none yet (the homeless
 // queue, owner nil).
@@ -289,7 +400,7 @@ func (a *ackPusher[T]) ownerOf(kh uint64) *pullerPeer {
 // key's owner, at once if the owner has credit and no keyed job waits for
 // it. a.mu is held, and released.
 func (a *ackPusher[T]) pushKeyedLocked(it *item, kh uint64) {
-	if ks := a.keys[kh]; ks != nil {
+	if ks := a.keys.get(kh); ks != nil {
 		it.kst = ks
 		if ks.last == nil {
 			ks.first = it
@@ -307,7 +418,7 @@ func (a *ackPusher[T]) pushKeyedLocked(it *item, kh uint64) {
 		ks = new(keyState)
 	}
 	ks.hash, ks.head = kh, it
-	a.keys[kh] = ks
+	a.keys.put(kh, ks)
 	it.kst = ks
 	if p := a.ownerOf(kh); p != nil && p.credit > 0 && !p.blocked && (p.keyed == nil || p.keyed.n == 0) {
 		a.sendNowUnlock(it, p)
@@ -369,7 +480,7 @@ func (a *ackPusher[T]) keySettled(it *item, dead bool) {
 	}
 	next := ks.first
 	if next == nil {
-		delete(a.keys, ks.hash)
+		a.keys.del(ks.hash)
 		*ks = keyState{}
 		if len(a.freeKeys) < 1024 {
 			a.freeKeys = append(a.freeKeys, ks)
