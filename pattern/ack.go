@@ -75,6 +75,7 @@ type item struct {
 	flagged    bool // the envelope asks for a start report
 	started    bool // the current holder reported its handler's start
 	inflight   bool // delivered, waiting for its ack (else queued)
+	kqueued    bool // in a keyQueue (only a key's head is): kst.kq says which
 	// lostOn is the gone puller of a lost delivery that did not count:
 	// its start report, read after the loss, still counts it.
 	lostOn *socket.Peer

@@ -207,7 +207,7 @@ func (r *pullerRing) stats(s *Stats) {
 type keyState struct {
 	hash        uint64
 	head        *item
-	kq          *keyQueue // the queue head is in, if it is in one
+	kq          *keyQueue // the queue head is in, if it is in one (head.kqueued)
 	first, last *item     // the wait list, through item.knext: popped at the front, cheaply
 }
 
@@ -347,6 +347,7 @@ func (q *keyQueue) push(it *item, front bool) {
 	}
 	q.nonEmpty[it.prio>>6] |= 1 << (it.prio & 63)
 	q.n++
+	it.kqueued = true
 	it.kst.kq = q
 }
 
@@ -357,7 +358,9 @@ func (q *keyQueue) remove(it *item) {
 		q.nonEmpty[it.prio>>6] &^= 1 << (it.prio & 63)
 	}
 	q.n--
-	it.kst.kq = nil
+	// kst.kq is left as it is: a job's key state is cold by the time it
+	// leaves its queue, and kqueued says whether kq holds it.
+	it.kqueued = false
 }
 
 // highest returns the first job of the highest priority (nil if empty).
@@ -446,8 +449,8 @@ func (a *ackPusher[T]) enqueueKeyed(it *item, front bool) {
 // its key's turn (acked before its turn: see keySettled) stays in the
 // key's wait list until it is forgotten. a.mu is held.
 func (a *ackPusher[T]) dequeueKeyed(it *item) {
-	if ks := it.kst; ks.head == it && ks.kq != nil {
-		ks.kq.remove(it)
+	if it.kqueued {
+		it.kst.kq.remove(it)
 		a.keyedQueued--
 	}
 }
@@ -513,7 +516,8 @@ func (a *ackPusher[T]) assignKeyed(sends []delivery, now int64) []delivery {
 		p := a.ring[(a.keyNext+i)%n]
 		for p.keyed != nil && p.keyed.n > 0 && p.credit > 0 && !p.blocked && len(sends) < dispatchBatch {
 			it := p.keyed.highest()
-			a.dequeueKeyed(it)
+			p.keyed.remove(it)
+			a.keyedQueued--
 			a.assign(it, p, now)
 			sends = append(sends, deliveryOf(it, p))
 		}
