@@ -75,6 +75,10 @@ type item struct {
 	flagged    bool // the envelope asks for a start report
 	started    bool // the current holder reported its handler's start
 	inflight   bool // delivered, waiting for its ack (else queued)
+	// With a partition key (partition.go): keyed until it settles; khead
+	// while it is its key's job being delivered; kqueued while in a
+	// keyQueue; kgone once settled before its turn (skipped then).
+	keyed, khead, kqueued, kgone bool
 	// lostOn is the gone puller of a lost delivery that did not count:
 	// its start report, read after the loss, still counts it.
 	lostOn *socket.Peer
@@ -85,10 +89,10 @@ type item struct {
 	stale   []*pullerPeer // earlier holders that have not answered
 	avoid   *pullerPeer   // redelivered: prefer another puller
 	lastErr string
-	rcpt    *Receipt  // PushAsync's, settled with the job
-	q, f, h links     // queue, in-flight and held list links
-	kst     *keyState // its key's, for a job with a partition key
-	knext   *item     // the next in its key's wait list
+	rcpt    *Receipt // PushAsync's, settled with the job
+	q, f, h links    // queue, in-flight and held list links
+	khash   uint64   // its partition key's hash
+	knext   *item    // the next job of its key, in push order
 }
 
 // newItem is a message taken into custody, pushed now or taken back from
@@ -200,8 +204,7 @@ type ackPusher[T any] struct {
 	recovered int         // jobs taken back from the outbox at start
 
 	// Partitioned jobs (partition.go), guarded by mu.
-	keys        map[uint64]*keyState // the keys with jobs in custody, by hash
-	freeKeys    []*keyState
+	keys        keyTable  // the keys with jobs in custody, by hash
 	homeless    *keyQueue // keyed jobs queued while no puller is in the ring
 	keyedQueued int       // jobs in the pullers' keyed queues and homeless
 	keyNext     int       // where assignKeyed starts in the ring
@@ -210,7 +213,7 @@ type ackPusher[T any] struct {
 func newAckPusher[T any](p *Pusher[T]) *ackPusher[T] {
 	a := &ackPusher[T]{p: p, o: &p.o, notes: newNotifier(), kick: make(chan struct{}, 1),
 		custody: newCustody(p.o.maxPending), tombs: make(map[codec.ID][]*pullerPeer),
-		peers: make(map[*socket.Peer]*pullerPeer), keys: make(map[uint64]*keyState), homeless: newKeyQueue(nil)}
+		peers: make(map[*socket.Peer]*pullerPeer), keys: newKeyTable(), homeless: newKeyQueue(nil)}
 	for i := range a.levels {
 		a.levels[i].sel = qlinks
 	}
@@ -308,7 +311,7 @@ func (a *ackPusher[T]) sendNowUnlock(it *item, p *pullerPeer) {
 // enqueue queues it at its priority, at the front for a redelivery.
 func (a *ackPusher[T]) enqueue(it *item, front bool) {
 	it.inflight = false
-	if it.kst != nil {
+	if it.keyed {
 		a.enqueueKeyed(it, front)
 		return
 	}
@@ -322,7 +325,7 @@ func (a *ackPusher[T]) enqueue(it *item, front bool) {
 }
 
 func (a *ackPusher[T]) dequeue(it *item) {
-	if it.kst != nil {
+	if it.keyed {
 		a.dequeueKeyed(it)
 		return
 	}
@@ -539,7 +542,7 @@ func (a *ackPusher[T]) forget(it *item, err error) {
 	a.bytes -= it.size
 	it.releaseBuf()
 	a.settled(it, err)
-	if it.kst != nil {
+	if it.keyed {
 		a.keySettled(it, err != nil)
 	}
 	if stale := slices.DeleteFunc(it.stale, func(p *pullerPeer) bool { return p.gone }); len(stale) > 0 {

@@ -2,6 +2,7 @@ package pattern
 
 import (
 	"context"
+	"crypto/rand"
 	"encoding/binary"
 	"errors"
 	"math/bits"
@@ -21,9 +22,11 @@ import (
 // Fire-and-forget, the Pusher keeps the set of its PUSH socket's peers
 // (pullerRing, from the socket's peer hooks) and sends a keyed message to
 // its key's owner with SendTo. Acked, a key has at most one job in flight:
-// its later jobs wait in its keyState until the job ahead of them is
-// acknowledged or dead, and a key's job that may be delivered waits in its
-// owner's keyQueue (or in the homeless queue while no puller is there), so
+// its later jobs wait, chained through item.knext behind its head (the
+// job being delivered), until the job ahead of them is acknowledged or
+// dead; the key's table slot (keyTable) knows only its last job, to chain
+// the next one to. A key's job that may be delivered waits in its owner's
+// keyQueue (or in the homeless queue while no puller is there), so
 // that a puller without credit holds up only its own keys.
 
 // PartitionKey gives one pushed message a partition key, overriding the
@@ -197,17 +200,120 @@ func (r *pullerRing) stats(s *Stats) {
 	}
 }
 
-// keyState is an acked Pusher's record of one key with jobs in custody:
-// head is the job being delivered (queued for its owner, in flight, or in
-// limbo), first to last the later ones in push order. It is forgotten
-// when its last job settles. A key is known by its 64-bit hash: two keys
-// of the same hash (a chance of about n²/2⁶⁵ among n keys) would have the
-// same owner anyway, and share their turn.
-type keyState struct {
-	hash        uint64
-	head        *item
-	kq          *keyQueue // the queue head is in, if it is in one
-	first, last *item     // the wait list, through item.knext: popped at the front, cheaply
+// keyTable is an acked Pusher's keys with jobs in custody, by hash, each
+// with its last job in push order: the one its next job is chained to. A
+// key is forgotten when its last job settles. A key is known by its 64-bit
+// hash: two keys of the same hash (a chance of about n²/2⁶⁵ among n keys)
+// would have the same owner anyway, and share their turn.
+//
+// It is an open-addressing table with linear probing and backward-shift
+// deletion (no tombstones), whose slots keep the hash beside the job so
+// that a lookup reads one cache line, most of the time. A Pusher's keys come and
+// go with every job when it has many of them, which a Go map serves
+// slower. The slot is found from the hash mixed with a random seed, so
+// that keys chosen to share a slot cannot be known in advance. Its load
+// stays between 1/8 and 1/2 (above its minimum size).
+type keyTable struct {
+	slots []keySlot // power-of-two length; last nil marks an empty slot
+	shift uint      // 64 - log2(len(slots))
+	seed  uint64
+	n     int
+}
+
+type keySlot struct {
+	hash uint64
+	last *item
+}
+
+const minKeySlots = 64
+
+func newKeyTable() keyTable {
+	var b [8]byte
+	rand.Read(b[:])
+	return keyTable{seed: binary.LittleEndian.Uint64(b[:]) | 1}
+}
+
+// home is the slot where the search for hash h starts.
+func (t *keyTable) home(h uint64) uint64 {
+	return ((h ^ t.seed) * 0x9e3779b97f4a7c15) >> t.shift
+}
+
+// get returns the slot of the key hashing to h (nil if it has none),
+// valid until the next put or del.
+func (t *keyTable) get(h uint64) *keySlot {
+	if t.n == 0 {
+		return nil
+	}
+	mask := uint64(len(t.slots) - 1)
+	for i := t.home(h); ; i = (i + 1) & mask {
+		s := &t.slots[i]
+		if s.last == nil {
+			return nil
+		}
+		if s.hash == h {
+			return s
+		}
+	}
+}
+
+// put adds the key hashing to h, which is not there, with its last job.
+func (t *keyTable) put(h uint64, last *item) {
+	if (t.n+1)*2 > len(t.slots) {
+		t.resize(max(minKeySlots, 2*len(t.slots)))
+	}
+	t.insert(h, last)
+	t.n++
+}
+
+func (t *keyTable) insert(h uint64, last *item) {
+	mask := uint64(len(t.slots) - 1)
+	i := t.home(h)
+	for t.slots[i].last != nil {
+		i = (i + 1) & mask
+	}
+	t.slots[i] = keySlot{h, last}
+}
+
+// del removes the key hashing to h, if it is there.
+func (t *keyTable) del(h uint64) {
+	if t.n == 0 {
+		return
+	}
+	mask := uint64(len(t.slots) - 1)
+	i := t.home(h)
+	for t.slots[i].hash != h || t.slots[i].last == nil {
+		if t.slots[i].last == nil {
+			return
+		}
+		i = (i + 1) & mask
+	}
+	// Move back, into the hole at i, each later slot of the run whose
+	// search would otherwise stop at the hole: one whose home is not
+	// (cyclically) in (i, j].
+	for j := (i + 1) & mask; t.slots[j].last != nil; j = (j + 1) & mask {
+		k := t.home(t.slots[j].hash)
+		if i <= j && i < k && k <= j || i > j && (i < k || k <= j) {
+			continue
+		}
+		t.slots[i] = t.slots[j]
+		i = j
+	}
+	t.slots[i] = keySlot{}
+	t.n--
+	if len(t.slots) > minKeySlots && t.n*8 < len(t.slots) {
+		t.resize(len(t.slots) / 2)
+	}
+}
+
+func (t *keyTable) resize(size int) {
+	old := t.slots
+	t.slots = make([]keySlot, size)
+	t.shift = uint(64 - bits.TrailingZeros(uint(size)))
+	for _, s := range old {
+		if s.last != nil {
+			t.insert(s.hash, s.last)
+		}
+	}
 }
 
 // keyQueue holds the keyed jobs that may be delivered, by priority then in
@@ -236,7 +342,7 @@ func (q *keyQueue) push(it *item, front bool) {
 	}
 	q.nonEmpty[it.prio>>6] |= 1 << (it.prio & 63)
 	q.n++
-	it.kst.kq = q
+	it.kqueued = true
 }
 
 func (q *keyQueue) remove(it *item) {
@@ -246,7 +352,7 @@ func (q *keyQueue) remove(it *item) {
 		q.nonEmpty[it.prio>>6] &^= 1 << (it.prio & 63)
 	}
 	q.n--
-	it.kst.kq = nil
+	it.kqueued = false
 }
 
 // highest returns the first job of the highest priority (nil if empty).
@@ -284,31 +390,20 @@ func (a *ackPusher[T]) ownerOf(kh uint64) *pullerPeer {
 }
 
 // pushKeyedLocked takes it, a job of the key hashing to kh just put in
-// custody, through the key's turn: it waits behind the key's job in
-// delivery if there is one, else it is the key's head and is sent to the
-// key's owner, at once if the owner has credit and no keyed job waits for
-// it. a.mu is held, and released.
+// custody, through the key's turn: it is chained behind the key's last
+// job if the key has one in custody, else it is the key's head and is sent
+// to the key's owner, at once if the owner has credit and no keyed job
+// waits for it. a.mu is held, and released.
 func (a *ackPusher[T]) pushKeyedLocked(it *item, kh uint64) {
-	if ks := a.keys[kh]; ks != nil {
-		it.kst = ks
-		if ks.last == nil {
-			ks.first = it
-		} else {
-			ks.last.knext = it
-		}
-		ks.last = it
+	it.keyed, it.khash = true, kh
+	if s := a.keys.get(kh); s != nil {
+		s.last.knext = it
+		s.last = it
 		a.mu.Unlock()
 		return
 	}
-	var ks *keyState
-	if n := len(a.freeKeys); n > 0 {
-		ks, a.freeKeys = a.freeKeys[n-1], a.freeKeys[:n-1]
-	} else {
-		ks = new(keyState)
-	}
-	ks.hash, ks.head = kh, it
-	a.keys[kh] = ks
-	it.kst = ks
+	a.keys.put(kh, it)
+	it.khead = true
 	if p := a.ownerOf(kh); p != nil && p.credit > 0 && !p.blocked && (p.keyed == nil || p.keyed.n == 0) {
 		a.sendNowUnlock(it, p)
 		return
@@ -318,69 +413,64 @@ func (a *ackPusher[T]) pushKeyedLocked(it *item, kh uint64) {
 	a.wake()
 }
 
+// keyQueueOf returns the queue for the keyed jobs of the key hashing to
+// kh: its owner's, or the homeless queue while there is no puller. A
+// queued job is always in its key's, since the ring changes only along
+// with joinedLocked and leftLocked, which move the jobs whose owner
+// changed. a.mu is held.
+func (a *ackPusher[T]) keyQueueOf(kh uint64) *keyQueue {
+	p := a.ownerOf(kh)
+	if p == nil {
+		return a.homeless
+	}
+	if p.keyed == nil {
+		p.keyed = newKeyQueue(p)
+	}
+	return p.keyed
+}
+
 // enqueueKeyed queues a key's head for its owner now. a.mu is held.
 func (a *ackPusher[T]) enqueueKeyed(it *item, front bool) {
-	q := a.homeless
-	if p := a.ownerOf(it.kst.hash); p != nil {
-		if p.keyed == nil {
-			p.keyed = newKeyQueue(p)
-		}
-		q = p.keyed
-	}
-	q.push(it, front)
+	a.keyQueueOf(it.khash).push(it, front)
 	a.keyedQueued++
 }
 
-// dequeueKeyed takes a keyed job out of its queue; one still waiting for
-// its key's turn (acked before its turn: see keySettled) stays in the
-// key's wait list until it is forgotten. a.mu is held.
+// dequeueKeyed takes a keyed job out of its queue, if it is in one (only
+// a key's head is). a.mu is held.
 func (a *ackPusher[T]) dequeueKeyed(it *item) {
-	if ks := it.kst; ks.head == it && ks.kq != nil {
-		ks.kq.remove(it)
+	if it.kqueued {
+		a.keyQueueOf(it.khash).remove(it)
 		a.keyedQueued--
 	}
 }
 
 // keySettled is called when a keyed job leaves custody (acked, or dead
 // when dead is true): the key's next job, if any, becomes its head and is
-// queued for the key's owner. a.mu is held.
+// queued for the key's owner; without one the key is forgotten. Only the
+// settled job and the next are read, not the key's slot, while the key
+// has jobs waiting. a.mu is held.
 func (a *ackPusher[T]) keySettled(it *item, dead bool) {
-	ks := it.kst
-	it.kst = nil
-	if ks.head != it {
+	it.keyed = false
+	if !it.khead {
 		// Settled before its turn (acked by a puller that had it from an
-		// earlier Pusher, with the same outbox): rare, so a scan.
-		var prev *item
-		for w := ks.first; w != nil; prev, w = w, w.knext {
-			if w == it {
-				if prev == nil {
-					ks.first = w.knext
-				} else {
-					prev.knext = w.knext
-				}
-				if ks.last == w {
-					ks.last = prev
-				}
-				w.knext = nil
-				break
-			}
-		}
+		// earlier Pusher, with the same outbox): rare. It stays in the
+		// chain, skipped when its turn comes.
+		it.kgone = true
 		return
 	}
-	next := ks.first
+	it.khead = false
+	next := it.knext
+	it.knext = nil
+	for next != nil && next.kgone {
+		n := next.knext
+		next.knext = nil
+		next = n
+	}
 	if next == nil {
-		delete(a.keys, ks.hash)
-		*ks = keyState{}
-		if len(a.freeKeys) < 1024 {
-			a.freeKeys = append(a.freeKeys, ks)
-		}
+		a.keys.del(it.khash)
 		return
 	}
-	if ks.first = next.knext; ks.first == nil {
-		ks.last = nil
-	}
-	next.knext = nil
-	ks.head = next
+	next.khead = true
 	a.enqueue(next, false)
 	if dead {
 		// Not on the acknowledgement path, which assigns queued jobs
@@ -402,7 +492,8 @@ func (a *ackPusher[T]) assignKeyed(sends []delivery, now int64) []delivery {
 		p := a.ring[(a.keyNext+i)%n]
 		for p.keyed != nil && p.keyed.n > 0 && p.credit > 0 && !p.blocked && len(sends) < dispatchBatch {
 			it := p.keyed.highest()
-			a.dequeueKeyed(it)
+			p.keyed.remove(it)
+			a.keyedQueued--
 			a.assign(it, p, now)
 			sends = append(sends, deliveryOf(it, p))
 		}
@@ -423,7 +514,7 @@ func (a *ackPusher[T]) joinedLocked(p *pullerPeer) {
 	move := func(from *keyQueue) {
 		from.each(func(it *item) {
 			if o := from.owner; o != nil {
-				s, os := partition.Score(it.kst.hash, p.hash), partition.Score(it.kst.hash, o.hash)
+				s, os := partition.Score(it.khash, p.hash), partition.Score(it.khash, o.hash)
 				if !partition.Better(s, p.tie, os, o.tie) {
 					return
 				}
@@ -462,7 +553,7 @@ func (p *pullerPeer) keysOf() int {
 		n = p.keyed.n
 	}
 	for it := p.held.head; it != nil; it = it.h.next {
-		if it.kst != nil {
+		if it.keyed {
 			n++
 		}
 	}

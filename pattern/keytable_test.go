@@ -1,0 +1,121 @@
+package pattern
+
+import (
+	"math/rand/v2"
+	"slices"
+	"testing"
+
+	"github.com/zpeer/zpeer/codec"
+)
+
+// TestPartitionKeyTable checks the acked Pusher's table of keys against a
+// map, through growth, shrinking and deletions from the middle of runs of
+// colliding slots (few distinct hashes over a small table make long runs).
+func TestPartitionKeyTable(t *testing.T) {
+	for _, universe := range []uint64{8, 100, 5000} {
+		tab := newKeyTable()
+		ref := make(map[uint64]*item)
+		rng := rand.New(rand.NewPCG(1, universe))
+		for op := range 200000 {
+			// Hashes from a small set, some adjacent in the slot order
+			// after the seed's mix: spread a little, then dense.
+			h := rng.Uint64N(universe) * 0x100000001
+			if op%50000 >= 40000 {
+				// Phases that mostly delete, so that the table shrinks.
+				if ks := ref[h]; ks != nil {
+					tab.del(h)
+					delete(ref, h)
+				}
+				continue
+			}
+			switch ks := ref[h]; {
+			case ks == nil && rng.IntN(3) > 0:
+				ks = &item{khash: h}
+				tab.put(h, ks)
+				ref[h] = ks
+			case ks != nil && rng.IntN(2) == 0:
+				tab.del(h)
+				delete(ref, h)
+			}
+			if got := lastOf(tab.get(h)); got != ref[h] {
+				t.Fatalf("universe %d, op %d: get(%x) = %p, want %p", universe, op, h, got, ref[h])
+			}
+		}
+		if tab.n != len(ref) {
+			t.Fatalf("universe %d: %d keys in the table, %d in the map", universe, tab.n, len(ref))
+		}
+		for h, ks := range ref {
+			if got := lastOf(tab.get(h)); got != ks {
+				t.Fatalf("universe %d: get(%x) = %p, want %p", universe, h, got, ks)
+			}
+		}
+		if len(tab.slots) > minKeySlots && tab.n*8 < len(tab.slots) || tab.n*2 > len(tab.slots) {
+			t.Fatalf("universe %d: %d keys in %d slots", universe, tab.n, len(tab.slots))
+		}
+		tab.del(^uint64(0)) // absent: no change
+		if tab.n != len(ref) {
+			t.Fatalf("universe %d: deleting an absent key changed the count", universe)
+		}
+	}
+}
+
+func lastOf(s *keySlot) *item {
+	if s == nil {
+		return nil
+	}
+	return s.last
+}
+
+// TestPartitionKeyChain drives an acked Pusher's per-key bookkeeping
+// without sockets (no puller: queued jobs wait in the homeless queue): a
+// key's jobs are released one at a time in push order, a job settled
+// before its turn is skipped when its turn comes, and a key is forgotten
+// with its last job.
+func TestPartitionKeyChain(t *testing.T) {
+	a := newAckPusher(&Pusher[[]byte]{})
+	defer a.notes.close()
+	job := func(kh uint64) *item {
+		it := newItem(codec.ID{}, 0, 0, nil)
+		a.mu.Lock()
+		a.pushKeyedLocked(it, kh) // unlocks
+		return it
+	}
+	queued := func() []*item {
+		var its []*item
+		a.homeless.each(func(it *item) { its = append(its, it) })
+		return its
+	}
+	const ka, kb = 1, 2
+	a1, a2, a3, a4 := job(ka), job(ka), job(ka), job(ka)
+	b1 := job(kb)
+	if got := queued(); !slices.Equal(got, []*item{a1, b1}) || a.keyedQueued != 2 {
+		t.Fatalf("queued %v (count %d), want the heads a1, b1", got, a.keyedQueued)
+	}
+	a.keySettled(a3, false) // before its turn
+	a.keySettled(a2, false) // so is this one: two in a row are skipped
+	if got := queued(); len(got) != 2 {
+		t.Fatalf("settling waiting jobs changed the queue: %d queued", len(got))
+	}
+	a.dequeue(a1)
+	a.keySettled(a1, false)
+	if got := queued(); !slices.Equal(got, []*item{b1, a4}) || !a4.khead {
+		t.Fatalf("after a1 settled: queued %v, want b1, a4 (a2 and a3 skipped)", got)
+	}
+	a5 := job(ka) // chained behind a4, the key's last
+	a.dequeue(a4)
+	a.keySettled(a4, true)
+	if got := queued(); !slices.Equal(got, []*item{b1, a5}) {
+		t.Fatalf("after a4 died: queued %v, want b1, a5", got)
+	}
+	a.dequeue(b1)
+	a.keySettled(b1, false)
+	a.dequeue(a5)
+	a.keySettled(a5, false)
+	if a.keys.n != 0 || a.keyedQueued != 0 || len(queued()) != 0 {
+		t.Fatalf("all settled: %d keys, %d queued", a.keys.n, a.keyedQueued)
+	}
+	// A key that comes back starts a new turn.
+	if a6 := job(ka); !a6.khead || !slices.Equal(queued(), []*item{a6}) {
+		t.Fatal("a new job of a forgotten key is not its head")
+	}
+}
