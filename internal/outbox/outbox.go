@@ -137,9 +137,9 @@ const (
 	syncTick   = 200 * time.Millisecond
 	segSuffix  = ".seg"
 	lockName   = "LOCK"
-	compactMin = 4 // compact a sealed segment whose live bytes are under 1/compactMin of it
+	compactMin = 4        // compact a sealed segment whose live bytes are under 1/compactMin of it
 	refMin     = 16 << 10 // a payload this large is written from its own slice, not copied into the buffer
-	diskSlack  = 4 // segments on disk beyond twice the live bytes before the oldest is compacted
+	diskSlack  = 4        // segments on disk beyond twice the live bytes before the oldest is compacted
 )
 
 var crcTable = crc32.MakeTable(crc32.Castagnoli)
