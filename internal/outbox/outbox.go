@@ -722,13 +722,7 @@ func (l *Log) flush(sync bool) {
 		close(b.written)
 	}
 	if err == nil && prevErr == nil {
-		for _, f := range syncFiles {
-			l.syncs.Add(1)
-			if serr := f.Sync(); serr != nil {
-				err = serr
-				break
-			}
-		}
+		err = l.syncFiles(syncFiles)
 	}
 
 	l.mu.Lock()
@@ -755,6 +749,27 @@ func (l *Log) flush(sync bool) {
 		close(b.done)
 		l.collect()
 	}
+}
+
+// syncFiles fsyncs files, at the same time when there are several (a
+// batch of large records spans segments): the disk then flushes them
+// together rather than one after the other.
+func (l *Log) syncFiles(files []*os.File) error {
+	l.syncs.Add(uint64(len(files)))
+	switch len(files) {
+	case 0:
+		return nil
+	case 1:
+		return files[0].Sync()
+	}
+	errs := make([]error, len(files))
+	var wg sync.WaitGroup
+	for i, f := range files[1:] {
+		wg.Go(func() { errs[i+1] = f.Sync() })
+	}
+	errs[0] = files[0].Sync()
+	wg.Wait()
+	return errors.Join(errs...)
 }
 
 // file returns segment n's file, creating it (with its magic, and an fsync
