@@ -208,6 +208,13 @@ type Log struct {
 	stop chan struct{}
 	wg   sync.WaitGroup
 
+	// The remover deletes the files of collected segments off the
+	// flusher's path (unlinking a large file takes a while).
+	gone   []uint64 // under mu
+	rmKick chan struct{}
+	rmStop chan struct{}
+	rmWG   sync.WaitGroup
+
 	appends, acks, writes, syncs, compacted atomic.Uint64
 	nrecovered, corrupt                     int
 	corruptBytes                            int64
@@ -235,7 +242,8 @@ func Open(dir string, opts ...Option) (*Log, error) {
 		return nil, err
 	}
 	l := &Log{dir: dir, o: o, lock: lock, index: newIndex(o.MaxMessages), loading: true, segs: make(map[uint64]*segInfo),
-		cur: newBatch(), kick: make(chan struct{}, 1), stop: make(chan struct{})}
+		cur: newBatch(), kick: make(chan struct{}, 1), stop: make(chan struct{}),
+		rmKick: make(chan struct{}, 1), rmStop: make(chan struct{})}
 	if err := l.load(); err != nil {
 		lock.Close()
 		return nil, err
@@ -249,6 +257,8 @@ func Open(dir string, opts ...Option) (*Log, error) {
 	l.order = append(l.order, l.active)
 	l.wg.Add(1)
 	go l.flusher()
+	l.rmWG.Add(1)
+	go l.remover()
 	return l, nil
 }
 
@@ -605,6 +615,8 @@ func (l *Log) Close() error {
 	l.mu.Unlock()
 	close(l.stop)
 	l.wg.Wait()
+	close(l.rmStop)
+	l.rmWG.Wait()
 	l.mu.Lock()
 	err := l.err
 	for _, s := range l.segs {
@@ -667,15 +679,9 @@ func (l *Log) flush(sync bool) {
 		l.cur = newBatch()
 		l.waiting = false
 	}
-	files := make([]*os.File, 0, len(chunks))
-	var err error
-	for _, c := range chunks {
-		f, ferr := l.file(c.seg)
-		if ferr != nil {
-			err = ferr
-			break
-		}
-		files = append(files, f)
+	infos := make([]*segInfo, len(chunks))
+	for i, c := range chunks {
+		infos[i] = l.segs[c.seg]
 	}
 	// What to fsync: every segment written since the last fsync.
 	var syncSegs []uint64
@@ -694,15 +700,28 @@ func (l *Log) flush(sync bool) {
 			}
 		}
 	}
-	syncFiles := make([]*os.File, 0, len(syncSegs))
+	syncInfos := make([]*segInfo, 0, len(syncSegs))
 	for _, n := range syncSegs {
-		if s := l.segs[n]; s != nil && s.file != nil {
-			syncFiles = append(syncFiles, s.file)
+		if s := l.segs[n]; s != nil {
+			syncInfos = append(syncInfos, s)
 		}
 	}
 	prevErr := l.err
 	l.mu.Unlock()
 
+	// Only this goroutine (or Close, once it stopped) sets or reads a
+	// segInfo's file: creating one, which fsyncs the directory, does not
+	// hold up Append and Ack.
+	var err error
+	if prevErr == nil {
+		err = l.openFiles(chunks, infos)
+	}
+	var syncFiles []*os.File
+	for _, s := range syncInfos {
+		if s.file != nil {
+			syncFiles = append(syncFiles, s.file)
+		}
+	}
 	if err == nil && prevErr == nil {
 	write:
 		for i, c := range chunks {
@@ -711,7 +730,7 @@ func (l *Log) flush(sync bool) {
 					continue
 				}
 				l.writes.Add(1)
-				if _, werr := files[i].Write(p); werr != nil {
+				if _, werr := infos[i].file.Write(p); werr != nil {
 					err = werr
 					break write
 				}
@@ -772,31 +791,36 @@ func (l *Log) syncFiles(files []*os.File) error {
 	return errors.Join(errs...)
 }
 
-// file returns segment n's file, creating it (with its magic, and an fsync
-// of the directory) if needed. l.mu is held.
-func (l *Log) file(n uint64) (*os.File, error) {
-	s := l.segs[n]
-	if s.file != nil {
-		return s.file, nil
-	}
-	path := filepath.Join(l.dir, segName(n))
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
-	if err != nil {
-		return nil, err
-	}
-	st, err := f.Stat()
-	if err == nil && st.Size() == 0 {
-		_, err = f.Write([]byte(magic))
-		if err == nil {
-			err = syncDir(l.dir)
+// openFiles opens the files of the chunks' segments (infos) that are not
+// open, creating them with their magic, then fsyncs the directory once if
+// it created any. It runs on the flusher, without l.mu.
+func (l *Log) openFiles(chunks []chunk, infos []*segInfo) error {
+	created := false
+	for i, c := range chunks {
+		s := infos[i]
+		if s.file != nil {
+			continue
 		}
+		path := filepath.Join(l.dir, segName(c.seg))
+		f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
+		if err != nil {
+			return err
+		}
+		st, err := f.Stat()
+		if err == nil && st.Size() == 0 {
+			_, err = f.Write([]byte(magic))
+			created = true
+		}
+		if err != nil {
+			f.Close()
+			return err
+		}
+		s.file = f
 	}
-	if err != nil {
-		f.Close()
-		return nil, err
+	if created {
+		return syncDir(l.dir)
 	}
-	s.file = f
-	return f, nil
+	return nil
 }
 
 // collect deletes the oldest segments while every record in them is
@@ -836,12 +860,42 @@ func (l *Log) collect() {
 			compact = n
 		}
 	}
+	l.gone = append(l.gone, gone...)
 	l.mu.Unlock()
-	for _, n := range gone {
-		os.Remove(filepath.Join(l.dir, segName(n)))
+	if len(gone) > 0 {
+		select {
+		case l.rmKick <- struct{}{}:
+		default:
+		}
 	}
 	if compact != 0 {
 		l.copyForward(compact)
+	}
+}
+
+// remover deletes the files of the segments collect let go, until Close.
+// A file not yet deleted when the process ends holds only acked records
+// (their acks are in later segments), as one whose deletion did not reach
+// the disk: Open reads it and drops it again.
+func (l *Log) remover() {
+	defer l.rmWG.Done()
+	for {
+		var stop bool
+		select {
+		case <-l.rmKick:
+		case <-l.rmStop:
+			stop = true
+		}
+		l.mu.Lock()
+		gone := l.gone
+		l.gone = nil
+		l.mu.Unlock()
+		for _, n := range gone {
+			os.Remove(filepath.Join(l.dir, segName(n)))
+		}
+		if stop {
+			return
+		}
 	}
 }
 
