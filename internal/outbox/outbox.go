@@ -470,6 +470,11 @@ func (l *Log) full(size int64) bool {
 // error), or fails at once with WithFailWhenFull. If ctx ends while a sync
 // Append waits for its fsync, it returns ctx's error and the record may or
 // may not be durable: call Ack to withdraw it.
+//
+// The Log does not keep data once Append returns. A sync Append writes a
+// large payload (16 KiB or more) from data itself rather than copying it;
+// one that gives up on its context replaces it with a copy, or, if the
+// write already started, waits for that write (not for the fsync).
 func (l *Log) Append(ctx context.Context, id ID, data []byte) error {
 	size := int64(len(data))
 	if size > l.o.MaxBytes || size > maxRecord-int64(bodyMin) {
