@@ -404,16 +404,18 @@ func BenchmarkDurablePipeline(b *testing.B) {
 		name      string
 		mode      OutboxMode
 		producers int
+		size      int
 	}{
-		{"sync/1", OutboxSync, 1},
-		{"sync/64", OutboxSync, 64},
-		{"batched-10ms/1", OutboxBatched(10 * time.Millisecond), 1},
+		{"sync/1", OutboxSync, 1, benchSize},
+		{"sync/64", OutboxSync, 64, benchSize},
+		{"batched-10ms/1", OutboxBatched(10 * time.Millisecond), 1, benchSize},
+		{"sync/256/1MiB", OutboxSync, 256, 1 << 20},
 	} {
-		b.Run(bc.name, func(b *testing.B) { benchDurable(b, bc.mode, bc.producers) })
+		b.Run(bc.name, func(b *testing.B) { benchDurable(b, bc.mode, bc.producers, bc.size) })
 	}
 }
 
-func benchDurable(b *testing.B, mode OutboxMode, producers int) {
+func benchDurable(b *testing.B, mode OutboxMode, producers, size int) {
 	push, err := NewPusher[[]byte](WithAck(), WithBind(loopback), WithOutbox(b.TempDir(), mode))
 	push = cleanup(b, push, err)
 	var got atomic.Int64
@@ -428,8 +430,11 @@ func benchDurable(b *testing.B, mode OutboxMode, producers int) {
 	pl = cleanup(b, pl, err)
 	waitFor(b, "puller", func() bool { return push.Pullers() == 1 })
 	ctx := context.Background()
-	v := benchPayload()
-	b.SetBytes(benchSize)
+	v := make([]byte, size)
+	for i := range v {
+		v[i] = byte(i)
+	}
+	b.SetBytes(int64(size))
 	b.ReportAllocs()
 	b.ResetTimer()
 	start := time.Now()
@@ -454,6 +459,9 @@ func benchDurable(b *testing.B, mode OutboxMode, producers int) {
 	}
 	b.StopTimer()
 	reportRate(b, b.N, start)
+	s := push.ack.store.Stats()
+	b.ReportMetric(float64(s.Appends)/float64(max(s.Syncs, 1)), "appends/fsync")
+	b.ReportMetric(float64(s.Compacted)/float64(max(s.Appends, 1)), "copied/append")
 }
 
 // A Pusher reopened on an outbox hands the jobs it took back to a puller

@@ -137,8 +137,9 @@ const (
 	syncTick   = 200 * time.Millisecond
 	segSuffix  = ".seg"
 	lockName   = "LOCK"
-	compactMin = 4 // compact a sealed segment whose live bytes are under 1/compactMin of it
-	diskSlack  = 4 // segments on disk beyond twice the live bytes before the oldest is compacted
+	compactMin = 4        // compact a sealed segment whose live bytes are under 1/compactMin of it
+	refMin     = 16 << 10 // a payload this large is written from its own slice, not copied into the buffer
+	diskSlack  = 4        // segments on disk beyond twice the live bytes before the oldest is compacted
 )
 
 var crcTable = crc32.MakeTable(crc32.Castagnoli)
@@ -155,16 +156,21 @@ type segInfo struct {
 	file      *os.File
 }
 
+// chunk is what a segment has to write: its parts in order, the pieces of
+// its buffer between large payloads and those payloads' own slices.
 type chunk struct {
-	seg uint64
-	buf []byte
+	seg   uint64
+	parts [][]byte
 }
 
 // batch is what one flush makes durable.
 type batch struct {
-	done chan struct{}
-	err  error
+	written chan struct{} // closed once the flush no longer reads the batch's payloads
+	done    chan struct{}
+	err     error
 }
+
+func newBatch() *batch { return &batch{written: make(chan struct{}), done: make(chan struct{})} }
 
 type recovered struct {
 	id   ID
@@ -183,7 +189,10 @@ type Log struct {
 	segs      map[uint64]*segInfo
 	order     []uint64 // segment numbers on disk or buffered, oldest first
 	active    uint64
-	buf       []byte
+	buf       []byte   // the active segment's framed records since the last flush
+	cut       int      // l.buf[:cut] is in parts
+	parts     [][]byte // the active segment's parts before l.buf[cut:]
+	pend      int      // bytes appended since the last flush
 	spare     []byte
 	chunks    []chunk  // bytes of segments sealed since the last flush
 	dirty     []uint64 // segments written since the last fsync (batched mode)
@@ -198,6 +207,13 @@ type Log struct {
 	kick chan struct{}
 	stop chan struct{}
 	wg   sync.WaitGroup
+
+	// The remover deletes the files of collected segments off the
+	// flusher's path (unlinking a large file takes a while).
+	gone   []uint64 // under mu
+	rmKick chan struct{}
+	rmStop chan struct{}
+	rmWG   sync.WaitGroup
 
 	appends, acks, writes, syncs, compacted atomic.Uint64
 	nrecovered, corrupt                     int
@@ -226,7 +242,8 @@ func Open(dir string, opts ...Option) (*Log, error) {
 		return nil, err
 	}
 	l := &Log{dir: dir, o: o, lock: lock, index: newIndex(o.MaxMessages), loading: true, segs: make(map[uint64]*segInfo),
-		cur: &batch{done: make(chan struct{})}, kick: make(chan struct{}, 1), stop: make(chan struct{})}
+		cur: newBatch(), kick: make(chan struct{}, 1), stop: make(chan struct{}),
+		rmKick: make(chan struct{}, 1), rmStop: make(chan struct{})}
 	if err := l.load(); err != nil {
 		lock.Close()
 		return nil, err
@@ -240,6 +257,8 @@ func Open(dir string, opts ...Option) (*Log, error) {
 	l.order = append(l.order, l.active)
 	l.wg.Add(1)
 	go l.flusher()
+	l.rmWG.Add(1)
+	go l.remover()
 	return l, nil
 }
 
@@ -392,27 +411,50 @@ func (l *Log) Replay(fn func(id ID, data []byte) error) error {
 	return nil
 }
 
-// appendRecord frames a record into the active segment's buffer, sealing
-// the segment first when the record would take it over its size. l.mu is
-// held.
-func (l *Log) appendRecord(kind byte, id ID, payload []byte) {
+// recordCRC is the checksum of a record's body.
+func recordCRC(kind byte, id ID, payload []byte) uint32 {
+	var head [bodyMin]byte
+	head[0] = kind
+	copy(head[1:], id[:])
+	return crc32.Update(crc32.Checksum(head[:], crcTable), crcTable, payload)
+}
+
+// appendRecord frames a record, whose body's checksum is sum, into the
+// active segment's buffer, sealing the segment first when the record
+// would take it over its size. A payload of refMin bytes or more is not
+// copied if ref: the flush writes it from payload itself, which must not
+// change until then. l.mu is held.
+func (l *Log) appendRecord(kind byte, id ID, payload []byte, sum uint32, ref bool) {
 	size := hdrLen + bodyMin + len(payload)
 	s := l.segs[l.active]
 	if s.size > int64(len(magic)) && s.size+int64(size) > l.o.SegmentSize {
-		l.chunks = append(l.chunks, chunk{seg: l.active, buf: l.buf})
-		l.buf = nil
+		l.chunks = append(l.chunks, chunk{seg: l.active, parts: l.activeParts()})
+		l.buf, l.cut, l.parts = nil, 0, nil
 		l.active++
 		s = &segInfo{size: int64(len(magic))}
 		l.segs[l.active] = s
 		l.order = append(l.order, l.active)
 	}
-	start := len(l.buf)
 	l.buf = binary.LittleEndian.AppendUint32(l.buf, uint32(bodyMin+len(payload)))
-	l.buf = append(l.buf, 0, 0, 0, 0, kind)
+	l.buf = binary.LittleEndian.AppendUint32(l.buf, sum)
+	l.buf = append(l.buf, kind)
 	l.buf = append(l.buf, id[:]...)
-	l.buf = append(l.buf, payload...)
-	binary.LittleEndian.PutUint32(l.buf[start+4:], crc32.Checksum(l.buf[start+hdrLen:], crcTable))
+	if ref && len(payload) >= refMin {
+		l.parts = append(l.parts, l.buf[l.cut:len(l.buf):len(l.buf)], payload)
+		l.cut = len(l.buf)
+	} else {
+		l.buf = append(l.buf, payload...)
+	}
 	s.size += int64(size)
+	l.pend += size
+}
+
+// activeParts returns the active segment's parts. l.mu is held.
+func (l *Log) activeParts() [][]byte {
+	if len(l.buf) > l.cut {
+		return append(l.parts, l.buf[l.cut:])
+	}
+	return l.parts
 }
 
 func (l *Log) full(size int64) bool {
@@ -428,11 +470,17 @@ func (l *Log) full(size int64) bool {
 // error), or fails at once with WithFailWhenFull. If ctx ends while a sync
 // Append waits for its fsync, it returns ctx's error and the record may or
 // may not be durable: call Ack to withdraw it.
+//
+// The Log does not keep data once Append returns. A sync Append writes a
+// large payload (16 KiB or more) from data itself rather than copying it;
+// one that gives up on its context replaces it with a copy, or, if the
+// write already started, waits for that write (not for the fsync).
 func (l *Log) Append(ctx context.Context, id ID, data []byte) error {
 	size := int64(len(data))
 	if size > l.o.MaxBytes || size > maxRecord-int64(bodyMin) {
 		return fmt.Errorf("%w: %d bytes", ErrTooLarge, size)
 	}
+	sum := recordCRC(recPut, id, data) // outside l.mu: concurrent Appends checksum in parallel
 	l.mu.Lock()
 	for l.full(size) && !l.closed {
 		if l.o.FailWhenFull {
@@ -464,14 +512,14 @@ func (l *Log) Append(ctx context.Context, id ID, data []byte) error {
 		l.mu.Unlock()
 		return ErrDuplicate
 	}
-	l.appendRecord(recPut, id, data)
+	sync := l.o.Interval == 0
+	l.appendRecord(recPut, id, data, sum, sync)
 	l.add(id, l.active, size)
 	b := l.cur
-	sync := l.o.Interval == 0
 	if sync {
 		l.waiting = true
 	}
-	big := len(l.buf) >= bigBuffer
+	big := l.pend >= bigBuffer
 	l.mu.Unlock()
 	l.appends.Add(1)
 	if !sync {
@@ -485,8 +533,36 @@ func (l *Log) Append(ctx context.Context, id ID, data []byte) error {
 	case <-b.done:
 		return b.err
 	case <-ctx.Done():
+		l.release(b, data)
 		return ctx.Err()
 	}
+}
+
+// release makes sure that the flush of batch b no longer reads data, which
+// a sync Append that gives up passes back to its caller: a copy replaces
+// it if b is still being buffered, else release waits until b is written.
+func (l *Log) release(b *batch, data []byte) {
+	if len(data) < refMin {
+		return // copied
+	}
+	l.mu.Lock()
+	if l.cur == b {
+		swap := func(parts [][]byte) {
+			for i, p := range parts {
+				if len(p) == len(data) && &p[0] == &data[0] {
+					parts[i] = slices.Clone(data)
+				}
+			}
+		}
+		swap(l.parts)
+		for _, c := range l.chunks {
+			swap(c.parts)
+		}
+		l.mu.Unlock()
+		return
+	}
+	l.mu.Unlock()
+	<-b.written
 }
 
 // Ack removes a record: it will not be replayed. Acking an id the Log
@@ -500,7 +576,7 @@ func (l *Log) Ack(id ID) {
 	}
 	l.drop(e)
 	if !l.closed {
-		l.appendRecord(recAck, id, nil)
+		l.appendRecord(recAck, id, nil, recordCRC(recAck, id, nil), false)
 	}
 	l.acks.Add(1)
 	if l.spaceCh != nil {
@@ -544,6 +620,8 @@ func (l *Log) Close() error {
 	l.mu.Unlock()
 	close(l.stop)
 	l.wg.Wait()
+	close(l.rmStop)
+	l.rmWG.Wait()
 	l.mu.Lock()
 	err := l.err
 	for _, s := range l.segs {
@@ -588,32 +666,27 @@ func (l *Log) flusher() {
 // copies forward a mostly-acked one.
 func (l *Log) flush(sync bool) {
 	l.mu.Lock()
-	if len(l.buf) == 0 && len(l.chunks) == 0 && !l.waiting && (!sync || len(l.dirty) == 0) {
+	if l.pend == 0 && len(l.chunks) == 0 && !l.waiting && (!sync || len(l.dirty) == 0) {
 		l.mu.Unlock()
 		if sync {
 			l.collect()
 		}
 		return
 	}
-	chunks := append(l.chunks, chunk{seg: l.active, buf: l.buf})
+	chunks := append(l.chunks, chunk{seg: l.active, parts: l.activeParts()})
+	buf := l.buf
 	l.chunks = nil
-	l.buf = l.spare[:0]
+	l.buf, l.cut, l.parts, l.pend = l.spare[:0], 0, nil, 0
 	l.spare = nil
 	active := l.active
 	b := l.cur
 	if sync {
-		l.cur = &batch{done: make(chan struct{})}
+		l.cur = newBatch()
 		l.waiting = false
 	}
-	files := make([]*os.File, 0, len(chunks))
-	var err error
-	for _, c := range chunks {
-		f, ferr := l.file(c.seg)
-		if ferr != nil {
-			err = ferr
-			break
-		}
-		files = append(files, f)
+	infos := make([]*segInfo, len(chunks))
+	for i, c := range chunks {
+		infos[i] = l.segs[c.seg]
 	}
 	// What to fsync: every segment written since the last fsync.
 	var syncSegs []uint64
@@ -632,35 +705,48 @@ func (l *Log) flush(sync bool) {
 			}
 		}
 	}
-	syncFiles := make([]*os.File, 0, len(syncSegs))
+	syncInfos := make([]*segInfo, 0, len(syncSegs))
 	for _, n := range syncSegs {
-		if s := l.segs[n]; s != nil && s.file != nil {
-			syncFiles = append(syncFiles, s.file)
+		if s := l.segs[n]; s != nil {
+			syncInfos = append(syncInfos, s)
 		}
 	}
 	prevErr := l.err
 	l.mu.Unlock()
 
-	if err == nil && prevErr == nil {
-		for i, c := range chunks {
-			if len(c.buf) == 0 {
-				continue
-			}
-			l.writes.Add(1)
-			if _, werr := files[i].Write(c.buf); werr != nil {
-				err = werr
-				break
-			}
+	// Only this goroutine (or Close, once it stopped) sets or reads a
+	// segInfo's file: creating one, which fsyncs the directory, does not
+	// hold up Append and Ack.
+	var err error
+	if prevErr == nil {
+		err = l.openFiles(chunks, infos)
+	}
+	var syncFiles []*os.File
+	for _, s := range syncInfos {
+		if s.file != nil {
+			syncFiles = append(syncFiles, s.file)
 		}
 	}
 	if err == nil && prevErr == nil {
-		for _, f := range syncFiles {
-			l.syncs.Add(1)
-			if serr := f.Sync(); serr != nil {
-				err = serr
-				break
+	write:
+		for i, c := range chunks {
+			for _, p := range c.parts {
+				if len(p) == 0 {
+					continue
+				}
+				l.writes.Add(1)
+				if _, werr := infos[i].file.Write(p); werr != nil {
+					err = werr
+					break write
+				}
 			}
 		}
+	}
+	if sync {
+		close(b.written)
+	}
+	if err == nil && prevErr == nil {
+		err = l.syncFiles(syncFiles)
 	}
 
 	l.mu.Lock()
@@ -678,9 +764,8 @@ func (l *Log) flush(sync bool) {
 			}
 		}
 	}
-	last := chunks[len(chunks)-1].buf
-	if cap(last) <= 64*bigBuffer { // keep it (it grows while an fsync runs) unless huge
-		l.spare = last[:0]
+	if cap(buf) <= 64*bigBuffer { // keep it (it grows while an fsync runs) unless huge
+		l.spare = buf[:0]
 	}
 	l.mu.Unlock()
 	if sync {
@@ -690,31 +775,57 @@ func (l *Log) flush(sync bool) {
 	}
 }
 
-// file returns segment n's file, creating it (with its magic, and an fsync
-// of the directory) if needed. l.mu is held.
-func (l *Log) file(n uint64) (*os.File, error) {
-	s := l.segs[n]
-	if s.file != nil {
-		return s.file, nil
+// syncFiles fsyncs files, at the same time when there are several (a
+// batch of large records spans segments): the disk then flushes them
+// together rather than one after the other.
+func (l *Log) syncFiles(files []*os.File) error {
+	l.syncs.Add(uint64(len(files)))
+	switch len(files) {
+	case 0:
+		return nil
+	case 1:
+		return files[0].Sync()
 	}
-	path := filepath.Join(l.dir, segName(n))
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
-	if err != nil {
-		return nil, err
+	errs := make([]error, len(files))
+	var wg sync.WaitGroup
+	for i, f := range files[1:] {
+		wg.Go(func() { errs[i+1] = f.Sync() })
 	}
-	st, err := f.Stat()
-	if err == nil && st.Size() == 0 {
-		_, err = f.Write([]byte(magic))
-		if err == nil {
-			err = syncDir(l.dir)
+	errs[0] = files[0].Sync()
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+// openFiles opens the files of the chunks' segments (infos) that are not
+// open, creating them with their magic, then fsyncs the directory once if
+// it created any. It runs on the flusher, without l.mu.
+func (l *Log) openFiles(chunks []chunk, infos []*segInfo) error {
+	created := false
+	for i, c := range chunks {
+		s := infos[i]
+		if s.file != nil {
+			continue
 		}
+		path := filepath.Join(l.dir, segName(c.seg))
+		f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
+		if err != nil {
+			return err
+		}
+		st, err := f.Stat()
+		if err == nil && st.Size() == 0 {
+			_, err = f.Write([]byte(magic))
+			created = true
+		}
+		if err != nil {
+			f.Close()
+			return err
+		}
+		s.file = f
 	}
-	if err != nil {
-		f.Close()
-		return nil, err
+	if created {
+		return syncDir(l.dir)
 	}
-	s.file = f
-	return f, nil
+	return nil
 }
 
 // collect deletes the oldest segments while every record in them is
@@ -754,12 +865,42 @@ func (l *Log) collect() {
 			compact = n
 		}
 	}
+	l.gone = append(l.gone, gone...)
 	l.mu.Unlock()
-	for _, n := range gone {
-		os.Remove(filepath.Join(l.dir, segName(n)))
+	if len(gone) > 0 {
+		select {
+		case l.rmKick <- struct{}{}:
+		default:
+		}
 	}
 	if compact != 0 {
 		l.copyForward(compact)
+	}
+}
+
+// remover deletes the files of the segments collect let go, until Close.
+// A file not yet deleted when the process ends holds only acked records
+// (their acks are in later segments), as one whose deletion did not reach
+// the disk: Open reads it and drops it again.
+func (l *Log) remover() {
+	defer l.rmWG.Done()
+	for {
+		var stop bool
+		select {
+		case <-l.rmKick:
+		case <-l.rmStop:
+			stop = true
+		}
+		l.mu.Lock()
+		gone := l.gone
+		l.gone = nil
+		l.mu.Unlock()
+		for _, n := range gone {
+			os.Remove(filepath.Join(l.dir, segName(n)))
+		}
+		if stop {
+			return
+		}
 	}
 }
 
@@ -801,7 +942,8 @@ func (l *Log) copyForward(n uint64) {
 			continue
 		}
 		l.drop(e)
-		l.appendRecord(recPut, id, body[bodyMin:])
+		// data is this function's: the flush may write from it.
+		l.appendRecord(recPut, id, body[bodyMin:], binary.LittleEndian.Uint32(data[off-hdrLen-size+4:]), true)
 		l.add(id, l.active, e.size)
 		moved++
 	}
