@@ -2,7 +2,6 @@ package metrics
 
 import (
 	"context"
-	"syscall"
 	"testing"
 	"time"
 
@@ -76,7 +75,7 @@ func BenchmarkPushPullScraped(b *testing.B) {
 			n := b.N
 			b.SetBytes(64)
 			b.ResetTimer()
-			cpu0 := cpuTime()
+			cpu0 := ztest.CPUTime()
 			go func() {
 				for range n {
 					m, err := pull.Recv(ctx)
@@ -101,21 +100,12 @@ func BenchmarkPushPullScraped(b *testing.B) {
 			close(stop)
 			scrapes := <-done
 			b.ReportMetric(float64(n)/b.Elapsed().Seconds(), "msg/s")
-			b.ReportMetric(float64(cpuTime()-cpu0)/float64(n), "cpu-ns/op")
+			b.ReportMetric(float64(ztest.CPUTime()-cpu0)/float64(n), "cpu-ns/op")
 			b.ReportMetric(float64(scrapes), "scrapes")
 		})
 	}
 }
 
-// cpuTime is the process's CPU time (user and system): on a shared machine
-// CPU per message compares rows better than the wall clock.
-func cpuTime() time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-}
 
 // BenchmarkGather is the cost of one scrape of a process with a few
 // sockets and the discovery stack.

@@ -20,11 +20,11 @@ import (
 	"slices"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/zpeer/zpeer/codec"
+	"github.com/zpeer/zpeer/internal/testutil"
 	"github.com/zpeer/zpeer/socket"
 )
 
@@ -580,7 +580,7 @@ func benchPartitioned(b *testing.B, acked bool, keyed string, pullers int) {
 	b.SetBytes(benchSize)
 	b.ReportAllocs()
 	b.ResetTimer()
-	start, cpu0 := time.Now(), cpuTime()
+	start, cpu0 := time.Now(), testutil.CPUTime()
 	for i := range b.N {
 		m := kmsg{key: benchKeys[i%nkeys], body: payload}
 		if keyed == "option" {
@@ -600,17 +600,7 @@ func benchPartitioned(b *testing.B, acked bool, keyed string, pullers int) {
 	}
 	b.StopTimer()
 	reportRate(b, b.N, start)
-	b.ReportMetric(float64(cpuTime()-cpu0)/float64(b.N), "cpu-ns/op")
-}
-
-// cpuTime is the CPU time the process has used: on a busy machine, CPU
-// per message compares two runs better than wall time.
-func cpuTime() time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+	b.ReportMetric(float64(testutil.CPUTime()-cpu0)/float64(b.N), "cpu-ns/op")
 }
 
 // BenchmarkLargeReqRep is BenchmarkTypedReqRep and its raw twin with 1 MiB

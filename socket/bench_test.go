@@ -9,9 +9,10 @@ import (
 	"net"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
+
+	"github.com/zpeer/zpeer/internal/testutil"
 )
 
 var benchSizes = []int{64, 256, 1 << 10, 64 << 10, 1 << 20}
@@ -67,7 +68,7 @@ func pushPullLoop(b *testing.B, pull, push *Socket, size int) {
 	n := b.N
 	b.SetBytes(int64(size))
 	b.ReportAllocs()
-	cpu0 := cpuTime()
+	cpu0 := testutil.CPUTime()
 	b.ResetTimer()
 	go func() {
 		for range n {
@@ -90,17 +91,7 @@ func pushPullLoop(b *testing.B, pull, push *Socket, size int) {
 		b.Fatal(err)
 	}
 	b.ReportMetric(float64(n)/b.Elapsed().Seconds(), "msg/s")
-	b.ReportMetric(float64(cpuTime()-cpu0)/float64(n), "cpu-ns/op")
-}
-
-// cpuTime is the process's CPU time (user and system) so far: on a shared
-// machine, CPU per message is steadier than the wall clock.
-func cpuTime() time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+	b.ReportMetric(float64(testutil.CPUTime()-cpu0)/float64(n), "cpu-ns/op")
 }
 
 // BenchmarkReqRep measures the round trip of one REQ and one REP.

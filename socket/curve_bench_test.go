@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"net"
 	"testing"
+
+	"github.com/zpeer/zpeer/internal/testutil"
 )
 
 // BenchmarkMechPushPull runs PUSH to PULL over loopback under NULL and
@@ -143,7 +145,7 @@ func BenchmarkCurveSealOpen(b *testing.B) {
 			var frame []byte
 			b.SetBytes(int64(size))
 			b.ReportAllocs()
-			cpu0 := cpuTime()
+			cpu0 := testutil.CPUTime()
 			for b.Loop() {
 				frame = tx.appendSealed(frame[:0], 0, body)
 				hl := 2
@@ -155,7 +157,7 @@ func BenchmarkCurveSealOpen(b *testing.B) {
 				}
 				rx.decryptTo(out, frame[hl:])
 			}
-			b.ReportMetric(float64(cpuTime()-cpu0)/float64(b.N), "cpu-ns/op")
+			b.ReportMetric(float64(testutil.CPUTime()-cpu0)/float64(b.N), "cpu-ns/op")
 		})
 	}
 }
