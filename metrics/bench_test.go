@@ -106,7 +106,6 @@ func BenchmarkPushPullScraped(b *testing.B) {
 	}
 }
 
-
 // BenchmarkGather is the cost of one scrape of a process with a few
 // sockets and the discovery stack.
 func BenchmarkGather(b *testing.B) {
