@@ -205,7 +205,7 @@ func TestNewBufferNoPlaintext(t *testing.T) {
 	for _, b := range bufs {
 		b.Release()
 	}
-	if reused == 0 {
+	if reused == 0 && !debugMsgs { // zpeerdebug builds never reuse freed memory
 		t.Fatal("NewBuffer never reused a received frame's memory: the test proves nothing")
 	}
 	t.Logf("NewBuffer reused %d of %d freed frames' memory", reused, n)
