@@ -51,6 +51,7 @@ const (
 	oHandlerTiming
 	oTracer
 	oBeforeAck
+	oInitialState
 	oHeartbeat
 	oPartition
 )
@@ -68,6 +69,7 @@ var optNames = map[optBit]string{
 	oTracer:    "WithTracer",
 	oHeartbeat: "WithStateHeartbeat",
 	oPartition: "WithPartitionKey",
+	oBeforeAck: "WithBeforeAck", oInitialState: "WithInitialState",
 }
 
 // options common to every pattern.
@@ -85,6 +87,7 @@ type options struct {
 	handlerTiming   bool
 	tracer          Tracer // nil: no tracing
 	beforeAck       func() error
+	initialState    any // StateServer: WithInitialState's map[string]T
 	ack             bool
 	ackTimeout      time.Duration
 	maxDeliveries   int

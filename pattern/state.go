@@ -6,7 +6,9 @@ import (
 	"encoding/binary"
 	"encoding/hex"
 	"errors"
+	"maps"
 	"math/rand/v2"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -112,9 +114,16 @@ type StateStats struct {
 // WithTrust, WithAuthenticator: both sockets are the CURVE server with the
 // one key).
 func NewStateServer[T any](opts ...Option) (*StateServer[T], error) {
-	o, err := buildOptions("StateServer", oHeartbeat, opts)
+	o, err := buildOptions("StateServer", oHeartbeat|oInitialState, opts)
 	if err != nil {
 		return nil, err
+	}
+	var initial map[string]T
+	if o.initialState != nil {
+		var ok bool
+		if initial, ok = o.initialState.(map[string]T); !ok {
+			return nil, optErr("WithInitialState: a %T for a StateServer of %T values", o.initialState, *new(T))
+		}
 	}
 	switch {
 	case len(o.binds) == 0:
@@ -125,6 +134,19 @@ func NewStateServer[T any](opts ...Option) (*StateServer[T], error) {
 		return nil, optErr("WithWatcher and WithDiscovery do not apply to StateServer: it announces (WithService)")
 	}
 	s := &StateServer[T]{o: o, state: make(map[string][]byte), snaps: make(map[*socket.Peer]*context.CancelFunc)}
+	// The initial state is there before anything is served: a mirror's
+	// first snapshot already holds it (changes 1 to n, in key order).
+	for _, k := range slices.Sorted(maps.Keys(initial)) {
+		if err := checkKey(k); err != nil {
+			return nil, optErr("WithInitialState: %v", err)
+		}
+		raw, err := marshalBody(nil, initial[k])
+		if err != nil {
+			return nil, optErr("WithInitialState: %s: %v", k, err)
+		}
+		s.state[k] = raw
+		s.seq++
+	}
 	s.epoch = newEpoch()
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	hdr := map[string]string{hdrEpoch: s.epoch}
@@ -170,6 +192,20 @@ func NewStateServer[T any](opts ...Option) (*StateServer[T], error) {
 		return nil, err
 	}
 	return s, nil
+}
+
+// WithInitialState gives a StateServer the state it starts with, in place
+// before it serves or announces anything, so that no mirror ever sees it
+// empty first (a restarted configuration server, say, would otherwise
+// have its mirrors remove every setting and add it back). The keys count
+// as changes 1 to len(state), in key order. state's values must be of the
+// server's value type.
+func WithInitialState[T any](state map[string]T) Option {
+	return func(o *options) error {
+		o.used |= oInitialState
+		o.initialState = maps.Clone(state)
+		return nil
+	}
 }
 
 // WithStateHeartbeat sets how often a StateServer publishes its latest

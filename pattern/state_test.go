@@ -496,3 +496,31 @@ func TestStateInproc(t *testing.T) {
 	s.Set("b", "2")
 	caughtUp(t, s, m)
 }
+
+// TestStateInitialState: WithInitialState's keys are in the first snapshot
+// a mirror takes (changes 1 to n), and a map of another value type is an
+// option error.
+func TestStateInitialState(t *testing.T) {
+	srv, err := NewStateServer[int](WithBind(loopback), WithInitialState(map[string]int{"b": 2, "a": 1, "c": 3}))
+	srv = cleanup(t, srv, err)
+	if srv.Len() != 3 || srv.Seq() != 3 {
+		t.Fatalf("server: %d keys at seq %d, want 3 at 3", srv.Len(), srv.Seq())
+	}
+	m, err := NewMirror[int](WithConnect(ep(t, srv)))
+	m = cleanup(t, m, err)
+	if err := m.WaitSynced(ctxT(t)); err != nil {
+		t.Fatal(err)
+	}
+	if st := m.Stats(); m.Len() != 3 || m.Seq() != 3 || st.Snapshots != 1 || st.Changes != 0 {
+		t.Fatalf("mirror: %d keys at seq %d, stats %+v; want the 3 keys in its first snapshot", m.Len(), m.Seq(), st)
+	}
+	if v, ok := m.Get("b"); !ok || v != 2 {
+		t.Fatalf("b = %v %v", v, ok)
+	}
+	if _, err := NewStateServer[string](WithBind(loopback), WithInitialState(map[string]int{"a": 1})); !errors.Is(err, ErrOption) {
+		t.Fatalf("a map of ints for a StateServer of strings: %v", err)
+	}
+	if _, err := NewStateServer[int](WithBind(loopback), WithInitialState(map[string]int{"": 1})); !errors.Is(err, ErrOption) {
+		t.Fatalf("an empty key: %v", err)
+	}
+}

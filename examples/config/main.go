@@ -84,16 +84,19 @@ func runServer(ctx context.Context, service, name string, opts []discovery.Optio
 	if len(opts) > 0 {
 		bind = "tcp://127.0.0.1:0"
 	}
-	srv, err := pattern.NewStateServer[Setting](pattern.WithBind(bind), pattern.WithService(service, opts...))
+	// The defaults are the state it starts with, in place before it is
+	// announced: an agent never sees an empty configuration, even from a
+	// server that has just restarted.
+	initial := make(map[string]Setting, len(defaults))
+	for k, v := range defaults {
+		initial[k] = Setting{Value: v, By: name, Changed: time.Now()}
+	}
+	srv, err := pattern.NewStateServer[Setting](pattern.WithBind(bind), pattern.WithService(service, opts...),
+		pattern.WithInitialState(initial))
 	if err != nil {
 		return err
 	}
 	defer srv.Close()
-	for k, v := range defaults {
-		if err := srv.Set(k, Setting{Value: v, By: name, Changed: time.Now()}); err != nil {
-			return err
-		}
-	}
 	fmt.Printf("server %s serving %d settings at %s\n", name, srv.Len(), strings.Join(srv.Endpoints(), " "))
 	lines := make(chan string)
 	go func() {
