@@ -347,11 +347,7 @@ func collectPattern(ch chan<- prometheus.Metric, k patternKey, st pattern.Stats)
 		inFlight += p.InFlight
 	}
 	gauge(ch, descPatInFlight, float64(inFlight), l...)
-	counter(ch, descPatSockMsgsIn, st.Socket.MsgsIn, l...)
-	counter(ch, descPatSockMsgsOut, st.Socket.MsgsOut, l...)
-	counter(ch, descPatSockBytesIn, st.Socket.BytesIn, l...)
-	counter(ch, descPatSockBytesOut, st.Socket.BytesOut, l...)
-	counter(ch, descPatSockDrops, st.Socket.Drops, l...)
+	collectRoleSocket(ch, st.Socket, l)
 	switch k.role {
 	case RoleRequester, RolePusher:
 		histogram(ch, descPatRoundTrip, st.Latency, l...)
@@ -383,11 +379,16 @@ func collectState(ch chan<- prometheus.Metric, k patternKey, st pattern.StateSta
 	if k.role == RoleStateServer {
 		gauge(ch, descStateMirrors, float64(st.Mirrors), l...)
 	}
-	counter(ch, descPatSockMsgsIn, st.Socket.MsgsIn, l...)
-	counter(ch, descPatSockMsgsOut, st.Socket.MsgsOut, l...)
-	counter(ch, descPatSockBytesIn, st.Socket.BytesIn, l...)
-	counter(ch, descPatSockBytesOut, st.Socket.BytesOut, l...)
-	counter(ch, descPatSockDrops, st.Socket.Drops, l...)
+	collectRoleSocket(ch, st.Socket, l)
+}
+
+// collectRoleSocket exports a pattern or state role's socket traffic.
+func collectRoleSocket(ch chan<- prometheus.Metric, c socket.Counters, l []string) {
+	counter(ch, descPatSockMsgsIn, c.MsgsIn, l...)
+	counter(ch, descPatSockMsgsOut, c.MsgsOut, l...)
+	counter(ch, descPatSockBytesIn, c.BytesIn, l...)
+	counter(ch, descPatSockBytesOut, c.BytesOut, l...)
+	counter(ch, descPatSockDrops, c.Drops, l...)
 }
 
 func collectDiscovery(ch chan<- prometheus.Metric, component, service string, st discovery.Stats) {

@@ -883,12 +883,7 @@ func (rp *Replier[Req, Resp]) serve(m socket.Msg) (kept bool) {
 	if rp.o.tracer != nil {
 		h := headerCarrier{}
 		_, endSend = rp.o.tracer.Start(ctx, Operation{Kind: OpSend, Role: "replier", Destination: rp.o.service, MessageID: out.ID}, h)
-		for k, v := range h {
-			if out.Headers == nil {
-				out.Headers = make(map[string]string, len(h))
-			}
-			out.Headers[k] = v
-		}
+		out.Headers = h.addTo(out.Headers)
 	}
 	frame, fmem, err := encodeSend(&out)
 	if err != nil {

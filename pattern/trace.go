@@ -2,6 +2,7 @@ package pattern
 
 import (
 	"context"
+	"maps"
 	"slices"
 
 	"github.com/zpeer/zpeer/codec"
@@ -109,6 +110,15 @@ func (h headerCarrier) Keys() []string {
 	return keys
 }
 
+// addTo adds the headers the Tracer set to dst (made if nil) and returns it.
+func (h headerCarrier) addTo(dst map[string]string) map[string]string {
+	if dst == nil && len(h) > 0 {
+		dst = make(map[string]string, len(h))
+	}
+	maps.Copy(dst, h)
+	return dst
+}
+
 // viewCarrier reads the headers of a received envelope; Set does nothing.
 type viewCarrier struct{ v *codec.View }
 
@@ -145,14 +155,7 @@ func (o *options) startSend(ctx context.Context, role, dest string, id codec.ID,
 	h := headerCarrier{}
 	ctx, end := o.tracer.Start(ctx, Operation{Kind: OpSend, Role: role, Destination: dest, MessageID: id}, h)
 	if len(h) > 0 {
-		opts = append(slices.Clip(opts), func(c *callOpts) {
-			for k, v := range h {
-				if c.headers == nil {
-					c.headers = make(map[string]string, len(h))
-				}
-				c.headers[k] = v
-			}
-		})
+		opts = append(slices.Clip(opts), func(c *callOpts) { c.headers = h.addTo(c.headers) })
 	}
 	return ctx, opts, end
 }
