@@ -66,7 +66,7 @@ $GO test -count=1 -tags zpeerdebug ./socket/ ./pattern/
 
 echo "== crypto and CURVE without the AVX2 kernels: go test -tags purego"
 $GO vet -tags purego ./internal/... ./socket/
-$GO test -count=1 -tags purego ./internal/salsa20/ ./internal/poly1305/ ./internal/testutil/
+$GO test -count=1 -tags purego ./internal/crypto/salsa20/ ./internal/crypto/poly1305/ ./internal/testutil/
 $GO test -count=1 -tags purego -run Curve ./socket/
 
 echo "== bench smoke"

@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/zpeer/zpeer/internal/benchcore"
+	"github.com/zpeer/zpeer/internal/harness/benchcore"
 )
 
 // The Go benchmarks run each stack's sockets directly, b.N messages per

@@ -7,7 +7,7 @@
 // any framing on TCP sits on.
 //
 // Every stack is a benchcore.Stack; the scenarios, the measurement and the
-// report are internal/benchcore's, the same code that `zpeer bench` runs
+// report are internal/harness/benchcore's, the same code that `zpeer bench` runs
 // for zpeer alone. This module exists so that the library module stays free
 // of cgo and of the other stacks' dependencies.
 //

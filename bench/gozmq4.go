@@ -7,7 +7,7 @@ import (
 
 	"github.com/go-zeromq/zmq4"
 
-	"github.com/zpeer/zpeer/internal/benchcore"
+	"github.com/zpeer/zpeer/internal/harness/benchcore"
 )
 
 // GoZMQ4 is github.com/go-zeromq/zmq4's own sockets (zmq4.NewPush etc.), the

@@ -10,7 +10,7 @@ import (
 
 	zmq "github.com/pebbe/zmq4"
 
-	"github.com/zpeer/zpeer/internal/benchcore"
+	"github.com/zpeer/zpeer/internal/harness/benchcore"
 )
 
 // Libzmq is libzmq (the C library, Debian's libzmq5) through

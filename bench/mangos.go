@@ -13,7 +13,7 @@ import (
 	"go.nanomsg.org/mangos/v3/protocol/sub"
 	_ "go.nanomsg.org/mangos/v3/transport/tcp" // the tcp:// transport
 
-	"github.com/zpeer/zpeer/internal/benchcore"
+	"github.com/zpeer/zpeer/internal/harness/benchcore"
 )
 
 // Mangos is nanomsg's mangos v3 with default options, over its tcp://

@@ -9,7 +9,7 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 
-	"github.com/zpeer/zpeer/internal/benchcore"
+	"github.com/zpeer/zpeer/internal/harness/benchcore"
 )
 
 // NATS is core NATS (no JetStream) through nats.go, with a nats-server

@@ -5,7 +5,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/zpeer/zpeer/internal/benchcore"
+	"github.com/zpeer/zpeer/internal/harness/benchcore"
 )
 
 // TestScenariosSmoke runs every scenario on every stack once, briefly, so

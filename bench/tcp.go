@@ -9,7 +9,7 @@ import (
 	"io"
 	"net"
 
-	"github.com/zpeer/zpeer/internal/benchcore"
+	"github.com/zpeer/zpeer/internal/harness/benchcore"
 )
 
 // TCP is the floor: length-prefixed records (4-byte big-endian length, then

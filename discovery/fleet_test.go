@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/zpeer/zpeer/internal/fleet"
+	"github.com/zpeer/zpeer/internal/harness/fleet"
 )
 
 // fleetEnv turns TestFleet into the measurement of docs/scaling.md:

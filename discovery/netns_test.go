@@ -5,7 +5,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/zpeer/zpeer/internal/netns"
+	"github.com/zpeer/zpeer/internal/harness/netns"
 )
 
 // newLab builds a lab of n hosts (network namespaces on a bridge), or skips

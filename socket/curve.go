@@ -10,8 +10,8 @@ import (
 
 	"golang.org/x/crypto/salsa20/salsa"
 
-	"github.com/zpeer/zpeer/internal/poly1305"
-	"github.com/zpeer/zpeer/internal/salsa20"
+	"github.com/zpeer/zpeer/internal/crypto/poly1305"
+	"github.com/zpeer/zpeer/internal/crypto/salsa20"
 )
 
 // Key is a CURVE public key (Curve25519, 32 bytes). Its String is the Z85
@@ -162,7 +162,7 @@ var curveMsgName = []byte("\x07MESSAGE")
 // The box is NaCl's crypto_box after precomputation: XSalsa20 keyed by the
 // shared key and the 24-byte nonce, the first 32 bytes of its key stream
 // keying Poly1305 over the ciphertext, the tag first. It is computed here
-// from Salsa20 and Poly1305 (internal/salsa20 and internal/poly1305: AVX2
+// from Salsa20 and Poly1305 (internal/crypto/salsa20 and internal/crypto/poly1305: AVX2
 // kernels where the CPU has them, x/crypto's code elsewhere and for short
 // tags) rather than through box.Seal and box.Open so that the flags byte
 // and the frame body need not be copied together first, and so that a body

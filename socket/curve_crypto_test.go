@@ -17,7 +17,7 @@ import (
 )
 
 // Tests of the MESSAGE box against golang.org/x/crypto and external known
-// answers; internal/salsa20 and internal/poly1305 check their kernels the
+// answers; internal/crypto/salsa20 and internal/crypto/poly1305 check their kernels the
 // same way. ./test.sh runs them with and without -tags purego.
 
 // TestCurveBoxNaClVector opens the NaCl distribution's box example

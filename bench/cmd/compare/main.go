@@ -15,7 +15,7 @@ import (
 	"time"
 
 	"github.com/zpeer/zpeer/bench"
-	"github.com/zpeer/zpeer/internal/benchcore"
+	"github.com/zpeer/zpeer/internal/harness/benchcore"
 )
 
 func main() {

@@ -6,7 +6,7 @@ import (
 
 	hdrhistogram "github.com/HdrHistogram/hdrhistogram-go"
 
-	"github.com/zpeer/zpeer/internal/benchcore"
+	"github.com/zpeer/zpeer/internal/harness/benchcore"
 )
 
 // latencies is a histogram safe for concurrent use.

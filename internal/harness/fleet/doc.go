@@ -1,5 +1,5 @@
 // Package fleet runs fleets of hosts for tests: a lab of network
-// namespaces on one bridge (internal/netns) with one or more processes per
+// namespaces on one bridge (internal/harness/netns) with one or more processes per
 // host, whose output lines the test reads, and measurements taken from
 // outside them: the packets the hosts send into the bridge (Traffic) and
 // each process's CPU time and memory (Proc.Usage).
@@ -13,6 +13,6 @@
 // goodbye). Everything is removed at the end of the test, processes first,
 // even when it fails.
 //
-// It needs Linux and root (as internal/netns); New skips the test with the
+// It needs Linux and root (as internal/harness/netns); New skips the test with the
 // reason otherwise. It is not for production code.
 package fleet

@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/zpeer/zpeer/internal/fleet"
+	"github.com/zpeer/zpeer/internal/harness/fleet"
 )
 
 // The partitioned pipeline on a fleet: how many of each, and how long

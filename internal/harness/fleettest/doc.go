@@ -1,5 +1,5 @@
 // Package fleettest holds the scale-out scenarios that run the zpeer
-// command on a fleet of hosts (internal/fleet: network namespaces on one
+// command on a fleet of hosts (internal/harness/fleet: network namespaces on one
 // bridge), as users run it on a LAN: a partitioned acknowledged pipeline
 // whose pushers and pullers find each other over mDNS while a quarter of
 // the pullers are killed, and a replicated state with a mirror on every

@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/zpeer/zpeer/internal/fleet"
+	"github.com/zpeer/zpeer/internal/harness/fleet"
 )
 
 // The replicated state on a fleet.

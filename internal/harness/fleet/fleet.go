@@ -15,7 +15,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/zpeer/zpeer/internal/netns"
+	"github.com/zpeer/zpeer/internal/harness/netns"
 )
 
 // Fleet is a lab of hosts and the processes a test started on them.

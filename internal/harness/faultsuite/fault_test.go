@@ -15,7 +15,7 @@ import (
 
 	"go.uber.org/goleak"
 
-	"github.com/zpeer/zpeer/internal/faultnet"
+	"github.com/zpeer/zpeer/internal/harness/faultnet"
 	"github.com/zpeer/zpeer/internal/testutil"
 	"github.com/zpeer/zpeer/pattern"
 	"github.com/zpeer/zpeer/socket"

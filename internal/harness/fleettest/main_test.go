@@ -16,7 +16,7 @@ import (
 
 	"go.uber.org/goleak"
 
-	"github.com/zpeer/zpeer/internal/fleet"
+	"github.com/zpeer/zpeer/internal/harness/fleet"
 	"github.com/zpeer/zpeer/internal/testutil"
 )
 
