@@ -90,6 +90,19 @@ func (e *Envelope) AppendEncode(dst []byte) ([]byte, error) {
 	return e.appendTo(slices.Grow(dst, e.encodedLen())), nil
 }
 
+// AppendHead is AppendEncode without the body's bytes: it appends every
+// field of e and the body's length header, so that the caller appending
+// exactly e.Body's bytes after it has the whole encoding. It is for a
+// large body that is already where the frame ends (pattern writes the head
+// in front of it, in place, rather than copying the body); it fails as
+// AppendEncode does.
+func (e *Envelope) AppendHead(dst []byte) ([]byte, error) {
+	if err := e.checkFields(); err != nil {
+		return dst, err
+	}
+	return e.appendHead(slices.Grow(dst, e.encodedLen()-len(e.Body))), nil
+}
+
 // Encode returns the wire encoding of e in a newly allocated slice of exactly
 // the right size.
 func Encode(e *Envelope) ([]byte, error) {
@@ -105,6 +118,11 @@ func Encode(e *Envelope) ([]byte, error) {
 // smallest format), which codec's tests check, without its per-value calls
 // through an io.Writer: this is on every message's path.
 func (e *Envelope) appendTo(dst []byte) []byte {
+	return append(e.appendHead(dst), e.Body...)
+}
+
+// appendHead is appendTo without the body's bytes.
+func (e *Envelope) appendHead(dst []byte) []byte {
 	dst = append(dst, 0x90|envelopeFields, Version, 0xc4, byte(len(e.ID)))
 	dst = append(dst, e.ID[:]...)
 	dst = appendUint(dst, uint64(e.Kind))
@@ -116,8 +134,7 @@ func (e *Envelope) appendTo(dst []byte) []byte {
 	dst = appendStr(dst, e.Topic)
 	dst = appendHeaders(dst, e.Headers)
 	// The body is always bin, even when empty.
-	dst = appendBinLen(dst, len(e.Body))
-	return append(dst, e.Body...)
+	return appendBinLen(dst, len(e.Body))
 }
 
 // appendHeaders writes h as nil when empty, else as a map with its keys in

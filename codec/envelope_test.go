@@ -181,6 +181,31 @@ func TestAppendEncodeAppends(t *testing.T) {
 	}
 }
 
+// TestAppendHeadThenBody: the head AppendHead writes, followed by the
+// body's bytes, is the whole encoding, for every sample envelope; and a
+// field AppendEncode refuses, AppendHead refuses too.
+func TestAppendHeadThenBody(t *testing.T) {
+	for _, tc := range sampleEnvelopes() {
+		t.Run(tc.name, func(t *testing.T) {
+			want, err := Encode(&tc.env)
+			if err != nil {
+				t.Fatalf("Encode: %v", err)
+			}
+			head, err := tc.env.AppendHead([]byte("x"))
+			if err != nil {
+				t.Fatalf("AppendHead: %v", err)
+			}
+			if got := append(head[1:], tc.env.Body...); !bytes.Equal(got, want) {
+				t.Errorf("AppendHead + body =\n% x\nEncode =\n% x", got, want)
+			}
+		})
+	}
+	bad := Envelope{Type: "\xff"}
+	if out, err := bad.AppendHead([]byte("x")); !errors.Is(err, ErrMalformed) || len(out) != 1 {
+		t.Errorf("AppendHead of an invalid type: %q, %v; want it unchanged and ErrMalformed", out, err)
+	}
+}
+
 func TestEncodeDeterministic(t *testing.T) {
 	env := Envelope{Headers: map[string]string{}}
 	for i := range 50 {

@@ -106,7 +106,16 @@ func encodeEnvelope(e *codec.Envelope) ([]byte, error) {
 type sendMem struct {
 	bp *[]byte
 	sb *socket.Buffer
+	// head, for a body marshalSend put in sb, is the room left in front of
+	// it (the body starts at sb.Bytes()[head]) for encodeSend to write the
+	// rest of the envelope into; zero once used, or when there is none.
+	head int
 }
+
+// bodyHeadroom is the room marshalSend leaves in front of a large body for
+// the envelope's other fields: an ID, a type, a sender, a topic and a
+// trace context's headers fit; an envelope whose head does not is copied.
+const bodyHeadroom = 512
 
 // release gives the caller's reference back, once Send has returned.
 func (m sendMem) release() {
@@ -123,12 +132,12 @@ func (m sendMem) release() {
 // pool does not keep buffers that large).
 func marshalSend[T any](v T) (body []byte, mem sendMem, err error) {
 	if n := bodyLen(v); n >= socket.CopyThreshold {
-		sb := socket.NewBuffer(n)
-		if body, err = marshalBody(sb.Bytes()[:0], v); err != nil {
+		sb := socket.NewBuffer(bodyHeadroom + n)
+		if body, err = marshalBody(sb.Bytes()[bodyHeadroom:bodyHeadroom], v); err != nil {
 			sb.Release()
 			return nil, sendMem{}, err
 		}
-		return body, sendMem{sb: sb}, nil
+		return body, sendMem{sb: sb, head: bodyHeadroom}, nil
 	}
 	bp := codec.GetBuffer()
 	if body, err = marshalBody(*bp, v); err != nil {
@@ -145,10 +154,32 @@ func marshalSend[T any](v T) (body []byte, mem sendMem, err error) {
 // returned (mem.release): the socket holds it until written, and then it
 // is reused, where a new slice per message would be fresh memory, zeroed
 // and page-faulted in. Anything else is in a new slice (mem is empty).
-func encodeSend(e *codec.Envelope) (frame []byte, mem sendMem, err error) {
+//
+// A body marshalSend made (body, its memory) is not copied: the rest of the
+// envelope is written in front of it, into the room marshalSend left, and
+// the frame shares its buffer. That happens once per body: a second
+// encoding (a retry, with a new ID) is copied, since the first may still be
+// waiting to be written.
+func encodeSend(e *codec.Envelope, body *sendMem) (frame []byte, mem sendMem, err error) {
 	if len(e.Body) < socket.CopyThreshold {
 		frame, err = encodeEnvelope(e)
 		return frame, sendMem{}, err
+	}
+	if body != nil && body.head > 0 {
+		if b := body.sb.Bytes(); unsafe.SliceData(e.Body) == &b[body.head] {
+			var hb [bodyHeadroom]byte
+			head, err := e.AppendHead(hb[:0])
+			if err != nil {
+				return nil, sendMem{}, err
+			}
+			if start := body.head - len(head); start >= 0 {
+				copy(b[start:], head)
+				end := body.head + len(e.Body)
+				body.head = 0
+				body.sb.Retain()
+				return b[start:end], sendMem{sb: body.sb}, nil
+			}
+		}
 	}
 	// room for every field but the body, generously: it is rounded up to
 	// a size class anyway
@@ -278,7 +309,9 @@ func appendFrame[T any](dst []byte, tmpl *codec.Template, id codec.ID, ts int64,
 	}
 	var hb [5]byte
 	h := codec.AppendBinHeader(hb[:0], n)
-	copy(dst[mark+len(h):], dst[mark+5:])
+	if len(h) < 5 { // a bin32 header (a body of 64 KiB and more) fills the room: nothing moves
+		copy(dst[mark+len(h):], dst[mark+5:])
+	}
 	copy(dst[mark:], h)
 	return dst[:mark+len(h)+n], nil
 }

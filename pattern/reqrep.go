@@ -492,7 +492,7 @@ attempt:
 			timer.Reset(r.o.timeout)
 		}
 		env.ID = codec.NewID()
-		frame, fmem, err := encodeSend(&env)
+		frame, fmem, err := encodeSend(&env, &bmem)
 		if err != nil {
 			return zero, err
 		}
@@ -885,7 +885,7 @@ func (rp *Replier[Req, Resp]) serve(m socket.Msg) (kept bool) {
 		_, endSend = rp.o.tracer.Start(ctx, Operation{Kind: OpSend, Role: "replier", Destination: rp.o.service, MessageID: out.ID}, h)
 		out.Headers = h.addTo(out.Headers)
 	}
-	frame, fmem, err := encodeSend(&out)
+	frame, fmem, err := encodeSend(&out, &bmem)
 	if err != nil {
 		rp.c.dropped.Add(1)
 		endSend(err)

@@ -298,3 +298,54 @@ func TestBadSocketOption(t *testing.T) {
 		}
 	}
 }
+
+// TestEncodeSendInPlace: a large body marshalSend made is encoded without
+// a copy (the frame shares the body's buffer, the envelope's head written in
+// front of it) exactly once; a second encoding of it (a retry, with another
+// ID) is copied, and leaves the first frame as it was.
+func TestEncodeSendInPlace(t *testing.T) {
+	value := bytes.Repeat([]byte("0123456789abcdef"), socket.CopyThreshold/16+1)
+	body, bmem, err := marshalSend(value)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer bmem.release()
+	env := codec.Envelope{ID: codec.NewID(), Kind: codec.KindData, Type: "t", Body: body,
+		Headers: map[string]string{"traceparent": strings.Repeat("0", 55)}}
+	first, fmem, err := encodeSend(&env, &bmem)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fmem.release()
+	if fmem.sb != bmem.sb {
+		t.Fatalf("the first frame is not in the body's buffer: it was copied")
+	}
+	want, err := codec.Encode(&env)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(first, want) {
+		t.Fatalf("the frame written in place differs from codec.Encode's")
+	}
+	firstID := env.ID
+	env.ID = codec.NewID()
+	second, smem, err := encodeSend(&env, &bmem)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer smem.release()
+	if smem.sb == bmem.sb {
+		t.Fatalf("the second encoding reused the body's buffer, where the first frame may still wait")
+	}
+	var got codec.Envelope
+	if err := codec.Decode(first, &got); err != nil || got.ID != firstID || !bytes.Equal(got.Body, body) {
+		t.Fatalf("the first frame changed after a second encoding (err %v, ID %v want %v)", err, got.ID, firstID)
+	}
+	if err := codec.Decode(second, &got); err != nil || got.ID != env.ID || !bytes.Equal(got.Body, body) {
+		t.Fatalf("the second frame: err %v, ID %v want %v", err, got.ID, env.ID)
+	}
+	var v []byte
+	if err := codec.UnmarshalValue(got.Body, &v); err != nil || !bytes.Equal(v, value) {
+		t.Fatalf("the body does not decode to the value: %v", err)
+	}
+}
