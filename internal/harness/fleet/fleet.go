@@ -128,6 +128,20 @@ func (f *Fleet) Start(i int, c Command) (*Proc, error) {
 // started keep running until the test ends.
 func (f *Fleet) StartEach(n, parallel int, cmd func(i int) Command, ready func(*Proc) error) ([]*Proc, error) {
 	procs := make([]*Proc, n)
+	err := Each(n, parallel, func(i int) error {
+		p, err := f.Start(i, cmd(i))
+		if err == nil && ready != nil {
+			err = ready(p)
+		}
+		procs[i] = p
+		return err
+	})
+	return procs, err
+}
+
+// Each calls fn(i) for i from 0 to n-1, at most parallel calls at a time,
+// and returns their errors joined once every call has returned.
+func Each(n, parallel int, fn func(i int) error) error {
 	errs := make([]error, n)
 	sem := make(chan struct{}, max(1, parallel))
 	var wg sync.WaitGroup
@@ -137,15 +151,11 @@ func (f *Fleet) StartEach(n, parallel int, cmd func(i int) Command, ready func(*
 		go func() {
 			defer wg.Done()
 			defer func() { <-sem }()
-			p, err := f.Start(i, cmd(i))
-			if err == nil && ready != nil {
-				err = ready(p)
-			}
-			procs[i], errs[i] = p, err
+			errs[i] = fn(i)
 		}()
 	}
 	wg.Wait()
-	return procs, errors.Join(errs...)
+	return errors.Join(errs...)
 }
 
 // Proc is a process running on a host.

@@ -2,7 +2,6 @@ package fleettest
 
 import (
 	"bytes"
-	"errors"
 	"fmt"
 	"math/rand/v2"
 	"os"
@@ -128,21 +127,12 @@ func (r *record) startEach(t *testing.T, f *fleet.Fleet, first, n int, args func
 	t.Helper()
 	bin := zpeerBinary(t)
 	procs := make([]*proc, n)
-	errs := make([]error, n)
-	sem := make(chan struct{}, 8)
-	var wg sync.WaitGroup
-	for i := range n {
-		wg.Add(1)
-		sem <- struct{}{}
-		go func() {
-			defer wg.Done()
-			defer func() { <-sem }()
-			name, a := args(first + i)
-			procs[i], errs[i] = r.launch(f, bin, first+i, name, a...)
-		}()
-	}
-	wg.Wait()
-	if err := errors.Join(errs...); err != nil {
+	err := fleet.Each(n, 8, func(i int) (err error) {
+		name, a := args(first + i)
+		procs[i], err = r.launch(f, bin, first+i, name, a...)
+		return err
+	})
+	if err != nil {
 		t.Fatal(err)
 	}
 	return procs
