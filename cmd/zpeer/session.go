@@ -573,7 +573,7 @@ func (s *session) noPeerError(what string) error {
 	if why := s.unreachable(); why != "" {
 		return fmt.Errorf("%s (%s)", why, what)
 	}
-	return errors.New("no peer: " + what)
+	return errors.New(what)
 }
 
 // pause waits --interval between messages.
