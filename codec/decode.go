@@ -230,6 +230,8 @@ func fastUint(data []byte, p int) (v uint64, next int, ok bool) {
 }
 
 // decodeViewSlow is DecodeView's general path.
+//
+// It stays long: the envelope's fields in wire order, each read and checked.
 func decodeViewSlow(data []byte, v *View) error {
 	d := reader{data: data}
 
@@ -678,6 +680,8 @@ func (d *reader) mapLen(field string) (int, error) {
 // With vc nil, ext values are skipped as opaque bytes. With vc non-nil the
 // input is about to be given to the msgpack library, and ext values are
 // checked as described at valueCheck.
+//
+// It stays long: one switch over every msgpack type code, without recursion.
 func (d *reader) skip(field string, count int, vc *valueCheck) error {
 	if count == 0 {
 		return nil
