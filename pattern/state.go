@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/zpeer/zpeer/codec"
+	"github.com/zpeer/zpeer/internal/codecwire"
 	"github.com/zpeer/zpeer/socket"
 )
 
@@ -294,8 +295,8 @@ func (s *StateServer[T]) apply(key string, raw []byte, deleted bool) error {
 		return nil
 	}
 	seq := s.seq + 1
-	bp := codec.GetBuffer()
-	defer codec.PutBuffer(bp)
+	bp := codecwire.GetBuffer()
+	defer codecwire.PutBuffer(bp)
 	*bp = appendChange((*bp)[:0], key, raw, deleted)
 	frame, err := s.change.AppendEncode(nil, codec.NewID(), nowNano(), seq, *bp)
 	if err != nil {
@@ -526,7 +527,7 @@ func (s *StateServer[T]) sendSnapshot(ctx context.Context, peer *socket.Peer, id
 		body := appendMapHeader32(make([]byte, 0, snapshotPart+1024), 0)
 		n := uint32(0)
 		for ; i < len(keys) && (n == 0 || len(body) < snapshotPart); i++ {
-			body = append(codec.AppendStrHeader(body, len(keys[i])), keys[i]...)
+			body = append(codecwire.AppendStrHeader(body, len(keys[i])), keys[i]...)
 			body = append(body, vals[i]...)
 			n++
 		}
