@@ -1,6 +1,10 @@
 package codec
 
-import "testing"
+import (
+	"testing"
+
+	"github.com/zpeer/zpeer/internal/codecwire"
+)
 
 // benchEnvelope is a 64-byte message with short strings and no headers.
 func benchEnvelope() Envelope {
@@ -30,12 +34,12 @@ func BenchmarkEncode64Pool(b *testing.B) {
 	b.SetBytes(int64(len(env.Body)))
 	b.ReportAllocs()
 	for b.Loop() {
-		bp := GetBuffer()
+		bp := codecwire.GetBuffer()
 		var err error
 		if *bp, err = env.AppendEncode(*bp); err != nil {
 			b.Fatal(err)
 		}
-		PutBuffer(bp)
+		codecwire.PutBuffer(bp)
 	}
 }
 

@@ -1,7 +1,6 @@
 package codec
 
 import (
-	"bytes"
 	"encoding/binary"
 	"fmt"
 	"math"
@@ -18,7 +17,7 @@ const maxDepth = 256
 //
 // e.Body aliases data: it is a sub-slice of the input, not a copy, so data
 // must not be modified or reused (for example returned to a pool) while e.Body
-// is in use. Use DecodeCopy when the envelope must outlive data. The string
+// is in use: clone e.Body when the envelope must outlive data. The string
 // fields and headers are copied out of data in a single allocation.
 //
 // An empty body and an empty or nil header map decode as nil. Trailing array
@@ -26,24 +25,11 @@ const maxDepth = 256
 // left unchanged and the error wraps ErrTruncated, ErrVersion, ErrMalformed or
 // ErrTooLarge.
 func Decode(data []byte, e *Envelope) error {
-	return decode(data, e, false)
-}
-
-// DecodeCopy is like Decode but e.Body is a copy, so e does not alias data.
-func DecodeCopy(data []byte, e *Envelope) error {
-	return decode(data, e, true)
-}
-
-func decode(data []byte, e *Envelope, copyBody bool) error {
 	var v View
 	if err := DecodeView(data, &v); err != nil {
 		return err
 	}
-	out := v.Envelope()
-	if copyBody && out.Body != nil {
-		out.Body = bytes.Clone(out.Body)
-	}
-	*e = out
+	*e = v.Envelope()
 	return nil
 }
 
@@ -230,6 +216,8 @@ func fastUint(data []byte, p int) (v uint64, next int, ok bool) {
 }
 
 // decodeViewSlow is DecodeView's general path.
+//
+// It stays long: the envelope's fields in wire order, each read and checked.
 func decodeViewSlow(data []byte, v *View) error {
 	d := reader{data: data}
 
@@ -678,6 +666,8 @@ func (d *reader) mapLen(field string) (int, error) {
 // With vc nil, ext values are skipped as opaque bytes. With vc non-nil the
 // input is about to be given to the msgpack library, and ext values are
 // checked as described at valueCheck.
+//
+// It stays long: one switch over every msgpack type code, without recursion.
 func (d *reader) skip(field string, count int, vc *valueCheck) error {
 	if count == 0 {
 		return nil

@@ -8,6 +8,8 @@ import (
 	"unicode/utf8"
 
 	"github.com/vmihailenco/msgpack/v5"
+
+	"github.com/zpeer/zpeer/internal/codecwire"
 )
 
 // Version is the envelope wire-format version written by this package and the
@@ -134,7 +136,7 @@ func (e *Envelope) appendHead(dst []byte) []byte {
 	dst = appendStr(dst, e.Topic)
 	dst = appendHeaders(dst, e.Headers)
 	// The body is always bin, even when empty.
-	return appendBinLen(dst, len(e.Body))
+	return codecwire.AppendBinHeader(dst, len(e.Body))
 }
 
 // appendHeaders writes h as nil when empty, else as a map with its keys in
@@ -200,18 +202,7 @@ func appendInt(dst []byte, v int64) []byte {
 // appendStr writes s as a MessagePack str (checkFields has checked that it
 // is UTF-8 and fits).
 func appendStr(dst []byte, s string) []byte {
-	return append(AppendStrHeader(dst, len(s)), s...)
-}
-
-// appendBinLen writes the header of a bin of n bytes.
-func appendBinLen(dst []byte, n int) []byte {
-	switch {
-	case n <= math.MaxUint8:
-		return append(dst, 0xc4, byte(n))
-	case n <= math.MaxUint16:
-		return append(dst, 0xc5, byte(n>>8), byte(n))
-	}
-	return binary.BigEndian.AppendUint32(append(dst, 0xc6), uint32(n))
+	return append(codecwire.AppendStrHeader(dst, len(s)), s...)
 }
 
 // checkFields rejects what the decoder would reject: strings that are not

@@ -23,15 +23,14 @@ func ExampleEncode() {
 		Topic:     "orders",
 		Body:      body,
 	}
-	// Encode into a pooled buffer; the frame is valid until PutBuffer.
-	bp := codec.GetBuffer()
-	defer codec.PutBuffer(bp)
-	*bp, err = env.AppendEncode(*bp)
+	// Encode into the caller's buffer, reusable for the next envelope.
+	buf := make([]byte, 0, 256)
+	buf, err = env.AppendEncode(buf[:0])
 	if err != nil {
 		panic(err)
 	}
-	fmt.Printf("% x\n", (*bp)[:2])
-	fmt.Println(len(*bp), "bytes")
+	fmt.Printf("% x\n", buf[:2])
+	fmt.Println(len(buf), "bytes")
 	// Output:
 	// 9b 01
 	// 69 bytes

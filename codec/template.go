@@ -1,9 +1,9 @@
 package codec
 
 import (
-	"encoding/binary"
-	"math"
 	"slices"
+
+	"github.com/zpeer/zpeer/internal/codecwire"
 )
 
 // Template encodes a stream of envelopes that differ only in their ID,
@@ -12,7 +12,8 @@ import (
 // fields the envelopes share are checked and encoded once, in NewTemplate,
 // instead of once per message.
 //
-// A Template is immutable and safe for concurrent use.
+// A Template is immutable and safe for concurrent use. It is part of the
+// low-level API (see the package documentation).
 type Template struct {
 	mid    []byte // kind, type, priority
 	sender []byte
@@ -45,8 +46,9 @@ func (t *Template) MaxHeadLen() int {
 }
 
 // AppendHead appends the encoding of the envelope with the given ID,
-// Timestamp and Seq up to its body. The caller completes it with the body:
-// AppendBinHeader(dst, len(body)) and then the body's bytes.
+// Timestamp and Seq up to its body. The caller completes it with the body
+// as a MessagePack bin: its header, in the smallest format, then its bytes
+// (AppendEncode does both; AppendHead is for a body marshalled in place).
 func (t *Template) AppendHead(dst []byte, id ID, timestamp int64, seq uint64) []byte {
 	dst = slices.Grow(dst, t.MaxHeadLen())
 	dst = append(dst, 0x90|envelopeFields, Version, 0xc4, byte(len(id)))
@@ -67,28 +69,8 @@ func (t *Template) AppendEncode(dst []byte, id ID, timestamp int64, seq uint64, 
 	}
 	dst = slices.Grow(dst, t.MaxHeadLen()+5+len(body))
 	dst = t.AppendHead(dst, id, timestamp, seq)
-	dst = appendBinLen(dst, len(body))
+	dst = codecwire.AppendBinHeader(dst, len(body))
 	return append(dst, body...), nil
-}
-
-// AppendBinHeader appends the header of a MessagePack bin of n bytes, in
-// its smallest format, as an envelope's body is written. n must be at most
-// 2^32-1 (see MaxBody).
-func AppendBinHeader(dst []byte, n int) []byte { return appendBinLen(dst, n) }
-
-// AppendStrHeader appends the header of a MessagePack str of n bytes, in
-// its smallest format, as the envelope's strings are written. n must be at
-// most 2^32-1.
-func AppendStrHeader(dst []byte, n int) []byte {
-	switch {
-	case n < 32:
-		return append(dst, 0xa0|byte(n))
-	case n <= math.MaxUint8:
-		return append(dst, 0xd9, byte(n))
-	case n <= math.MaxUint16:
-		return append(dst, 0xda, byte(n>>8), byte(n))
-	}
-	return binary.BigEndian.AppendUint32(append(dst, 0xdb), uint32(n))
 }
 
 // MaxBody is the largest body an envelope can carry: MessagePack's bin

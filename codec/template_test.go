@@ -5,6 +5,8 @@ import (
 	"errors"
 	"reflect"
 	"testing"
+
+	"github.com/zpeer/zpeer/internal/codecwire"
 )
 
 // A Template writes exactly what AppendEncode writes, for every sample
@@ -29,7 +31,7 @@ func TestTemplateMatchesAppendEncode(t *testing.T) {
 				t.Fatalf("Template.AppendEncode:\n% x\nwant\n% x", got, want)
 			}
 			head := tmpl.AppendHead(nil, e.ID, e.Timestamp, e.Seq)
-			head = AppendBinHeader(head, len(e.Body))
+			head = codecwire.AppendBinHeader(head, len(e.Body))
 			if got := append(head, e.Body...); !bytes.Equal(got, want) {
 				t.Fatalf("AppendHead + AppendBinHeader:\n% x\nwant\n% x", got, want)
 			}

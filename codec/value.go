@@ -70,7 +70,7 @@ func UnmarshalValue(data []byte, v any) error {
 // CheckValue checks that data is one whole MessagePack value within
 // UnmarshalValue's bounds (see there), without decoding it: for code that
 // decodes bodies itself, such as generated decoders (the msgp fast path
-// of package pattern).
+// of package pattern). It is part of the low-level API.
 func CheckValue(data []byte) error {
 	_, err := checkValue(data)
 	return err
@@ -116,7 +116,7 @@ func decodeValue(data []byte, v any, strict bool) error {
 // skips unknown keys, so a body written for another type decodes to zero
 // values without an error; receivers log what UnknownField finds at debug
 // level. v is decoded into, so pass a fresh value; data must have passed
-// UnmarshalValue.
+// UnmarshalValue. It is part of the low-level API.
 func UnknownField(data []byte, v any) string {
 	err := decodeValue(data, v, true)
 	if err == nil {

@@ -57,7 +57,7 @@
 // unexported (as in pattern, for the same reason: it holds resolved state
 // that is not API; socket exports its flat Options for pattern to read).
 // Options apply in order, nil skipped, the first error returned; every
-// option error wraps ErrInvalidOption, beside a more precise sentinel
+// option error wraps ErrOption, beside a more precise sentinel
 // where there is one (ErrInvalidEndpoint, ErrInvalidMeta,
 // ErrInvalidSocketType).
 //

@@ -26,9 +26,14 @@ var (
 	// the size RFC 6763 section 6.2 recommends so that an announcement
 	// fits in one Ethernet frame.
 	ErrTXTTooLarge = errors.New("discovery: TXT record larger than 1300 bytes")
-	// ErrInvalidOption reports an option with a value out of range, or a
-	// combination of options that cannot work together.
-	ErrInvalidOption = errors.New("discovery: invalid option")
+	// ErrOption reports an option with a value out of range, or a
+	// combination of options that cannot work together (the name socket
+	// and pattern give their option errors).
+	ErrOption = errors.New("discovery: invalid option")
+	// ErrInvalidOption is the old name of ErrOption, the same error.
+	//
+	// Deprecated: use ErrOption.
+	ErrInvalidOption = ErrOption
 	// ErrNoInterface reports that no usable network interface was found
 	// for mDNS, or that a named interface does not exist or is down.
 	ErrNoInterface = errors.New("discovery: no usable interface")

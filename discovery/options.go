@@ -75,10 +75,10 @@ func buildOptions(opts []Option) (options, error) {
 			continue
 		}
 		if err := opt(&o); err != nil {
-			// Every option error wraps ErrInvalidOption (and may wrap a
+			// Every option error wraps ErrOption (and may wrap a
 			// more precise one: ErrInvalidEndpoint, ErrInvalidMeta).
-			if !errors.Is(err, ErrInvalidOption) {
-				err = fmt.Errorf("%w: %w", ErrInvalidOption, err)
+			if !errors.Is(err, ErrOption) {
+				err = fmt.Errorf("%w: %w", ErrOption, err)
 			}
 			return o, err
 		}
@@ -87,10 +87,10 @@ func buildOptions(opts []Option) (options, error) {
 		o.expiry = DefaultExpiry(o.refresh)
 	}
 	if o.expiry <= o.refresh {
-		return o, fmt.Errorf("%w: expiry %v must be longer than refresh %v", ErrInvalidOption, o.expiry, o.refresh)
+		return o, fmt.Errorf("%w: expiry %v must be longer than refresh %v", ErrOption, o.expiry, o.refresh)
 	}
 	if o.loopback && len(o.interfaces) > 0 {
-		return o, fmt.Errorf("%w: WithLoopback and WithInterfaces exclude each other", ErrInvalidOption)
+		return o, fmt.Errorf("%w: WithLoopback and WithInterfaces exclude each other", ErrOption)
 	}
 	if o.logger == nil {
 		o.logger = slog.New(slog.DiscardHandler)
@@ -109,11 +109,11 @@ func buildOptions(opts []Option) (options, error) {
 func WithInterfaces(names ...string) Option {
 	return func(o *options) error {
 		if len(names) == 0 {
-			return fmt.Errorf("%w: WithInterfaces needs at least one name", ErrInvalidOption)
+			return fmt.Errorf("%w: WithInterfaces needs at least one name", ErrOption)
 		}
 		for _, n := range names {
 			if n == "" {
-				return fmt.Errorf("%w: empty interface name", ErrInvalidOption)
+				return fmt.Errorf("%w: empty interface name", ErrOption)
 			}
 		}
 		o.interfaces = append([]string(nil), names...)
@@ -138,7 +138,7 @@ func WithLoopback() Option {
 func WithTTL(d time.Duration) Option {
 	return func(o *options) error {
 		if d < time.Second || d > 75*time.Minute {
-			return fmt.Errorf("%w: TTL %v outside 1s..75m", ErrInvalidOption, d)
+			return fmt.Errorf("%w: TTL %v outside 1s..75m", ErrOption, d)
 		}
 		o.ttl = d
 		return nil
@@ -157,7 +157,7 @@ func WithTTL(d time.Duration) Option {
 func WithRefresh(d time.Duration) Option {
 	return func(o *options) error {
 		if d < 50*time.Millisecond {
-			return fmt.Errorf("%w: refresh %v below 50ms", ErrInvalidOption, d)
+			return fmt.Errorf("%w: refresh %v below 50ms", ErrOption, d)
 		}
 		o.refresh = d
 		return nil
@@ -174,7 +174,7 @@ func WithRefresh(d time.Duration) Option {
 func WithExpiry(d time.Duration) Option {
 	return func(o *options) error {
 		if d <= 0 {
-			return fmt.Errorf("%w: expiry %v", ErrInvalidOption, d)
+			return fmt.Errorf("%w: expiry %v", ErrOption, d)
 		}
 		o.expiry = d
 		return nil
@@ -187,7 +187,7 @@ func WithExpiry(d time.Duration) Option {
 func WithUnreachableTimeout(d time.Duration) Option {
 	return func(o *options) error {
 		if d <= 0 {
-			return fmt.Errorf("%w: unreachable timeout %v", ErrInvalidOption, d)
+			return fmt.Errorf("%w: unreachable timeout %v", ErrOption, d)
 		}
 		o.unreachable = d
 		return nil
@@ -219,7 +219,7 @@ func WithMeta(meta map[string]string) Option {
 func WithNodeID(id string) Option {
 	return func(o *options) error {
 		if !validNodeID(id) {
-			return fmt.Errorf("%w: node id %q", ErrInvalidOption, id)
+			return fmt.Errorf("%w: node id %q", ErrOption, id)
 		}
 		o.node = id
 		return nil
@@ -234,11 +234,11 @@ func WithNodeID(id string) Option {
 func WithInstance(name string) Option {
 	return func(o *options) error {
 		if name == "" || len(name) > 63 {
-			return fmt.Errorf("%w: instance name %q must be 1 to 63 bytes", ErrInvalidOption, name)
+			return fmt.Errorf("%w: instance name %q must be 1 to 63 bytes", ErrOption, name)
 		}
 		for i := 0; i < len(name); i++ {
 			if name[i] < 0x20 || name[i] == 0x7f {
-				return fmt.Errorf("%w: instance name %q has a control character", ErrInvalidOption, name)
+				return fmt.Errorf("%w: instance name %q has a control character", ErrOption, name)
 			}
 		}
 		o.instance = name
@@ -293,7 +293,7 @@ func WithStatic(peers ...Peer) Option {
 func WithSRV(name, fallbackType string) Option {
 	return func(o *options) error {
 		if strings.TrimSuffix(name, ".") == "" {
-			return fmt.Errorf("%w: empty SRV name", ErrInvalidOption)
+			return fmt.Errorf("%w: empty SRV name", ErrOption)
 		}
 		st := ""
 		if fallbackType != "" {
@@ -313,7 +313,7 @@ func WithSRV(name, fallbackType string) Option {
 func WithDNSServer(addr string) Option {
 	return func(o *options) error {
 		if _, _, err := net.SplitHostPort(addr); err != nil {
-			return fmt.Errorf("%w: DNS server %q: %v", ErrInvalidOption, addr, err)
+			return fmt.Errorf("%w: DNS server %q: %v", ErrOption, addr, err)
 		}
 		o.dnsServer = addr
 		return nil

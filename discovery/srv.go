@@ -30,7 +30,7 @@ func newSRVSource(w *Watcher, spec srvSpec) (*srvSource, error) {
 	if server == "" {
 		cfg, err := dns.ClientConfigFromFile("/etc/resolv.conf")
 		if err != nil || len(cfg.Servers) == 0 {
-			return nil, fmt.Errorf("%w: no DNS server for %s (WithDNSServer): %v", ErrInvalidOption, spec.name, err)
+			return nil, fmt.Errorf("%w: no DNS server for %s (WithDNSServer): %v", ErrOption, spec.name, err)
 		}
 		server = net.JoinHostPort(cfg.Servers[0], cfg.Port)
 	}

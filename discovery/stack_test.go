@@ -219,7 +219,7 @@ func TestInterfaces(t *testing.T) {
 	if _, err := Interfaces(WithInterfaces("zpeer-no-such0")); !errors.Is(err, ErrNoInterface) {
 		t.Fatalf("a missing interface: %v", err)
 	}
-	if _, err := Interfaces(WithLoopback(), WithInterfaces(lo[0].Name)); !errors.Is(err, ErrInvalidOption) {
+	if _, err := Interfaces(WithLoopback(), WithInterfaces(lo[0].Name)); !errors.Is(err, ErrOption) {
 		t.Fatalf("both modes: %v", err)
 	}
 }

@@ -174,16 +174,16 @@ func TestOptionErrors(t *testing.T) {
 		opts []Option
 		err  error
 	}{
-		{"ttl", []Option{WithTTL(time.Millisecond)}, ErrInvalidOption},
-		{"refresh", []Option{WithRefresh(time.Millisecond)}, ErrInvalidOption},
-		{"expiry below refresh", []Option{WithRefresh(time.Second), WithExpiry(time.Second)}, ErrInvalidOption},
-		{"loopback and interfaces", []Option{WithLoopback(), WithInterfaces("eth0")}, ErrInvalidOption},
-		{"node id", []Option{WithNodeID("a b")}, ErrInvalidOption},
-		{"instance", []Option{WithInstance(strings.Repeat("x", 64))}, ErrInvalidOption},
+		{"ttl", []Option{WithTTL(time.Millisecond)}, ErrOption},
+		{"refresh", []Option{WithRefresh(time.Millisecond)}, ErrOption},
+		{"expiry below refresh", []Option{WithRefresh(time.Second), WithExpiry(time.Second)}, ErrOption},
+		{"loopback and interfaces", []Option{WithLoopback(), WithInterfaces("eth0")}, ErrOption},
+		{"node id", []Option{WithNodeID("a b")}, ErrOption},
+		{"instance", []Option{WithInstance(strings.Repeat("x", 64))}, ErrOption},
 		{"static type", []Option{WithStatic(Peer{Type: "NOPE", Endpoints: []string{"tcp://h:1"}})}, ErrInvalidSocketType},
 		{"static endpoint", []Option{WithStatic(Peer{Type: "PUB", Endpoints: []string{"h:1"}})}, ErrInvalidEndpoint},
 		{"missing interface", []Option{WithInterfaces("zpeer-no-such0")}, ErrNoInterface},
-		{"dns server", []Option{WithDNSServer("nope")}, ErrInvalidOption},
+		{"dns server", []Option{WithDNSServer("nope")}, ErrOption},
 		{"nil option is skipped", []Option{nil, WithLoopback()}, nil},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -196,15 +196,15 @@ func TestOptionErrors(t *testing.T) {
 			}
 		})
 	}
-	// Every option error wraps ErrInvalidOption, beside a more precise one.
+	// Every option error wraps ErrOption, beside a more precise one.
 	for name, opt := range map[string]Option{
 		"static type":     WithStatic(Peer{Type: "NOPE", Endpoints: []string{"tcp://h:1"}}),
 		"static endpoint": WithStatic(Peer{Type: "PUB", Endpoints: []string{"h:1"}}),
 		"no endpoint":     WithStatic(Peer{Type: "PUB"}),
 		"curve key":       WithCurveKey("short"),
 	} {
-		if _, err := NewWatcher("svc", opt); !errors.Is(err, ErrInvalidOption) {
-			t.Errorf("%s: %v, want ErrInvalidOption", name, err)
+		if _, err := NewWatcher("svc", opt); !errors.Is(err, ErrOption) {
+			t.Errorf("%s: %v, want ErrOption", name, err)
 		}
 	}
 	if _, err := Announce("svc", "FOO", []string{"tcp://127.0.0.1:1"}, WithLoopback()); !errors.Is(err, ErrInvalidSocketType) {
@@ -216,8 +216,12 @@ func TestOptionErrors(t *testing.T) {
 	if _, err := Announce("svc", "PUB", []string{"tcp://127.0.0.1"}, WithLoopback()); !errors.Is(err, ErrInvalidEndpoint) {
 		t.Errorf("Announce without port: %v", err)
 	}
-	if _, err := NewWatcher("", WithoutMDNS()); !errors.Is(err, ErrInvalidOption) {
+	if _, err := NewWatcher("", WithoutMDNS()); !errors.Is(err, ErrOption) {
 		t.Errorf("NewWatcher with no source: %v", err)
+	}
+	// The old name still matches (a deprecated alias of the same error).
+	if _, err := NewWatcher("svc", WithTTL(time.Millisecond)); !errors.Is(err, ErrInvalidOption) {
+		t.Errorf("WithTTL(1ms): %v, want it to match ErrInvalidOption too", err)
 	}
 }
 

@@ -126,7 +126,7 @@ func NewWatcher(service string, opts ...Option) (*Watcher, error) {
 		w.sources = append(w.sources, s)
 	}
 	if len(w.sources) == 0 {
-		return nil, fmt.Errorf("%w: WithoutMDNS and no static or SRV peers: nothing to watch", ErrInvalidOption)
+		return nil, fmt.Errorf("%w: WithoutMDNS and no static or SRV peers: nothing to watch", ErrOption)
 	}
 	w.start()
 	return w, nil

@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 
 	"github.com/zpeer/zpeer/codec"
+	"github.com/zpeer/zpeer/internal/codecwire"
 	"github.com/zpeer/zpeer/socket"
 )
 
@@ -429,8 +430,8 @@ func (a *ackPuller[T]) release(pss ...*pusherPeer) {
 }
 
 func (a *ackPuller[T]) nack(ps *pusherPeer, id codec.ID, cause error) {
-	bp := codec.GetBuffer()
-	defer codec.PutBuffer(bp)
+	bp := codecwire.GetBuffer()
+	defer codecwire.PutBuffer(bp)
 	body, _ := marshalBody(*bp, cause.Error())
 	*bp = body
 	env := codec.Envelope{ID: id, Kind: codec.KindNack, Sender: a.pl.o.name, Timestamp: nowNano(), Body: body}
@@ -443,8 +444,8 @@ func (a *ackPuller[T]) nack(ps *pusherPeer, id codec.ID, cause error) {
 // sendIDs sends ps an envelope of the given kind whose body is ids (16
 // bytes each).
 func (a *ackPuller[T]) sendIDs(ps *pusherPeer, kind codec.Kind, ids []byte) error {
-	bp := codec.GetBuffer()
-	defer codec.PutBuffer(bp)
+	bp := codecwire.GetBuffer()
+	defer codecwire.PutBuffer(bp)
 	body, _ := marshalBody(*bp, ids)
 	*bp = body
 	env := codec.Envelope{Kind: kind, Sender: a.pl.o.name, Timestamp: nowNano(), Body: body}

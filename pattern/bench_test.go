@@ -24,6 +24,7 @@ import (
 	"time"
 
 	"github.com/zpeer/zpeer/codec"
+	"github.com/zpeer/zpeer/internal/codecwire"
 	"github.com/zpeer/zpeer/internal/testutil"
 	"github.com/zpeer/zpeer/socket"
 )
@@ -543,7 +544,7 @@ type kmsg struct {
 }
 
 func (m kmsg) MarshalMsg(b []byte) ([]byte, error) {
-	return append(codec.AppendBinHeader(b, len(m.body)), m.body...), nil
+	return append(codecwire.AppendBinHeader(b, len(m.body)), m.body...), nil
 }
 
 func benchPartitioned(b *testing.B, acked bool, keyed string, pullers int) {

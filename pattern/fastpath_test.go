@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/zpeer/zpeer/codec"
+	"github.com/zpeer/zpeer/internal/codecwire"
 )
 
 // fastJob is benchJob with the methods github.com/tinylib/msgp generates
@@ -26,12 +27,12 @@ func (j fastJob) MarshalMsg(b []byte) ([]byte, error) {
 	b = append(b, 0x83, 0xa2, 'I', 'D', 0xd3)
 	b = binary.BigEndian.AppendUint64(b, uint64(j.ID))
 	b = append(b, 0xa4, 'K', 'i', 'n', 'd')
-	b = append(codec.AppendStrHeader(b, len(j.Kind)), j.Kind...)
+	b = append(codecwire.AppendStrHeader(b, len(j.Kind)), j.Kind...)
 	b = append(b, 0xa4, 'D', 'a', 't', 'a')
 	if j.Data == nil {
 		return append(b, 0xc0), nil
 	}
-	return append(codec.AppendBinHeader(b, len(j.Data)), j.Data...), nil
+	return append(codecwire.AppendBinHeader(b, len(j.Data)), j.Data...), nil
 }
 
 var errFastJob = errors.New("fastJob: bad encoding")

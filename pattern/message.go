@@ -9,6 +9,7 @@ import (
 	"unsafe"
 
 	"github.com/zpeer/zpeer/codec"
+	"github.com/zpeer/zpeer/internal/codecwire"
 	"github.com/zpeer/zpeer/socket"
 )
 
@@ -119,7 +120,7 @@ const bodyHeadroom = 512
 
 // release gives the caller's reference back, once Send has returned.
 func (m sendMem) release() {
-	codec.PutBuffer(m.bp)
+	codecwire.PutBuffer(m.bp)
 	if m.sb != nil {
 		m.sb.Release()
 	}
@@ -139,9 +140,9 @@ func marshalSend[T any](v T) (body []byte, mem sendMem, err error) {
 		}
 		return body, sendMem{sb: sb, head: bodyHeadroom}, nil
 	}
-	bp := codec.GetBuffer()
+	bp := codecwire.GetBuffer()
 	if body, err = marshalBody(*bp, v); err != nil {
-		codec.PutBuffer(bp)
+		codecwire.PutBuffer(bp)
 		return nil, sendMem{}, err
 	}
 	*bp = body
@@ -204,17 +205,17 @@ func encodeSend(e *codec.Envelope, body *sendMem) (frame []byte, mem sendMem, er
 // straight to socket.Send (see sendMem). A larger encoding is copied into
 // a socket.Buffer, reused once the socket has written it.
 func encodePooled(e *codec.Envelope) (mem sendMem, frame []byte, err error) {
-	bp := codec.GetBuffer()
+	bp := codecwire.GetBuffer()
 	frame, err = e.AppendEncode((*bp)[:0])
 	if err != nil {
-		codec.PutBuffer(bp)
+		codecwire.PutBuffer(bp)
 		return sendMem{}, nil, err
 	}
 	*bp = frame
 	if len(frame) >= socket.CopyThreshold {
 		sb := socket.NewBuffer(len(frame))
 		frame = sb.SetLen(copy(sb.Bytes(), frame))
-		codec.PutBuffer(bp)
+		codecwire.PutBuffer(bp)
 		return sendMem{sb: sb}, frame, nil
 	}
 	return sendMem{bp: bp}, frame, nil
@@ -235,8 +236,8 @@ func encodeMsg[T any](o *options, tmpl *codec.Template, kind codec.Kind, topic s
 		frame, mem, err = encodeFrame(tmpl, id, nowNano(), seq, v)
 		return frame, mem, o.priority, err
 	}
-	body := codec.GetBuffer()
-	defer codec.PutBuffer(body)
+	body := codecwire.GetBuffer()
+	defer codecwire.PutBuffer(body)
 	b, err := marshalBody((*body)[:0], v)
 	if err != nil {
 		return nil, sendMem{}, 0, err
@@ -266,9 +267,9 @@ func encodeFrame[T any](tmpl *codec.Template, id codec.ID, ts int64, seq uint64,
 		}
 		return frame, sendMem{sb: sb}, nil
 	}
-	bp := codec.GetBuffer()
+	bp := codecwire.GetBuffer()
 	if frame, err = appendFrame((*bp)[:0], tmpl, id, ts, seq, v); err != nil {
-		codec.PutBuffer(bp)
+		codecwire.PutBuffer(bp)
 		return nil, sendMem{}, err
 	}
 	if len(frame) >= socket.CopyThreshold {
@@ -308,7 +309,7 @@ func appendFrame[T any](dst []byte, tmpl *codec.Template, id codec.ID, ts int64,
 		return dst[:n0], fmt.Errorf("pattern: body of %d bytes: %w", n, codec.ErrTooLarge)
 	}
 	var hb [5]byte
-	h := codec.AppendBinHeader(hb[:0], n)
+	h := codecwire.AppendBinHeader(hb[:0], n)
 	if len(h) < 5 { // a bin32 header (a body of 64 KiB and more) fills the room: nothing moves
 		copy(dst[mark+len(h):], dst[mark+5:])
 	}
@@ -325,9 +326,9 @@ func marshalBody[T any](dst []byte, v T) ([]byte, error) {
 		if x == nil {
 			return append(dst, 0xc0), nil
 		}
-		return append(codec.AppendBinHeader(dst, len(x)), x...), nil
+		return append(codecwire.AppendBinHeader(dst, len(x)), x...), nil
 	case string:
-		return append(codec.AppendStrHeader(dst, len(x)), x...), nil
+		return append(codecwire.AppendStrHeader(dst, len(x)), x...), nil
 	}
 	return marshalValue(dst, v)
 }

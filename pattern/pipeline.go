@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/zpeer/zpeer/codec"
+	"github.com/zpeer/zpeer/internal/codecwire"
 	"github.com/zpeer/zpeer/internal/outbox"
 	"github.com/zpeer/zpeer/internal/partition"
 	"github.com/zpeer/zpeer/socket"
@@ -208,7 +209,7 @@ func (p *Pusher[T]) pushAcked(ctx context.Context, v T, opts []CallOption, rc *R
 	}
 	if mem.bp != nil {
 		frame = bytes.Clone(frame)
-		codec.PutBuffer(mem.bp)
+		codecwire.PutBuffer(mem.bp)
 	}
 	if rc != nil {
 		rc.id = id

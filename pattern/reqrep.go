@@ -465,6 +465,10 @@ func (r *Requester[Req, Resp]) Request(ctx context.Context, v Req, opts ...CallO
 	return resp, nil
 }
 
+// request runs Request's attempts: each sends the request to the replier
+// pick chooses (sendAttempt), waits for its reply (awaitReply) and decodes
+// it (takeReply); an attempt that finds no replier or no reply within the
+// timeout is retried, as one whose replier went.
 func (r *Requester[Req, Resp]) request(ctx context.Context, now time.Time, v Req, opts []CallOption) (Resp, error) {
 	var zero Resp
 	body, bmem, err := marshalSend(v)
@@ -485,7 +489,6 @@ func (r *Requester[Req, Resp]) request(ctx context.Context, now time.Time, v Req
 	attempts := r.o.retries + 1
 	lastErr := error(nil)
 	r.c.sent.Add(1)
-attempt:
 	for a := range attempts {
 		if a > 0 {
 			r.c.retried.Add(1)
@@ -496,121 +499,157 @@ attempt:
 		if err != nil {
 			return zero, err
 		}
-		// Send, waiting for a replier that can take it.
-		var p *reqPeer
-		for {
-			r.mu.Lock()
-			if r.closed {
-				r.mu.Unlock()
-				return zero, ErrClosed
-			}
-			var probe bool
-			p, probe = r.pick(tried, mono())
-			change := r.change
-			if p != nil {
-				c.id, c.peer, c.probe = env.ID, p, probe
-				r.pending[env.ID] = c
-				p.calls[c] = struct{}{}
-				p.inflight++
-				p.h.sent++
-				if probe {
-					p.h.probing = true
-				}
-			}
-			r.mu.Unlock()
-			if p != nil {
-				err := r.sock.SendTo(ctx, p.peer, socket.Msg{Frames: [][]byte{empty, frame}, Priority: env.Priority, Buf: fmem.sb})
-				fmem.release()
-				if err == nil {
-					if r.sent != nil {
-						r.sent(p.peer)
-					}
-					break
-				}
-				r.unregister(c, p, errors.Is(err, socket.ErrPeerLost))
-				drain(c.ch)
-				switch {
-				case errors.Is(err, socket.ErrWouldBlock), errors.Is(err, socket.ErrPeerLost):
-					continue // its queue filled, or it went: choose again
-				case errors.Is(err, socket.ErrClosed):
-					return zero, ErrClosed
-				}
-				return zero, err
-			}
-			r.waits.Add(1)
-			// Ended, with the reason, when a replier refuses this
-			// Requester (its key is not trusted, say) while none is
-			// connected: waiting would not change that.
-			refused := r.ref.waiting()
-			select {
-			case <-change:
-			case <-refused.Done():
-				return zero, context.Cause(refused)
-			case <-timer.C:
-				lastErr = errors.New("no replier available")
-				continue attempt
-			case <-ctx.Done():
-				return zero, ctxError(ctx)
-			case <-r.ctx.Done():
-				return zero, ErrClosed
-			}
+		p, err := r.sendAttempt(ctx, c, env.ID, env.Priority, frame, fmem, tried, timer)
+		if err != nil {
+			return zero, err
+		}
+		if p == nil {
+			lastErr = errNoReplier
+			continue
 		}
 		if !slices.Contains(tried, p) {
 			tried = append(tried, p)
 		}
-
-		// Wait for the reply.
-		var rep reply
-		select {
-		case rep = <-c.ch:
-		case <-timer.C:
-			if r.abandon(c, p) {
-				lastErr = errors.New("no reply")
-				continue attempt
-			}
-			rep = <-c.ch // the reply won the race
-		case <-ctx.Done():
-			if !r.abandon(c, nil) {
-				rep := <-c.ch // the reply won the race: nobody takes it
-				rep.msg.Free()
-			}
-			return zero, ctxError(ctx)
-		case <-r.ctx.Done():
-			if !r.abandon(c, nil) {
-				rep := <-c.ch
-				rep.msg.Free()
-			}
-			return zero, ErrClosed
+		rep, retry, err := r.awaitReply(ctx, c, p, timer)
+		if err != nil {
+			return zero, err
 		}
-		if rep.lost {
-			lastErr = errors.New("replier connection lost")
+		if retry != nil {
+			lastErr = retry
 			continue
 		}
-		if rep.env != nil {
-			_, end := r.o.startRecv(ctx, OpReceive, "requester", rep.env)
-			end(nil)
-		}
-		if rep.kind == codec.KindError {
-			msg, err := unmarshalBody[string](rep.body)
-			rep.msg.Free()
-			if err != nil {
-				msg = "undecodable error reply"
-			}
-			return zero, &RemoteError{Message: msg, Panic: rep.panic}
-		}
-		resp, kept, err := takeBody[Resp](rep.body)
-		if kept {
-			// a large []byte: the received memory itself, the caller's now
-			rep.msg.TakeFrame(len(rep.msg.Frames) - 1)
-		} else {
-			rep.msg.Free()
-		}
-		if err != nil {
-			return zero, fmt.Errorf("pattern: reply: %w", err)
-		}
-		return resp, nil
+		return r.takeReply(ctx, rep)
 	}
 	return zero, fmt.Errorf("%w: %d attempts, last: %v", ErrTimeout, attempts, lastErr)
+}
+
+// The reasons an attempt failed, for the ErrTimeout of the last.
+var (
+	errNoReplier   = errors.New("no replier available")
+	errNoReply     = errors.New("no reply")
+	errReplierLost = errors.New("replier connection lost")
+)
+
+// sendAttempt registers c as the attempt with id and sends its frame to
+// the replier pick chooses, waiting for one that can take it. It returns
+// that replier, or nil when timer fired before any could, or an error that
+// ends the request.
+func (r *Requester[Req, Resp]) sendAttempt(ctx context.Context, c *call, id codec.ID, prio uint8, frame []byte, fmem sendMem, tried []*reqPeer, timer *time.Timer) (*reqPeer, error) {
+	for {
+		r.mu.Lock()
+		if r.closed {
+			r.mu.Unlock()
+			return nil, ErrClosed
+		}
+		p, probe := r.pick(tried, mono())
+		change := r.change
+		if p != nil {
+			c.id, c.peer, c.probe = id, p, probe
+			r.pending[id] = c
+			p.calls[c] = struct{}{}
+			p.inflight++
+			p.h.sent++
+			if probe {
+				p.h.probing = true
+			}
+		}
+		r.mu.Unlock()
+		if p != nil {
+			err := r.sock.SendTo(ctx, p.peer, socket.Msg{Frames: [][]byte{empty, frame}, Priority: prio, Buf: fmem.sb})
+			fmem.release()
+			if err == nil {
+				if r.sent != nil {
+					r.sent(p.peer)
+				}
+				return p, nil
+			}
+			r.unregister(c, p, errors.Is(err, socket.ErrPeerLost))
+			drain(c.ch)
+			switch {
+			case errors.Is(err, socket.ErrWouldBlock), errors.Is(err, socket.ErrPeerLost):
+				continue // its queue filled, or it went: choose again
+			case errors.Is(err, socket.ErrClosed):
+				return nil, ErrClosed
+			}
+			return nil, err
+		}
+		r.waits.Add(1)
+		// Ended, with the reason, when a replier refuses this
+		// Requester (its key is not trusted, say) while none is
+		// connected: waiting would not change that.
+		refused := r.ref.waiting()
+		select {
+		case <-change:
+		case <-refused.Done():
+			return nil, context.Cause(refused)
+		case <-timer.C:
+			return nil, nil
+		case <-ctx.Done():
+			return nil, ctxError(ctx)
+		case <-r.ctx.Done():
+			return nil, ErrClosed
+		}
+	}
+}
+
+// awaitReply waits for the reply to c's attempt on p. retry, when not nil,
+// says why the attempt failed and another may follow (no reply within the
+// timeout, or p's connection lost); err ends the request.
+func (r *Requester[Req, Resp]) awaitReply(ctx context.Context, c *call, p *reqPeer, timer *time.Timer) (rep reply, retry, err error) {
+	select {
+	case rep = <-c.ch:
+	case <-timer.C:
+		if r.abandon(c, p) {
+			return reply{}, errNoReply, nil
+		}
+		rep = <-c.ch // the reply won the race
+	case <-ctx.Done():
+		if !r.abandon(c, nil) {
+			rep := <-c.ch // the reply won the race: nobody takes it
+			rep.msg.Free()
+		}
+		return reply{}, nil, ctxError(ctx)
+	case <-r.ctx.Done():
+		if !r.abandon(c, nil) {
+			rep := <-c.ch
+			rep.msg.Free()
+		}
+		return reply{}, nil, ErrClosed
+	}
+	if rep.lost {
+		return reply{}, errReplierLost, nil
+	}
+	return rep, nil, nil
+}
+
+// takeReply ends the request with rep: its trace, then the replier's error
+// or the body decoded into Resp. rep's memory is freed, or for a large
+// []byte body handed to the caller.
+func (r *Requester[Req, Resp]) takeReply(ctx context.Context, rep reply) (Resp, error) {
+	var zero Resp
+	if rep.env != nil {
+		_, end := r.o.startRecv(ctx, OpReceive, "requester", rep.env)
+		end(nil)
+	}
+	if rep.kind == codec.KindError {
+		msg, err := unmarshalBody[string](rep.body)
+		rep.msg.Free()
+		if err != nil {
+			msg = "undecodable error reply"
+		}
+		return zero, &RemoteError{Message: msg, Panic: rep.panic}
+	}
+	resp, kept, err := takeBody[Resp](rep.body)
+	if kept {
+		// a large []byte: the received memory itself, the caller's now
+		rep.msg.TakeFrame(len(rep.msg.Frames) - 1)
+	} else {
+		rep.msg.Free()
+	}
+	if err != nil {
+		return zero, fmt.Errorf("pattern: reply: %w", err)
+	}
+	return resp, nil
 }
 
 // unregister removes c's registration after its send failed; gone says

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/zpeer/zpeer/codec"
+	"github.com/zpeer/zpeer/internal/codecwire"
 	"github.com/zpeer/zpeer/socket"
 )
 
@@ -114,38 +115,13 @@ type StateStats struct {
 // WithTrust, WithAuthenticator: both sockets are the CURVE server with the
 // one key).
 func NewStateServer[T any](opts ...Option) (*StateServer[T], error) {
-	o, err := buildOptions("StateServer", oHeartbeat|oInitialState, opts)
+	o, initial, err := stateServerOptions[T](opts)
 	if err != nil {
 		return nil, err
 	}
-	var initial map[string]T
-	if o.initialState != nil {
-		var ok bool
-		if initial, ok = o.initialState.(map[string]T); !ok {
-			return nil, optErr("WithInitialState: a %T for a StateServer of %T values", o.initialState, *new(T))
-		}
-	}
-	switch {
-	case len(o.binds) == 0:
-		return nil, optErr("a StateServer needs WithBind: mirrors connect to it")
-	case len(o.connects) > 0:
-		return nil, optErr("WithConnect does not apply to StateServer: mirrors connect to it")
-	case o.watcher != nil || o.discovery != nil:
-		return nil, optErr("WithWatcher and WithDiscovery do not apply to StateServer: it announces (WithService)")
-	}
 	s := &StateServer[T]{o: o, state: make(map[string][]byte), snaps: make(map[*socket.Peer]*context.CancelFunc)}
-	// The initial state is there before anything is served: a mirror's
-	// first snapshot already holds it (changes 1 to n, in key order).
-	for _, k := range slices.Sorted(maps.Keys(initial)) {
-		if err := checkKey(k); err != nil {
-			return nil, optErr("WithInitialState: %v", err)
-		}
-		raw, err := marshalBody(nil, initial[k])
-		if err != nil {
-			return nil, optErr("WithInitialState: %s: %v", k, err)
-		}
-		s.state[k] = raw
-		s.seq++
+	if err := s.loadInitial(initial); err != nil {
+		return nil, err
 	}
 	s.epoch = newEpoch()
 	s.ctx, s.cancel = context.WithCancel(context.Background())
@@ -156,31 +132,7 @@ func NewStateServer[T any](opts ...Option) (*StateServer[T], error) {
 	if s.beat, err = codec.NewTemplate(&codec.Envelope{Kind: codec.KindData, Type: stateHeartbeat, Sender: o.name, Headers: hdr}); err != nil {
 		return nil, optErr("WithName: %v", err)
 	}
-	if s.router, err = newSocket(socket.ROUTER, &o, nil); err != nil {
-		return nil, err
-	}
-	// Verbose: every subscription comes up, so that each new mirror gets
-	// a heartbeat at once (see serveSubscriptions).
-	if s.pub, err = newSocket(socket.XPUB, &o, nil, socket.WithXPubVerbose(false)); err != nil {
-		s.router.Close()
-		return nil, err
-	}
-	var hello helloBody
-	for _, ep := range o.binds {
-		real, err := s.router.Bind(ep)
-		if err == nil {
-			var ch string
-			if ch, err = s.pub.Bind(changesBind(real)); err == nil {
-				hello.Changes = append(hello.Changes, [2]string{real, ch})
-			}
-		}
-		if err != nil {
-			s.closeSockets()
-			return nil, err
-		}
-	}
-	if s.hello, err = codec.MarshalValue(hello); err != nil {
-		s.closeSockets()
+	if err := s.openSockets(); err != nil {
 		return nil, err
 	}
 	s.wg.Add(3)
@@ -192,6 +144,85 @@ func NewStateServer[T any](opts ...Option) (*StateServer[T], error) {
 		return nil, err
 	}
 	return s, nil
+}
+
+// stateServerOptions builds a StateServer's options and checks what only
+// a StateServer asks of them; it returns the initial state, of type T.
+func stateServerOptions[T any](opts []Option) (options, map[string]T, error) {
+	o, err := buildOptions("StateServer", oHeartbeat|oInitialState, opts)
+	if err != nil {
+		return o, nil, err
+	}
+	var initial map[string]T
+	if o.initialState != nil {
+		var ok bool
+		if initial, ok = o.initialState.(map[string]T); !ok {
+			return o, nil, optErr("WithInitialState: a %T for a StateServer of %T values", o.initialState, *new(T))
+		}
+	}
+	switch {
+	case len(o.binds) == 0:
+		return o, nil, optErr("a StateServer needs WithBind: mirrors connect to it")
+	case len(o.connects) > 0:
+		return o, nil, optErr("WithConnect does not apply to StateServer: mirrors connect to it")
+	case o.watcher != nil || o.discovery != nil:
+		return o, nil, optErr("WithWatcher and WithDiscovery do not apply to StateServer: it announces (WithService)")
+	}
+	return o, initial, nil
+}
+
+// loadInitial puts the initial state in place before anything is served:
+// a mirror's first snapshot already holds it (changes 1 to n, in key
+// order).
+func (s *StateServer[T]) loadInitial(initial map[string]T) error {
+	for _, k := range slices.Sorted(maps.Keys(initial)) {
+		if err := checkKey(k); err != nil {
+			return optErr("WithInitialState: %v", err)
+		}
+		raw, err := marshalBody(nil, initial[k])
+		if err != nil {
+			return optErr("WithInitialState: %s: %v", k, err)
+		}
+		s.state[k] = raw
+		s.seq++
+	}
+	return nil
+}
+
+// openSockets opens the ROUTER mirrors ask for snapshots and the XPUB
+// that publishes changes, binds both on every WithBind endpoint, and
+// encodes the hello that tells a mirror where each endpoint's changes
+// are.
+func (s *StateServer[T]) openSockets() error {
+	var err error
+	if s.router, err = newSocket(socket.ROUTER, &s.o, nil); err != nil {
+		return err
+	}
+	// Verbose: every subscription comes up, so that each new mirror gets
+	// a heartbeat at once (see serveSubscriptions).
+	if s.pub, err = newSocket(socket.XPUB, &s.o, nil, socket.WithXPubVerbose(false)); err != nil {
+		s.router.Close()
+		return err
+	}
+	var hello helloBody
+	for _, ep := range s.o.binds {
+		real, err := s.router.Bind(ep)
+		if err == nil {
+			var ch string
+			if ch, err = s.pub.Bind(changesBind(real)); err == nil {
+				hello.Changes = append(hello.Changes, [2]string{real, ch})
+			}
+		}
+		if err != nil {
+			s.closeSockets()
+			return err
+		}
+	}
+	if s.hello, err = codec.MarshalValue(hello); err != nil {
+		s.closeSockets()
+		return err
+	}
+	return nil
 }
 
 // WithInitialState gives a StateServer the state it starts with, in place
@@ -264,8 +295,8 @@ func (s *StateServer[T]) apply(key string, raw []byte, deleted bool) error {
 		return nil
 	}
 	seq := s.seq + 1
-	bp := codec.GetBuffer()
-	defer codec.PutBuffer(bp)
+	bp := codecwire.GetBuffer()
+	defer codecwire.PutBuffer(bp)
 	*bp = appendChange((*bp)[:0], key, raw, deleted)
 	frame, err := s.change.AppendEncode(nil, codec.NewID(), nowNano(), seq, *bp)
 	if err != nil {
@@ -496,7 +527,7 @@ func (s *StateServer[T]) sendSnapshot(ctx context.Context, peer *socket.Peer, id
 		body := appendMapHeader32(make([]byte, 0, snapshotPart+1024), 0)
 		n := uint32(0)
 		for ; i < len(keys) && (n == 0 || len(body) < snapshotPart); i++ {
-			body = append(codec.AppendStrHeader(body, len(keys[i])), keys[i]...)
+			body = append(codecwire.AppendStrHeader(body, len(keys[i])), keys[i]...)
 			body = append(body, vals[i]...)
 			n++
 		}

@@ -11,6 +11,7 @@ import (
 
 	"github.com/zpeer/zpeer/codec"
 	"github.com/zpeer/zpeer/discovery"
+	"github.com/zpeer/zpeer/internal/codecwire"
 	"github.com/zpeer/zpeer/socket"
 )
 
@@ -432,8 +433,8 @@ func TestStateWire(t *testing.T) {
 		t.Fatalf("delete: %q %x %v %v", k, v, del, err)
 	}
 	part := appendMapHeader32(nil, 2)
-	part = append(append(codec.AppendStrHeader(part, 1), 'x'), val...)
-	part = append(append(codec.AppendStrHeader(part, 1), 'y'), 0xc0)
+	part = append(append(codecwire.AppendStrHeader(part, 1), 'x'), val...)
+	part = append(append(codecwire.AppendStrHeader(part, 1), 'y'), 0xc0)
 	var keys []string
 	n, err := parseSnapshot(part, func(k, v []byte) { keys = append(keys, string(k)+"="+fmt.Sprintf("%d", len(v))) })
 	if err != nil || n != 2 || strings.Join(keys, ",") != fmt.Sprintf("x=%d,y=1", len(val)) {
@@ -466,7 +467,7 @@ func FuzzStateParse(f *testing.F) {
 	val, _ := codec.MarshalValue([]any{"v", 1})
 	f.Add(appendChange(nil, "k", val, false))
 	f.Add(appendChange(nil, "k", nil, true))
-	f.Add(append(append(codec.AppendStrHeader(appendMapHeader32(nil, 1), 1), 'k'), val...))
+	f.Add(append(append(codecwire.AppendStrHeader(appendMapHeader32(nil, 1), 1), 'k'), val...))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		if k, v, del, err := parseChange(b); err == nil && (del != (v == nil) || len(k)+len(v) > len(b)) {
 			t.Fatalf("parseChange(%x) = %q %x %v", b, k, v, del)

@@ -10,6 +10,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/zpeer/zpeer/codec"
+	"github.com/zpeer/zpeer/internal/codecwire"
 )
 
 // What a StateServer and its Mirrors say to each other (see docs/wire.md,
@@ -126,7 +127,7 @@ func appendChange(dst []byte, key string, value []byte, deleted bool) []byte {
 	} else {
 		dst = append(dst, 0x92)
 	}
-	dst = append(codec.AppendStrHeader(dst, len(key)), key...)
+	dst = append(codecwire.AppendStrHeader(dst, len(key)), key...)
 	return append(dst, value...)
 }
 

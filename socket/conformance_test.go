@@ -369,8 +369,8 @@ func verifyNotAllowed(t *testing.T, typ Type) {
 		if err := s.Send(ctxT(t), NewMsgString("only-an-id")); !errors.Is(err, ErrEmpty) {
 			t.Errorf("ROUTER Send without a body: %v, want ErrEmpty", err)
 		}
-		if err := s.Send(ctxT(t), NewMsgString("nobody", "x")); !errors.Is(err, ErrNoPeer) {
-			t.Errorf("ROUTER Send to an unknown id: %v, want ErrNoPeer", err)
+		if err := s.Send(ctxT(t), NewMsgString("nobody", "x")); !errors.Is(err, ErrNoSuchPeer) {
+			t.Errorf("ROUTER Send to an unknown id: %v, want ErrNoSuchPeer", err)
 		}
 	}
 	if err := s.Send(ctxT(t), Msg{}); !errors.Is(err, ErrEmpty) {

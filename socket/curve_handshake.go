@@ -316,133 +316,174 @@ func bad(format string, args ...any) error {
 	return fmt.Errorf("%w: CURVE: "+format, append([]any{ErrProtocol}, args...)...)
 }
 
-// curveClient runs the client side of the handshake after the greeting.
-// server is the server's long-term public key, kp ours.
+// curveClient runs the client side of the handshake after the greeting:
+// HELLO, WELCOME, INITIATE, READY (or an ERROR from the server instead of
+// WELCOME or READY). server is the server's long-term public key, kp ours.
 func curveClient(h *hsIO, server *Key, kp *KeyPair, meta []byte) (*curveCodec, zmtpMeta, error) {
 	if len(meta) > curveMetaMax {
 		return nil, zmtpMeta{}, fmt.Errorf("%w: CURVE: our metadata is %d bytes", ErrTooLarge, len(meta))
 	}
-	var keys hsKeys
-	defer keys.wipe()
-	cPub, cSec, err := generateKey()
-	keys.add(&cSec)
+	c := &clientHandshake{h: h, server: server, kp: kp}
+	defer c.keys.wipe()
+	var plain [initiateMeta + curveMetaMax]byte // each box's plaintext in turn
+	if err := c.sendHello(plain[:]); err != nil {
+		return nil, zmtpMeta{}, err
+	}
+	if err := c.readWelcome(plain[:]); err != nil {
+		return nil, zmtpMeta{}, err
+	}
+	if err := c.sendInitiate(plain[:], meta); err != nil {
+		return nil, zmtpMeta{}, err
+	}
+	pm, peerNonce, err := c.readReady(plain[:])
 	if err != nil {
 		return nil, zmtpMeta{}, err
 	}
-	sk := (*[32]byte)(server)
-	var nonce [24]byte
-	var plain [initiateMeta + curveMetaMax]byte
+	return newCurveCodec(&c.shared, false, 2, peerNonce), pm, nil
+}
 
-	// HELLO, short nonce 1.
-	hello := h.buf[:0]
+// clientHandshake is what the client side of one handshake carries from
+// one command to the next. Its secrets are listed in keys as each is made.
+type clientHandshake struct {
+	h      *hsIO
+	server *Key     // S, the server's long-term key
+	kp     *KeyPair // C and c, ours
+	keys   hsKeys
+
+	cPub, cSec [32]byte        // C' and c', our short-term keys
+	helloKey   [32]byte        // C'->S in HELLO, S->C' in WELCOME: computed once
+	sPrime     [keyLen]byte    // S', from WELCOME
+	cookie     [cookieLen]byte // from WELCOME, returned in INITIATE
+	shared     [32]byte        // C'->S' and back: INITIATE, READY, every MESSAGE
+	vouchKey   [32]byte        // C->S', seals the vouch
+}
+
+// sendHello makes our short-term key pair and sends HELLO, short nonce 1:
+// C' and a box of 64 zeros that only the holder of S's secret opens.
+func (c *clientHandshake) sendHello(plain []byte) error {
+	var err error
+	c.cPub, c.cSec, err = generateKey()
+	c.keys.add(&c.cSec)
+	if err != nil {
+		return err
+	}
+	var nonce [24]byte
+	hello := c.h.buf[:0]
 	hello = append(hello, "\x05HELLO"...)
 	hello = append(hello, curveVersionMajor, curveVersionMinor)
+	clear(plain[:helloClientKey-helloPadding])
 	hello = append(hello, plain[:helloClientKey-helloPadding]...) // anti-amplification padding: zeros
-	hello = append(hello, cPub[:]...)
+	hello = append(hello, c.cPub[:]...)
 	copy(nonce[:], "CurveZMQHELLO---")
 	binary.BigEndian.PutUint64(nonce[shortNoncePrefix:], 1)
 	hello = append(hello, nonce[shortNoncePrefix:]...)
-	// One key for C'->S in HELLO and S->C' in WELCOME: computed once.
-	var helloKey [32]byte
-	keys.add(&helloKey)
-	if !boxKey(&helloKey, sk, &cSec) {
-		return nil, zmtpMeta{}, fmt.Errorf("%w: CURVE: the server key %s is a point of small order", ErrRefused, server)
+	c.keys.add(&c.helloKey)
+	if !boxKey(&c.helloKey, (*[32]byte)(c.server), &c.cSec) {
+		return fmt.Errorf("%w: CURVE: the server key %s is a point of small order", ErrRefused, c.server)
 	}
-	hello = box.SealAfterPrecomputation(hello, plain[:helloSigLen], &nonce, &helloKey)
-	if err := h.writeCommand(hello); err != nil {
-		return nil, zmtpMeta{}, err
-	}
+	hello = box.SealAfterPrecomputation(hello, plain[:helloSigLen], &nonce, &c.helloKey)
+	return c.h.writeCommand(hello)
+}
 
-	// WELCOME: S' and the cookie.
-	welcome, err := h.readCommand()
+// readWelcome reads WELCOME (or ERROR) and opens it: S' and the cookie.
+// A box that does not open means the server does not hold S's secret.
+func (c *clientHandshake) readWelcome(plain []byte) error {
+	welcome, err := c.h.readCommand()
 	if err != nil {
-		return nil, zmtpMeta{}, err
+		return err
 	}
 	switch {
 	case bytes.HasPrefix(welcome, []byte("\x05ERROR")):
-		return nil, zmtpMeta{}, peerError(welcome)
+		return peerError(welcome)
 	case !bytes.HasPrefix(welcome, []byte("\x07WELCOME")):
-		return nil, zmtpMeta{}, bad("expected WELCOME, got %q", commandName(welcome))
+		return bad("expected WELCOME, got %q", commandName(welcome))
 	case len(welcome) != curveWelcomeSize:
-		return nil, zmtpMeta{}, bad("WELCOME of %d bytes (want %d)", len(welcome), curveWelcomeSize)
+		return bad("WELCOME of %d bytes (want %d)", len(welcome), curveWelcomeSize)
 	}
+	var nonce [24]byte
 	copy(nonce[:longNoncePrefix], "WELCOME-")
 	copy(nonce[longNoncePrefix:], welcome[welcomeNonce:welcomeBox])
-	wp, ok := box.OpenAfterPrecomputation(plain[:0], welcome[welcomeBox:], &nonce, &helloKey)
+	wp, ok := box.OpenAfterPrecomputation(plain[:0], welcome[welcomeBox:], &nonce, &c.helloKey)
 	if !ok {
-		return nil, zmtpMeta{}, fmt.Errorf("%w: CURVE: WELCOME does not open: the server does not hold the secret key of %s", ErrRefused, server)
+		return fmt.Errorf("%w: CURVE: WELCOME does not open: the server does not hold the secret key of %s", ErrRefused, c.server)
 	}
-	var sPrime [keyLen]byte
-	var cookie [cookieLen]byte
-	copy(sPrime[:], wp[:welcomeCookie])
-	copy(cookie[:], wp[welcomeCookie:welcomePlainLen])
-	var shared [32]byte
-	keys.add(&shared)
-	if !boxKey(&shared, &sPrime, &cSec) {
-		return nil, zmtpMeta{}, bad("WELCOME's short-term key is a point of small order")
+	copy(c.sPrime[:], wp[:welcomeCookie])
+	copy(c.cookie[:], wp[welcomeCookie:welcomePlainLen])
+	c.keys.add(&c.shared)
+	if !boxKey(&c.shared, &c.sPrime, &c.cSec) {
+		return bad("WELCOME's short-term key is a point of small order")
 	}
+	return nil
+}
 
-	// INITIATE, short nonce 2: C, the vouch and our metadata.
+// sendInitiate sends INITIATE, short nonce 2: the cookie back, and in a
+// box for S' our long-term key C, the vouch (C' and S boxed from C to S')
+// and our metadata.
+func (c *clientHandshake) sendInitiate(plain, meta []byte) error {
 	var vouchNonce [24]byte
 	copy(vouchNonce[:], "VOUCH---")
 	if _, err := rand.Read(vouchNonce[longNoncePrefix:]); err != nil {
-		return nil, zmtpMeta{}, err
+		return err
 	}
 	var vp [2 * keyLen]byte
-	copy(vp[:keyLen], cPub[:])
-	copy(vp[keyLen:], server[:])
-	var vouchKey [32]byte
-	keys.add(&vouchKey)
-	boxKey(&vouchKey, &sPrime, (*[32]byte)(&kp.Secret)) // sPrime's order was checked above
+	copy(vp[:keyLen], c.cPub[:])
+	copy(vp[keyLen:], c.server[:])
+	c.keys.add(&c.vouchKey)
+	boxKey(&c.vouchKey, &c.sPrime, (*[32]byte)(&c.kp.Secret)) // sPrime's order was checked with WELCOME
 	var vouch [vouchLen]byte
-	box.SealAfterPrecomputation(vouch[:0], vp[:], &vouchNonce, &vouchKey)
-	clear(vouchKey[:])
+	box.SealAfterPrecomputation(vouch[:0], vp[:], &vouchNonce, &c.vouchKey)
+	clear(c.vouchKey[:])
 	ip := plain[:0]
-	ip = append(ip, kp.Public[:]...)
+	ip = append(ip, c.kp.Public[:]...)
 	ip = append(ip, vouchNonce[longNoncePrefix:]...)
 	ip = append(ip, vouch[:]...)
 	ip = append(ip, meta...)
-	init := h.buf[:0]
+	var nonce [24]byte
+	init := c.h.buf[:0]
 	init = append(init, "\x08INITIATE"...)
-	init = append(init, cookie[:]...)
+	init = append(init, c.cookie[:]...)
 	copy(nonce[:], "CurveZMQINITIATE")
 	binary.BigEndian.PutUint64(nonce[shortNoncePrefix:], 2)
 	init = append(init, nonce[shortNoncePrefix:]...)
-	init = box.SealAfterPrecomputation(init, ip, &nonce, &shared)
-	if err := h.writeCommand(init); err != nil {
-		return nil, zmtpMeta{}, err
-	}
+	init = box.SealAfterPrecomputation(init, ip, &nonce, &c.shared)
+	return c.h.writeCommand(init)
+}
 
-	// READY (or ERROR: refused).
-	ready, err := h.readCommand()
+// readReady reads READY (or ERROR: refused) and returns the server's
+// metadata and READY's short nonce, the last the server used.
+func (c *clientHandshake) readReady(plain []byte) (zmtpMeta, uint64, error) {
+	ready, err := c.h.readCommand()
 	if err != nil {
-		return nil, zmtpMeta{}, err
+		return zmtpMeta{}, 0, err
 	}
 	switch {
 	case bytes.HasPrefix(ready, []byte("\x05ERROR")):
-		return nil, zmtpMeta{}, peerError(ready)
+		return zmtpMeta{}, 0, peerError(ready)
 	case !bytes.HasPrefix(ready, []byte("\x05READY")):
-		return nil, zmtpMeta{}, bad("expected READY, got %q", commandName(ready))
+		return zmtpMeta{}, 0, bad("expected READY, got %q", commandName(ready))
 	case len(ready) < curveReadyMin:
-		return nil, zmtpMeta{}, bad("READY of %d bytes (at least %d)", len(ready), curveReadyMin)
+		return zmtpMeta{}, 0, bad("READY of %d bytes (at least %d)", len(ready), curveReadyMin)
 	}
+	var nonce [24]byte
 	copy(nonce[:], "CurveZMQREADY---")
 	copy(nonce[shortNoncePrefix:], ready[readyNonce:readyBox])
 	rn := binary.BigEndian.Uint64(ready[readyNonce:readyBox])
-	rp, ok := box.OpenAfterPrecomputation(plain[:0], ready[readyBox:], &nonce, &shared)
+	rp, ok := box.OpenAfterPrecomputation(plain[:0], ready[readyBox:], &nonce, &c.shared)
 	if !ok {
-		return nil, zmtpMeta{}, bad("READY box does not open")
+		return zmtpMeta{}, 0, bad("READY box does not open")
 	}
 	pm, err := parseMeta(rp)
 	if err != nil {
-		return nil, zmtpMeta{}, err
+		return zmtpMeta{}, 0, err
 	}
-	return newCurveCodec(&shared, false, 2, rn), pm, nil
+	return pm, rn, nil
 }
 
-// curveServer runs the server side of the handshake after the greeting.
-// authorize sees the client's proven long-term key and metadata and may
-// refuse; its error's text is sent to the client in ERROR.
+// curveServer runs the server side of the handshake after the greeting:
+// HELLO, WELCOME, INITIATE, READY, or ERROR to the client in place of
+// whichever step failed. authorize sees the client's proven long-term key
+// and metadata and may refuse; its error's text is sent to the client in
+// ERROR.
 func curveServer(h *hsIO, kp *KeyPair, meta []byte, authorize func(client Key, pm zmtpMeta) error) (*curveCodec, zmtpMeta, Key, error) {
 	fail := func(err error) (*curveCodec, zmtpMeta, Key, error) {
 		if !errors.Is(err, io.EOF) && !errors.Is(err, io.ErrUnexpectedEOF) {
@@ -453,152 +494,209 @@ func curveServer(h *hsIO, kp *KeyPair, meta []byte, authorize func(client Key, p
 	if len(meta) > curveMetaMax {
 		return fail(fmt.Errorf("%w: CURVE: our metadata is %d bytes", ErrTooLarge, len(meta)))
 	}
-	sk := (*[32]byte)(&kp.Secret)
-	var nonce [24]byte
-	var plain [initiateMeta + curveMetaMax]byte
-	var keys hsKeys
-	defer keys.wipe()
-
-	// HELLO.
-	hello, err := h.readCommand()
-	if err != nil {
+	s := &serverHandshake{h: h, kp: kp}
+	defer s.keys.wipe()
+	var plain [initiateMeta + curveMetaMax]byte // each box's plaintext in turn
+	if err := s.readHello(plain[:]); err != nil {
 		return fail(err)
 	}
-	switch {
-	case !bytes.HasPrefix(hello, []byte("\x05HELLO")):
-		return fail(bad("expected HELLO, got %q", commandName(hello)))
-	case len(hello) != curveHelloSize:
-		return fail(bad("HELLO of %d bytes (want %d)", len(hello), curveHelloSize))
-	case hello[helloVersion] != curveVersionMajor || hello[helloVersion+1] != curveVersionMinor:
-		return fail(bad("HELLO version %d.%d (want 1.0)", hello[helloVersion], hello[helloVersion+1]))
-	}
-	var cPrime [keyLen]byte
-	copy(cPrime[:], hello[helloClientKey:helloNonce])
-	copy(nonce[:], "CurveZMQHELLO---")
-	copy(nonce[shortNoncePrefix:], hello[helloNonce:helloBox])
-	var helloKey [32]byte // C'/s: opens HELLO and seals WELCOME
-	keys.add(&helloKey)
-	if !boxKey(&helloKey, &cPrime, sk) {
-		return fail(bad("HELLO's short-term key is a point of small order"))
-	}
-	hp, ok := box.OpenAfterPrecomputation(plain[:0], hello[helloBox:curveHelloSize], &nonce, &helloKey)
-	if !ok {
-		return fail(fmt.Errorf("%w: CURVE: HELLO does not open: the client expects another server key", ErrRefused))
-	}
-	if subtle.ConstantTimeCompare(hp, make([]byte, helloSigLen)) != 1 {
-		return fail(bad("HELLO signature box is not 64 zero bytes"))
-	}
-
-	// WELCOME: our short-term key S' and the cookie.
-	sPub, sSec, err := generateKey()
-	keys.add(&sSec)
-	if err != nil {
+	if err := s.sendWelcome(plain[:]); err != nil {
 		return fail(err)
 	}
-	var cookieKey [32]byte
-	keys.add(&cookieKey)
-	var cookieNonce [24]byte
-	copy(cookieNonce[:], "COOKIE--")
-	if _, err := rand.Read(cookieKey[:]); err != nil {
-		return fail(err)
-	}
-	if _, err := rand.Read(cookieNonce[longNoncePrefix:]); err != nil {
-		return fail(err)
-	}
-	var cp [2 * keyLen]byte // the cookie's plaintext, C' + s'
-	keys.add((*[32]byte)(cp[:keyLen]), (*[32]byte)(cp[keyLen:]))
-	copy(cp[:keyLen], cPrime[:])
-	copy(cp[keyLen:], sSec[:])
-	var cookie [cookieBoxLen]byte
-	secretbox.Seal(cookie[:0], cp[:], &cookieNonce, &cookieKey)
-	clear(cp[:])
-	wp := plain[:0]
-	wp = append(wp, sPub[:]...)
-	wp = append(wp, cookieNonce[longNoncePrefix:]...)
-	wp = append(wp, cookie[:]...)
-	copy(nonce[:], "WELCOME-")
-	if _, err := rand.Read(nonce[longNoncePrefix:]); err != nil {
-		return fail(err)
-	}
-	welcome := h.buf[:0]
-	welcome = append(welcome, "\x07WELCOME"...)
-	welcome = append(welcome, nonce[longNoncePrefix:]...)
-	welcome = box.SealAfterPrecomputation(welcome, wp, &nonce, &helloKey)
-	if err := h.writeCommand(welcome); err != nil {
-		return fail(err)
-	}
-
-	// INITIATE.
-	init, err := h.readCommand()
-	if err != nil {
-		return fail(err)
-	}
-	switch {
-	case !bytes.HasPrefix(init, []byte("\x08INITIATE")):
-		return fail(bad("expected INITIATE, got %q", commandName(init)))
-	case len(init) < curveInitiateMin:
-		return fail(bad("INITIATE of %d bytes (at least %d)", len(init), curveInitiateMin))
-	}
-	copy(cookieNonce[longNoncePrefix:], init[initiateCookie:initiateCookieBox])
-	ck, ok := secretbox.Open(cp[:0], init[initiateCookieBox:initiateNonce], &cookieNonce, &cookieKey)
-	if !ok {
-		return fail(bad("INITIATE cookie does not open"))
-	}
-	if subtle.ConstantTimeCompare(ck[:keyLen], cPrime[:]) != 1 || subtle.ConstantTimeCompare(ck[keyLen:], sSec[:]) != 1 {
-		return fail(bad("INITIATE cookie is not ours"))
-	}
-	clear(cp[:])
-	var shared [32]byte
-	keys.add(&shared)
-	boxKey(&shared, &cPrime, &sSec) // cPrime's order was checked with HELLO
-	copy(nonce[:], "CurveZMQINITIATE")
-	copy(nonce[shortNoncePrefix:], init[initiateNonce:initiateBox])
-	in := binary.BigEndian.Uint64(init[initiateNonce:initiateBox])
-	ip, ok := box.OpenAfterPrecomputation(plain[:0], init[initiateBox:], &nonce, &shared)
-	if !ok {
-		return fail(bad("INITIATE box does not open"))
-	}
-	var client Key
-	copy(client[:], ip[:initiateVouchNonce])
-	var vouchNonce [24]byte
-	copy(vouchNonce[:], "VOUCH---")
-	copy(vouchNonce[longNoncePrefix:], ip[initiateVouchNonce:initiateVouch])
-	var vp [2 * keyLen]byte
-	var vouchKey [32]byte
-	keys.add(&vouchKey)
-	if !boxKey(&vouchKey, (*[32]byte)(&client), &sSec) {
-		return fail(bad("INITIATE's client key is a point of small order"))
-	}
-	vouch, ok := box.OpenAfterPrecomputation(vp[:0], ip[initiateVouch:initiateMeta], &vouchNonce, &vouchKey)
-	clear(vouchKey[:])
-	if !ok {
-		return fail(bad("INITIATE vouch does not open"))
-	}
-	if subtle.ConstantTimeCompare(vouch[:keyLen], cPrime[:]) != 1 || subtle.ConstantTimeCompare(vouch[keyLen:], kp.Public[:]) != 1 {
-		return fail(bad("INITIATE vouch does not vouch for this connection"))
-	}
-	clear(sSec[:])
-	pm, err := parseMeta(ip[initiateMeta:])
+	pm, peerNonce, err := s.readInitiate(plain[:])
 	if err != nil {
 		return fail(err)
 	}
 	if authorize != nil {
-		if err := authorize(client, pm); err != nil {
+		if err := authorize(s.client, pm); err != nil {
 			return fail(err)
 		}
 	}
-
-	// READY, short nonce 1.
-	copy(nonce[:], "CurveZMQREADY---")
-	binary.BigEndian.PutUint64(nonce[shortNoncePrefix:], 1)
-	ready := h.buf[:0]
-	ready = append(ready, "\x05READY"...)
-	ready = append(ready, nonce[shortNoncePrefix:]...)
-	ready = box.SealAfterPrecomputation(ready, meta, &nonce, &shared)
-	if err := h.writeCommand(ready); err != nil {
+	if err := s.sendReady(meta); err != nil {
 		return fail(err)
 	}
-	return newCurveCodec(&shared, true, 1, in), pm, client, nil
+	return newCurveCodec(&s.shared, true, 1, peerNonce), pm, s.client, nil
+}
+
+// serverHandshake is what the server side of one handshake carries from
+// one command to the next. Its secrets are listed in keys as each is made.
+type serverHandshake struct {
+	h    *hsIO
+	kp   *KeyPair // S and s, ours
+	keys hsKeys
+
+	cPrime      [keyLen]byte     // C', the client's short-term key, from HELLO
+	helloKey    [32]byte         // C'/s: opens HELLO and seals WELCOME
+	sPub, sSec  [32]byte         // S' and s', our short-term keys
+	cookieKey   [32]byte         // t, this connection's cookie key
+	cookieNonce [24]byte         // "COOKIE--" and the cookie's long nonce
+	cp          [2 * keyLen]byte // the cookie's plaintext, C' + s': cleared once sealed and once checked
+	shared      [32]byte         // C'/s': INITIATE, READY, every MESSAGE
+	vouchKey    [32]byte         // C/s': opens the vouch
+	client      Key              // C, the client's long-term key, proven by the vouch
+}
+
+// readHello reads HELLO and opens its box of 64 zeros: a box that does
+// not open means the client expects another server key.
+func (s *serverHandshake) readHello(plain []byte) error {
+	hello, err := s.h.readCommand()
+	if err != nil {
+		return err
+	}
+	switch {
+	case !bytes.HasPrefix(hello, []byte("\x05HELLO")):
+		return bad("expected HELLO, got %q", commandName(hello))
+	case len(hello) != curveHelloSize:
+		return bad("HELLO of %d bytes (want %d)", len(hello), curveHelloSize)
+	case hello[helloVersion] != curveVersionMajor || hello[helloVersion+1] != curveVersionMinor:
+		return bad("HELLO version %d.%d (want 1.0)", hello[helloVersion], hello[helloVersion+1])
+	}
+	copy(s.cPrime[:], hello[helloClientKey:helloNonce])
+	var nonce [24]byte
+	copy(nonce[:], "CurveZMQHELLO---")
+	copy(nonce[shortNoncePrefix:], hello[helloNonce:helloBox])
+	s.keys.add(&s.helloKey)
+	if !boxKey(&s.helloKey, &s.cPrime, (*[32]byte)(&s.kp.Secret)) {
+		return bad("HELLO's short-term key is a point of small order")
+	}
+	hp, ok := box.OpenAfterPrecomputation(plain[:0], hello[helloBox:curveHelloSize], &nonce, &s.helloKey)
+	if !ok {
+		return fmt.Errorf("%w: CURVE: HELLO does not open: the client expects another server key", ErrRefused)
+	}
+	if subtle.ConstantTimeCompare(hp, make([]byte, helloSigLen)) != 1 {
+		return bad("HELLO signature box is not 64 zero bytes")
+	}
+	return nil
+}
+
+// sendWelcome makes our short-term key pair and this connection's cookie
+// key, and sends WELCOME: S' and the cookie (C' + s' sealed under the
+// cookie key), boxed for C'. The server keeps nothing else of the client
+// until INITIATE brings the cookie back.
+func (s *serverHandshake) sendWelcome(plain []byte) error {
+	var err error
+	s.sPub, s.sSec, err = generateKey()
+	s.keys.add(&s.sSec)
+	if err != nil {
+		return err
+	}
+	s.keys.add(&s.cookieKey)
+	copy(s.cookieNonce[:], "COOKIE--")
+	if _, err := rand.Read(s.cookieKey[:]); err != nil {
+		return err
+	}
+	if _, err := rand.Read(s.cookieNonce[longNoncePrefix:]); err != nil {
+		return err
+	}
+	s.keys.add((*[32]byte)(s.cp[:keyLen]), (*[32]byte)(s.cp[keyLen:]))
+	copy(s.cp[:keyLen], s.cPrime[:])
+	copy(s.cp[keyLen:], s.sSec[:])
+	var cookie [cookieBoxLen]byte
+	secretbox.Seal(cookie[:0], s.cp[:], &s.cookieNonce, &s.cookieKey)
+	clear(s.cp[:])
+	wp := plain[:0]
+	wp = append(wp, s.sPub[:]...)
+	wp = append(wp, s.cookieNonce[longNoncePrefix:]...)
+	wp = append(wp, cookie[:]...)
+	var nonce [24]byte
+	copy(nonce[:], "WELCOME-")
+	if _, err := rand.Read(nonce[longNoncePrefix:]); err != nil {
+		return err
+	}
+	welcome := s.h.buf[:0]
+	welcome = append(welcome, "\x07WELCOME"...)
+	welcome = append(welcome, nonce[longNoncePrefix:]...)
+	welcome = box.SealAfterPrecomputation(welcome, wp, &nonce, &s.helloKey)
+	return s.h.writeCommand(welcome)
+}
+
+// readInitiate reads INITIATE, checks that its cookie is this connection's
+// and that its vouch proves the client's long-term key, and returns the
+// client's metadata and INITIATE's short nonce, the last the client used.
+func (s *serverHandshake) readInitiate(plain []byte) (zmtpMeta, uint64, error) {
+	init, err := s.h.readCommand()
+	if err != nil {
+		return zmtpMeta{}, 0, err
+	}
+	switch {
+	case !bytes.HasPrefix(init, []byte("\x08INITIATE")):
+		return zmtpMeta{}, 0, bad("expected INITIATE, got %q", commandName(init))
+	case len(init) < curveInitiateMin:
+		return zmtpMeta{}, 0, bad("INITIATE of %d bytes (at least %d)", len(init), curveInitiateMin)
+	}
+	if err := s.openCookie(init); err != nil {
+		return zmtpMeta{}, 0, err
+	}
+	s.keys.add(&s.shared)
+	boxKey(&s.shared, &s.cPrime, &s.sSec) // cPrime's order was checked with HELLO
+	var nonce [24]byte
+	copy(nonce[:], "CurveZMQINITIATE")
+	copy(nonce[shortNoncePrefix:], init[initiateNonce:initiateBox])
+	in := binary.BigEndian.Uint64(init[initiateNonce:initiateBox])
+	ip, ok := box.OpenAfterPrecomputation(plain[:0], init[initiateBox:], &nonce, &s.shared)
+	if !ok {
+		return zmtpMeta{}, 0, bad("INITIATE box does not open")
+	}
+	if err := s.checkVouch(ip); err != nil {
+		return zmtpMeta{}, 0, err
+	}
+	clear(s.sSec[:])
+	pm, err := parseMeta(ip[initiateMeta:])
+	if err != nil {
+		return zmtpMeta{}, 0, err
+	}
+	return pm, in, nil
+}
+
+// openCookie opens the cookie INITIATE returns and checks that it holds
+// this connection's C' and s'.
+func (s *serverHandshake) openCookie(init []byte) error {
+	copy(s.cookieNonce[longNoncePrefix:], init[initiateCookie:initiateCookieBox])
+	ck, ok := secretbox.Open(s.cp[:0], init[initiateCookieBox:initiateNonce], &s.cookieNonce, &s.cookieKey)
+	if !ok {
+		return bad("INITIATE cookie does not open")
+	}
+	if subtle.ConstantTimeCompare(ck[:keyLen], s.cPrime[:]) != 1 || subtle.ConstantTimeCompare(ck[keyLen:], s.sSec[:]) != 1 {
+		return bad("INITIATE cookie is not ours")
+	}
+	clear(s.cp[:])
+	return nil
+}
+
+// checkVouch reads the client's long-term key C from INITIATE's
+// plaintext ip and opens the vouch, which C boxed for S': it must name
+// this connection's C' and our S.
+func (s *serverHandshake) checkVouch(ip []byte) error {
+	copy(s.client[:], ip[:initiateVouchNonce])
+	var vouchNonce [24]byte
+	copy(vouchNonce[:], "VOUCH---")
+	copy(vouchNonce[longNoncePrefix:], ip[initiateVouchNonce:initiateVouch])
+	var vp [2 * keyLen]byte
+	s.keys.add(&s.vouchKey)
+	if !boxKey(&s.vouchKey, (*[32]byte)(&s.client), &s.sSec) {
+		return bad("INITIATE's client key is a point of small order")
+	}
+	vouch, ok := box.OpenAfterPrecomputation(vp[:0], ip[initiateVouch:initiateMeta], &vouchNonce, &s.vouchKey)
+	clear(s.vouchKey[:])
+	if !ok {
+		return bad("INITIATE vouch does not open")
+	}
+	if subtle.ConstantTimeCompare(vouch[:keyLen], s.cPrime[:]) != 1 || subtle.ConstantTimeCompare(vouch[keyLen:], s.kp.Public[:]) != 1 {
+		return bad("INITIATE vouch does not vouch for this connection")
+	}
+	return nil
+}
+
+// sendReady sends READY, short nonce 1: our metadata, boxed for C'.
+func (s *serverHandshake) sendReady(meta []byte) error {
+	var nonce [24]byte
+	copy(nonce[:], "CurveZMQREADY---")
+	binary.BigEndian.PutUint64(nonce[shortNoncePrefix:], 1)
+	ready := s.h.buf[:0]
+	ready = append(ready, "\x05READY"...)
+	ready = append(ready, nonce[shortNoncePrefix:]...)
+	ready = box.SealAfterPrecomputation(ready, meta, &nonce, &s.shared)
+	return s.h.writeCommand(ready)
 }
 
 // errorReason is the text sent in ERROR for err: the refusal's reason,

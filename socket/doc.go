@@ -45,7 +45,7 @@
 //     to every publisher that attaches. PAIR: one peer; Send waits for it.
 //   - REP, ROUTER: replies go to the peer that asked (REP) or the peer named
 //     by the first frame (ROUTER); an unknown or departed peer is an error
-//     (ErrNoPeer), never a silent misroute.
+//     (ErrNoSuchPeer), never a silent misroute.
 //   - Receiving (PULL, SUB, REP, DEALER, ROUTER, REQ): messages are
 //     fair-queued across peers, at most the receive high-water mark per peer
 //     in memory; a peer beyond that is back-pressured through TCP.

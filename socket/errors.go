@@ -14,11 +14,17 @@ var (
 	// peer can take the message now.
 	ErrWouldBlock = errors.New("socket: would block")
 	// ErrNoPeers is returned by Send on a WithNoBlock socket with no
-	// connected peer at all.
+	// connected peer at all (compare ErrNoSuchPeer: one peer addressed).
 	ErrNoPeers = errors.New("socket: no peers")
-	// ErrNoPeer is returned when a reply or ROUTER message names a peer that
-	// is not (or no longer) connected.
-	ErrNoPeer = errors.New("socket: no such peer")
+	// ErrNoSuchPeer is returned when a message is addressed to one peer
+	// that is not (or no longer) connected to this socket: a reply or a
+	// ROUTER message whose peer is gone, SendTo or SubscribePeer with
+	// another socket's Peer.
+	ErrNoSuchPeer = errors.New("socket: no such peer")
+	// ErrNoPeer is the old name of ErrNoSuchPeer, the same error.
+	//
+	// Deprecated: use ErrNoSuchPeer, whose name does not read as ErrNoPeers.
+	ErrNoPeer = ErrNoSuchPeer
 	// ErrPeerLost is returned by a REQ socket's Recv when the peer that was
 	// sent the request disconnects before replying, and by SendTo when the
 	// chosen peer is gone.

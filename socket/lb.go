@@ -109,7 +109,7 @@ func (l *lb) send(ctx context.Context, m *Msg, before func(*pipe)) (*pipe, error
 }
 
 // sendTo queues m on one given pipe, waiting while it is full. It fails with
-// gone (ErrNoPeer for a reply or ROUTER Send, ErrPeerLost for SendTo) once
+// gone (ErrNoSuchPeer for a reply or ROUTER Send, ErrPeerLost for SendTo) once
 // the pipe is gone.
 func sendTo(ctx context.Context, s *Socket, p *pipe, m Msg, gone error) error {
 	for {

@@ -127,7 +127,7 @@ func (first PeerHooks) then(next PeerHooks) PeerHooks {
 // ctx ends or the socket closes; with WithNoBlock it fails with
 // ErrWouldBlock instead, and with a context already done it tries once
 // (queued if p has room, ctx's error if not). It fails with ErrPeerLost once p is gone, and with
-// ErrNoPeer for a peer of another socket.
+// ErrNoSuchPeer for a peer of another socket.
 func (s *Socket) SendTo(ctx context.Context, p *Peer, m Msg) error {
 	ps, ok := s.proto.(peerSender)
 	if !ok {
@@ -137,7 +137,7 @@ func (s *Socket) SendTo(ctx context.Context, p *Peer, m Msg) error {
 		return err
 	}
 	if p == nil || p.p.s != s {
-		return fmt.Errorf("%w: not a peer of this socket", ErrNoPeer)
+		return fmt.Errorf("%w: not a peer of this socket", ErrNoSuchPeer)
 	}
 	return ps.sendTo(ctx, p.p, m)
 }

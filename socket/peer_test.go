@@ -285,8 +285,10 @@ func TestSendToGonePeer(t *testing.T) {
 	waitFor(t, "Detach", func() bool { _, d := h.counts(); return d == 1 })
 
 	other := newSock(t, DEALER)
-	if err := other.SendTo(ctxT(t), p, NewMsgString("x")); !errors.Is(err, ErrNoPeer) {
-		t.Errorf("SendTo another socket's peer: %v, want ErrNoPeer", err)
+	if err := other.SendTo(ctxT(t), p, NewMsgString("x")); !errors.Is(err, ErrNoSuchPeer) || !errors.Is(err, ErrNoPeer) {
+		t.Errorf("SendTo another socket's peer: %v, want ErrNoSuchPeer (and its old name ErrNoPeer)", err)
+	} else if errors.Is(err, ErrNoPeers) {
+		t.Errorf("SendTo another socket's peer: %v matches ErrNoPeers, which means no peer at all", err)
 	}
 	for _, typ := range []Type{PULL, SUB, PUB, REP} {
 		s := newSock(t, typ)

@@ -76,5 +76,5 @@ func (r *repProto) send(ctx context.Context, m Msg) error {
 	r.mu.Unlock()
 	frames := make([][]byte, 0, len(env)+len(m.Frames))
 	frames = append(append(frames, env...), m.Frames...)
-	return sendTo(ctx, r.s, p, Msg{Frames: frames, Buf: m.Buf}, ErrNoPeer)
+	return sendTo(ctx, r.s, p, Msg{Frames: frames, Buf: m.Buf}, ErrNoSuchPeer)
 }

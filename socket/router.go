@@ -99,9 +99,9 @@ func (r *routerProto) send(ctx context.Context, m Msg) error {
 	p := r.byID[string(m.Frames[0])]
 	r.mu.Unlock()
 	if p == nil {
-		return fmt.Errorf("%w: routing id %x", ErrNoPeer, m.Frames[0])
+		return fmt.Errorf("%w: routing id %x", ErrNoSuchPeer, m.Frames[0])
 	}
-	if err := sendTo(ctx, r.s, p, Msg{Frames: m.Frames[1:], Buf: m.Buf}, ErrNoPeer); err != nil {
+	if err := sendTo(ctx, r.s, p, Msg{Frames: m.Frames[1:], Buf: m.Buf}, ErrNoSuchPeer); err != nil {
 		if err == ErrWouldBlock {
 			return err // routine for a non-blocking sender, which retries: no garbage
 		}

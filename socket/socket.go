@@ -143,31 +143,9 @@ func New(t Type, opts ...Option) (*Socket, error) {
 	if !t.valid() {
 		return nil, fmt.Errorf("%w: unknown socket type %d", ErrOption, t)
 	}
-	o := DefaultOptions()
-	for _, opt := range opts {
-		if opt == nil {
-			continue
-		}
-		if err := opt(&o); err != nil {
-			if !errors.Is(err, ErrOption) { // the contract, for an option written elsewhere
-				err = fmt.Errorf("%w: %w", ErrOption, err)
-			}
-			return nil, err
-		}
-	}
-	if err := o.checkSecurity(t); err != nil {
+	o, err := buildOptions(t, opts)
+	if err != nil {
 		return nil, err
-	}
-	if o.curve() {
-		if o.CurveKey.IsZero() {
-			kp, err := NewKeyPair()
-			if err != nil {
-				return nil, err
-			}
-			o.CurveKey = kp
-		}
-	} else if o.Security == nil {
-		o.Security = null.Security()
 	}
 	s := &Socket{
 		typ:       t,
@@ -186,40 +164,79 @@ func New(t Type, opts ...Option) (*Socket, error) {
 		s.wg.Add(1)
 		go s.watchTrust()
 	}
-	switch t {
-	case PUSH:
-		s.proto = &pushProto{lb: lb{s: s}}
-	case PULL:
-		s.proto = &pullProto{s: s}
-	case PUB:
-		s.proto = newPubProto(s)
-	case SUB:
-		s.proto = newSubProto(s)
-	case REQ:
-		s.proto = newReqProto(s)
-		s.lowLatency = true
-	case REP:
-		s.proto = newRepProto(s)
-		s.lowLatency = true
-	case DEALER:
-		s.proto = &dealerProto{lb: lb{s: s}}
-	case ROUTER:
-		s.proto = newRouterProto(s)
-	case PAIR:
-		s.proto = &pairProto{s: s}
-	case XPUB:
-		s.proto = newXPubProto(s)
-	case XSUB:
-		s.proto = newXSubProto(s)
-	}
+	s.proto = newProto(s, t)
 	_, s.plainRecv = s.proto.(popRecv)
 	if r, ok := s.proto.(lbSend); ok {
 		s.plainSend = r.sendLB()
 	}
+	s.lowLatency = t == REQ || t == REP
 	if o.lowLatency != nil {
 		s.lowLatency = *o.lowLatency
 	}
 	return s, nil
+}
+
+// buildOptions applies opts in order to the defaults, skipping nil ones,
+// checks the security they ask of a socket of type t, and completes it: a
+// CURVE socket without a key pair gets a fresh one, a socket without
+// security NULL.
+func buildOptions(t Type, opts []Option) (Options, error) {
+	o := DefaultOptions()
+	for _, opt := range opts {
+		if opt == nil {
+			continue
+		}
+		if err := opt(&o); err != nil {
+			if !errors.Is(err, ErrOption) { // the contract, for an option written elsewhere
+				err = fmt.Errorf("%w: %w", ErrOption, err)
+			}
+			return Options{}, err
+		}
+	}
+	if err := o.checkSecurity(t); err != nil {
+		return Options{}, err
+	}
+	if o.curve() {
+		if o.CurveKey.IsZero() {
+			kp, err := NewKeyPair()
+			if err != nil {
+				return Options{}, err
+			}
+			o.CurveKey = kp
+		}
+	} else if o.Security == nil {
+		o.Security = null.Security()
+	}
+	return o, nil
+}
+
+// newProto returns the routing of socket type t for s.
+func newProto(s *Socket, t Type) protocol {
+	switch t {
+	case PUSH:
+		return &pushProto{lb: lb{s: s}}
+	case PULL:
+		return &pullProto{s: s}
+	case PUB:
+		return newPubProto(s)
+	case SUB:
+		return newSubProto(s)
+	case REQ:
+		return newReqProto(s)
+	case REP:
+		return newRepProto(s)
+	case DEALER:
+		return &dealerProto{lb: lb{s: s}}
+	case ROUTER:
+		return newRouterProto(s)
+	case PAIR:
+		return &pairProto{s: s}
+	case XPUB:
+		return newXPubProto(s)
+	case XSUB:
+		return newXSubProto(s)
+	}
+	panic(fmt.Sprintf("socket: no protocol for type %d", t)) // t.valid() was checked
 }
 
 // Type returns the socket's type.
@@ -743,12 +760,29 @@ func (s *Socket) handshakeAs(c net.Conn, ep string, server bool, l *listener, sl
 		tc.SetNoDelay(true)
 	}
 	g := newGuardConn(c)
+	pi, err := s.secure(g, c, ep, server, l, sl)
+	if err != nil {
+		return nil, err // c is closed, the rejection counted and told
+	}
+	p := newPipe(s, c, g.br, g.src, pi, ep)
+	if err := s.register(p, l); err != nil {
+		return nil, err
+	}
+	s.connected(p)
+	return p, nil
+}
+
+// secure runs the greeting and security handshake on c within the
+// handshake timeout, as one of the connections Close ends while they
+// shake hands. A failed handshake closes c and is counted, logged and
+// emitted as a rejection.
+func (s *Socket) secure(g *guardConn, c net.Conn, ep string, server bool, l *listener, sl *hsSlot) (peerInfo, error) {
 	c.SetDeadline(time.Now().Add(s.opts.HandshakeTimeout))
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
 		c.Close()
-		return nil, ErrClosed
+		return peerInfo{}, ErrClosed
 	}
 	s.shaking[c] = struct{}{}
 	s.mu.Unlock()
@@ -768,64 +802,69 @@ func (s *Socket) handshakeAs(c net.Conn, ep string, server bool, l *listener, sl
 	if closed {
 		c.Close()
 		pi.wipe()
-		return nil, ErrClosed
+		return peerInfo{}, ErrClosed
 	}
 	if err != nil {
 		c.Close()
-		s.rejected.count(err)
-		var byPeer *RefusedError
-		switch {
-		case errors.As(err, &byPeer):
-			// The caller learns of it from Stats, the event and the
-			// errors that explain why no peer is there: not a warning.
-			s.refused.Add(1)
-			s.logf(slog.LevelInfo, eventlog.RefusedByPeer, ep, c.RemoteAddr().String(), err)
-		case errors.Is(err, ErrRefused):
-			// The only trace a refused peer leaves on this side.
-			s.logf(slog.LevelWarn, eventlog.HandshakeRefused, ep, c.RemoteAddr().String(), err)
-		default:
-			event := eventlog.HandshakeFailed
-			if errors.Is(err, ErrProtocol) || errors.Is(err, ErrTooLarge) {
-				event = eventlog.ProtocolError
-			}
-			s.logf(slog.LevelInfo, event, ep, c.RemoteAddr().String(), err)
-		}
-		s.ev.emit(Event{Kind: EventRejected, Endpoint: ep, Remote: c.RemoteAddr().String(), Err: err})
-		return nil, err
+		s.rejectHandshake(ep, c.RemoteAddr().String(), err)
+		return peerInfo{}, err
 	}
-	p := newPipe(s, c, g.br, g.src, pi, ep)
+	return pi, nil
+}
+
+// rejectHandshake counts a failed handshake, logs it at the level its
+// cause deserves and emits EventRejected.
+func (s *Socket) rejectHandshake(ep, remote string, err error) {
+	s.rejected.count(err)
+	var byPeer *RefusedError
+	switch {
+	case errors.As(err, &byPeer):
+		// The caller learns of it from Stats, the event and the
+		// errors that explain why no peer is there: not a warning.
+		s.refused.Add(1)
+		s.logf(slog.LevelInfo, eventlog.RefusedByPeer, ep, remote, err)
+	case errors.Is(err, ErrRefused):
+		// The only trace a refused peer leaves on this side.
+		s.logf(slog.LevelWarn, eventlog.HandshakeRefused, ep, remote, err)
+	default:
+		event := eventlog.HandshakeFailed
+		if errors.Is(err, ErrProtocol) || errors.Is(err, ErrTooLarge) {
+			event = eventlog.ProtocolError
+		}
+		s.logf(slog.LevelInfo, event, ep, remote, err)
+	}
+	s.ev.emit(Event{Kind: EventRejected, Endpoint: ep, Remote: remote, Err: err})
+}
+
+// register adds a handshaken pipe to the socket and to its listener l
+// (nil for a dialled one), unless the socket closed, l was unbound, the
+// peer's key stopped being trusted or the socket type does not admit it
+// meanwhile: then p's connection is closed and the error returned.
+func (s *Socket) register(p *pipe, l *listener) error {
 	s.mu.Lock()
 	// Registering the pipe with the socket and with its listener is one
 	// step: Close and Unbind see every pipe, and no pipe they did not see
 	// survives them.
 	if s.closed || (l != nil && s.listeners[l.bound] != l) {
 		s.mu.Unlock()
-		c.Close()
+		p.conn.Close()
 		p.cipher.wipe()
-		return nil, ErrClosed
+		return ErrClosed
 	}
 	if s.opts.Trusted != nil && !s.opts.Trusted.Contains(p.client) {
 		// Removed from the trusted keys after the handshake checked it:
 		// the revocation sweep (watchTrust), which takes s.mu, has not
 		// seen this pipe, and sees it if the removal comes after this.
 		s.mu.Unlock()
-		c.Close()
-		p.cipher.wipe()
 		err := revokedError(p.client)
-		s.rejected.count(err)
-		s.logf(slog.LevelWarn, eventlog.HandshakeRefused, ep, p.remote, err)
-		s.ev.emit(Event{Kind: EventRejected, Endpoint: ep, Remote: p.remote, PeerType: p.peerType, Err: err})
-		return nil, err
+		s.refusePipe(p, err, err, slog.LevelWarn)
+		return err
 	}
 	if a, ok := s.proto.(admitter); ok {
 		if err := a.admit(p); err != nil {
 			s.mu.Unlock()
-			c.Close()
-			p.cipher.wipe()
-			s.rejected.count(errAdmit)
-			s.logf(slog.LevelInfo, eventlog.HandshakeRefused, ep, p.remote, err)
-			s.ev.emit(Event{Kind: EventRejected, Endpoint: ep, Remote: p.remote, PeerType: p.peerType, Err: err})
-			return nil, err
+			s.refusePipe(p, errAdmit, err, slog.LevelInfo)
+			return err
 		}
 	}
 	s.pipes[p] = struct{}{}
@@ -834,13 +873,28 @@ func (s *Socket) handshakeAs(c net.Conn, ep string, server bool, l *listener, sl
 		l.accepted[p] = struct{}{}
 	}
 	s.mu.Unlock()
+	return nil
+}
+
+// refusePipe closes the connection of a pipe refused after its handshake,
+// counts the refusal as counted, and logs and emits err.
+func (s *Socket) refusePipe(p *pipe, counted, err error, level slog.Level) {
+	p.conn.Close()
+	p.cipher.wipe()
+	s.rejected.count(counted)
+	s.logf(level, eventlog.HandshakeRefused, p.endpoint, p.remote, err)
+	s.ev.emit(Event{Kind: EventRejected, Endpoint: p.endpoint, Remote: p.remote, PeerType: p.peerType, Err: err})
+}
+
+// connected starts a registered pipe and tells the owner and anyone
+// waiting for a peer.
+func (s *Socket) connected(p *pipe) {
 	s.connects.Add(1)
 	s.attach(p)
 	p.start()
-	s.ev.emit(Event{Kind: EventConnected, Endpoint: ep, Remote: p.remote, PeerType: p.peerType, PeerID: p.routeID})
-	s.log.Log(slog.LevelDebug, eventlog.Connect, "endpoint", ep, "remote", p.remote, "peer_type", p.peerType)
+	s.ev.emit(Event{Kind: EventConnected, Endpoint: p.endpoint, Remote: p.remote, PeerType: p.peerType, PeerID: p.routeID})
+	s.log.Log(slog.LevelDebug, eventlog.Connect, "endpoint", p.endpoint, "remote", p.remote, "peer_type", p.peerType)
 	s.signalReady()
-	return p, nil
 }
 
 // attach hands a registered pipe to the owner's Attach hook and to the

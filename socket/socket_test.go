@@ -189,7 +189,7 @@ func TestDealerRouter(t *testing.T) {
 	if got := recvString(t, d2); got[0] != "to2" {
 		t.Fatalf("d2 got %q", got)
 	}
-	if err := router.Send(ctxT(t), NewMsg([]byte("nobody"), []byte("x"))); !errors.Is(err, ErrNoPeer) {
+	if err := router.Send(ctxT(t), NewMsg([]byte("nobody"), []byte("x"))); !errors.Is(err, ErrNoSuchPeer) {
 		t.Fatalf("send to unknown id: %v", err)
 	}
 }

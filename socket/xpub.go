@@ -381,7 +381,7 @@ func (s *Socket) subscribePeer(p *Peer, prefix string, on bool) error {
 		return errState(s, "SubscribePeer")
 	}
 	if p == nil || p.p.s != s {
-		return fmt.Errorf("%w: not a peer of this socket", ErrNoPeer)
+		return fmt.Errorf("%w: not a peer of this socket", ErrNoSuchPeer)
 	}
 	return r.subscribePeer(p.p, prefix, on)
 }

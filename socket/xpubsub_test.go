@@ -182,8 +182,8 @@ func TestXPubManual(t *testing.T) {
 	if err := newSock(t, PUB).SubscribePeer(pb, "x"); !errors.Is(err, ErrState) {
 		t.Fatalf("SubscribePeer on PUB: %v, want ErrState", err)
 	}
-	if err := newSock(t, XPUB, WithXPubManual()).SubscribePeer(pb, "x"); !errors.Is(err, ErrNoPeer) {
-		t.Fatalf("SubscribePeer with another socket's peer: %v, want ErrNoPeer", err)
+	if err := newSock(t, XPUB, WithXPubManual()).SubscribePeer(pb, "x"); !errors.Is(err, ErrNoSuchPeer) {
+		t.Fatalf("SubscribePeer with another socket's peer: %v, want ErrNoSuchPeer", err)
 	}
 	// a peer that goes hands up a cancel for everything it asked for
 	a.Close()

@@ -25,7 +25,7 @@ func discoveryOptions(ifaces []string) []discovery.Option {
 // interface is the user's to fix.
 func discoveryError(err error) error {
 	if errors.Is(err, discovery.ErrInvalidService) || errors.Is(err, discovery.ErrNoInterface) ||
-		errors.Is(err, discovery.ErrInvalidOption) || errors.Is(err, discovery.ErrInvalidMeta) {
+		errors.Is(err, discovery.ErrOption) || errors.Is(err, discovery.ErrInvalidMeta) {
 		return usageError{err}
 	}
 	return err

@@ -703,7 +703,7 @@ func (s *session) runRecv(ctx context.Context) error {
 		err = s.socket().Send(sctx, socket.Msg{Frames: reply, Priority: s.o.priority})
 		cancel()
 		if err != nil {
-			if errors.Is(err, socket.ErrNoPeer) {
+			if errors.Is(err, socket.ErrNoSuchPeer) {
 				s.logf("the peer left before its reply: %v", err)
 				continue
 			}

@@ -1,4 +1,4 @@
-package codec
+package codecwire
 
 import "sync"
 
@@ -16,13 +16,12 @@ var bufferPool = sync.Pool{New: func() any {
 	return &b
 }}
 
-// GetBuffer returns an empty buffer from a pool, for use with
-// Envelope.AppendEncode and AppendValue:
+// GetBuffer returns an empty buffer from a pool, to encode into:
 //
-//	bp := codec.GetBuffer()
+//	bp := codecwire.GetBuffer()
 //	*bp, err = env.AppendEncode(*bp)
 //	... write *bp ...
-//	codec.PutBuffer(bp)
+//	codecwire.PutBuffer(bp)
 func GetBuffer() *[]byte {
 	b := bufferPool.Get().(*[]byte)
 	*b = (*b)[:0]
