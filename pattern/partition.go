@@ -342,7 +342,6 @@ func (q *keyQueue) push(it *item, front bool) {
 	}
 	q.nonEmpty[it.prio>>6] |= 1 << (it.prio & 63)
 	q.n++
-	it.kqueued = true
 }
 
 func (q *keyQueue) remove(it *item) {
@@ -352,7 +351,6 @@ func (q *keyQueue) remove(it *item) {
 		q.nonEmpty[it.prio>>6] &^= 1 << (it.prio & 63)
 	}
 	q.n--
-	it.kqueued = false
 }
 
 // highest returns the first job of the highest priority (nil if empty).
@@ -397,13 +395,13 @@ func (a *ackPusher[T]) ownerOf(kh uint64) *pullerPeer {
 func (a *ackPusher[T]) pushKeyedLocked(it *item, kh uint64) {
 	it.keyed, it.khash = true, kh
 	if s := a.keys.get(kh); s != nil {
+		it.setState(jobWaiting)
 		s.last.knext = it
 		s.last = it
 		a.mu.Unlock()
 		return
 	}
 	a.keys.put(kh, it)
-	it.khead = true
 	if p := a.ownerOf(kh); p != nil && p.credit > 0 && !p.blocked && (p.keyed == nil || p.keyed.n == 0) {
 		a.sendNowUnlock(it, p)
 		return
@@ -435,33 +433,29 @@ func (a *ackPusher[T]) enqueueKeyed(it *item, front bool) {
 	a.keyedQueued++
 }
 
-// dequeueKeyed takes a keyed job out of its queue, if it is in one (only
-// a key's head is). a.mu is held.
+// dequeueKeyed takes a queued keyed job out of its queue. a.mu is held.
 func (a *ackPusher[T]) dequeueKeyed(it *item) {
-	if it.kqueued {
-		a.keyQueueOf(it.khash).remove(it)
-		a.keyedQueued--
-	}
+	a.keyQueueOf(it.khash).remove(it)
+	a.keyedQueued--
 }
 
 // keySettled is called when a keyed job leaves custody (acked, or dead
 // when dead is true): the key's next job, if any, becomes its head and is
 // queued for the key's owner; without one the key is forgotten. Only the
 // settled job and the next are read, not the key's slot, while the key
-// has jobs waiting. a.mu is held.
-func (a *ackPusher[T]) keySettled(it *item, dead bool) {
+// has jobs waiting. waited says the job settled while waiting for its
+// turn. a.mu is held.
+func (a *ackPusher[T]) keySettled(it *item, waited, dead bool) {
 	it.keyed = false
-	if !it.khead {
+	if waited {
 		// Settled before its turn (acked by a puller that had it from an
 		// earlier Pusher, with the same outbox): rare. It stays in the
-		// chain, skipped when its turn comes.
-		it.kgone = true
+		// chain, settled, skipped when its turn comes.
 		return
 	}
-	it.khead = false
 	next := it.knext
 	it.knext = nil
-	for next != nil && next.kgone {
+	for next != nil && next.state == jobSettled {
 		n := next.knext
 		next.knext = nil
 		next = n
@@ -470,7 +464,6 @@ func (a *ackPusher[T]) keySettled(it *item, dead bool) {
 		a.keys.del(it.khash)
 		return
 	}
-	next.khead = true
 	a.enqueue(next, false)
 	if dead {
 		// Not on the acknowledgement path, which assigns queued jobs
