@@ -35,7 +35,7 @@ import (
 // Pusher. Any string is a key, the empty one included. It applies to
 // Pusher.Push and PushAsync only.
 func PartitionKey(key string) CallOption {
-	return func(c *callOpts) { c.key, c.keyed = key, true }
+	return CallOption{kind: callKey, k: key}
 }
 
 // WithPartitionKey makes a Pusher of T partition its messages by the key
@@ -59,19 +59,18 @@ func WithPartitionKey[T any](fn func(T) string) Option {
 // from the Pusher's template.
 func keyOf[T any](keyFn func(T) string, v T, opts []CallOption) (key string, keyed bool, rest []CallOption) {
 	rest = opts
-	if len(opts) > 0 {
-		var c callOpts
-		for _, f := range opts {
-			if f != nil {
-				f(&c)
-			}
+	other := false
+	for i := range opts {
+		switch o := &opts[i]; o.kind {
+		case callKey:
+			key, keyed = o.k, true // the last one counts
+		case callNone:
+		default:
+			other = true
 		}
-		if c.keyed {
-			key, keyed = c.key, true
-			if !c.prioritySet && !c.typeSet && c.headers == nil {
-				rest = nil
-			}
-		}
+	}
+	if keyed && !other {
+		rest = nil
 	}
 	if !keyed && keyFn != nil {
 		key, keyed = keyFn(v), true
