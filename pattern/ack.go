@@ -62,59 +62,75 @@ const dispatchBatch = 256
 // until they answer, so that their credit comes back.
 //
 // An item's fields are guarded by its Pusher's ackPusher.mu once it is in
-// custody (newItem and push fill them in before).
+// custody (newItem and push fill them in before). It takes 256 bytes, the
+// fields a delivery reads and writes first: a job waits long enough in a
+// full custody for its memory to go cold, and then every cache line it
+// spans is a miss (TestItemSize).
 type item struct {
-	id     codec.ID
-	seq    uint64
-	frames [2][]byte      // delimiter, envelope; an envelope is never modified, only replaced
-	buf    *socket.Buffer // the envelope's memory, if reused: released when forgotten or replaced
-	size   int            // bytes counted in ackPusher.bytes (WithMaxPendingBytes)
-	value  any            // for WithOnDead
-	pushed int64          // mono time
+	// Delivery: queued, assigned, sent.
+	state   jobState // see jobState: which lists it is on
+	prio    uint8
+	flagged bool          // the envelope asks for a start report
+	keyed   bool          // it has a partition key (partition.go)
+	sends   int32         // times handed to a puller
+	khash   uint64        // its partition key's hash
+	knext   *item         // the next job of its key, in push order
+	ln      [nlinks]links // queue, in-flight and held list links
+	peer    *pullerPeer   // in flight: the current holder
 	// deadline, a mono time: in flight, of the ack timeout; in limbo,
 	// when it is declared dead (see limboWait).
-	deadline   int64
-	sends      int      // times handed to a puller
-	deliveries int      // deliveries that count (see above)
-	state      jobState // see jobState: which lists it is on
-	prio       uint8
-	flagged    bool // the envelope asks for a start report
-	keyed      bool // it has a partition key (partition.go)
+	deadline int64
+	frame    []byte         // the envelope: never modified, only replaced
+	buf      *socket.Buffer // the envelope's memory, if reused: released when forgotten or replaced
+
+	// Acknowledgement.
+	id     codec.ID
+	seq    uint64
+	size   int           // bytes counted in ackPusher.bytes (WithMaxPendingBytes)
+	pushed int64         // mono time
+	rcpt   *Receipt      // PushAsync's, settled with the job
+	stale  []*pullerPeer // earlier holders that have not answered
+
+	// Redelivery and dead letters.
+	deliveries int32       // deliveries that count (see above)
+	avoid      *pullerPeer // redelivered: prefer another puller
 	// lostOn is the gone puller of a lost delivery that did not count:
 	// its start report, read after the loss, still counts it.
 	lostOn  *socket.Peer
-	peer    *pullerPeer   // in flight: the current holder
-	stale   []*pullerPeer // earlier holders that have not answered
-	avoid   *pullerPeer   // redelivered: prefer another puller
 	lastErr string
-	rcpt    *Receipt // PushAsync's, settled with the job
-	q, f, h links    // queue, in-flight and held list links
-	khash   uint64   // its partition key's hash
-	knext   *item    // the next job of its key, in push order
+	value   any // for WithOnDead
 }
 
 // newItem is a message taken into custody, pushed now or taken back from
 // the outbox (openOutbox): frame is its envelope.
 func newItem(id codec.ID, seq uint64, prio uint8, frame []byte) *item {
 	it := &item{id: id, seq: seq, prio: prio, pushed: mono()}
-	it.frames[0], it.frames[1] = empty, frame
+	it.frame = frame
 	return it
 }
 
 type links struct{ prev, next *item }
 
-// ilist is an intrusive doubly linked list of items through one of their
-// links: O(1) push, pop and removal from the middle.
+// An item's links (item.ln), one per list it can be on at once.
+const (
+	qlinks = iota // a queue: ackPusher.levels or a keyQueue
+	flinks        // ackPusher.flight
+	hlinks        // its holder's held list
+	nlinks
+)
+
+// ilist is an intrusive doubly linked list of items through their links
+// ln[w]: O(1) push, pop and removal from the middle.
 type ilist struct {
 	head, tail *item
-	sel        func(*item) *links
+	w          uint8 // qlinks, flinks or hlinks
 }
 
 func (l *ilist) pushBack(it *item) {
-	ln := l.sel(it)
+	ln := &it.ln[l.w]
 	ln.prev, ln.next = l.tail, nil
 	if l.tail != nil {
-		l.sel(l.tail).next = it
+		l.tail.ln[l.w].next = it
 	} else {
 		l.head = it
 	}
@@ -122,10 +138,10 @@ func (l *ilist) pushBack(it *item) {
 }
 
 func (l *ilist) pushFront(it *item) {
-	ln := l.sel(it)
+	ln := &it.ln[l.w]
 	ln.prev, ln.next = nil, l.head
 	if l.head != nil {
-		l.sel(l.head).prev = it
+		l.head.ln[l.w].prev = it
 	} else {
 		l.tail = it
 	}
@@ -133,23 +149,19 @@ func (l *ilist) pushFront(it *item) {
 }
 
 func (l *ilist) remove(it *item) {
-	ln := l.sel(it)
+	ln := &it.ln[l.w]
 	if ln.prev != nil {
-		l.sel(ln.prev).next = ln.next
+		ln.prev.ln[l.w].next = ln.next
 	} else {
 		l.head = ln.next
 	}
 	if ln.next != nil {
-		l.sel(ln.next).prev = ln.prev
+		ln.next.ln[l.w].prev = ln.prev
 	} else {
 		l.tail = ln.prev
 	}
 	ln.prev, ln.next = nil, nil
 }
-
-func qlinks(it *item) *links { return &it.q }
-func flinks(it *item) *links { return &it.f }
-func hlinks(it *item) *links { return &it.h }
 
 // pullerPeer is one connected acked Puller: attached by the socket's
 // Attach hook, sent work once its hello arrived, gone at its Detach hook.
@@ -226,9 +238,9 @@ func newAckPusher[T any](p *Pusher[T]) *ackPusher[T] {
 		custody: newCustody(p.o.maxPending), tombs: make(map[codec.ID][]*pullerPeer),
 		peers: make(map[*socket.Peer]*pullerPeer), keys: newKeyTable(), homeless: newKeyQueue(nil)}
 	for i := range a.levels {
-		a.levels[i].sel = qlinks
+		a.levels[i].w = qlinks
 	}
-	a.flight.sel = flinks
+	a.flight.w = flinks
 	return a
 }
 
@@ -407,7 +419,7 @@ func (a *ackPusher[T]) assign(it *item, p *pullerPeer, now int64) {
 func (a *ackPusher[T]) flag(it *item) {
 	it.flagged = true
 	var env codec.Envelope
-	if codec.Decode(it.frames[1], &env) != nil {
+	if codec.Decode(it.frame, &env) != nil {
 		return // ours: it decodes
 	}
 	h := make(map[string]string, len(env.Headers)+1)
@@ -415,7 +427,7 @@ func (a *ackPusher[T]) flag(it *item) {
 	h[startHeader] = "1"
 	env.Headers = h
 	if frame, err := encodeEnvelope(&env); err == nil {
-		it.frames[1] = frame
+		it.frame = frame
 		it.releaseBuf() // deliveries of the old envelope hold their own
 	}
 }
@@ -480,7 +492,7 @@ func (a *ackPusher[T]) retry(it *item, counted bool, why string) {
 	if counted {
 		it.deliveries++
 	}
-	if it.deliveries >= a.o.maxDeliveries {
+	if int(it.deliveries) >= a.o.maxDeliveries {
 		a.kill(it)
 		return
 	}
@@ -495,7 +507,7 @@ func (a *ackPusher[T]) retryLost(it *item, counted bool) {
 	if counted {
 		it.deliveries++
 	}
-	if it.deliveries >= a.o.maxDeliveries {
+	if int(it.deliveries) >= a.o.maxDeliveries {
 		a.toLimbo(it)
 		return
 	}
@@ -532,7 +544,7 @@ func (a *ackPusher[T]) kill(it *item) {
 	err := fmt.Errorf("%w (%d): last: %s", ErrDead, it.deliveries, it.lastErr)
 	a.p.c.dead.Add(1) // before the receipt settles: a producer woken by it sees the count
 	a.forget(it, err)
-	a.dead = append(a.dead, DeadLetter{ID: it.id, Value: it.value, Priority: it.prio, Deliveries: it.deliveries, Err: err})
+	a.dead = append(a.dead, DeadLetter{ID: it.id, Value: it.value, Priority: it.prio, Deliveries: int(it.deliveries), Err: err})
 }
 
 // forget removes an acked (err nil) or dead job, taken out of its state,
@@ -620,7 +632,7 @@ func (a *ackPusher[T]) startedOn(id codec.ID, sp *socket.Peer) {
 		// delivery counts after all.
 		it.lostOn = nil
 		it.deliveries++
-		if it.deliveries < a.o.maxDeliveries || it.state == jobLimbo {
+		if int(it.deliveries) < a.o.maxDeliveries || it.state == jobLimbo {
 			break
 		}
 		// Redelivered meanwhile, it is withdrawn as after an ack
@@ -654,7 +666,7 @@ func (a *ackPusher[T]) undo(it *item, p *pullerPeer, err error) {
 	it.sends--
 	if errors.Is(err, socket.ErrTooLarge) {
 		// No puller will ever take it.
-		it.deliveries = a.o.maxDeliveries
+		it.deliveries = int32(a.o.maxDeliveries)
 		a.retry(it, false, err.Error())
 		return
 	}
@@ -670,7 +682,7 @@ func (a *ackPusher[T]) undo(it *item, p *pullerPeer, err error) {
 // once its hello arrives.
 func (a *ackPusher[T]) attach(sp *socket.Peer) {
 	p := &pullerPeer{peer: sp}
-	p.held.sel = hlinks
+	p.held.w = hlinks
 	a.mu.Lock()
 	a.peers[sp] = p
 	a.mu.Unlock()
@@ -753,7 +765,7 @@ func deliveryOf(it *item, p *pullerPeer) delivery {
 	if it.buf != nil {
 		it.buf.Retain()
 	}
-	d := delivery{it: it, peer: p, frames: it.frames, buf: it.buf, prio: it.prio, retry: it.sends > 1, sends: it.sends}
+	d := delivery{it: it, peer: p, frames: [2][]byte{empty, it.frame}, buf: it.buf, prio: it.prio, retry: it.sends > 1, sends: int(it.sends)}
 	if d.retry {
 		d.reason = it.lastErr
 	}

@@ -16,9 +16,9 @@ import (
 //	waiting   a keyed job behind another job of its key, chained through
 //	          item.knext, on no list
 //	queued    in a.levels at its priority, or (keyed) in its key owner's
-//	          keyQueue or the homeless queue (item.q links)
-//	sent      in flight at item.peer: on a.flight (item.f) and the peer's
-//	          held list (item.h)
+//	          keyQueue or the homeless queue (item.ln[qlinks])
+//	sent      in flight at item.peer: on a.flight (item.ln[flinks]) and
+//	          the peer's held list (item.ln[hlinks])
 //	started   sent, and the holder reported its handler's start (which a
 //	          flagged envelope asks for)
 //	limbo     in a.limbo until item.deadline, then dead (see limboWait)

@@ -4,6 +4,7 @@ import (
 	"math/rand/v2"
 	"slices"
 	"testing"
+	"unsafe"
 )
 
 // TestPartitionKeyTable checks the acked Pusher's table of keys against a
@@ -122,5 +123,18 @@ func TestPartitionKeyChain(t *testing.T) {
 	// A key that comes back starts a new turn.
 	if a6 := job(ka); a6.state != jobQueued || !slices.Equal(queued(), []*item{a6}) {
 		t.Fatal("a new job of a forgotten key is not its head")
+	}
+}
+
+// TestItemSize keeps an acked Pusher's item within 256 bytes (its size
+// class: four cache lines, aligned), with what a delivery touches in the
+// first two (see item).
+func TestItemSize(t *testing.T) {
+	var it item
+	if n := unsafe.Sizeof(it); n > 256 {
+		t.Errorf("item takes %d bytes, more than 256", n)
+	}
+	if end := unsafe.Offsetof(it.buf) + unsafe.Sizeof(it.buf); end > 128 {
+		t.Errorf("a delivery's fields end at byte %d of item, past its first two cache lines", end)
 	}
 }

@@ -328,7 +328,7 @@ type keyQueue struct {
 func newKeyQueue(owner *pullerPeer) *keyQueue {
 	q := &keyQueue{owner: owner}
 	for i := range q.levels {
-		q.levels[i].sel = qlinks
+		q.levels[i].w = qlinks
 	}
 	return q
 }
@@ -366,7 +366,7 @@ func (q *keyQueue) highest() *item {
 func (q *keyQueue) each(fn func(*item)) {
 	for i := range q.levels {
 		for it := q.levels[i].head; it != nil; {
-			next := it.q.next
+			next := it.ln[qlinks].next
 			fn(it)
 			it = next
 		}
@@ -544,7 +544,7 @@ func (p *pullerPeer) keysOf() int {
 	if p.keyed != nil {
 		n = p.keyed.n
 	}
-	for it := p.held.head; it != nil; it = it.h.next {
+	for it := p.held.head; it != nil; it = it.ln[hlinks].next {
 		if it.keyed {
 			n++
 		}
