@@ -48,7 +48,7 @@ func TestPartitionKeyTable(t *testing.T) {
 				t.Fatalf("universe %d: get(%x) = %p, want %p", universe, h, got, ks)
 			}
 		}
-		if len(tab.slots) > minKeySlots && tab.n*8 < len(tab.slots) || tab.n*2 > len(tab.slots) {
+		if len(tab.slots) > minKeySlots && tab.n*8 < len(tab.slots) || tab.n*4 > 3*len(tab.slots) {
 			t.Fatalf("universe %d: %d keys in %d slots", universe, tab.n, len(tab.slots))
 		}
 		tab.del(^uint64(0)) // absent: no change
