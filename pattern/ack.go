@@ -60,63 +60,77 @@ const dispatchBatch = 256
 // timeout sent the message elsewhere, is in item.stale; once the message is
 // settled, pullers that still hold it are remembered in the pusher's tombs
 // until they answer, so that their credit comes back.
+//
+// An item's fields are guarded by its Pusher's ackPusher.mu once it is in
+// custody (newItem and push fill them in before). It takes 256 bytes, the
+// fields a delivery reads and writes first: a job waits long enough in a
+// full custody for its memory to go cold, and then every cache line it
+// spans is a miss (TestItemSize).
 type item struct {
-	id         codec.ID
-	seq        uint64
-	frames     [2][]byte      // delimiter, envelope; an envelope is never modified, only replaced
-	buf        *socket.Buffer // the envelope's memory, if reused: released when forgotten or replaced
-	size       int            // bytes counted in ackPusher.bytes (WithMaxPendingBytes)
-	value      any            // for WithOnDead
-	pushed     int64          // mono time
-	deadline   int64          // mono time of the ack timeout, while in flight
-	sends      int            // times handed to a puller
-	deliveries int            // deliveries that count (see above)
-	prio       uint8
-	flagged    bool // the envelope asks for a start report
-	started    bool // the current holder reported its handler's start
-	inflight   bool // delivered, waiting for its ack (else queued)
-	// With a partition key (partition.go): keyed until it settles; khead
-	// while it is its key's job being delivered; kqueued while in a
-	// keyQueue; kgone once settled before its turn (skipped then).
-	keyed, khead, kqueued, kgone bool
+	// Delivery: queued, assigned, sent.
+	state   jobState // see jobState: which lists it is on
+	prio    uint8
+	flagged bool          // the envelope asks for a start report
+	keyed   bool          // it has a partition key (partition.go)
+	sends   int32         // times handed to a puller
+	khash   uint64        // its partition key's hash
+	knext   *item         // the next job of its key, in push order
+	ln      [nlinks]links // queue, in-flight and held list links
+	peer    *pullerPeer   // in flight: the current holder
+	// deadline, a mono time: in flight, of the ack timeout; in limbo,
+	// when it is declared dead (see limboWait).
+	deadline int64
+	frame    []byte         // the envelope: never modified, only replaced
+	buf      *socket.Buffer // the envelope's memory, if reused: released when forgotten or replaced
+
+	// Acknowledgement.
+	id     codec.ID
+	seq    uint64
+	size   int           // bytes counted in ackPusher.bytes (WithMaxPendingBytes)
+	pushed int64         // mono time
+	rcpt   *Receipt      // PushAsync's, settled with the job
+	stale  []*pullerPeer // earlier holders that have not answered
+
+	// Redelivery and dead letters.
+	deliveries int32       // deliveries that count (see above)
+	avoid      *pullerPeer // redelivered: prefer another puller
 	// lostOn is the gone puller of a lost delivery that did not count:
 	// its start report, read after the loss, still counts it.
-	lostOn *socket.Peer
-	// limbo: the mono time until which it waits to be declared dead (see
-	// limboWait); 0 when it is not waiting.
-	limbo   int64
-	peer    *pullerPeer   // in flight: the current holder
-	stale   []*pullerPeer // earlier holders that have not answered
-	avoid   *pullerPeer   // redelivered: prefer another puller
+	lostOn  *socket.Peer
 	lastErr string
-	rcpt    *Receipt // PushAsync's, settled with the job
-	q, f, h links    // queue, in-flight and held list links
-	khash   uint64   // its partition key's hash
-	knext   *item    // the next job of its key, in push order
+	value   any // for WithOnDead
 }
 
 // newItem is a message taken into custody, pushed now or taken back from
 // the outbox (openOutbox): frame is its envelope.
 func newItem(id codec.ID, seq uint64, prio uint8, frame []byte) *item {
 	it := &item{id: id, seq: seq, prio: prio, pushed: mono()}
-	it.frames[0], it.frames[1] = empty, frame
+	it.frame = frame
 	return it
 }
 
 type links struct{ prev, next *item }
 
-// ilist is an intrusive doubly linked list of items through one of their
-// links: O(1) push, pop and removal from the middle.
+// An item's links (item.ln), one per list it can be on at once.
+const (
+	qlinks = iota // a queue: ackPusher.levels or a keyQueue
+	flinks        // ackPusher.flight
+	hlinks        // its holder's held list
+	nlinks
+)
+
+// ilist is an intrusive doubly linked list of items through their links
+// ln[w]: O(1) push, pop and removal from the middle.
 type ilist struct {
 	head, tail *item
-	sel        func(*item) *links
+	w          uint8 // qlinks, flinks or hlinks
 }
 
 func (l *ilist) pushBack(it *item) {
-	ln := l.sel(it)
+	ln := &it.ln[l.w]
 	ln.prev, ln.next = l.tail, nil
 	if l.tail != nil {
-		l.sel(l.tail).next = it
+		l.tail.ln[l.w].next = it
 	} else {
 		l.head = it
 	}
@@ -124,10 +138,10 @@ func (l *ilist) pushBack(it *item) {
 }
 
 func (l *ilist) pushFront(it *item) {
-	ln := l.sel(it)
+	ln := &it.ln[l.w]
 	ln.prev, ln.next = nil, l.head
 	if l.head != nil {
-		l.sel(l.head).prev = it
+		l.head.ln[l.w].prev = it
 	} else {
 		l.tail = it
 	}
@@ -135,26 +149,24 @@ func (l *ilist) pushFront(it *item) {
 }
 
 func (l *ilist) remove(it *item) {
-	ln := l.sel(it)
+	ln := &it.ln[l.w]
 	if ln.prev != nil {
-		l.sel(ln.prev).next = ln.next
+		ln.prev.ln[l.w].next = ln.next
 	} else {
 		l.head = ln.next
 	}
 	if ln.next != nil {
-		l.sel(ln.next).prev = ln.prev
+		ln.next.ln[l.w].prev = ln.prev
 	} else {
 		l.tail = ln.prev
 	}
 	ln.prev, ln.next = nil, nil
 }
 
-func qlinks(it *item) *links { return &it.q }
-func flinks(it *item) *links { return &it.f }
-func hlinks(it *item) *links { return &it.h }
-
 // pullerPeer is one connected acked Puller: attached by the socket's
 // Attach hook, sent work once its hello arrived, gone at its Detach hook.
+// Its fields are guarded by ackPusher.mu (peer is set before it is
+// shared).
 type pullerPeer struct {
 	peer   *socket.Peer
 	hello  bool // its credit arrived: it is in the ring
@@ -175,6 +187,12 @@ type pullerPeer struct {
 }
 
 // ackPusher is the acknowledged mode of a Pusher.
+//
+// Locks: mu guards the jobs and the pullers. It is never held across a
+// send or a receive (a delivery is sent, and a dead letter reported, once
+// it is released), since the socket's peer hooks (attach, detach, ready)
+// take it; under it the Pusher only reads a peer's state (Ready, Remote),
+// takes the outbox's own lock (Ack) and settles receipts.
 type ackPusher[T any] struct {
 	p     *Pusher[T]
 	o     *options
@@ -183,8 +201,9 @@ type ackPusher[T any] struct {
 	kick  chan struct{}
 	wg    sync.WaitGroup
 
-	// The jobs and the pullers, guarded by mu (through emptyCh, and the
-	// partitioned jobs' fields below).
+	// The jobs and the pullers, guarded by mu (through dead, and the
+	// partitioned jobs' fields below). A job's jobState says which of
+	// these hold it.
 	mu       sync.Mutex
 	custody  *custody
 	tombs    map[codec.ID][]*pullerPeer // settled, still held by these
@@ -199,7 +218,11 @@ type ackPusher[T any] struct {
 	spaceCh  chan struct{} // closed when custody shrinks, if someone waits
 	bytes    int           // frame bytes of the items push put in custody (item.size)
 	emptyCh  chan struct{} // closed when custody empties, if someone waits
+	// dead holds the dead letters of the current hold of mu: whoever
+	// releases it with unlock reports them once it is released.
+	dead []DeadLetter
 
+	// Set in NewPusher before the goroutines start, never written again.
 	store     *outbox.Log // WithOutbox
 	recovered int         // jobs taken back from the outbox at start
 
@@ -215,9 +238,9 @@ func newAckPusher[T any](p *Pusher[T]) *ackPusher[T] {
 		custody: newCustody(p.o.maxPending), tombs: make(map[codec.ID][]*pullerPeer),
 		peers: make(map[*socket.Peer]*pullerPeer), keys: newKeyTable(), homeless: newKeyQueue(nil)}
 	for i := range a.levels {
-		a.levels[i].sel = qlinks
+		a.levels[i].w = qlinks
 	}
-	a.flight.sel = flinks
+	a.flight.w = flinks
 	return a
 }
 
@@ -289,6 +312,17 @@ func (a *ackPusher[T]) push(ctx context.Context, frame []byte, buf *socket.Buffe
 	return nil
 }
 
+// unlock releases a.mu and then reports the messages that died while it
+// was held (a.dead).
+func (a *ackPusher[T]) unlock() {
+	dead := a.dead
+	a.dead = nil
+	a.mu.Unlock()
+	if len(dead) > 0 {
+		a.reportDead(dead)
+	}
+}
+
 // sendNowUnlock assigns it, just pushed, to p and sends it from the
 // pushing goroutine. a.mu is held, and released.
 func (a *ackPusher[T]) sendNowUnlock(it *item, p *pullerPeer) {
@@ -300,17 +334,15 @@ func (a *ackPusher[T]) sendNowUnlock(it *item, p *pullerPeer) {
 	if first {
 		a.wake() // the dispatcher arms its ack timer
 	}
-	dead := a.send(d, nil)
+	a.send(d)
 	*d = delivery{}
 	deliveryPool.Put(d)
-	if len(dead) > 0 {
-		a.reportDead(dead)
-	}
 }
 
-// enqueue queues it at its priority, at the front for a redelivery.
+// enqueue queues it at its priority, at the front for a redelivery. a.mu
+// is held.
 func (a *ackPusher[T]) enqueue(it *item, front bool) {
-	it.inflight = false
+	it.setState(jobQueued)
 	if it.keyed {
 		a.enqueueKeyed(it, front)
 		return
@@ -324,6 +356,7 @@ func (a *ackPusher[T]) enqueue(it *item, front bool) {
 	a.queued++
 }
 
+// dequeue takes a queued job out of its queue (see takeOut). a.mu is held.
 func (a *ackPusher[T]) dequeue(it *item) {
 	if it.keyed {
 		a.dequeueKeyed(it)
@@ -370,9 +403,9 @@ func (a *ackPusher[T]) assign(it *item, p *pullerPeer, now int64) {
 	p.sent++
 	p.nheld++
 	p.held.pushBack(it)
-	it.inflight, it.peer = true, p
+	it.setState(jobSent)
+	it.peer = p
 	it.sends++
-	it.started = false
 	if it.sends > 1 && !it.flagged {
 		a.flag(it)
 	}
@@ -386,7 +419,7 @@ func (a *ackPusher[T]) assign(it *item, p *pullerPeer, now int64) {
 func (a *ackPusher[T]) flag(it *item) {
 	it.flagged = true
 	var env codec.Envelope
-	if codec.Decode(it.frames[1], &env) != nil {
+	if codec.Decode(it.frame, &env) != nil {
 		return // ours: it decodes
 	}
 	h := make(map[string]string, len(env.Headers)+1)
@@ -394,7 +427,7 @@ func (a *ackPusher[T]) flag(it *item) {
 	h[startHeader] = "1"
 	env.Headers = h
 	if frame, err := encodeEnvelope(&env); err == nil {
-		it.frames[1] = frame
+		it.frame = frame
 		it.releaseBuf() // deliveries of the old envelope hold their own
 	}
 }
@@ -410,7 +443,7 @@ func (it *item) releaseBuf() {
 
 // send hands an assigned delivery to the socket.
 // d is the caller's: the socket is handed d.frames without a copy.
-func (a *ackPusher[T]) send(d *delivery, dead []DeadLetter) []DeadLetter {
+func (a *ackPusher[T]) send(d *delivery) {
 	// Counted before the send: the puller may answer, and the job settle
 	// and Drain return, before SendTo does; Stats then already has it.
 	count := &a.p.c.sent
@@ -430,20 +463,18 @@ func (a *ackPusher[T]) send(d *delivery, dead []DeadLetter) []DeadLetter {
 	}
 	if err != nil {
 		count.Add(^uint64(0)) // not sent after all
-		return a.undo(d.it, d.peer, err, dead)
+		a.undo(d.it, d.peer, err)
 	}
-	return dead
 }
 
-// sendAll sends the deliveries assigned under a.mu (released since) and
-// reports the messages that died meanwhile; it returns both slices emptied
-// for reuse.
-func (a *ackPusher[T]) sendAll(sends []delivery, dead []DeadLetter) ([]delivery, []DeadLetter) {
+// sendAll sends the deliveries assigned under a.mu (released since); it
+// returns sends emptied for reuse.
+func (a *ackPusher[T]) sendAll(sends []delivery) []delivery {
 	for i := range sends {
-		dead = a.send(&sends[i], dead)
+		a.send(&sends[i])
 		sends[i] = delivery{}
 	}
-	return sends[:0], a.reportDead(dead)
+	return sends[:0]
 }
 
 // release notes that p no longer holds a delivery: its credit comes back.
@@ -453,97 +484,81 @@ func (p *pullerPeer) release() {
 	p.nheld--
 }
 
-// takeBack withdraws an in-flight item from its current holder, which no
-// longer holds it (it nacked, or is gone, or never got it). a.mu is held.
-func (a *ackPusher[T]) takeBack(it *item) {
-	a.flight.remove(it)
-	if p := it.peer; p != nil {
-		p.held.remove(it)
-		p.release()
-	}
-	it.peer, it.inflight = nil, false
-}
-
-// requeue puts an item that was not acknowledged back in the queue, or
-// declares it dead when it has had its deliveries; counted says that the
-// delivery that failed counts (see item). a.mu is held.
-func (a *ackPusher[T]) requeue(it *item, counted bool, why string, dead []DeadLetter) []DeadLetter {
+// retry puts a job taken out of flight (it was not acknowledged) back in
+// the queue, or declares it dead when it has had its deliveries; counted
+// says that the delivery that failed counts (see item). a.mu is held.
+func (a *ackPusher[T]) retry(it *item, counted bool, why string) {
 	it.lastErr = why
 	if counted {
 		it.deliveries++
 	}
-	if it.deliveries >= a.o.maxDeliveries {
-		return a.kill(it, dead)
+	if int(it.deliveries) >= a.o.maxDeliveries {
+		a.kill(it)
+		return
 	}
 	a.enqueue(it, true)
-	return dead
 }
 
-// requeueLost is requeue for a delivery lost with its puller's
-// connection: a message that reaches its last delivery waits in limbo
-// rather than dying at once (see limboWait). a.mu is held.
-func (a *ackPusher[T]) requeueLost(it *item, counted bool) {
+// retryLost is retry for a delivery lost with its puller's connection: a
+// job that reaches its last delivery waits in limbo rather than dying at
+// once (see limboWait). a.mu is held.
+func (a *ackPusher[T]) retryLost(it *item, counted bool) {
 	it.lastErr = "puller connection lost"
 	if counted {
 		it.deliveries++
 	}
-	if it.deliveries >= a.o.maxDeliveries {
+	if int(it.deliveries) >= a.o.maxDeliveries {
 		a.toLimbo(it)
 		return
 	}
 	a.enqueue(it, true)
 }
 
-// toLimbo parks a message that is neither queued nor in flight until it
-// is declared dead. a.mu is held.
+// toLimbo parks a job taken out of its state until it is declared dead.
+// a.mu is held.
 func (a *ackPusher[T]) toLimbo(it *item) {
-	it.limbo = mono() + int64(limboWait)
+	it.setState(jobLimbo)
+	it.deadline = mono() + int64(limboWait)
 	a.limbo = append(a.limbo, it)
 	a.wake() // the dispatcher arms its timer
 }
 
-func (a *ackPusher[T]) leaveLimbo(it *item) {
-	it.limbo = 0
-	if i := slices.Index(a.limbo, it); i >= 0 {
-		a.limbo = slices.Delete(a.limbo, i, i+1)
-	}
-}
-
 // settleLimbo declares dead the messages in limbo, all of them or those
 // whose wait is over by now. a.mu is held.
-func (a *ackPusher[T]) settleLimbo(all bool, now int64, dead []DeadLetter) []DeadLetter {
+func (a *ackPusher[T]) settleLimbo(all bool, now int64) {
 	keep := a.limbo[:0]
 	for _, it := range a.limbo {
-		if all || now >= it.limbo {
-			it.limbo = 0
-			dead = a.kill(it, dead)
+		if all || now >= it.deadline {
+			a.kill(it) // taken out of limbo here
 		} else {
 			keep = append(keep, it)
 		}
 	}
 	clear(a.limbo[len(keep):])
 	a.limbo = keep
-	return dead
 }
 
-// kill declares a message that is neither queued nor in flight dead. a.mu
-// is held.
-func (a *ackPusher[T]) kill(it *item, dead []DeadLetter) []DeadLetter {
+// kill declares dead a job taken out of its state (or in limbo, which
+// settleLimbo empties), adding it to a.dead. a.mu is held.
+func (a *ackPusher[T]) kill(it *item) {
 	err := fmt.Errorf("%w (%d): last: %s", ErrDead, it.deliveries, it.lastErr)
 	a.p.c.dead.Add(1) // before the receipt settles: a producer woken by it sees the count
 	a.forget(it, err)
-	return append(dead, DeadLetter{ID: it.id, Value: it.value, Priority: it.prio, Deliveries: it.deliveries, Err: err})
+	a.dead = append(a.dead, DeadLetter{ID: it.id, Value: it.value, Priority: it.prio, Deliveries: int(it.deliveries), Err: err})
 }
 
-// forget removes an acked (err nil) or dead item from custody,
-// remembering who still holds a delivery of it. a.mu is held.
+// forget removes an acked (err nil) or dead job, taken out of its state,
+// from custody, remembering who still holds a delivery of it. a.mu is
+// held.
 func (a *ackPusher[T]) forget(it *item, err error) {
+	waited := it.state == jobWaiting
+	it.setState(jobSettled)
 	a.custody.del(it)
 	a.bytes -= it.size
 	it.releaseBuf()
 	a.settled(it, err)
 	if it.keyed {
-		a.keySettled(it, err != nil)
+		a.keySettled(it, waited, err != nil)
 	}
 	if stale := slices.DeleteFunc(it.stale, func(p *pullerPeer) bool { return p.gone }); len(stale) > 0 {
 		a.tombs[it.id] = stale
@@ -561,7 +576,7 @@ func (a *ackPusher[T]) forget(it *item, err error) {
 // answered handles p's ack (ok) or nack of id: p's credit comes back if it
 // held the message, and the message is settled or redelivered. a.mu is
 // held.
-func (a *ackPusher[T]) answered(id codec.ID, p *pullerPeer, ok bool, why string, now int64, dead []DeadLetter) []DeadLetter {
+func (a *ackPusher[T]) answered(id codec.ID, p *pullerPeer, ok bool, why string, now int64) {
 	it := a.custody.get(id)
 	if it == nil {
 		if holders, found := a.tombs[id]; found {
@@ -578,9 +593,9 @@ func (a *ackPusher[T]) answered(id codec.ID, p *pullerPeer, ok bool, why string,
 		if ok {
 			a.p.c.late.Add(1)
 		}
-		return dead
+		return
 	}
-	current := it.inflight && it.peer == p && p != nil
+	current := it.state.inFlight() && it.peer == p && p != nil
 	if !current && p != nil {
 		if i := slices.Index(it.stale, p); i >= 0 {
 			p.release()
@@ -589,30 +604,17 @@ func (a *ackPusher[T]) answered(id codec.ID, p *pullerPeer, ok bool, why string,
 	}
 	switch {
 	case ok:
-		if it.inflight {
-			if current {
-				a.takeBack(it)
-			} else {
-				// Settled by an earlier holder: the current one still
-				// holds it, and gets its credit back when it answers.
-				a.flight.remove(it)
-				it.peer.held.remove(it)
-				it.stale = append(it.stale, it.peer)
-			}
-		} else if it.limbo != 0 {
-			a.leaveLimbo(it)
-		} else {
-			a.dequeue(it)
-		}
+		// Settled by an earlier holder, the current one still holds it,
+		// and gets its credit back when it answers.
+		a.takeOut(it, !current)
 		a.p.c.acked.Add(1)
 		a.lat.record(time.Duration(now - it.pushed))
 		a.forget(it, nil)
 	case current:
-		a.takeBack(it)
+		a.takeOut(it, false)
 		it.avoid = p
-		dead = a.requeue(it, true, "puller: "+why, dead)
+		a.retry(it, true, "puller: "+why)
 	}
-	return dead
 }
 
 // startedOn handles sp's report that its handler started on id. a.mu is
@@ -621,57 +623,52 @@ func (a *ackPusher[T]) startedOn(id codec.ID, sp *socket.Peer) {
 	it := a.custody.get(id)
 	switch {
 	case it == nil || sp == nil:
-	case it.inflight && it.peer.peer == sp:
-		it.started = true
+	case it.state.inFlight() && it.peer.peer == sp:
+		if it.state == jobSent {
+			it.setState(jobStarted)
+		}
 	case it.lostOn == sp:
 		// The connection was lost before its report was read: the
 		// delivery counts after all.
 		it.lostOn = nil
 		it.deliveries++
-		if it.deliveries < a.o.maxDeliveries || it.limbo != 0 {
+		if int(it.deliveries) < a.o.maxDeliveries || it.state == jobLimbo {
 			break
 		}
-		if it.inflight {
-			// Redelivered meanwhile: withdraw it, as after an ack
-			// timeout (the holder keeps its credit until it answers).
-			p := it.peer
-			a.flight.remove(it)
-			p.held.remove(it)
-			it.stale = append(it.stale, p)
-			it.peer, it.inflight = nil, false
-		} else {
-			a.dequeue(it)
-		}
+		// Redelivered meanwhile, it is withdrawn as after an ack
+		// timeout (the holder keeps its credit until it answers).
+		a.takeOut(it, true)
 		a.toLimbo(it)
 	}
 }
 
 // undo takes back a delivery the socket refused.
-func (a *ackPusher[T]) undo(it *item, p *pullerPeer, err error, dead []DeadLetter) []DeadLetter {
+func (a *ackPusher[T]) undo(it *item, p *pullerPeer, err error) {
 	a.mu.Lock()
-	defer a.mu.Unlock()
+	defer a.unlock()
 	if errors.Is(err, socket.ErrPeerLost) {
-		if it.inflight && it.peer == p {
+		if it.state.inFlight() && it.peer == p {
 			// Never sent: it does not count.
-			a.takeBack(it)
+			a.takeOut(it, false)
 			it.sends--
 			a.enqueue(it, true)
 			a.wake()
 		}
 		if !p.gone {
-			dead = a.dropPeer(p, dead)
+			a.dropPeer(p)
 		}
-		return dead
+		return
 	}
-	if !it.inflight || it.peer != p {
-		return dead // already taken back
+	if !it.state.inFlight() || it.peer != p {
+		return // already taken back
 	}
-	a.takeBack(it)
+	a.takeOut(it, false)
 	it.sends--
 	if errors.Is(err, socket.ErrTooLarge) {
 		// No puller will ever take it.
-		it.deliveries = a.o.maxDeliveries
-		return a.requeue(it, false, err.Error(), dead)
+		it.deliveries = int32(a.o.maxDeliveries)
+		a.retry(it, false, err.Error())
+		return
 	}
 	// Full queue (or closing): the peer is tried again when the socket's
 	// Ready hook says it has room, or now if it has room already (the
@@ -679,14 +676,13 @@ func (a *ackPusher[T]) undo(it *item, p *pullerPeer, err error, dead []DeadLette
 	p.blocked = p.peer != nil && !p.peer.Ready()
 	a.enqueue(it, true)
 	a.wake()
-	return dead
 }
 
 // attach is the socket's Attach hook: a puller connected. It gets work
 // once its hello arrives.
 func (a *ackPusher[T]) attach(sp *socket.Peer) {
 	p := &pullerPeer{peer: sp}
-	p.held.sel = hlinks
+	p.held.w = hlinks
 	a.mu.Lock()
 	a.peers[sp] = p
 	a.mu.Unlock()
@@ -695,13 +691,11 @@ func (a *ackPusher[T]) attach(sp *socket.Peer) {
 // detach is the socket's Detach hook: what the puller held is redelivered
 // at once.
 func (a *ackPusher[T]) detach(sp *socket.Peer, _ error) {
-	var dead []DeadLetter
 	a.mu.Lock()
 	if p := a.peers[sp]; p != nil && !p.gone {
-		dead = a.dropPeer(p, nil)
+		a.dropPeer(p)
 	}
-	a.mu.Unlock()
-	a.reportDead(dead)
+	a.unlock()
 }
 
 // ready is the socket's Ready hook: a puller whose queue was full has room.
@@ -719,7 +713,7 @@ func (a *ackPusher[T]) ready(sp *socket.Peer) {
 }
 
 // dropPeer forgets a puller and redelivers what it held. a.mu is held.
-func (a *ackPusher[T]) dropPeer(p *pullerPeer, dead []DeadLetter) []DeadLetter {
+func (a *ackPusher[T]) dropPeer(p *pullerPeer) {
 	p.gone = true
 	delete(a.peers, p.peer)
 	if i := slices.Index(a.ring, p); i >= 0 {
@@ -728,13 +722,13 @@ func (a *ackPusher[T]) dropPeer(p *pullerPeer, dead []DeadLetter) []DeadLetter {
 	}
 	for it := p.held.head; it != nil; it = p.held.head {
 		// It counts unless the puller would have reported its start.
-		counted := !(p.starts && it.flagged && !it.started)
-		a.takeBack(it)
+		counted := !(p.starts && it.flagged && it.state != jobStarted)
+		a.takeOut(it, false)
 		it.avoid = p
 		if !counted {
 			it.lostOn = p.peer
 		}
-		a.requeueLost(it, counted)
+		a.retryLost(it, counted)
 	}
 	for id, holders := range a.tombs {
 		if i := slices.Index(holders, p); i >= 0 {
@@ -746,7 +740,6 @@ func (a *ackPusher[T]) dropPeer(p *pullerPeer, dead []DeadLetter) []DeadLetter {
 		}
 	}
 	a.wake()
-	return dead
 }
 
 type delivery struct {
@@ -772,7 +765,7 @@ func deliveryOf(it *item, p *pullerPeer) delivery {
 	if it.buf != nil {
 		it.buf.Retain()
 	}
-	d := delivery{it: it, peer: p, frames: it.frames, buf: it.buf, prio: it.prio, retry: it.sends > 1, sends: it.sends}
+	d := delivery{it: it, peer: p, frames: [2][]byte{empty, it.frame}, buf: it.buf, prio: it.prio, retry: it.sends > 1, sends: int(it.sends)}
 	if d.retry {
 		d.reason = it.lastErr
 	}
@@ -786,7 +779,6 @@ func (a *ackPusher[T]) dispatch() {
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
 	var sends []delivery
-	var dead []DeadLetter
 	for {
 		select {
 		case <-a.kick:
@@ -798,15 +790,12 @@ func (a *ackPusher[T]) dispatch() {
 		a.mu.Lock()
 		for it := a.flight.head; it != nil && it.deadline <= now; it = a.flight.head {
 			// The holder keeps its credit until it answers.
-			p := it.peer
-			a.flight.remove(it)
-			p.held.remove(it)
-			it.stale = append(it.stale, p)
-			it.peer, it.inflight, it.avoid = nil, false, p
-			dead = a.requeue(it, true, "no ack within "+a.o.ackTimeout.String(), dead)
+			it.avoid = it.peer
+			a.takeOut(it, true)
+			a.retry(it, true, "no ack within "+a.o.ackTimeout.String())
 		}
 		if len(a.limbo) > 0 {
-			dead = a.settleLimbo(false, now, dead)
+			a.settleLimbo(false, now)
 		}
 		sends = a.assignQueued(sends, now)
 		more := len(sends) == dispatchBatch
@@ -815,16 +804,16 @@ func (a *ackPusher[T]) dispatch() {
 			next = h.deadline
 		}
 		for _, it := range a.limbo {
-			if next == 0 || it.limbo < next {
-				next = it.limbo
+			if next == 0 || it.deadline < next {
+				next = it.deadline
 			}
 		}
 		if next != 0 {
 			timer.Reset(time.Duration(next - now))
 		}
-		a.mu.Unlock()
+		a.unlock()
 
-		sends, dead = a.sendAll(sends, dead)
+		sends = a.sendAll(sends)
 		if more {
 			a.wake()
 		}
@@ -853,20 +842,20 @@ func (a *ackPusher[T]) assignQueued(sends []delivery, now int64) []delivery {
 	return sends
 }
 
-func (a *ackPusher[T]) reportDead(dead []DeadLetter) []DeadLetter {
+// reportDead logs the dead letters of one hold of a.mu (see
+// ackPusher.dead) and hands them to WithOnDead's callback, on the
+// notifier's goroutine.
+func (a *ackPusher[T]) reportDead(dead []DeadLetter) {
 	for _, d := range dead {
 		a.o.elog.Log(slog.LevelWarn, eventlog.DeadLetter, "id", d.ID, "deliveries", d.Deliveries, "reason", d.Err.Error())
 		if fn := a.o.onDead; fn != nil {
 			a.notes.post(func() { fn(d) })
 		}
 	}
-	clear(dead)
-	return dead[:0]
 }
 
 func (a *ackPusher[T]) recvLoop() {
 	defer a.wg.Done()
-	var dead []DeadLetter
 	var sends []delivery
 	for {
 		m, sp, err := a.p.sock.RecvFrom(polling)
@@ -875,27 +864,26 @@ func (a *ackPusher[T]) recvLoop() {
 			// read, and the messages in limbo are dead.
 			a.mu.Lock()
 			if len(a.limbo) > 0 {
-				dead = a.settleLimbo(true, 0, dead)
+				a.settleLimbo(true, 0)
 			}
-			a.mu.Unlock()
-			dead = a.reportDead(dead)
+			a.unlock()
 			if m, sp, err = a.p.sock.RecvFrom(a.p.ctx); err != nil {
 				return
 			}
 		}
-		dead, sends = a.handleAnswer(m, sp, dead, sends)
+		sends = a.handleAnswer(m, sp, sends)
 		m.Free() // handleAnswer has copied what it keeps
 	}
 }
 
 // handleAnswer handles one message from the puller sp: an ack (or a
 // hello), a nack or a start report.
-func (a *ackPusher[T]) handleAnswer(m socket.Msg, sp *socket.Peer, dead []DeadLetter, sends []delivery) ([]DeadLetter, []delivery) {
+func (a *ackPusher[T]) handleAnswer(m socket.Msg, sp *socket.Peer, sends []delivery) []delivery {
 	n := len(m.Frames)
 	var env codec.View
 	if n < 2 || codec.DecodeView(m.Frames[n-1], &env) != nil {
 		a.p.c.dropped.Add(1)
-		return dead, sends
+		return sends
 	}
 	switch env.Kind {
 	case codec.KindAck, codec.KindStart:
@@ -905,7 +893,7 @@ func (a *ackPusher[T]) handleAnswer(m socket.Msg, sp *socket.Peer, dead []DeadLe
 		}
 		if !ok || len(ids)%len(codec.ID{}) != 0 {
 			a.p.c.dropped.Add(1)
-			return dead, sends
+			return sends
 		}
 		if env.Kind == codec.KindStart {
 			a.mu.Lock()
@@ -913,7 +901,7 @@ func (a *ackPusher[T]) handleAnswer(m socket.Msg, sp *socket.Peer, dead []DeadLe
 				a.startedOn(codec.ID(ids[:16]), sp)
 			}
 			a.mu.Unlock()
-			return dead, sends
+			return sends
 		}
 		now := mono()
 		a.mu.Lock()
@@ -933,7 +921,7 @@ func (a *ackPusher[T]) handleAnswer(m socket.Msg, sp *socket.Peer, dead []DeadLe
 			}
 		}
 		for len(ids) > 0 {
-			dead = a.answered(codec.ID(ids[:16]), p, true, "", now, dead)
+			a.answered(codec.ID(ids[:16]), p, true, "", now)
 			ids = ids[16:]
 		}
 		// The credit that came back is used from here, saving the
@@ -942,8 +930,8 @@ func (a *ackPusher[T]) handleAnswer(m socket.Msg, sp *socket.Peer, dead []DeadLe
 		idle := a.flight.head == nil
 		sends = a.assignQueued(sends, now)
 		wake := idle || len(sends) == dispatchBatch
-		a.mu.Unlock()
-		sends, dead = a.sendAll(sends, dead)
+		a.unlock()
+		sends = a.sendAll(sends)
 		if wake {
 			a.wake()
 		}
@@ -953,14 +941,13 @@ func (a *ackPusher[T]) handleAnswer(m socket.Msg, sp *socket.Peer, dead []DeadLe
 			why = "nack"
 		}
 		a.mu.Lock()
-		dead = a.answered(env.ID, a.peers[sp], false, why, mono(), dead)
-		a.mu.Unlock()
-		dead = a.reportDead(dead)
+		a.answered(env.ID, a.peers[sp], false, why, mono())
+		a.unlock()
 		a.wake()
 	default:
 		a.p.c.dropped.Add(1)
 	}
-	return dead, sends
+	return sends
 }
 
 func (a *ackPusher[T]) drain(ctx context.Context) error {

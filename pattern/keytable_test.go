@@ -4,8 +4,7 @@ import (
 	"math/rand/v2"
 	"slices"
 	"testing"
-
-	"github.com/zpeer/zpeer/codec"
+	"unsafe"
 )
 
 // TestPartitionKeyTable checks the acked Pusher's table of keys against a
@@ -49,7 +48,7 @@ func TestPartitionKeyTable(t *testing.T) {
 				t.Fatalf("universe %d: get(%x) = %p, want %p", universe, h, got, ks)
 			}
 		}
-		if len(tab.slots) > minKeySlots && tab.n*8 < len(tab.slots) || tab.n*2 > len(tab.slots) {
+		if len(tab.slots) > minKeySlots && tab.n*8 < len(tab.slots) || tab.n*4 > 3*len(tab.slots) {
 			t.Fatalf("universe %d: %d keys in %d slots", universe, tab.n, len(tab.slots))
 		}
 		tab.del(^uint64(0)) // absent: no change
@@ -74,11 +73,22 @@ func lastOf(s *keySlot) *item {
 func TestPartitionKeyChain(t *testing.T) {
 	a := newAckPusher(&Pusher[[]byte]{})
 	defer a.notes.close()
+	var seq uint64
 	job := func(kh uint64) *item {
-		it := newItem(codec.ID{}, 0, 0, nil)
+		seq++
+		it := newItem(a.custody.id(seq), seq, 0, nil)
 		a.mu.Lock()
+		a.custody.put(it)
 		a.pushKeyedLocked(it, kh) // unlocks
 		return it
+	}
+	// settle takes a job out of its state and settles it: acked, or dead
+	// with an error.
+	settle := func(it *item, err error) {
+		a.mu.Lock()
+		a.takeOut(it, false)
+		a.forget(it, err)
+		a.mu.Unlock()
 	}
 	queued := func() []*item {
 		var its []*item
@@ -91,31 +101,40 @@ func TestPartitionKeyChain(t *testing.T) {
 	if got := queued(); !slices.Equal(got, []*item{a1, b1}) || a.keyedQueued != 2 {
 		t.Fatalf("queued %v (count %d), want the heads a1, b1", got, a.keyedQueued)
 	}
-	a.keySettled(a3, false) // before its turn
-	a.keySettled(a2, false) // so is this one: two in a row are skipped
+	settle(a3, nil) // before its turn
+	settle(a2, nil) // so is this one: two in a row are skipped
 	if got := queued(); len(got) != 2 {
 		t.Fatalf("settling waiting jobs changed the queue: %d queued", len(got))
 	}
-	a.dequeue(a1)
-	a.keySettled(a1, false)
-	if got := queued(); !slices.Equal(got, []*item{b1, a4}) || !a4.khead {
+	settle(a1, nil)
+	if got := queued(); !slices.Equal(got, []*item{b1, a4}) || a4.state != jobQueued {
 		t.Fatalf("after a1 settled: queued %v, want b1, a4 (a2 and a3 skipped)", got)
 	}
 	a5 := job(ka) // chained behind a4, the key's last
-	a.dequeue(a4)
-	a.keySettled(a4, true)
+	settle(a4, ErrDead)
 	if got := queued(); !slices.Equal(got, []*item{b1, a5}) {
 		t.Fatalf("after a4 died: queued %v, want b1, a5", got)
 	}
-	a.dequeue(b1)
-	a.keySettled(b1, false)
-	a.dequeue(a5)
-	a.keySettled(a5, false)
-	if a.keys.n != 0 || a.keyedQueued != 0 || len(queued()) != 0 {
-		t.Fatalf("all settled: %d keys, %d queued", a.keys.n, a.keyedQueued)
+	settle(b1, nil)
+	settle(a5, nil)
+	if a.keys.n != 0 || a.keyedQueued != 0 || len(queued()) != 0 || a.custody.len() != 0 {
+		t.Fatalf("all settled: %d keys, %d queued, %d in custody", a.keys.n, a.keyedQueued, a.custody.len())
 	}
 	// A key that comes back starts a new turn.
-	if a6 := job(ka); !a6.khead || !slices.Equal(queued(), []*item{a6}) {
+	if a6 := job(ka); a6.state != jobQueued || !slices.Equal(queued(), []*item{a6}) {
 		t.Fatal("a new job of a forgotten key is not its head")
+	}
+}
+
+// TestItemSize keeps an acked Pusher's item within 256 bytes (its size
+// class: four cache lines, aligned), with what a delivery touches in the
+// first two (see item).
+func TestItemSize(t *testing.T) {
+	var it item
+	if n := unsafe.Sizeof(it); n > 256 {
+		t.Errorf("item takes %d bytes, more than 256", n)
+	}
+	if end := unsafe.Offsetof(it.buf) + unsafe.Sizeof(it.buf); end > 128 {
+		t.Errorf("a delivery's fields end at byte %d of item, past its first two cache lines", end)
 	}
 }

@@ -26,8 +26,45 @@ type Message[T any] struct {
 	Headers   map[string]string
 }
 
-// CallOption adjusts one message sent by Request, Publish or Push.
-type CallOption func(*callOpts)
+// CallOption adjusts one message sent by Request, Publish or Push: made by
+// Priority, Header, MsgType or PartitionKey. It is a value, so that passing
+// one costs no allocation; the zero CallOption changes nothing.
+type CallOption struct {
+	kind callKind
+	prio uint8
+	k, v string            // Header's key and value; MsgType's type; PartitionKey's key
+	h    map[string]string // callHeaders: headers to add (a Tracer's)
+}
+
+type callKind uint8
+
+const (
+	callNone callKind = iota
+	callPriority
+	callHeader
+	callHeaders
+	callType
+	callKey
+)
+
+// apply adds the option to c.
+func (o *CallOption) apply(c *callOpts) {
+	switch o.kind {
+	case callPriority:
+		c.priority, c.prioritySet = o.prio, true
+	case callHeader:
+		if c.headers == nil {
+			c.headers = make(map[string]string)
+		}
+		c.headers[o.k] = o.v
+	case callHeaders:
+		c.headers = headerCarrier(o.h).addTo(c.headers)
+	case callType:
+		c.msgType, c.typeSet = o.k, true
+	case callKey:
+		c.key, c.keyed = o.k, true
+	}
+}
 
 type callOpts struct {
 	priority    uint8
@@ -44,22 +81,17 @@ type callOpts struct {
 // queue) higher priorities go first; p > 0 also puts the message in the
 // socket's urgent lane, ahead of every ordinary message queued for the peer.
 func Priority(p uint8) CallOption {
-	return func(c *callOpts) { c.priority, c.prioritySet = p, true }
+	return CallOption{kind: callPriority, prio: p}
 }
 
 // Header adds an envelope header to one message.
 func Header(key, value string) CallOption {
-	return func(c *callOpts) {
-		if c.headers == nil {
-			c.headers = make(map[string]string)
-		}
-		c.headers[key] = value
-	}
+	return CallOption{kind: callHeader, k: key, v: value}
 }
 
 // MsgType sets the envelope Type of one message, overriding WithType.
 func MsgType(t string) CallOption {
-	return func(c *callOpts) { c.msgType, c.typeSet = t, true }
+	return CallOption{kind: callType, k: t}
 }
 
 // stamp fills the envelope's metadata from the pattern's options and the
@@ -73,10 +105,8 @@ func stamp(e *codec.Envelope, now time.Time, o *options, opts []CallOption) {
 		return
 	}
 	var c callOpts
-	for _, f := range opts {
-		if f != nil {
-			f(&c)
-		}
+	for i := range opts {
+		opts[i].apply(&c)
 	}
 	if c.prioritySet {
 		e.Priority = c.priority

@@ -35,7 +35,7 @@ import (
 // Pusher. Any string is a key, the empty one included. It applies to
 // Pusher.Push and PushAsync only.
 func PartitionKey(key string) CallOption {
-	return func(c *callOpts) { c.key, c.keyed = key, true }
+	return CallOption{kind: callKey, k: key}
 }
 
 // WithPartitionKey makes a Pusher of T partition its messages by the key
@@ -59,19 +59,18 @@ func WithPartitionKey[T any](fn func(T) string) Option {
 // from the Pusher's template.
 func keyOf[T any](keyFn func(T) string, v T, opts []CallOption) (key string, keyed bool, rest []CallOption) {
 	rest = opts
-	if len(opts) > 0 {
-		var c callOpts
-		for _, f := range opts {
-			if f != nil {
-				f(&c)
-			}
+	other := false
+	for i := range opts {
+		switch o := &opts[i]; o.kind {
+		case callKey:
+			key, keyed = o.k, true // the last one counts
+		case callNone:
+		default:
+			other = true
 		}
-		if c.keyed {
-			key, keyed = c.key, true
-			if !c.prioritySet && !c.typeSet && c.headers == nil {
-				rest = nil
-			}
-		}
+	}
+	if keyed && !other {
+		rest = nil
 	}
 	if !keyed && keyFn != nil {
 		key, keyed = keyFn(v), true
@@ -212,7 +211,9 @@ func (r *pullerRing) stats(s *Stats) {
 // go with every job when it has many of them, which a Go map serves
 // slower. The slot is found from the hash mixed with a random seed, so
 // that keys chosen to share a slot cannot be known in advance. Its load
-// stays between 1/8 and 1/2 (above its minimum size).
+// stays between 1/8 and 3/4 (above its minimum size): with many keys
+// it is among the largest things the Pusher touches at random, and its
+// runs stay short enough at 3/4 that a probe mostly reads one cache line.
 type keyTable struct {
 	slots []keySlot // power-of-two length; last nil marks an empty slot
 	shift uint      // 64 - log2(len(slots))
@@ -258,7 +259,7 @@ func (t *keyTable) get(h uint64) *keySlot {
 
 // put adds the key hashing to h, which is not there, with its last job.
 func (t *keyTable) put(h uint64, last *item) {
-	if (t.n+1)*2 > len(t.slots) {
+	if (t.n+1)*4 > 3*len(t.slots) {
 		t.resize(max(minKeySlots, 2*len(t.slots)))
 	}
 	t.insert(h, last)
@@ -329,7 +330,7 @@ type keyQueue struct {
 func newKeyQueue(owner *pullerPeer) *keyQueue {
 	q := &keyQueue{owner: owner}
 	for i := range q.levels {
-		q.levels[i].sel = qlinks
+		q.levels[i].w = qlinks
 	}
 	return q
 }
@@ -342,7 +343,6 @@ func (q *keyQueue) push(it *item, front bool) {
 	}
 	q.nonEmpty[it.prio>>6] |= 1 << (it.prio & 63)
 	q.n++
-	it.kqueued = true
 }
 
 func (q *keyQueue) remove(it *item) {
@@ -352,7 +352,6 @@ func (q *keyQueue) remove(it *item) {
 		q.nonEmpty[it.prio>>6] &^= 1 << (it.prio & 63)
 	}
 	q.n--
-	it.kqueued = false
 }
 
 // highest returns the first job of the highest priority (nil if empty).
@@ -369,7 +368,7 @@ func (q *keyQueue) highest() *item {
 func (q *keyQueue) each(fn func(*item)) {
 	for i := range q.levels {
 		for it := q.levels[i].head; it != nil; {
-			next := it.q.next
+			next := it.ln[qlinks].next
 			fn(it)
 			it = next
 		}
@@ -397,13 +396,13 @@ func (a *ackPusher[T]) ownerOf(kh uint64) *pullerPeer {
 func (a *ackPusher[T]) pushKeyedLocked(it *item, kh uint64) {
 	it.keyed, it.khash = true, kh
 	if s := a.keys.get(kh); s != nil {
+		it.setState(jobWaiting)
 		s.last.knext = it
 		s.last = it
 		a.mu.Unlock()
 		return
 	}
 	a.keys.put(kh, it)
-	it.khead = true
 	if p := a.ownerOf(kh); p != nil && p.credit > 0 && !p.blocked && (p.keyed == nil || p.keyed.n == 0) {
 		a.sendNowUnlock(it, p)
 		return
@@ -435,33 +434,29 @@ func (a *ackPusher[T]) enqueueKeyed(it *item, front bool) {
 	a.keyedQueued++
 }
 
-// dequeueKeyed takes a keyed job out of its queue, if it is in one (only
-// a key's head is). a.mu is held.
+// dequeueKeyed takes a queued keyed job out of its queue. a.mu is held.
 func (a *ackPusher[T]) dequeueKeyed(it *item) {
-	if it.kqueued {
-		a.keyQueueOf(it.khash).remove(it)
-		a.keyedQueued--
-	}
+	a.keyQueueOf(it.khash).remove(it)
+	a.keyedQueued--
 }
 
 // keySettled is called when a keyed job leaves custody (acked, or dead
 // when dead is true): the key's next job, if any, becomes its head and is
 // queued for the key's owner; without one the key is forgotten. Only the
 // settled job and the next are read, not the key's slot, while the key
-// has jobs waiting. a.mu is held.
-func (a *ackPusher[T]) keySettled(it *item, dead bool) {
+// has jobs waiting. waited says the job settled while waiting for its
+// turn. a.mu is held.
+func (a *ackPusher[T]) keySettled(it *item, waited, dead bool) {
 	it.keyed = false
-	if !it.khead {
+	if waited {
 		// Settled before its turn (acked by a puller that had it from an
 		// earlier Pusher, with the same outbox): rare. It stays in the
-		// chain, skipped when its turn comes.
-		it.kgone = true
+		// chain, settled, skipped when its turn comes.
 		return
 	}
-	it.khead = false
 	next := it.knext
 	it.knext = nil
-	for next != nil && next.kgone {
+	for next != nil && next.state == jobSettled {
 		n := next.knext
 		next.knext = nil
 		next = n
@@ -470,7 +465,6 @@ func (a *ackPusher[T]) keySettled(it *item, dead bool) {
 		a.keys.del(it.khash)
 		return
 	}
-	next.khead = true
 	a.enqueue(next, false)
 	if dead {
 		// Not on the acknowledgement path, which assigns queued jobs
@@ -552,7 +546,7 @@ func (p *pullerPeer) keysOf() int {
 	if p.keyed != nil {
 		n = p.keyed.n
 	}
-	for it := p.held.head; it != nil; it = it.h.next {
+	for it := p.held.head; it != nil; it = it.ln[hlinks].next {
 		if it.keyed {
 			n++
 		}

@@ -155,7 +155,7 @@ func (o *options) startSend(ctx context.Context, role, dest string, id codec.ID,
 	h := headerCarrier{}
 	ctx, end := o.tracer.Start(ctx, Operation{Kind: OpSend, Role: role, Destination: dest, MessageID: id}, h)
 	if len(h) > 0 {
-		opts = append(slices.Clip(opts), func(c *callOpts) { c.headers = h.addTo(c.headers) })
+		opts = append(slices.Clip(opts), CallOption{kind: callHeaders, h: h})
 	}
 	return ctx, opts, end
 }
