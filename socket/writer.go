@@ -248,8 +248,8 @@ func (p *pipe) enqueue(m Msg, force bool) error {
 	b.bytes += size
 	p.queued++
 	p.qbytes += size
-	p.stats.msgsOut.Add(1)
-	p.stats.bytesOut.Add(uint64(size))
+	p.sent++
+	p.sentB += uint64(size)
 	if p.writing {
 		p.wmu.Unlock()
 		return nil
