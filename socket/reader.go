@@ -159,8 +159,15 @@ func (p *pipe) parseBuffered(st *readState) bool {
 			break
 		}
 		n := int(h.size)
-		body := st.c.frame(n, false)
 		off += hl
+		if !h.more() && len(st.frames) == 0 && n <= slabFrameMax {
+			// the usual message, one small frame: carved, copied and
+			// owned in one step
+			p.deliverOne(st, buf[off:off+n])
+			off += n
+			continue
+		}
+		body := st.c.frame(n, false)
 		copy(body, buf[off:off+n])
 		off += n
 		st.total += int64(n)
@@ -194,6 +201,12 @@ func (p *pipe) deliver(st *readState) {
 	st.msgs++
 	st.bytes += uint64(st.total)
 	st.total = 0
+	p.kept(st, m)
+}
+
+// kept passes m, the batch's last message, through the socket type's
+// incoming filter, and the batch to the fair queue when it is full.
+func (p *pipe) kept(st *readState, m *Msg) {
 	if !st.pass {
 		if !st.filter {
 			// incoming may hand the message on itself, or wait (XPUB):
@@ -213,6 +226,20 @@ func (p *pipe) deliver(st *readState) {
 	if len(st.batch) >= readBatch {
 		p.pushBatch(st)
 	}
+}
+
+// deliverOne is deliver for a message of one frame of at most
+// slabFrameMax bytes, b in the read buffer, copied into the carver's slab.
+func (p *pipe) deliverOne(st *readState, b []byte) {
+	if len(st.batch) == cap(st.batch) {
+		st.batch = append(st.batch, Msg{})[:len(st.batch)]
+	}
+	st.batch = st.batch[:len(st.batch)+1]
+	m := &st.batch[len(st.batch)-1]
+	st.c.copyOne(m, b)
+	st.msgs++
+	st.bytes += uint64(len(b))
+	p.kept(st, m)
 }
 
 // flushCounts adds the messages counted since the last flush to the
