@@ -260,7 +260,9 @@ func (p *pipe) pushBatch(st *readState) {
 	p.flushCounts(st)
 	if len(st.batch) > 0 {
 		p.s.fq.push(p, st.batch)
-		clear(st.batch)
+		// not cleared: each slot is overwritten whole before it is used
+		// again, and clearing pointers costs write barriers while the
+		// collector runs
 		st.batch = st.batch[:0]
 	}
 }
