@@ -114,8 +114,8 @@ package socket
 //     dialers, handshakes in progress, closed). attach and detach set
 //     pipe.attached holding attachMu and then mu. Under mu: the PAIR
 //     protocol's mu (admit), the trusted KeySet's mu, the inproc registry's
-//     mu (Bind) and pipe.wmu (Stats and detach read an inproc link's
-//     counters).
+//     mu (Bind) and pipe.wmu (Stats and detach read a pipe's send
+//     counters: an inproc link's, or what a network pipe queued).
 //  4. The protocol's own mutex: lb.mu, routerProto.mu, pubProto.mu,
 //     subProto.mu, xpubProto.mu, xsubProto.mu, pairProto.mu, repProto.mu,
 //     reqProto.rmu. Taken under attachMu (the protocol's attach and

@@ -76,10 +76,13 @@ func (l *lb) send(ctx context.Context, m *Msg, before func(*pipe)) (*pipe, error
 				l.next++
 				l.mu.Unlock()
 			}
-			if p.link == nil && !p.ready() {
-				continue // (a link's send checks as cheaply)
-			}
 			if before != nil {
+				// before must run only for the pipe the message goes to
+				// (a link's send checks as cheaply; without before,
+				// enqueue's own check under wmu is the only one needed).
+				if p.link == nil && !p.ready() {
+					continue
+				}
 				before(p)
 			}
 			if err := p.enqueueRef(m, false); err == nil {

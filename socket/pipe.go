@@ -57,6 +57,8 @@ type pipe struct {
 	writing bool
 	wclosed bool
 	werr    error         // the write error a caller's flush hit, for the writer to act on
+	sent    uint64        // messages queued, ever (Counters.MsgsOut): under wmu, which enqueue holds anyway, not an atomic add per message
+	sentB   uint64        // ... and their body bytes (Counters.BytesOut)
 	idle    chan struct{} // closed when the queue is next empty or unwritable; nil when nobody waits (see flushed)
 	routeID []byte        // ROUTER: the id this peer is addressed by (set once, on attach)
 
@@ -225,11 +227,17 @@ func (p *pipe) peerStats() PeerStats {
 
 // counters is a snapshot of the pipe's counters. A link counts messages
 // and bytes itself (an inproc sender counts what it hands over under the
-// lock it holds anyway).
+// lock it holds anyway), and so does a network pipe's send side, under
+// wmu.
 func (p *pipe) counters() Counters {
 	c := p.stats.snapshot()
 	if p.link != nil {
 		p.link.counts(&c)
+		return c
 	}
+	p.wmu.Lock()
+	c.MsgsOut += p.sent
+	c.BytesOut += p.sentB
+	p.wmu.Unlock()
 	return c
 }

@@ -3,6 +3,7 @@ package socket
 import (
 	"context"
 	"errors"
+	"runtime"
 	"sync"
 	"sync/atomic"
 
@@ -123,8 +124,17 @@ func (r *pubProto) detach(p *pipe) {
 	r.mu.Unlock()
 }
 
+// send queues m for every matching subscriber with room. When one's queue
+// is full while its writer goroutine is not writing (woken, waiting for a
+// processor), the publisher yields its processor once before returning:
+// a publisher that never blocks would otherwise hold it until preempted,
+// dropping message after message for the writers that would drain those
+// queues. It never waits: a subscriber stalled in a write (its peer not
+// reading) costs no yield, and Send returns as soon as the publisher runs
+// again.
 func (r *pubProto) send(_ context.Context, m Msg) error {
 	topic := m.Frames[0]
+	yield := false
 	for _, p := range *r.pipes.Load() {
 		if !p.subs.match(topic) {
 			continue
@@ -132,7 +142,11 @@ func (r *pubProto) send(_ context.Context, m Msg) error {
 		if err := p.enqueue(m, false); err != nil {
 			p.stats.drops.Add(1)
 			r.s.stats.drops.Add(1)
+			yield = yield || p.writerBehind()
 		}
+	}
+	if yield {
+		runtime.Gosched()
 	}
 	return nil
 }

@@ -90,4 +90,5 @@ func (r *subProto) send(context.Context, Msg) error { return errState(r.s, "Send
 func (r *subProto) recv(ctx context.Context) (Msg, *pipe, error) {
 	return r.s.pop(ctx)
 }
-func (*subProto) recvIsPop() {}
+func (*subProto) recvIsPop()       {}
+func (*subProto) incomingFilters() {}

@@ -207,6 +207,18 @@ func (p *pipe) fullLocked() bool {
 	return p.queued >= p.s.opts.SendHWM || (p.queued > 0 && p.qbytes >= p.s.opts.SendHWMBytes)
 }
 
+// writerBehind reports whether the pipe has something queued that nobody
+// is writing: its writer goroutine is woken but has not run yet.
+func (p *pipe) writerBehind() bool {
+	if p.link != nil {
+		return false
+	}
+	p.wmu.Lock()
+	behind := !p.writing && !p.wclosed && !p.sendEmptyLocked()
+	p.wmu.Unlock()
+	return behind
+}
+
 // enqueueRef is enqueue of *m, which it does not keep.
 func (p *pipe) enqueueRef(m *Msg, force bool) error {
 	if p.link != nil {
@@ -248,8 +260,8 @@ func (p *pipe) enqueue(m Msg, force bool) error {
 	b.bytes += size
 	p.queued++
 	p.qbytes += size
-	p.stats.msgsOut.Add(1)
-	p.stats.bytesOut.Add(uint64(size))
+	p.sent++
+	p.sentB += uint64(size)
 	if p.writing {
 		p.wmu.Unlock()
 		return nil
