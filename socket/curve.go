@@ -547,7 +547,9 @@ func (c *curveCodec) unwrap(fr *frameReader, h frameHeader) (frameHeader, error)
 // unwrapHead reads the head of a MESSAGE of n bytes (larger than
 // scratchKeep), checks its name and short nonce, and starts its key stream
 // and tag for readBox. The flags byte it decodes is checked with the tag,
-// at the end of readBox.
+// at the end of readBox; until then it only tells a message frame (MORE
+// or not: the reader holds the frame until read returns) from a command,
+// which is checked whole here.
 func (c *curveCodec) unwrapHead(fr *frameReader, n int) (frameHeader, error) {
 	if err := fr.body(c.head[:]); err != nil {
 		return frameHeader{}, err
@@ -561,11 +563,30 @@ func (c *curveCodec) unwrapHead(fr *frameReader, n int) (frameHeader, error) {
 	}
 	copy(c.recvNonce[16:], c.head[8:16])
 	c.rs.setup(&c.recvSub, &c.recvNonce)
+	flags := frameFlags(c.head[32] ^ c.rs.first[32])
+	if flags&flagCommand != 0 {
+		// A command is acted on as soon as it is read, and its flag
+		// decides how the reader treats the frame: a large one (no
+		// genuine peer sends one; PING and PONG are small) is read whole
+		// and checked first, as a small MESSAGE is, so that a forged flag
+		// fails as a forged box.
+		buf := make([]byte, n)
+		copy(buf, c.head[:])
+		if err := fr.body(buf[len(c.head):]); err != nil {
+			return frameHeader{}, err
+		}
+		flags, size, err := c.openHeader(buf)
+		if err != nil {
+			return frameHeader{}, err
+		}
+		c.sealed = buf
+		return frameHeader{flags: flags, size: uint64(size)}, nil
+	}
 	c.recvMAC.Init((*[32]byte)(c.rs.first[:32]))
 	c.recvMAC.Write(c.head[32:])
 	c.recvNext = nonce
 	c.streamed = true
-	return frameHeader{flags: frameFlags(c.head[32] ^ c.rs.first[32]), size: uint64(n - curveMsgOverhead)}, nil
+	return frameHeader{flags: flags, size: uint64(n - curveMsgOverhead)}, nil
 }
 
 // read writes the body of the MESSAGE unwrap last returned into dst (as
