@@ -286,6 +286,10 @@ func FuzzCurveOpen(f *testing.F) {
 	f.Add(longHeader(0, 1<<40))
 	f.Add(zmtpFrame(0, []byte("\x07MESSAGE")))
 	f.Add(zmtpFrame(0, append([]byte("\x07MESSAGE\x00\x00\x00\x00\x00\x00\x00\x01"), make([]byte, 17)...)))
+	// A genuine large MESSAGE (opened as it is read), then a small one.
+	key := fuzzOpenKey
+	large := zmtpFrame(0, naclClientMessage(&key, 1, boxMore, bytes.Repeat([]byte("large "), 1000)))
+	f.Add(append(large, zmtpFrame(0, naclClientMessage(&key, 2, 0, []byte("small")))...))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		openStream(t, data)
 	})
