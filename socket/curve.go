@@ -167,11 +167,23 @@ var curveMsgName = []byte("\x07MESSAGE")
 // tags) rather than through box.Seal and box.Open so that the flags byte
 // and the frame body need not be copied together first, and so that a body
 // is decrypted straight into the memory it is delivered in: no scratch
-// copy either way. Every MESSAGE's tag is checked by openHeader, over the
-// ciphertext, before a byte of it is decrypted (two passes over a larger
-// one: Poly1305, then Salsa20 into the destination). TestCurveBoxMatchesNaCl
-// checks both directions against nacl/box, TestCurveOpenLargeForged and
-// FuzzCurveOpen that nothing forged is decrypted.
+// copy either way.
+//
+// A MESSAGE of up to scratchKeep bytes is read whole into a scratch
+// buffer and its tag checked by openHeader before a byte of it is
+// decrypted. A larger one is never held whole twice: unwrap reads its
+// head (name, nonce, tag, flags byte), and read reads its body straight
+// into the destination, chunk by chunk as it arrives, each chunk
+// authenticated (streaming Poly1305) then decrypted in place while it is
+// in the cache; sealing likewise encrypts a chunk and authenticates it
+// while it is hot (boxChunk). The tag of such a MESSAGE is known good only
+// after its last chunk: until then the reader holds the destination back
+// (the frame is not delivered before read returns), and a bad tag, or a
+// connection that ends mid-MESSAGE, clears the destination and ends the
+// connection: nothing of a forged MESSAGE reaches the user, and its
+// plaintext does not stay in memory. TestCurveBoxMatchesNaCl checks both
+// directions against nacl/box, TestCurveOpenLargeForged and FuzzCurveOpen
+// that nothing forged is delivered.
 type curveCodec struct {
 	// XSalsa20's sub-key depends on the key and the nonce's first 16
 	// bytes only, and every MESSAGE nonce of one direction starts with
@@ -189,16 +201,37 @@ type curveCodec struct {
 	// the next short nonce's key stream, made with this one's
 	sendAhead, recvAhead ksAhead
 
+	sendMAC poly1305.MAC // a large MESSAGE's tag, chunk by chunk
+
 	// receive: the key stream state of the MESSAGE last checked by
 	// openHeader, for decryptTo: a small MESSAGE's whole key stream in
-	// recvKS (recvSmall set), a larger one's first block and counter in rs.
-	rs           xsalsa
-	recvKS       [smallKS]byte
-	recvSmall    bool
-	recvCipher   []byte // scratch for boxed frame bodies up to scratchKeep
-	sealed       []byte // the MESSAGE unwrap checked, for read
-	pooledCipher bool   // sealed came from the buffer pool
+	// recvKS (recvSmall set), a larger one's first block and counter in
+	// rs; or that of the MESSAGE whose head unwrapHead read (streamed
+	// set), which read reads on.
+	rs         xsalsa
+	recvKS     [smallKS]byte
+	recvSmall  bool
+	recvCipher []byte // scratch for boxed frame bodies up to scratchKeep
+	sealed     []byte // the MESSAGE unwrap checked, for read
+
+	streamed bool                          // read reads the body of a large MESSAGE
+	head     [curveMsgHeader + 16 + 1]byte // its name, short nonce, tag and flags byte
+	recvMAC  poly1305.MAC                  // its tag so far
+	recvNext uint64                        // its short nonce, recvCount once the tag checks
 }
+
+// boxChunk is how much of a large MESSAGE is sealed (encrypted, then
+// authenticated) or opened (authenticated, then decrypted) at a time: a
+// piece that stays in the L1 cache between the two passes, so that the
+// second costs no memory traffic. A multiple of the 512 bytes the Salsa20
+// kernel makes per step.
+const boxChunk = 16 << 10
+
+// boxRead is the most read asks the connection for at a time while it
+// reads a large MESSAGE: at least the bufio.Reader's size, so that the
+// kernel copies straight into the destination, and little enough that
+// what it returns is still in the cache when it is opened.
+const boxRead = 2 * readBufSize
 
 // smallKS is the key stream a small MESSAGE is sealed or opened with, made
 // in one call: Poly1305's key, the flags byte's pad and up to
@@ -270,6 +303,39 @@ func (x *xsalsa) setup(subKey *[32]byte, nonce *[24]byte) {
 	x.counter[8] = 1 // the rest of the stream starts at block 1
 }
 
+// seal encrypts in into out (as long) with the key stream from x's
+// counter on, and writes the ciphertext to mac, boxChunk bytes at a time:
+// each chunk is authenticated while it is in the cache. The counter moves
+// past what it used (whole blocks but for the end of the stream).
+func (x *xsalsa) seal(out, in []byte, mac *poly1305.MAC) {
+	for len(in) > 0 {
+		n := min(len(in), boxChunk)
+		salsa20.XORKeyStream(out[:n], in[:n], &x.counter, &x.subKey)
+		mac.Write(out[:n])
+		x.advance(n)
+		out, in = out[n:], in[n:]
+	}
+}
+
+// open writes ct to mac and decrypts it into out (as long; the same memory
+// or apart), boxChunk bytes at a time. ct's length is a multiple of 64
+// but at the end of the stream.
+func (x *xsalsa) open(out, ct []byte, mac *poly1305.MAC) {
+	for len(ct) > 0 {
+		n := min(len(ct), boxChunk)
+		mac.Write(ct[:n])
+		salsa20.XORKeyStream(out[:n], ct[:n], &x.counter, &x.subKey)
+		x.advance(n)
+		out, ct = out[n:], ct[n:]
+	}
+}
+
+// advance moves the block counter past n bytes of key stream.
+func (x *xsalsa) advance(n int) {
+	b := binary.LittleEndian.Uint64(x.counter[8:])
+	binary.LittleEndian.PutUint64(x.counter[8:], b+uint64((n+63)/64))
+}
+
 func newCurveCodec(key *[32]byte, server bool, sent, received uint64) *curveCodec {
 	c := &curveCodec{sendCount: sent, recvCount: received}
 	send, recv := "CurveZMQMESSAGEC", "CurveZMQMESSAGES"
@@ -294,8 +360,8 @@ func hsalsa(key *[32]byte, prefix []byte) [32]byte {
 
 // scratchKeep is the size of the ciphertext scratch buffer each CURVE
 // connection keeps (small frames: a slab-sized frame plus the MESSAGE
-// overhead); larger MESSAGEs borrow from the buffer pool, so an idle
-// connection holds no more than this.
+// overhead); larger MESSAGEs are read into their destination
+// (unwrapHead, readBox), so an idle connection holds no more than this.
 const scratchKeep = 2 << 10
 
 // sealedSize is the ZMTP body size of the MESSAGE carrying n body bytes.
@@ -331,13 +397,17 @@ func (c *curveCodec) appendSealed(dst []byte, flags byte, body []byte) []byte {
 	var x xsalsa
 	x.setup(&c.sendSub, &c.sendNonce)
 	ct[0] = boxFlags(flags) ^ x.first[32]
-	// Larger than smallKS: the body is longer than 31 bytes. Two passes:
-	// the key stream (AVX2, eight blocks per step), then the tag of the
-	// ciphertext (AVX2 past 2 KiB).
+	// Larger than smallKS: the body is longer than 31 bytes. Encrypted
+	// (AVX2, eight blocks per step) and authenticated (AVX2 Poly1305) a
+	// chunk at a time.
 	subtle.XORBytes(ct[1:32], body[:31], x.first[33:64])
-	salsa20.XORKeyStream(ct[32:], body[31:], &x.counter, &x.subKey)
-	poly1305.Sum(&tag, ct, (*[32]byte)(x.first[:32]))
+	mac := &c.sendMAC
+	mac.Init((*[32]byte)(x.first[:32]))
+	mac.Write(ct[:32])
+	x.seal(ct[32:], body[31:], mac)
+	mac.Sum(&tag)
 	copy(dst[n:], tag[:])
+	x = xsalsa{}
 	return dst
 }
 
@@ -416,6 +486,7 @@ func (c *curveCodec) wipeSend() {
 	clear(c.sendSub[:])
 	clear(c.sendKS[:])
 	c.sendAhead = ksAhead{}
+	c.sendMAC.Clear()
 }
 
 // wipeRecv clears the receive half's (its sub-key, key streams, the last
@@ -426,11 +497,11 @@ func (c *curveCodec) wipeRecv() {
 	clear(c.recvKS[:])
 	c.recvAhead = ksAhead{}
 	c.rs = xsalsa{}
-	if c.sealed != nil {
-		c.giveBack(c.sealed)
-		c.sealed = nil
-	}
+	c.sealed = nil
 	clear(c.recvCipher[:cap(c.recvCipher)])
+	c.streamed = false
+	c.head = [len(c.head)]byte{}
+	c.recvMAC.Clear()
 }
 
 // wipe is wipeSend and wipeRecv, for a codec no goroutine uses.
@@ -439,21 +510,14 @@ func (c *curveCodec) wipe() {
 	c.wipeRecv()
 }
 
-// open is openHeader and decryptTo into fresh memory (tests, commands).
-func (c *curveCodec) open(msg []byte) (flags byte, body []byte, err error) {
-	flags, n, err := c.openHeader(msg)
-	if err != nil {
-		return 0, nil, err
-	}
-	body = make([]byte, n)
-	c.decryptTo(body, msg)
-	return flags, body, nil
-}
-
 // unwrap reads the MESSAGE whose outer header is h from fr (its size
-// already checked against the socket's limit plus the MESSAGE overhead),
-// checks it (tag included), and returns the header of the frame inside.
-// The body is decrypted by read, into the memory the reader picks for it.
+// already checked against the socket's limit plus the MESSAGE overhead)
+// and returns the header of the frame inside. A MESSAGE of up to
+// scratchKeep bytes is read whole and checked, tag included; of a larger
+// one, only the head is read and checked (unwrapHead), and its flags are
+// not yet authenticated. Either way the body is read by read, into the
+// memory the reader picks for it, and nothing of the frame may be used
+// before read returns nil.
 func (c *curveCodec) unwrap(fr *frameReader, h frameHeader) (frameHeader, error) {
 	if h.more() {
 		return h, fmt.Errorf("%w: CURVE: MESSAGE frame with MORE set", ErrProtocol)
@@ -462,42 +526,123 @@ func (c *curveCodec) unwrap(fr *frameReader, h frameHeader) (frameHeader, error)
 		return h, fmt.Errorf("%w: CURVE: MESSAGE of %d bytes", ErrProtocol, h.size)
 	}
 	n := int(h.size)
-	var buf []byte
-	if cap(c.recvCipher) >= n {
-		buf = c.recvCipher[:n]
-	} else if n <= scratchKeep {
-		c.recvCipher = make([]byte, n, scratchKeep)
-		buf = c.recvCipher
-	} else {
-		buf = getBuffer(n)
-		c.pooledCipher = true
+	if n > scratchKeep {
+		return c.unwrapHead(fr, n)
 	}
-	err := fr.body(buf)
-	var flags byte
-	var size int
-	if err == nil {
-		flags, size, err = c.openHeader(buf)
+	if cap(c.recvCipher) < n {
+		c.recvCipher = make([]byte, scratchKeep)
 	}
+	buf := c.recvCipher[:n]
+	if err := fr.body(buf); err != nil {
+		return h, err
+	}
+	flags, size, err := c.openHeader(buf)
 	if err != nil {
-		c.giveBack(buf)
 		return h, err
 	}
 	c.sealed = buf
 	return frameHeader{flags: flags, size: uint64(size)}, nil
 }
 
-// read decrypts the MESSAGE unwrap last checked into dst.
-func (c *curveCodec) read(dst []byte) {
-	c.decryptTo(dst, c.sealed)
-	c.giveBack(c.sealed)
-	c.sealed = nil
+// unwrapHead reads the head of a MESSAGE of n bytes (larger than
+// scratchKeep), checks its name and short nonce, and starts its key stream
+// and tag for readBox. The flags byte it decodes is checked with the tag,
+// at the end of readBox; until then it only tells a message frame (MORE
+// or not: the reader holds the frame until read returns) from a command,
+// which is checked whole here.
+func (c *curveCodec) unwrapHead(fr *frameReader, n int) (frameHeader, error) {
+	if err := fr.body(c.head[:]); err != nil {
+		return frameHeader{}, err
+	}
+	if subtle.ConstantTimeCompare(c.head[:8], curveMsgName) != 1 {
+		return frameHeader{}, fmt.Errorf("%w: CURVE: malformed MESSAGE (%d bytes)", ErrProtocol, n)
+	}
+	nonce := binary.BigEndian.Uint64(c.head[8:16])
+	if nonce != c.recvCount+1 || nonce == 0 {
+		return frameHeader{}, nonceError(nonce, c.recvCount)
+	}
+	copy(c.recvNonce[16:], c.head[8:16])
+	c.rs.setup(&c.recvSub, &c.recvNonce)
+	flags := frameFlags(c.head[32] ^ c.rs.first[32])
+	if flags&flagCommand != 0 {
+		// A command is acted on as soon as it is read, and its flag
+		// decides how the reader treats the frame: a large one (no
+		// genuine peer sends one; PING and PONG are small) is read whole
+		// and checked first, as a small MESSAGE is, so that a forged flag
+		// fails as a forged box.
+		buf := make([]byte, n)
+		copy(buf, c.head[:])
+		if err := fr.body(buf[len(c.head):]); err != nil {
+			return frameHeader{}, err
+		}
+		flags, size, err := c.openHeader(buf)
+		if err != nil {
+			return frameHeader{}, err
+		}
+		c.sealed = buf
+		return frameHeader{flags: flags, size: uint64(size)}, nil
+	}
+	c.recvMAC.Init((*[32]byte)(c.rs.first[:32]))
+	c.recvMAC.Write(c.head[32:])
+	c.recvNext = nonce
+	c.streamed = true
+	return frameHeader{flags: flags, size: uint64(n - curveMsgOverhead)}, nil
 }
 
-func (c *curveCodec) giveBack(buf []byte) {
-	if c.pooledCipher {
-		putBuffer(buf)
-		c.pooledCipher = false
+// read writes the body of the MESSAGE unwrap last returned into dst (as
+// long as its header said). It fails only for a large MESSAGE (see
+// readBox): then dst is cleared, and the connection must end.
+func (c *curveCodec) read(fr *frameReader, dst []byte) error {
+	if !c.streamed {
+		c.decryptTo(dst, c.sealed)
+		c.sealed = nil
+		return nil
 	}
+	c.streamed = false
+	if err := c.readBox(fr, dst); err != nil {
+		clear(dst)
+		c.recvMAC.Clear()
+		return err
+	}
+	return nil
+}
+
+// readBox reads the body of the MESSAGE whose head unwrapHead read into
+// dst as it arrives, and opens it there: each piece read, cut at the key
+// stream's 512-byte steps, is authenticated and decrypted in place while
+// it is in the cache (xsalsa.open). It fails, with dst partly decrypted
+// (read clears it), if the connection ends first or the tag is wrong.
+func (c *curveCodec) readBox(fr *frameReader, dst []byte) error {
+	// Body bytes 0-30 take the first key stream block's last 31 bytes
+	// (its first 33 went to Poly1305's key and the flags byte); the rest
+	// take whole blocks from block 1 on.
+	const lead = 31
+	if err := fr.body(dst[:lead]); err != nil {
+		return err
+	}
+	c.recvMAC.Write(dst[:lead])
+	subtle.XORBytes(dst[:lead], dst[:lead], c.rs.first[64-lead:])
+	done, got := lead, lead
+	for done < len(dst) {
+		if got < len(dst) {
+			m, err := fr.br.Read(dst[got:min(len(dst), got+boxRead)])
+			got += m
+			if err != nil && got < len(dst) {
+				return readErr(err)
+			}
+		}
+		end := got
+		if end < len(dst) {
+			end = done + (got-done)&^511
+		}
+		c.rs.open(dst[done:end], dst[done:end], &c.recvMAC)
+		done = end
+	}
+	if !c.recvMAC.Verify((*[16]byte)(c.head[16:32])) {
+		return errBoxOpen
+	}
+	c.recvCount = c.recvNext
+	return nil
 }
 
 // appendCurve queues m's frames as MESSAGE boxes. Large frames are sealed

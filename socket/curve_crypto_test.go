@@ -53,6 +53,51 @@ func TestCurveBoxNaClVector(t *testing.T) {
 	}
 }
 
+// choppyReader returns data in pieces, the next of choppySizes (cycled)
+// at most per Read, as a connection does when the bytes arrive over time.
+type choppyReader struct {
+	data []byte
+	i    int
+}
+
+var choppySizes = []int{1, 700, 5000, 3, 200 << 10, 64 << 10, 513, 70 << 10}
+
+func (r *choppyReader) Read(p []byte) (int, error) {
+	if len(r.data) == 0 {
+		return 0, io.EOF
+	}
+	n := min(len(p), len(r.data), choppySizes[r.i%len(choppySizes)])
+	r.i++
+	copy(p, r.data[:n])
+	r.data = r.data[n:]
+	return n, nil
+}
+
+// open reads one MESSAGE (the ZMTP frame's body) as a connection's reader
+// does, from a choppyReader: unwrap, then read into fresh memory. When
+// read fails, body is the destination it cleared.
+func (c *curveCodec) open(msg []byte) (flags byte, body []byte, err error) {
+	fr := &frameReader{br: bufio.NewReaderSize(&choppyReader{data: msg}, readBufSize), limit: ^uint64(0)}
+	h, err := c.unwrap(fr, frameHeader{size: uint64(len(msg))})
+	if err != nil {
+		return 0, nil, err
+	}
+	body = make([]byte, h.size)
+	if err := c.read(fr, body); err != nil {
+		return 0, body, err
+	}
+	return h.flags, body, nil
+}
+
+func isZero(b []byte) bool {
+	for _, c := range b {
+		if c != 0 {
+			return false
+		}
+	}
+	return true
+}
+
 // readHexFields reads "name hex" lines, skipping # comments.
 func readHexFields(t *testing.T, path string) map[string][]byte {
 	t.Helper()
@@ -174,7 +219,8 @@ var fuzzOpenKey = func() (k [32]byte) {
 }()
 
 // openStream runs data through the MESSAGE decoder as a connection's
-// reader does (frameReader header, then curveCodec.unwrap and read) until
+// reader does (frameReader header, then curveCodec.unwrap and read), the
+// bytes arriving in pieces of varied sizes (choppyReader), until
 // the first error or the end, checking each frame against nacl/secretbox:
 // a frame the codec delivers must be one x/crypto opens, with the same
 // flags and body; a MESSAGE x/crypto opens that carries the next short
@@ -184,7 +230,7 @@ func openStream(t *testing.T, data []byte) (bodies [][]byte, err error) {
 	t.Helper()
 	key := fuzzOpenKey
 	c := newCurveCodec(&key, true, 0, 0)
-	fr := &frameReader{br: bufio.NewReader(bytes.NewReader(data)), limit: 1 << 16}
+	fr := &frameReader{br: bufio.NewReaderSize(&choppyReader{data: data}, readBufSize), limit: 1 << 16}
 	off := 0
 	var last uint64
 	for {
@@ -204,6 +250,13 @@ func openStream(t *testing.T, data []byte) (bodies [][]byte, err error) {
 			plain, opened = secretbox.Open(nil, raw[curveMsgHeader:], curveNonce("CurveZMQMESSAGEC", binary.BigEndian.Uint64(raw[8:16])), &key)
 		}
 		inner, err := c.unwrap(fr, h)
+		var body []byte
+		if err == nil {
+			body = make([]byte, inner.size)
+			if err = c.read(fr, body); err != nil && !isZero(body) {
+				t.Fatalf("frame %d: read failed (%v) and left plaintext in the destination", len(bodies), err)
+			}
+		}
 		if err != nil {
 			if opened && len(plain) > 0 && !h.more() && binary.BigEndian.Uint64(raw[8:16]) == last+1 {
 				t.Fatalf("frame %d: a genuine MESSAGE with the next nonce refused: %v", len(bodies), err)
@@ -216,8 +269,6 @@ func openStream(t *testing.T, data []byte) (bodies [][]byte, err error) {
 		if inner.flags != frameFlags(plain[0]) || int(inner.size) != len(plain)-1 {
 			t.Fatalf("frame %d: flags %x, size %d; the box holds flags %x and %d bytes", len(bodies), inner.flags, inner.size, plain[0], len(plain)-1)
 		}
-		body := make([]byte, inner.size)
-		c.read(body)
 		if !bytes.Equal(body, plain[1:]) {
 			t.Fatalf("frame %d: body differs from nacl/secretbox's at byte %d", len(bodies), firstDifference(body, plain[1:]))
 		}
@@ -235,6 +286,10 @@ func FuzzCurveOpen(f *testing.F) {
 	f.Add(longHeader(0, 1<<40))
 	f.Add(zmtpFrame(0, []byte("\x07MESSAGE")))
 	f.Add(zmtpFrame(0, append([]byte("\x07MESSAGE\x00\x00\x00\x00\x00\x00\x00\x01"), make([]byte, 17)...)))
+	// A genuine large MESSAGE (opened as it is read), then a small one.
+	key := fuzzOpenKey
+	large := zmtpFrame(0, naclClientMessage(&key, 1, boxMore, bytes.Repeat([]byte("large "), 1000)))
+	f.Add(append(large, zmtpFrame(0, naclClientMessage(&key, 2, 0, []byte("small")))...))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		openStream(t, data)
 	})

@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 	"unsafe"
+
+	"github.com/zpeer/zpeer/internal/crypto/poly1305"
 )
 
 // Key hygiene (docs/security.md): what a CURVE connection computes is
@@ -71,6 +73,9 @@ func wiped(c *curveCodec) string {
 		"rs":        c.rs == xsalsa{},
 		"scratch":   !bytes.ContainsFunc(c.recvCipher[:cap(c.recvCipher)], func(r rune) bool { return r != 0 }),
 		"sealed":    c.sealed == nil,
+		"sendMAC":   c.sendMAC == poly1305.MAC{},
+		"recvMAC":   c.recvMAC == poly1305.MAC{},
+		"head":      c.head == [len(c.head)]byte{} && !c.streamed,
 	} {
 		if !zero {
 			left = append(left, name)

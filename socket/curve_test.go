@@ -7,6 +7,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"strings"
 	"sync"
@@ -449,30 +450,49 @@ func TestConnectKey(t *testing.T) {
 	}
 }
 
-// TestCurveOpenLargeForged: a larger MESSAGE's tag is checked by
-// openHeader, over the ciphertext, before anything is decrypted: a forged
-// one (any bit flipped: tag, flags byte, head, body, tail) fails with
-// ErrProtocol there and does not use up its nonce; the genuine one then
-// opens, and a replay of it does not.
+// TestCurveOpenLargeForged: a forged MESSAGE (any bit flipped: tag, flags
+// byte, head, body, tail) fails with ErrProtocol and does not use up its
+// nonce. One of up to scratchKeep bytes fails before anything is
+// decrypted; a larger one is opened as it is read, and its destination is
+// all zeros when the tag fails at the end (or the connection ends first):
+// nothing of it is delivered or left behind. The genuine one then opens,
+// and a replay of it does not.
 func TestCurveOpenLargeForged(t *testing.T) {
 	var key [32]byte
 	rand.Read(key[:])
 	dec := newCurveCodec(&key, false, 0, 0)
 	seal := func(n uint64, body []byte) []byte { return naclMessage(&key, n, 0, body) }
 	nonce := uint64(0)
-	for _, size := range []int{544, 545, 1100, 4000, 1<<16 + 5} {
+	for _, size := range []int{544, 545, 1100, scratchKeep - curveMsgOverhead, scratchKeep - curveMsgOverhead + 1, 4000, 1<<16 + 5, 1<<20 + 100} {
 		body := make([]byte, size)
 		rand.Read(body)
 		nonce++
 		good := seal(nonce, body)
-		for _, at := range []int{16, 31, 32, 33, 64, 65, 600, len(good) - 513, len(good) - 1} {
+		for _, at := range []int{16, 31, 32, 33, 64, 65, 600, len(good) / 2, len(good) - 513, len(good) - 1} {
 			if at >= len(good) {
 				continue
 			}
 			forged := bytes.Clone(good)
 			forged[at] ^= 0x10
-			if _, _, err := dec.openHeader(forged); !errors.Is(err, ErrProtocol) {
-				t.Fatalf("size %d, byte %d flipped: openHeader = %v, want ErrProtocol", size, at, err)
+			_, got, err := dec.open(forged)
+			if !errors.Is(err, ErrProtocol) {
+				t.Fatalf("size %d, byte %d flipped: open = %v, want ErrProtocol", size, at, err)
+			}
+			if got != nil && !isZero(got) {
+				t.Fatalf("size %d, byte %d flipped: plaintext left in the destination", size, at)
+			}
+		}
+		if len(good) > scratchKeep {
+			// The connection ends one byte short of the MESSAGE.
+			fr := &frameReader{br: bufio.NewReaderSize(&choppyReader{data: good[:len(good)-1]}, readBufSize)}
+			h, err := dec.unwrap(fr, frameHeader{size: uint64(len(good))})
+			if err != nil {
+				t.Fatalf("size %d: unwrap of the head: %v", size, err)
+			}
+			got := make([]byte, h.size)
+			err = dec.read(fr, got)
+			if !errors.Is(err, io.EOF) || !isZero(got) {
+				t.Fatalf("size %d, one byte short: open = %v, destination cleared %v; want io.EOF and all zeros", size, err, isZero(got))
 			}
 		}
 		_, got, err := dec.open(good)

@@ -263,8 +263,7 @@ func (c *frameCipher) read(fr *frameReader, buf []byte) error {
 	if c.curve == nil {
 		return fr.body(buf)
 	}
-	c.curve.read(buf)
-	return nil
+	return c.curve.read(fr, buf)
 }
 
 // wipeSend and wipeRecv clear the key material of CURVE's send and receive

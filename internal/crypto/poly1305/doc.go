@@ -13,7 +13,13 @@
 // x/crypto's poly1305. Everything is constant-time: no branch or memory
 // index depends on the key or the message, only on its length.
 //
-// It is not a general-purpose MAC package (there is no streaming
-// interface); it lives under internal/ because nothing outside zpeer
-// should depend on it.
+// MAC is the streaming form, for a message authenticated in pieces as it
+// is encrypted or received (a large CURVE MESSAGE, chunk by chunk while it
+// is in the cache): a piece's whole groups of four blocks go through the
+// same AVX2 kernel, from a zero accumulator, and the accumulator so far is
+// folded in as h·r^k (k the piece's blocks), computed in 26-bit limbs.
+//
+// It is not a general-purpose MAC package (no hash.Hash, no reuse of a
+// key); it lives under internal/ because nothing outside zpeer should
+// depend on it.
 package poly1305

@@ -124,6 +124,17 @@ func fe26FromR(r0, r1 uint64) fe26 {
 	}
 }
 
+// fe26From64 splits the 64-bit accumulator h (h[2] small) into limbs.
+func fe26From64(h *[3]uint64) fe26 {
+	return fe26{
+		h[0] & mask26,
+		(h[0] >> 26) & mask26,
+		(h[0]>>52 | h[1]<<12) & mask26,
+		(h[1] >> 14) & mask26,
+		h[1]>>40 | h[2]<<24,
+	}
+}
+
 // mul returns a * b modulo 2^130 - 5, partially reduced.
 func (a *fe26) mul(b *fe26) fe26 {
 	s1, s2, s3, s4 := 5*b[1], 5*b[2], 5*b[3], 5*b[4]

@@ -2,7 +2,11 @@
 
 package poly1305
 
-import "golang.org/x/sys/cpu"
+import (
+	"math/bits"
+
+	"golang.org/x/sys/cpu"
+)
 
 var hasAsm = cpu.X86.HasAVX2
 
@@ -53,3 +57,55 @@ func sumAsm(out *[TagSize]byte, msg []byte, key *[32]byte) {
 	update(&st, msg[n:])
 	finalize(out, &st.h, &st.s)
 }
+
+// vecState is what MAC keeps for the AVX2 kernel: r, the table of its
+// powers blocks4 multiplies by, and the last r^k a piece of k blocks
+// needed (pieces tend to be of one size).
+type vecState struct {
+	ready bool // r and tab are set
+	r     fe26
+	tab   table
+	k     uint64 // the power in rk; 0 before the first
+	rk    fe26
+}
+
+// blocks runs the Poly1305 update of st over p (a positive multiple of 64
+// bytes) on the kernel: the kernel evaluates p's k blocks from a zero
+// accumulator, so st's accumulator h becomes h·r^k plus that.
+func (v *vecState) blocks(st *macState, p []byte) {
+	if !v.ready {
+		v.r = fe26FromR(st.r[0], st.r[1])
+		r2 := v.r.mul(&v.r)
+		r3 := r2.mul(&v.r)
+		r4 := r2.mul(&r2)
+		v.tab.set(0, &r4, &r4, &r4, &r4)
+		v.tab.set(9, &r4, &r2, &r3, &v.r)
+		v.ready = true
+	}
+	var d [5]uint64
+	blocks4(&d, &p[0], uint64(len(p)), &v.tab)
+	poly := carry26(d[0], d[1], d[2], d[3], d[4])
+	h := fe26From64(&st.h)
+	h = h.mul(v.pow(uint64(len(p) / TagSize)))
+	h = carry26(h[0]+poly[0], h[1]+poly[1], h[2]+poly[2], h[3]+poly[3], h[4]+poly[4])
+	st.h = h.to64()
+}
+
+// pow returns r^k (k > 0), by squaring and multiplying: the branches
+// depend on k, a length, not on the key.
+func (v *vecState) pow(k uint64) *fe26 {
+	if v.k != k {
+		acc := v.r
+		for i := bits.Len64(k) - 2; i >= 0; i-- {
+			acc = acc.mul(&acc)
+			if k>>uint(i)&1 == 1 {
+				acc = acc.mul(&v.r)
+			}
+		}
+		v.k, v.rk = k, acc
+	}
+	return &v.rk
+}
+
+// clear erases r and its powers.
+func (v *vecState) clear() { *v = vecState{} }

@@ -319,146 +319,27 @@ TEXT ·blocks8(SB), 0, $1056-40
 	MOVQ n+16(FP), DX
 	MOVQ counter+24(FP), AX
 	MOVQ key+32(FP), R8
-	LEAQ 31(SP), R9
-	ANDQ $-32, R9
+#include "salsa20_blocks8_amd64.h"
 
-	// The input state, each word broadcast to all eight lanes, but for
-	// the block numbers, set per step.
-	VPBROADCASTD ·sigma<>+0(SB), Y14
-	VMOVDQA      Y14, INIT(0)
-	VPBROADCASTD ·sigma<>+4(SB), Y14
-	VMOVDQA      Y14, INIT(5)
-	VPBROADCASTD ·sigma<>+8(SB), Y14
-	VMOVDQA      Y14, INIT(10)
-	VPBROADCASTD ·sigma<>+12(SB), Y14
-	VMOVDQA      Y14, INIT(15)
-	VPBROADCASTD 0(R8), Y14
-	VMOVDQA      Y14, INIT(1)
-	VPBROADCASTD 4(R8), Y14
-	VMOVDQA      Y14, INIT(2)
-	VPBROADCASTD 8(R8), Y14
-	VMOVDQA      Y14, INIT(3)
-	VPBROADCASTD 12(R8), Y14
-	VMOVDQA      Y14, INIT(4)
-	VPBROADCASTD 16(R8), Y14
-	VMOVDQA      Y14, INIT(11)
-	VPBROADCASTD 20(R8), Y14
-	VMOVDQA      Y14, INIT(12)
-	VPBROADCASTD 24(R8), Y14
-	VMOVDQA      Y14, INIT(13)
-	VPBROADCASTD 28(R8), Y14
-	VMOVDQA      Y14, INIT(14)
-	VPBROADCASTD 0(AX), Y14
-	VMOVDQA      Y14, INIT(6)
-	VPBROADCASTD 4(AX), Y14
-	VMOVDQA      Y14, INIT(7)
-	MOVQ         8(AX), R10
+// func blocks8VL(out, in *byte, n uint64, counter *[16]byte, key *[32]byte)
+//
+// blocks8 on CPUs with AVX-512VL, whose VPROLD rotates the eight lanes of
+// a YMM register in one instruction: the same code (the same registers,
+// frame and steps), each STEP three instructions instead of five, with a
+// shorter chain of dependent ones (add, rotate, XOR).
+#undef STEP
+#define STEP(dst, x, y, l, r, t, u) \
+	VPADDD x, y, t; \
+	VPROLD $l, t, t; \
+	VPXOR  t, dst, dst
 
-step8:
-	// Block numbers R10+j for lanes j = 0..7, 64-bit: quadwords
-	// R10+{0,1,4,5} and R10+{2,3,6,7}, whose low and high halves
-	// VSHUFPS gathers in lane order.
-	VMOVQ        R10, X14
-	VPBROADCASTQ X14, Y14
-	VPADDQ       ·lanes0145<>(SB), Y14, Y12
-	VPADDQ       ·lanes2367<>(SB), Y14, Y13
-	VSHUFPS      $0x88, Y13, Y12, Y14
-	VSHUFPS      $0xdd, Y13, Y12, Y15
-	VMOVDQA      Y14, INIT(8)
-	VMOVDQA      Y15, INIT(9)
-
-	VMOVDQA INIT(0), Y0
-	VMOVDQA INIT(1), Y1
-	VMOVDQA INIT(2), Y2
-	VMOVDQA INIT(4), Y3
-	VMOVDQA INIT(5), Y4
-	VMOVDQA INIT(6), Y5
-	VMOVDQA INIT(8), Y6
-	VMOVDQA INIT(9), Y7
-	VMOVDQA INIT(10), Y8
-	VMOVDQA INIT(11), Y9
-	VMOVDQA INIT(12), Y10
-	VMOVDQA INIT(13), Y11
-	VMOVDQA INIT(14), Y12
-	VMOVDQA INIT(15), Y13
-	VMOVDQA INIT(3), Y14
-	VMOVDQA Y14, WORK(3)
-	VMOVDQA INIT(7), Y14
-	VMOVDQA Y14, WORK(7)
-
-	MOVQ $10, CX
-
-rounds8:
-	// column round: (x0,x4,x8,x12) with (x5,x9,x13,x1), then
-	// (x10,x14,x2,x6) with (x15,x3,x7,x11), x3 and x7 in for x12 and x13
-	QR2(Y0, Y3, Y6, Y10, Y4, Y7, Y11, Y1, Y14, Y15)
-	VMOVDQA Y10, WORK(12)
-	VMOVDQA Y11, WORK(13)
-	VMOVDQA WORK(3), Y10
-	VMOVDQA WORK(7), Y11
-	QR2(Y8, Y12, Y2, Y5, Y13, Y10, Y11, Y9, Y14, Y15)
-
-	// row round: (x0,x1,x2,x3) with (x5,x6,x7,x4), then
-	// (x10,x11,x8,x9) with (x15,x12,x13,x14), x12 and x13 back in
-	QR2(Y0, Y1, Y2, Y10, Y4, Y5, Y11, Y3, Y14, Y15)
-	VMOVDQA Y10, WORK(3)
-	VMOVDQA Y11, WORK(7)
-	VMOVDQA WORK(12), Y10
-	VMOVDQA WORK(13), Y11
-	QR2(Y8, Y9, Y6, Y7, Y13, Y10, Y11, Y12, Y14, Y15)
-
-	DECQ CX
-	JNZ  rounds8
-
-	// Add the input state; all sixteen vectors to the frame.
-	VPADDD  INIT(0), Y0, Y0
-	VMOVDQA Y0, WORK(0)
-	VPADDD  INIT(1), Y1, Y1
-	VMOVDQA Y1, WORK(1)
-	VPADDD  INIT(2), Y2, Y2
-	VMOVDQA Y2, WORK(2)
-	VPADDD  INIT(4), Y3, Y3
-	VMOVDQA Y3, WORK(4)
-	VPADDD  INIT(5), Y4, Y4
-	VMOVDQA Y4, WORK(5)
-	VPADDD  INIT(6), Y5, Y5
-	VMOVDQA Y5, WORK(6)
-	VPADDD  INIT(8), Y6, Y6
-	VMOVDQA Y6, WORK(8)
-	VPADDD  INIT(9), Y7, Y7
-	VMOVDQA Y7, WORK(9)
-	VPADDD  INIT(10), Y8, Y8
-	VMOVDQA Y8, WORK(10)
-	VPADDD  INIT(11), Y9, Y9
-	VMOVDQA Y9, WORK(11)
-	VPADDD  INIT(12), Y10, Y10
-	VMOVDQA Y10, WORK(12)
-	VPADDD  INIT(13), Y11, Y11
-	VMOVDQA Y11, WORK(13)
-	VPADDD  INIT(14), Y12, Y12
-	VMOVDQA Y12, WORK(14)
-	VPADDD  INIT(15), Y13, Y13
-	VMOVDQA Y13, WORK(15)
-	VMOVDQA WORK(3), Y14
-	VPADDD  INIT(3), Y14, Y14
-	VMOVDQA Y14, WORK(3)
-	VMOVDQA WORK(7), Y14
-	VPADDD  INIT(7), Y14, Y14
-	VMOVDQA Y14, WORK(7)
-
-	// Words 0-7 of the eight blocks (their first 32 bytes), then words
-	// 8-15 (the last 32).
-	TRANSPOSE_XOR(0, 0)
-	TRANSPOSE_XOR(8, 32)
-
-	ADDQ $512, SI
-	ADDQ $512, DI
-	ADDQ $8, R10
-	SUBQ $512, DX
-	JNZ  step8
-
-	VZEROUPPER
-	RET
+TEXT ·blocks8VL(SB), 0, $1056-40
+	MOVQ out+0(FP), DI
+	MOVQ in+8(FP), SI
+	MOVQ n+16(FP), DX
+	MOVQ counter+24(FP), AX
+	MOVQ key+32(FP), R8
+#include "salsa20_blocks8_amd64.h"
 
 // sigma is "expand 32-byte k" as four little-endian words.
 DATA ·sigma<>+0(SB)/4, $0x61707865

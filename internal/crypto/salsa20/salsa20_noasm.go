@@ -4,6 +4,10 @@ package salsa20
 
 const hasAsm = false
 
+const hasVL = false
+
+var useVL = false
+
 func xorKeyStreamAsm(out, in []byte, counter *[16]byte, key *[32]byte) {
 	panic("salsa20: no assembly kernels on this platform")
 }

@@ -19,10 +19,36 @@ import (
 )
 
 // modes runs f with the assembly kernels (where the CPU has them) and with
-// the fallback.
+// the fallback; on a CPU with AVX-512VL, the assembly run twice: with
+// blocks8VL ("vl") and with blocks8 ("avx2"). It fails if the CPU has
+// AVX-512VL and a build with the kernels does not use blocks8VL.
 func modes(t *testing.T, f func(t *testing.T)) {
 	t.Helper()
-	testutil.AsmModes(t, hasAsm, &useAsm, f)
+	testutil.AsmModes(t, hasAsm, &useAsm, func(t *testing.T) {
+		if !useAsm {
+			f(t)
+			return
+		}
+		if testutil.AVX512VLExpected() && !hasVL {
+			t.Fatal("the CPU has AVX-512VL but the package reports no blocks8VL: its subtests would not run")
+		}
+		if !hasVL {
+			t.Log("blocks8VL not run: no AVX-512VL on this CPU")
+			f(t)
+			return
+		}
+		for _, vl := range []bool{true, false} {
+			name := "avx2"
+			if vl {
+				name = "vl"
+			}
+			t.Run(name, func(t *testing.T) {
+				defer func(old bool) { useVL = old }(useVL)
+				useVL = vl
+				f(t)
+			})
+		}
+	})
 }
 
 type vector struct {
@@ -218,6 +244,11 @@ func FuzzXORKeyStream(f *testing.F) {
 			v.in[i] = byte(i * 7)
 		}
 		check(t, v)
+		if hasVL && useVL { // blocks8 too, where blocks8VL is the default
+			useVL = false
+			defer func() { useVL = true }()
+			check(t, v)
+		}
 	})
 }
 
@@ -235,6 +266,16 @@ func BenchmarkXORKeyStream(b *testing.B) {
 				XORKeyStream(buf, buf, &counter, &key)
 			}
 		})
+		if hasVL && n > 128 {
+			b.Run(fmt.Sprintf("zpeer-avx2/%d", n), func(b *testing.B) {
+				defer func(old bool) { useVL = old }(useVL)
+				useVL = false
+				b.SetBytes(int64(n))
+				for b.Loop() {
+					XORKeyStream(buf, buf, &counter, &key)
+				}
+			})
+		}
 		if n <= 128 {
 			b.Run(fmt.Sprintf("zpeer-KeyStream128/%d", n), func(b *testing.B) {
 				var ks [128]byte
