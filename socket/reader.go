@@ -40,6 +40,9 @@ type readState struct {
 // (parseBuffered), many per read system call; the frame-by-frame path
 // reads the rest (a frame cut by the end of the buffer, a large one read
 // straight into its memory, commands, CURVE boxes).
+//
+// It stays long: the hot receive loop, its per-frame state kept in locals
+// of one function.
 func (p *pipe) readLoop() {
 	defer p.s.wg.Done()
 	var (
