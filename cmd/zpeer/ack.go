@@ -174,9 +174,12 @@ func (s *session) runAckPush(ctx context.Context, args []string) error {
 	if n := leftInStore(push); n > 0 {
 		s.a.errorf("%d jobs left in %s go first", n, s.o.ack.store)
 	}
-	// --peers N: no job goes out before N workers are connected (with
-	// --key-sep, the keys spread over all of them from the first job).
-	if err := s.waitReady(ctx, s.o.peers, push.Pullers); err != nil {
+	// --peers N: no job goes out before N workers have said hello (with
+	// --key-sep, the keys spread over all of them from the first job). A
+	// connection alone is not enough: a puller owns keys only once its
+	// hello, with its name and credit, has arrived.
+	ready := func() int { return len(push.Stats().Peers) }
+	if err := s.waitReady(ctx, s.o.peers, ready); err != nil {
 		return err
 	}
 	var headers []pattern.CallOption
