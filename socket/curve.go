@@ -418,14 +418,13 @@ func (c *curveCodec) appendSealed(dst []byte, flags byte, body []byte) []byte {
 // decryptTo then writes the body. Nothing is decrypted before the tag is
 // checked, and a MESSAGE that fails leaves no plaintext anywhere.
 func (c *curveCodec) openHeader(msg []byte) (flags byte, n int, err error) {
-	if len(msg) < curveMsgOverhead || subtle.ConstantTimeCompare(msg[:8], curveMsgName) != 1 {
-		return 0, 0, fmt.Errorf("%w: CURVE: malformed MESSAGE (%d bytes)", ErrProtocol, len(msg))
+	if len(msg) < curveMsgOverhead {
+		return 0, 0, malformedMessage(len(msg))
 	}
-	nonce := binary.BigEndian.Uint64(msg[8:16])
-	if nonce != c.recvCount+1 || nonce == 0 {
-		return 0, 0, nonceError(nonce, c.recvCount)
+	nonce, err := c.checkHead(msg, len(msg))
+	if err != nil {
+		return 0, 0, err
 	}
-	copy(c.recvNonce[16:], msg[8:16])
 	ct := msg[32:]
 	var first []byte // Poly1305's key, then the flags byte's pad
 	c.recvSmall = len(ct)+32 <= smallKS
@@ -442,6 +441,26 @@ func (c *curveCodec) openHeader(msg []byte) (flags byte, n int, err error) {
 	}
 	c.recvCount = nonce
 	return frameFlags(ct[0] ^ first[32]), len(ct) - 1, nil
+}
+
+// checkHead checks the name and short nonce at the start of head, the
+// first 16 bytes (at least) of a MESSAGE of size bytes, and sets the
+// receive nonce for its key stream. The nonce counts as received only once
+// the tag checks.
+func (c *curveCodec) checkHead(head []byte, size int) (nonce uint64, err error) {
+	if subtle.ConstantTimeCompare(head[:8], curveMsgName) != 1 {
+		return 0, malformedMessage(size)
+	}
+	nonce = binary.BigEndian.Uint64(head[8:16])
+	if nonce != c.recvCount+1 || nonce == 0 {
+		return 0, nonceError(nonce, c.recvCount)
+	}
+	copy(c.recvNonce[16:], head[8:16])
+	return nonce, nil
+}
+
+func malformedMessage(size int) error {
+	return fmt.Errorf("%w: CURVE: malformed MESSAGE (%d bytes)", ErrProtocol, size)
 }
 
 var errBoxOpen = fmt.Errorf("%w: CURVE: MESSAGE box does not open", ErrProtocol)
@@ -554,14 +573,10 @@ func (c *curveCodec) unwrapHead(fr *frameReader, n int) (frameHeader, error) {
 	if err := fr.body(c.head[:]); err != nil {
 		return frameHeader{}, err
 	}
-	if subtle.ConstantTimeCompare(c.head[:8], curveMsgName) != 1 {
-		return frameHeader{}, fmt.Errorf("%w: CURVE: malformed MESSAGE (%d bytes)", ErrProtocol, n)
+	nonce, err := c.checkHead(c.head[:], n)
+	if err != nil {
+		return frameHeader{}, err
 	}
-	nonce := binary.BigEndian.Uint64(c.head[8:16])
-	if nonce != c.recvCount+1 || nonce == 0 {
-		return frameHeader{}, nonceError(nonce, c.recvCount)
-	}
-	copy(c.recvNonce[16:], c.head[8:16])
 	c.rs.setup(&c.recvSub, &c.recvNonce)
 	flags := frameFlags(c.head[32] ^ c.rs.first[32])
 	if flags&flagCommand != 0 {

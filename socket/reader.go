@@ -189,11 +189,7 @@ func (p *pipe) parseBuffered(st *readState) bool {
 // deliver completes the message of st.frames: counted, filtered by the
 // socket type, and queued in the batch for the fair queue.
 func (p *pipe) deliver(st *readState) {
-	if len(st.batch) == cap(st.batch) {
-		st.batch = append(st.batch, Msg{})[:len(st.batch)]
-	}
-	st.batch = st.batch[:len(st.batch)+1]
-	m := &st.batch[len(st.batch)-1]
+	m := st.slot()
 	st.c.finishInto(m, st.frames, int(st.total))
 	if len(st.frames) == 1 {
 		st.frames[0] = nil
@@ -234,15 +230,21 @@ func (p *pipe) kept(st *readState, m *Msg) {
 // deliverOne is deliver for a message of one frame of at most
 // slabFrameMax bytes, b in the read buffer, copied into the carver's slab.
 func (p *pipe) deliverOne(st *readState, b []byte) {
-	if len(st.batch) == cap(st.batch) {
-		st.batch = append(st.batch, Msg{})[:len(st.batch)]
-	}
-	st.batch = st.batch[:len(st.batch)+1]
-	m := &st.batch[len(st.batch)-1]
+	m := st.slot()
 	st.c.copyOne(m, b)
 	st.msgs++
 	st.bytes += uint64(len(b))
 	p.kept(st, m)
+}
+
+// slot adds a message to the batch, for the caller to fill in place (no
+// Msg copied), and returns it.
+func (st *readState) slot() *Msg {
+	if len(st.batch) == cap(st.batch) {
+		st.batch = append(st.batch, Msg{})[:len(st.batch)]
+	}
+	st.batch = st.batch[:len(st.batch)+1]
+	return &st.batch[len(st.batch)-1]
 }
 
 // flushCounts adds the messages counted since the last flush to the
