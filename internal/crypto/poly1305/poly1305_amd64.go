@@ -42,16 +42,10 @@ func sumAsm(out *[TagSize]byte, msg []byte, key *[32]byte) {
 		finalize(out, &st.h, &st.s)
 		return
 	}
-	r := fe26FromR(st.r[0], st.r[1])
-	r2 := r.mul(&r)
-	r3 := r2.mul(&r)
-	r4 := r2.mul(&r2)
-	var tab table
-	tab.set(0, &r4, &r4, &r4, &r4)
-	// The kernel's lanes hold blocks 0, 2, 1 and 3 of each group of four.
-	tab.set(9, &r4, &r2, &r3, &r)
+	var v vecState
+	v.setup(&st)
 	var d [5]uint64
-	blocks4(&d, &msg[0], uint64(n), &tab)
+	blocks4(&d, &msg[0], uint64(n), &v.tab)
 	h := carry26(d[0], d[1], d[2], d[3], d[4])
 	st.h = h.to64()
 	update(&st, msg[n:])
@@ -69,18 +63,24 @@ type vecState struct {
 	rk    fe26
 }
 
+// setup makes r, from st's key, and the table of its powers.
+func (v *vecState) setup(st *macState) {
+	v.r = fe26FromR(st.r[0], st.r[1])
+	r2 := v.r.mul(&v.r)
+	r3 := r2.mul(&v.r)
+	r4 := r2.mul(&r2)
+	v.tab.set(0, &r4, &r4, &r4, &r4)
+	// The kernel's lanes hold blocks 0, 2, 1 and 3 of each group of four.
+	v.tab.set(9, &r4, &r2, &r3, &v.r)
+	v.ready = true
+}
+
 // blocks runs the Poly1305 update of st over p (a positive multiple of 64
 // bytes) on the kernel: the kernel evaluates p's k blocks from a zero
 // accumulator, so st's accumulator h becomes h·r^k plus that.
 func (v *vecState) blocks(st *macState, p []byte) {
 	if !v.ready {
-		v.r = fe26FromR(st.r[0], st.r[1])
-		r2 := v.r.mul(&v.r)
-		r3 := r2.mul(&v.r)
-		r4 := r2.mul(&r2)
-		v.tab.set(0, &r4, &r4, &r4, &r4)
-		v.tab.set(9, &r4, &r2, &r3, &v.r)
-		v.ready = true
+		v.setup(st)
 	}
 	var d [5]uint64
 	blocks4(&d, &p[0], uint64(len(p)), &v.tab)
