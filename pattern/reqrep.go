@@ -533,8 +533,11 @@ var (
 // sendAttempt registers c as the attempt with id and sends its frame to
 // the replier pick chooses, waiting for one that can take it. It returns
 // that replier, or nil when timer fired before any could, or an error that
-// ends the request.
+// ends the request. fmem, the frame's memory, is released when it returns:
+// a send that failed (the replier's queue filled, or it went) leaves the
+// frame to the next replier chosen, still ours.
 func (r *Requester[Req, Resp]) sendAttempt(ctx context.Context, c *call, id codec.ID, prio uint8, frame []byte, fmem sendMem, tried []*reqPeer, timer *time.Timer) (*reqPeer, error) {
+	defer fmem.release()
 	for {
 		r.mu.Lock()
 		if r.closed {
@@ -556,7 +559,6 @@ func (r *Requester[Req, Resp]) sendAttempt(ctx context.Context, c *call, id code
 		r.mu.Unlock()
 		if p != nil {
 			err := r.sock.SendTo(ctx, p.peer, socket.Msg{Frames: [][]byte{empty, frame}, Priority: prio, Buf: fmem.sb})
-			fmem.release()
 			if err == nil {
 				if r.sent != nil {
 					r.sent(p.peer)
