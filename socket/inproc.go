@@ -178,8 +178,8 @@ func (s *Socket) linkInproc(d *dialer, ln *inprocListener) (*pipe, error) {
 		p.s.connects.Add(1)
 		p.s.attach(p)
 	}
-	pb.link.(*inprocLink).start()
-	pa.link.(*inprocLink).start()
+	pb.link.start()
+	pa.link.start()
 	for _, p := range []*pipe{pb, pa} {
 		p.s.ev.emit(Event{Kind: EventConnected, Endpoint: p.endpoint, Remote: p.remote, PeerType: p.peerType, PeerID: p.routeID})
 		p.s.signalReady()
@@ -220,6 +220,11 @@ type link interface {
 	closed(err error)             // the pipe terminated: release memory, end the other end
 	counts(c *Counters)           // the message and byte counts, both ways
 }
+
+// The pipe holds its link as an *inprocLink, not as a link: a message
+// passed through an interface method escapes to the heap, and so would
+// every caller's array of frames.
+var _ link = (*inprocLink)(nil)
 
 // inproc ring geometry: a chunk of ringSlots slots, each storing a message
 // of up to slotBytes body bytes (a message of several frames spends a byte
