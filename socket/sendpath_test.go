@@ -71,3 +71,49 @@ func TestSendNoAlloc(t *testing.T) {
 		check(t, pub)
 	})
 }
+
+// TestSpinnerAdapts: the inproc sender's watch before blocking (see
+// spinner) reports a condition that holds; after watches in a row that
+// saw nothing it watches only one wait in 64 (a busy machine, one
+// processor: the wait is long, and watching costs the processor the
+// receiver needs), and one watch that sees the condition hold turns it
+// back on.
+func TestSpinnerAdapts(t *testing.T) {
+	if spinProcs < 2 {
+		t.Skip("one processor: the spinner never watches")
+	}
+	var s spinner
+	looks := 0
+	never := func() bool { looks++; return false }
+	now := func() bool { looks++; return true }
+	if !s.watch(now) || looks != 1 {
+		t.Fatalf("watch of a condition that holds: %v after %d looks", false, looks)
+	}
+	for range 4 {
+		looks = 0
+		if s.watch(never) {
+			t.Fatal("watch reported a condition that never held")
+		}
+		if looks != spinRounds {
+			t.Fatalf("a watch looked %d times, want %d", looks, spinRounds)
+		}
+	}
+	looks, watched := 0, 0
+	for range 128 {
+		before := looks
+		s.watch(never)
+		if looks > before {
+			watched++
+		}
+	}
+	if watched != 2 {
+		t.Fatalf("after 4 misses, %d of 128 waits watched, want 2", watched)
+	}
+	// a hit (on one of the waits it still watches) turns it back on
+	for !s.watch(now) {
+	}
+	looks = 0
+	if !s.watch(now) || looks != 1 {
+		t.Fatal("watching did not resume after a hit")
+	}
+}
