@@ -274,8 +274,14 @@ type inprocRing struct {
 	// had sent sent messages (sentB bytes) when it looked.
 	waiting     bool
 	sent, sentB int64
-	_           [64]byte
+	// progress is taken, stored every ringProgress messages: a sender
+	// waiting for room watches it (see spinWait)
+	progress atomic.Int64
+	_        [64]byte
 }
+
+// ringProgress is how often the receiver publishes its progress.
+const ringProgress = 64
 
 // inprocLink is an inproc pipe's sending side, the pipe's link. Its fields
 // are guarded by the pipe's wmu.
@@ -624,6 +630,9 @@ func (r *inprocRing) emptyLocked() bool {
 func (r *inprocRing) tookLocked(p *pipe, size int, q *fairQueue) {
 	r.taken++
 	r.takenB += int64(size)
+	if r.taken%ringProgress == 0 {
+		r.progress.Store(r.taken)
+	}
 	if !r.waiting {
 		return
 	}

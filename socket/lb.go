@@ -20,60 +20,53 @@ type lb struct {
 	// one is the only pipe when there is exactly one, else nil: written
 	// holding mu, so that send finds it without taking mu.
 	one atomic.Pointer[pipe]
-	// spin watches the ready channel for a while before a sender blocks
-	// on an inproc peer that is full
-	spin spinner
 }
 
-// spinner watches a channel for a while before its caller blocks on it,
-// for the inproc sender that finds its peer full: a receiver that takes
-// messages at its own pace, on its own processor, reads a full ring down
-// to half its mark in tens of microseconds, and a sender that blocked and
-// is woken by it then is queued to run next on the receiver's processor,
-// where it waits for the receiver to block (another processor takes it
-// from there only after some microseconds, if at all). The two then run
-// by turns on one processor while the other is idle. It adapts: after
-// watches that saw nothing (a busy machine, where the receiver is not
-// running, or one processor), it watches only one time in 64, and watches
-// again after one that saw the channel close.
-type spinner struct {
-	misses atomic.Int32 // watches in a row that saw nothing
-	skips  atomic.Int32 // waits since the last watch, while misses is high
-}
-
-// spinRounds bounds a watch: a non-blocking receive is a few
-// nanoseconds, so about 20-40 µs, the time a receiver takes to read a
-// default mark of 1000 messages down to half.
-const spinRounds = 8192
-
-// spinYield is how often a watch yields its processor.
-const spinYield = 512
-
-// watch looks at ready for a while and reports whether it held.
-func (s *spinner) watch(ready func() bool) bool {
+// spinWait watches the ready channel wait for a while before an inproc
+// sender blocks on a peer that is full (the one whose ring is r), and
+// reports whether it closed. A receiver that takes messages at its own
+// pace, on its own processor, reads a full ring down to half its mark in
+// tens of microseconds; a sender that blocked and is woken by it then was
+// queued to run next on the receiver's processor, where it waited for the
+// receiver to block (another processor takes a goroutine from there only
+// after some microseconds, if at all): the two ran by turns on one
+// processor while the other was idle. So the sender watches while the
+// receiver makes progress, which it publishes every ringProgress
+// messages, and blocks as soon as it does not (a busy machine where the
+// receiver is not running, one processor): the watch costs a few
+// microseconds then. It yields its processor now and then, in case the
+// receiver is the goroutine queued next on it.
+func spinWait(wait <-chan struct{}, r *inprocRing) bool {
 	if spinProcs < 2 {
 		return false
 	}
-	if s.misses.Load() >= 4 && s.skips.Add(1)%64 != 0 {
-		return false
-	}
-	for i := range spinRounds {
-		if ready() {
-			if s.misses.Load() != 0 {
-				s.misses.Store(0)
-			}
+	last := r.progress.Load()
+	for i := 1; ; i++ {
+		if closed(wait) {
 			return true
 		}
-		if i%spinYield == spinYield-1 {
-			// The goroutine waited for may be the one queued next on
-			// this processor: let it run here, and this one wherever a
-			// processor is idle (the global run queue).
+		if i%spinYield == 0 {
 			runtime.Gosched()
 		}
+		if i%spinLook == 0 {
+			now := r.progress.Load()
+			if now == last {
+				return false
+			}
+			last = now
+		}
 	}
-	s.misses.Add(1)
-	return false
 }
+
+const (
+	// spinYield is how often (in looks at the channel, a few nanoseconds
+	// each) spinWait yields its processor.
+	spinYield = 512
+	// spinLook is how often it looks at the receiver's progress: about
+	// 5-10 µs, several times what a running receiver takes for
+	// ringProgress messages.
+	spinLook = 2048
+)
 
 // closed reports whether ch is closed (or has a value), without waiting.
 func closed(ch <-chan struct{}) bool {
@@ -86,7 +79,7 @@ func closed(ch <-chan struct{}) bool {
 }
 
 // spinProcs is GOMAXPROCS when the package was initialised: with one
-// processor, the goroutine a spinner waits for cannot run meanwhile.
+// processor, the goroutine a sender waits for cannot run meanwhile.
 var spinProcs = runtime.GOMAXPROCS(0)
 
 func (l *lb) attach(p *pipe) {
@@ -126,7 +119,7 @@ func (l *lb) send(ctx context.Context, m *Msg, before func(*pipe)) (*pipe, error
 	var wait <-chan struct{}
 	for {
 		n := 0
-		inproc := false // an inproc peer was full
+		var full *inprocRing // the ring of an inproc peer found full
 		for tried := 0; ; tried++ {
 			p := l.one.Load()
 			if p != nil && tried == 0 {
@@ -157,7 +150,9 @@ func (l *lb) send(ctx context.Context, m *Msg, before func(*pipe)) (*pipe, error
 			if err := p.enqueueRef(m, false); err == nil {
 				return p, nil
 			}
-			inproc = inproc || p.link != nil
+			if p.link != nil {
+				full = p.link.r
+			}
 		}
 		if l.s.opts.NoBlock {
 			if n == 0 {
@@ -170,7 +165,7 @@ func (l *lb) send(ctx context.Context, m *Msg, before func(*pipe)) (*pipe, error
 			wait = l.s.readyWait()
 			continue
 		}
-		if inproc && l.spin.watch(func() bool { return closed(wait) }) {
+		if full != nil && spinWait(wait, full) {
 			wait = l.s.readyWait()
 			continue
 		}
