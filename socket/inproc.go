@@ -277,11 +277,13 @@ type inprocRing struct {
 	// progress is taken, stored every ringProgress messages: a sender
 	// waiting for room watches it (see spinWait)
 	progress atomic.Int64
+	every    int64 // ringProgress, or an eighth of the mark
 	_        [64]byte
 }
 
-// ringProgress is how often the receiver publishes its progress.
-const ringProgress = 64
+// ringProgress is how often (in messages) the receiver publishes its
+// progress, at most: an eighth of the receive mark when that is less.
+const ringProgress = 16
 
 // inprocLink is an inproc pipe's sending side, the pipe's link. Its fields
 // are guarded by the pipe's wmu.
@@ -313,7 +315,7 @@ type inprocLink struct {
 
 func newInprocPipe(s *Socket, endpoint string, other *Socket) *pipe {
 	p := newPipeBase(s, endpoint, "inproc", other.typ.String(), other.opts.Identity)
-	p.ring = &inprocRing{head: new(ringChunk)}
+	p.ring = &inprocRing{head: new(ringChunk), every: int64(max(1, min(ringProgress, s.opts.RecvHWM/8)))}
 	return p
 }
 
@@ -630,7 +632,7 @@ func (r *inprocRing) emptyLocked() bool {
 func (r *inprocRing) tookLocked(p *pipe, size int, q *fairQueue) {
 	r.taken++
 	r.takenB += int64(size)
-	if r.taken%ringProgress == 0 {
+	if r.taken%r.every == 0 {
 		r.progress.Store(r.taken)
 	}
 	if !r.waiting {

@@ -30,43 +30,49 @@ type lb struct {
 // queued to run next on the receiver's processor, where it waited for the
 // receiver to block (another processor takes a goroutine from there only
 // after some microseconds, if at all): the two ran by turns on one
-// processor while the other was idle. So the sender watches while the
-// receiver makes progress, which it publishes every ringProgress
-// messages, and blocks as soon as it does not (a busy machine where the
-// receiver is not running, one processor): the watch costs a few
-// microseconds then. It yields its processor now and then, in case the
-// receiver is the goroutine queued next on it.
+// processor while the other was idle. So the sender watches for as long
+// as the receiver makes progress, which it publishes every few messages.
+// When it sees none, it yields its processor once (the receiver may be
+// the goroutine queued next on it), and blocks when it sees none again (a
+// busy machine where the receiver is not running; one processor): a
+// watch that fails costs a few microseconds.
 func spinWait(wait <-chan struct{}, r *inprocRing) bool {
 	if spinProcs < 2 {
 		return false
 	}
 	last := r.progress.Load()
+	yielded := false
 	for i := 1; ; i++ {
 		if closed(wait) {
 			return true
 		}
-		if i%spinYield == 0 {
-			runtime.Gosched()
+		if i%spinLook != 0 {
+			continue
 		}
-		if i%spinLook == 0 {
-			now := r.progress.Load()
-			if now == last {
-				return false
-			}
-			last = now
+		if now := r.progress.Load(); now != last {
+			last, yielded = now, false
+			continue
 		}
+		if yielded {
+			return false
+		}
+		runtime.Gosched()
+		yielded = true
 	}
 }
 
-const (
-	// spinYield is how often (in looks at the channel, a few nanoseconds
-	// each) spinWait yields its processor.
-	spinYield = 512
-	// spinLook is how often it looks at the receiver's progress: about
-	// 5-10 µs, several times what a running receiver takes for
-	// ringProgress messages.
-	spinLook = 2048
-)
+// spinLook is how often (in looks at the ready channel, a few nanoseconds
+// each) spinWait looks at the receiver's progress: 1-3 µs, a few times
+// what a running receiver takes for ringProgress small messages.
+const spinLook = 512
+
+// slotSized reports whether m is stored in an inproc ring slot, or nearly: a
+// receiver takes such messages at tens of millions a second, and a
+// sender waiting for room for one watches rather than blocks (see
+// spinWait).
+func slotSized(m *Msg) bool {
+	return len(m.Frames) == 1 && len(m.Frames[0]) <= slotBytes
+}
 
 // closed reports whether ch is closed (or has a value), without waiting.
 func closed(ch <-chan struct{}) bool {
@@ -165,7 +171,7 @@ func (l *lb) send(ctx context.Context, m *Msg, before func(*pipe)) (*pipe, error
 			wait = l.s.readyWait()
 			continue
 		}
-		if full != nil && spinWait(wait, full) {
+		if full != nil && slotSized(m) && spinWait(wait, full) {
 			wait = l.s.readyWait()
 			continue
 		}
