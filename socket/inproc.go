@@ -40,7 +40,12 @@ import (
 // counts what it publishes, the receiver what it took (under its fair
 // queue's lock), and the sender looks at the latter only when its last
 // look says the peer is full; then it asks to be woken once the receiver
-// has read it down to half its mark (libzmq's low-water mark).
+// has read it down to half its mark (libzmq's low-water mark). A PUSH or
+// DEALER sender of a small message watches for that, while the receiver
+// makes progress, before it blocks (spinWait): a sender woken from a block
+// runs next on the receiver's processor, and the two would run by turns on
+// one core. So a sender faster than its receiver keeps its core busy
+// while it waits, as long as the receiver runs.
 //
 // Close is immediate: what was handed over stays deliverable to the
 // receiver, as with any peer that goes (the fair queue counts it as

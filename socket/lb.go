@@ -35,8 +35,9 @@ type lb struct {
 // When it sees none, it yields its processor once (the receiver may be
 // the goroutine queued next on it), and blocks when it sees none again (a
 // busy machine where the receiver is not running; one processor): a
-// watch that fails costs a few microseconds.
-func spinWait(wait <-chan struct{}, r *inprocRing) bool {
+// watch that fails costs a few microseconds. It stops, reporting false,
+// when stop (the send's context, the socket's closing) is closed.
+func spinWait(wait <-chan struct{}, r *inprocRing, stop ...<-chan struct{}) bool {
 	if spinProcs < 2 {
 		return false
 	}
@@ -48,6 +49,11 @@ func spinWait(wait <-chan struct{}, r *inprocRing) bool {
 		}
 		if i%spinLook != 0 {
 			continue
+		}
+		for _, c := range stop {
+			if closed(c) {
+				return false
+			}
 		}
 		if now := r.progress.Load(); now != last {
 			last, yielded = now, false
@@ -171,7 +177,7 @@ func (l *lb) send(ctx context.Context, m *Msg, before func(*pipe)) (*pipe, error
 			wait = l.s.readyWait()
 			continue
 		}
-		if full != nil && slotSized(m) && spinWait(wait, full) {
+		if full != nil && slotSized(m) && spinWait(wait, full, ctx.Done(), l.s.closing) {
 			wait = l.s.readyWait()
 			continue
 		}

@@ -2,6 +2,7 @@ package socket
 
 import (
 	"context"
+	"runtime"
 	"testing"
 )
 
@@ -73,10 +74,10 @@ func TestSendNoAlloc(t *testing.T) {
 }
 
 // TestSpinWait: the inproc sender's watch before it blocks on a full
-// peer (spinWait) reports a ready channel closed already, and gives up,
-// after a few microseconds, on a receiver that makes no progress (a busy
+// peer (spinWait) reports a ready channel closed already, gives up, after
+// a few microseconds, on a receiver that makes no progress (a busy
 // machine, where it is not running): it does not spin for as long as the
-// wait lasts.
+// wait lasts; and it returns when the send is stopped.
 func TestSpinWait(t *testing.T) {
 	if spinProcs < 2 {
 		t.Skip("one processor: spinWait never watches")
@@ -85,6 +86,19 @@ func TestSpinWait(t *testing.T) {
 	ch := make(chan struct{})
 	if spinWait(ch, &r) {
 		t.Fatal("spinWait reported an open channel closed")
+	}
+	// stopped (the send's context ended) while the receiver makes
+	// progress, it returns without reporting the channel closed
+	stop := make(chan struct{})
+	ret := make(chan bool)
+	go func() { ret <- spinWait(ch, &r, nil, stop) }()
+	for range 1000 {
+		r.progress.Add(1)
+		runtime.Gosched()
+	}
+	close(stop)
+	if <-ret {
+		t.Fatal("spinWait stopped reported an open channel closed")
 	}
 	close(ch)
 	if !spinWait(ch, &r) {
