@@ -283,6 +283,7 @@ type inprocRing struct {
 	// waiting for room watches it (see spinWait)
 	progress atomic.Int64
 	every    int64 // ringProgress, or an eighth of the mark
+	tick     int64 // messages to take before the next store of progress
 	_        [64]byte
 }
 
@@ -637,7 +638,8 @@ func (r *inprocRing) emptyLocked() bool {
 func (r *inprocRing) tookLocked(p *pipe, size int, q *fairQueue) {
 	r.taken++
 	r.takenB += int64(size)
-	if r.taken%r.every == 0 {
+	if r.tick--; r.tick <= 0 {
+		r.tick = r.every
 		r.progress.Store(r.taken)
 	}
 	if !r.waiting {
