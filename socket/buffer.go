@@ -1,8 +1,10 @@
 package socket
 
 import (
+	"runtime"
 	"sync"
 	"sync/atomic"
+	"unsafe"
 )
 
 // Buffer is reference-counted memory for the frames of a sent message,
@@ -77,4 +79,23 @@ func (b *Buffer) Release() {
 	}
 	putBuffer(mem)
 	bufferObjs.Put(b)
+}
+
+// heapBuffer returns b, hidden from the compiler's escape analysis, for a
+// sender's queue to keep once it has retained b. The analysis does not
+// tell a message's fields apart: were the Buf pointer seen to be kept,
+// the array of Frames would be judged kept with it, and every Send of a
+// Msg{Frames: [][]byte{b}} built at the call would allocate that array
+// (24 bytes) on the heap. It is safe because a Buffer that can be retained
+// is on the heap: it came from NewBuffer (Retain panics on a zero Buffer,
+// and a Buffer is not to be copied: it holds an atomic counter).
+func heapBuffer(b *Buffer) *Buffer { return heapPtr(b) }
+
+// heapPtr returns p, a pointer to memory on the heap, hidden from the
+// escape analysis (see heapBuffer).
+func heapPtr[T any](p *T) *T {
+	x := uintptr(unsafe.Pointer(p))
+	q := *(**T)(unsafe.Pointer(&x))
+	runtime.KeepAlive(p) // a pointer to it until q is one
+	return q
 }

@@ -40,7 +40,12 @@ import (
 // counts what it publishes, the receiver what it took (under its fair
 // queue's lock), and the sender looks at the latter only when its last
 // look says the peer is full; then it asks to be woken once the receiver
-// has read it down to half its mark (libzmq's low-water mark).
+// has read it down to half its mark (libzmq's low-water mark). A PUSH or
+// DEALER sender of a small message watches for that, while the receiver
+// makes progress, before it blocks (spinWait): a sender woken from a block
+// runs next on the receiver's processor, and the two would run by turns on
+// one core. So a sender faster than its receiver keeps its core busy
+// while it waits, as long as the receiver runs.
 //
 // Close is immediate: what was handed over stays deliverable to the
 // receiver, as with any peer that goes (the fair queue counts it as
@@ -178,8 +183,8 @@ func (s *Socket) linkInproc(d *dialer, ln *inprocListener) (*pipe, error) {
 		p.s.connects.Add(1)
 		p.s.attach(p)
 	}
-	pb.link.(*inprocLink).start()
-	pa.link.(*inprocLink).start()
+	pb.link.start()
+	pa.link.start()
 	for _, p := range []*pipe{pb, pa} {
 		p.s.ev.emit(Event{Kind: EventConnected, Endpoint: p.endpoint, Remote: p.remote, PeerType: p.peerType, PeerID: p.routeID})
 		p.s.signalReady()
@@ -220,6 +225,11 @@ type link interface {
 	closed(err error)             // the pipe terminated: release memory, end the other end
 	counts(c *Counters)           // the message and byte counts, both ways
 }
+
+// The pipe holds its link as an *inprocLink, not as a link: a message
+// passed through an interface method escapes to the heap, and so would
+// every caller's array of frames.
+var _ link = (*inprocLink)(nil)
 
 // inproc ring geometry: a chunk of ringSlots slots, each storing a message
 // of up to slotBytes body bytes (a message of several frames spends a byte
@@ -269,8 +279,17 @@ type inprocRing struct {
 	// had sent sent messages (sentB bytes) when it looked.
 	waiting     bool
 	sent, sentB int64
-	_           [64]byte
+	// progress is taken, stored every ringProgress messages: a sender
+	// waiting for room watches it (see spinWait)
+	progress atomic.Int64
+	every    int64 // ringProgress, or an eighth of the mark
+	tick     int64 // messages to take before the next store of progress
+	_        [64]byte
 }
+
+// ringProgress is how often (in messages) the receiver publishes its
+// progress, at most: an eighth of the receive mark when that is less.
+const ringProgress = 16
 
 // inprocLink is an inproc pipe's sending side, the pipe's link. Its fields
 // are guarded by the pipe's wmu.
@@ -302,7 +321,7 @@ type inprocLink struct {
 
 func newInprocPipe(s *Socket, endpoint string, other *Socket) *pipe {
 	p := newPipeBase(s, endpoint, "inproc", other.typ.String(), other.opts.Identity)
-	p.ring = &inprocRing{head: new(ringChunk)}
+	p.ring = &inprocRing{head: new(ringChunk), every: int64(max(1, min(ringProgress, s.opts.RecvHWM/8)))}
 	return p
 }
 
@@ -619,6 +638,10 @@ func (r *inprocRing) emptyLocked() bool {
 func (r *inprocRing) tookLocked(p *pipe, size int, q *fairQueue) {
 	r.taken++
 	r.takenB += int64(size)
+	if r.tick--; r.tick <= 0 {
+		r.tick = r.every
+		r.progress.Store(r.taken)
+	}
 	if !r.waiting {
 		return
 	}

@@ -101,7 +101,7 @@ type pipe struct {
 	// sending side (the pipe's link) and its receiving side (what the
 	// other end hands over, for the fair queue); nil for a network peer.
 	peer *pipe
-	link link
+	link *inprocLink // concrete, not the link interface: a call through an interface would make every sent message escape to the heap
 	ring *inprocRing
 }
 

@@ -397,7 +397,23 @@ func (s *Socket) send(ctx context.Context, m *Msg) error {
 		_, err := l.send(ctx, m, nil)
 		return err
 	}
-	return s.proto.send(ctx, *m)
+	if r, ok := s.proto.(*pubProto); ok {
+		return r.send(ctx, *m)
+	}
+	return s.proto.send(ctx, heapMsg(m))
+}
+
+// heapMsg is *m with its array of frames copied to the heap, for a socket
+// type's send method: a message passed through an interface method
+// escapes, and were the caller's array to escape with it, every Send of a
+// Msg{Frames: [][]byte{b}} built at the call would allocate it, on the
+// paths that call no interface method (PUSH, DEALER, PUB) too. The Buffer
+// and the owner it refers to are on the heap already (see heapBuffer), so
+// they are passed on hidden from the escape analysis.
+func heapMsg(m *Msg) Msg {
+	fs := make([][]byte, len(m.Frames))
+	copy(fs, m.Frames)
+	return Msg{Frames: fs, Priority: m.Priority, Buf: heapBuffer(m.Buf), gen: m.gen, size: m.size, mem: heapPtr(m.mem)}
 }
 
 // checkSend is what Send and SendTo check before routing m.

@@ -98,7 +98,7 @@ func (b *batch) appendMsg(m Msg) {
 	}
 	if big && m.Buf != nil {
 		m.Buf.Retain()
-		b.holds = append(b.holds, m.Buf)
+		b.holds = append(b.holds, heapBuffer(m.Buf))
 	}
 }
 
