@@ -44,7 +44,9 @@ type Msg struct {
 	// CopyThreshold bytes and more) live in: the socket holds a reference
 	// to it for as long as it references them, and releases it once they
 	// are written (see Buffer). The caller's own reference is its own to
-	// release, whatever Send returned. Received messages have none.
+	// release, whatever Send returned. Received messages have none. It
+	// must be a Buffer NewBuffer made (never a copy of one): the socket
+	// keeps the pointer beyond the call.
 	Buf *Buffer
 
 	gen  uint32  // received: mem's generation when the message was made
