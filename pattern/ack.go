@@ -232,7 +232,8 @@ type ackPusher[T any] struct {
 	homeless    *keyQueue // keyed jobs queued while no puller is in the ring
 	keyedQueued int       // jobs in the pullers' keyed queues and homeless
 	keyNext     int       // where assignKeyed starts in the ring
-	touched     uint64    // what touchKeyed read: kept, so that it reads it
+	links       []keyLink // chain links not written yet (linkKeys)
+	touched     uint64    // what touchKeyed and warm read: kept, so that they read it
 }
 
 func newAckPusher[T any](p *Pusher[T]) *ackPusher[T] {

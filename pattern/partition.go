@@ -27,9 +27,10 @@ import (
 // its later jobs wait, chained through item.knext behind its head (the
 // job being delivered), until the job ahead of them is acknowledged or
 // dead; the key's table slot (keyTable) knows only its last job, to chain
-// the next one to. A key's job that may be delivered waits in its owner's
-// keyQueue (or in the homeless queue while no puller is there), so
-// that a puller without credit holds up only its own keys.
+// the next one to (the links are written in batches, see linkKeys). A
+// key's job that may be delivered waits in its owner's keyQueue (or in
+// the homeless queue while no puller is there), so that a puller without
+// credit holds up only its own keys.
 
 // PartitionKey gives one pushed message a partition key, overriding the
 // Pusher's WithPartitionKey. Every message of a key goes to the same
@@ -531,7 +532,9 @@ func (a *ackPusher[T]) pushKeyedLocked(it *item, kh uint64) {
 	it.keyed, it.khash = true, kh
 	if s := a.keys.get(kh); s != nil {
 		it.setState(jobWaiting)
-		s.last.knext = it
+		// s.last.knext = it, written later (linkKeys): s.last is cold
+		// when its key has many jobs waiting, or its owner a backlog.
+		a.links = append(a.links, keyLink{s.last, it})
 		s.last = it
 		a.mu.Unlock()
 		return
@@ -581,6 +584,9 @@ func (a *ackPusher[T]) dequeueKeyed(it *item) {
 // has jobs waiting. waited says the job settled while waiting for its
 // turn. a.mu is held.
 func (a *ackPusher[T]) keySettled(it *item, waited, dead bool) {
+	if len(a.links) > 0 {
+		a.linkKeys()
+	}
 	it.keyed = false
 	if waited {
 		// Settled before its turn (acked by a puller that had it from an
@@ -607,12 +613,31 @@ func (a *ackPusher[T]) keySettled(it *item, waited, dead bool) {
 	}
 }
 
+// keyLink is a link of a key's chain of jobs, from a job to the next.
+type keyLink struct{ from, to *item }
+
+// linkKeys writes the links of the keys' chains that pushKeyedLocked left
+// in a.links: written one at a time as jobs are pushed, each would wait
+// for its cold job to be fetched, in turn; written together, they are
+// fetched side by side. Every reader of item.knext calls it first. a.mu is
+// held.
+func (a *ackPusher[T]) linkKeys() {
+	for _, l := range a.links {
+		l.from.knext = l.to
+	}
+	clear(a.links)
+	a.links = a.links[:0]
+}
+
 // touchKeyed reads, for each keyed job acked in ids (16 bytes each), what
 // settling it reads next: its key's next job, or the key's table slot.
 // Both are cold in a full custody, and read one job at a time each would
 // stall in turn; read in a loop that does nothing else, they are fetched
 // side by side. a.mu is held.
 func (a *ackPusher[T]) touchKeyed(ids []byte) {
+	if len(a.links) > 0 {
+		a.linkKeys()
+	}
 	var sum uint64
 	for ; len(ids) >= 16; ids = ids[16:] {
 		it := a.custody.get(codec.ID(ids[:16]))
