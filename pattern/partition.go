@@ -540,11 +540,14 @@ func (a *ackPusher[T]) pushKeyedLocked(it *item, kh uint64) {
 		return
 	}
 	a.keys.put(kh, it)
-	if p := a.ownerOf(kh); p != nil && p.credit > 0 && !p.blocked && (p.keyed == nil || p.keyed.n == 0) {
+	p := a.ownerOf(kh)
+	if p != nil && p.credit > 0 && !p.blocked && (p.keyed == nil || p.keyed.n == 0) {
 		a.sendNowUnlock(it, p)
 		return
 	}
-	a.enqueue(it, false)
+	it.setState(jobQueued) // enqueue, knowing the owner
+	a.queueOf(p).push(it, false)
+	a.keyedQueued++
 	a.mu.Unlock()
 	a.wake()
 }
@@ -555,7 +558,12 @@ func (a *ackPusher[T]) pushKeyedLocked(it *item, kh uint64) {
 // with joinedLocked and leftLocked, which move the jobs whose owner
 // changed. a.mu is held.
 func (a *ackPusher[T]) keyQueueOf(kh uint64) *keyQueue {
-	p := a.ownerOf(kh)
+	return a.queueOf(a.ownerOf(kh))
+}
+
+// queueOf returns the queue for the keyed jobs of the keys p owns (the
+// homeless queue for nil). a.mu is held.
+func (a *ackPusher[T]) queueOf(p *pullerPeer) *keyQueue {
 	if p == nil {
 		return a.homeless
 	}
@@ -645,7 +653,7 @@ func (a *ackPusher[T]) touchKeyed(ids []byte) {
 			continue
 		}
 		if n := it.knext; n != nil {
-			sum += uint64(n.state)
+			sum += uint64(n.state) + uint64(n.deadline) // the lines queueing it writes
 		} else {
 			sum += a.keys.slots[a.keys.home(it.khash)].hash
 		}
