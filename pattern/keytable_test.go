@@ -169,10 +169,25 @@ func TestPartitionKeyChain(t *testing.T) {
 	if got := queued(); !slices.Equal(got, []*item{b1, a5}) {
 		t.Fatalf("after a4 died: queued %v, want b1, a5", got)
 	}
-	settle(b1, nil)
+	// The key's last job settles while waiting (before the link to it is
+	// written, see linkKeys), and the next one pushed is chained behind
+	// it all the same.
+	a6, a7 := job(ka), job(ka)
+	settle(a7, nil)
+	a8 := job(ka)
 	settle(a5, nil)
-	if a.keys.n != 0 || a.keyedQueued != 0 || len(queued()) != 0 || a.custody.len() != 0 {
-		t.Fatalf("all settled: %d keys, %d queued, %d in custody", a.keys.n, a.keyedQueued, a.custody.len())
+	if got := queued(); !slices.Equal(got, []*item{b1, a6}) {
+		t.Fatalf("after a5 settled: queued %v, want b1, a6", got)
+	}
+	settle(a6, nil)
+	if got := queued(); !slices.Equal(got, []*item{b1, a8}) || a8.state != jobQueued {
+		t.Fatalf("after a6 settled: queued %v, want b1, a8 (a7 skipped)", got)
+	}
+	settle(b1, nil)
+	settle(a8, nil)
+	if a.keys.n != 0 || a.keyedQueued != 0 || len(queued()) != 0 || a.custody.len() != 0 || len(a.links) != 0 {
+		t.Fatalf("all settled: %d keys, %d/%d queued, %d in custody, %d links",
+			a.keys.n, a.keyedQueued, len(queued()), a.custody.len(), len(a.links))
 	}
 	// A key that comes back starts a new turn.
 	if a6 := job(ka); a6.state != jobQueued || !slices.Equal(queued(), []*item{a6}) {
