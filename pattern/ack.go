@@ -78,7 +78,8 @@ type item struct {
 	ln      [nlinks]links // queue, in-flight and held list links
 	peer    *pullerPeer   // in flight: the current holder
 	// deadline, a mono time: in flight, of the ack timeout; in limbo,
-	// when it is declared dead (see limboWait).
+	// when it is declared dead (see limboWait). Queued in a keyQueue, it
+	// is the job's position there instead (jobRing).
 	deadline int64
 	frame    []byte         // the envelope: never modified, only replaced
 	buf      *socket.Buffer // the envelope's memory, if reused: released when forgotten or replaced
@@ -231,6 +232,8 @@ type ackPusher[T any] struct {
 	homeless    *keyQueue // keyed jobs queued while no puller is in the ring
 	keyedQueued int       // jobs in the pullers' keyed queues and homeless
 	keyNext     int       // where assignKeyed starts in the ring
+	links       []keyLink // chain links not written yet (linkKeys)
+	touched     uint64    // what touchKeyed and warm read: kept, so that they read it
 }
 
 func newAckPusher[T any](p *Pusher[T]) *ackPusher[T] {
@@ -919,6 +922,9 @@ func (a *ackPusher[T]) handleAnswer(m socket.Msg, sp *socket.Peer, sends []deliv
 				p.window = w
 				p.credit = w - p.nheld
 			}
+		}
+		if a.keys.n > 0 {
+			a.touchKeyed(ids)
 		}
 		for len(ids) > 0 {
 			a.answered(codec.ID(ids[:16]), p, true, "", now)

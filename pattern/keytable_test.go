@@ -58,6 +58,60 @@ func TestPartitionKeyTable(t *testing.T) {
 	}
 }
 
+// TestPartitionJobRing checks a keyed queue's ring (jobRing) against a
+// slice: jobs pushed at either end, taken out of the middle (holes) and
+// at the head, through growth, packing and shrinking; the order, the
+// first job and every job's position stay right.
+func TestPartitionJobRing(t *testing.T) {
+	var l jobRing
+	var ref []*item
+	rng := rand.New(rand.NewPCG(2, 3))
+	for op := range 100000 {
+		grow := op%20000 < 12000 // phases that mostly grow, then mostly shrink
+		switch r := rng.IntN(10); {
+		case r < 4 && grow || r < 2:
+			it := &item{}
+			front := rng.IntN(8) == 0
+			l.push(it, front)
+			if front {
+				ref = slices.Insert(ref, 0, it)
+			} else {
+				ref = append(ref, it)
+			}
+		case len(ref) > 0 && r < 7:
+			it := ref[0]
+			if got := l.first(); got != it {
+				t.Fatalf("op %d: first() = %p, want %p", op, got, it)
+			}
+			l.remove(it)
+			ref = ref[1:]
+		case len(ref) > 0:
+			i := rng.IntN(len(ref))
+			l.remove(ref[i])
+			ref = slices.Delete(ref, i, i+1)
+		}
+		if l.n != len(ref) {
+			t.Fatalf("op %d: %d jobs, want %d", op, l.n, len(ref))
+		}
+		if op%997 == 0 || len(ref) < 3 {
+			if got := l.jobs(); !slices.Equal(got, ref) {
+				t.Fatalf("op %d: jobs out of order (%d, want %d)", op, len(got), len(ref))
+			}
+			for _, it := range ref {
+				if l.slots[uint64(it.deadline)&l.mask()] != it {
+					t.Fatalf("op %d: a job is not at its position", op)
+				}
+			}
+			if len(l.slots) > minRingSlots && l.n*8 < len(l.slots) || l.tail-l.head > uint64(len(l.slots)) {
+				t.Fatalf("op %d: %d jobs over %d positions in %d slots", op, l.n, l.tail-l.head, len(l.slots))
+			}
+		}
+	}
+	if len(ref) == 0 && l.first() != nil {
+		t.Fatal("empty ring has a first job")
+	}
+}
+
 func lastOf(s *keySlot) *item {
 	if s == nil {
 		return nil
@@ -115,10 +169,25 @@ func TestPartitionKeyChain(t *testing.T) {
 	if got := queued(); !slices.Equal(got, []*item{b1, a5}) {
 		t.Fatalf("after a4 died: queued %v, want b1, a5", got)
 	}
-	settle(b1, nil)
+	// The key's last job settles while waiting (before the link to it is
+	// written, see linkKeys), and the next one pushed is chained behind
+	// it all the same.
+	a6, a7 := job(ka), job(ka)
+	settle(a7, nil)
+	a8 := job(ka)
 	settle(a5, nil)
-	if a.keys.n != 0 || a.keyedQueued != 0 || len(queued()) != 0 || a.custody.len() != 0 {
-		t.Fatalf("all settled: %d keys, %d queued, %d in custody", a.keys.n, a.keyedQueued, a.custody.len())
+	if got := queued(); !slices.Equal(got, []*item{b1, a6}) {
+		t.Fatalf("after a5 settled: queued %v, want b1, a6", got)
+	}
+	settle(a6, nil)
+	if got := queued(); !slices.Equal(got, []*item{b1, a8}) || a8.state != jobQueued {
+		t.Fatalf("after a6 settled: queued %v, want b1, a8 (a7 skipped)", got)
+	}
+	settle(b1, nil)
+	settle(a8, nil)
+	if a.keys.n != 0 || a.keyedQueued != 0 || len(queued()) != 0 || a.custody.len() != 0 || len(a.links) != 0 {
+		t.Fatalf("all settled: %d keys, %d/%d queued, %d in custody, %d links",
+			a.keys.n, a.keyedQueued, len(queued()), a.custody.len(), len(a.links))
 	}
 	// A key that comes back starts a new turn.
 	if a6 := job(ka); a6.state != jobQueued || !slices.Equal(queued(), []*item{a6}) {

@@ -5,11 +5,13 @@ import (
 	"crypto/rand"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"math/bits"
 	"reflect"
 	"sync"
 	"sync/atomic"
 
+	"github.com/zpeer/zpeer/codec"
 	"github.com/zpeer/zpeer/internal/partition"
 	"github.com/zpeer/zpeer/socket"
 )
@@ -25,9 +27,10 @@ import (
 // its later jobs wait, chained through item.knext behind its head (the
 // job being delivered), until the job ahead of them is acknowledged or
 // dead; the key's table slot (keyTable) knows only its last job, to chain
-// the next one to. A key's job that may be delivered waits in its owner's
-// keyQueue (or in the homeless queue while no puller is there), so
-// that a puller without credit holds up only its own keys.
+// the next one to (the links are written in batches, see linkKeys). A
+// key's job that may be delivered waits in its owner's keyQueue (or in
+// the homeless queue while no puller is there), so that a puller without
+// credit holds up only its own keys.
 
 // PartitionKey gives one pushed message a partition key, overriding the
 // Pusher's WithPartitionKey. Every message of a key goes to the same
@@ -320,27 +323,26 @@ func (t *keyTable) resize(size int) {
 // keyQueue holds the keyed jobs that may be delivered, by priority then in
 // queue order, for one puller (owner), or for none yet (the homeless
 // queue, owner nil).
+//
+// Its jobs are in rings of pointers (jobRing), not linked through the
+// items as a.levels' are: a job's owner takes about 1/N of the jobs, in
+// push order but scattered over custody's memory, and in a full custody
+// they are cold. Walking a linked queue would fetch them one after
+// another; from a ring, warm fetches those about to be delivered side by
+// side.
 type keyQueue struct {
 	owner    *pullerPeer
-	levels   [256]ilist
+	levels   [256]jobRing
 	nonEmpty [4]uint64
 	n        int
 }
 
 func newKeyQueue(owner *pullerPeer) *keyQueue {
-	q := &keyQueue{owner: owner}
-	for i := range q.levels {
-		q.levels[i].w = qlinks
-	}
-	return q
+	return &keyQueue{owner: owner}
 }
 
 func (q *keyQueue) push(it *item, front bool) {
-	if front {
-		q.levels[it.prio].pushFront(it)
-	} else {
-		q.levels[it.prio].pushBack(it)
-	}
+	q.levels[it.prio].push(it, front)
 	q.nonEmpty[it.prio>>6] |= 1 << (it.prio & 63)
 	q.n++
 }
@@ -348,31 +350,164 @@ func (q *keyQueue) push(it *item, front bool) {
 func (q *keyQueue) remove(it *item) {
 	l := &q.levels[it.prio]
 	l.remove(it)
-	if l.head == nil {
+	if l.n == 0 {
 		q.nonEmpty[it.prio>>6] &^= 1 << (it.prio & 63)
 	}
 	q.n--
 }
 
-// highest returns the first job of the highest priority (nil if empty).
-func (q *keyQueue) highest() *item {
+// top returns the ring of the highest priority with jobs (nil if empty).
+func (q *keyQueue) top() *jobRing {
 	for w := 3; w >= 0; w-- {
 		if b := q.nonEmpty[w]; b != 0 {
-			return q.levels[w<<6+bits.Len64(b)-1].head
+			return &q.levels[w<<6+bits.Len64(b)-1]
 		}
 	}
 	return nil
 }
 
+// highest returns the first job of the highest priority (nil if empty).
+func (q *keyQueue) highest() *item {
+	if l := q.top(); l != nil {
+		return l.first()
+	}
+	return nil
+}
+
+// warm reads what delivering the next n jobs (of the highest priority)
+// will read: each job's first two cache lines and its envelope. The
+// loads of one job do not wait for those of the one before, so that they
+// are fetched side by side, rather than one after another as each
+// delivery touches them. It returns a sum of what it read, for the
+// caller to keep (so that the reads are not optimised away).
+func (q *keyQueue) warm(n int) uint64 {
+	l := q.top()
+	if l == nil {
+		return 0
+	}
+	var sum uint64
+	for pos := l.head; pos != l.tail && n > 0; pos++ {
+		it := l.slots[pos&l.mask()]
+		if it == nil {
+			continue
+		}
+		n--
+		sum += uint64(it.sends) + uint64(it.deadline)
+		if f := it.frame; len(f) > 0 {
+			sum += uint64(f[0]) + uint64(f[len(f)-1])
+		}
+	}
+	return sum
+}
+
 // each calls fn on every job queued (fn may move the job elsewhere).
 func (q *keyQueue) each(fn func(*item)) {
 	for i := range q.levels {
-		for it := q.levels[i].head; it != nil; {
-			next := it.ln[qlinks].next
-			fn(it)
-			it = next
+		if q.levels[i].n > 0 {
+			for _, it := range q.levels[i].jobs() {
+				fn(it)
+			}
 		}
 	}
+}
+
+// jobRing is a FIFO of jobs from which a job can also be taken out of the
+// middle: a ring of slots, slots[pos & mask] for the positions from head
+// to tail. A job taken out of the middle leaves a hole (nil), skipped,
+// and the ring is compacted once holes take half of it; head and tail are
+// always jobs. A queued job's position is in its deadline field, which is
+// unused while it is queued.
+type jobRing struct {
+	slots      []*item // power-of-two length (or none)
+	head, tail uint64  // positions: tail-head <= len(slots)
+	n          int     // jobs (tail-head less the holes)
+}
+
+const minRingSlots = 16
+
+func (l *jobRing) mask() uint64 { return uint64(len(l.slots) - 1) }
+
+// first returns the job at the head (nil if empty).
+func (l *jobRing) first() *item {
+	if l.n == 0 {
+		return nil
+	}
+	return l.slots[l.head&l.mask()]
+}
+
+func (l *jobRing) push(it *item, front bool) {
+	if l.tail-l.head == uint64(len(l.slots)) {
+		l.resize()
+	}
+	var pos uint64
+	if front {
+		l.head--
+		pos = l.head
+	} else {
+		pos = l.tail
+		l.tail++
+	}
+	l.slots[pos&l.mask()] = it
+	it.deadline = int64(pos)
+	l.n++
+}
+
+func (l *jobRing) remove(it *item) {
+	pos := uint64(it.deadline)
+	if debugChecks && (pos-l.head >= l.tail-l.head || l.slots[pos&l.mask()] != it) {
+		panic(fmt.Sprintf("pattern: keyed job %x is not at its position in its queue", it.id))
+	}
+	l.slots[pos&l.mask()] = nil
+	l.n--
+	for l.head != l.tail && l.slots[l.head&l.mask()] == nil {
+		l.head++
+	}
+	for l.tail != l.head && l.slots[(l.tail-1)&l.mask()] == nil {
+		l.tail--
+	}
+	if len(l.slots) > minRingSlots && l.n*8 < len(l.slots) {
+		l.resize()
+	}
+}
+
+// resize makes room for a job, or gives memory back: the jobs move to a
+// ring of at least twice as many slots as jobs (and minRingSlots),
+// keeping their positions; if the holes between them leave too few
+// slots for that, they are packed from head on and given new positions.
+func (l *jobRing) resize() {
+	size := minRingSlots
+	for size < 2*l.n {
+		size *= 2
+	}
+	old, oldMask := l.slots, l.mask()
+	l.slots = make([]*item, size)
+	mask := l.mask()
+	if l.tail-l.head < uint64(size) {
+		for pos := l.head; pos != l.tail; pos++ {
+			l.slots[pos&mask] = old[pos&oldMask]
+		}
+		return
+	}
+	to := l.head
+	for pos := l.head; pos != l.tail; pos++ {
+		if it := old[pos&oldMask]; it != nil {
+			l.slots[to&mask] = it
+			it.deadline = int64(to)
+			to++
+		}
+	}
+	l.tail = to
+}
+
+// jobs returns the jobs in order, in a new slice.
+func (l *jobRing) jobs() []*item {
+	jobs := make([]*item, 0, l.n)
+	for pos := l.head; pos != l.tail; pos++ {
+		if it := l.slots[pos&l.mask()]; it != nil {
+			jobs = append(jobs, it)
+		}
+	}
+	return jobs
 }
 
 // ownerOf returns the puller, among those whose hello arrived, that owns
@@ -397,17 +532,22 @@ func (a *ackPusher[T]) pushKeyedLocked(it *item, kh uint64) {
 	it.keyed, it.khash = true, kh
 	if s := a.keys.get(kh); s != nil {
 		it.setState(jobWaiting)
-		s.last.knext = it
+		// s.last.knext = it, written later (linkKeys): s.last is cold
+		// when its key has many jobs waiting, or its owner a backlog.
+		a.links = append(a.links, keyLink{s.last, it})
 		s.last = it
 		a.mu.Unlock()
 		return
 	}
 	a.keys.put(kh, it)
-	if p := a.ownerOf(kh); p != nil && p.credit > 0 && !p.blocked && (p.keyed == nil || p.keyed.n == 0) {
+	p := a.ownerOf(kh)
+	if p != nil && p.credit > 0 && !p.blocked && (p.keyed == nil || p.keyed.n == 0) {
 		a.sendNowUnlock(it, p)
 		return
 	}
-	a.enqueue(it, false)
+	it.setState(jobQueued) // enqueue, knowing the owner
+	a.queueOf(p).push(it, false)
+	a.keyedQueued++
 	a.mu.Unlock()
 	a.wake()
 }
@@ -418,7 +558,12 @@ func (a *ackPusher[T]) pushKeyedLocked(it *item, kh uint64) {
 // with joinedLocked and leftLocked, which move the jobs whose owner
 // changed. a.mu is held.
 func (a *ackPusher[T]) keyQueueOf(kh uint64) *keyQueue {
-	p := a.ownerOf(kh)
+	return a.queueOf(a.ownerOf(kh))
+}
+
+// queueOf returns the queue for the keyed jobs of the keys p owns (the
+// homeless queue for nil). a.mu is held.
+func (a *ackPusher[T]) queueOf(p *pullerPeer) *keyQueue {
 	if p == nil {
 		return a.homeless
 	}
@@ -447,6 +592,9 @@ func (a *ackPusher[T]) dequeueKeyed(it *item) {
 // has jobs waiting. waited says the job settled while waiting for its
 // turn. a.mu is held.
 func (a *ackPusher[T]) keySettled(it *item, waited, dead bool) {
+	if len(a.links) > 0 {
+		a.linkKeys()
+	}
 	it.keyed = false
 	if waited {
 		// Settled before its turn (acked by a puller that had it from an
@@ -473,6 +621,46 @@ func (a *ackPusher[T]) keySettled(it *item, waited, dead bool) {
 	}
 }
 
+// keyLink is a link of a key's chain of jobs, from a job to the next.
+type keyLink struct{ from, to *item }
+
+// linkKeys writes the links of the keys' chains that pushKeyedLocked left
+// in a.links: written one at a time as jobs are pushed, each would wait
+// for its cold job to be fetched, in turn; written together, they are
+// fetched side by side. Every reader of item.knext calls it first. a.mu is
+// held.
+func (a *ackPusher[T]) linkKeys() {
+	for _, l := range a.links {
+		l.from.knext = l.to
+	}
+	clear(a.links)
+	a.links = a.links[:0]
+}
+
+// touchKeyed reads, for each keyed job acked in ids (16 bytes each), what
+// settling it reads next: its key's next job, or the key's table slot.
+// Both are cold in a full custody, and read one job at a time each would
+// stall in turn; read in a loop that does nothing else, they are fetched
+// side by side. a.mu is held.
+func (a *ackPusher[T]) touchKeyed(ids []byte) {
+	if len(a.links) > 0 {
+		a.linkKeys()
+	}
+	var sum uint64
+	for ; len(ids) >= 16; ids = ids[16:] {
+		it := a.custody.get(codec.ID(ids[:16]))
+		if it == nil || !it.keyed {
+			continue
+		}
+		if n := it.knext; n != nil {
+			sum += uint64(n.state) + uint64(n.deadline) // the lines queueing it writes
+		} else {
+			sum += a.keys.slots[a.keys.home(it.khash)].hash
+		}
+	}
+	a.touched = sum
+}
+
 // assignKeyed assigns the keyed jobs queued for pullers with credit, up
 // to dispatchBatch deliveries in sends, starting with a different puller
 // each time. a.mu is held.
@@ -484,6 +672,9 @@ func (a *ackPusher[T]) assignKeyed(sends []delivery, now int64) []delivery {
 	a.keyNext++
 	for i := range n {
 		p := a.ring[(a.keyNext+i)%n]
+		if p.keyed != nil && p.keyed.n > 0 && p.credit > 0 && !p.blocked {
+			a.touched += p.keyed.warm(min(p.credit, dispatchBatch-len(sends)))
+		}
 		for p.keyed != nil && p.keyed.n > 0 && p.credit > 0 && !p.blocked && len(sends) < dispatchBatch {
 			it := p.keyed.highest()
 			p.keyed.remove(it)
