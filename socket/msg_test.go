@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 	"unsafe"
+	"weak"
 )
 
 // recvOne has push send frames and returns what pull receives.
@@ -264,4 +265,32 @@ func TestTakeFrameRecycled(t *testing.T) {
 		}
 		return false
 	})
+}
+
+// TestTakeFrameUnreferenced: once its taker drops it, a large taken frame
+// is referenced by nothing of the socket's, so the garbage collector finds
+// it (and its finalizer gives it back to the pool), for every socket type
+// that receives large values: a ROUTER, whose messages get a new frame
+// slice with the routing id in front, included. Before, the reader's
+// carved frame slice kept the frames of the last hundred-odd ROUTER
+// messages alive, and every one of those missed the pool.
+func TestTakeFrameUnreferenced(t *testing.T) {
+	for _, tc := range []struct{ send, recv Type }{{PUSH, PULL}, {DEALER, ROUTER}, {DEALER, DEALER}} {
+		t.Run(tc.recv.String(), func(t *testing.T) {
+			recv := newSock(t, tc.recv)
+			send := newSock(t, tc.send)
+			connect(t, send, bind(t, recv))
+			m := recvOne(t, send, recv, []byte{}, make([]byte, 100<<10))
+			f := m.TakeFrame(len(m.Frames) - 1)
+			if len(f) != 100<<10 {
+				t.Fatalf("taken frame of %d bytes", len(f))
+			}
+			wp := weak.Make(&f[0])
+			f = nil
+			waitFor(t, "the dropped frame collected", func() bool {
+				runtime.GC()
+				return wp.Value() == nil
+			})
+		})
+	}
 }
