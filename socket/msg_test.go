@@ -294,3 +294,67 @@ func TestTakeFrameUnreferenced(t *testing.T) {
 		})
 	}
 }
+
+// TestBigPoolBounded: a class of large buffers holds at most its bound,
+// and what is given back beyond it is left to the collector; a trim after
+// a collection lets go of the buffers that went unused since the one
+// before, and keeps those taken in between.
+func TestBigPoolBounded(t *testing.T) {
+	var p bigPool
+	const limit = 5
+	for i := range limit + 3 {
+		p.put(make([]byte, 1, 64<<10)[:0], limit)
+		if got, want := p.held(), min(i+1, limit); got != want {
+			t.Fatalf("after %d puts the pool holds %d buffers, want %d", i+1, got, want)
+		}
+	}
+	p.trim() // a collection: from here on, what goes unused goes
+	taken := [][]byte{p.get(), p.get()}
+	p.trim() // the next: 3 were never taken
+	if got := p.held(); got != 0 {
+		t.Fatalf("after a trim the pool holds %d buffers never taken since the last, want 0", got)
+	}
+	for _, b := range taken {
+		p.put(b, limit)
+	}
+	p.trim()
+	if got := p.held(); got != 2 {
+		t.Fatalf("a trim right after 2 puts left %d buffers, want 2", got)
+	}
+}
+
+// TestBigPoolTrimmed: large buffers that go unused from one collection to
+// the next are let go, as a sync.Pool's would be.
+func TestBigPoolTrimmed(t *testing.T) {
+	if debugMsgs {
+		t.Skip("zpeerdebug: given-back memory is never reused")
+	}
+	c, size, _ := sizeClass(10 << 20)
+	p := &bigPools[c]
+	for range 3 {
+		putBuffer(make([]byte, 0, size))
+	}
+	waitFor(t, "unused buffers let go", func() bool {
+		runtime.GC()
+		return p.held() == 0
+	})
+}
+
+// TestTakeFrameRefills: a large frame taken from a received message (it
+// leaves the pool until a collection finds it unreferenced) has its class
+// topped up to its low mark, ahead of the next frame, with buffers whose
+// memory is mapped in already.
+func TestTakeFrameRefills(t *testing.T) {
+	if debugMsgs {
+		t.Skip("zpeerdebug: given-back memory is never reused")
+	}
+	pull := newSock(t, PULL)
+	push := newSock(t, PUSH)
+	connect(t, push, bind(t, pull))
+	const n = 300 << 10
+	c, size, _ := sizeClass(n)
+	m := recvOne(t, push, pull, make([]byte, n))
+	f := m.TakeFrame(0)
+	waitFor(t, "the class refilled", func() bool { return bigPools[c].held() >= stockLow(size) })
+	runtime.KeepAlive(f)
+}

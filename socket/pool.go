@@ -2,6 +2,7 @@ package socket
 
 import (
 	"math/bits"
+	"os"
 	"runtime"
 	"sync"
 	"sync/atomic"
@@ -52,6 +53,12 @@ func getBuffer(n int) []byte {
 	if !ok {
 		return make([]byte, n)
 	}
+	if size >= bigClassMin {
+		if b := bigPools[c].get(); b != nil {
+			return b[:n]
+		}
+		return make([]byte, n, size)
+	}
 	if p, ok := bufPools[c].Get().(*[]byte); ok {
 		b := (*p)[:n]
 		*p = nil
@@ -69,9 +76,150 @@ func putBuffer(b []byte) {
 	if !ok || size != cap(b) {
 		return // not one of ours
 	}
+	if size >= bigClassMin {
+		bigPools[c].put(b[:0], stockHigh(size))
+		return
+	}
 	p := boxes.Get().(*[]byte)
 	*p = b[:0]
 	bufPools[c].Put(p)
+}
+
+// Buffers from bigClassMin up are pooled in stacks of their own (bigPool)
+// rather than a sync.Pool, for frames taken with Msg.TakeFrame: those
+// leave the pool for as long as the application keeps them, and come back
+// (through a finalizer) only after a collection finds them unreferenced.
+// The collector runs about as often as if the heap held none of the
+// pooled buffers (it counts none of those a pool holds when it starts, nor
+// the taken ones that wait for their finalizer), every few dozen 1 MiB
+// messages. So:
+//
+//   - While a class that frames are taken from holds fewer than stockLow
+//     buffers, a goroutine of its own (refill) allocates more and touches
+//     their pages, so that the reader receiving the next frame finds memory
+//     already mapped in: a fresh 1 MiB buffer costs 256 page faults, a
+//     quarter of a millisecond on a virtual machine, which the collection
+//     that gives taken frames back came too seldom to spare.
+//   - A class holds at most stockHigh buffers; what is given back beyond
+//     that is left to the collector. Without that bound every frame the
+//     pool missed joined the buffers circulating for good, and a typed
+//     1 MiB round trip's heap grew by 100 MB per thousand messages,
+//     without end.
+//   - After each collection a class lets go of the buffers it held unused
+//     since the one before (as a sync.Pool does after two), so that memory
+//     an idle socket no longer needs goes back to the collector.
+const (
+	bigClassMin    = takeRecycleMin
+	stockLowBytes  = 16 << 20
+	stockHighBytes = 64 << 20
+	refillMax      = 8 << 20 // larger classes are not refilled ahead
+)
+
+// stockLow and stockHigh are a class's refill mark and bound, in buffers.
+func stockLow(size int) int  { return max(2, stockLowBytes/size) }
+func stockHigh(size int) int { return max(4, stockHighBytes/size) }
+
+// bigPool holds the buffers of one class from bigClassMin up, last in
+// first out.
+type bigPool struct {
+	mu        sync.Mutex
+	bufs      [][]byte
+	low       int  // the fewest held since the last collection: bufs[:low] went unused
+	refilling bool // a refill goroutine is at work
+}
+
+var bigPools [numClasses]bigPool
+
+func (p *bigPool) get() []byte {
+	p.mu.Lock()
+	n := len(p.bufs) - 1
+	if n < 0 {
+		p.mu.Unlock()
+		return nil
+	}
+	b := p.bufs[n]
+	p.bufs[n] = nil
+	p.bufs = p.bufs[:n]
+	p.low = min(p.low, n)
+	p.mu.Unlock()
+	return b
+}
+
+// put keeps b unless the pool holds limit buffers already.
+func (p *bigPool) put(b []byte, limit int) {
+	p.mu.Lock()
+	if len(p.bufs) < limit {
+		p.bufs = append(p.bufs, b)
+	}
+	p.mu.Unlock()
+}
+
+// held returns the number of buffers the pool holds.
+func (p *bigPool) held() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return len(p.bufs)
+}
+
+// trim lets go of the buffers that went unused since the last trim.
+func (p *bigPool) trim() {
+	p.mu.Lock()
+	if k := p.low; k > 0 {
+		n := copy(p.bufs, p.bufs[k:])
+		clear(p.bufs[n:])
+		p.bufs = p.bufs[:n]
+	}
+	p.low = len(p.bufs)
+	p.mu.Unlock()
+}
+
+// trimAfterGC trims every big pool after each collection, from a
+// finalizer that sets itself again.
+type gcTick struct{ _ [16]byte } // not from the tiny allocator, whose finalizers may never run
+
+func armTrim() {
+	runtime.SetFinalizer(new(gcTick), func(*gcTick) {
+		for i := range bigPools {
+			bigPools[i].trim()
+		}
+		armTrim()
+	})
+}
+
+func init() { armTrim() }
+
+// refill tops the pool of class c (buffers of size bytes) up to its low
+// mark from a goroutine of its own, unless one is at it already.
+func refill(c, size int) {
+	if size > refillMax {
+		return
+	}
+	p := &bigPools[c]
+	low := stockLow(size)
+	p.mu.Lock()
+	if p.refilling || len(p.bufs) >= low {
+		p.mu.Unlock()
+		return
+	}
+	p.refilling = true
+	p.mu.Unlock()
+	go func() {
+		page := os.Getpagesize()
+		for {
+			p.mu.Lock()
+			if len(p.bufs) >= low {
+				p.refilling = false
+				p.mu.Unlock()
+				return
+			}
+			p.mu.Unlock()
+			b := make([]byte, 0, size)
+			for i := 0; i < size; i += page {
+				b[:size][i] = 0 // mapped in here, not where a frame is read into it
+			}
+			p.put(b, stockHigh(size))
+		}
+	}()
 }
 
 const (
@@ -224,6 +372,8 @@ func (o *msgMem) take(frames [][]byte, i int) []byte {
 			// byte: the rest of the allocation would go back to the pool,
 			// and stay alive until reused.)
 			runtime.SetFinalizer(&f[0], func(p *byte) { putBuffer(unsafe.Slice(p, c)) })
+			class, size, _ := sizeClass(c)
+			refill(class, size)
 		}
 	}
 	frames[i] = nil // not given back by release
