@@ -298,7 +298,7 @@ func TestTakeFrameUnreferenced(t *testing.T) {
 // TestBigPoolBounded: a class of large buffers holds at most its bound,
 // and what is given back beyond it is left to the collector; a trim after
 // a collection lets go of the buffers that went unused since the one
-// before, and keeps those taken in between.
+// before, and keeps those taken in between, and a reserve if any was.
 func TestBigPoolBounded(t *testing.T) {
 	var p bigPool
 	const limit = 5
@@ -308,18 +308,33 @@ func TestBigPoolBounded(t *testing.T) {
 			t.Fatalf("after %d puts the pool holds %d buffers, want %d", i+1, got, want)
 		}
 	}
-	p.trim() // a collection: from here on, what goes unused goes
+	p.trim(0) // a collection: from here on, what goes unused goes
 	taken := [][]byte{p.get(), p.get()}
-	p.trim() // the next: 3 were never taken
+	p.trim(0) // the next: 3 were never taken
 	if got := p.held(); got != 0 {
 		t.Fatalf("after a trim the pool holds %d buffers never taken since the last, want 0", got)
 	}
 	for _, b := range taken {
 		p.put(b, limit)
 	}
-	p.trim()
+	p.trim(0)
 	if got := p.held(); got != 2 {
 		t.Fatalf("a trim right after 2 puts left %d buffers, want 2", got)
+	}
+	// Taken from, a class keeps its reserve; idle, it lets that go too.
+	var q bigPool
+	for range 5 {
+		q.put(make([]byte, 1, 64<<10)[:0], limit)
+	}
+	q.trim(0)
+	q.get()   // 4 held, never fewer since the last trim
+	q.trim(3) // 1 goes, 3 stay
+	if got := q.held(); got != 3 {
+		t.Fatalf("a class taken from holds %d buffers after a trim keeping 3, want 3", got)
+	}
+	q.trim(3) // nothing taken in between
+	if got := q.held(); got != 0 {
+		t.Fatalf("an idle class holds %d buffers after a trim, want 0", got)
 	}
 }
 

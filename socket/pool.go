@@ -48,6 +48,12 @@ func sizeClass(n int) (class, size int, ok bool) {
 	return (k-minPoolShift)*4 + q, (4 + q) * step, true
 }
 
+// classSize returns the size of class c's buffers.
+func classSize(c int) int {
+	k, q := c/4+minPoolShift, c%4
+	return (4 + q) << (k - 2)
+}
+
 func getBuffer(n int) []byte {
 	c, size, ok := sizeClass(n)
 	if !ok {
@@ -125,6 +131,7 @@ type bigPool struct {
 	mu        sync.Mutex
 	bufs      [][]byte
 	low       int  // the fewest held since the last collection: bufs[:low] went unused
+	taken     bool // a buffer was taken since the last collection
 	refilling bool // a refill goroutine is at work
 }
 
@@ -140,7 +147,7 @@ func (p *bigPool) get() []byte {
 	b := p.bufs[n]
 	p.bufs[n] = nil
 	p.bufs = p.bufs[:n]
-	p.low = min(p.low, n)
+	p.low, p.taken = min(p.low, n), true
 	p.mu.Unlock()
 	return b
 }
@@ -161,15 +168,21 @@ func (p *bigPool) held() int {
 	return len(p.bufs)
 }
 
-// trim lets go of the buffers that went unused since the last trim.
-func (p *bigPool) trim() {
+// trim lets go of the buffers that went unused since the last trim,
+// except keep of them if any buffer was taken in between (the reserve a
+// refill keeps, which is never reached while it is kept).
+func (p *bigPool) trim(keep int) {
 	p.mu.Lock()
-	if k := p.low; k > 0 {
+	k := p.low
+	if p.taken {
+		k -= keep
+	}
+	if k > 0 {
 		n := copy(p.bufs, p.bufs[k:])
 		clear(p.bufs[n:])
 		p.bufs = p.bufs[:n]
 	}
-	p.low = len(p.bufs)
+	p.low, p.taken = len(p.bufs), false
 	p.mu.Unlock()
 }
 
@@ -179,8 +192,8 @@ type gcTick struct{ _ [16]byte } // not from the tiny allocator, whose finalizer
 
 func armTrim() {
 	runtime.SetFinalizer(new(gcTick), func(*gcTick) {
-		for i := range bigPools {
-			bigPools[i].trim()
+		for c := range bigPools {
+			bigPools[c].trim(stockLow(classSize(c)))
 		}
 		armTrim()
 	})
