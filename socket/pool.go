@@ -14,10 +14,11 @@ import (
 // 2.5, 3, 3.5, 4, 5, 6, 7, 8 KiB, ...) up to 64 MiB, so that a frame a
 // little over a power of two (a 1 MiB value in its envelope) takes 1.25×
 // its size, not 2×. Msg.Free and Buffer.Release give them back; a message
-// that is never freed is simply collected. Reuse matters for large
-// messages: a fresh multi-megabyte buffer per message costs a page fault
-// per 4 KiB touched (and Go zeroes all of it), which on a virtual machine
-// outweighs the copy from the kernel.
+// that is never freed is simply collected. From 32 KiB a class is a
+// bounded stack of its own (bigPool, below), not a sync.Pool. Reuse
+// matters for large messages: a fresh multi-megabyte buffer per message
+// costs a page fault per 4 KiB touched (and Go zeroes all of it), which on
+// a virtual machine outweighs the copy from the kernel.
 const (
 	minPoolShift = 11 // 2 KiB, the smallest class
 	maxPoolShift = 26 // 64 MiB, the largest; larger frames are allocated and collected
