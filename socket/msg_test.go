@@ -338,6 +338,28 @@ func TestBigPoolBounded(t *testing.T) {
 	}
 }
 
+// TestPutBufferBounded: what gives pooled memory back (Free, Release, a
+// taken frame's finalizer) keeps a large class within its bound. (Buffers
+// never written: the test maps in none of their memory. A collection
+// meanwhile may trim the class, never grow it.)
+func TestPutBufferBounded(t *testing.T) {
+	if debugMsgs {
+		t.Skip("zpeerdebug: given-back memory is never reused")
+	}
+	c, size, _ := sizeClass(10 << 20)
+	p := &bigPools[c]
+	defer func() {
+		for p.get() != nil {
+		}
+	}()
+	for range stockHigh(size) + 3 {
+		putBuffer(make([]byte, 0, size))
+	}
+	if got, limit := p.held(), stockHigh(size); got > limit {
+		t.Fatalf("the %d-byte class holds %d buffers, over its bound %d", size, got, limit)
+	}
+}
+
 // TestBigPoolTrimmed: large buffers that go unused from one collection to
 // the next are let go, as a sync.Pool's would be.
 func TestBigPoolTrimmed(t *testing.T) {

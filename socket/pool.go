@@ -96,10 +96,12 @@ func putBuffer(b []byte) {
 // rather than a sync.Pool, for frames taken with Msg.TakeFrame: those
 // leave the pool for as long as the application keeps them, and come back
 // (through a finalizer) only after a collection finds them unreferenced.
-// The collector runs about as often as if the heap held none of the
-// pooled buffers (it counts none of those a pool holds when it starts, nor
-// the taken ones that wait for their finalizer), every few dozen 1 MiB
-// messages. So:
+// The collector paces itself as if the heap held few of those buffers:
+// it does not count the taken ones that wait for their finalizer, and a
+// pool that frames are taken from is nearly empty when it starts. Under a
+// steady stream of taken frames it runs about once per stockHigh's worth
+// of them (every 50 typed 1 MiB round trips), and only allocation makes
+// it run. So:
 //
 //   - While a class that frames are taken from holds fewer than stockLow
 //     buffers, a goroutine of its own (refill) allocates more and touches
@@ -111,14 +113,17 @@ func putBuffer(b []byte) {
 //     that is left to the collector. Without that bound every frame the
 //     pool missed joined the buffers circulating for good, and a typed
 //     1 MiB round trip's heap grew by 100 MB per thousand messages,
-//     without end.
+//     without end. With it, the memory of a stream of taken 1 MiB frames
+//     stays within about twice the bound. (A lower bound makes the
+//     collector run more often, and each run slows the messages it
+//     overlaps.)
 //   - After each collection a class lets go of the buffers it held unused
 //     since the one before (as a sync.Pool does after two), so that memory
 //     an idle socket no longer needs goes back to the collector.
 const (
 	bigClassMin    = takeRecycleMin
-	stockLowBytes  = 16 << 20
-	stockHighBytes = 64 << 20
+	stockLowBytes  = 8 << 20
+	stockHighBytes = 128 << 20
 	refillMax      = 8 << 20 // larger classes are not refilled ahead
 )
 
