@@ -298,7 +298,8 @@ func TestTakeFrameUnreferenced(t *testing.T) {
 // TestBigPoolBounded: a class of large buffers holds at most its bound,
 // and what is given back beyond it is left to the collector; a trim after
 // a collection lets go of the buffers that went unused since the one
-// before, and keeps those taken in between, and a reserve if any was.
+// before the last, and keeps those taken in between, and a reserve if any
+// was.
 func TestBigPoolBounded(t *testing.T) {
 	var p bigPool
 	const limit = 5
@@ -310,16 +311,25 @@ func TestBigPoolBounded(t *testing.T) {
 	}
 	p.trim(0) // a collection: from here on, what goes unused goes
 	taken := [][]byte{p.get(), p.get()}
-	p.trim(0) // the next: 3 were never taken
+	p.trim(0) // the next: 3 were never taken, and are kept one more cycle
+	if got := p.held(); got != 3 {
+		t.Fatalf("after one trim the pool holds %d buffers, want the 3 never taken", got)
+	}
+	p.trim(0) // still never taken: they go
 	if got := p.held(); got != 0 {
-		t.Fatalf("after a trim the pool holds %d buffers never taken since the last, want 0", got)
+		t.Fatalf("after two trims the pool holds %d buffers never taken, want 0", got)
 	}
 	for _, b := range taken {
 		p.put(b, limit)
 	}
-	p.trim(0)
+	p.trim(0) // the cycle they were put in (the pool ran dry in it)
+	p.trim(0) // one idle cycle
 	if got := p.held(); got != 2 {
-		t.Fatalf("a trim right after 2 puts left %d buffers, want 2", got)
+		t.Fatalf("after one idle cycle the pool holds %d buffers, want 2", got)
+	}
+	p.trim(0) // a second: they go
+	if got := p.held(); got != 0 {
+		t.Fatalf("after two idle cycles the pool holds %d buffers, want 0", got)
 	}
 	// Taken from, a class keeps its reserve; idle, it lets that go too.
 	var q bigPool
@@ -327,12 +337,13 @@ func TestBigPoolBounded(t *testing.T) {
 		q.put(make([]byte, 1, 64<<10)[:0], limit)
 	}
 	q.trim(0)
+	q.trim(0) // 5 unused for a cycle
 	q.get()   // 4 held, never fewer since the last trim
-	q.trim(3) // 1 goes, 3 stay
+	q.trim(3) // 4 unused for two cycles: 1 goes, 3 stay
 	if got := q.held(); got != 3 {
 		t.Fatalf("a class taken from holds %d buffers after a trim keeping 3, want 3", got)
 	}
-	q.trim(3) // nothing taken in between
+	q.trim(3) // nothing taken in between: the 3 went unused for two cycles
 	if got := q.held(); got != 0 {
 		t.Fatalf("an idle class holds %d buffers after a trim, want 0", got)
 	}

@@ -118,7 +118,7 @@ func putBuffer(b []byte) {
 //     collector run more often, and each run slows the messages it
 //     overlaps.)
 //   - After each collection a class lets go of the buffers it held unused
-//     since the one before (as a sync.Pool does after two), so that memory
+//     since the one before the last (as a sync.Pool does), so that memory
 //     an idle socket no longer needs goes back to the collector.
 const (
 	bigClassMin    = takeRecycleMin
@@ -137,6 +137,7 @@ type bigPool struct {
 	mu        sync.Mutex
 	bufs      [][]byte
 	low       int  // the fewest held since the last collection: bufs[:low] went unused
+	prevLow   int  // bufs[:prevLow] went unused between the two collections before
 	taken     bool // a buffer was taken since the last collection
 	refilling bool // a refill goroutine is at work
 }
@@ -174,21 +175,23 @@ func (p *bigPool) held() int {
 	return len(p.bufs)
 }
 
-// trim lets go of the buffers that went unused since the last trim,
-// except keep of them if any buffer was taken in between (the reserve a
-// refill keeps, which is never reached while it is kept).
+// trim lets go of the buffers that went unused since the trim before the
+// last (two collections: as a sync.Pool's victims), except keep of them if
+// any buffer was taken since the last (the reserve a refill keeps, which
+// is never reached while it is kept).
 func (p *bigPool) trim(keep int) {
 	p.mu.Lock()
-	k := p.low
+	k := min(p.low, p.prevLow) // bufs[:k] went unused since the trim before the last
 	if p.taken {
 		k -= keep
 	}
+	k = max(k, 0)
 	if k > 0 {
 		n := copy(p.bufs, p.bufs[k:])
 		clear(p.bufs[n:])
 		p.bufs = p.bufs[:n]
 	}
-	p.low, p.taken = len(p.bufs), false
+	p.prevLow, p.low, p.taken = max(p.low-k, 0), len(p.bufs), false
 	p.mu.Unlock()
 }
 
