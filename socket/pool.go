@@ -393,8 +393,8 @@ func (o *msgMem) take(frames [][]byte, i int) []byte {
 			// there, the runtime would put the finalizer on that inner
 			// byte: the rest of the allocation would go back to the pool,
 			// and stay alive until reused.)
-			runtime.SetFinalizer(&f[0], func(p *byte) { putBuffer(unsafe.Slice(p, c)) })
 			class, size, _ := sizeClass(c)
+			runtime.SetFinalizer(&f[0], giveBack[class])
 			refill(class, size)
 		}
 	}
@@ -402,6 +402,17 @@ func (o *msgMem) take(frames [][]byte, i int) []byte {
 	o.release(frames)
 	return f
 }
+
+// giveBack holds each class's finalizer for taken frames, which gives a
+// frame's buffer (of the class's size, from p on) back to the pool: made
+// once, so that a take allocates no closure.
+var giveBack = func() (fs [numClasses]func(*byte)) {
+	for c := range fs {
+		size := classSize(c)
+		fs[c] = func(p *byte) { putBuffer(unsafe.Slice(p, size)) }
+	}
+	return fs
+}()
 
 // sizeClassOf reports whether c is the size of a buffer pool class.
 func sizeClassOf(c int) bool {
