@@ -80,6 +80,9 @@ func (m *Msg) Free() {
 // the socket's buffer pool (a finalizer on it), so that a receiver which
 // keeps large frames as values, and drops them later, does not cost the
 // socket fresh memory (zeroed, and page-faulted in) for every message.
+// Until then the pool tops its size class up from a goroutine of its own
+// (to 8 MiB, for frames of up to 8 MiB); it holds at most 128 MiB of a
+// class, and lets go of what went unused between two collections.
 // TakeFrame on a message that was not received returns frame i as it is;
 // on one freed or taken from already (through any copy), nil.
 func (m *Msg) TakeFrame(i int) []byte {

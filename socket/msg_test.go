@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 	"unsafe"
+	"weak"
 )
 
 // recvOne has push send frames and returns what pull receives.
@@ -264,4 +265,144 @@ func TestTakeFrameRecycled(t *testing.T) {
 		}
 		return false
 	})
+}
+
+// TestTakeFrameUnreferenced: once its taker drops it, a large taken frame
+// is referenced by nothing of the socket's, so the garbage collector finds
+// it (and its finalizer gives it back to the pool), for every socket type
+// that receives large values: a ROUTER, whose messages get a new frame
+// slice with the routing id in front, included. Before, the reader's
+// carved frame slice kept the frames of the last hundred-odd ROUTER
+// messages alive, and every one of those missed the pool.
+func TestTakeFrameUnreferenced(t *testing.T) {
+	for _, tc := range []struct{ send, recv Type }{{PUSH, PULL}, {DEALER, ROUTER}, {DEALER, DEALER}} {
+		t.Run(tc.recv.String(), func(t *testing.T) {
+			recv := newSock(t, tc.recv)
+			send := newSock(t, tc.send)
+			connect(t, send, bind(t, recv))
+			m := recvOne(t, send, recv, []byte{}, make([]byte, 100<<10))
+			f := m.TakeFrame(len(m.Frames) - 1)
+			if len(f) != 100<<10 {
+				t.Fatalf("taken frame of %d bytes", len(f))
+			}
+			wp := weak.Make(&f[0])
+			f = nil
+			waitFor(t, "the dropped frame collected", func() bool {
+				runtime.GC()
+				return wp.Value() == nil
+			})
+		})
+	}
+}
+
+// TestBigPoolBounded: a class of large buffers holds at most its bound,
+// and what is given back beyond it is left to the collector; a trim after
+// a collection lets go of the buffers that went unused since the one
+// before the last, and keeps those taken in between, and a reserve if any
+// was.
+func TestBigPoolBounded(t *testing.T) {
+	var p bigPool
+	const limit = 5
+	for i := range limit + 3 {
+		p.put(make([]byte, 1, 64<<10)[:0], limit)
+		if got, want := p.held(), min(i+1, limit); got != want {
+			t.Fatalf("after %d puts the pool holds %d buffers, want %d", i+1, got, want)
+		}
+	}
+	p.trim(0) // a collection: from here on, what goes unused goes
+	taken := [][]byte{p.get(), p.get()}
+	p.trim(0) // the next: 3 were never taken, and are kept one more cycle
+	if got := p.held(); got != 3 {
+		t.Fatalf("after one trim the pool holds %d buffers, want the 3 never taken", got)
+	}
+	p.trim(0) // still never taken: they go
+	if got := p.held(); got != 0 {
+		t.Fatalf("after two trims the pool holds %d buffers never taken, want 0", got)
+	}
+	for _, b := range taken {
+		p.put(b, limit)
+	}
+	p.trim(0) // the cycle they were put in (the pool ran dry in it)
+	p.trim(0) // one idle cycle
+	if got := p.held(); got != 2 {
+		t.Fatalf("after one idle cycle the pool holds %d buffers, want 2", got)
+	}
+	p.trim(0) // a second: they go
+	if got := p.held(); got != 0 {
+		t.Fatalf("after two idle cycles the pool holds %d buffers, want 0", got)
+	}
+	// Taken from, a class keeps its reserve; idle, it lets that go too.
+	var q bigPool
+	for range 5 {
+		q.put(make([]byte, 1, 64<<10)[:0], limit)
+	}
+	q.trim(0)
+	q.trim(0) // 5 unused for a cycle
+	q.get()   // 4 held, never fewer since the last trim
+	q.trim(3) // 4 unused for two cycles: 1 goes, 3 stay
+	if got := q.held(); got != 3 {
+		t.Fatalf("a class taken from holds %d buffers after a trim keeping 3, want 3", got)
+	}
+	q.trim(3) // nothing taken in between: the 3 went unused for two cycles
+	if got := q.held(); got != 0 {
+		t.Fatalf("an idle class holds %d buffers after a trim, want 0", got)
+	}
+}
+
+// TestPutBufferBounded: what gives pooled memory back (Free, Release, a
+// taken frame's finalizer) keeps a large class within its bound. (Buffers
+// never written: the test maps in none of their memory. A collection
+// meanwhile may trim the class, never grow it.)
+func TestPutBufferBounded(t *testing.T) {
+	if debugMsgs {
+		t.Skip("zpeerdebug: given-back memory is never reused")
+	}
+	c, size, _ := sizeClass(10 << 20)
+	p := &bigPools[c]
+	defer func() {
+		for p.get() != nil {
+		}
+	}()
+	for range stockHigh(size) + 3 {
+		putBuffer(make([]byte, 0, size))
+	}
+	if got, limit := p.held(), stockHigh(size); got > limit {
+		t.Fatalf("the %d-byte class holds %d buffers, over its bound %d", size, got, limit)
+	}
+}
+
+// TestBigPoolTrimmed: large buffers that go unused from one collection to
+// the next are let go, as a sync.Pool's would be.
+func TestBigPoolTrimmed(t *testing.T) {
+	if debugMsgs {
+		t.Skip("zpeerdebug: given-back memory is never reused")
+	}
+	c, size, _ := sizeClass(10 << 20)
+	p := &bigPools[c]
+	for range 3 {
+		putBuffer(make([]byte, 0, size))
+	}
+	waitFor(t, "unused buffers let go", func() bool {
+		runtime.GC()
+		return p.held() == 0
+	})
+}
+
+// TestTakeFrameRefills: a large frame taken from a received message (it
+// leaves the pool until a collection finds it unreferenced) has its class
+// topped up to its low mark, ahead of the next frame, with buffers whose
+// memory is mapped in already.
+func TestTakeFrameRefills(t *testing.T) {
+	if debugMsgs {
+		t.Skip("zpeerdebug: given-back memory is never reused")
+	}
+	pull := newSock(t, PULL)
+	push := newSock(t, PUSH)
+	connect(t, push, bind(t, pull))
+	const n = 300 << 10
+	c, size, _ := sizeClass(n)
+	m := recvOne(t, push, pull, make([]byte, n))
+	f := m.TakeFrame(0)
+	waitFor(t, "the class refilled", func() bool { return bigPools[c].held() >= stockLow(size) })
+	runtime.KeepAlive(f)
 }

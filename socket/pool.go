@@ -2,6 +2,7 @@ package socket
 
 import (
 	"math/bits"
+	"os"
 	"runtime"
 	"sync"
 	"sync/atomic"
@@ -13,10 +14,11 @@ import (
 // 2.5, 3, 3.5, 4, 5, 6, 7, 8 KiB, ...) up to 64 MiB, so that a frame a
 // little over a power of two (a 1 MiB value in its envelope) takes 1.25×
 // its size, not 2×. Msg.Free and Buffer.Release give them back; a message
-// that is never freed is simply collected. Reuse matters for large
-// messages: a fresh multi-megabyte buffer per message costs a page fault
-// per 4 KiB touched (and Go zeroes all of it), which on a virtual machine
-// outweighs the copy from the kernel.
+// that is never freed is simply collected. From 32 KiB a class is a
+// bounded stack of its own (bigPool, below), not a sync.Pool. Reuse
+// matters for large messages: a fresh multi-megabyte buffer per message
+// costs a page fault per 4 KiB touched (and Go zeroes all of it), which on
+// a virtual machine outweighs the copy from the kernel.
 const (
 	minPoolShift = 11 // 2 KiB, the smallest class
 	maxPoolShift = 26 // 64 MiB, the largest; larger frames are allocated and collected
@@ -47,10 +49,22 @@ func sizeClass(n int) (class, size int, ok bool) {
 	return (k-minPoolShift)*4 + q, (4 + q) * step, true
 }
 
+// classSize returns the size of class c's buffers.
+func classSize(c int) int {
+	k, q := c/4+minPoolShift, c%4
+	return (4 + q) << (k - 2)
+}
+
 func getBuffer(n int) []byte {
 	c, size, ok := sizeClass(n)
 	if !ok {
 		return make([]byte, n)
+	}
+	if size >= bigClassMin {
+		if b := bigPools[c].get(); b != nil {
+			return b[:n]
+		}
+		return make([]byte, n, size)
 	}
 	if p, ok := bufPools[c].Get().(*[]byte); ok {
 		b := (*p)[:n]
@@ -69,9 +83,165 @@ func putBuffer(b []byte) {
 	if !ok || size != cap(b) {
 		return // not one of ours
 	}
+	if size >= bigClassMin {
+		bigPools[c].put(b[:0], stockHigh(size))
+		return
+	}
 	p := boxes.Get().(*[]byte)
 	*p = b[:0]
 	bufPools[c].Put(p)
+}
+
+// Buffers from bigClassMin up are pooled in stacks of their own (bigPool)
+// rather than a sync.Pool, for frames taken with Msg.TakeFrame: those
+// leave the pool for as long as the application keeps them, and come back
+// (through a finalizer) only after a collection finds them unreferenced.
+// The collector paces itself as if the heap held few of those buffers:
+// it does not count the taken ones that wait for their finalizer, and a
+// pool that frames are taken from is nearly empty when it starts. Under a
+// steady stream of taken frames it runs about once per stockHigh's worth
+// of them (every 50 typed 1 MiB round trips), and only allocation makes
+// it run. So:
+//
+//   - While a class that frames are taken from holds fewer than stockLow
+//     buffers, a goroutine of its own (refill) allocates more and touches
+//     their pages, so that the reader receiving the next frame finds memory
+//     already mapped in: a fresh 1 MiB buffer costs 256 page faults, a
+//     quarter of a millisecond on a virtual machine, which the collection
+//     that gives taken frames back came too seldom to spare.
+//   - A class holds at most stockHigh buffers; what is given back beyond
+//     that is left to the collector. Without that bound every frame the
+//     pool missed joined the buffers circulating for good, and a typed
+//     1 MiB round trip's heap grew by 100 MB per thousand messages,
+//     without end. With it, the memory of a stream of taken 1 MiB frames
+//     stays within about twice the bound. (A lower bound makes the
+//     collector run more often, and each run slows the messages it
+//     overlaps.)
+//   - After each collection a class lets go of the buffers it held unused
+//     since the one before the last (as a sync.Pool does), so that memory
+//     an idle socket no longer needs goes back to the collector.
+const (
+	bigClassMin    = takeRecycleMin
+	stockLowBytes  = 8 << 20
+	stockHighBytes = 128 << 20
+	refillMax      = 8 << 20 // larger classes are not refilled ahead
+)
+
+// stockLow and stockHigh are a class's refill mark and bound, in buffers.
+func stockLow(size int) int  { return max(2, stockLowBytes/size) }
+func stockHigh(size int) int { return max(4, stockHighBytes/size) }
+
+// bigPool holds the buffers of one class from bigClassMin up, last in
+// first out.
+type bigPool struct {
+	mu        sync.Mutex
+	bufs      [][]byte
+	low       int  // the fewest held since the last collection: bufs[:low] went unused
+	prevLow   int  // bufs[:prevLow] went unused between the two collections before
+	taken     bool // a buffer was taken since the last collection
+	refilling bool // a refill goroutine is at work
+}
+
+var bigPools [numClasses]bigPool
+
+func (p *bigPool) get() []byte {
+	p.mu.Lock()
+	n := len(p.bufs) - 1
+	if n < 0 {
+		p.mu.Unlock()
+		return nil
+	}
+	b := p.bufs[n]
+	p.bufs[n] = nil
+	p.bufs = p.bufs[:n]
+	p.low, p.taken = min(p.low, n), true
+	p.mu.Unlock()
+	return b
+}
+
+// put keeps b unless the pool holds limit buffers already.
+func (p *bigPool) put(b []byte, limit int) {
+	p.mu.Lock()
+	if len(p.bufs) < limit {
+		p.bufs = append(p.bufs, b)
+	}
+	p.mu.Unlock()
+}
+
+// held returns the number of buffers the pool holds.
+func (p *bigPool) held() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return len(p.bufs)
+}
+
+// trim lets go of the buffers that went unused since the trim before the
+// last (two collections: as a sync.Pool's victims), except keep of them if
+// any buffer was taken since the last (the reserve a refill keeps, which
+// is never reached while it is kept).
+func (p *bigPool) trim(keep int) {
+	p.mu.Lock()
+	k := min(p.low, p.prevLow) // bufs[:k] went unused since the trim before the last
+	if p.taken {
+		k -= keep
+	}
+	k = max(k, 0)
+	if k > 0 {
+		n := copy(p.bufs, p.bufs[k:])
+		clear(p.bufs[n:])
+		p.bufs = p.bufs[:n]
+	}
+	p.prevLow, p.low, p.taken = max(p.low-k, 0), len(p.bufs), false
+	p.mu.Unlock()
+}
+
+// trimAfterGC trims every big pool after each collection, from a
+// finalizer that sets itself again.
+type gcTick struct{ _ [16]byte } // not from the tiny allocator, whose finalizers may never run
+
+func armTrim() {
+	runtime.SetFinalizer(new(gcTick), func(*gcTick) {
+		for c := range bigPools {
+			bigPools[c].trim(stockLow(classSize(c)))
+		}
+		armTrim()
+	})
+}
+
+func init() { armTrim() }
+
+// refill tops the pool of class c (buffers of size bytes) up to its low
+// mark from a goroutine of its own, unless one is at it already.
+func refill(c, size int) {
+	if size > refillMax {
+		return
+	}
+	p := &bigPools[c]
+	low := stockLow(size)
+	p.mu.Lock()
+	if p.refilling || len(p.bufs) >= low {
+		p.mu.Unlock()
+		return
+	}
+	p.refilling = true
+	p.mu.Unlock()
+	go func() {
+		page := os.Getpagesize()
+		for {
+			p.mu.Lock()
+			if len(p.bufs) >= low {
+				p.refilling = false
+				p.mu.Unlock()
+				return
+			}
+			p.mu.Unlock()
+			b := make([]byte, 0, size)
+			for i := 0; i < size; i += page {
+				b[:size][i] = 0 // mapped in here, not where a frame is read into it
+			}
+			p.put(b, stockHigh(size))
+		}
+	}()
 }
 
 const (
@@ -223,13 +393,26 @@ func (o *msgMem) take(frames [][]byte, i int) []byte {
 			// there, the runtime would put the finalizer on that inner
 			// byte: the rest of the allocation would go back to the pool,
 			// and stay alive until reused.)
-			runtime.SetFinalizer(&f[0], func(p *byte) { putBuffer(unsafe.Slice(p, c)) })
+			class, size, _ := sizeClass(c)
+			runtime.SetFinalizer(&f[0], giveBack[class])
+			refill(class, size)
 		}
 	}
 	frames[i] = nil // not given back by release
 	o.release(frames)
 	return f
 }
+
+// giveBack holds each class's finalizer for taken frames, which gives a
+// frame's buffer (of the class's size, from p on) back to the pool: made
+// once, so that a take allocates no closure.
+var giveBack = func() (fs [numClasses]func(*byte)) {
+	for c := range fs {
+		size := classSize(c)
+		fs[c] = func(p *byte) { putBuffer(unsafe.Slice(p, size)) }
+	}
+	return fs
+}()
 
 // sizeClassOf reports whether c is the size of a buffer pool class.
 func sizeClassOf(c int) bool {

@@ -81,7 +81,13 @@ func (r *routerProto) sendTo(ctx context.Context, p *pipe, m Msg) error {
 
 func (r *routerProto) incoming(p *pipe, m Msg) (Msg, bool) {
 	frames := make([][]byte, 0, len(m.Frames)+1)
-	m.Frames = append(append(frames, p.routeID), m.Frames...) // the rest of m stays
+	frames = append(append(frames, p.routeID), m.Frames...) // the rest of m stays
+	// The reader's frame slice (carved from an array that holds the frames
+	// of hundreds of messages) is not m's any more: cleared, so that it
+	// does not keep frames alive that m's owner has dropped (a large frame
+	// taken with TakeFrame goes back to the pool only once unreferenced).
+	clear(m.Frames)
+	m.Frames = frames
 	m.size += len(p.routeID)
 	return m, true
 }

@@ -39,6 +39,7 @@ var chunkPool = sync.Pool{New: func() any { return new(chunk) }}
 // with one writev.
 type batch struct {
 	segs  net.Buffers // sealed segments, in order
+	wsegs net.Buffers // segs as writeTo hands them to WriteTo
 	cur   []byte      // the chunk being filled; cur[start:] is not sealed yet
 	start int
 	owned []*chunk  // chunks to recycle after the write
@@ -139,8 +140,9 @@ func (b *batch) writeTo(w io.Writer) error {
 	if len(b.segs) == 1 {
 		_, err = w.Write(b.segs[0])
 	} else {
-		segs := b.segs
-		_, err = segs.WriteTo(w)
+		b.wsegs = b.segs // (WriteTo consumes it; a local would escape, an allocation per write)
+		_, err = b.wsegs.WriteTo(w)
+		b.wsegs = nil
 	}
 	clear(b.segs)
 	b.segs = b.segs[:0]
