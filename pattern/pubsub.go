@@ -96,6 +96,13 @@ func NewPublisher[T any](opts ...Option) (*Publisher[T], error) {
 // counted). Publishing on a new topic beyond the bound forgets the topic
 // published least recently. The Publisher is then an XPUB socket (any SUB
 // still talks to it) that handles subscriptions itself.
+//
+// The cached messages are sent as published messages are: one that finds
+// the subscriber's queue full (socket.WithSendHWM) is dropped and counted. A
+// queue counts a batch until its writer has finished writing it, so a
+// subscriber that joins right after a burst as large as the mark can miss
+// cached messages while the burst is still being written: a publisher
+// whose bursts reach the mark wants a larger one.
 func WithLastValue(topics int) Option {
 	return func(o *options) error {
 		if topics < 1 {

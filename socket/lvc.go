@@ -30,6 +30,9 @@ import (
 // The cache holds at most max topics; publishing on a new topic beyond that
 // forgets the topic published least recently. Cached messages that find a
 // subscriber's queue full are dropped and counted (Dropped), as PUB drops.
+// A queue counts a batch until its writer has finished writing it, so a
+// subscription that arrives right after a burst as large as the send
+// high-water mark can find it full though the peer has read the burst.
 type LastValueCache struct {
 	s   *Socket
 	max int
