@@ -189,6 +189,72 @@ func relayDelay(k, by int) func(int, []byte) [][]byte {
 	}
 }
 
+// curveSender starts a CURVE PUSH connected to ep that sends interop
+// messages (interopMsgs), with certificates c.
+type curveSender struct {
+	name  string
+	start func(t *testing.T, c curveCerts, ep string)
+}
+
+// curveSenders are a libzmq (pyzmq) and a zpeer CURVE PUSH sending count
+// interop messages, the multi-frame specials too if asked.
+func curveSenders(count int, specials bool) []curveSender {
+	return []curveSender{
+		{"libzmq", func(t *testing.T, c curveCerts, ep string) {
+			args := []string{"push", "--connect", ep, "--count", fmt.Sprint(count)}
+			if specials {
+				args = append(args, "--specials")
+			}
+			startPy(t, append(args, pyClientArgs(c)...)...)
+		}},
+		{"zpeer", func(t *testing.T, c curveCerts, ep string) {
+			push := newSock(t, PUSH, append(zpeerClientOpts(t, c), WithHeartbeat(0, 0))...)
+			connect(t, push, ep)
+			// The PULL may end the connection before the last messages
+			// are queued: those then wait for a peer that never comes
+			// back (the relay takes one connection). Until the test ends.
+			ctx, cancel := context.WithCancel(context.Background())
+			done := make(chan struct{})
+			go func() {
+				defer close(done)
+				for _, m := range interopMsgs(count, specials) {
+					if push.Send(ctx, m) != nil {
+						return
+					}
+				}
+			}()
+			t.Cleanup(func() { cancel(); <-done })
+		}},
+	}
+}
+
+// tamperedPull has snd send to a zpeer CURVE PULL through a relay that
+// applies tamper, and waits for the connection to end: it returns the
+// PULL (what it delivered is queued), the relay and the reason the
+// connection ended.
+func tamperedPull(t *testing.T, snd curveSender, tamper func(int, []byte) [][]byte) (*Socket, *zmtpRelay, error) {
+	t.Helper()
+	c := pyCerts(t)
+	if snd.name == "zpeer" {
+		c = goCerts(t)
+	}
+	ended := make(chan error, 4)
+	pull := newSock(t, PULL, append(zpeerServerOpts(t, c), WithHeartbeat(0, 0), WithEventHandler(func(ev Event) {
+		if ev.Kind == EventDisconnected {
+			ended <- ev.Err
+		}
+	}))...)
+	relay := newZMTPRelay(t, bind(t, pull), tamper)
+	snd.start(t, c, relay.endpoint())
+	select {
+	case why := <-ended:
+		return pull, relay, why
+	case <-ctxT(t).Done():
+		t.Fatalf("the connection did not end; MESSAGE nonces seen: %v", relay.seen(0))
+		return nil, nil, nil
+	}
+}
+
 // TestCurveRelayTampering: a libzmq (pyzmq) or zpeer CURVE PUSH sends six
 // two-frame messages [msg, i] through a relay to a zpeer CURVE PULL. The
 // relay drops the second frame of message 3, repeats it, or holds it back
@@ -210,53 +276,11 @@ func TestCurveRelayTampering(t *testing.T) {
 		{"replay", func() func(int, []byte) [][]byte { return relayReplay(5) }, 3},
 		{"reorder", func() func(int, []byte) [][]byte { return relayDelay(5, 2) }, 2},
 	}
-	senders := []struct {
-		name  string
-		start func(t *testing.T, c curveCerts, ep string)
-	}{
-		{"libzmq", func(t *testing.T, c curveCerts, ep string) {
-			startPy(t, append([]string{"push", "--connect", ep, "--count", fmt.Sprint(count)}, pyClientArgs(c)...)...)
-		}},
-		{"zpeer", func(t *testing.T, c curveCerts, ep string) {
-			push := newSock(t, PUSH, append(zpeerClientOpts(t, c), WithHeartbeat(0, 0))...)
-			connect(t, push, ep)
-			// The PULL may end the connection before the last messages
-			// are queued: those then wait for a peer that never comes
-			// back (the relay takes one connection). Until the test ends.
-			ctx, cancel := context.WithCancel(context.Background())
-			done := make(chan struct{})
-			go func() {
-				defer close(done)
-				for _, m := range interopMsgs(count, false) {
-					if push.Send(ctx, m) != nil {
-						return
-					}
-				}
-			}()
-			t.Cleanup(func() { cancel(); <-done })
-		}},
-	}
+	senders := curveSenders(count, false)
 	for _, snd := range senders {
 		for _, pol := range policies {
 			t.Run(snd.name+"/"+pol.name, func(t *testing.T) {
-				c := pyCerts(t)
-				if snd.name == "zpeer" {
-					c = goCerts(t)
-				}
-				ended := make(chan error, 4)
-				pull := newSock(t, PULL, append(zpeerServerOpts(t, c), WithHeartbeat(0, 0), WithEventHandler(func(ev Event) {
-					if ev.Kind == EventDisconnected {
-						ended <- ev.Err
-					}
-				}))...)
-				relay := newZMTPRelay(t, bind(t, pull), pol.tamper())
-				snd.start(t, c, relay.endpoint())
-				var why error
-				select {
-				case why = <-ended:
-				case <-ctxT(t).Done():
-					t.Fatalf("the connection did not end; MESSAGE nonces seen: %v", relay.seen(0))
-				}
+				pull, relay, why := tamperedPull(t, snd, pol.tamper())
 				if !errors.Is(why, errNonce) {
 					t.Errorf("connection ended with %v, want errNonce", why)
 				}

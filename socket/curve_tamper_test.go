@@ -45,50 +45,11 @@ func TestCurveLargeTampered(t *testing.T) {
 		{"middle", func(n int) int { return n / 2 }, 0x20},
 		{"last", func(n int) int { return n - 1 }, 0x20},
 	}
-	senders := []struct {
-		name  string
-		start func(t *testing.T, c curveCerts, ep string)
-	}{
-		{"libzmq", func(t *testing.T, c curveCerts, ep string) {
-			startPy(t, append([]string{"push", "--connect", ep, "--count", fmt.Sprint(count), "--specials"}, pyClientArgs(c)...)...)
-		}},
-		{"zpeer", func(t *testing.T, c curveCerts, ep string) {
-			push := newSock(t, PUSH, append(zpeerClientOpts(t, c), WithHeartbeat(0, 0))...)
-			connect(t, push, ep)
-			ctx, cancel := context.WithCancel(context.Background())
-			done := make(chan struct{})
-			go func() {
-				defer close(done)
-				for _, m := range interopMsgs(count, true) {
-					if push.Send(ctx, m) != nil {
-						return
-					}
-				}
-			}()
-			t.Cleanup(func() { cancel(); <-done })
-		}},
-	}
+	senders := curveSenders(count, true)
 	for _, snd := range senders {
 		for _, spot := range spots {
 			t.Run(snd.name+"/"+spot.name, func(t *testing.T) {
-				c := pyCerts(t)
-				if snd.name == "zpeer" {
-					c = goCerts(t)
-				}
-				ended := make(chan error, 4)
-				pull := newSock(t, PULL, append(zpeerServerOpts(t, c), WithHeartbeat(0, 0), WithEventHandler(func(ev Event) {
-					if ev.Kind == EventDisconnected {
-						ended <- ev.Err
-					}
-				}))...)
-				relay := newZMTPRelay(t, bind(t, pull), relayFlip(big, spot.at, spot.mask))
-				snd.start(t, c, relay.endpoint())
-				var why error
-				select {
-				case why = <-ended:
-				case <-ctxT(t).Done():
-					t.Fatalf("the connection did not end; MESSAGE nonces seen: %v", relay.seen(0))
-				}
+				pull, _, why := tamperedPull(t, snd, relayFlip(big, spot.at, spot.mask))
 				if !errors.Is(why, ErrProtocol) || !strings.Contains(why.Error(), "does not open") {
 					t.Errorf("connection ended with %v, want the box refused (ErrProtocol)", why)
 				}
