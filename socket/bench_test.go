@@ -182,24 +182,32 @@ func BenchmarkPubSub8(b *testing.B) {
 	benchPubSub(b, 8, 64)
 }
 
-func benchPubSub(b *testing.B, nsubs, size int) {
+// pubWithSubs binds a PUB and connects n SUBs subscribed to everything,
+// and returns once a message published reaches each of them, with nothing
+// left for them to read.
+func pubWithSubs(b *testing.B, n int) (*Socket, []*Socket) {
 	pub := newSock(b, PUB)
 	ep := bind(b, pub)
-	subs := make([]*Socket, nsubs)
+	subs := make([]*Socket, n)
 	for i := range subs {
 		subs[i] = newSock(b, SUB)
 		subs[i].Subscribe("")
 		connect(b, subs[i], ep)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
 	waitFor(b, "subscribers", func() bool {
-		pub.Send(ctx, NewMsgString("sync"))
+		pub.Send(context.Background(), NewMsgString("sync"))
 		return allSubscribed(subs)
 	})
 	for _, s := range subs {
 		drainAll(s)
 	}
+	return pub, subs
+}
+
+func benchPubSub(b *testing.B, nsubs, size int) {
+	pub, subs := pubWithSubs(b, nsubs)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
 	msg := Msg{Frames: [][]byte{make([]byte, size)}}
 	n := b.N
 	var delivered, last atomic.Int64

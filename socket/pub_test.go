@@ -17,23 +17,9 @@ import (
 // process per delivery, the figure a loaded machine turns into throughput.
 func BenchmarkPubSubStream(b *testing.B) {
 	const nsubs, size = 8, 64
-	pub := newSock(b, PUB)
-	ep := bind(b, pub)
-	subs := make([]*Socket, nsubs)
-	for i := range subs {
-		subs[i] = newSock(b, SUB)
-		subs[i].Subscribe("")
-		connect(b, subs[i], ep)
-	}
+	pub, subs := pubWithSubs(b, nsubs)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	waitFor(b, "subscribers", func() bool {
-		pub.Send(ctx, NewMsgString("sync"))
-		return allSubscribed(subs)
-	})
-	for _, s := range subs {
-		drainAll(s)
-	}
 	body := make([]byte, size)
 	n := b.N
 	var delivered atomic.Int64
