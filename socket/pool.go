@@ -388,12 +388,11 @@ func (o *msgMem) take(frames [][]byte, i int) []byte {
 	if len(f) <= slabFrameMax {
 		f = append([]byte{}, f...) // it lives in the slab: a copy
 	} else if o.pooled && !debugMsgs && len(f) >= takeRecycleMin {
-		if c := cap(f); sizeClassOf(c) {
+		if class, size, ok := sizeClass(cap(f)); ok && size == cap(f) {
 			// f starts its allocation (getBuffer). (Were it sliced from
 			// there, the runtime would put the finalizer on that inner
 			// byte: the rest of the allocation would go back to the pool,
 			// and stay alive until reused.)
-			class, size, _ := sizeClass(c)
 			runtime.SetFinalizer(&f[0], giveBack[class])
 			refill(class, size)
 		}
@@ -413,12 +412,6 @@ var giveBack = func() (fs [numClasses]func(*byte)) {
 	}
 	return fs
 }()
-
-// sizeClassOf reports whether c is the size of a buffer pool class.
-func sizeClassOf(c int) bool {
-	_, size, ok := sizeClass(c)
-	return ok && size == c
-}
 
 // poisonByte fills freed memory in zpeerdebug builds.
 const poisonByte = 0xDF
