@@ -545,7 +545,9 @@ func (l *inprocLink) slot() (*ringChunk, int) {
 			}
 		}
 		if nc == nil {
-			nc = new(ringChunk)
+			nc = new(ringChunk) // zeroed here: its lines are this core's already
+		} else {
+			nc.own()
 		}
 		nc.next = nil
 		l.tail.next = nc
@@ -553,6 +555,30 @@ func (l *inprocLink) slot() (*ringChunk, int) {
 	}
 	return l.tail, l.pos
 }
+
+// own writes to every cache line of a spare chunk's slots and headers (the
+// lines the sender writes for messages stored in their slots) before the
+// sender uses it. The receiver read them last, so they are in its core's
+// cache; a write needs them back, and each message's write would
+// otherwise wait for that, one message at a time (every Send takes a lock,
+// which waits for the writes before it). Writing them all here has their
+// transfers overlap: on the project's 2-core VM, a 64 B stream between
+// two cores ran at 4.5-5.2M msgs/s without it and 9.2-11.8M with it
+// (bench/README.md). The receiver is through the chunk (it gave it back
+// as a spare), so nothing reads what is written.
+func (ch *ringChunk) own() {
+	for i := range ch.data {
+		ch.data[i][0] = 0
+		ch.data[i][cacheLine] = 0
+	}
+	for i := 0; i < ringSlots; i += cacheLine / 4 {
+		ch.hdr[i] = 0
+	}
+}
+
+// cacheLine is the cache line size own assumes (64 bytes on the machines
+// zpeer runs on; a larger line only makes own write some lines twice).
+const cacheLine = 64
 
 // publish makes the slot just written (a message of size bytes) visible to
 // the receiver, and reports whether the pipe is to be listed in the
