@@ -57,6 +57,12 @@ fi
 $GO vet ./...
 (cd bench && $GO vet ./...)
 
+# The documentation tests build small programs offline (GOPROXY=off) with
+# -mod=mod, which reads the go.mod of every module in zpeer's module graph,
+# old versions a build of zpeer itself never fetches: fetch them now.
+echo "== module graph"
+$GO list -m all >/dev/null
+
 echo "== go test -race ./..."
 $GO test -race -count=1 -timeout 45m ./...
 
