@@ -73,8 +73,11 @@ func TestReaderParsesBufferedStream(t *testing.T) {
 			pongs := make(chan error, 1)
 			go func() {
 				c.SetReadDeadline(time.Now().Add(20 * time.Second))
-				for i := range pings {
+				for i := 0; i < pings; {
 					fl, body, err := readFrame(c)
+					if err == nil && fl&flagCommand != 0 && bytes.HasPrefix(body, []byte("\x04PING")) {
+						continue // the socket's own heartbeat (a slow run outlasts its 5 s interval)
+					}
 					if err == nil && (fl&flagCommand == 0 || !bytes.HasPrefix(body, []byte("\x04PONGc"))) {
 						err = fmt.Errorf("reply %d: flags %#x %q, want a PONG", i, fl, body)
 					}
@@ -82,6 +85,7 @@ func TestReaderParsesBufferedStream(t *testing.T) {
 						pongs <- err
 						return
 					}
+					i++
 				}
 				pongs <- nil
 			}()
