@@ -38,10 +38,7 @@ func BenchmarkPushPull(b *testing.B) {
 // messages handed over in memory (target: 5x tcp at 64 B, 0 allocs/op).
 func BenchmarkInprocPushPull(b *testing.B) {
 	benchPushPull(b, func(b *testing.B, pull, push *Socket) {
-		ep := inprocName(b)
-		if _, err := pull.Bind(ep); err != nil {
-			b.Fatal(err)
-		}
+		ep := bindInproc(b, pull)
 		connect(b, push, ep)
 	})
 }
@@ -231,15 +228,7 @@ func benchPubSub(b *testing.B, nsubs, size int) {
 	for range n {
 		pub.Send(ctx, msg)
 	}
-	// wait until every message arrived or deliveries stop for 100ms
-	for prev := int64(-1); ; {
-		d := delivered.Load()
-		if d == int64(n*nsubs) || d == prev {
-			break
-		}
-		prev = d
-		time.Sleep(100 * time.Millisecond)
-	}
+	waitDeliveries(&delivered, int64(n*nsubs), 100*time.Millisecond)
 	cancel()
 	wg.Wait()
 	b.StopTimer()
@@ -305,5 +294,19 @@ func BenchmarkTCPStream(b *testing.B) {
 			}
 			b.ReportMetric(float64(n)/b.Elapsed().Seconds(), "msg/s")
 		})
+	}
+}
+
+// waitDeliveries waits, once a benchmark's publisher is done, until
+// delivered reaches want or stops growing for idle (a subscriber that
+// drops at its mark never reaches want).
+func waitDeliveries(delivered *atomic.Int64, want int64, idle time.Duration) {
+	for prev := int64(-1); ; {
+		d := delivered.Load()
+		if d == want || d == prev {
+			return
+		}
+		prev = d
+		time.Sleep(idle)
 	}
 }

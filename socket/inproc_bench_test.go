@@ -17,10 +17,7 @@ func BenchmarkInprocSide(b *testing.B) {
 		b.Run(side, func(b *testing.B) {
 			pull := newSock(b, PULL, WithRecvHWM(batch+1), WithHWMBytes(1<<30, 1<<30))
 			push := newSock(b, PUSH)
-			ep := inprocName(b)
-			if _, err := pull.Bind(ep); err != nil {
-				b.Fatal(err)
-			}
+			ep := bindInproc(b, pull)
 			connect(b, push, ep)
 			waitPeers(b, push, 1)
 			ctx := context.Background()
@@ -66,10 +63,7 @@ func BenchmarkInprocHWM(b *testing.B) {
 		b.Run(fmt.Sprint(hwm), func(b *testing.B) {
 			pull := newSock(b, PULL, WithRecvHWM(hwm))
 			push := newSock(b, PUSH)
-			ep := inprocName(b)
-			if _, err := pull.Bind(ep); err != nil {
-				b.Fatal(err)
-			}
+			ep := bindInproc(b, pull)
 			connect(b, push, ep)
 			pushPullLoop(b, pull, push, 64)
 		})

@@ -15,6 +15,17 @@ func inprocName(t testing.TB) string {
 	return fmt.Sprintf("inproc://%s-%d", t.Name(), inprocN.Add(1))
 }
 
+// bindInproc binds s to an inproc name no other test uses and returns the
+// endpoint (bind's inproc twin).
+func bindInproc(t testing.TB, s *Socket) string {
+	t.Helper()
+	ep := inprocName(t)
+	if _, err := s.Bind(ep); err != nil {
+		t.Fatalf("Bind(%s): %v", ep, err)
+	}
+	return ep
+}
+
 // TestInprocConformance: every type talks to its peer type over inproc,
 // binding first and connecting first.
 func TestInprocConformance(t *testing.T) {
@@ -62,11 +73,8 @@ func TestInprocBindTaken(t *testing.T) {
 // PULL's receive mark, then blocks; what was handed over stays deliverable
 // after the sender closes, and the receiver sees its peer go.
 func TestInprocHWMAndClose(t *testing.T) {
-	ep := inprocName(t)
 	pull := newSock(t, PULL, WithRecvHWM(10))
-	if _, err := pull.Bind(ep); err != nil {
-		t.Fatal(err)
-	}
+	ep := bindInproc(t, pull)
 	push, err := New(PUSH, WithNoBlock())
 	if err != nil {
 		t.Fatal(err)
@@ -104,11 +112,8 @@ func TestInprocHWMAndClose(t *testing.T) {
 // TestInprocBlockedSendWakes: a Send blocked on a full receiver returns
 // once the receiver reads.
 func TestInprocBlockedSendWakes(t *testing.T) {
-	ep := inprocName(t)
 	pull := newSock(t, PULL, WithRecvHWM(1))
-	if _, err := pull.Bind(ep); err != nil {
-		t.Fatal(err)
-	}
+	ep := bindInproc(t, pull)
 	push := newSock(t, PUSH)
 	connect(t, push, ep)
 	send(t, push, "a")
@@ -174,10 +179,7 @@ func TestInprocPubSubProxy(t *testing.T) {
 func TestInprocManySenders(t *testing.T) {
 	const senders, per, hwm = 4, 2000, 8
 	pull := newSock(t, PULL, WithRecvHWM(hwm))
-	ep := inprocName(t)
-	if _, err := pull.Bind(ep); err != nil {
-		t.Fatal(err)
-	}
+	ep := bindInproc(t, pull)
 	tcp := bind(t, pull)
 	pushes := make([]*Socket, senders)
 	for i := range pushes {
@@ -246,11 +248,8 @@ func TestInprocManySenders(t *testing.T) {
 // TestInprocByteMark: the receiver's byte mark bounds what an inproc
 // sender hands over, and one message always fits in an empty queue.
 func TestInprocByteMark(t *testing.T) {
-	ep := inprocName(t)
 	pull := newSock(t, PULL, WithHWMBytes(1<<20, 4096))
-	if _, err := pull.Bind(ep); err != nil {
-		t.Fatal(err)
-	}
+	ep := bindInproc(t, pull)
 	push := newSock(t, PUSH, WithNoBlock())
 	connect(t, push, ep)
 	waitPeers(t, push, 1)
@@ -287,11 +286,8 @@ func TestInprocByteMark(t *testing.T) {
 // message for message and byte for byte, before the receiver reads, after,
 // and in the socket totals once the peer is gone.
 func TestInprocStatsExact(t *testing.T) {
-	ep := inprocName(t)
 	pull := newSock(t, PULL)
-	if _, err := pull.Bind(ep); err != nil {
-		t.Fatal(err)
-	}
+	ep := bindInproc(t, pull)
 	push, err := New(PUSH)
 	if err != nil {
 		t.Fatal(err)
@@ -342,11 +338,8 @@ func TestInprocStatsExact(t *testing.T) {
 // exactly 3 more go without blocking; and a sender blocked then is woken
 // once the receiver is down to half the mark.
 func TestInprocRoomAfterReads(t *testing.T) {
-	ep := inprocName(t)
 	pull := newSock(t, PULL, WithRecvHWM(10))
-	if _, err := pull.Bind(ep); err != nil {
-		t.Fatal(err)
-	}
+	ep := bindInproc(t, pull)
 	push := newSock(t, PUSH, WithNoBlock())
 	connect(t, push, ep)
 	waitPeers(t, push, 1)
@@ -454,10 +447,7 @@ func TestInprocLBOneThenMore(t *testing.T) {
 func TestInprocChunkReuse(t *testing.T) {
 	const n = ringSlots * ringSpares * 8
 	pull := newSock(t, PULL, WithRecvHWM(ringSlots/2))
-	ep := inprocName(t)
-	if _, err := pull.Bind(ep); err != nil {
-		t.Fatal(err)
-	}
+	ep := bindInproc(t, pull)
 	push := newSock(t, PUSH)
 	connect(t, push, ep)
 	waitPeers(t, push, 1)

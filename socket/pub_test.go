@@ -50,15 +50,7 @@ func BenchmarkPubSubStream(b *testing.B) {
 	for range n {
 		pub.Send(ctx, Msg{Frames: [][]byte{body}})
 	}
-	// wait until every message arrived or deliveries stop
-	for prev := int64(-1); ; {
-		d := delivered.Load()
-		if d == int64(n*nsubs) || d == prev {
-			break
-		}
-		prev = d
-		time.Sleep(20 * time.Millisecond)
-	}
+	waitDeliveries(&delivered, int64(n*nsubs), 20*time.Millisecond)
 	cancel()
 	wg.Wait()
 	b.StopTimer()

@@ -50,10 +50,7 @@ func TestSendNoAlloc(t *testing.T) {
 	t.Run("push-inproc", func(t *testing.T) {
 		pull := newSock(t, PULL, WithRecvHWM(10*runs))
 		push := newSock(t, PUSH)
-		ep := inprocName(t)
-		if _, err := pull.Bind(ep); err != nil {
-			t.Fatal(err)
-		}
+		ep := bindInproc(t, pull)
 		connect(t, push, ep)
 		waitPeers(t, push, 1)
 		check(t, push)
